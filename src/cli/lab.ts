@@ -1,0 +1,149 @@
+import { Command } from 'commander';
+import { labDown, labUp } from '../lab/lab.js';
+import { labStatus, type LabStatus } from '../lab/status.js';
+import { addVm, listVms, migrateVm } from '../lab/vm.js';
+import { requireLab } from '../lab/lab.js';
+import { hosts } from '../lab/topology.js';
+import type { LabState } from '../lab/state.js';
+import { defaultLab, integer, number, printJson } from './options.js';
+import { table } from './table.js';
+
+interface VmTraffic { pattern: string; vmRate: number; vmSize: number; memory: number }
+
+export function labCommand(): Command {
+  const lab = new Command('lab').description('a real multi-site libvirt cluster on this machine, for the demo and the tests');
+  const nameOpt = ['--name <name>', 'lab name (prefixes every namespace, link, port and VM)', defaultLab()] as const;
+
+  lab.command('up')
+    .description('create the lab: sites of hosts, each a network namespace running its own libvirtd, joined by shaped links and a VXLAN VM network')
+    .option(...nameOpt)
+    .option('--sites <n>', 'number of sites', integer, 2)
+    .option('--hosts-per-site <n>', 'hosts in each site', integer, 2)
+    .option('--delay <ms>', 'one-way delay between two sites, ms', number, 20)
+    .option('--rate <mbit>', 'bandwidth between sites, Mbit/s', number, 100)
+    .option('--vms <n>', 'guests to start, spread over the sites in turn', integer, 0)
+    .option('--pattern <p>', 'traffic pattern of those guests: idle, pairs, ring, groups:K, all', 'groups:2')
+    .option('--vm-rate <n>', 'datagrams per second each guest sends to each peer', integer, 20)
+    .option('--vm-size <bytes>', 'UDP payload size of those datagrams', integer, 256)
+    .option('--memory <MiB>', 'memory of each guest', integer, 128)
+    .option('--index <L>', 'use 10.L.0.0/16 for the lab (default: the first free from 101)', integer)
+    .option('--redis-port <port>', "port of the lab's Redis (default 16300 + L)", integer)
+    .option('--json', 'print the resulting status as JSON')
+    .action(async (o) => {
+      const state = await labUp({
+        name: o.name, sites: o.sites, hostsPerSite: o.hostsPerSite, delayMs: o.delay, rateMbit: o.rate,
+        ...(o.index !== undefined ? { index: o.index } : {}),
+        ...(o.redisPort !== undefined ? { redisPort: o.redisPort } : {}),
+      });
+      if (!o.json) process.stdout.write(`lab '${state.name}' is up: ${hosts(state).length} hosts in ${state.sites} sites, in ${state.upSeconds?.toFixed(1)} s\n`);
+      await startGuests(state, o.vms, { pattern: o.pattern, vmRate: o.vmRate, vmSize: o.vmSize, memory: o.memory }, !o.json);
+      const status = await labStatus(state.name);
+      if (o.json) printJson(status);
+      else process.stdout.write(`next: virt-cohort lab status${state.name === defaultLab() ? '' : ` --name ${state.name}`}\n`);
+    });
+
+  lab.command('status')
+    .description('hosts, links, Redis and VMs of the lab, checked live')
+    .option(...nameOpt)
+    .option('--json', 'print as JSON')
+    .action(async (o) => {
+      const status = await labStatus(o.name);
+      if (o.json) printJson(status);
+      else process.stdout.write(formatStatus(status));
+    });
+
+  lab.command('down')
+    .description('remove everything the lab created (also after a crashed lab up): processes by pid, namespaces, links, pins, state')
+    .option(...nameOpt)
+    .action(async (o) => {
+      const removed = await labDown(o.name);
+      process.stdout.write(removed.length ? `lab '${o.name}' removed: ${removed.length} items (${removed.slice(0, 6).join(', ')}${removed.length > 6 ? ', ...' : ''})\n` : `lab '${o.name}': nothing to remove\n`);
+    });
+
+  lab.addCommand(vmCommand(nameOpt));
+  return lab;
+}
+
+function vmCommand(nameOpt: readonly [string, string, string]): Command {
+  const vm = new Command('vm').description("the lab's guests: define, list, live-migrate");
+  vm.command('add <vm>')
+    .description('define a persistent guest on a lab host and start it')
+    .option(...nameOpt)
+    .requiredOption('--host <host>', 'lab host to run it on (e.g. a1)')
+    .option('--index <i>', 'its index in the virtual cluster; its IP is 10.L.200.i (default: the next free)', integer)
+    .option('--pattern <p>', 'traffic pattern: idle, pairs, ring, groups:K, all, peers:I,J', 'idle')
+    .option('--cluster <n>', 'size of the virtual cluster the pattern spans', integer, 4)
+    .option('--rate <n>', 'datagrams per second to each peer', integer, 20)
+    .option('--size <bytes>', 'UDP payload bytes', integer, 256)
+    .option('--memory <MiB>', 'guest memory', integer, 128)
+    .option('--no-wait', 'return once started, without waiting for the guest to boot')
+    .action(async (name: string, o) => {
+      const added = await addVm(o.name, {
+        name, host: o.host, pattern: o.pattern, cluster: o.cluster, rate: o.rate, size: o.size, memoryMiB: o.memory, wait: o.wait,
+        ...(o.index !== undefined ? { index: o.index } : {}),
+      });
+      process.stdout.write(describeAdded(added));
+    });
+
+  vm.command('list')
+    .description("where each of the lab's guests runs, asked of every host's libvirt")
+    .option(...nameOpt)
+    .option('--json', 'print as JSON')
+    .action(async (o) => {
+      const vms = await listVms(await requireLab(o.name));
+      if (o.json) printJson(vms);
+      else process.stdout.write(formatVms(vms) + '\n');
+    });
+
+  vm.command('migrate <vm> <host>')
+    .description('live-migrate a guest to another lab host (peer to peer, memory over the data network)')
+    .option(...nameOpt)
+    .option('--json', 'print as JSON')
+    .action(async (name: string, host: string, o) => {
+      const m = await migrateVm(o.name, name, host);
+      if (o.json) printJson(m);
+      else process.stdout.write(`${m.vm}: ${m.from} -> ${m.to} in ${m.seconds.toFixed(2)} s` +
+        `${m.downtimeMs !== undefined ? `, downtime ${m.downtimeMs} ms` : ''}${m.dataMiB !== undefined ? `, ${m.dataMiB} MiB sent` : ''}\n`);
+    });
+  return vm;
+}
+
+/** Spreads guests over the sites in turn (vm1 on a1, vm2 on b1, vm3 on a2 ...), so neighbours start apart. */
+async function startGuests(state: LabState, count: number, t: VmTraffic, verbose: boolean): Promise<void> {
+  const all = hosts(state);
+  for (let i = 1; i <= count; i++) {
+    const j = i - 1;
+    const site = (j % state.sites) + 1;
+    const inSite = Math.floor(j / state.sites) % state.hostsPerSite;
+    const host = all.find((h) => h.siteIndex === site && h.name === `${h.site}${inSite + 1}`)!;
+    const added = await addVm(state.name, {
+      name: `vm${i}`, host: host.name, index: i, pattern: t.pattern, cluster: count,
+      rate: t.vmRate, size: t.vmSize, memoryMiB: t.memory, wait: true,
+    });
+    if (verbose) process.stdout.write(describeAdded(added));
+  }
+}
+
+function describeAdded(v: Awaited<ReturnType<typeof addVm>>): string {
+  const peers = v.peers.length ? `sends ${v.rate}/s x ${v.size} B to vm index ${v.peers.join(',')}` : 'idle';
+  return `${v.name} (${v.ip}) on ${v.host}: ${peers}${v.bootSeconds !== undefined ? `; booted in ${v.bootSeconds.toFixed(1)} s` : ''}\n`;
+}
+
+function formatVms(vms: Awaited<ReturnType<typeof listVms>>): string {
+  if (!vms.length) return 'no VMs (add one with: virt-cohort lab vm add vm1 --host a1)';
+  return table(['VM', 'HOST', 'STATE', 'IP', 'PATTERN', 'PEERS'],
+    vms.map((v) => [v.name, v.host, v.state, v.spec?.ip ?? '?', v.spec?.pattern ?? '?', v.spec?.peers.join(',') || '-']));
+}
+
+function formatStatus(s: LabStatus): string {
+  const lines = [
+    `lab '${s.name}' (10.${s.index}.0.0/16), up since ${s.createdAt}${s.upSeconds !== undefined ? ` (brought up in ${s.upSeconds.toFixed(1)} s)` : ''}`,
+    `redis: ${s.redis.address} ${s.redis.ok ? 'ok' : 'NOT RESPONDING'}`,
+    `inter-site links (into each site): ${s.sites.map((x) => `${x.name}: ${x.link}`).join('; ')}`,
+    '',
+    table(['HOST', 'SITE', 'LIBVIRT URI', 'DATA IP', 'LIBVIRTD', 'VMS'], s.hosts.map((h) => [h.name, h.site, h.uri, h.dataIp, h.libvirtd, h.vms])),
+    '',
+    formatVms(s.vms),
+  ];
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command, CommanderError } from 'commander';
+import { packageRoot } from '../paths.js';
+import { CommandError, UserError } from '../util/errors.js';
+import { labCommand } from './lab.js';
+
+const pkg = JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string };
+
+const program = new Command('virt-cohort')
+  .description('Keep communicating virtual machines together: sense VM-to-VM traffic, find groups, live-migrate with libvirt')
+  .version(pkg.version)
+  .showHelpAfterError('(add --help for usage)')
+  .exitOverride();
+program.addCommand(labCommand());
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  process.exitCode = report(err);
+}
+
+function report(err: unknown): number {
+  if (err instanceof CommanderError) return err.exitCode;
+  if (err instanceof UserError) {
+    process.stderr.write(`virt-cohort: ${err.message}\n`);
+    return err.exitCode;
+  }
+  if (err instanceof CommandError) {
+    process.stderr.write(`virt-cohort: ${err.message}\n`);
+    return 1;
+  }
+  process.stderr.write(`virt-cohort: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  return 1;
+}

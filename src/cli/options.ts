@@ -1,0 +1,19 @@
+import { InvalidArgumentError } from 'commander';
+
+/** Commander parsers that reject what is not a number, naming the value. */
+export function integer(value: string): number {
+  if (!/^-?\d+$/.test(value)) throw new InvalidArgumentError(`'${value}' is not an integer.`);
+  return Number(value);
+}
+
+export function number(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`'${value}' is not a number.`);
+  return n;
+}
+
+export const defaultLab = () => process.env.VIRT_COHORT_LAB ?? 'lab';
+
+export function printJson(value: unknown): void {
+  process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+}

@@ -1,0 +1,75 @@
+import { randomUUID } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { run, succeeds, waitFor } from '../util/exec.js';
+import { hostDir } from './state.js';
+import type { LabHost, LabSettings } from './topology.js';
+
+/** The directories libvirt keeps per host; each lab host gets its own copy, bind-mounted in its mount namespace. */
+const PRIVATE_DIRS = ['etc/libvirt', 'run/libvirt', 'var/lib/libvirt', 'var/cache/libvirt', 'var/log/libvirt'];
+
+// Runs inside the host's fresh mount + UTS namespaces: the daemons it starts
+// keep those namespaces alive, and see only this host's libvirt directories.
+const START_SCRIPT = `set -e
+S="$1"
+hostname "$2"
+for d in ${PRIVATE_DIRS.join(' ')}; do mount --bind "$S/$d" "/$d"; done
+virtlogd -d -p "$S/virtlogd.pid"
+libvirtd -d -l -p "$S/libvirtd.pid"
+`;
+
+function libvirtdConf(uuid: string): string {
+  return `# virt-cohort lab host: plain TCP without auth, reachable only on the lab's private addresses
+listen_tls = 0
+listen_tcp = 1
+listen_addr = "0.0.0.0"
+auth_tcp = "none"
+unix_sock_group = "root"
+host_uuid = "${uuid}"
+log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
+`;
+}
+
+// user=root avoids ~48 s of capability re-probing per domain start on hosts
+// where /dev/kvm exists but does not work; no cgroups because the lab's hosts
+// share one kernel, and a migrating VM exists on two of them at once.
+const QEMU_CONF = `user = "root"
+group = "root"
+dynamic_ownership = 0
+remember_owner = 0
+security_driver = "none"
+cgroup_controllers = [ ]
+stdio_handler = "file"
+`;
+
+export async function startLibvirtd(lab: LabSettings, h: LabHost): Promise<void> {
+  const dir = hostDir(lab.name, h.name);
+  for (const d of PRIVATE_DIRS) {
+    await mkdir(join(dir, d), { recursive: true });
+    await mkdir(`/${d}`, { recursive: true });
+  }
+  await mkdir(join(dir, 'etc/libvirt/qemu'), { recursive: true });
+  await writeFile(join(dir, 'etc/libvirt/libvirtd.conf'), libvirtdConf(randomUUID()));
+  await writeFile(join(dir, 'etc/libvirt/qemu.conf'), QEMU_CONF);
+  await writeFile(join(dir, 'etc/libvirt/virtlogd.conf'), 'log_outputs = "3:file:/var/log/libvirt/virtlogd.log"\n');
+  await run('unshare', ['--mount', '--uts', '--propagation', 'private', 'sh', '-c', START_SCRIPT, 'sh', dir, h.netns], {
+    netns: h.netns,
+  });
+  await waitFor(`libvirtd of lab host ${h.name} (${h.uri}); see ${join(dir, 'var/log/libvirt/libvirtd.log')}`,
+    async () => ((await succeeds('virsh', ['-c', h.uri, 'version'], { timeoutMs: 10_000 })) ? true : undefined),
+    120_000, 250);
+}
+
+/** The pid in a pid file, if that process still runs. */
+export async function livePid(pidFile: string): Promise<number | undefined> {
+  try {
+    const pid = Number((await readFile(pidFile, 'utf8')).trim());
+    if (!Number.isInteger(pid) || pid <= 0) return undefined;
+    process.kill(pid, 0);
+    return pid;
+  } catch {
+    return undefined;
+  }
+}
+
+export const libvirtdPidFile = (lab: LabSettings, h: LabHost) => join(hostDir(lab.name, h.name), 'libvirtd.pid');

@@ -1,0 +1,41 @@
+import { livePid, libvirtdPidFile } from './libvirtd.js';
+import { requireLab } from './lab.js';
+import { siteRate } from './network.js';
+import { redisPing } from './redis.js';
+import { listVms, type VmPlace } from './vm.js';
+import { hosts, rootIp, siteName } from './topology.js';
+
+export interface LabStatus {
+  name: string;
+  index: number;
+  createdAt: string;
+  upSeconds?: number;
+  redis: { address: string; ok: boolean };
+  sites: { name: string; link: string }[];
+  hosts: { name: string; site: string; uri: string; dataIp: string; libvirtd: 'running' | 'down'; vms: number }[];
+  vms: VmPlace[];
+}
+
+export async function labStatus(name: string): Promise<LabStatus> {
+  const lab = await requireLab(name);
+  const vms = await listVms(lab).catch(() => [] as VmPlace[]);
+  const sites = [];
+  for (let s = 1; s <= lab.sites; s++) sites.push({ name: siteName(s), link: await siteRate(lab, s) });
+  return {
+    name: lab.name,
+    index: lab.index,
+    createdAt: lab.createdAt,
+    ...(lab.upSeconds !== undefined ? { upSeconds: lab.upSeconds } : {}),
+    redis: { address: `${rootIp(lab)}:${lab.redisPort}`, ok: await redisPing(lab) },
+    sites,
+    hosts: await Promise.all(hosts(lab).map(async (h) => ({
+      name: h.name,
+      site: h.site,
+      uri: h.uri,
+      dataIp: h.dataIp,
+      libvirtd: (await livePid(libvirtdPidFile(lab, h))) ? 'running' as const : 'down' as const,
+      vms: vms.filter((v) => v.host === h.name).length,
+    }))),
+    vms,
+  };
+}

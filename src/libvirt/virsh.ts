@@ -1,0 +1,78 @@
+import { run } from '../util/exec.js';
+
+/**
+ * The hypervisor adapter's libvirt-client half: what the Node binding cannot do
+ * (migration, job info) or what the lab needs before any agent runs, done with
+ * libvirt's own `virsh` and argument arrays.
+ */
+export interface DomainSummary {
+  name: string;
+  state: string;
+  id: number | null;
+}
+
+const virsh = (uri: string, args: string[], timeoutMs = 60_000) => run('virsh', ['-q', '-c', uri, ...args], { timeoutMs });
+
+export async function listDomains(uri: string): Promise<DomainSummary[]> {
+  const out = await virsh(uri, ['list', '--all']);
+  return out
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .map((l) => {
+      const m = /^(\S+)\s+(\S+)\s+(.+)$/.exec(l);
+      if (!m) throw new Error(`unexpected 'virsh list' line: ${l}`);
+      return { id: m[1] === '-' ? null : Number(m[1]), name: m[2]!, state: m[3]!.trim() };
+    });
+}
+
+export async function defineDomain(uri: string, xmlFile: string): Promise<void> {
+  await virsh(uri, ['define', xmlFile]);
+}
+
+export async function startDomain(uri: string, name: string): Promise<void> {
+  await virsh(uri, ['start', name]);
+}
+
+export async function destroyDomain(uri: string, name: string): Promise<void> {
+  await virsh(uri, ['destroy', name]);
+}
+
+export async function undefineDomain(uri: string, name: string): Promise<void> {
+  await virsh(uri, ['undefine', name]);
+}
+
+export async function domainState(uri: string, name: string): Promise<string> {
+  return (await virsh(uri, ['domstate', name])).trim();
+}
+
+export async function domainXml(uri: string, name: string): Promise<string> {
+  return virsh(uri, ['dumpxml', name]);
+}
+
+export interface MigrateOptions {
+  /** Where the memory stream goes (e.g. tcp://10.0.1.2), when it must differ from the control URI's host. */
+  migrateUri?: string;
+  timeoutMs?: number;
+}
+
+/**
+ * Live, peer-to-peer migration that leaves the domain defined only on the
+ * destination. Post-copy stays off: a failed post-copy loses the VM.
+ */
+export async function migrateDomain(srcUri: string, name: string, destUri: string, opts: MigrateOptions = {}): Promise<void> {
+  const args = ['migrate', '--live', '--p2p', '--persistent', '--undefinesource', name, destUri];
+  if (opts.migrateUri) args.push('--migrateuri', opts.migrateUri);
+  await virsh(srcUri, args, opts.timeoutMs ?? 600_000);
+}
+
+/** Statistics of the last completed job (libvirt keeps them on the destination of a migration too). */
+export async function completedJob(uri: string, name: string): Promise<Record<string, string>> {
+  const out = await virsh(uri, ['domjobinfo', '--completed', name]);
+  const info: Record<string, string> = {};
+  for (const line of out.split('\n')) {
+    const i = line.indexOf(':');
+    if (i > 0) info[line.slice(0, i).trim()] = line.slice(i + 1).trim();
+  }
+  return info;
+}

@@ -1,0 +1,6 @@
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The checkout (or installed package) root: this file is compiled to dist/src/paths.js. */
+export const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const guestDir = join(packageRoot, 'dist', 'guest');
