@@ -4,3 +4,5 @@ import { fileURLToPath } from 'node:url';
 /** The checkout (or installed package) root: this file is compiled to dist/src/paths.js. */
 export const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const guestDir = join(packageRoot, 'dist', 'guest');
+/** Small C helpers built at set-up (the lab's WAN delay line). */
+export const binDir = join(packageRoot, 'dist', 'bin');

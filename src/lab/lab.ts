@@ -2,10 +2,12 @@ import { readFile, rm } from 'node:fs/promises';
 import { UserError } from '../util/errors.js';
 import { run, sleep } from '../util/exec.js';
 import { logger } from '../util/log.js';
+import { alive } from '../util/process.js';
 import { livePid, startLibvirtd } from './libvirtd.js';
 import { createNetwork, labNetns, rootLinks } from './network.js';
 import { requireCommands, requireRoot } from './preflight.js';
 import { portFree, redisPidFile, startRedis } from './redis.js';
+import { startDelayLine } from './wan.js';
 import { labDir, listLabs, readState, writeState, type LabState } from './state.js';
 import { checkShape, hosts, prefix, validateName, type LabSettings } from './topology.js';
 
@@ -44,6 +46,7 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
   await writeState(state);
   try {
     await createNetwork(state);
+    await startDelayLine(state);
     await startRedis(state);
     await Promise.all(hosts(state).map((h) => startLibvirtd(state, h)));
   } catch (err) {
@@ -106,8 +109,12 @@ export async function labDown(name: string): Promise<string[]> {
     removed.push(`netns ${ns}`);
   }
   for (const link of await rootLinks(name)) {
-    await run('ip', ['link', 'del', link]).catch((err) => log.warn({ err, link }, 'link already gone'));
-    removed.push(`link ${link}`);
+    // A veth whose peer was in a deleted namespace may vanish while we look.
+    const gone = await run('ip', ['link', 'del', link]).then(() => false, (err: Error) => {
+      if (/Cannot find device/.test(err.message)) return true;
+      throw err;
+    });
+    if (!gone) removed.push(`link ${link}`);
   }
   const pins = await run('sh', ['-c', `ls -d /sys/fs/bpf/${prefix(name)}-* 2>/dev/null || true`]);
   for (const pin of pins.split('\n').filter(Boolean)) {
@@ -129,14 +136,6 @@ async function isProgram(pid: number, program: string): Promise<boolean> {
 
 /** SIGTERM, then SIGKILL whatever is still there after 5 s. */
 async function killAll(pids: number[]): Promise<void> {
-  const alive = (p: number) => {
-    try {
-      process.kill(p, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
   for (const p of pids) if (alive(p)) process.kill(p, 'SIGTERM');
   const deadline = Date.now() + 5000;
   while (pids.some(alive) && Date.now() < deadline) await sleep(100);

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run, succeeds, waitFor } from '../util/exec.js';
+import { alive } from '../util/process.js';
 import { hostDir } from './state.js';
 import type { LabHost, LabSettings } from './topology.js';
 
@@ -64,9 +65,7 @@ export async function startLibvirtd(lab: LabSettings, h: LabHost): Promise<void>
 export async function livePid(pidFile: string): Promise<number | undefined> {
   try {
     const pid = Number((await readFile(pidFile, 'utf8')).trim());
-    if (!Number.isInteger(pid) || pid <= 0) return undefined;
-    process.kill(pid, 0);
-    return pid;
+    return Number.isInteger(pid) && pid > 0 && alive(pid) ? pid : undefined;
   } catch {
     return undefined;
   }

@@ -1,6 +1,7 @@
 import { livePid, libvirtdPidFile } from './libvirtd.js';
 import { requireLab } from './lab.js';
 import { siteRate } from './network.js';
+import { delayLineRunning } from './wan.js';
 import { redisPing } from './redis.js';
 import { listVms, type VmPlace } from './vm.js';
 import { hosts, rootIp, siteName } from './topology.js';
@@ -20,7 +21,8 @@ export async function labStatus(name: string): Promise<LabStatus> {
   const lab = await requireLab(name);
   const vms = await listVms(lab).catch(() => [] as VmPlace[]);
   const sites = [];
-  for (let s = 1; s <= lab.sites; s++) sites.push({ name: siteName(s), link: await siteRate(lab, s) });
+  const delay = lab.delayMs === 0 ? 'no delay' : `delay ${lab.delayMs} ms${(await delayLineRunning(lab)) ? '' : ' (DELAY LINE DOWN: inter-site traffic is dropped; recreate the lab)'}`;
+  for (let s = 1; s <= lab.sites; s++) sites.push({ name: siteName(s), link: `${await siteRate(lab, s)}, ${delay}` });
   return {
     name: lab.name,
     index: lab.index,

@@ -65,7 +65,12 @@ export async function addVm(labName: string, opts: AddOptions): Promise<AddedVm>
   await startDomain(host.uri, domainName(lab, opts.name));
   const added: AddedVm = { ...spec, host: host.name };
   if (opts.wait) {
-    await waitFor(`guest ${opts.name} to boot (console: ${log})`, async () => ((await consoleSince(log, offset)).includes('VCGUEST up') ? true : undefined), 120_000, 200);
+    await waitFor(`guest ${opts.name} to boot (console: ${log})`, async () => {
+      const text = await consoleSince(log, offset);
+      const failed = /VCGUEST error: .*/.exec(text);
+      if (failed) throw new Error(`guest ${opts.name} failed to start its traffic generator: ${failed[0]} (console: ${log})`);
+      return text.includes('VCGUEST up') ? true : undefined;
+    }, 120_000, 200);
     added.bootSeconds = (Date.now() - started) / 1000;
   }
   return added;

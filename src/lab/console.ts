@@ -1,0 +1,24 @@
+import { consoleSince } from './vm.js';
+import { consoleLog } from './state.js';
+
+/** One line of the guest traffic generator's report: cumulative counts per peer address. */
+export interface GuestReport {
+  name: string;
+  t_ms: number;
+  tx: Record<string, { n: number; bytes: number; txerr?: number }>;
+  rx: Record<string, { n: number; bytes: number; lost: number; gap_ms: number; maxgap_ms?: number }>;
+}
+
+/** Parses every VCGEN line in a guest's console log from a byte offset on. */
+export async function guestReports(lab: string, vm: string, offset = 0): Promise<GuestReport[]> {
+  const text = await consoleSince(consoleLog(lab, vm), offset);
+  const out: GuestReport[] = [];
+  for (const m of text.matchAll(/^VCGEN (\{.*\})\s*$/gm)) {
+    try {
+      out.push(JSON.parse(m[1]!) as GuestReport);
+    } catch {
+      // A line cut by a migration's switch-over or a reboot: skip it, the next one is whole.
+    }
+  }
+  return out;
+}

@@ -1,0 +1,80 @@
+#!/bin/sh
+# /init of the lab guest (busybox sh, PID 1). The kernel command line says who
+# we are and whom to talk to:
+#   vc.name=vm3 vc.ip=10.77.200.3/24 vc.peers=10.77.200.1,10.77.200.2 vc.rate=50 vc.size=256 vc.port=7000
+# No or empty vc.peers: idle, only receive.
+# PID 1 must never exit (the kernel would panic), so every failure ends in rescue.
+export PATH=/bin
+
+mount -t devtmpfs dev /dev 2>/dev/null
+# Without a /dev/console in the archive the kernel hands us no stdio at all.
+exec </dev/console >/dev/console 2>&1
+
+rescue() {
+	echo "VCGUEST error: $*"
+	# stdin may be at EOF (console logged to a file), so respawn slowly rather than spin.
+	while :; do
+		setsid cttyhack sh
+		sleep 1
+	done
+}
+
+mount -t proc proc /proc || rescue "cannot mount /proc"
+mount -t sysfs sys /sys || rescue "cannot mount /sys"
+
+for m in $(cat /lib/modules/load-order); do
+	insmod "/lib/modules/$m.ko" || rescue "insmod $m failed"
+done
+
+name=guest ip='' peers='' rate=20 size=256 port=7000
+for w in $(cat /proc/cmdline); do
+	case $w in
+	vc.name=*) name=${w#*=} ;;
+	vc.ip=*) ip=${w#*=} ;;
+	vc.peers=*) peers=${w#*=} ;;
+	vc.rate=*) rate=${w#*=} ;;
+	vc.size=*) size=${w#*=} ;;
+	vc.port=*) port=${w#*=} ;;
+	esac
+done
+case $ip in
+*.*.*.*/*) ;;
+*) rescue "vc.ip must be ADDRESS/PREFIX on the kernel command line (got '$ip')" ;;
+esac
+
+# The first virtio NIC is the one with the lowest ifindex bound to virtio_net;
+# its name is whatever the kernel chose (no udev here).
+find_nic() {
+	best='' best_idx=''
+	for d in /sys/class/net/*; do
+		drv=$(readlink "$d/device/driver" 2>/dev/null) || continue
+		[ "${drv##*/}" = virtio_net ] || continue
+		idx=$(cat "$d/ifindex")
+		if [ -z "$best_idx" ] || [ "$idx" -lt "$best_idx" ]; then
+			best=${d##*/} best_idx=$idx
+		fi
+	done
+	echo "$best"
+}
+# Probing is normally done by the time insmod returns; allow for async probe.
+tries=0
+while nic=$(find_nic) && [ -z "$nic" ]; do
+	tries=$((tries + 1))
+	[ $tries -le 50 ] || rescue "no virtio network interface appeared (is the NIC model virtio-net-pci?)"
+	usleep 100000
+done
+
+hostname "$name"
+ip link set lo up || rescue "cannot bring up lo"
+ip addr add "$ip" dev "$nic" || rescue "cannot add $ip to $nic"
+ip link set "$nic" up || rescue "cannot bring up $nic"
+
+read -r up _ </proc/uptime
+frac=${up#*.}
+echo "VCGUEST up name=$name ip=$ip uptime_ms=$((${up%.*} * 1000 + ${frac#0} * 10))"
+
+# Run as a child, not exec'd: if vcgen ever exits, PID 1 must survive it.
+set -- --name "$name" --port "$port" --rate "$rate" --size "$size"
+[ -z "$peers" ] || set -- "$@" --peers "$peers"
+vcgen "$@"
+rescue "vcgen exited with status $?"

@@ -1,0 +1,8 @@
+import { randomBytes } from 'node:crypto';
+
+/** A per-run name: a letter and random base-36 characters, short enough for the lab's 6-character limit. */
+export function uniqueName(first = 't', length = 6): string {
+  const chars = 'abcdefghijklmnopqrstuvwxyz0123456789';
+  const bytes = randomBytes(length - 1);
+  return first + Array.from(bytes, (b) => chars[b % chars.length]).join('');
+}
