@@ -33,6 +33,7 @@ export async function createNetwork(lab: LabSettings): Promise<void> {
   await ip(['netns', 'add', wan]);
   await ip(['link', 'set', 'lo', 'up'], wan);
   await run('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1'], { netns: wan });
+  await bridgedFramesSkipIptables(wan);
 
   const mgmt = mgmtBridge(lab);
   await ip(['link', 'add', mgmt, 'type', 'bridge']);
@@ -68,6 +69,7 @@ async function createHostNetwork(lab: LabSettings, h: LabHost, all: LabHost[]): 
   const ns = h.netns;
   await ip(['netns', 'add', ns]);
   await ip(['link', 'set', 'lo', 'up'], ns);
+  await bridgedFramesSkipIptables(ns);
 
   await ip(['link', 'add', h.mgmtVeth, 'type', 'veth', 'peer', 'name', 'mgmt', 'netns', ns]);
   await ip(['link', 'set', h.mgmtVeth, 'master', mgmtBridge(lab), 'up']);
@@ -91,6 +93,16 @@ async function createHostNetwork(lab: LabSettings, h: LabHost, all: LabHost[]): 
     if (other.name === h.name) continue;
     await run('bridge', ['fdb', 'append', '00:00:00:00:00:00', 'dev', 'vx0', 'dst', other.dataIp], { netns: ns });
   }
+}
+
+/**
+ * With br_netfilter built in, bridged frames would cross iptables' FORWARD
+ * chain too, so traffic inside a site would queue on the WAN delay line.
+ * The setting is per network namespace.
+ */
+async function bridgedFramesSkipIptables(netns: string): Promise<void> {
+  const keys = ['iptables', 'ip6tables', 'arptables'].map((t) => `net.bridge.bridge-nf-call-${t}=0`);
+  await run('sysctl', ['-q', '-w', ...keys], { netns });
 }
 
 /** Every root-namespace link whose name carries the lab's prefix. */

@@ -173,7 +173,7 @@ export async function listVms(lab: LabState): Promise<VmPlace[]> {
   return perHost.flat().map(({ d, h }) => {
     const name = d.name.slice(p.length);
     return { name, domain: d.name, host: h.name, state: d.state, spec: lab.vms[name] };
-  }).sort((a, b) => (a.spec?.index ?? 999) - (b.spec?.index ?? 999));
+  }).sort((a, b) => (a.spec?.index ?? 999) - (b.spec?.index ?? 999) || a.name.localeCompare(b.name) || a.host.localeCompare(b.host));
 }
 
 export async function locateVm(lab: LabState, vm: string): Promise<LabHost> {

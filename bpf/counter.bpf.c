@@ -1,0 +1,157 @@
+// SPDX-License-Identifier: (GPL-2.0 OR MIT)
+/*
+ * Counts every frame on a VM tap per (VM, peer, direction), in the kernel.
+ *
+ * Why a double buffer: user space flips vc_ctl[0] at a period boundary, waits
+ * for programs already running to finish (they hold no lock and run for
+ * nanoseconds), then drains the inactive map with lookup-and-delete. A packet
+ * lands in exactly one map, so nothing is lost or counted twice, and the maps
+ * empty every period, which keeps them bounded by one period's peers.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <linux/in.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "counter.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, VC_MAX_TAPS);
+	__type(key, __u32); /* ifindex */
+	__type(value, struct vc_tap);
+} vc_taps SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, VC_MAX_FLOWS);
+	__type(key, struct vc_key);
+	__type(value, struct vc_counts);
+} vc_counts0 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, VC_MAX_FLOWS);
+	__type(key, struct vc_key);
+	__type(value, struct vc_counts);
+} vc_counts1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} vc_ctl SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VC_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} vc_stats SEC(".maps");
+
+static __always_inline void stat_add(__u32 idx, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&vc_stats, &idx);
+	if (v)
+		__sync_fetch_and_add(v, n);
+}
+
+/* Header bytes repeated on every segment of a GSO packet. */
+static __always_inline __u32 l4_header_len(void *l4, void *end, __u8 proto)
+{
+	if (proto == IPPROTO_TCP) {
+		struct tcphdr *th = l4;
+		if ((void *)(th + 1) > end)
+			return 0;
+		return th->doff * 4;
+	}
+	if (proto == IPPROTO_UDP)
+		return sizeof(struct udphdr);
+	return 0;
+}
+
+static __always_inline int count(struct __sk_buff *skb, __u8 dir)
+{
+	__u32 ifindex = skb->ifindex;
+	struct vc_tap *tap = bpf_map_lookup_elem(&vc_taps, &ifindex);
+	if (!tap) {
+		stat_add(VC_STAT_UNKNOWN_TAP, 1);
+		return TC_ACT_OK;
+	}
+
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct vc_key key = {};
+	__u32 hdr = 0;
+
+	key.vm = tap->vm;
+	key.dir = dir;
+	if ((void *)(eth + 1) > end)
+		return TC_ACT_OK;
+	key.ethertype = bpf_ntohs(eth->h_proto);
+
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+		if ((void *)(ip + 1) > end)
+			return TC_ACT_OK;
+		key.family = VC_FAMILY_IPV4;
+		__builtin_memcpy(key.peer, dir == VC_DIR_TX ? &ip->daddr : &ip->saddr, 4);
+		__u32 ihl = ip->ihl * 4;
+		if (ihl >= sizeof(*ip) && (void *)ip + ihl <= end)
+			hdr = sizeof(*eth) + ihl + l4_header_len((void *)ip + ihl, end, ip->protocol);
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+		if ((void *)(ip6 + 1) > end)
+			return TC_ACT_OK;
+		key.family = VC_FAMILY_IPV6;
+		__builtin_memcpy(key.peer, dir == VC_DIR_TX ? &ip6->daddr : &ip6->saddr, 16);
+		hdr = sizeof(*eth) + sizeof(*ip6) + l4_header_len(ip6 + 1, end, ip6->nexthdr);
+	} else {
+		key.family = VC_FAMILY_OTHER;
+	}
+
+	__u32 segs = skb->gso_segs > 1 ? skb->gso_segs : 1;
+	__u64 bytes = skb->len + (__u64)(segs - 1) * hdr;
+
+	__u32 zero = VC_CTL_ACTIVE;
+	__u32 *active = bpf_map_lookup_elem(&vc_ctl, &zero);
+	void *counts = (active && *active) ? (void *)&vc_counts1 : (void *)&vc_counts0;
+
+	struct vc_counts *c = bpf_map_lookup_elem(counts, &key);
+	if (!c) {
+		struct vc_counts init = {};
+		/* BPF_NOEXIST: if another CPU created it meanwhile, fall through and add. */
+		if (bpf_map_update_elem(counts, &key, &init, BPF_NOEXIST) && !bpf_map_lookup_elem(counts, &key)) {
+			stat_add(VC_STAT_FULL, segs);
+			stat_add(VC_STAT_FULL_BYTES, bytes);
+			return TC_ACT_OK;
+		}
+		c = bpf_map_lookup_elem(counts, &key);
+		if (!c)
+			return TC_ACT_OK;
+	}
+	__sync_fetch_and_add(&c->packets, segs);
+	__sync_fetch_and_add(&c->bytes, bytes);
+	return TC_ACT_OK;
+}
+
+SEC("tc")
+int vc_from_vm(struct __sk_buff *skb)
+{
+	return count(skb, VC_DIR_TX);
+}
+
+SEC("tc")
+int vc_to_vm(struct __sk_buff *skb)
+{
+	return count(skb, VC_DIR_RX);
+}
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
