@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -172,6 +173,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	delay_ns = (uint64_t)delay_ms * 1000000ull;
+	/* The default 50 us timer slack would add to every packet's delay. */
+	prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
 
 	/* Signals stay blocked except inside ppoll(), so none can slip in between
 	 * checking the flags and going to sleep. */
