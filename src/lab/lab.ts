@@ -37,6 +37,10 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
   if (!(await portFree(redisPort))) {
     throw new UserError(`port ${redisPort} for the lab's Redis is in use: pass --redis-port with a free port`);
   }
+  if (opts.rateMbit < 1000) {
+    log.warn({ rateMbit: opts.rateMbit },
+      'inter-site links under 1000 Mbit/s: live migrations take long enough to hit a QEMU 7.2 TCG + virtio-net bug that corrupts guest memory (README, "Measured")');
+  }
   const started = Date.now();
   const state: LabState = {
     name: opts.name, index, sites: opts.sites, hostsPerSite: opts.hostsPerSite,
