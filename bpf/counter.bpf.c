@@ -2,11 +2,13 @@
 /*
  * Counts every frame on a VM tap per (VM, peer, direction), in the kernel.
  *
- * Why a double buffer: user space flips vc_ctl[0] at a period boundary, waits
- * for programs already running to finish (they hold no lock and run for
- * nanoseconds), then drains the inactive map with lookup-and-delete. A packet
- * lands in exactly one map, so nothing is lost or counted twice, and the maps
- * empty every period, which keeps them bounded by one period's peers.
+ * Why a double buffer: at a period boundary user space points vc_active at the
+ * other count map. Updating a map-in-map returns only after every program
+ * that could still see the old inner map has finished (the kernel waits for
+ * an RCU grace period), so user space then drains the old map alone, with no
+ * writer left. Each packet lands in exactly one map: nothing lost, nothing
+ * counted twice, and the maps empty every period, which bounds them by one
+ * period's peers rather than by history.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -27,26 +29,24 @@ struct {
 	__type(value, struct vc_tap);
 } vc_taps SEC(".maps");
 
-struct {
+struct vc_count_map {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, VC_MAX_FLOWS);
 	__type(key, struct vc_key);
 	__type(value, struct vc_counts);
-} vc_counts0 SEC(".maps");
+};
+
+struct vc_count_map vc_counts0 SEC(".maps");
+struct vc_count_map vc_counts1 SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, VC_MAX_FLOWS);
-	__type(key, struct vc_key);
-	__type(value, struct vc_counts);
-} vc_counts1 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u32);
-} vc_ctl SEC(".maps");
+	__array(values, struct vc_count_map);
+} vc_active SEC(".maps") = {
+	.values = { [0] = &vc_counts0 },
+};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -54,6 +54,17 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } vc_stats SEC(".maps");
+
+/*
+ * What user space has already reported of vc_stats (which only grows); kept
+ * pinned so a restarted agent reports each overflow once. Programs never touch it.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VC_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} vc_reported SEC(".maps");
 
 static __always_inline void stat_add(__u32 idx, __u64 n)
 {
@@ -120,9 +131,10 @@ static __always_inline int count(struct __sk_buff *skb, __u8 dir)
 	__u32 segs = skb->gso_segs > 1 ? skb->gso_segs : 1;
 	__u64 bytes = skb->len + (__u64)(segs - 1) * hdr;
 
-	__u32 zero = VC_CTL_ACTIVE;
-	__u32 *active = bpf_map_lookup_elem(&vc_ctl, &zero);
-	void *counts = (active && *active) ? (void *)&vc_counts1 : (void *)&vc_counts0;
+	__u32 zero = 0;
+	void *counts = bpf_map_lookup_elem(&vc_active, &zero);
+	if (!counts)
+		return TC_ACT_OK;
 
 	struct vc_counts *c = bpf_map_lookup_elem(counts, &key);
 	if (!c) {

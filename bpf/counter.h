@@ -51,7 +51,4 @@ enum vc_stat {
 	VC_STAT_MAX = 8,
 };
 
-/* vc_ctl[0]: which of the two count maps the programs write (0 or 1). */
-#define VC_CTL_ACTIVE 0
-
 #endif

@@ -1,0 +1,249 @@
+import { mkdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import bpf from 'bpf';
+import { UserError } from '../util/errors.js';
+import { run } from '../util/exec.js';
+import { logger } from '../util/log.js';
+import {
+  COUNTS, KEY, LAYOUT_VERSION, MAX_FLOWS, MAX_TAPS, STAT, TAP,
+  decodeCounts, decodeKey, encodeTap, u32, type FlowCounts,
+} from './layout.js';
+import { checkTapName, type Attachment, type Reading, type Sensor } from './sensor.js';
+import { clearOurFilters, ensureClsact, ourFilters, replaceFilter } from './tc.js';
+
+const log = logger('sensor');
+
+export interface EbpfOptions {
+  /** Where maps and programs are pinned; the layout version is appended (…/v1). */
+  pinRoot: string;
+  /** Network namespace (/run/netns/NAME) the taps live in; the root namespace if absent. */
+  netns?: string;
+  /** The compiled counter.bpf.o. */
+  object: string;
+}
+
+const PROG_FROM_VM = 'vc_from_vm';
+const PROG_TO_VM = 'vc_to_vm';
+const BATCH = 8192;
+
+/**
+ * The eBPF backend: one tc program pair shared by every tap of the host, maps
+ * pinned under a versioned path so counts survive an agent restart.
+ */
+export class EbpfSensor implements Sensor {
+  readonly kind = 'ebpf' as const;
+
+  private constructor(
+    private readonly opts: EbpfOptions,
+    private readonly dir: string,
+    private readonly taps: bpf.RawMap,
+    private readonly active: bpf.RawMap,
+    private readonly counts: [bpf.RawMap, bpf.RawMap],
+    private readonly countFds: [number, number],
+    private readonly countIds: [number, number],
+    private readonly stats: bpf.RawMap,
+    private readonly reported: bpf.RawMap,
+  ) {}
+
+  static async open(opts: EbpfOptions): Promise<EbpfSensor> {
+    const dir = join(opts.pinRoot, `v${LAYOUT_VERSION}`);
+    await requireBpffs(opts.pinRoot);
+    if (!(await exists(join(dir, 'progs', PROG_FROM_VM)))) await load(opts.object, dir);
+    const open = (name: string, keySize: number, valueSize: number, maxEntries?: number) => {
+      const path = join(dir, 'maps', name);
+      let fd: number;
+      try {
+        fd = bpf.objGet(path);
+      } catch (err) {
+        throw new UserError(`cannot open the pinned map ${path} (${(err as Error).message}): remove ${dir} and start again; it is recreated`);
+      }
+      const ref = bpf.createMapRef(fd, { transfer: true });
+      if (ref.keySize !== keySize || ref.valueSize !== valueSize || (maxEntries !== undefined && ref.maxEntries !== maxEntries)) {
+        throw new UserError(
+          `the map pinned at ${path} has another layout (key ${ref.keySize} B, value ${ref.valueSize} B, ${ref.maxEntries} entries; ` +
+            `this version expects ${keySize} B, ${valueSize} B${maxEntries !== undefined ? `, ${maxEntries}` : ''}): ` +
+            `it was pinned by another build. Stop its agent, then remove ${dir}.`,
+        );
+      }
+      return { map: new bpf.RawMap(ref), fd, id: ref.id ?? -1 };
+    };
+    const taps = open('vc_taps', 4, TAP.size, MAX_TAPS);
+    const active = open('vc_active', 4, 4, 1);
+    const c0 = open('vc_counts0', KEY.size, COUNTS.size, MAX_FLOWS);
+    const c1 = open('vc_counts1', KEY.size, COUNTS.size, MAX_FLOWS);
+    const stats = open('vc_stats', 4, 8, STAT.size);
+    const reported = open('vc_reported', 4, 8, STAT.size);
+    return new EbpfSensor(opts, dir, taps.map, active.map, [c0.map, c1.map], [c0.fd, c1.fd], [c0.id, c1.id], stats.map, reported.map);
+  }
+
+  get pinDir(): string {
+    return this.dir;
+  }
+
+  async attach(tap: string, vm: number): Promise<void> {
+    checkTapName(tap);
+    if (!Number.isInteger(vm) || vm < 0 || vm > 0xffffffff) throw new UserError(`VM id must be a 32-bit unsigned integer (got ${vm})`);
+    const ifindex = await this.ifindex(tap);
+    if (ifindex === undefined) throw new UserError(`no interface '${tap}'${this.opts.netns ? ` in network namespace ${this.opts.netns}` : ''}: is the VM running?`);
+    // The VM id goes in first, so the first packet the filter sees is already counted against the VM.
+    this.taps.set(u32(ifindex), encodeTap(vm));
+    await ensureClsact(tap, this.opts.netns);
+    await replaceFilter(tap, 'ingress', join(this.dir, 'progs', PROG_FROM_VM), this.opts.netns);
+    await replaceFilter(tap, 'egress', join(this.dir, 'progs', PROG_TO_VM), this.opts.netns);
+    log.info({ tap, ifindex, vm }, 'attached');
+  }
+
+  async detach(tap: string): Promise<void> {
+    checkTapName(tap);
+    const ifindex = await this.ifindex(tap);
+    if (ifindex !== undefined) {
+      await clearOurFilters(tap, this.opts.netns);
+      this.taps.delete(u32(ifindex));
+    }
+    log.info({ tap, ifindex }, 'detached');
+  }
+
+  async attached(): Promise<Attachment[]> {
+    const names = await this.linkNames();
+    const out: Attachment[] = [];
+    for (const [k, v] of this.taps.entries()) {
+      const name = names.get(k.readUInt32LE(0));
+      if (name) out.push({ tap: name, vm: v.readUInt32LE(TAP.vm) });
+    }
+    return out.sort((a, b) => a.tap.localeCompare(b.tap));
+  }
+
+  /**
+   * Makes the kernel match `want`: attaches what is missing, removes our
+   * filters from taps that are not wanted and forgets taps that are gone.
+   * Filters of anyone else are never touched.
+   */
+  async reconcile(want: Attachment[]): Promise<{ attached: string[]; removed: string[] }> {
+    const names = await this.linkNames();
+    const byName = new Map([...names].map(([i, n]) => [n, i]));
+    const attached: string[] = [];
+    const removed: string[] = [];
+    for (const [k] of this.taps.entries()) {
+      const ifindex = k.readUInt32LE(0);
+      const name = names.get(ifindex);
+      if (!name || !want.some((w) => w.tap === name)) {
+        this.taps.delete(k);
+        if (name) await clearOurFilters(name, this.opts.netns);
+        removed.push(name ?? `ifindex ${ifindex}`);
+      }
+    }
+    for (const w of want) {
+      const ifindex = byName.get(w.tap);
+      if (ifindex === undefined) continue;
+      const current = this.taps.get(u32(ifindex));
+      const filters = await ourFilters(w.tap, this.opts.netns);
+      if (!current || current.readUInt32LE(TAP.vm) !== w.vm || filters.length < 2) {
+        await this.attach(w.tap, w.vm);
+        attached.push(w.tap);
+      }
+    }
+    return { attached, removed };
+  }
+
+  async read(): Promise<Reading> {
+    const activeId = this.active.get(u32(0))?.readUInt32LE(0);
+    const cur = activeId === this.countIds[1] ? 1 : 0;
+    const other = 1 - cur;
+    // Left in the idle map by an agent that died between a swap and its drain.
+    const leftovers = drain(this.counts[other]!);
+    // Returns once no program can still write the map we are about to drain.
+    this.active.set(u32(0), u32(this.countFds[other]!));
+    const at = Date.now();
+    const flows = merge(leftovers, drain(this.counts[cur]!));
+    // vc_stats only grows; vc_reported remembers what earlier reads returned.
+    const stats = readU64s(this.stats);
+    const before = readU64s(this.reported);
+    const delta = stats.map((v, i) => Math.max(0, v - (before[i] ?? 0)));
+    stats.forEach((v, i) => this.reported.set(u32(i), u64(v)));
+    return {
+      flows,
+      overflow: { packets: delta[STAT.full] ?? 0, bytes: delta[STAT.fullBytes] ?? 0 },
+      unknownTap: delta[STAT.unknownTap] ?? 0,
+      at,
+    };
+  }
+
+  async close(): Promise<void> {
+    // Maps and programs stay pinned and attached: counting goes on while no agent runs.
+  }
+
+  private async linkNames(): Promise<Map<number, string>> {
+    const out = await run('ip', ['-j', 'link', 'show'], this.opts.netns ? { netns: this.opts.netns } : {});
+    const links = JSON.parse(out) as { ifindex: number; ifname: string }[];
+    return new Map(links.map((l) => [l.ifindex, l.ifname]));
+  }
+
+  private async ifindex(tap: string): Promise<number | undefined> {
+    for (const [i, n] of await this.linkNames()) if (n === tap) return i;
+    return undefined;
+  }
+}
+
+function readU64s(map: bpf.RawMap): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < STAT.size; i++) out.push(Number(map.get(u32(i))?.readBigUInt64LE(0) ?? 0n));
+  return out;
+}
+
+function u64(n: number): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(BigInt(n));
+  return b;
+}
+
+function drain(map: bpf.RawMap): FlowCounts[] {
+  const flows: FlowCounts[] = [];
+  const keys: Buffer[] = [];
+  for (const batch of map.getBatch(BATCH)) {
+    for (const [k, v] of batch) {
+      flows.push({ ...decodeKey(k), ...decodeCounts(v) });
+      keys.push(Buffer.from(k));
+    }
+  }
+  for (let i = 0; i < keys.length; i += BATCH) map.deleteBatch(keys.slice(i, i + BATCH));
+  return flows;
+}
+
+function merge(a: FlowCounts[], b: FlowCounts[]): FlowCounts[] {
+  if (!a.length) return b;
+  const byKey = new Map<string, FlowCounts>();
+  for (const f of [...a, ...b]) {
+    const k = `${f.vm}|${f.dir}|${f.peer}`;
+    const seen = byKey.get(k);
+    if (seen) {
+      seen.packets += f.packets;
+      seen.bytes += f.bytes;
+    } else byKey.set(k, { ...f });
+  }
+  return [...byKey.values()];
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(() => true, () => false);
+}
+
+async function requireBpffs(root: string): Promise<void> {
+  const mounts = await run('sh', ['-c', 'grep " bpf " /proc/mounts || true']);
+  if (!mounts.includes('/sys/fs/bpf')) {
+    throw new UserError('bpffs is not mounted at /sys/fs/bpf: mount it with `mount -t bpf bpf /sys/fs/bpf` (or use the pcap backend: --sensor pcap)');
+  }
+  if (!root.startsWith('/sys/fs/bpf/')) throw new UserError(`the pin root must be under /sys/fs/bpf (got ${root})`);
+}
+
+async function load(object: string, dir: string): Promise<void> {
+  if (!(await exists(object))) throw new UserError(`the BPF object ${object} is missing: run 'npm run setup' (it builds bpf/)`);
+  await mkdir(join(dir, 'maps'), { recursive: true });
+  try {
+    await run('bpftool', ['prog', 'loadall', object, join(dir, 'progs'), 'type', 'classifier', 'pinmaps', join(dir, 'maps')]);
+  } catch (err) {
+    throw new UserError(`the kernel refused the BPF program (${(err as Error).message.split('\n')[0]}): ` +
+      'it needs BPF, cls_bpf and map-in-map support (Linux 5.6+); use the pcap backend on this host (--sensor pcap)');
+  }
+  log.info({ dir }, 'loaded and pinned the counting programs');
+}
+

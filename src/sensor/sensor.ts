@@ -1,0 +1,40 @@
+import type { FlowCounts } from './layout.js';
+
+/** What one read of the sensor returns: the counts since the previous read. */
+export interface Reading {
+  flows: FlowCounts[];
+  /** Packets and bytes that found the flow map full: counted, but not per peer. */
+  overflow: { packets: number; bytes: number };
+  /** Packets seen on a tap with no VM registered (should stay 0). */
+  unknownTap: number;
+  /** Wall-clock time of the swap that closed this reading (ms since epoch). */
+  at: number;
+}
+
+export interface Attachment {
+  tap: string;
+  vm: number;
+}
+
+/**
+ * One sensor per host, for all its VM taps. Two backends share this interface:
+ * eBPF on tc (the default) and libpcap (the seed's approach, a fallback).
+ */
+export interface Sensor {
+  readonly kind: 'ebpf' | 'pcap';
+  attach(tap: string, vm: number): Promise<void>;
+  detach(tap: string): Promise<void>;
+  attached(): Promise<Attachment[]>;
+  /** Counts since the previous read; nothing is lost or counted twice between reads. */
+  read(): Promise<Reading>;
+  close(): Promise<void>;
+}
+
+const TAP_RE = /^[A-Za-z0-9_.:-]{1,15}$/;
+
+export function checkTapName(tap: string): string {
+  if (!TAP_RE.test(tap)) {
+    throw new Error(`'${tap}' is not a valid interface name (1 to 15 letters, digits, '_', '.', ':' or '-')`);
+  }
+  return tap;
+}

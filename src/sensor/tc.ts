@@ -1,0 +1,54 @@
+import { UserError } from '../util/errors.js';
+import { run } from '../util/exec.js';
+
+/**
+ * Our tc filters: one priority and handle that nobody else should use, and our
+ * program names, so that we only ever replace or delete what we attached.
+ */
+export const TC_PRIORITY = 0xc0c0;
+const HANDLE = '0xc0c0';
+const OUR_PROGRAMS = ['vc_from_vm', 'vc_to_vm'];
+
+type Hook = 'ingress' | 'egress';
+const tc = (args: string[], netns?: string) => run('tc', args, netns ? { netns } : {});
+
+export async function ensureClsact(dev: string, netns?: string): Promise<void> {
+  const qdiscs = await tc(['qdisc', 'show', 'dev', dev], netns);
+  if (!/qdisc clsact/.test(qdiscs)) await tc(['qdisc', 'add', 'dev', dev, 'clsact'], netns);
+}
+
+interface Filter { hook: Hook; pref: number; name: string }
+
+async function filters(dev: string, netns?: string): Promise<Filter[]> {
+  const out: Filter[] = [];
+  for (const hook of ['ingress', 'egress'] as const) {
+    const text = await tc(['filter', 'show', 'dev', dev, hook], netns).catch(() => '');
+    for (const line of text.split('\n')) {
+      const m = /pref (\d+) bpf .*handle \S+ (\S+)/.exec(line);
+      if (m) out.push({ hook, pref: Number(m[1]), name: m[2]! });
+    }
+  }
+  return out;
+}
+
+export async function ourFilters(dev: string, netns?: string): Promise<Filter[]> {
+  return (await filters(dev, netns)).filter((f) => f.pref === TC_PRIORITY && OUR_PROGRAMS.includes(f.name));
+}
+
+export async function replaceFilter(dev: string, hook: Hook, pinnedProgram: string, netns?: string): Promise<void> {
+  const foreign = (await filters(dev, netns)).find((f) => f.hook === hook && f.pref === TC_PRIORITY && !OUR_PROGRAMS.includes(f.name));
+  if (foreign) {
+    throw new UserError(
+      `a tc filter that is not ours ('${foreign.name}') sits at priority ${TC_PRIORITY} on ${dev} ${hook}: ` +
+        `virt-cohort will not replace it; move it to another priority (tc filter del dev ${dev} ${hook} pref ${TC_PRIORITY})`,
+    );
+  }
+  await tc(['filter', 'replace', 'dev', dev, hook, 'pref', String(TC_PRIORITY), 'handle', HANDLE,
+    'bpf', 'direct-action', 'object-pinned', pinnedProgram], netns);
+}
+
+export async function clearOurFilters(dev: string, netns?: string): Promise<void> {
+  for (const f of await ourFilters(dev, netns)) {
+    await tc(['filter', 'del', 'dev', dev, f.hook, 'pref', String(TC_PRIORITY), 'handle', HANDLE, 'bpf'], netns);
+  }
+}
