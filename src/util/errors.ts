@@ -20,6 +20,7 @@ export class CommandError extends Error {
     readonly stderr: string,
   ) {
     const detail = (stderr || stdout).trim().split('\n').slice(-5).join('\n');
-    super(`${command} ${args.join(' ')} failed (exit ${code}): ${detail}`);
+    const line = `${command} ${args.join(' ')}`;
+    super(`${line.length > 300 ? `${line.slice(0, 300)}...` : line} failed (exit ${code}): ${detail}`);
   }
 }

@@ -1,0 +1,78 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { run } from '../../src/util/exec.js';
+
+const UDP = join(dirname(fileURLToPath(import.meta.url)), 'udp.js');
+
+/**
+ * A VM stand-in: namespace `vm` holds eth0 (the guest's NIC), namespace `host`
+ * holds its peer `tap0` (what the sensor watches) with the addresses of the
+ * VM's peers. Neighbours are static so the counts hold no ARP or ND surprises.
+ */
+export class TapPair {
+  readonly host: string;
+  readonly vm: string;
+  readonly vmIp = '10.77.0.100';
+  readonly vmIp6 = 'fd00:77::100';
+  readonly peers = ['10.77.0.1', '10.77.0.2', '10.77.0.3'];
+  readonly peer6 = 'fd00:77::1';
+  private children: ChildProcess[] = [];
+
+  constructor(readonly id: string) {
+    this.host = `vcs-${id}-h`;
+    this.vm = `vcs-${id}-v`;
+  }
+
+  async create(): Promise<void> {
+    for (const ns of [this.host, this.vm]) {
+      await run('ip', ['netns', 'add', ns]);
+      await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    }
+    await this.createTap();
+  }
+
+  /** (Re)creates the tap and its peer, as QEMU does when a VM starts or arrives. */
+  async createTap(): Promise<void> {
+    await run('ip', ['-n', this.host, 'link', 'add', 'tap0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', this.vm]);
+    for (const p of this.peers) await run('ip', ['-n', this.host, 'addr', 'add', `${p}/24`, 'dev', 'tap0']);
+    await run('ip', ['-n', this.host, 'addr', 'add', `${this.peer6}/64`, 'dev', 'tap0', 'nodad']);
+    await run('ip', ['-n', this.vm, 'addr', 'add', `${this.vmIp}/24`, 'dev', 'eth0']);
+    await run('ip', ['-n', this.vm, 'addr', 'add', `${this.vmIp6}/64`, 'dev', 'eth0', 'nodad']);
+    await run('ip', ['-n', this.host, 'link', 'set', 'tap0', 'up']);
+    await run('ip', ['-n', this.vm, 'link', 'set', 'eth0', 'up']);
+    const mac = async (ns: string, dev: string) => (JSON.parse(await run('ip', ['-j', '-n', ns, 'link', 'show', dev])) as { address: string }[])[0]!.address;
+    const hostMac = await mac(this.host, 'tap0');
+    const vmMac = await mac(this.vm, 'eth0');
+    for (const p of this.peers) await run('ip', ['-n', this.vm, 'neigh', 'replace', p, 'lladdr', hostMac, 'dev', 'eth0', 'nud', 'permanent']);
+    await run('ip', ['-n', this.vm, 'neigh', 'replace', this.peer6, 'lladdr', hostMac, 'dev', 'eth0', 'nud', 'permanent']);
+    await run('ip', ['-n', this.host, 'neigh', 'replace', this.vmIp, 'lladdr', vmMac, 'dev', 'tap0', 'nud', 'permanent']);
+    await run('ip', ['-n', this.host, 'neigh', 'replace', this.vmIp6, 'lladdr', vmMac, 'dev', 'tap0', 'nud', 'permanent']);
+    // Many distinct peers (the full-map test) are reached through the host side.
+    await run('ip', ['-n', this.vm, 'route', 'add', '10.128.0.0/9', 'via', this.peers[0]!]);
+  }
+
+  async deleteTap(): Promise<void> {
+    await run('ip', ['-n', this.host, 'link', 'del', 'tap0']);
+  }
+
+  /** Sends `count` datagrams of `size` bytes to each address, from inside a namespace. */
+  async send(ns: string, to: string[], count: number, size: number, port = 9999): Promise<void> {
+    await run('nsenter', [`--net=/run/netns/${ns}`, '--', process.execPath, UDP, 'send', '--to', to.join(','), '--port', String(port), '--count', String(count), '--size', String(size)], { timeoutMs: 120_000 });
+  }
+
+  /** A UDP sink in a namespace, so no datagram draws an ICMP error that would be counted too. */
+  async sink(ns: string, port = 9999): Promise<void> {
+    const child = spawn('nsenter', [`--net=/run/netns/${ns}`, '--', process.execPath, UDP, 'sink', '--port', String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    this.children.push(child);
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.once('data', () => resolve());
+      child.once('exit', (code) => reject(new Error(`udp sink exited with ${code}`)));
+    });
+  }
+
+  async destroy(): Promise<void> {
+    for (const c of this.children) if (c.exitCode === null) c.kill('SIGKILL');
+    for (const ns of [this.host, this.vm]) await run('ip', ['netns', 'del', ns]).catch(() => undefined);
+  }
+}

@@ -1,0 +1,99 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { EbpfSensor } from '../../src/sensor/ebpf.js';
+import type { FlowCounts } from '../../src/sensor/layout.js';
+import { packageRoot } from '../../src/paths.js';
+import { TapPair } from '../helpers/netns.js';
+import { uniqueName } from '../helpers/names.js';
+
+// Real eBPF on a veth "tap" in namespaces this test creates; the VM is the
+// veth's other end. UDP on the wire: payload + 8 (UDP) + 20 (IPv4) or 40 (IPv6) + 14 (Ethernet).
+const id = uniqueName('s', 6);
+const pair = new TapPair(id);
+const pinRoot = `/sys/fs/bpf/vc-${id}`;
+const object = join(packageRoot, 'dist', 'bpf', 'counter.bpf.o');
+const VM = 7;
+let sensor: EbpfSensor;
+
+const flow = (flows: FlowCounts[], dir: 'rx' | 'tx', peer: string) =>
+  flows.find((f) => f.vm === VM && f.dir === dir && f.peer === peer) ?? { packets: 0, bytes: 0 };
+
+describe(`eBPF sensor on ${pair.host}/tap0`, { concurrency: 1 }, () => {
+  before(async () => {
+    await pair.create();
+    await pair.sink(pair.host);
+    await pair.sink(pair.vm);
+    sensor = await EbpfSensor.open({ pinRoot, netns: pair.host, object });
+    await sensor.attach('tap0', VM);
+    await sensor.read();
+  });
+  after(async () => {
+    await pair.destroy();
+    await rm(pinRoot, { recursive: true, force: true });
+  });
+
+  it('counts exactly N datagrams and their wire bytes per peer and direction', async () => {
+    await pair.send(pair.vm, pair.peers, 500, 100);
+    for (let i = 0; i < 3; i++) await pair.send(pair.host, [pair.vmIp], 300, 200);
+    const r = await sensor.read();
+    for (const p of pair.peers) {
+      assert.deepEqual(flow(r.flows, 'tx', p), { ...flow(r.flows, 'tx', p), packets: 500, bytes: 500 * (100 + 42) }, `tx to ${p}`);
+    }
+    // The host side answers from its first address.
+    assert.equal(flow(r.flows, 'rx', pair.peers[0]!).packets, 900);
+    assert.equal(flow(r.flows, 'rx', pair.peers[0]!).bytes, 900 * (200 + 42));
+    assert.deepEqual(r.overflow, { packets: 0, bytes: 0 });
+    assert.equal(r.unknownTap, 0);
+  });
+
+  it('counts IPv6 peers by address', async () => {
+    await pair.send(pair.vm, [pair.peer6], 200, 64);
+    const r = await sensor.read();
+    assert.equal(flow(r.flows, 'tx', pair.peer6).packets, 200);
+    assert.equal(flow(r.flows, 'tx', pair.peer6).bytes, 200 * (64 + 8 + 40 + 14));
+  });
+
+  it('counts frames that are not IP under their ethertype (ARP)', async () => {
+    await pair.send(pair.vm, ['10.77.0.9'], 1, 10);
+    await new Promise((r) => setTimeout(r, 1500));
+    const r = await sensor.read();
+    assert.ok(flow(r.flows, 'tx', 'ether:0x0806').packets >= 1, 'ARP request from the VM');
+  });
+
+  it('reads a period while traffic flows and neither loses nor doubles a packet, across a sensor restart', async () => {
+    const sending = pair.send(pair.vm, [pair.peers[1]!], 4000, 50);
+    let total = 0;
+    for (let i = 0; i < 6; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      total += flow((await sensor.read()).flows, 'tx', pair.peers[1]!).packets;
+      // Half way, the agent "restarts": a new sensor object opens the pinned maps.
+      if (i === 2) sensor = await EbpfSensor.open({ pinRoot, netns: pair.host, object });
+    }
+    await sending;
+    total += flow((await sensor.read()).flows, 'tx', pair.peers[1]!).packets;
+    assert.equal(total, 4000);
+  });
+
+  it('follows a tap that is removed and recreated with another ifindex', async () => {
+    await pair.deleteTap();
+    await pair.createTap();
+    const fixed = await sensor.reconcile([{ tap: 'tap0', vm: VM }]);
+    assert.deepEqual(fixed.attached, ['tap0']);
+    assert.deepEqual(await sensor.attached(), [{ tap: 'tap0', vm: VM }]);
+    await sensor.read();
+    await pair.send(pair.vm, [pair.peers[2]!], 100, 100);
+    assert.equal(flow((await sensor.read()).flows, 'tx', pair.peers[2]!).packets, 100);
+  });
+
+  it('reports what finds the flow map full instead of dropping it silently', async () => {
+    // 66,000 distinct peers: more than the 65,536 flows a period can hold.
+    const peers = Array.from({ length: 66_000 }, (_, i) => { const a = Math.floor(i / 254); return `10.${128 + (a >> 8)}.${a & 255}.${1 + (i % 254)}`; });
+    for (let i = 0; i < peers.length; i += 6000) await pair.send(pair.vm, peers.slice(i, i + 6000), 1, 20);
+    const r = await sensor.read();
+    const counted = r.flows.filter((f) => f.dir === 'tx' && /^10\.12[89]\./.test(f.peer)).reduce((n, f) => n + f.packets, 0);
+    assert.ok(r.overflow.packets > 0, 'overflow reported');
+    assert.equal(counted + r.overflow.packets, 66_000);
+  });
+});
