@@ -1,0 +1,81 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { packageRoot } from '../../src/paths.js';
+
+const HOOK = join(packageRoot, 'hooks', 'qemu');
+const XML = `<domain type='qemu'><name>vc-lab-vm1</name><uuid>0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0</uuid>
+<devices><interface type='bridge'><mac address='52:54:00:65:00:01'/><source bridge='vmbr'/><target dev='vnet7'/></interface></devices></domain>`;
+
+interface Run { code: number | null; ms: number; stdout: string }
+
+/** Runs the hook as libvirt would; stdin stays open when `input` is undefined. */
+function runHook(args: string[], socket: string, input?: string): Promise<Run> {
+  const started = Date.now();
+  const child = spawn(HOOK, args, { env: { ...process.env, VIRT_COHORT_HOOK_SOCKET: socket }, stdio: ['pipe', 'pipe', 'ignore'] });
+  let stdout = '';
+  child.stdout.on('data', (c) => (stdout += c));
+  if (input !== undefined) child.stdin.end(input);
+  return new Promise((resolve) => child.on('exit', (code) => {
+    child.stdin.destroy();
+    resolve({ code, ms: Date.now() - started, stdout });
+  }));
+}
+
+async function agent(): Promise<{ server: Server; socket: string; events: Record<string, unknown>[]; dir: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'vc-hook-'));
+  const socket = join(dir, 'agent.sock');
+  const events: Record<string, unknown>[] = [];
+  const server = createServer((c) => {
+    let buf = '';
+    c.on('data', (d) => (buf += d));
+    c.on('end', () => events.push(JSON.parse(buf) as Record<string, unknown>));
+  });
+  await new Promise<void>((r) => server.listen(socket, r));
+  return { server, socket, events, dir };
+}
+
+test('tells the agent which VM started, with its UUID, MAC and tap, and prints nothing', async () => {
+  const a = await agent();
+  try {
+    const r = await runHook(['vc-lab-vm1', 'started', 'begin', '-'], a.socket, XML);
+    assert.equal(r.code, 0);
+    assert.equal(r.stdout, '', 'stdout would replace the domain XML for migrate/restore');
+    await new Promise((res) => setTimeout(res, 50));
+    assert.equal(a.events.length, 1);
+    assert.deepEqual(
+      { ...a.events[0], at: 0 },
+      { v: 1, source: 'hook', domain: 'vc-lab-vm1', operation: 'started', subOperation: 'begin', extra: '-', at: 0,
+        uuid: '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0', interfaces: [{ mac: '52:54:00:65:00:01', tap: 'vnet7' }] },
+    );
+  } finally {
+    a.server.close();
+    await rm(a.dir, { recursive: true, force: true });
+  }
+});
+
+test('exits 0 promptly when the agent is down, stdin is garbage, or stdin never closes', async () => {
+  const missing = join(tmpdir(), `vc-hook-missing-${process.pid}.sock`);
+  for (const [label, input] of [['agent down', XML], ['garbage', '\u0000<<not xml'], ['stdin left open', undefined]] as const) {
+    const r = await runHook(['vm', 'stopped', 'end', '-'], missing, input);
+    assert.equal(r.code, 0, label);
+    assert.ok(r.ms < 3000, `${label}: took ${r.ms} ms`);
+  }
+});
+
+test('garbage XML still reaches the agent as an event, and unknown operations are ignored', async () => {
+  const a = await agent();
+  try {
+    assert.equal((await runHook(['vm9', 'release', 'end', '-'], a.socket, '<domain><uuid>nope')).code, 0);
+    assert.equal((await runHook(['vm9', 'frobnicate', 'begin', '-'], a.socket, XML)).code, 0);
+    await new Promise((res) => setTimeout(res, 50));
+    assert.deepEqual(a.events.map((e) => [e.domain, e.operation, e.uuid]), [['vm9', 'release', null]]);
+  } finally {
+    a.server.close();
+    await rm(a.dir, { recursive: true, force: true });
+  }
+});
