@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { packageRoot } from '../paths.js';
 import { CommandError, UserError } from '../util/errors.js';
 import { labCommand } from './lab.js';
+import { topCommand } from './top.js';
 
 const pkg = JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string };
 
@@ -14,6 +15,7 @@ const program = new Command('virt-cohort')
   .showHelpAfterError('(add --help for usage)')
   .exitOverride();
 program.addCommand(labCommand());
+program.addCommand(topCommand());
 
 try {
   await program.parseAsync(process.argv);

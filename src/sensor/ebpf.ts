@@ -20,6 +20,8 @@ export interface EbpfOptions {
   netns?: string;
   /** The compiled counter.bpf.o. */
   object: string;
+  /** Load and pin the programs when nothing is pinned yet (the agent); a viewer passes false. */
+  load?: boolean;
 }
 
 const PROG_FROM_VM = 'vc_from_vm';
@@ -48,7 +50,10 @@ export class EbpfSensor implements Sensor {
   static async open(opts: EbpfOptions): Promise<EbpfSensor> {
     const dir = join(opts.pinRoot, `v${LAYOUT_VERSION}`);
     await requireBpffs(opts.pinRoot);
-    if (!(await exists(join(dir, 'progs', PROG_FROM_VM)))) await load(opts.object, dir);
+    if (!(await exists(join(dir, 'progs', PROG_FROM_VM)))) {
+      if (opts.load === false) throw new UserError(`no sensor is pinned at ${dir}: is the agent running on this host (or pass the right --pin-root)?`);
+      await load(opts.object, dir);
+    }
     const open = (name: string, keySize: number, valueSize: number, maxEntries?: number) => {
       const path = join(dir, 'maps', name);
       let fd: number;
@@ -168,6 +173,19 @@ export class EbpfSensor implements Sensor {
     };
   }
 
+  /**
+   * The counts of the period so far, without draining anything: for a person
+   * watching (`virt-cohort top`) while the agent keeps reading the periods.
+   * Both maps are summed, so a swap between two peeks is seen as a drop.
+   */
+  peek(): FlowCounts[] {
+    const flows: FlowCounts[] = [];
+    for (const map of this.counts) {
+      for (const batch of map.getBatch(BATCH)) for (const [k, v] of batch) flows.push({ ...decodeKey(k), ...decodeCounts(v) });
+    }
+    return merge(flows, []);
+  }
+
   async close(): Promise<void> {
     // Maps and programs stay pinned and attached: counting goes on while no agent runs.
   }
@@ -210,7 +228,6 @@ function drain(map: bpf.RawMap): FlowCounts[] {
 }
 
 function merge(a: FlowCounts[], b: FlowCounts[]): FlowCounts[] {
-  if (!a.length) return b;
   const byKey = new Map<string, FlowCounts>();
   for (const f of [...a, ...b]) {
     const k = `${f.vm}|${f.dir}|${f.peer}`;

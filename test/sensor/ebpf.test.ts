@@ -7,6 +7,7 @@ import type { FlowCounts } from '../../src/sensor/layout.js';
 import { packageRoot } from '../../src/paths.js';
 import { TapPair } from '../helpers/netns.js';
 import { uniqueName } from '../helpers/names.js';
+import { run } from '../../src/util/exec.js';
 
 // Real eBPF on a veth "tap" in namespaces this test creates; the VM is the
 // veth's other end. UDP on the wire: payload + 8 (UDP) + 20 (IPv4) or 40 (IPv6) + 14 (Ethernet).
@@ -85,6 +86,17 @@ describe(`eBPF sensor on ${pair.host}/tap0`, { concurrency: 1 }, () => {
     await sensor.read();
     await pair.send(pair.vm, [pair.peers[2]!], 100, 100);
     assert.equal(flow((await sensor.read()).flows, 'tx', pair.peers[2]!).packets, 100);
+  });
+
+  it('virt-cohort top --once --json shows the live rate without draining the period', async () => {
+    await sensor.read();
+    const sending = pair.send(pair.vm, [pair.peers[2]!], 3000, 100);
+    const out = await run(process.execPath, [join(packageRoot, 'dist', 'src', 'cli', 'main.js'), 'top', '--once', '--json',
+      '--interval', '0.3', '--pin-root', pinRoot, '--netns', pair.host]);
+    await sending;
+    const view = JSON.parse(out) as { rates: { vm: number; peer: string; txPps: number }[] };
+    assert.ok(view.rates.some((r) => r.vm === VM && r.peer === pair.peers[2] && r.txPps > 0), out);
+    assert.equal(flow((await sensor.read()).flows, 'tx', pair.peers[2]!).packets, 3000, 'top took nothing from the period');
   });
 
   it('reports what finds the flow map full instead of dropping it silently', async () => {
