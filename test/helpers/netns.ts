@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { run } from '../../src/util/exec.js';
 
 const UDP = join(dirname(fileURLToPath(import.meta.url)), 'udp.js');
+const TCP = join(dirname(fileURLToPath(import.meta.url)), 'tcp.js');
 
 /**
  * A VM stand-in: namespace `vm` holds eth0 (the guest's NIC), namespace `host`
@@ -61,13 +62,41 @@ export class TapPair {
     await run('nsenter', [`--net=/run/netns/${ns}`, '--', process.execPath, UDP, 'send', '--to', to.join(','), '--port', String(port), '--count', String(count), '--size', String(size)], { timeoutMs: 120_000 });
   }
 
+  /** Streams `bytes` over one TCP connection from a namespace (GSO makes 64 KiB super-packets on veth). */
+  async tcpSend(ns: string, to: string, bytes: number, port = 9998): Promise<void> {
+    await run('nsenter', [`--net=/run/netns/${ns}`, '--', process.execPath, TCP, 'send', '--to', to, '--port', String(port), '--bytes', String(bytes)], { timeoutMs: 120_000 });
+  }
+
+  async tcpSink(ns: string, port = 9998): Promise<void> {
+    await this.start([process.execPath, TCP, 'sink', '--port', String(port)], ns);
+  }
+
+  /** A TCP counter of the namespace's stack from /proc/net/snmp (InSegs counts gso_segs of what arrives). */
+  async tcpStat(ns: string, name: 'InSegs' | 'OutSegs' | 'RetransSegs'): Promise<number> {
+    const snmp = await run('cat', ['/proc/net/snmp'], { netns: ns });
+    const [names, values] = snmp.split('\n').filter((l) => l.startsWith('Tcp:')).map((l) => l.split(/\s+/));
+    return Number(values![names!.indexOf(name)]);
+  }
+
+  /** The VM streams `bytes` to the host side's first address; resolves once the sink has it all. */
+  async sendTcpAndWait(bytes: number): Promise<void> {
+    await this.tcpSend(this.vm, this.peers[0]!, bytes);
+    // FIN and the last ACKs may still be in flight when the sender exits.
+    await new Promise((r) => setTimeout(r, 300));
+  }
+
   /** A UDP sink in a namespace, so no datagram draws an ICMP error that would be counted too. */
   async sink(ns: string, port = 9999): Promise<void> {
-    const child = spawn('nsenter', [`--net=/run/netns/${ns}`, '--', process.execPath, UDP, 'sink', '--port', String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await this.start([process.execPath, UDP, 'sink', '--port', String(port)], ns);
+  }
+
+  /** Starts a helper in a namespace and waits for its first line ("ready"). */
+  private async start(argv: string[], ns: string): Promise<void> {
+    const child = spawn('nsenter', [`--net=/run/netns/${ns}`, '--', ...argv], { stdio: ['ignore', 'pipe', 'inherit'] });
     this.children.push(child);
     await new Promise<void>((resolve, reject) => {
       child.stdout!.once('data', () => resolve());
-      child.once('exit', (code) => reject(new Error(`udp sink exited with ${code}`)));
+      child.once('exit', (code) => reject(new Error(`${argv.join(' ')} exited with ${code}`)));
     });
   }
 

@@ -49,6 +49,27 @@ describe(`eBPF sensor on ${pair.host}/tap0`, { concurrency: 1 }, () => {
     assert.equal(r.unknownTap, 0);
   });
 
+  it('counts a GSO super-packet as the wire segments the peer receives (TCP bulk)', async () => {
+    await pair.tcpSink(pair.host);
+    await sensor.read();
+    // Segments each side's TCP stack put on the wire: OutSegs (which counts
+    // tcp_skb_pcount, i.e. after segmentation) plus RetransSegs.
+    const wire = async (ns: string) => (await pair.tcpStat(ns, 'OutSegs')) + (await pair.tcpStat(ns, 'RetransSegs'));
+    const vm0 = await wire(pair.vm);
+    const host0 = await wire(pair.host);
+    const BYTES = 20 * 1024 * 1024;
+    await pair.sendTcpAndWait(BYTES);
+    const vmSegs = (await wire(pair.vm)) - vm0;
+    const hostSegs = (await wire(pair.host)) - host0;
+    const r = await sensor.read();
+    const tx = flow(r.flows, 'tx', pair.peers[0]!);
+    assert.ok(vmSegs > BYTES / 1500, `${vmSegs} segments for ${BYTES} bytes`);
+    assert.equal(tx.packets, vmSegs, 'packets from the VM = segments its TCP stack put on the wire, not the ~320 GSO skbs');
+    assert.equal(flow(r.flows, 'rx', pair.peers[0]!).packets, hostSegs, 'packets to the VM = segments the peer put on the wire');
+    // Wire bytes: the payload plus, per segment, 14 + 20 + 20..60 bytes of headers.
+    assert.ok(tx.bytes >= BYTES + tx.packets * 54 && tx.bytes <= BYTES + tx.packets * 94, `wire bytes ${tx.bytes}`);
+  });
+
   it('counts IPv6 peers by address', async () => {
     await pair.send(pair.vm, [pair.peer6], 200, 64);
     const r = await sensor.read();
