@@ -10,7 +10,7 @@
 
 #define VC_LAYOUT_VERSION 1
 #define VC_MAX_TAPS 4096
-#define VC_MAX_FLOWS 65536
+#define VC_MAX_FLOWS 131072
 
 /* Direction seen from the VM. */
 enum vc_dir {

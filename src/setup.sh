@@ -18,7 +18,8 @@ START=$(date +%s)
 # What the project runs or builds against; each is used somewhere in src/ or test/.
 PACKAGES="clang llvm libbpf-dev bpftool iproute2 iptables libpcap-dev redis-server redis-tools
 libvirt-daemon-system libvirt-clients libvirt-dev qemu-system-x86 busybox-static
-libnetfilter-queue-dev gcc libc6-dev make g++ python3 pkg-config iputils-ping util-linux xz-utils ca-certificates"
+libnetfilter-queue-dev gcc libc6-dev make g++ python3 pkg-config iputils-ping util-linux xz-utils ca-certificates
+iperf3"
 
 missing=""
 for p in $PACKAGES; do

@@ -5,7 +5,7 @@
  */
 export const LAYOUT_VERSION = 1;
 export const MAX_TAPS = 4096;
-export const MAX_FLOWS = 65536;
+export const MAX_FLOWS = 131072;
 
 export const KEY = { size: 24, vm: 0, dir: 4, family: 5, ethertype: 6, peer: 8 } as const;
 export const COUNTS = { size: 16, packets: 0, bytes: 8 } as const;

@@ -1,3 +1,4 @@
+import { UserError } from '../util/errors.js';
 import type { FlowCounts } from './layout.js';
 
 /** What one read of the sensor returns: the counts since the previous read. */
@@ -22,7 +23,8 @@ export interface Attachment {
  */
 export interface Sensor {
   readonly kind: 'ebpf' | 'pcap';
-  attach(tap: string, vm: number): Promise<void>;
+  /** `mac` is the VM's MAC on that tap: the pcap backend needs it to tell directions apart. */
+  attach(tap: string, vm: number, mac?: string): Promise<void>;
   detach(tap: string): Promise<void>;
   attached(): Promise<Attachment[]>;
   /** Counts since the previous read; nothing is lost or counted twice between reads. */
@@ -34,7 +36,7 @@ const TAP_RE = /^[A-Za-z0-9_.:-]{1,15}$/;
 
 export function checkTapName(tap: string): string {
   if (!TAP_RE.test(tap)) {
-    throw new Error(`'${tap}' is not a valid interface name (1 to 15 letters, digits, '_', '.', ':' or '-')`);
+    throw new UserError(`'${tap}' is not a valid interface name (1 to 15 letters, digits, '_', '.', ':' or '-')`);
   }
   return tap;
 }

@@ -58,8 +58,14 @@ export class TapPair {
   }
 
   /** Sends `count` datagrams of `size` bytes to each address, from inside a namespace. */
-  async send(ns: string, to: string[], count: number, size: number, port = 9999): Promise<void> {
-    await run('nsenter', [`--net=/run/netns/${ns}`, '--', process.execPath, UDP, 'send', '--to', to.join(','), '--port', String(port), '--count', String(count), '--size', String(size)], { timeoutMs: 120_000 });
+  async send(ns: string, to: string[], count: number, size: number, intervalMs = 0, port = 9999): Promise<void> {
+    await run('nsenter', [`--net=/run/netns/${ns}`, '--', process.execPath, UDP, 'send', '--to', to.join(','), '--port', String(port),
+      '--count', String(count), '--size', String(size), '--interval-ms', String(intervalMs)], { timeoutMs: 120_000 });
+  }
+
+  /** The MAC address of the VM's NIC (eth0 in the vm namespace). */
+  async vmMac(): Promise<string> {
+    return (JSON.parse(await run('ip', ['-j', '-n', this.vm, 'link', 'show', 'eth0'])) as { address: string }[])[0]!.address;
   }
 
   /** Streams `bytes` over one TCP connection from a namespace (GSO makes 64 KiB super-packets on veth). */

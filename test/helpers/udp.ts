@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
-  options: { to: { type: 'string' }, port: { type: 'string' }, count: { type: 'string' }, size: { type: 'string' }, v6: { type: 'boolean' } },
+  options: { to: { type: 'string' }, port: { type: 'string' }, count: { type: 'string' }, size: { type: 'string' }, 'interval-ms': { type: 'string' } },
 });
 const port = Number(values.port ?? 9999);
 
@@ -26,9 +26,12 @@ if (positionals[0] === 'sink') {
   const payload = Buffer.alloc(Number(values.size ?? 64), 0x5a);
   const sock = createSocket(targets[0]?.includes(':') ? 'udp6' : 'udp4');
   // Paced in small bursts so that no socket or qdisc queue overflows: every datagram must hit the wire.
+  // --interval-ms N sends one round (a datagram to each target) every N ms instead.
+  const interval = Number(values['interval-ms'] ?? 0);
   for (let i = 0; i < count; i++) {
     for (const t of targets) await new Promise<void>((res, rej) => sock.send(payload, port, t, (e) => (e ? rej(e) : res())));
-    if (i % 50 === 49) await new Promise((r) => setTimeout(r, 1));
+    if (interval > 0) await new Promise((r) => setTimeout(r, interval));
+    else if (i % 50 === 49) await new Promise((r) => setTimeout(r, 1));
   }
   sock.close();
 }
