@@ -92,9 +92,16 @@ export class EbpfSensor implements Sensor {
     if (ifindex === undefined) throw new UserError(`no interface '${tap}'${this.opts.netns ? ` in network namespace ${this.opts.netns}` : ''}: is the VM running?`);
     // The VM id goes in first, so the first packet the filter sees is already counted against the VM.
     this.taps.set(u32(ifindex), encodeTap(vm));
-    await ensureClsact(tap, this.opts.netns);
-    await replaceFilter(tap, 'ingress', join(this.dir, 'progs', PROG_FROM_VM), this.opts.netns);
-    await replaceFilter(tap, 'egress', join(this.dir, 'progs', PROG_TO_VM), this.opts.netns);
+    try {
+      await ensureClsact(tap, this.opts.netns);
+      await replaceFilter(tap, 'ingress', join(this.dir, 'progs', PROG_FROM_VM), this.opts.netns);
+      await replaceFilter(tap, 'egress', join(this.dir, 'progs', PROG_TO_VM), this.opts.netns);
+    } catch (err) {
+      // Half attached would count one direction only: undo ours, leave theirs.
+      await clearOurFilters(tap, this.opts.netns).catch(() => undefined);
+      this.taps.delete(u32(ifindex));
+      throw err;
+    }
     log.info({ tap, ifindex, vm }, 'attached');
   }
 
@@ -123,11 +130,12 @@ export class EbpfSensor implements Sensor {
    * filters from taps that are not wanted and forgets taps that are gone.
    * Filters of anyone else are never touched.
    */
-  async reconcile(want: Attachment[]): Promise<{ attached: string[]; removed: string[] }> {
+  async reconcile(want: Attachment[]): Promise<{ attached: string[]; removed: string[]; failed: { tap: string; error: string }[] }> {
     const names = await this.linkNames();
     const byName = new Map([...names].map(([i, n]) => [n, i]));
     const attached: string[] = [];
     const removed: string[] = [];
+    const failed: { tap: string; error: string }[] = [];
     for (const [k] of this.taps.entries()) {
       const ifindex = k.readUInt32LE(0);
       const name = names.get(ifindex);
@@ -143,11 +151,17 @@ export class EbpfSensor implements Sensor {
       const current = this.taps.get(u32(ifindex));
       const filters = await ourFilters(w.tap, this.opts.netns);
       if (!current || current.readUInt32LE(TAP.vm) !== w.vm || filters.length < 2) {
-        await this.attach(w.tap, w.vm);
-        attached.push(w.tap);
+        // One tap that cannot be attached must not stop the others from being counted.
+        try {
+          await this.attach(w.tap, w.vm);
+          attached.push(w.tap);
+        } catch (err) {
+          failed.push({ tap: w.tap, error: (err as Error).message });
+          log.error({ err, tap: w.tap }, 'cannot count this tap');
+        }
       }
     }
-    return { attached, removed };
+    return { attached, removed, failed };
   }
 
   async read(): Promise<Reading> {

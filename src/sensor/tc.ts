@@ -17,29 +17,37 @@ export async function ensureClsact(dev: string, netns?: string): Promise<void> {
   if (!/qdisc clsact/.test(qdiscs)) await tc(['qdisc', 'add', 'dev', dev, 'clsact'], netns);
 }
 
-interface Filter { hook: Hook; pref: number; name: string }
+interface Filter { hook: Hook; pref: number; kind: string; name: string }
 
+/**
+ * The filters on a device, from `tc filter show`: kind (bpf, u32 ...) and, for
+ * bpf, the program name ("name X" on recent kernels, else the word after the handle).
+ */
 async function filters(dev: string, netns?: string): Promise<Filter[]> {
   const out: Filter[] = [];
   for (const hook of ['ingress', 'egress'] as const) {
     const text = await tc(['filter', 'show', 'dev', dev, hook], netns).catch(() => '');
     for (const line of text.split('\n')) {
-      const m = /pref (\d+) bpf .*handle \S+ (\S+)/.exec(line);
-      if (m) out.push({ hook, pref: Number(m[1]), name: m[2]! });
+      const m = /^filter .*pref (\d+) (\w+) chain \d+ (.+)$/.exec(line);
+      if (!m) continue;
+      const name = m[2] === 'bpf' ? (/ name (\S+)/.exec(m[3]!)?.[1] ?? /handle \S+ (\S+)/.exec(m[3]!)?.[1] ?? '') : '';
+      out.push({ hook, pref: Number(m[1]), kind: m[2]!, name });
     }
   }
   return out;
 }
 
+const ours = (f: Filter) => f.pref === TC_PRIORITY && f.kind === 'bpf' && OUR_PROGRAMS.includes(f.name);
+
 export async function ourFilters(dev: string, netns?: string): Promise<Filter[]> {
-  return (await filters(dev, netns)).filter((f) => f.pref === TC_PRIORITY && OUR_PROGRAMS.includes(f.name));
+  return (await filters(dev, netns)).filter(ours);
 }
 
 export async function replaceFilter(dev: string, hook: Hook, pinnedProgram: string, netns?: string): Promise<void> {
-  const foreign = (await filters(dev, netns)).find((f) => f.hook === hook && f.pref === TC_PRIORITY && !OUR_PROGRAMS.includes(f.name));
+  const foreign = (await filters(dev, netns)).find((f) => f.hook === hook && f.pref === TC_PRIORITY && !ours(f));
   if (foreign) {
     throw new UserError(
-      `a tc filter that is not ours ('${foreign.name}') sits at priority ${TC_PRIORITY} on ${dev} ${hook}: ` +
+      `a tc filter that is not ours (${foreign.kind}${foreign.name ? ` '${foreign.name}'` : ''}) sits at priority ${TC_PRIORITY} on ${dev} ${hook}: ` +
         `virt-cohort will not replace it; move it to another priority (tc filter del dev ${dev} ${hook} pref ${TC_PRIORITY})`,
     );
   }

@@ -109,6 +109,30 @@ describe(`eBPF sensor on ${pair.host}/tap0`, { concurrency: 1 }, () => {
     assert.equal(flow((await sensor.read()).flows, 'tx', pair.peers[2]!).packets, 100);
   });
 
+  it('refuses a missing tap, a foreign filter at our priority and maps of another layout, saying what to do', async () => {
+    await assert.rejects(sensor.attach('vnet404', VM), /no interface 'vnet404' in network namespace/);
+    await assert.rejects(sensor.attach('bad name!', VM), /not a valid interface name/);
+    // Someone else's filter at our priority: never replaced, the other taps still counted.
+    await run('ip', ['-n', pair.host, 'link', 'add', 'tapx', 'type', 'veth', 'peer', 'name', 'tapy']);
+    await run('tc', ['qdisc', 'add', 'dev', 'tapx', 'clsact'], { netns: pair.host });
+    await run('tc', ['filter', 'add', 'dev', 'tapx', 'ingress', 'pref', '49344', 'protocol', 'all', 'u32', 'match', 'u32', '0', '0'], { netns: pair.host });
+    const r = await sensor.reconcile([{ tap: 'tap0', vm: VM }, { tap: 'tapx', vm: 8 }]);
+    assert.equal(r.failed.length, 1);
+    assert.match(r.failed[0]!.error, /not ours .* at priority 49344 on tapx ingress: virt-cohort will not replace it/);
+    assert.deepEqual((await sensor.attached()).map((a) => a.tap), ['tap0']);
+    await run('ip', ['-n', pair.host, 'link', 'del', 'tapx']);
+    // Maps pinned by another layout (a smaller flow map, as an older build had).
+    const other = `${pinRoot}-old`;
+    await run('mkdir', ['-p', `${other}/v1/maps`, `${other}/v1/progs`]);
+    try {
+      await run('bpftool', ['map', 'create', `${other}/v1/maps/vc_taps`, 'type', 'hash', 'key', '4', 'value', '8', 'entries', '1024', 'name', 'vc_taps']);
+      await run('bpftool', ['prog', 'load', object, `${other}/v1/progs/vc_from_vm`, 'type', 'classifier']);
+      await assert.rejects(EbpfSensor.open({ pinRoot: other, netns: pair.host, object }), /has another layout .* Stop its agent, then remove/);
+    } finally {
+      await rm(other, { recursive: true, force: true });
+    }
+  });
+
   it('virt-cohort top --once --json shows the live rate without draining the period', async () => {
     await sensor.read();
     const sending = pair.send(pair.vm, [pair.peers[2]!], 3000, 100);
