@@ -14,7 +14,15 @@ const tc = (args: string[], netns?: string) => run('tc', args, netns ? { netns }
 
 export async function ensureClsact(dev: string, netns?: string): Promise<void> {
   const qdiscs = await tc(['qdisc', 'show', 'dev', dev], netns);
-  if (!/qdisc clsact/.test(qdiscs)) await tc(['qdisc', 'add', 'dev', dev, 'clsact'], netns);
+  if (/qdisc clsact/.test(qdiscs)) return;
+  try {
+    await tc(['qdisc', 'add', 'dev', dev, 'clsact'], netns);
+  } catch (err) {
+    if (/kind is unknown|Operation not supported/.test((err as Error).message)) {
+      throw new UserError(`this kernel has no clsact qdisc (CONFIG_NET_SCH_INGRESS), so no tc program can watch ${dev}: use the pcap backend (--sensor pcap)`);
+    }
+    throw err;
+  }
 }
 
 interface Filter { hook: Hook; pref: number; kind: string; name: string }
