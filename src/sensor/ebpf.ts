@@ -6,7 +6,7 @@ import { run } from '../util/exec.js';
 import { logger } from '../util/log.js';
 import {
   COUNTS, KEY, LAYOUT_VERSION, MAX_FLOWS, MAX_TAPS, STAT, TAP,
-  decodeCounts, decodeKey, encodeTap, u32, type FlowCounts,
+  decodeFlow, encodeTap, u32, type FlowCounts,
 } from './layout.js';
 import { checkTapName, type Attachment, type Reading, type Sensor } from './sensor.js';
 import { clearOurFilters, ensureClsact, ourFilters, replaceFilter } from './tc.js';
@@ -173,7 +173,8 @@ export class EbpfSensor implements Sensor {
     // Returns once no program can still write the map we are about to drain.
     this.active.set(u32(0), u32(this.countFds[other]!));
     const at = Date.now();
-    const flows = merge(leftovers, drain(this.counts[cur]!));
+    const drained = drain(this.counts[cur]!);
+    const flows = leftovers.length ? merge(leftovers, drained) : drained;
     // vc_stats only grows; vc_reported remembers what earlier reads returned.
     const stats = readU64s(this.stats);
     const before = readU64s(this.reported);
@@ -195,7 +196,7 @@ export class EbpfSensor implements Sensor {
   peek(): FlowCounts[] {
     const flows: FlowCounts[] = [];
     for (const map of this.counts) {
-      for (const batch of map.getBatch(BATCH)) for (const [k, v] of batch) flows.push({ ...decodeKey(k), ...decodeCounts(v) });
+      for (const batch of map.getBatch(BATCH)) for (const [k, v] of batch) flows.push(decodeFlow(k, v));
     }
     return merge(flows, []);
   }
@@ -233,8 +234,8 @@ function drain(map: bpf.RawMap): FlowCounts[] {
   const keys: Buffer[] = [];
   for (const batch of map.getBatch(BATCH)) {
     for (const [k, v] of batch) {
-      flows.push({ ...decodeKey(k), ...decodeCounts(v) });
-      keys.push(Buffer.from(k));
+      flows.push(decodeFlow(k, v));
+      keys.push(k);
     }
   }
   for (let i = 0; i < keys.length; i += BATCH) map.deleteBatch(keys.slice(i, i + BATCH));

@@ -37,6 +37,23 @@ export function decodeKey(buf: Buffer): FlowKey {
   return { vm: buf.readUInt32LE(KEY.vm), dir: buf.readUInt8(KEY.dir) === Dir.Tx ? 'tx' : 'rx', peer, family, ethertype };
 }
 
+/** Key and value of one map entry as one object: the read path decodes 100,000 of these per period. */
+export function decodeFlow(key: Buffer, value: Buffer): FlowCounts {
+  const family = key[KEY.family] as 0 | 4 | 6;
+  const ethertype = key.readUInt16LE(KEY.ethertype);
+  const p = KEY.peer;
+  return {
+    vm: key.readUInt32LE(KEY.vm),
+    dir: key[KEY.dir] === Dir.Tx ? 'tx' : 'rx',
+    peer: family === 4 ? `${key[p]}.${key[p + 1]}.${key[p + 2]}.${key[p + 3]}`
+      : family === 6 ? ipv6(key.subarray(p, p + 16)) : `ether:0x${ethertype.toString(16).padStart(4, '0')}`,
+    family,
+    ethertype,
+    packets: Number(value.readBigUInt64LE(COUNTS.packets)),
+    bytes: Number(value.readBigUInt64LE(COUNTS.bytes)),
+  };
+}
+
 export function decodeCounts(buf: Buffer): { packets: number; bytes: number } {
   // Numbers stay exact below 2^53: 9 PB per flow per period.
   return { packets: Number(buf.readBigUInt64LE(COUNTS.packets)), bytes: Number(buf.readBigUInt64LE(COUNTS.bytes)) };
