@@ -50,6 +50,21 @@ export async function domainXml(uri: string, name: string): Promise<string> {
   return virsh(uri, ['dumpxml', name]);
 }
 
+export interface DomainInterface {
+  /** The tap on the host (vnetN); '-' while the domain is not running. */
+  tap: string;
+  type: string;
+  source: string;
+  model: string;
+  mac: string;
+}
+
+export async function domainInterfaces(uri: string, name: string): Promise<DomainInterface[]> {
+  const out = await virsh(uri, ['domiflist', name]);
+  return out.split('\n').map((l) => l.trim().split(/\s+/)).filter((c) => c.length === 5 && /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(c[4]!))
+    .map(([tap, type, source, model, mac]) => ({ tap: tap!, type: type!, source: source!, model: model!, mac: mac!.toLowerCase() }));
+}
+
 export interface MigrateOptions {
   /** Where the memory stream goes (e.g. tcp://10.0.1.2), when it must differ from the control URI's host. */
   migrateUri?: string;

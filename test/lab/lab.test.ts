@@ -11,12 +11,17 @@ import { hosts } from '../../src/lab/topology.js';
 import { portFree } from '../../src/lab/redis.js';
 import { uniqueName } from '../helpers/names.js';
 import { alive } from '../../src/util/process.js';
+import { EbpfSensor } from '../../src/sensor/ebpf.js';
+import { domainInterfaces } from '../../src/libvirt/virsh.js';
+import { packageRoot } from '../../src/paths.js';
+import { join } from 'node:path';
 
 // The real thing: four libvirt hosts in two sites, TCG guests on a VXLAN
 // overlay, a live migration across the shaped inter-site link.
 const name = uniqueName();
 const DELAY_MS = 20;
 const RATE = 50;
+const WINDOW_S = 20;
 let lab: LabState;
 const pids: number[] = [];
 
@@ -77,6 +82,43 @@ describe(`lab ${name}`, { concurrency: 1 }, () => {
         return heard.length === 3 ? true : undefined;
       }, 60_000, 500);
     }
+  });
+
+  it('the eBPF sensor on each lab host counts what every guest sent and received, per peer', async () => {
+    const sensors = new Map<string, EbpfSensor>();
+    for (const h of hosts(lab)) {
+      sensors.set(h.name, await EbpfSensor.open({ pinRoot: `/sys/fs/bpf/vc-${name}-${h.name}`, netns: h.netns, object: join(packageRoot, 'dist', 'bpf', 'counter.bpf.o') }));
+    }
+    const vms = await listVms(lab);
+    for (const v of vms) {
+      const [nic] = await domainInterfaces(hosts(lab).find((h) => h.name === v.host)!.uri, v.domain);
+      assert.match(nic!.tap, /^vnet\d+$/);
+      await sensors.get(v.host)!.attach(nic!.tap, v.spec!.index);
+    }
+    const generators = async () => new Map(await Promise.all(vms.map(async (v) => [v.spec!.index, last(await guestReports(name, v.name))!] as const)));
+    for (const s of sensors.values()) await s.read();
+    const g0 = await generators();
+    await sleep(WINDOW_S * 1000);
+    const flows = (await Promise.all([...sensors.values()].map((s) => s.read()))).flatMap((r) => r.flows);
+    const g1 = await generators();
+    // The generators report once a second on the guest's clock, so each end of
+    // the window may be off by up to one report: +-2 x RATE per flow.
+    let worst = 0;
+    for (const v of vms) {
+      const i = v.spec!.index;
+      for (const p of v.spec!.peers) {
+        const ip = `10.${lab.index}.200.${p}`;
+        const sent = g1.get(i)!.tx[ip]!.n - g0.get(i)!.tx[ip]!.n;
+        const got = g1.get(i)!.rx[ip]!.n - g0.get(i)!.rx[ip]!.n;
+        const tx = flows.find((f) => f.vm === i && f.dir === 'tx' && f.peer === ip);
+        const rx = flows.find((f) => f.vm === i && f.dir === 'rx' && f.peer === ip);
+        assert.ok(Math.abs(tx!.packets - sent) <= 2 * RATE, `vm${i} -> ${ip}: sensor ${tx?.packets}, generator ${sent}`);
+        assert.ok(Math.abs(rx!.packets - got) <= 2 * RATE, `vm${i} <- ${ip}: sensor ${rx?.packets}, generator ${got}`);
+        assert.equal(tx!.bytes, tx!.packets * (200 + 42), 'wire bytes of 200-byte datagrams');
+        worst = Math.max(worst, Math.abs(tx!.packets - sent), Math.abs(rx!.packets - got));
+      }
+    }
+    process.stdout.write(`# sensor vs generators over ${WINDOW_S} s at ${RATE}/s per peer: worst difference ${worst} datagrams of ${WINDOW_S * RATE}\n`);
   });
 
   it('live-migrates a 128 MiB guest from site a to site b; it keeps its IP and its traffic flows on', async () => {
