@@ -59,6 +59,10 @@ if ls bpf/*.bpf.c >/dev/null 2>&1; then
 fi
 
 say "building the lab's guest image and WAN delay line"
+# The guest kernel comes from Debian's archive: its package lists must be there.
+if [ ! -f dist/guest/initrd.img ] && ! apt-cache show linux-image-amd64 >/dev/null 2>&1; then
+  apt-get update -qq || die "apt-get update failed: the guest image needs Debian's linux-image-amd64"
+fi
 sh src/lab/guest/build.sh "$ROOT/dist/guest"
 sh src/lab/wan/build.sh "$ROOT/dist/bin"
 
