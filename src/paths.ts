@@ -6,3 +6,5 @@ export const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '
 export const guestDir = join(packageRoot, 'dist', 'guest');
 /** Small C helpers built at set-up (the lab's WAN delay line). */
 export const binDir = join(packageRoot, 'dist', 'bin');
+/** The sensor's compiled BPF object (built by `make -C bpf` at set-up). */
+export const bpfObject = join(packageRoot, 'dist', 'bpf', 'counter.bpf.o');

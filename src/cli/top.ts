@@ -1,9 +1,8 @@
-import { join } from 'node:path';
-import { Command } from 'commander';
-import { packageRoot } from '../paths.js';
+import { Command, InvalidArgumentError } from 'commander';
+import { bpfObject } from '../paths.js';
 import { EbpfSensor } from '../sensor/ebpf.js';
 import type { FlowCounts } from '../sensor/layout.js';
-import { printJson } from './options.js';
+import { number, printJson } from './options.js';
 import { table } from './table.js';
 
 export const DEFAULT_PIN_ROOT = '/sys/fs/bpf/virt-cohort';
@@ -15,12 +14,12 @@ export function topCommand(): Command {
     .description("live view of what this host's sensor counts: per VM and peer, packets/s and bytes/s each way")
     .option('--pin-root <dir>', 'where the sensor pins its maps', DEFAULT_PIN_ROOT)
     .option('--netns <name>', 'network namespace of the taps (a lab host: vc-LAB-HOST)')
-    .option('--interval <s>', 'seconds between refreshes', (v) => Number(v), 1)
+    .option('--interval <s>', 'seconds between refreshes', seconds, 1)
     .option('--once', 'measure one interval, print, exit')
     .option('--json', 'print JSON (with --once, for scripts)')
     .action(async (o) => {
       const sensor = await EbpfSensor.open({
-        pinRoot: o.pinRoot, load: false, object: join(packageRoot, 'dist', 'bpf', 'counter.bpf.o'),
+        pinRoot: o.pinRoot, load: false, object: bpfObject,
         ...(o.netns ? { netns: o.netns } : {}),
       });
       const names = new Map((await sensor.attached()).map((a) => [a.vm, a.tap]));
@@ -45,6 +44,12 @@ export function topCommand(): Command {
     });
 }
 
+function seconds(value: string): number {
+  const n = number(value);
+  if (n < 0.1 || n > 3600) throw new InvalidArgumentError(`'${value}' is not from 0.1 to 3600 seconds.`);
+  return n;
+}
+
 /** Per (VM, peer) rates between two peeks; a count that fell was drained by the agent, so it counts from zero. */
 export function rateOf(before: FlowCounts[], now: FlowCounts[], seconds: number): Rate[] {
   const key = (f: FlowCounts) => `${f.vm}|${f.dir}|${f.peer}`;
@@ -54,9 +59,10 @@ export function rateOf(before: FlowCounts[], now: FlowCounts[], seconds: number)
     const p = prev.get(key(f));
     const dp = p && p.packets <= f.packets ? f.packets - p.packets : f.packets;
     const db = p && p.bytes <= f.bytes ? f.bytes - p.bytes : f.bytes;
-    const row = rows.get(`${f.vm}|${f.peer}`) ?? { vm: f.vm, peer: f.peer, rxPps: 0, rxBps: 0, txPps: 0, txBps: 0 };
+    const pair = `${f.vm}|${f.peer}`;
+    const row = rows.get(pair) ?? { vm: f.vm, peer: f.peer, rxPps: 0, rxBps: 0, txPps: 0, txBps: 0 };
     if (f.dir === 'rx') { row.rxPps += dp / seconds; row.rxBps += db / seconds; } else { row.txPps += dp / seconds; row.txBps += db / seconds; }
-    rows.set(`${f.vm}|${f.peer}`, row);
+    rows.set(pair, row);
   }
   return [...rows.values()].filter((r) => r.rxPps + r.txPps > 0).sort((a, b) => b.rxBps + b.txBps - (a.rxBps + a.txBps));
 }

@@ -1,8 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run, succeeds, waitFor } from '../util/exec.js';
-import { alive } from '../util/process.js';
 import { hostDir } from './state.js';
 import type { LabHost, LabSettings } from './topology.js';
 
@@ -59,16 +58,6 @@ export async function startLibvirtd(lab: LabSettings, h: LabHost): Promise<void>
   await waitFor(`libvirtd of lab host ${h.name} (${h.uri}); see ${join(dir, 'var/log/libvirt/libvirtd.log')}`,
     async () => ((await succeeds('virsh', ['-c', h.uri, 'version'], { timeoutMs: 10_000 })) ? true : undefined),
     120_000, 250);
-}
-
-/** The pid in a pid file, if that process still runs. */
-export async function livePid(pidFile: string): Promise<number | undefined> {
-  try {
-    const pid = Number((await readFile(pidFile, 'utf8')).trim());
-    return Number.isInteger(pid) && pid > 0 && alive(pid) ? pid : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 export const libvirtdPidFile = (lab: LabSettings, h: LabHost) => join(hostDir(lab.name, h.name), 'libvirtd.pid');

@@ -1,4 +1,5 @@
-import { livePid, libvirtdPidFile } from './libvirtd.js';
+import { livePid } from '../util/process.js';
+import { libvirtdPidFile } from './libvirtd.js';
 import { requireLab } from './lab.js';
 import { siteRate } from './network.js';
 import { delayLineRunning } from './wan.js';

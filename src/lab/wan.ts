@@ -3,7 +3,7 @@ import { openSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { binDir } from '../paths.js';
 import { run, waitFor } from '../util/exec.js';
-import { livePid } from './libvirtd.js';
+import { livePid } from '../util/process.js';
 import { labDir } from './state.js';
 import { wanNetns, type LabSettings } from './topology.js';
 

@@ -1,4 +1,4 @@
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import bpf from 'bpf';
 import { UserError } from '../util/errors.js';
@@ -174,7 +174,7 @@ export class EbpfSensor implements Sensor {
     this.active.set(u32(0), u32(this.countFds[other]!));
     const at = Date.now();
     const drained = drain(this.counts[cur]!);
-    const flows = leftovers.length ? merge(leftovers, drained) : drained;
+    const flows = leftovers.length ? merge([...leftovers, ...drained]) : drained;
     // vc_stats only grows; vc_reported remembers what earlier reads returned.
     const stats = readU64s(this.stats);
     const before = readU64s(this.reported);
@@ -198,7 +198,7 @@ export class EbpfSensor implements Sensor {
     for (const map of this.counts) {
       for (const batch of map.getBatch(BATCH)) for (const [k, v] of batch) flows.push(decodeFlow(k, v));
     }
-    return merge(flows, []);
+    return merge(flows);
   }
 
   async close(): Promise<void> {
@@ -242,9 +242,10 @@ function drain(map: bpf.RawMap): FlowCounts[] {
   return flows;
 }
 
-function merge(a: FlowCounts[], b: FlowCounts[]): FlowCounts[] {
+/** One entry per (VM, direction, peer), summing duplicates (the same flow in both maps). */
+function merge(flows: FlowCounts[]): FlowCounts[] {
   const byKey = new Map<string, FlowCounts>();
-  for (const f of [...a, ...b]) {
+  for (const f of flows) {
     const k = `${f.vm}|${f.dir}|${f.peer}`;
     const seen = byKey.get(k);
     if (seen) {
@@ -260,8 +261,8 @@ async function exists(path: string): Promise<boolean> {
 }
 
 async function requireBpffs(root: string): Promise<void> {
-  const mounts = await run('sh', ['-c', 'grep " bpf " /proc/mounts || true']);
-  if (!mounts.includes('/sys/fs/bpf')) {
+  const mounts = await readFile('/proc/mounts', 'utf8');
+  if (!/ \/sys\/fs\/bpf bpf /.test(mounts)) {
     throw new UserError('bpffs is not mounted at /sys/fs/bpf: mount it with `mount -t bpf bpf /sys/fs/bpf` (or use the pcap backend: --sensor pcap)');
   }
   if (!root.startsWith('/sys/fs/bpf/')) throw new UserError(`the pin root must be under /sys/fs/bpf (got ${root})`);

@@ -29,34 +29,36 @@ export interface FlowCounts extends FlowKey {
   bytes: number;
 }
 
-export function decodeKey(buf: Buffer): FlowKey {
-  const family = buf.readUInt8(KEY.family) as 0 | 4 | 6;
-  const ethertype = buf.readUInt16LE(KEY.ethertype);
-  const peerBytes = buf.subarray(KEY.peer, KEY.peer + 16);
-  const peer = family === 4 ? ipv4(peerBytes) : family === 6 ? ipv6(peerBytes) : `ether:0x${ethertype.toString(16).padStart(4, '0')}`;
-  return { vm: buf.readUInt32LE(KEY.vm), dir: buf.readUInt8(KEY.dir) === Dir.Tx ? 'tx' : 'rx', peer, family, ethertype };
+export function decodeKey(key: Buffer): FlowKey {
+  const family = key[KEY.family] as 0 | 4 | 6;
+  const ethertype = key.readUInt16LE(KEY.ethertype);
+  return { vm: key.readUInt32LE(KEY.vm), dir: key[KEY.dir] === Dir.Tx ? 'tx' : 'rx', peer: peerText(key, KEY.peer, family, ethertype), family, ethertype };
 }
 
-/** Key and value of one map entry as one object: the read path decodes 100,000 of these per period. */
+/**
+ * Key and value of one map entry as one object, built in one go (no spread of
+ * two objects): the read path decodes 100,000 of these per period.
+ */
 export function decodeFlow(key: Buffer, value: Buffer): FlowCounts {
   const family = key[KEY.family] as 0 | 4 | 6;
   const ethertype = key.readUInt16LE(KEY.ethertype);
-  const p = KEY.peer;
   return {
     vm: key.readUInt32LE(KEY.vm),
     dir: key[KEY.dir] === Dir.Tx ? 'tx' : 'rx',
-    peer: family === 4 ? `${key[p]}.${key[p + 1]}.${key[p + 2]}.${key[p + 3]}`
-      : family === 6 ? ipv6(key.subarray(p, p + 16)) : `ether:0x${ethertype.toString(16).padStart(4, '0')}`,
+    peer: peerText(key, KEY.peer, family, ethertype),
     family,
     ethertype,
+    // Numbers stay exact below 2^53: 9 PB per flow per period.
     packets: Number(value.readBigUInt64LE(COUNTS.packets)),
     bytes: Number(value.readBigUInt64LE(COUNTS.bytes)),
   };
 }
 
-export function decodeCounts(buf: Buffer): { packets: number; bytes: number } {
-  // Numbers stay exact below 2^53: 9 PB per flow per period.
-  return { packets: Number(buf.readBigUInt64LE(COUNTS.packets)), bytes: Number(buf.readBigUInt64LE(COUNTS.bytes)) };
+/** A peer as text: the address at `at` in `buf`, or `ether:0xNNNN` for frames that are not IP. */
+export function peerText(buf: Buffer, at: number, family: 0 | 4 | 6, ethertype: number): string {
+  if (family === 4) return `${buf[at]}.${buf[at + 1]}.${buf[at + 2]}.${buf[at + 3]}`;
+  if (family === 6) return ipv6(buf.subarray(at, at + 16));
+  return `ether:0x${ethertype.toString(16).padStart(4, '0')}`;
 }
 
 export function encodeTap(vm: number): Buffer {
@@ -69,10 +71,6 @@ export function u32(n: number): Buffer {
   const b = Buffer.alloc(4);
   b.writeUInt32LE(n);
   return b;
-}
-
-function ipv4(b: Buffer): string {
-  return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
 }
 
 /** RFC 5952 text form: lowercase, the longest run of two or more zero groups as '::'. */

@@ -1,7 +1,7 @@
 import capModule from 'cap';
 import { UserError } from '../util/errors.js';
 import { logger } from '../util/log.js';
-import { ipv6, type FlowCounts } from './layout.js';
+import { peerText, type FlowCounts } from './layout.js';
 import { checkTapName, type Attachment, type Reading, type Sensor } from './sensor.js';
 
 const log = logger('sensor');
@@ -78,17 +78,10 @@ export class PcapSensor implements Sensor {
     if (nbytes < 14) return;
     const dir = frame.subarray(6, 12).equals(c.mac) ? 'tx' : 'rx';
     const ethertype = frame.readUInt16BE(12);
-    let family: 0 | 4 | 6 = 0;
-    let peer = `ether:0x${ethertype.toString(16).padStart(4, '0')}`;
-    if (ethertype === 0x0800 && nbytes >= 34) {
-      family = 4;
-      const at = dir === 'tx' ? 30 : 26;
-      peer = `${frame[at]}.${frame[at + 1]}.${frame[at + 2]}.${frame[at + 3]}`;
-    } else if (ethertype === 0x86dd && nbytes >= 54) {
-      family = 6;
-      const at = dir === 'tx' ? 38 : 22;
-      peer = ipv6(frame.subarray(at, at + 16));
-    }
+    // Where the peer's address sits: the destination of what the VM sent, the source of what it received.
+    const family = ethertype === 0x0800 && nbytes >= 34 ? 4 : ethertype === 0x86dd && nbytes >= 54 ? 6 : 0;
+    const at = family === 4 ? (dir === 'tx' ? 30 : 26) : dir === 'tx' ? 38 : 22;
+    const peer = peerText(frame, at, family, ethertype);
     const key = `${c.vm}|${dir}|${peer}`;
     const f = this.counts.get(key);
     if (f) {

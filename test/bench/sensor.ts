@@ -15,7 +15,7 @@ import { table } from '../../src/cli/table.js';
 import { COUNTS, Dir, KEY, MAX_FLOWS, u32, type FlowCounts } from '../../src/sensor/layout.js';
 import type { Reading } from '../../src/sensor/sensor.js';
 import type { EbpfSensor } from '../../src/sensor/ebpf.js';
-import { packageRoot } from '../../src/paths.js';
+import { bpfObject, packageRoot } from '../../src/paths.js';
 import { run, sleep } from '../../src/util/exec.js';
 import { TapPair } from '../helpers/netns.js';
 import { uniqueName } from '../helpers/names.js';
@@ -33,7 +33,7 @@ const READ_TARGET_MS = 200;
 const id = uniqueName('b');
 const pair = new TapPair(id);
 const pinRoot = `/sys/fs/bpf/vc-${id}`;
-const object = join(packageRoot, 'dist', 'bpf', 'counter.bpf.o');
+const object = bpfObject;
 const pcapRead = join(packageRoot, 'dist', 'test', 'helpers', 'pcap-read.js');
 const STATS_SYSCTL = '/proc/sys/kernel/bpf_stats_enabled';
 

@@ -13,8 +13,7 @@ import { uniqueName } from '../helpers/names.js';
 import { alive } from '../../src/util/process.js';
 import { EbpfSensor } from '../../src/sensor/ebpf.js';
 import { domainInterfaces } from '../../src/libvirt/virsh.js';
-import { packageRoot } from '../../src/paths.js';
-import { join } from 'node:path';
+import { bpfObject } from '../../src/paths.js';
 
 // The real thing: four libvirt hosts in two sites, TCG guests on a VXLAN
 // overlay, a live migration across the shaped inter-site link.
@@ -87,7 +86,7 @@ describe(`lab ${name}`, { concurrency: 1 }, () => {
   it('the eBPF sensor on each lab host counts what every guest sent and received, per peer', async () => {
     const sensors = new Map<string, EbpfSensor>();
     for (const h of hosts(lab)) {
-      sensors.set(h.name, await EbpfSensor.open({ pinRoot: `/sys/fs/bpf/vc-${name}-${h.name}`, netns: h.netns, object: join(packageRoot, 'dist', 'bpf', 'counter.bpf.o') }));
+      sensors.set(h.name, await EbpfSensor.open({ pinRoot: `/sys/fs/bpf/vc-${name}-${h.name}`, netns: h.netns, object: bpfObject }));
     }
     const vms = await listVms(lab);
     for (const v of vms) {

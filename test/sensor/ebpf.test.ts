@@ -4,7 +4,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EbpfSensor } from '../../src/sensor/ebpf.js';
 import type { FlowCounts } from '../../src/sensor/layout.js';
-import { packageRoot } from '../../src/paths.js';
+import { bpfObject, packageRoot } from '../../src/paths.js';
 import { TapPair } from '../helpers/netns.js';
 import { uniqueName } from '../helpers/names.js';
 import { run } from '../../src/util/exec.js';
@@ -14,7 +14,7 @@ import { run } from '../../src/util/exec.js';
 const id = uniqueName('s', 6);
 const pair = new TapPair(id);
 const pinRoot = `/sys/fs/bpf/vc-${id}`;
-const object = join(packageRoot, 'dist', 'bpf', 'counter.bpf.o');
+const object = bpfObject;
 const VM = 7;
 let sensor: EbpfSensor;
 

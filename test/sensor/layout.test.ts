@@ -1,13 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { run } from '../../src/util/exec.js';
-import { packageRoot } from '../../src/paths.js';
+import { bpfObject } from '../../src/paths.js';
 import { COUNTS, KEY, TAP, decodeKey, ipv6 } from '../../src/sensor/layout.js';
 
 /** Struct sizes and member byte offsets as the compiled object's BTF has them. */
 async function btfStructs(): Promise<Map<string, { size: number; members: Record<string, number> }>> {
-  const raw = await run('bpftool', ['btf', 'dump', 'file', join(packageRoot, 'dist', 'bpf', 'counter.bpf.o'), 'format', 'raw']);
+  const raw = await run('bpftool', ['btf', 'dump', 'file', bpfObject, 'format', 'raw']);
   const out = new Map<string, { size: number; members: Record<string, number> }>();
   let current: { size: number; members: Record<string, number> } | undefined;
   for (const line of raw.split('\n')) {

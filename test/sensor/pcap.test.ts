@@ -8,7 +8,7 @@ import { EbpfSensor } from '../../src/sensor/ebpf.js';
 import type { Reading } from '../../src/sensor/sensor.js';
 import type { FlowCounts } from '../../src/sensor/layout.js';
 import { PcapSensor } from '../../src/sensor/pcap.js';
-import { packageRoot } from '../../src/paths.js';
+import { bpfObject, packageRoot } from '../../src/paths.js';
 import { TapPair } from '../helpers/netns.js';
 import { uniqueName } from '../helpers/names.js';
 
@@ -17,7 +17,7 @@ import { uniqueName } from '../helpers/names.js';
 const id = uniqueName('p', 6);
 const pair = new TapPair(id);
 const pinRoot = `/sys/fs/bpf/vc-${id}`;
-const object = join(packageRoot, 'dist', 'bpf', 'counter.bpf.o');
+const object = bpfObject;
 const READER = join(packageRoot, 'dist', 'test', 'helpers', 'pcap-read.js');
 
 /** Starts the reader in the host namespace; resolves with its backend once counting, and its reading at the end. */
