@@ -126,6 +126,16 @@ static __always_inline int count(struct __sk_buff *skb, __u8 dir)
 		hdr = sizeof(*eth) + sizeof(*ip6) + l4_header_len(ip6 + 1, end, ip6->nexthdr);
 	} else {
 		key.family = VC_FAMILY_OTHER;
+		/*
+		 * ARP for IPv4 over Ethernet: keep the sender's IPv4 address. A VM
+		 * announces its own address in every ARP it sends, which is how the
+		 * agent learns which address is which VM, at no cost on the IP path.
+		 */
+		if (eth->h_proto == bpf_htons(ETH_P_ARP)) {
+			__u8 *arp = (void *)(eth + 1);
+			if ((void *)(arp + 28) <= end && arp[4] == 6 && arp[5] == 4)
+				__builtin_memcpy(key.peer, arp + 14, 4);
+		}
 	}
 
 	__u32 segs = skb->gso_segs > 1 ? skb->gso_segs : 1;

@@ -30,7 +30,7 @@ struct vc_key {
 	__u8 dir;        /* enum vc_dir */
 	__u8 family;     /* enum vc_family */
 	__u16 ethertype; /* host byte order */
-	__u8 peer[16];   /* IPv4 in the first 4 bytes, IPv6 in all 16, zero for other frames */
+	__u8 peer[16];   /* IPv4 in the first 4 bytes, IPv6 in all 16; for ARP the sender's IPv4 address; zero for other frames */
 };
 
 struct vc_counts {

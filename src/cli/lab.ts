@@ -28,9 +28,12 @@ export function labCommand(): Command {
     .option('--memory <MiB>', 'memory of each guest', integer, 128)
     .option('--index <L>', 'use 10.L.0.0/16 for the lab (default: the first free from 101)', integer)
     .option('--redis-port <port>', "port of the lab's Redis (default 16300 + L)", integer)
+    .option('--period <s>', "period of the lab hosts' agents, seconds (divides an hour)", integer, 30)
+    .option('--no-agents', 'do not start an agent on each lab host')
     .option('--json', 'print the resulting status as JSON')
     .action(async (o) => {
       const state = await labUp({
+        periodSeconds: o.period, agents: o.agents,
         name: o.name, sites: o.sites, hostsPerSite: o.hostsPerSite, delayMs: o.delay, rateMbit: o.rate,
         ...(o.index !== undefined ? { index: o.index } : {}),
         ...(o.redisPort !== undefined ? { redisPort: o.redisPort } : {}),

@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { packageRoot } from '../paths.js';
 import { CommandError, UserError } from '../util/errors.js';
+import { agentCommand } from './agent.js';
+import { installHookCommand } from './hook.js';
 import { labCommand } from './lab.js';
 import { topCommand } from './top.js';
 
@@ -14,6 +16,8 @@ const program = new Command('virt-cohort')
   .version(pkg.version)
   .showHelpAfterError('(add --help for usage)')
   .exitOverride();
+program.addCommand(agentCommand());
+program.addCommand(installHookCommand());
 program.addCommand(labCommand());
 program.addCommand(topCommand());
 

@@ -1,8 +1,10 @@
 import { readFile, rm } from 'node:fs/promises';
+import { checkPeriodLength } from '../agent/period.js';
 import { UserError } from '../util/errors.js';
 import { run, sleep } from '../util/exec.js';
 import { logger } from '../util/log.js';
 import { alive, livePid } from '../util/process.js';
+import { installLabHooks, startAgents } from './agents.js';
 import { startLibvirtd } from './libvirtd.js';
 import { createNetwork, labNetns, rootLinks } from './network.js';
 import { requireCommands, requireRoot } from './preflight.js';
@@ -21,6 +23,10 @@ export interface UpOptions {
   rateMbit: number;
   index?: number;
   redisPort?: number;
+  /** Period of the lab's agents, seconds (default 30). */
+  periodSeconds?: number;
+  /** Start an agent on every lab host (default true). */
+  agents?: boolean;
 }
 
 export async function labUp(opts: UpOptions): Promise<LabState> {
@@ -28,6 +34,11 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
   checkShape(opts.sites, opts.hostsPerSite);
   if (!(opts.delayMs >= 0 && opts.delayMs <= 10_000)) throw new UserError(`--delay must be from 0 to 10000 ms (got ${opts.delayMs})`);
   if (!(opts.rateMbit > 0 && opts.rateMbit <= 100_000)) throw new UserError(`--rate must be from 1 to 100000 Mbit/s (got ${opts.rateMbit})`);
+  try {
+    checkPeriodLength(opts.periodSeconds ?? 30);
+  } catch (err) {
+    throw new UserError(`--period: ${(err as Error).message}`);
+  }
   requireRoot('lab up');
   await requireCommands();
   await refuseIfPresent(opts.name);
@@ -44,7 +55,7 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
   const started = Date.now();
   const state: LabState = {
     name: opts.name, index, sites: opts.sites, hostsPerSite: opts.hostsPerSite,
-    delayMs: opts.delayMs, rateMbit: opts.rateMbit, redisPort,
+    delayMs: opts.delayMs, rateMbit: opts.rateMbit, redisPort, periodSeconds: opts.periodSeconds ?? 30,
     status: 'creating', createdAt: new Date().toISOString(), vms: {},
   };
   await writeState(state);
@@ -52,7 +63,9 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
     await createNetwork(state);
     await startDelayLine(state);
     await startRedis(state);
+    await installLabHooks(state);
     await Promise.all(hosts(state).map((h) => startLibvirtd(state, h)));
+    if (opts.agents !== false) await startAgents(state);
   } catch (err) {
     log.error({ err }, 'lab up failed; removing what it created');
     await labDown(opts.name);

@@ -12,6 +12,8 @@ export interface LabState extends LabSettings {
   createdAt: string;
   /** Seconds `lab up` took, measured. */
   upSeconds?: number;
+  /** Period of the lab's agents, seconds. */
+  periodSeconds: number;
   vms: Record<string, VmSpec>;
 }
 

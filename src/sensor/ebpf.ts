@@ -242,11 +242,11 @@ function drain(map: bpf.RawMap): FlowCounts[] {
   return flows;
 }
 
-/** One entry per (VM, direction, peer), summing duplicates (the same flow in both maps). */
+/** One entry per (VM, direction, peer, ARP sender), summing duplicates (the same flow in both maps). */
 function merge(flows: FlowCounts[]): FlowCounts[] {
   const byKey = new Map<string, FlowCounts>();
   for (const f of flows) {
-    const k = `${f.vm}|${f.dir}|${f.peer}`;
+    const k = `${f.vm}|${f.dir}|${f.peer}|${f.arpSender ?? ""}`;
     const seen = byKey.get(k);
     if (seen) {
       seen.packets += f.packets;

@@ -22,6 +22,8 @@ export interface FlowKey {
   peer: string;
   family: 0 | 4 | 6;
   ethertype: number;
+  /** ARP only: the IPv4 address the frame's sender announced (how the agent learns VM addresses). */
+  arpSender?: string;
 }
 
 export interface FlowCounts extends FlowKey {
@@ -32,7 +34,18 @@ export interface FlowCounts extends FlowKey {
 export function decodeKey(key: Buffer): FlowKey {
   const family = key[KEY.family] as 0 | 4 | 6;
   const ethertype = key.readUInt16LE(KEY.ethertype);
-  return { vm: key.readUInt32LE(KEY.vm), dir: key[KEY.dir] === Dir.Tx ? 'tx' : 'rx', peer: peerText(key, KEY.peer, family, ethertype), family, ethertype };
+  const out: FlowKey = { vm: key.readUInt32LE(KEY.vm), dir: key[KEY.dir] === Dir.Tx ? 'tx' : 'rx', peer: peerText(key, KEY.peer, family, ethertype), family, ethertype };
+  const sender = arpSender(key, KEY.peer, ethertype);
+  if (sender) out.arpSender = sender;
+  return out;
+}
+
+export const ETHERTYPE_ARP = 0x0806;
+
+/** The IPv4 sender address kept for ARP frames, or undefined (none, or 0.0.0.0 as in ARP probes). */
+export function arpSender(buf: Buffer, at: number, ethertype: number): string | undefined {
+  if (ethertype !== ETHERTYPE_ARP || buf.readUInt32BE(at) === 0) return undefined;
+  return `${buf[at]}.${buf[at + 1]}.${buf[at + 2]}.${buf[at + 3]}`;
 }
 
 /**
@@ -42,7 +55,7 @@ export function decodeKey(key: Buffer): FlowKey {
 export function decodeFlow(key: Buffer, value: Buffer): FlowCounts {
   const family = key[KEY.family] as 0 | 4 | 6;
   const ethertype = key.readUInt16LE(KEY.ethertype);
-  return {
+  const out: FlowCounts = {
     vm: key.readUInt32LE(KEY.vm),
     dir: key[KEY.dir] === Dir.Tx ? 'tx' : 'rx',
     peer: peerText(key, KEY.peer, family, ethertype),
@@ -52,6 +65,11 @@ export function decodeFlow(key: Buffer, value: Buffer): FlowCounts {
     packets: Number(value.readBigUInt64LE(COUNTS.packets)),
     bytes: Number(value.readBigUInt64LE(COUNTS.bytes)),
   };
+  if (family === 0) {
+    const sender = arpSender(key, KEY.peer, ethertype);
+    if (sender) out.arpSender = sender;
+  }
+  return out;
 }
 
 /** A peer as text: the address at `at` in `buf`, or `ether:0xNNNN` for frames that are not IP. */

@@ -1,7 +1,7 @@
 import capModule from 'cap';
 import { UserError } from '../util/errors.js';
 import { logger } from '../util/log.js';
-import { peerText, type FlowCounts } from './layout.js';
+import { arpSender, peerText, type FlowCounts } from './layout.js';
 import { checkTapName, type Attachment, type Reading, type Sensor } from './sensor.js';
 
 const log = logger('sensor');
@@ -82,13 +82,17 @@ export class PcapSensor implements Sensor {
     const family = ethertype === 0x0800 && nbytes >= 34 ? 4 : ethertype === 0x86dd && nbytes >= 54 ? 6 : 0;
     const at = family === 4 ? (dir === 'tx' ? 30 : 26) : dir === 'tx' ? 38 : 22;
     const peer = peerText(frame, at, family, ethertype);
-    const key = `${c.vm}|${dir}|${peer}`;
+    // As in the eBPF program, an ARP frame is also keyed by its sender's IPv4 address.
+    const sender = family === 0 && nbytes >= 42 && frame[18] === 6 && frame[19] === 4 ? arpSender(frame, 28, ethertype) : undefined;
+    const key = `${c.vm}|${dir}|${peer}|${sender ?? ''}`;
     const f = this.counts.get(key);
     if (f) {
       f.packets++;
       f.bytes += nbytes;
     } else {
-      this.counts.set(key, { vm: c.vm, dir, peer, family, ethertype, packets: 1, bytes: nbytes });
+      const flow: FlowCounts = { vm: c.vm, dir, peer, family, ethertype, packets: 1, bytes: nbytes };
+      if (sender) flow.arpSender = sender;
+      this.counts.set(key, flow);
     }
   }
 }

@@ -1,0 +1,303 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import type { Server } from 'node:net';
+import { join } from 'node:path';
+import type { Redis } from 'ioredis';
+import { K } from '../collector/keys.js';
+import { connectRedis, Store } from '../collector/store.js';
+import type { Report } from '../collector/report.js';
+import { LibvirtClient, type DomainSnapshot } from '../libvirt/client.js';
+import { bpfObject } from '../paths.js';
+import { EbpfSensor } from '../sensor/ebpf.js';
+import { openSensor, type Sensor } from '../sensor/index.js';
+import type { Attachment } from '../sensor/sensor.js';
+import { logger } from '../util/log.js';
+import type { AgentConfig } from './config.js';
+import { listenHooks, type HookEvent } from './hookserver.js';
+import { toPairs } from './pairs.js';
+import { msToNextBoundary, periodAt, periodLabel } from './period.js';
+import { Spool } from './spool.js';
+import { VmIds } from './vmids.js';
+
+const log = logger('agent');
+
+/** How long one report write may take before it is left to ioredis' replay and retried from the spool. */
+const WRITE_TIMEOUT_MS = 15_000;
+const MAX_PENDING_EVENTS = 10_000;
+
+/**
+ * One agent per physical host: keeps the sensor attached to every VM tap
+ * (hooks first, a periodic reconcile with libvirt to heal missed hooks),
+ * closes each wall-clock period by reading the sensor into a report that goes
+ * through the disk spool to Redis, and keeps the host registry and the VM
+ * directory true.
+ */
+export class Agent {
+  private libvirt?: LibvirtClient;
+  private hooks?: Server;
+  private timers: NodeJS.Timeout[] = [];
+  private boundaryTimer?: NodeJS.Timeout;
+  private stopping = false;
+  private lastRead: number;
+  /** VMs this host ran at the last reconcile, with what libvirt said of them. */
+  private local = new Map<string, DomainSnapshot>();
+  private addresses = new Map<string, Set<string>>();
+  private pendingEvents: Record<string, string | number>[] = [];
+  private reconciling?: Promise<void>;
+  private reconcileAgain = false;
+  private flushing?: Promise<void>;
+  private waitingFor = '';
+
+  private constructor(
+    readonly cfg: AgentConfig,
+    readonly sensor: Sensor,
+    readonly redis: Redis,
+    readonly store: Store,
+    readonly spool: Spool,
+    readonly ids: VmIds,
+  ) {
+    this.lastRead = Date.now();
+  }
+
+  static async start(cfg: AgentConfig): Promise<Agent> {
+    const spool = await Spool.open(join(cfg.stateDir, 'spool'), cfg.spoolMax);
+    const ids = await VmIds.load(join(cfg.stateDir, 'vm-ids.json'));
+    const sensor = await openSensor({ backend: cfg.sensor, pinRoot: cfg.pinRoot, object: bpfObject });
+    log.info({ backend: sensor.kind, pinRoot: cfg.pinRoot }, 'sensor ready');
+    const redis = connectRedis(cfg.redis);
+    // Connection errors are retried by ioredis; flush() reports the wait.
+    redis.on('error', (err) => log.debug({ err: err.message }, 'redis'));
+    const agent = new Agent(cfg, sensor, redis, new Store(redis), spool, ids);
+    agent.lastRead = Number(await readFile(agent.lastReadFile, 'utf8').catch(() => '')) || Date.now();
+    redis.on('ready', () => {
+      log.info({ redis: cfg.redis }, 'Redis connected');
+      void agent.flush();
+    });
+    redis.on('end', () => log.warn({ redis: cfg.redis }, 'Redis connection closed'));
+    agent.hooks = await listenHooks(cfg.socket, (e) => agent.onHook(e));
+    log.info({ socket: cfg.socket, host: cfg.host, site: cfg.site, periodSeconds: cfg.periodSeconds }, 'agent started');
+    agent.scheduleBoundary();
+    agent.requestReconcile();
+    agent.timers.push(setInterval(() => agent.requestReconcile(), cfg.reconcileSeconds * 1000));
+    return agent;
+  }
+
+  private get lastReadFile(): string {
+    return join(this.cfg.stateDir, 'last-read');
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    for (const t of this.timers) clearTimeout(t);
+    clearTimeout(this.boundaryTimer);
+    await new Promise<void>((r) => (this.hooks ? this.hooks.close(() => r()) : r()));
+    await this.reconciling?.catch(() => undefined);
+    await this.flushing?.catch(() => undefined);
+    await this.libvirt?.close();
+    await this.sensor.close();
+    this.redis.disconnect();
+  }
+
+  // ---- periods ----------------------------------------------------------
+
+  private scheduleBoundary(): void {
+    const now = Date.now();
+    const wait = msToNextBoundary(now, this.cfg.periodSeconds);
+    const boundary = now + wait;
+    this.boundaryTimer = setTimeout(() => {
+      void this.closePeriod(boundary).catch((err) => log.error({ err }, 'closing the period failed')).finally(() => {
+        if (!this.stopping) this.scheduleBoundary();
+      });
+    }, wait);
+  }
+
+  /** Reads the sensor for the period that ends at `boundary` and sends it through the spool. */
+  async closePeriod(boundary: number): Promise<Report> {
+    const period = periodAt(boundary - 1, this.cfg.periodSeconds);
+    const reading = await this.sensor.read();
+    const addrs = await this.addressBook();
+    const { pairs, learned, vms } = toPairs(reading.flows, (id) => this.ids.name(id), addrs);
+    for (const [vm, set] of learned) this.learn(vm, set);
+    const report: Report = {
+      v: 1, host: this.cfg.host, site: this.cfg.site, period: period.start, length: period.length,
+      from: this.lastRead, to: reading.at, pairs, overflow: reading.overflow, unknownTap: reading.unknownTap, vms: [...vms].sort(),
+    };
+    await this.spool.put(report);
+    this.lastRead = reading.at;
+    await writeFile(this.lastReadFile, String(reading.at));
+    await this.ids.save();
+    if (reading.overflow.packets) log.error({ period: periodLabel(period), ...reading.overflow }, 'the flow map was full: these packets are counted but not per peer');
+    log.info({ period: periodLabel(period), pairs: pairs.length, vms: vms.size, spooled: await this.spool.size() }, 'period closed');
+    await this.flush();
+    return report;
+  }
+
+  /** Sends what the spool holds, when Redis is there; one flush at a time. */
+  flush(): Promise<void> {
+    if (this.flushing) return this.flushing;
+    this.flushing = (async () => {
+      try {
+        if (this.redis.status !== 'ready') {
+          this.waiting(`Redis at ${this.cfg.redis} (${await this.spool.size()} reports spooled on disk)`);
+          return;
+        }
+        const sent = await this.spool.flush((r) => withTimeout(this.store.apply(r).then(() => undefined), WRITE_TIMEOUT_MS, 'report write'));
+        if (sent && this.cfg.retention > 0) await this.store.trim(this.cfg.retention);
+        while (this.pendingEvents.length && this.redis.status === 'ready') {
+          await this.store.event(this.pendingEvents[0]!);
+          this.pendingEvents.shift();
+        }
+        if (sent) log.info({ sent }, 'reports sent to Redis');
+      } catch (err) {
+        log.warn({ err }, 'Redis write failed; reports stay in the spool and are sent again (each applied once)');
+      }
+    })().finally(() => {
+      this.flushing = undefined;
+    });
+    return this.flushing;
+  }
+
+  private async addressBook(): Promise<Map<string, string>> {
+    const book = new Map<string, string>();
+    if (this.redis.status === 'ready') {
+      try {
+        for (const [a, vm] of await withTimeout(this.store.addresses(), 5000, 'address book')) book.set(a, vm);
+      } catch (err) {
+        log.warn({ err }, 'cannot read the address book; peers named by what this host knows');
+      }
+    }
+    for (const [vm, set] of this.addresses) for (const a of set) book.set(a, vm);
+    return book;
+  }
+
+  private learn(vm: string, addrs: Iterable<string>): void {
+    let set = this.addresses.get(vm);
+    if (!set) this.addresses.set(vm, (set = new Set()));
+    for (const a of addrs) set.add(a);
+  }
+
+  // ---- hooks and reconcile ---------------------------------------------
+
+  private onHook(e: HookEvent): void {
+    log.info({ domain: e.domain, operation: e.operation, sub: e.subOperation }, 'hook');
+    this.pendingEvents.push({ host: this.cfg.host, source: 'hook', domain: e.domain, operation: e.operation, sub: e.subOperation, extra: e.extra, at: e.at });
+    if (this.pendingEvents.length > MAX_PENDING_EVENTS) this.pendingEvents.shift();
+    void this.flush();
+    this.requestReconcile();
+    // `started` on a migration's destination fires while the VM is still paused: look again once it runs.
+    if (e.operation === 'started' || e.operation === 'migrate' || e.operation === 'prepare') {
+      setTimeout(() => void this.requestReconcile(), 3000).unref();
+    }
+  }
+
+  /** Coalesces requests: one reconcile runs at a time, and one more after it if asked meanwhile. */
+  requestReconcile(): Promise<void> {
+    if (this.stopping) return Promise.resolve();
+    if (this.reconciling) {
+      this.reconcileAgain = true;
+      return this.reconciling;
+    }
+    this.reconciling = this.reconcile()
+      .catch((err) => log.warn({ err }, 'reconcile failed; trying again at the next one'))
+      .finally(() => {
+        this.reconciling = undefined;
+        if (this.reconcileAgain && !this.stopping) {
+          this.reconcileAgain = false;
+          void this.requestReconcile();
+        }
+      });
+    return this.reconciling;
+  }
+
+  private async reconcile(): Promise<void> {
+    if (!this.libvirt) {
+      try {
+        this.libvirt = await LibvirtClient.connect(this.cfg.libvirtUri);
+        log.info({ uri: this.cfg.libvirtUri }, 'libvirt connected');
+      } catch (err) {
+        this.waiting(`libvirt at ${this.cfg.libvirtUri} (${(err as Error).message})`);
+        return;
+      }
+    }
+    let domains: DomainSnapshot[];
+    try {
+      domains = await this.libvirt.domains();
+    } catch (err) {
+      await this.libvirt.close();
+      this.libvirt = undefined;
+      this.waiting(`libvirt at ${this.cfg.libvirtUri} (${(err as Error).message})`);
+      return;
+    }
+    const want: (Attachment & { mac: string })[] = [];
+    for (const d of domains) {
+      const vm = this.ids.idFor(d.uuid, d.name);
+      for (const i of d.interfaces) if (i.tap) want.push({ tap: i.tap, vm, mac: i.mac });
+      this.learn(d.name, d.interfaces.flatMap((i) => i.addresses));
+    }
+    await this.attachAll(want);
+    await this.ids.save();
+    const gone = [...this.local.keys()].filter((n) => !domains.some((d) => d.name === n));
+    this.local = new Map(domains.map((d) => [d.name, d]));
+    this.waitingFor = '';
+    if (this.redis.status !== 'ready') return;
+    await this.publishDirectory(domains, gone);
+  }
+
+  private async attachAll(want: (Attachment & { mac: string })[]): Promise<void> {
+    if (this.sensor instanceof EbpfSensor) {
+      const r = await this.sensor.reconcile(want);
+      if (r.attached.length || r.removed.length) log.info({ attached: r.attached, removed: r.removed }, 'taps reconciled');
+      for (const f of r.failed) log.error({ tap: f.tap, error: f.error }, 'cannot count this tap; the others are counted');
+      return;
+    }
+    const have = new Map((await this.sensor.attached()).map((a) => [a.tap, a.vm]));
+    for (const w of want) {
+      if (have.get(w.tap) === w.vm) continue;
+      await this.sensor.attach(w.tap, w.vm, w.mac).catch((err) => log.error({ err, tap: w.tap }, 'cannot count this tap; the others are counted'));
+    }
+    for (const tap of have.keys()) if (!want.some((w) => w.tap === tap)) await this.sensor.detach(tap).catch(() => undefined);
+  }
+
+  private async publishDirectory(domains: DomainSnapshot[], gone: string[]): Promise<void> {
+    const node = await this.libvirt!.node();
+    const used = domains.reduce((s, d) => s + d.memoryKiB, 0);
+    await this.store.registerHost(this.cfg.host, {
+      site: this.cfg.site, uri: this.cfg.libvirtUri, cpus: node.cpus, memoryKiB: node.memoryKiB,
+      freeMemoryKiB: Math.max(0, node.memoryKiB - used), vms: domains.length, sensor: this.sensor.kind, periodSeconds: this.cfg.periodSeconds,
+    });
+    for (const d of domains) {
+      const rec = {
+        uuid: d.uuid, host: this.cfg.host, site: this.cfg.site, mac: d.interfaces.map((i) => i.mac).join(','),
+        addresses: [...(this.addresses.get(d.name) ?? [])].sort(), memoryKiB: d.memoryKiB, vcpus: d.vcpus,
+      };
+      // Paused here while running elsewhere is an incoming migration: the directory moves once it runs here.
+      if (d.state === 'paused') {
+        const where = await this.redis.hget(K.vm(d.name), 'host');
+        if (where && where !== this.cfg.host) continue;
+        await this.store.putVm(d.name, { ...rec, state: 'arriving' });
+      } else {
+        await this.store.putVm(d.name, { ...rec, state: 'running' });
+      }
+    }
+    for (const name of gone) {
+      if (await this.store.vmGone(name, this.cfg.host)) {
+        log.info({ vm: name }, 'VM left this host');
+        this.pendingEvents.push({ host: this.cfg.host, source: 'reconcile', domain: name, operation: 'gone', at: Date.now() });
+      }
+    }
+  }
+
+  private waiting(what: string): void {
+    if (this.waitingFor !== what) log.warn(`waiting for ${what}; counting goes on`);
+    this.waitingFor = what;
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: NodeJS.Timeout;
+  return Promise.race([
+    p.finally(() => clearTimeout(t)),
+    new Promise<T>((_, reject) => {
+      t = setTimeout(() => reject(new Error(`${what} took more than ${ms} ms`)), ms);
+    }),
+  ]);
+}

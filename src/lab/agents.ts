@@ -1,0 +1,62 @@
+import { spawn } from 'node:child_process';
+import { mkdir, open, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { packageRoot } from '../paths.js';
+import { installHook } from '../cli/hook.js';
+import { waitFor } from '../util/exec.js';
+import { alive, livePid } from '../util/process.js';
+import { hostDir } from './state.js';
+import { hosts, prefix, rootIp, type LabHost, type LabSettings } from './topology.js';
+
+const CLI = join(packageRoot, 'dist', 'src', 'cli', 'main.js');
+
+/** Where each lab host keeps its agent's socket, state, log and pid; and its own BPF pin root. */
+export function agentPaths(lab: LabSettings, h: LabHost) {
+  const dir = hostDir(lab.name, h.name);
+  return {
+    socket: join(dir, 'agent.sock'),
+    stateDir: join(dir, 'agent'),
+    log: join(dir, 'agent.log'),
+    pid: join(dir, 'agent.pid'),
+    pinRoot: `/sys/fs/bpf/${prefix(lab.name)}-${h.name}`,
+    hooksDir: join(dir, 'etc/libvirt/hooks'),
+  };
+}
+
+export const labRedisUrl = (lab: LabSettings) => `redis://${rootIp(lab)}:${lab.redisPort}`;
+
+/** Before libvirtd starts (it reads hooks only then): the hook, pointed at this host's agent socket. */
+export async function installLabHooks(lab: LabSettings): Promise<void> {
+  for (const h of hosts(lab)) {
+    const p = agentPaths(lab, h);
+    await installHook(p.hooksDir, p.socket);
+  }
+}
+
+/** The agent of one lab host, inside the host's network namespace (its taps, its libvirt, the lab's Redis). */
+export async function startAgent(lab: LabSettings & { periodSeconds?: number }, h: LabHost, extra: string[] = []): Promise<number> {
+  const p = agentPaths(lab, h);
+  await mkdir(p.stateDir, { recursive: true });
+  const out = await open(p.log, 'a');
+  const child = spawn('nsenter', [`--net=/run/netns/${h.netns}`, '--', process.execPath, CLI, 'agent',
+    '--host', h.name, '--site', h.site, '--libvirt-uri', h.uri, '--redis', labRedisUrl(lab),
+    '--period', String(lab.periodSeconds ?? 30), '--reconcile', '5', '--socket', p.socket, '--state-dir', p.stateDir,
+    '--pin-root', p.pinRoot, ...extra], { detached: true, stdio: ['ignore', out.fd, out.fd] });
+  await out.close();
+  child.unref();
+  const pid = child.pid!;
+  await writeFile(p.pid, `${pid}\n`);
+  await waitFor(`the agent of lab host ${h.name} (log: ${p.log})`, async () => {
+    if (!alive(pid)) throw new Error(`the agent of lab host ${h.name} exited at start; see ${p.log}`);
+    return (await livePid(p.pid)) && (await socketUp(p.socket)) ? true : undefined;
+  }, 30_000, 100);
+  return pid;
+}
+
+async function socketUp(path: string): Promise<boolean> {
+  return stat(path).then((s) => s.isSocket(), () => false);
+}
+
+export async function startAgents(lab: LabSettings & { periodSeconds?: number }): Promise<void> {
+  await Promise.all(hosts(lab).map((h) => startAgent(lab, h)));
+}

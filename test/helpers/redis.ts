@@ -1,0 +1,53 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { portFree } from '../../src/lab/redis.js';
+import { run, sleep, succeeds, waitFor } from '../../src/util/exec.js';
+import { alive } from '../../src/util/process.js';
+
+/** A private Redis on a free loopback port, for one test file; stopped by its pid. */
+export class TestRedis {
+  private constructor(readonly port: number, readonly dir: string) {}
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  static async start(): Promise<TestRedis> {
+    for (let tries = 0; tries < 50; tries++) {
+      const port = 20000 + Math.floor(Math.random() * 20000);
+      if (!(await portFree(port))) continue;
+      const r = new TestRedis(port, await mkdtemp(join(tmpdir(), 'vc-redis-')));
+      await r.launch();
+      return r;
+    }
+    throw new Error('no free port for a test Redis');
+  }
+
+  /** (Re)starts the server on the same port: a Redis outage ends. */
+  async launch(): Promise<void> {
+    await run('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+      '--daemonize', 'yes', '--pidfile', join(this.dir, 'redis.pid'), '--logfile', join(this.dir, 'redis.log'), '--dir', this.dir]);
+    await waitFor(`test Redis on port ${this.port}`, async () => ((await this.cli('ping')) ? true : undefined), 10_000, 50);
+  }
+
+  cli(...args: string[]): Promise<boolean> {
+    return succeeds('redis-cli', ['-p', String(this.port), ...args], { timeoutMs: 3000 });
+  }
+
+  /** Stops the server (a Redis outage begins), saving its data to disk as a production Redis would; launch() reloads it. */
+  async stop(): Promise<void> {
+    const pid = Number((await readFile(join(this.dir, 'redis.pid'), 'utf8').catch(() => '0')).trim());
+    if (pid > 0 && alive(pid)) {
+      await this.cli('shutdown', 'save');
+      for (let i = 0; i < 100 && alive(pid); i++) await sleep(50);
+      if (alive(pid)) process.kill(pid, 'SIGTERM');
+      for (let i = 0; i < 100 && alive(pid); i++) await sleep(50);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.stop();
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
