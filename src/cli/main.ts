@@ -7,6 +7,7 @@ import { CommandError, UserError } from '../util/errors.js';
 import { agentCommand } from './agent.js';
 import { installHookCommand } from './hook.js';
 import { labCommand } from './lab.js';
+import { statsCommand } from './stats.js';
 import { topCommand } from './top.js';
 
 const pkg = JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string };
@@ -20,6 +21,7 @@ program.addCommand(agentCommand());
 program.addCommand(installHookCommand());
 program.addCommand(labCommand());
 program.addCommand(topCommand());
+program.addCommand(statsCommand());
 
 try {
   await program.parseAsync(process.argv);

@@ -102,6 +102,7 @@ export function parseEnvironment(raw: unknown, source = 'environment'): Environm
     keys(o, ['site', 'vcpus', 'memoryGiB', 'speed', 'price', 'availableUntil'], at(w));
     if (typeof o.site !== 'string') throw new UserError(at(`${w} is in no site: add "site": one of ${[...siteNames].join(', ')}`));
     if (!siteNames.has(o.site)) throw new UserError(at(`${w}.site is '${o.site}', which is not in "sites": add it there or use one of ${[...siteNames].join(', ')}`));
+    if (o.speed !== undefined && !((o.speed as number) > 0)) throw new UserError(at(`${w}.speed must be above 0 (1 = reference speed), got ${JSON.stringify(o.speed)}`));
     const memGiB = o.memoryGiB === undefined ? undefined : num(o.memoryGiB, at(`${w}.memoryGiB`), 0, true);
     return {
       name,

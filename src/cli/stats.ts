@@ -1,0 +1,115 @@
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { periodLabel } from '../agent/period.js';
+import { connectOnce, DEFAULT_REDIS_URL } from '../collector/client.js';
+import { DEFAULT_COEFFICIENT, query, QUERY_TYPES, type Pair, type QueryResult, type QueryType } from '../collector/query.js';
+import { readHosts, readSettings, readVms } from '../collector/registry.js';
+import { parseDuration } from '../collector/span.js';
+import { integer, number, printJson } from './options.js';
+import { table } from './table.js';
+
+/** Exit code when the collector hands the query back (reformulate). */
+export const EXIT_REFORMULATE = 3;
+
+export function statsCommand(): Command {
+  return new Command('stats')
+    .description("the collector's traffic per VM pair over the newest periods (the seed's detail, mean and weighted queries), or its host registry and VM directory")
+    .option('--redis <url>', "the collector's Redis (env VIRT_COHORT_REDIS)", process.env.VIRT_COHORT_REDIS ?? DEFAULT_REDIS_URL)
+    .addOption(new Option('--type <type>', 'detail: every period; mean: plain average; weighted: each period counts --coefficient times the one before').choices(QUERY_TYPES).default('mean'))
+    .option('--coefficient <n>', 'weighted: how many times a period counts the one before it (> 0)', number, DEFAULT_COEFFICIENT)
+    .option('--span <n|duration>', 'periods to cover, ending with the newest ended one: a count (10) or a duration (5m, rounded up to whole periods)', '10')
+    .option('--wait <duration>', 'how long to wait for hosts that have not reported yet (e.g. 10s; a bare number is seconds)', '0')
+    .option('--approx', 'if reports are still missing after the wait, estimate them from each host\'s period before (flagged in the answer)')
+    .option('--vm <name>', 'only the pairs with this VM on either side')
+    .option('--top <n>', 'print only the first N pairs (of each period with --type detail)', positive)
+    .option('--period <s>', 'period length in seconds (default: vc:settings periodSeconds, else 30)', integer)
+    .option('--grace <duration>', 'a host silent for longer is dead and no longer awaited (default: 2 periods)')
+    .option('--hosts', 'print the host registry instead')
+    .option('--vms', 'print the VM directory instead')
+    .option('--json', 'print JSON, for scripts')
+    .addHelpText('after', '\nExit status: 0 answered, 3 handed back (reformulate: the output says when it can be answered), 2 bad input or Redis unreachable.')
+    .action(async (o) => {
+      const redis = await connectOnce(o.redis);
+      try {
+        if (o.hosts) return await printHosts(redis, o.json, o.grace);
+        if (o.vms) return await printVms(redis, o.json);
+        const result = await query(redis, {
+          type: o.type as QueryType, span: o.span, coefficient: o.coefficient, approx: Boolean(o.approx),
+          maxWaitMs: parseDuration(o.wait, '--wait'),
+          ...(o.vm !== undefined ? { vm: o.vm } : {}),
+          ...(o.period !== undefined ? { periodSeconds: o.period } : {}),
+          ...(o.grace !== undefined ? { graceMs: parseDuration(o.grace, '--grace') } : {}),
+        });
+        const top = o.top as number | undefined;
+        if (top !== undefined && result.status === 'ok') {
+          if (result.type === 'detail') for (const d of result.detail) d.pairs = d.pairs.slice(0, top);
+          else result.pairs = result.pairs.slice(0, top);
+        }
+        if (o.json) printJson(result);
+        else process.stdout.write(render(result));
+        if (result.status === 'reformulate') process.exitCode = EXIT_REFORMULATE;
+      } finally {
+        redis.disconnect();
+      }
+    });
+}
+
+function positive(value: string): number {
+  const n = integer(value);
+  if (n < 1) throw new InvalidArgumentError(`'${value}' is not a positive integer.`);
+  return n;
+}
+
+const label = (start: number, length: number) => periodLabel({ start, length });
+const time = (start: number, length: number) => label(start, length).slice(11, 19);
+
+/** Whole numbers as they are; means with one decimal. */
+export function fmt(n: number): string {
+  return Number.isInteger(n) ? String(n) : n.toFixed(1);
+}
+
+export function render(r: QueryResult): string {
+  const L = r.periodSeconds;
+  const n = r.periods.length;
+  const from = label(r.periods[0]!, L);
+  const to = label(r.periods[n - 1]! + L, L);
+  if (r.status === 'reformulate') {
+    const when = r.answerableAt === null ? 'not as asked' : `${new Date(r.answerableAt).toISOString()} at the latest`;
+    return `cannot answer ${r.type} over ${n} period(s) of ${L} s (${from} to ${to}) yet: ${r.reason}\nanswerable: ${when}\n`;
+  }
+  const what = r.type === 'weighted' ? `weighted (coefficient ${r.coefficient})` : r.type;
+  const how = r.approximate
+    ? `APPROXIMATE: estimated ${r.estimated.map((e) => `${e.host} in ${time(e.period, L)}` +
+      (e.from === null ? ' as zero (no earlier report)' : ` from ${time(e.from, L)}`)).join(', ')}`
+    : 'exact';
+  const head = `${what} over ${n} period(s) of ${L} s, ${from} to ${to}, ${how}\n\n`;
+  const row = (p: Pair) => [p.src, p.dst, fmt(p.messages), fmt(p.bytes)];
+  if (r.type === 'detail') {
+    const rows = r.detail.flatMap((d) => d.pairs.map((p) => [time(d.period, L), ...row(p)]));
+    return head + (rows.length ? table(['PERIOD', 'SRC', 'DST', 'MESSAGES', 'BYTES'], rows) : '(no traffic)') + '\n';
+  }
+  const unit = r.type === 'mean' ? 'MEAN' : 'WEIGHTED';
+  return head + (r.pairs.length ? table(['SRC', 'DST', `${unit} MSG/PERIOD`, `${unit} BYTES/PERIOD`], r.pairs.map(row)) : '(no traffic)') + '\n';
+}
+
+async function printHosts(redis: Awaited<ReturnType<typeof connectOnce>>, json: boolean, grace: string | undefined): Promise<void> {
+  const settings = await readSettings(redis);
+  const graceMs = grace !== undefined ? parseDuration(grace, '--grace') : 2 * (settings.periodSeconds ?? 30) * 1000;
+  const now = Date.now();
+  const hosts = (await readHosts(redis)).map((h) => ({ ...h, live: h.lastSeen >= now - graceMs }));
+  if (json) return printJson(hosts);
+  const age = (ms: number) => (ms ? `${Math.round((now - ms) / 1000)} s ago` : '-');
+  process.stdout.write((hosts.length
+    ? table(['HOST', 'SITE', 'STATE', 'VMS', 'CPUS', 'MEMORY MiB', 'FREE MiB', 'SENSOR', 'LAST SEEN', 'URI'],
+      hosts.map((h) => [h.host, h.site, h.live ? 'live' : 'dead', h.vms, h.cpus, Math.round(h.memoryKiB / 1024),
+        Math.round(h.freeMemoryKiB / 1024), h.sensor, age(h.lastSeen), h.uri]))
+    : '(no host has registered)') + '\n');
+}
+
+async function printVms(redis: Awaited<ReturnType<typeof connectOnce>>, json: boolean): Promise<void> {
+  const vms = await readVms(redis);
+  if (json) return printJson(vms);
+  process.stdout.write((vms.length
+    ? table(['VM', 'HOST', 'SITE', 'STATE', 'VCPUS', 'MEMORY MiB', 'MAC', 'ADDRESSES'],
+      vms.map((v) => [v.name, v.host, v.site, v.state, v.vcpus, Math.round(v.memoryKiB / 1024), v.mac, v.addresses.join(',') || '-']))
+    : '(no VM in the directory)') + '\n');
+}
