@@ -5,7 +5,7 @@ import type { Redis } from 'ioredis';
 import { K } from '../collector/keys.js';
 import { connectRedis, Store } from '../collector/store.js';
 import type { Report } from '../collector/report.js';
-import { LibvirtClient, type DomainSnapshot } from '../libvirt/client.js';
+import { LibvirtClient, type DomainSnapshot, type NodeSnapshot } from '../libvirt/client.js';
 import { bpfObject } from '../paths.js';
 import { EbpfSensor } from '../sensor/ebpf.js';
 import { openSensor, type Sensor } from '../sensor/index.js';
@@ -20,6 +20,13 @@ import { VmIds } from './vmids.js';
 
 const log = logger('agent');
 
+/** What the agent asks of libvirt; LibvirtClient in production, a stand-in where no real hypervisor can run (the 1,000-VM benchmark). */
+export interface DomainSource {
+  domains(): Promise<DomainSnapshot[]>;
+  node(): Promise<NodeSnapshot>;
+  close(): Promise<void>;
+}
+
 /** How long one report write may take before it is left to ioredis' replay and retried from the spool. */
 const WRITE_TIMEOUT_MS = 15_000;
 const MAX_PENDING_EVENTS = 10_000;
@@ -32,7 +39,7 @@ const MAX_PENDING_EVENTS = 10_000;
  * directory true.
  */
 export class Agent {
-  private libvirt?: LibvirtClient;
+  private libvirt?: DomainSource;
   private hooks?: Server;
   private timers: NodeJS.Timeout[] = [];
   private boundaryTimer?: NodeJS.Timeout;
@@ -54,11 +61,12 @@ export class Agent {
     readonly store: Store,
     readonly spool: Spool,
     readonly ids: VmIds,
+    private readonly connect: (uri: string) => Promise<DomainSource>,
   ) {
     this.lastRead = Date.now();
   }
 
-  static async start(cfg: AgentConfig): Promise<Agent> {
+  static async start(cfg: AgentConfig, connect: (uri: string) => Promise<DomainSource> = (uri) => LibvirtClient.connect(uri)): Promise<Agent> {
     const spool = await Spool.open(join(cfg.stateDir, 'spool'), cfg.spoolMax);
     const ids = await VmIds.load(join(cfg.stateDir, 'vm-ids.json'));
     const sensor = await openSensor({ backend: cfg.sensor, pinRoot: cfg.pinRoot, object: bpfObject });
@@ -66,7 +74,7 @@ export class Agent {
     const redis = connectRedis(cfg.redis);
     // Connection errors are retried by ioredis; flush() reports the wait.
     redis.on('error', (err) => log.debug({ err: err.message }, 'redis'));
-    const agent = new Agent(cfg, sensor, redis, new Store(redis), spool, ids);
+    const agent = new Agent(cfg, sensor, redis, new Store(redis), spool, ids, connect);
     agent.lastRead = Number(await readFile(agent.lastReadFile, 'utf8').catch(() => '')) || Date.now();
     redis.on('ready', () => {
       log.info({ redis: cfg.redis }, 'Redis connected');
@@ -211,7 +219,7 @@ export class Agent {
   private async reconcile(): Promise<void> {
     if (!this.libvirt) {
       try {
-        this.libvirt = await LibvirtClient.connect(this.cfg.libvirtUri);
+        this.libvirt = await this.connect(this.cfg.libvirtUri);
         log.info({ uri: this.cfg.libvirtUri }, 'libvirt connected');
       } catch (err) {
         this.waiting(`libvirt at ${this.cfg.libvirtUri} (${(err as Error).message})`);

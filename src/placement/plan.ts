@@ -1,0 +1,183 @@
+import { buildGraph, type PairTraffic, type TrafficMeasure } from '../analysis/graph.js';
+import type { Environment } from './env.js';
+import { explainMove, fmtBytesRate, fmtSeconds } from './explain.js';
+import type { VmInfo } from './live.js';
+import { optimise } from './optimise.js';
+import { buildProblem, UNITS, type Objective, type Problem } from './problem.js';
+import { hostingRate, migrationSeconds, oneOff, Placement, scratch, score, siteCosts, type Score } from './state.js';
+
+export interface PlanOptions {
+  objective: Objective;
+  /** A move is proposed only if the plan up to it pays back within this many seconds. Default 3600. */
+  horizonSeconds?: number;
+  /** At most this many migrations per round. Default 5. */
+  maxMoves?: number;
+  /** VMs never to move, on top of those pinned through libvirt metadata. */
+  exclude?: readonly string[];
+  /** Clock for availability windows (ms since the epoch). Default Date.now(). */
+  now?: number;
+  /** Measure the group detectors use to seed the search. Default 'bytes'. */
+  measure?: TrafficMeasure;
+}
+
+export interface Move {
+  vm: string;
+  from: string;
+  to: string;
+  fromSite: string;
+  toSite: string;
+  /** Objective rate saved by this move given the moves before it (may be < 0 for a move that prepares others). */
+  gain: number;
+  migrationSeconds: number;
+  /** One-off cost of the move in the objective's unit (for time: seconds). */
+  migrationCost: number;
+  /** When the plan up to and including this move has paid for itself (cumulative one-off / cumulative gain). */
+  paybackSeconds: number;
+  reason: string;
+}
+
+export interface Plan {
+  objective: Objective;
+  unit: string;
+  horizonSeconds: number;
+  moves: Move[];
+  /** Set when `moves` is empty: why nothing moves, in words. */
+  noMove?: string;
+  before: Score;
+  after: Score;
+  /** Which start of the search gave the target placement. */
+  method: string;
+}
+
+/** `virt-cohort plan`: ordered moves towards the best placement found, within the round's limits. */
+export function planMoves(traffic: readonly PairTraffic[], vms: readonly VmInfo[], env: Environment, opts: PlanOptions): Plan {
+  const horizon = opts.horizonSeconds ?? 3600;
+  const maxMoves = opts.maxMoves ?? 5;
+  const excluded = new Set(opts.exclude ?? []);
+  const g = buildGraph(traffic, vms.map((v) => v.name));
+  const p = buildProblem(
+    g,
+    vms.map((v) => ({ name: v.name, memoryKiB: v.memoryKiB, vcpus: v.vcpus, host: v.host, pinned: v.pinned === true || excluded.has(v.name) })),
+    env,
+    opts.objective,
+    horizon,
+    opts.now ?? Date.now(),
+  );
+  const start = new Placement(p, p.origin.slice());
+  const before = score(start);
+  const base = { objective: opts.objective, unit: UNITS[opts.objective], horizonSeconds: horizon, before };
+  if (vms.length === 0) return { ...base, moves: [], noMove: 'there are no VMs to place', after: before, method: 'none' };
+  if (maxMoves < 1) return { ...base, moves: [], noMove: 'the round allows no move (maxMoves is 0)', after: before, method: 'none' };
+  const best = optimise(p, opts.measure ?? 'bytes');
+  const target = best.placement.host;
+  const { moves, blocked } = sequence(p, start, target, maxMoves);
+  const after = score(start);
+  const plan: Plan = { ...base, moves, after, method: best.name };
+  if (moves.length === 0) {
+    plan.noMove = whyNoMove(p, before, target, blocked, g.edgeA.length === 0) ?? unpaid(p, before, opts.measure ?? 'bytes', explain(p, before));
+  }
+  return plan;
+}
+
+/** Nothing pays back: say what the best placement would save if migrations were free, and when it would pay. */
+function unpaid(p: Problem, before: Score, measure: TrafficMeasure, fallback: string): string {
+  const free = optimise({ ...p, horizonSeconds: 1e15 }, measure).score;
+  const gain = before.rate - free.rate;
+  if (!(gain > 1e-12 * Math.abs(before.rate)) || free.moves === 0) return fallback;
+  const payback = free.oneOff / gain;
+  return `moving ${free.moves} VM${free.moves > 1 ? 's' : ''} would save ${gain.toPrecision(3)} ${UNITS[p.objective]} but pays back only after ${fmtSeconds(payback)}, beyond the horizon of ${fmtSeconds(p.horizonSeconds)}: keep the VMs where they are, or raise the horizon`;
+}
+
+function explain(p: Problem, before: Score): string {
+  return `the current placement is already the best found for the ${p.objective} objective; the ${fmtBytesRate(before.interSiteBytes)} that still crosses sites stays because capacity or pinned VMs leave no better choice`;
+}
+
+/**
+ * Orders the moves from the current to the target placement: at each step the executable move
+ * (its destination has room now, so capacity holds after every single migration) with the best
+ * gain net of its amortised one-off cost. Then keeps the longest prefix that pays back within the
+ * horizon. Applies the kept moves to `cur`.
+ */
+function sequence(p: Problem, cur: Placement, target: Int32Array, maxMoves: number): { moves: Move[]; blocked: boolean } {
+  const pending: number[] = [];
+  for (let v = 0; v < p.nVm; v++) if (target[v] !== cur.host[v]) pending.push(v);
+  const s = scratch(p);
+  const steps: { v: number; to: number; gain: number; cost: number; secs: number; from: number }[] = [];
+  const trial = cur.clone();
+  while (steps.length < maxMoves && pending.length > 0) {
+    let pick = -1;
+    let pickNet = -Infinity;
+    let pickGain = 0;
+    for (let i = 0; i < pending.length; i++) {
+      const v = pending[i]!;
+      const h = target[v]!;
+      if (!trial.fits(v, h)) continue;
+      const gain = rateGain(trial, v, h, s);
+      const net = gain - oneOff(p, v, h) / p.horizonSeconds;
+      if (net > pickNet) {
+        pickNet = net;
+        pick = i;
+        pickGain = gain;
+      }
+    }
+    if (pick < 0) break;
+    const v = pending[pick]!;
+    const h = target[v]!;
+    const from = trial.host[v]!;
+    steps.push({ v, to: h, gain: pickGain, cost: oneOff(p, v, h), secs: migrationSeconds(p, v, from, h), from });
+    trial.move(v, h);
+    pending.splice(pick, 1);
+  }
+  const blocked = steps.length === 0 && pending.length > 0;
+  let keep = 0;
+  let g = 0;
+  let c = 0;
+  const payback: number[] = [];
+  steps.forEach((st, k) => {
+    g += st.gain;
+    c += st.cost;
+    const pb = g > 0 ? c / g : Infinity;
+    payback.push(pb);
+    if (g > 0 && pb <= p.horizonSeconds) keep = k + 1;
+  });
+  const moves: Move[] = [];
+  for (let k = 0; k < keep; k++) {
+    const st = steps[k]!;
+    const reason = explainMove(cur, st.v, st.to, st.gain, st.cost, payback[k]!);
+    moves.push({
+      vm: p.graph.names[st.v]!,
+      from: p.hostNames[st.from]!,
+      to: p.hostNames[st.to]!,
+      fromSite: p.siteNames[p.hostSite[st.from]!]!,
+      toSite: p.siteNames[p.hostSite[st.to]!]!,
+      gain: st.gain,
+      migrationSeconds: st.secs,
+      migrationCost: st.cost,
+      paybackSeconds: payback[k]!,
+      reason,
+    });
+    cur.move(st.v, st.to);
+  }
+  return { moves, blocked };
+}
+
+/** Rate saved if v moved to h now (positive = better), one-off costs left out. */
+function rateGain(pl: Placement, v: number, h: number, s: ReturnType<typeof scratch>): number {
+  const p = pl.p;
+  const cur = pl.host[v]!;
+  const cost = siteCosts(pl, v, s);
+  let d = cost[p.hostSite[cur]!]! - cost[p.hostSite[h]!]! + hostingRate(p, v, cur) - hostingRate(p, v, h);
+  if (pl.count[cur] === 1) d += p.hostOpen[cur]!;
+  if (pl.count[h] === 0) d -= p.hostOpen[h]!;
+  return d;
+}
+
+function whyNoMove(p: Problem, before: Score, target: Int32Array, blocked: boolean, noTraffic: boolean): string | undefined {
+  const changed = target.some((h, v) => h !== p.origin[v]);
+  const split = before.interSiteBytes > 0 ? `; ${fmtBytesRate(before.interSiteBytes)} still crosses sites` : '';
+  if (blocked) return `a better placement exists but every move in it waits for room on a full host (VMs would have to swap): free memory or vCPUs on the destination hosts${split}`;
+  if (changed) return `the best placement found does not pay back within the horizon of ${fmtSeconds(p.horizonSeconds)}: keep the VMs where they are, or raise the horizon${split}`;
+  if (noTraffic && p.objective !== 'cost') return 'no traffic was recorded between the VMs, so there is no group to bring together and nothing to gain by moving';
+  if (!split) return `the current placement is already the best found for the ${p.objective} objective`;
+  return undefined;
+}

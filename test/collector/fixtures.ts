@@ -1,0 +1,21 @@
+import { Store, type HostRecord } from '../../src/collector/store.js';
+import type { Report } from '../../src/collector/report.js';
+
+export const L = 30;
+
+export function hostRecord(site = 'site-a'): HostRecord {
+  return { site, uri: 'qemu:///system', cpus: 4, memoryKiB: 8 << 20, freeMemoryKiB: 4 << 20, vms: 1, sensor: 'ebpf', periodSeconds: L };
+}
+
+export function report(host: string, period: number, pairs: [string, number, number][]): Report {
+  return {
+    v: 1, host, site: 'site-a', period, length: L, from: period * 1000, to: (period + L) * 1000,
+    pairs, overflow: { packets: 0, bytes: 0 }, unknownTap: 0, vms: [],
+  };
+}
+
+/** Registers `host` as first seen at `firstSeen` and last seen at `lastSeen` (ms). */
+export async function host(store: Store, name: string, firstSeen: number, lastSeen: number): Promise<void> {
+  await store.registerHost(name, hostRecord(), firstSeen);
+  await store.registerHost(name, hostRecord(), lastSeen);
+}
