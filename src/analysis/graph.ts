@@ -67,10 +67,11 @@ export function buildGraph(pairs: readonly PairTraffic[], vms: readonly string[]
   const n = names.length;
   // One numeric key per unordered pair: a Map over numbers is several times faster than string keys.
   const edgeOf = new Map<number, number>();
-  const a: number[] = [];
-  const b: number[] = [];
-  const msgs: number[] = [];
-  const bytes: number[] = [];
+  const a = new Int32Array(pairs.length);
+  const b = new Int32Array(pairs.length);
+  const msgs = new Float64Array(pairs.length);
+  const bytes = new Float64Array(pairs.length);
+  let m = 0;
   for (let i = 0; i < pairs.length; i++) {
     const s = src[i]!;
     const d = dst[i]!;
@@ -80,17 +81,15 @@ export function buildGraph(pairs: readonly PairTraffic[], vms: readonly string[]
     const key = lo * n + hi;
     let e = edgeOf.get(key);
     if (e === undefined) {
-      e = a.length;
+      e = m++;
       edgeOf.set(key, e);
-      a.push(lo);
-      b.push(hi);
-      msgs.push(0);
-      bytes.push(0);
+      a[e] = lo;
+      b[e] = hi;
     }
     msgs[e]! += pairs[i]!.messages;
     bytes[e]! += pairs[i]!.bytes;
   }
-  return fromEdges(names, index, vmCount, Int32Array.from(a), Int32Array.from(b), Float64Array.from(msgs), Float64Array.from(bytes));
+  return fromEdges(names, index, vmCount, a.slice(0, m), b.slice(0, m), msgs.slice(0, m), bytes.slice(0, m));
 }
 
 function nodeOf(name: string, index: Map<string, number>, names: string[]): number {

@@ -39,9 +39,14 @@ export function seedGreedy(g: TrafficGraph, opts: SeedGreedyOptions): Int32Array
   const rank = nameRanks(g);
   const order: number[] = [];
   for (let e = 0; e < g.edgeA.length; e++) if (g.edgeB[e]! < n && w[e]! > 0) order.push(e);
-  const lo = (e: number) => Math.min(rank[g.edgeA[e]!]!, rank[g.edgeB[e]!]!);
-  const hi = (e: number) => Math.max(rank[g.edgeA[e]!]!, rank[g.edgeB[e]!]!);
-  const sorted = Int32Array.from(order).sort((x, y) => w[y]! - w[x]! || lo(x) - lo(y) || hi(x) - hi(y));
+  // Ties by the pair's names: a precomputed key (first rank, then second) keeps the comparator cheap.
+  const tie = new Float64Array(g.edgeA.length);
+  for (const e of order) {
+    const ra = rank[g.edgeA[e]!]!;
+    const rb = rank[g.edgeB[e]!]!;
+    tie[e] = ra < rb ? ra * n + rb : rb * n + ra;
+  }
+  const sorted = Int32Array.from(order).sort((x, y) => w[y]! - w[x]! || tie[x]! - tie[y]!);
 
   const group = new Int32Array(n).fill(-1);
   const members: number[][] = [];

@@ -18,21 +18,24 @@ export function vmCsr(g: TrafficGraph, measure: TrafficMeasure, keep?: Int32Arra
   const local = new Int32Array(g.names.length).fill(-1);
   nodes.forEach((v, i) => (local[v] = i));
   const offsets = new Int32Array(nodes.length + 1);
-  const targets: number[] = [];
-  const weights: number[] = [];
+  let cap = 0;
+  for (const v of nodes) cap += g.offsets[v + 1]! - g.offsets[v]!;
+  const targets = new Int32Array(cap);
+  const weights = new Float64Array(cap);
+  let k = 0;
   for (let i = 0; i < nodes.length; i++) {
     const v = nodes[i]!;
     for (let s = g.offsets[v]!; s < g.offsets[v + 1]!; s++) {
       const u = local[g.neighbours[s]!]!;
       const x = w[g.slotEdge[s]!]!;
       if (u >= 0 && x > 0) {
-        targets.push(u);
-        weights.push(x);
+        targets[k] = u;
+        weights[k++] = x;
       }
     }
-    offsets[i + 1] = targets.length;
+    offsets[i + 1] = k;
   }
-  return { n: nodes.length, offsets, targets: Int32Array.from(targets), weights: Float64Array.from(weights) };
+  return { n: nodes.length, offsets, targets: targets.subarray(0, k), weights: weights.subarray(0, k) };
 }
 
 /** Louvain communities of the VMs, then split until each fits `limit` (see refineUnderCapacity). */

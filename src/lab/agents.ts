@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdir, open, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { packageRoot } from '../paths.js';
+import { AGENT_NODE_FLAGS } from '../agent/config.js';
 import { installHook } from '../cli/hook.js';
 import { waitFor } from '../util/exec.js';
 import { alive, livePid } from '../util/process.js';
@@ -38,7 +39,7 @@ export async function startAgent(lab: LabSettings & { periodSeconds?: number }, 
   const p = agentPaths(lab, h);
   await mkdir(p.stateDir, { recursive: true });
   const out = await open(p.log, 'a');
-  const child = spawn('nsenter', [`--net=/run/netns/${h.netns}`, '--', process.execPath, CLI, 'agent',
+  const child = spawn('nsenter', [`--net=/run/netns/${h.netns}`, '--', process.execPath, ...AGENT_NODE_FLAGS, CLI, 'agent',
     '--host', h.name, '--site', h.site, '--libvirt-uri', h.uri, '--redis', labRedisUrl(lab),
     '--period', String(lab.periodSeconds ?? 30), '--reconcile', '5', '--socket', p.socket, '--state-dir', p.stateDir,
     '--pin-root', p.pinRoot, ...extra], { detached: true, stdio: ['ignore', out.fd, out.fd] });

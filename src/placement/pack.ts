@@ -21,6 +21,7 @@ export function packGroups(p: Problem, labels: Int32Array): Placement | null {
   }
   const queue = [...byLabel.values()].sort((a, b) => b.length - a.length || a[0]! - b[0]!);
   const s = scratch(p);
+  const extra = { mem: new Float64Array(p.nHost), cpu: new Float64Array(p.nHost) };
   const sitesHosts: number[][] = Array.from({ length: p.nSite }, () => []);
   for (let h = 0; h < p.nHost; h++) sitesHosts[p.hostSite[h]!]!.push(h);
   while (queue.length > 0) {
@@ -30,7 +31,7 @@ export function packGroups(p: Problem, labels: Int32Array): Placement | null {
     let bestAssign: Int32Array | null = null;
     const costs = group.map((v) => siteCosts(pl, v, s).slice());
     for (let site = 0; site < p.nSite; site++) {
-      const assign = fill(pl, group, sitesHosts[site]!, false);
+      const assign = fill(pl, group, sitesHosts[site]!, false, extra);
       if (!assign) continue;
       let c = 0;
       group.forEach((v, i) => {
@@ -57,7 +58,7 @@ export function packGroups(p: Problem, labels: Int32Array): Placement | null {
         roomiest = site;
       }
     }
-    const partial = fill(pl, group, sitesHosts[roomiest]!, true)!;
+    const partial = fill(pl, group, sitesHosts[roomiest]!, true, extra)!;
     const rest = group.filter((_, i) => partial[i]! < 0);
     if (rest.length === group.length) {
       // Not even one VM fits in the roomiest site: try every host before giving up.
@@ -75,39 +76,39 @@ export function packGroups(p: Problem, labels: Int32Array): Placement | null {
   return pl;
 }
 
-/** Tentative best-fit of `group` into `hosts`; all-or-nothing unless `partial`, -1 for a VM left out. */
-function fill(pl: Placement, group: readonly number[], hosts: readonly number[], partial: boolean): Int32Array | null {
+/** Tentative best-fit of `group` into `hosts` (all of one site); all-or-nothing unless `partial`, -1 for a VM left out. */
+function fill(pl: Placement, group: readonly number[], hosts: readonly number[], partial: boolean, extra: { mem: Float64Array; cpu: Float64Array }): Int32Array | null {
   const p = pl.p;
-  const mem = new Map<number, number>();
-  const cpu = new Map<number, number>();
+  const { mem, cpu } = extra;
   const out = new Int32Array(group.length).fill(-1);
+  const site = hosts.length > 0 ? p.hostSite[hosts[0]!]! : -1;
   const room = (v: number, h: number) =>
-    p.destination[h] === 1 &&
-    pl.memUsed[h]! + (mem.get(h) ?? 0) + p.vmMem[v]! <= p.memCap[h]! * (1 + 1e-9) &&
-    pl.cpuUsed[h]! + (cpu.get(h) ?? 0) + p.vmCpu[v]! <= p.cpuCap[h]! * (1 + 1e-9);
+    p.destination[h] === 1 && pl.memUsed[h]! + mem[h]! + p.vmMem[v]! <= p.memCap[h]! * (1 + 1e-9) && pl.cpuUsed[h]! + cpu[h]! + p.vmCpu[v]! <= p.cpuCap[h]! * (1 + 1e-9);
+  let ok = true;
   for (let i = 0; i < group.length; i++) {
     const v = group[i]!;
     let pick = -1;
     const o = p.origin[v]!;
-    if (o >= 0 && hosts.includes(o) && room(v, o)) pick = o;
+    if (o >= 0 && p.hostSite[o] === site && room(v, o)) pick = o;
     else {
       let fullest = -1;
       for (const h of hosts) {
-        if (!room(v, h)) continue;
-        const used = pl.memUsed[h]! + (mem.get(h) ?? 0);
-        if (used > fullest) {
+        const used = pl.memUsed[h]! + mem[h]!;
+        if (used > fullest && room(v, h)) {
           fullest = used;
           pick = h;
         }
       }
     }
     if (pick < 0) {
-      if (!partial) return null;
+      ok = false;
+      if (!partial) break;
       continue;
     }
     out[i] = pick;
-    mem.set(pick, (mem.get(pick) ?? 0) + p.vmMem[v]!);
-    cpu.set(pick, (cpu.get(pick) ?? 0) + p.vmCpu[v]!);
+    mem[pick]! += p.vmMem[v]!;
+    cpu[pick]! += p.vmCpu[v]!;
   }
-  return out;
+  for (const h of hosts) mem[h] = cpu[h] = 0;
+  return ok || partial ? out : null;
 }

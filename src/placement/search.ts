@@ -5,6 +5,8 @@ export interface ImproveOptions {
   maxPasses?: number;
   /** Pairwise exchanges when a site is full; quadratic, so only up to this many VMs. Default 2000. */
   swapLimit?: number;
+  /** Fiduccia-Mattheyses passes (steps x VMs x hosts each), only up to this many VMs. Default 256. */
+  fmLimit?: number;
 }
 
 /**
@@ -20,7 +22,7 @@ export function improve(pl: Placement, opts: ImproveOptions = {}): void {
   for (let pass = 0; pass < maxPasses; pass++) {
     let moved = vertexPass(pl);
     if (small) moved += swapPass(pl);
-    if (moved === 0 && small) moved += fmPass(pl);
+    if (moved === 0 && pl.p.nVm <= (opts.fmLimit ?? 256)) moved += fmPass(pl);
     if (moved === 0) break;
   }
 }
@@ -39,9 +41,48 @@ export function moveDelta(pl: Placement, v: number, h: number, cost: Float64Arra
   return d;
 }
 
+/**
+ * Per site, the lowest hosting terms of its hosts: a lower bound on what a VM pays there, so a
+ * whole site can be skipped when even that cannot beat the best move found (most VMs, most sites).
+ * Sites with an availability window get no bound (the blended rate is not monotone in the terms).
+ */
+interface SiteBounds {
+  hosts: Int32Array[];
+  fixed: Float64Array;
+  perCpu: Float64Array;
+  perGiB: Float64Array;
+  open: Float64Array;
+  exact: Uint8Array;
+}
+
+function siteBounds(pl: Placement): SiteBounds {
+  const p = pl.p;
+  const lists: number[][] = Array.from({ length: p.nSite }, () => []);
+  const b: SiteBounds = {
+    hosts: [],
+    fixed: new Float64Array(p.nSite).fill(Infinity),
+    perCpu: new Float64Array(p.nSite).fill(Infinity),
+    perGiB: new Float64Array(p.nSite).fill(Infinity),
+    open: new Float64Array(p.nSite).fill(Infinity),
+    exact: new Uint8Array(p.nSite).fill(1),
+  };
+  for (let h = 0; h < p.nHost; h++) {
+    const s = p.hostSite[h]!;
+    lists[s]!.push(h);
+    b.fixed[s] = Math.min(b.fixed[s]!, p.hostFixed[h]!);
+    b.perCpu[s] = Math.min(b.perCpu[s]!, p.hostPerCpu[h]!);
+    b.perGiB[s] = Math.min(b.perGiB[s]!, p.hostPerGiB[h]!);
+    b.open[s] = 0;
+    if (p.windowFrac[h]! < 1) b.exact[s] = 0;
+  }
+  b.hosts = lists.map((l) => Int32Array.from(l));
+  return b;
+}
+
 function vertexPass(pl: Placement): number {
   const p = pl.p;
   const s = scratch(p);
+  const bounds = siteBounds(pl);
   let moved = 0;
   for (let v = 0; v < p.nVm; v++) {
     if (!p.movable[v] || pl.host[v]! < 0) continue;
@@ -49,12 +90,19 @@ function vertexPass(pl: Placement): number {
     const cur = pl.host[v]!;
     let best = -1;
     let bestD = -tolerance(cost[p.hostSite[cur]!]! + Math.abs(hostingRate(p, v, cur)));
-    for (let h = 0; h < p.nHost; h++) {
-      if (h === cur || !pl.fits(v, h)) continue;
-      const d = moveDelta(pl, v, h, cost);
-      if (d < bestD - 1e-15 || (best >= 0 && d <= bestD + 1e-15 && pl.memUsed[h]! > pl.memUsed[best]!)) {
-        best = h;
-        bestD = Math.min(d, bestD);
+    // What leaving cur saves at most: its comm, hosting, a host closed, a one-off undone.
+    const leave = cost[p.hostSite[cur]!]! + hostingRate(p, v, cur) + (pl.count[cur] === 1 ? p.hostOpen[cur]! : 0) + oneOff(p, v, cur) / p.horizonSeconds;
+    for (let site = 0; site < p.nSite; site++) {
+      if (bounds.exact[site] && cost[site]! + bounds.fixed[site]! + p.vmCpu[v]! * bounds.perCpu[site]! + (p.vmMem[v]! / 1048576) * bounds.perGiB[site]! - leave > bestD + 1e-15) continue;
+      const list = bounds.hosts[site]!;
+      for (let k = 0; k < list.length; k++) {
+        const h = list[k]!;
+        if (h === cur || !pl.fits(v, h)) continue;
+        const d = moveDelta(pl, v, h, cost);
+        if (d < bestD - 1e-15 || (best >= 0 && d <= bestD + 1e-15 && pl.memUsed[h]! > pl.memUsed[best]!)) {
+          best = h;
+          bestD = Math.min(d, bestD);
+        }
       }
     }
     if (best >= 0) {
@@ -146,7 +194,7 @@ function fmPass(pl: Placement): number {
   const refresh = (v: number) => costs.set(siteCosts(pl, v, s), v * S);
   for (let v = 0; v < p.nVm; v++) if (pl.host[v]! >= 0) refresh(v);
   const locked = new Uint8Array(p.nVm);
-  const steps = Math.min(p.nVm, 200);
+  const steps = Math.min(p.nVm, 100);
   const trail: { v: number; from: number }[] = [];
   let total = 0;
   let bestTotal = 0;

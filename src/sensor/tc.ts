@@ -51,16 +51,19 @@ export async function ourFilters(dev: string, netns?: string): Promise<Filter[]>
   return (await filters(dev, netns)).filter(ours);
 }
 
-export async function replaceFilter(dev: string, hook: Hook, pinnedProgram: string, netns?: string): Promise<void> {
-  const foreign = (await filters(dev, netns)).find((f) => f.hook === hook && f.pref === TC_PRIORITY && !ours(f));
+/** Puts our programs on both hooks of `dev`, refusing if someone else's filter holds our priority. */
+export async function replaceFilters(dev: string, programs: Record<Hook, string>, netns?: string): Promise<void> {
+  const foreign = (await filters(dev, netns)).find((f) => f.pref === TC_PRIORITY && !ours(f));
   if (foreign) {
     throw new UserError(
-      `a tc filter that is not ours (${foreign.kind}${foreign.name ? ` '${foreign.name}'` : ''}) sits at priority ${TC_PRIORITY} on ${dev} ${hook}: ` +
-        `virt-cohort will not replace it; move it to another priority (tc filter del dev ${dev} ${hook} pref ${TC_PRIORITY})`,
+      `a tc filter that is not ours (${foreign.kind}${foreign.name ? ` '${foreign.name}'` : ''}) sits at priority ${TC_PRIORITY} on ${dev} ${foreign.hook}: ` +
+        `virt-cohort will not replace it; move it to another priority (tc filter del dev ${dev} ${foreign.hook} pref ${TC_PRIORITY})`,
     );
   }
-  await tc(['filter', 'replace', 'dev', dev, hook, 'pref', String(TC_PRIORITY), 'handle', HANDLE,
-    'bpf', 'direct-action', 'object-pinned', pinnedProgram], netns);
+  for (const hook of ['ingress', 'egress'] as const) {
+    await tc(['filter', 'replace', 'dev', dev, hook, 'pref', String(TC_PRIORITY), 'handle', HANDLE,
+      'bpf', 'direct-action', 'object-pinned', programs[hook]], netns);
+  }
 }
 
 export async function clearOurFilters(dev: string, netns?: string): Promise<void> {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent, type DomainSource } from '../../src/agent/agent.js';
-import { loadConfig } from '../../src/agent/config.js';
+import { AGENT_NODE_FLAGS, loadConfig } from '../../src/agent/config.js';
 import type { DomainSnapshot } from '../../src/libvirt/client.js';
 import { run, sleep, waitFor } from '../../src/util/exec.js';
 import { uniqueName } from '../helpers/names.js';
@@ -52,25 +52,32 @@ async function main(): Promise<void> {
   const ns = `vcb-${id}`;
   const dir = await mkdtemp(join(tmpdir(), 'vc-bench-agent-'));
   const pinRoot = `/sys/fs/bpf/vcb-${id}`;
-  const redis = await TestRedis.start();
+  let redis: TestRedis | undefined;
   try {
     await run('ip', ['netns', 'add', ns]);
+    await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    redis = await TestRedis.start(ns);
+    const url = redis.url;
     const cmds = Array.from({ length: taps }, (_, i) => `tuntap add dev ${tapName(i)} mode tap\nlink set ${tapName(i)} up`).join('\n');
     await run('ip', ['-n', ns, '-batch', '-'], { input: cmds + '\n', timeoutMs: 600_000 });
     const self = fileURLToPath(import.meta.url);
-    const out = await new Promise<string>((resolve, reject) => {
-      const c = spawn('nsenter', [`--net=/run/netns/${ns}`, '--', process.execPath, self, '--child', String(taps), redis.url, dir, pinRoot], { stdio: ['ignore', 'pipe', 'inherit'] });
-      let text = '';
-      c.stdout.on('data', (d: Buffer) => (text += d.toString()));
-      c.on('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`bench child exited ${code}`))));
-    });
-    const r = JSON.parse(out.trim().split('\n').pop()!) as { taps: number; attachS: number; rssMB: number; peakMB: number; heapMB: number };
-    process.stdout.write(`| agent with ${r.taps} taps | RSS ${r.rssMB.toFixed(0)} MB (peak ${r.peakMB.toFixed(0)} MB, JS heap ${r.heapMB.toFixed(0)} MB) | target <= 100 MB | attach of all taps ${r.attachS.toFixed(0)} s |\n`);
+    // Side by side: Node's defaults, then the flags the agent is deployed with.
+    for (const flags of [[], AGENT_NODE_FLAGS]) {
+      await rm(pinRoot, { recursive: true, force: true });
+      const out = await new Promise<string>((resolve, reject) => {
+        const c = spawn('nsenter', [`--net=/run/netns/${ns}`, '--', process.execPath, ...flags, self, '--child', String(taps), url, dir, pinRoot], { stdio: ['ignore', 'pipe', 'inherit'] });
+        let text = '';
+        c.stdout.on('data', (d: Buffer) => (text += d.toString()));
+        c.on('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`bench child exited ${code}`))));
+      });
+      const r = JSON.parse(out.trim().split('\n').pop()!) as { taps: number; attachS: number; rssMB: number; peakMB: number; heapMB: number };
+      process.stdout.write(`| agent, ${r.taps} taps, node ${flags.join(' ') || '(defaults)'} | RSS ${r.rssMB.toFixed(0)} MB | peak ${r.peakMB.toFixed(0)} MB | JS heap ${r.heapMB.toFixed(0)} MB | attach of all taps ${r.attachS.toFixed(0)} s |\n`);
+    }
   } finally {
+    await redis?.close();
     await run('ip', ['netns', 'del', ns]).catch(() => undefined);
     await rm(pinRoot, { recursive: true, force: true });
     await rm(dir, { recursive: true, force: true });
-    await redis.close();
   }
 }
 

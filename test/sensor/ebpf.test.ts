@@ -135,7 +135,7 @@ describe(`eBPF sensor on ${pair.host}/tap0`, { concurrency: 1 }, () => {
 
   it('virt-cohort top --once --json shows the live rate without draining the period', async () => {
     await sensor.read();
-    const sending = pair.send(pair.vm, [pair.peers[2]!], 3000, 100);
+    const sending = pair.send(pair.vm, [pair.peers[2]!], 3000, 100, 1); // ~3 s: top's window falls inside
     const out = await run(process.execPath, [join(packageRoot, 'dist', 'src', 'cli', 'main.js'), 'top', '--once', '--json',
       '--interval', '0.3', '--pin-root', pinRoot, '--netns', pair.host]);
     await sending;
