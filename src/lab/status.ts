@@ -1,4 +1,7 @@
 import { livePid } from '../util/process.js';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { agentPaths } from './agents.js';
 import { libvirtdPidFile } from './libvirtd.js';
 import { requireLab } from './lab.js';
 import { siteRate } from './network.js';
@@ -14,7 +17,7 @@ export interface LabStatus {
   upSeconds?: number;
   redis: { address: string; ok: boolean };
   sites: { name: string; link: string }[];
-  hosts: { name: string; site: string; uri: string; dataIp: string; libvirtd: 'running' | 'down'; vms: number }[];
+  hosts: { name: string; site: string; uri: string; dataIp: string; libvirtd: 'running' | 'down'; agent: 'running' | 'down'; spooled: number; vms: number }[];
   vms: VmPlace[];
 }
 
@@ -37,6 +40,9 @@ export async function labStatus(name: string): Promise<LabStatus> {
       uri: h.uri,
       dataIp: h.dataIp,
       libvirtd: (await livePid(libvirtdPidFile(lab, h))) ? 'running' as const : 'down' as const,
+      agent: (await livePid(agentPaths(lab, h).pid)) ? 'running' as const : 'down' as const,
+      // Reports waiting on the host's disk for Redis: 0 when all is well.
+      spooled: (await readdir(join(agentPaths(lab, h).stateDir, 'spool')).catch(() => [])).filter((f) => f.endsWith('.json')).length,
       vms: vms.filter((v) => v.host === h.name).length,
     }))),
     vms,
