@@ -29,6 +29,8 @@ export interface AgentConfig {
   sensor: 'auto' | 'ebpf' | 'pcap';
   /** Where the eBPF sensor pins its maps. Default /sys/fs/bpf/virt-cohort. */
   pinRoot: string;
+  /** Where migrations into this host send memory (e.g. tcp://10.0.1.5), when not the libvirt URI's host. Default: none. */
+  migrateUri: string;
 }
 
 export const DEFAULTS: AgentConfig = Object.freeze({
@@ -44,6 +46,7 @@ export const DEFAULTS: AgentConfig = Object.freeze({
   retention: 0,
   sensor: 'auto',
   pinRoot: '/sys/fs/bpf/virt-cohort',
+  migrateUri: '',
 });
 
 /**
@@ -120,5 +123,12 @@ function check(c: Record<string, unknown>): AgentConfig {
     retention: int('retention', 0, 100_000_000),
     sensor: sensor as AgentConfig['sensor'],
     pinRoot: str('pinRoot'),
+    migrateUri: checkMigrateUri(c.migrateUri),
   };
+}
+
+function checkMigrateUri(v: unknown): string {
+  if (v === '' ) return '';
+  if (typeof v !== 'string' || !/^tcp:\/\/[^\s/]+$/.test(v)) throw new UserError(`setting 'migrateUri' must be empty or like tcp://ADDRESS[:PORT] (got ${JSON.stringify(v)})`);
+  return v;
 }

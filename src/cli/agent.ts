@@ -22,11 +22,12 @@ export function agentCommand(): Command {
     .option('--retention <n>', 'periods kept in Redis, 0 = all (default 0)', integer)
     .option('--sensor <kind>', 'auto, ebpf or pcap (default auto)')
     .option('--pin-root <dir>', `eBPF pin root (default ${DEFAULTS.pinRoot})`)
+    .option('--migrate-uri <uri>', 'where migrations into this host send memory, e.g. tcp://10.0.1.5 (default: the libvirt URI\'s host)')
     .action(async (o) => {
       const cfg = loadConfig(o.config, {
         host: o.host, site: o.site, libvirtUri: o.libvirtUri, redis: o.redis ?? process.env.VIRT_COHORT_REDIS,
         periodSeconds: o.period, reconcileSeconds: o.reconcile, socket: o.socket, stateDir: o.stateDir,
-        spoolMax: o.spoolMax, retention: o.retention, sensor: o.sensor, pinRoot: o.pinRoot,
+        spoolMax: o.spoolMax, retention: o.retention, sensor: o.sensor, pinRoot: o.pinRoot, migrateUri: o.migrateUri,
       });
       const agent = await Agent.start(cfg);
       await new Promise<void>((resolve) => {

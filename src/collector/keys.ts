@@ -32,6 +32,12 @@ export const K = {
   events: 'vc:events',
   /** HASH of cluster-wide settings: periodSeconds, retention. */
   settings: 'vc:settings',
+  /** STRING: the active manager's id, with an expiry (the leader lock). */
+  managerLock: 'vc:manager:lock',
+  /** HASH per VM: count and until (ms) of its migration cooldown. */
+  cooldown: (vm: string) => `vc:cooldown:${vm}`,
+  /** STREAM of every migration: vm, from, to, outcome, seconds, downtimeMs, dataMiB, reason, error. */
+  migrations: 'vc:migrations',
 } as const;
 
 export const EVENTS_MAXLEN = 100_000;

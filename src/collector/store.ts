@@ -51,6 +51,8 @@ export interface HostRecord {
   vms: number;
   sensor: string;
   periodSeconds: number;
+  /** Where migrations into the host send memory ('' = the libvirt URI's host). */
+  migrateUri?: string;
 }
 
 export interface VmRecord {
@@ -122,7 +124,7 @@ export class Store {
     await this.redis.multi()
       .sadd(K.hosts, host)
       .hsetnx(K.host(host), 'firstSeen', String(now))
-      .hset(K.host(host), { ...rec, lastSeen: now })
+      .hset(K.host(host), { ...rec, migrateUri: rec.migrateUri ?? '', lastSeen: now })
       .hsetnx(K.settings, 'periodSeconds', String(rec.periodSeconds))
       .exec();
   }

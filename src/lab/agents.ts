@@ -42,7 +42,7 @@ export async function startAgent(lab: LabSettings & { periodSeconds?: number }, 
   const child = spawn('nsenter', [`--net=/run/netns/${h.netns}`, '--', process.execPath, ...AGENT_NODE_FLAGS, CLI, 'agent',
     '--host', h.name, '--site', h.site, '--libvirt-uri', h.uri, '--redis', labRedisUrl(lab),
     '--period', String(lab.periodSeconds ?? 30), '--reconcile', '5', '--socket', p.socket, '--state-dir', p.stateDir,
-    '--pin-root', p.pinRoot, ...extra], { detached: true, stdio: ['ignore', out.fd, out.fd] });
+    '--pin-root', p.pinRoot, '--migrate-uri', `tcp://${h.dataIp}`, ...extra], { detached: true, stdio: ['ignore', out.fd, out.fd] });
   await out.close();
   child.unref();
   const pid = child.pid!;

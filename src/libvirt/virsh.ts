@@ -69,6 +69,8 @@ export interface MigrateOptions {
   /** Where the memory stream goes (e.g. tcp://10.0.1.2), when it must differ from the control URI's host. */
   migrateUri?: string;
   timeoutMs?: number;
+  /** Let QEMU throttle the guest's CPUs when its memory changes faster than the link copies it. */
+  autoConverge?: boolean;
 }
 
 /**
@@ -78,16 +80,30 @@ export interface MigrateOptions {
 export async function migrateDomain(srcUri: string, name: string, destUri: string, opts: MigrateOptions = {}): Promise<void> {
   const args = ['migrate', '--live', '--p2p', '--persistent', '--undefinesource', name, destUri];
   if (opts.migrateUri) args.push('--migrateuri', opts.migrateUri);
+  if (opts.autoConverge) args.push('--auto-converge');
   await virsh(srcUri, args, opts.timeoutMs ?? 600_000);
 }
 
-/** Statistics of the last completed job (libvirt keeps them on the destination of a migration too). */
-export async function completedJob(uri: string, name: string): Promise<Record<string, string>> {
-  const out = await virsh(uri, ['domjobinfo', '--completed', name]);
+/** The running job of a domain (`virsh domjobinfo`): empty when none. */
+export async function jobInfo(uri: string, name: string): Promise<Record<string, string>> {
+  return parseJobInfo(await virsh(uri, ['domjobinfo', name], 10_000));
+}
+
+/** Aborts the domain's running job (a migration): QEMU keeps the VM running where it was. */
+export async function abortJob(uri: string, name: string): Promise<void> {
+  await virsh(uri, ['domjobabort', name], 30_000);
+}
+
+function parseJobInfo(out: string): Record<string, string> {
   const info: Record<string, string> = {};
   for (const line of out.split('\n')) {
     const i = line.indexOf(':');
     if (i > 0) info[line.slice(0, i).trim()] = line.slice(i + 1).trim();
   }
   return info;
+}
+
+/** Statistics of the last completed job (libvirt keeps them on the destination of a migration too). */
+export async function completedJob(uri: string, name: string): Promise<Record<string, string>> {
+  return parseJobInfo(await virsh(uri, ['domjobinfo', '--completed', name]));
 }

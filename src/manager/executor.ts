@@ -1,0 +1,154 @@
+import type { Redis } from 'ioredis';
+import { abortJob, completedJob, domainState, jobInfo, migrateDomain } from '../libvirt/virsh.js';
+import { UserError } from '../util/errors.js';
+import { sleep } from '../util/exec.js';
+import { logger } from '../util/log.js';
+import { recordMigration, startCooldown, type MigrationRecord } from './history.js';
+
+const log = logger('executor');
+
+export interface MoveOrder {
+  vm: string;
+  from: string;
+  to: string;
+  reason?: string;
+}
+
+/** How to reach a host's libvirt, and where migrations into it send memory. */
+export interface HostRoute {
+  uri: string;
+  migrateUri?: string;
+}
+
+export interface ExecutorOptions {
+  /** Outbound migrations at once per source host (default 1). */
+  maxPerHost: number;
+  /** Migrations at once in the cluster. */
+  maxConcurrent: number;
+  /** A migration still running after this is aborted; the VM stays on its source. */
+  timeoutMs: number;
+  autoConverge: boolean;
+  /** First cooldown after a migration of a VM; doubles with each repeat. */
+  cooldownMs: number;
+  /** Checked before each migration starts: only the leader acts. */
+  mayAct: () => boolean;
+  manager?: string;
+  progressEveryMs?: number;
+  onProgress?: (vm: string, percent: number, mibPerSecond: number) => void;
+}
+
+/**
+ * Runs the moves in plan order with bounded concurrency. A move starts only
+ * when no earlier unfinished move touches its hosts (the plan's order keeps
+ * capacity right after each single move), its source has a free outbound
+ * slot, and the cluster is below its maximum.
+ */
+export async function execute(redis: Redis, moves: MoveOrder[], routes: Map<string, HostRoute>, opts: ExecutorOptions): Promise<MigrationRecord[]> {
+  const pending = [...moves];
+  const running = new Map<MoveOrder, Promise<void>>();
+  const done: MigrationRecord[] = [];
+  while (pending.length || running.size) {
+    let started = false;
+    for (let i = 0; i < pending.length && running.size < opts.maxConcurrent; i++) {
+      const m = pending[i]!;
+      const earlier = [...running.keys(), ...pending.slice(0, i)];
+      const busy = earlier.some((e) => [e.from, e.to].includes(m.from) || [e.from, e.to].includes(m.to));
+      const outbound = [...running.keys()].filter((e) => e.from === m.from).length;
+      if (busy || outbound >= opts.maxPerHost) continue;
+      pending.splice(i--, 1);
+      if (!opts.mayAct()) {
+        log.warn({ vm: m.vm }, 'no longer the leader: move not started');
+        continue;
+      }
+      started = true;
+      running.set(m, migrateOne(redis, m, routes, opts).then((r) => void done.push(r)).finally(() => running.delete(m)));
+    }
+    if (running.size) await Promise.race(running.values());
+    else if (!started) break;
+  }
+  return done;
+}
+
+/** One live migration, watched: progress logged, aborted after the timeout, recorded in the history, cooldown started. */
+export async function migrateOne(redis: Redis, m: MoveOrder, routes: Map<string, HostRoute>, opts: ExecutorOptions): Promise<MigrationRecord> {
+  if (m.from === m.to) throw new UserError(`${m.vm} already runs on ${m.to}: nothing to migrate`);
+  const src = routes.get(m.from);
+  const dst = routes.get(m.to);
+  if (!src) throw new UserError(`no libvirt URI known for host '${m.from}' (is its agent running?)`);
+  if (!dst) throw new UserError(`no libvirt URI known for host '${m.to}' (is its agent running?)`);
+  const at = Date.now();
+  const rec: MigrationRecord = { vm: m.vm, from: m.from, to: m.to, outcome: 'failed', at, seconds: 0, ...(m.reason ? { reason: m.reason } : {}), ...(opts.manager ? { manager: opts.manager } : {}) };
+  const state = await domainState(src.uri, m.vm).catch((err: Error) => `unknown (${err.message.split('\n')[0]})`);
+  if (state !== 'running') {
+    rec.error = `${m.vm} is not running on ${m.from} (state: ${state})`;
+    await finish(redis, rec, opts);
+    return rec;
+  }
+  log.info({ vm: m.vm, from: m.from, to: m.to, reason: m.reason }, 'migration starting');
+  let aborted = false;
+  let migrating = true;
+  const job = migrateDomain(src.uri, m.vm, dst.uri, {
+    ...(dst.migrateUri ? { migrateUri: dst.migrateUri } : {}), autoConverge: opts.autoConverge, timeoutMs: opts.timeoutMs + 120_000,
+  }).finally(() => {
+    migrating = false;
+  });
+  const watch = (async () => {
+    while (migrating) {
+      await sleep(opts.progressEveryMs ?? 1000);
+      if (!migrating) break;
+      if (Date.now() - at > opts.timeoutMs && !aborted) {
+        aborted = true;
+        log.warn({ vm: m.vm, timeoutMs: opts.timeoutMs }, 'migration too slow: aborting; the VM stays on its source');
+        await abortJob(src.uri, m.vm).catch((err) => log.error({ err, vm: m.vm }, 'domjobabort failed'));
+        continue;
+      }
+      const info = await jobInfo(src.uri, m.vm).catch(() => ({} as Record<string, string>));
+      const processed = mib(info['Data processed'] ?? info['Memory processed']);
+      const total = mib(info['Data total'] ?? info['Memory total']);
+      const rate = mib(info['Memory bandwidth']);
+      if (total > 0) {
+        const pct = Math.min(100, (100 * processed) / total);
+        log.info({ vm: m.vm, percent: Math.round(pct), mibPerSecond: Math.round(rate) }, 'migration progress');
+        opts.onProgress?.(m.vm, pct, rate);
+      }
+    }
+  })();
+  try {
+    await job;
+    rec.outcome = 'ok';
+  } catch (err) {
+    rec.outcome = aborted ? 'aborted' : 'failed';
+    rec.error = (err as Error).message.split('\n').slice(-2).join(' ').slice(0, 500);
+  }
+  await watch;
+  rec.seconds = (Date.now() - at) / 1000;
+  if (rec.outcome === 'ok') {
+    const done = await completedJob(dst.uri, m.vm).catch(() => ({} as Record<string, string>));
+    const downtime = /^(\d+)/.exec(done['Total downtime'] ?? '');
+    if (downtime) rec.downtimeMs = Number(downtime[1]);
+    const data = mib(done['Data processed'] ?? done['Memory processed']);
+    if (data) rec.dataMiB = data;
+    const there = await domainState(dst.uri, m.vm).catch(() => 'unknown');
+    if (there !== 'running') log.error({ vm: m.vm, to: m.to, state: there }, 'migrated, but not running on the destination');
+  } else {
+    // An aborted or failed migration must leave the VM running where it was.
+    const here = await domainState(src.uri, m.vm).catch(() => 'unknown');
+    log.warn({ vm: m.vm, from: m.from, to: m.to, outcome: rec.outcome, error: rec.error, stateOnSource: here }, 'migration did not happen');
+  }
+  await finish(redis, rec, opts);
+  return rec;
+}
+
+async function finish(redis: Redis, rec: MigrationRecord, opts: ExecutorOptions): Promise<void> {
+  const until = await startCooldown(redis, rec.vm, opts.cooldownMs).catch(() => 0);
+  await recordMigration(redis, rec).catch((err) => log.error({ err, rec }, 'cannot record the migration in Redis'));
+  log.info({ ...rec, cooldownUntil: until ? new Date(until).toISOString() : undefined }, 'migration recorded');
+}
+
+/** "123.456 MiB" or "1.2 GiB" (virsh domjobinfo) → MiB. */
+function mib(text: string | undefined): number {
+  const m = /^([\d.]+)\s*(KiB|MiB|GiB|B)/.exec(text ?? '');
+  if (!m) return 0;
+  const n = Number(m[1]);
+  return m[2] === 'GiB' ? n * 1024 : m[2] === 'KiB' ? n / 1024 : m[2] === 'B' ? n / 2 ** 20 : n;
+}

@@ -1,0 +1,60 @@
+import type { Redis } from 'ioredis';
+import { K } from '../collector/keys.js';
+
+export type Outcome = 'ok' | 'failed' | 'aborted';
+
+export interface MigrationRecord {
+  vm: string;
+  from: string;
+  to: string;
+  outcome: Outcome;
+  /** When it started, ms. */
+  at: number;
+  seconds: number;
+  downtimeMs?: number;
+  dataMiB?: number;
+  reason?: string;
+  error?: string;
+  manager?: string;
+}
+
+const MAXLEN = 100_000;
+
+export async function recordMigration(redis: Redis, r: MigrationRecord): Promise<void> {
+  const fields = Object.entries(r).filter(([, v]) => v !== undefined).flatMap(([k, v]) => [k, String(v)]);
+  await redis.xadd(K.migrations, 'MAXLEN', '~', MAXLEN, '*', ...fields);
+}
+
+export async function readHistory(redis: Redis, count = 50, vm?: string): Promise<MigrationRecord[]> {
+  const rows = await redis.xrevrange(K.migrations, '+', '-', 'COUNT', vm ? 10_000 : count);
+  const out: MigrationRecord[] = [];
+  for (const [, f] of rows) {
+    const o: Record<string, string> = {};
+    for (let i = 0; i + 1 < f.length; i += 2) o[f[i]!] = f[i + 1]!;
+    if (vm && o.vm !== vm) continue;
+    out.push({
+      vm: o.vm!, from: o.from!, to: o.to!, outcome: o.outcome as Outcome, at: Number(o.at), seconds: Number(o.seconds),
+      ...(o.downtimeMs ? { downtimeMs: Number(o.downtimeMs) } : {}), ...(o.dataMiB ? { dataMiB: Number(o.dataMiB) } : {}),
+      ...(o.reason ? { reason: o.reason } : {}), ...(o.error ? { error: o.error } : {}), ...(o.manager ? { manager: o.manager } : {}),
+    });
+    if (out.length >= count) break;
+  }
+  return out;
+}
+
+/**
+ * Per-VM cooldown that doubles with each migration (base, 2×base, 4×base …,
+ * at most a day); it starts over once the VM has stayed put for a day.
+ */
+export async function cooldownUntil(redis: Redis, vm: string): Promise<number> {
+  return Number((await redis.hget(K.cooldown(vm), 'until')) ?? 0);
+}
+
+export async function startCooldown(redis: Redis, vm: string, baseMs: number, now = Date.now()): Promise<number> {
+  const cur = await redis.hgetall(K.cooldown(vm));
+  const quiet = now - Number(cur.until ?? 0) > 86_400_000;
+  const count = quiet ? 1 : Number(cur.count ?? 0) + 1;
+  const until = now + Math.min(86_400_000, baseMs * 2 ** (count - 1));
+  await redis.hset(K.cooldown(vm), { count, until });
+  return until;
+}
