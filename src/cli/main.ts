@@ -5,8 +5,10 @@ import { Command, CommanderError } from 'commander';
 import { packageRoot } from '../paths.js';
 import { CommandError, UserError } from '../util/errors.js';
 import { agentCommand } from './agent.js';
+import { groupsCommand, planCommand } from './analysis.js';
 import { installHookCommand } from './hook.js';
 import { labCommand } from './lab.js';
+import { placeCommand } from './place.js';
 import { statsCommand } from './stats.js';
 import { topCommand } from './top.js';
 
@@ -22,6 +24,9 @@ program.addCommand(installHookCommand());
 program.addCommand(labCommand());
 program.addCommand(topCommand());
 program.addCommand(statsCommand());
+program.addCommand(groupsCommand());
+program.addCommand(planCommand());
+program.addCommand(placeCommand());
 
 try {
   await program.parseAsync(process.argv);

@@ -1,10 +1,12 @@
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command } from 'commander';
+import type { Redis } from 'ioredis';
 import { periodLabel } from '../agent/period.js';
 import { connectOnce, DEFAULT_REDIS_URL } from '../collector/client.js';
-import { DEFAULT_COEFFICIENT, query, QUERY_TYPES, type Pair, type QueryResult, type QueryType } from '../collector/query.js';
+import { checkQuery, DEFAULT_COEFFICIENT, DEFAULT_PERIOD_SECONDS, query, QUERY_TYPES, type Pair, type QueryResult, type QueryType } from '../collector/query.js';
 import { readHosts, readSettings, readVms } from '../collector/registry.js';
 import { parseDuration } from '../collector/span.js';
-import { integer, number, printJson } from './options.js';
+import { UserError } from '../util/errors.js';
+import { printJson } from './options.js';
 import { table } from './table.js';
 
 /** Exit code when the collector hands the query back (reformulate). */
@@ -14,32 +16,37 @@ export function statsCommand(): Command {
   return new Command('stats')
     .description("the collector's traffic per VM pair over the newest periods (the seed's detail, mean and weighted queries), or its host registry and VM directory")
     .option('--redis <url>', "the collector's Redis (env VIRT_COHORT_REDIS)", process.env.VIRT_COHORT_REDIS ?? DEFAULT_REDIS_URL)
-    .addOption(new Option('--type <type>', 'detail: every period; mean: plain average; weighted: each period counts --coefficient times the one before').choices(QUERY_TYPES).default('mean'))
-    .option('--coefficient <n>', 'weighted: how many times a period counts the one before it (> 0)', number, DEFAULT_COEFFICIENT)
+    .option('--type <type>', `${QUERY_TYPES.join('|')}: every period; the plain average; each period counting --coefficient times the one before`, 'mean')
+    .option('--coefficient <n>', 'weighted: how many times a period counts the one before it (> 0)', String(DEFAULT_COEFFICIENT))
     .option('--span <n|duration>', 'periods to cover, ending with the newest ended one: a count (10) or a duration (5m, rounded up to whole periods)', '10')
     .option('--wait <duration>', 'how long to wait for hosts that have not reported yet (e.g. 10s; a bare number is seconds)', '0')
     .option('--approx', 'if reports are still missing after the wait, estimate them from each host\'s period before (flagged in the answer)')
     .option('--vm <name>', 'only the pairs with this VM on either side')
-    .option('--top <n>', 'print only the first N pairs (of each period with --type detail)', positive)
-    .option('--period <s>', 'period length in seconds (default: vc:settings periodSeconds, else 30)', integer)
+    .option('--top <n>', 'print only the first N pairs (of each period with --type detail)')
+    .option('--period <s>', 'period length in seconds (default: vc:settings periodSeconds, else 30)')
     .option('--grace <duration>', 'a host silent for longer is dead and no longer awaited (default: 2 periods)')
     .option('--hosts', 'print the host registry instead')
     .option('--vms', 'print the VM directory instead')
     .option('--json', 'print JSON, for scripts')
     .addHelpText('after', '\nExit status: 0 answered, 3 handed back (reformulate: the output says when it can be answered), 2 bad input or Redis unreachable.')
     .action(async (o) => {
+      // Checked before connecting, and as UserErrors so that every bad input exits 2.
+      const coefficient = numeric(o.coefficient, '--coefficient');
+      const top = o.top === undefined ? undefined : positive(o.top, '--top');
+      const period = o.period === undefined ? undefined : positive(o.period, '--period');
+      const maxWaitMs = parseDuration(o.wait, '--wait');
+      const graceMs = o.grace === undefined ? undefined : parseDuration(o.grace, '--grace');
+      const options = checkQuery({
+        type: o.type as QueryType, span: o.span, coefficient, approx: Boolean(o.approx), maxWaitMs,
+        ...(o.vm !== undefined ? { vm: o.vm } : {}),
+        ...(period !== undefined ? { periodSeconds: period } : {}),
+        ...(graceMs !== undefined ? { graceMs } : {}),
+      });
       const redis = await connectOnce(o.redis);
       try {
-        if (o.hosts) return await printHosts(redis, o.json, o.grace);
+        if (o.hosts) return await printHosts(redis, o.json, graceMs);
         if (o.vms) return await printVms(redis, o.json);
-        const result = await query(redis, {
-          type: o.type as QueryType, span: o.span, coefficient: o.coefficient, approx: Boolean(o.approx),
-          maxWaitMs: parseDuration(o.wait, '--wait'),
-          ...(o.vm !== undefined ? { vm: o.vm } : {}),
-          ...(o.period !== undefined ? { periodSeconds: o.period } : {}),
-          ...(o.grace !== undefined ? { graceMs: parseDuration(o.grace, '--grace') } : {}),
-        });
-        const top = o.top as number | undefined;
+        const result = await query(redis, { ...options, now: Date.now() });
         if (top !== undefined && result.status === 'ok') {
           if (result.type === 'detail') for (const d of result.detail) d.pairs = d.pairs.slice(0, top);
           else result.pairs = result.pairs.slice(0, top);
@@ -53,9 +60,14 @@ export function statsCommand(): Command {
     });
 }
 
-function positive(value: string): number {
-  const n = integer(value);
-  if (n < 1) throw new InvalidArgumentError(`'${value}' is not a positive integer.`);
+function positive(value: string, what: string): number {
+  if (!/^\s*\d+\s*$/.test(value) || Number(value) < 1) throw new UserError(`${what} '${value}' is not a positive whole number`);
+  return Number(value);
+}
+
+function numeric(value: string, what: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n)) throw new UserError(`${what} '${value}' is not a number`);
   return n;
 }
 
@@ -73,7 +85,8 @@ export function render(r: QueryResult): string {
   const from = label(r.periods[0]!, L);
   const to = label(r.periods[n - 1]! + L, L);
   if (r.status === 'reformulate') {
-    const when = r.answerableAt === null ? 'not as asked' : `${new Date(r.answerableAt).toISOString()} at the latest`;
+    // Hosts missing: by then each has reported or is counted dead. Too few periods: the earliest the span can exist.
+    const when = r.answerableAt === null ? 'not as asked' : `${new Date(r.answerableAt).toISOString()} ${r.missing.length ? 'at the latest' : 'at the earliest'}`;
     return `cannot answer ${r.type} over ${n} period(s) of ${L} s (${from} to ${to}) yet: ${r.reason}\nanswerable: ${when}\n`;
   }
   const what = r.type === 'weighted' ? `weighted (coefficient ${r.coefficient})` : r.type;
@@ -91,9 +104,9 @@ export function render(r: QueryResult): string {
   return head + (r.pairs.length ? table(['SRC', 'DST', `${unit} MSG/PERIOD`, `${unit} BYTES/PERIOD`], r.pairs.map(row)) : '(no traffic)') + '\n';
 }
 
-async function printHosts(redis: Awaited<ReturnType<typeof connectOnce>>, json: boolean, grace: string | undefined): Promise<void> {
+async function printHosts(redis: Redis, json: boolean, grace: number | undefined): Promise<void> {
   const settings = await readSettings(redis);
-  const graceMs = grace !== undefined ? parseDuration(grace, '--grace') : 2 * (settings.periodSeconds ?? 30) * 1000;
+  const graceMs = grace ?? 2 * (settings.periodSeconds ?? DEFAULT_PERIOD_SECONDS) * 1000;
   const now = Date.now();
   const hosts = (await readHosts(redis)).map((h) => ({ ...h, live: h.lastSeen >= now - graceMs }));
   if (json) return printJson(hosts);
@@ -105,7 +118,7 @@ async function printHosts(redis: Awaited<ReturnType<typeof connectOnce>>, json: 
     : '(no host has registered)') + '\n');
 }
 
-async function printVms(redis: Awaited<ReturnType<typeof connectOnce>>, json: boolean): Promise<void> {
+async function printVms(redis: Redis, json: boolean): Promise<void> {
   const vms = await readVms(redis);
   if (json) return printJson(vms);
   process.stdout.write((vms.length

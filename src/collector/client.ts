@@ -22,14 +22,18 @@ export async function connectOnce(url: string, timeoutMs = 3000): Promise<Redis>
     lazyConnect: true, connectTimeout: timeoutMs, maxRetriesPerRequest: 1,
     enableOfflineQueue: false, retryStrategy: () => null,
   });
-  redis.on('error', () => {}); // the failed connect() below reports it
-  const timer = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no answer in ${timeoutMs} ms`)), timeoutMs).unref());
+  let cause: Error | undefined;
+  redis.on('error', (err: Error) => { cause = err; }); // reported by the failed connect() below
+  let timeout: NodeJS.Timeout | undefined;
+  const timer = new Promise<never>((_, reject) => { timeout = setTimeout(() => reject(new Error(`no answer in ${timeoutMs} ms`)), timeoutMs); });
   try {
     await Promise.race([redis.connect(), timer]);
     await Promise.race([redis.ping(), timer]);
   } catch (err) {
-    redis.disconnect();
-    throw new UserError(`cannot reach Redis at ${url} (${(err as Error).message}): start it, or point --redis / VIRT_COHORT_REDIS at the collector's Redis`);
+    if (redis.status !== 'end') redis.disconnect(); // after a refused connect, ioredis would wait 2 s for a close that already happened
+    throw new UserError(`cannot reach Redis at ${url} (${(cause ?? err as Error).message}): start it, or point --redis / VIRT_COHORT_REDIS at the collector's Redis`);
+  } finally {
+    clearTimeout(timeout);
   }
   return redis;
 }

@@ -66,7 +66,7 @@ export interface AggregateAnswer extends Answer {
   type: 'mean' | 'weighted';
   /** weighted only. */
   coefficient?: number;
-  /** Per pair, the mean (or weighted mean) per period, most messages first. */
+  /** Per pair, the mean (or weighted mean) per period, rounded to 6 decimals, most messages first. */
   pairs: Pair[];
 }
 
@@ -79,7 +79,11 @@ export interface Reformulate {
   status: 'reformulate';
   type: QueryType;
   reason: string;
-  /** When the same query will be answerable (ms) at the latest; null when it never will be as asked (retention). */
+  /**
+   * When the same query will be answerable (ms): with hosts missing, at the latest (each will have reported or be
+   * counted dead); with too few periods held, at the earliest (the span's periods will exist); null when it never
+   * will be as asked (retention keeps fewer periods than the span).
+   */
   answerableAt: number | null;
   /** Hosts that had not reported when the query gave up. */
   missing: Missing[];
@@ -216,7 +220,7 @@ export async function query(redis: Redis, options: QueryOptions): Promise<QueryR
     }
   });
   return {
-    ...answer, type: q.type, ...(q.type === 'weighted' ? { coefficient: q.coefficient } : {}), pairs: toPairs(sum, 1 / total),
+    ...answer, type: q.type, ...(q.type === 'weighted' ? { coefficient: q.coefficient } : {}), pairs: toPairs(sum, total),
   };
 }
 
@@ -289,12 +293,15 @@ function filterVm(r: Map<string, Counts>, vm: string): Map<string, Counts> {
   return out;
 }
 
-/** Most messages first, then most bytes, then by name, so equal runs print the same. */
-function toPairs(r: Map<string, Counts>, scale: number): Pair[] {
+/** Six decimals: a mean per period needs no more, and float noise (1000.0000000000001) would only confuse. */
+const round6 = (x: number) => Math.round(x * 1e6) / 1e6;
+
+/** Divided by `divisor`; most messages first, then most bytes, then by name, so equal runs print the same. */
+function toPairs(r: Map<string, Counts>, divisor: number): Pair[] {
   const out: Pair[] = [];
   for (const [k, [m, b]] of r) {
     const [src, dst] = splitPair(k);
-    out.push({ src, dst, messages: m * scale, bytes: b * scale });
+    out.push({ src, dst, messages: round6(m / divisor), bytes: round6(b / divisor) });
   }
   return out.sort((a, b) => b.messages - a.messages || b.bytes - a.bytes || (a.src + '>' + a.dst < b.src + '>' + b.dst ? -1 : 1));
 }

@@ -1,0 +1,245 @@
+import type { Redis } from 'ioredis';
+import { K } from '../collector/keys.js';
+import { msToNextBoundary } from '../agent/period.js';
+import { detectGroups, buildGraph } from '../analysis/index.js';
+import type { Environment } from '../placement/env.js';
+import { readCollector, type CollectorView } from '../placement/fromCollector.js';
+import { planMoves, type Move, type Objective, type Plan } from '../placement/index.js';
+import { logger } from '../util/log.js';
+import { execute, type HostRoute, type MoveOrder } from './executor.js';
+import { cooldownUntil, type MigrationRecord } from './history.js';
+import { LeaderLock } from './lock.js';
+
+const log = logger('manager');
+
+/** Every setting of the manager, with its default in DEFAULT_MANAGER. */
+export interface ManagerConfig {
+  /** Act: migrate. False (the default) is a dry run: plans are logged, nothing moves. */
+  apply: boolean;
+  /** A round every this many periods. */
+  everyPeriods: number;
+  /** Wait after a boundary before a round, for the hosts' reports to arrive (ms). */
+  settleMs: number;
+  objective: Objective;
+  horizonSeconds: number;
+  /** Migrations per round at most. */
+  maxMoves: number;
+  /** A move is made only once the plan has proposed it this many rounds in a row (hysteresis). */
+  confirmRounds: number;
+  /** First cooldown of a VM after it moved (or failed to), doubling with repeats. */
+  cooldownMs: number;
+  maxPerHost: number;
+  maxConcurrent: number;
+  /** A migration running longer is aborted. */
+  timeoutMs: number;
+  autoConverge: boolean;
+  lockTtlMs: number;
+  /** The collector query of each round: weighted over `span` periods, waiting up to `maxWaitMs`, approximate allowed. */
+  span: number;
+  coefficient: number;
+  maxWaitMs: number;
+  env?: Environment;
+  exclude: string[];
+}
+
+export const DEFAULT_MANAGER: ManagerConfig = Object.freeze({
+  apply: false, everyPeriods: 2, settleMs: 2000, objective: 'time' as Objective, horizonSeconds: 3600, maxMoves: 5,
+  confirmRounds: 2, cooldownMs: 600_000, maxPerHost: 1, maxConcurrent: 2, timeoutMs: 300_000, autoConverge: false,
+  lockTtlMs: 15_000, span: 4, coefficient: 2, maxWaitMs: 5000, exclude: [],
+});
+
+export interface Round {
+  n: number;
+  at: number;
+  view?: CollectorView;
+  groups: string[][];
+  /** Share of VM-to-VM bytes/s that crosses sites. */
+  interSite: number;
+  plan?: Plan;
+  /** Moves made (or, in a dry run, that would be). */
+  moves: MoveOrder[];
+  skipped: { vm: string; to: string; why: string }[];
+  done: MigrationRecord[];
+  note?: string;
+}
+
+/**
+ * The closed loop: every few periods, as the leader, read the collector,
+ * plan, and migrate what the plan proposed for `confirmRounds` rounds in a row,
+ * skipping VMs in cooldown and hosts that are draining or silent. Hosts marked
+ * draining are emptied first.
+ */
+export class Manager {
+  private timer?: NodeJS.Timeout;
+  private stopping = false;
+  private rounds = 0;
+  private streak = new Map<string, number>();
+  private busy?: Promise<Round>;
+
+  constructor(readonly redis: Redis, readonly cfg: ManagerConfig, readonly lock: LeaderLock, private readonly onRound: (r: Round) => void = () => undefined) {}
+
+  start(): void {
+    this.lock.start();
+    this.schedule();
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    clearTimeout(this.timer);
+    await this.busy?.catch(() => undefined);
+    await this.lock.stop();
+  }
+
+  private async periodSeconds(): Promise<number> {
+    return Number(await this.redis.hget(K.settings, 'periodSeconds').catch(() => null)) || 30;
+  }
+
+  private schedule(): void {
+    if (this.stopping) return;
+    void this.periodSeconds().then((p) => {
+      const every = p * this.cfg.everyPeriods;
+      const wait = msToNextBoundary(Date.now(), every) + this.cfg.settleMs;
+      this.timer = setTimeout(() => {
+        this.busy = this.round().catch((err) => {
+          log.error({ err }, 'round failed; trying again at the next one');
+          return { n: this.rounds, at: Date.now(), groups: [], interSite: 0, moves: [], skipped: [], done: [], note: (err as Error).message } as Round;
+        });
+        void this.busy.then((r) => this.onRound(r)).finally(() => this.schedule());
+      }, wait);
+    });
+  }
+
+  /** One decision round (public for tests and `manager --once`). */
+  async round(): Promise<Round> {
+    const r: Round = { n: ++this.rounds, at: Date.now(), groups: [], interSite: 0, moves: [], skipped: [], done: [] };
+    if (!(await this.lock.tick())) {
+      r.note = `standing by: the leader is ${await this.lock.holder()}`;
+      return r;
+    }
+    const draining = await this.drainingHosts();
+    const view = await readCollector(this.redis, {
+      query: { type: 'weighted', span: this.cfg.span, coefficient: this.cfg.coefficient, maxWaitMs: this.cfg.maxWaitMs, approx: true },
+      ...(this.cfg.env ? { env: this.cfg.env } : {}),
+    });
+    r.view = view;
+    if (view.answer.status !== 'ok') {
+      r.note = `the collector handed the query back: ${view.answer.reason}`;
+      return r;
+    }
+    const byVm = new Map(view.vms.map((v) => [v.name, v]));
+    r.interSite = interSiteShare(view);
+    r.groups = detectGroups(buildGraph(view.traffic, view.vms.map((v) => v.name)), { method: 'louvain', measure: 'bytes' })
+      .map((g) => g.members).filter((m) => m.length > 1);
+    const env: Environment = { ...view.environment, hosts: view.environment.hosts.map((h) => (draining.has(h.name) ? { ...h, reporting: false } : h)) };
+    const plan = planMoves(view.traffic, view.vms, env, {
+      objective: this.cfg.objective, horizonSeconds: this.cfg.horizonSeconds, maxMoves: this.cfg.maxMoves, exclude: this.cfg.exclude,
+    });
+    r.plan = plan;
+
+    const proposed = new Set<string>();
+    for (const m of plan.moves) {
+      const key = `${m.vm}>${m.to}`;
+      proposed.add(key);
+      this.streak.set(key, (this.streak.get(key) ?? 0) + 1);
+    }
+    for (const k of [...this.streak.keys()]) if (!proposed.has(k)) this.streak.delete(k);
+
+    const orders: MoveOrder[] = [];
+    for (const m of plan.moves) {
+      const why = await this.blocked(m, draining);
+      if (why) r.skipped.push({ vm: m.vm, to: m.to, why });
+      else orders.push({ vm: m.vm, from: m.from, to: m.to, reason: m.reason });
+    }
+    for (const d of drainMoves(view, draining, orders)) orders.push(d);
+    r.moves = orders.filter((o) => byVm.has(o.vm));
+    if (!r.moves.length) {
+      r.note = plan.noMove ?? (r.skipped.length ? 'every proposed move is held back (see skipped)' : 'no move');
+      return r;
+    }
+    if (!this.cfg.apply) {
+      r.note = 'dry run: nothing migrated (start the manager with --apply to act)';
+      return r;
+    }
+    r.done = await execute(this.redis, r.moves, await this.routes(view), {
+      maxPerHost: this.cfg.maxPerHost, maxConcurrent: this.cfg.maxConcurrent, timeoutMs: this.cfg.timeoutMs,
+      autoConverge: this.cfg.autoConverge, cooldownMs: this.cfg.cooldownMs, mayAct: () => this.lock.isLeader, manager: this.lock.id,
+    });
+    for (const d of r.done) this.streak.delete(`${d.vm}>${d.to}`);
+    return r;
+  }
+
+  private async blocked(m: Move, draining: Set<string>): Promise<string | undefined> {
+    if (draining.has(m.to)) return `${m.to} is draining`;
+    const until = await cooldownUntil(this.redis, m.vm);
+    if (until > Date.now()) return `in cooldown until ${new Date(until).toISOString()}`;
+    const seen = this.streak.get(`${m.vm}>${m.to}`) ?? 0;
+    if (seen < this.cfg.confirmRounds) return `proposed ${seen} round(s) in a row; moves after ${this.cfg.confirmRounds}`;
+    return undefined;
+  }
+
+  private async drainingHosts(): Promise<Set<string>> {
+    const hosts = await this.redis.smembers(K.hosts);
+    const out = new Set<string>();
+    for (const h of hosts) if ((await this.redis.hget(K.host(h), 'draining')) === '1') out.add(h);
+    return out;
+  }
+
+  async routes(view: CollectorView): Promise<Map<string, HostRoute>> {
+    const routes = new Map<string, HostRoute>();
+    for (const h of view.registry) {
+      const migrateUri = (await this.redis.hget(K.host(h.host), 'migrateUri')) ?? '';
+      routes.set(h.host, { uri: h.uri, ...(migrateUri ? { migrateUri } : {}) });
+    }
+    return routes;
+  }
+}
+
+/** Share of the VM-to-VM traffic (bytes/s) whose two ends sit in different sites. */
+export function interSiteShare(view: CollectorView): number {
+  const site = new Map(view.vms.map((v) => [v.name, v.site]));
+  let all = 0;
+  let cross = 0;
+  for (const p of view.traffic) {
+    const a = site.get(p.src);
+    const b = site.get(p.dst);
+    if (!a || !b) continue;
+    all += p.bytes;
+    if (a !== b) cross += p.bytes;
+  }
+  return all ? cross / all : 0;
+}
+
+/**
+ * Evacuation of draining hosts: each VM still there goes where most of its
+ * traffic is (the host of its heaviest peer) if that host has room, else to
+ * the live host with the most free memory, preferring its own site.
+ */
+export function drainMoves(view: CollectorView, draining: Set<string>, planned: MoveOrder[]): MoveOrder[] {
+  if (!draining.size) return [];
+  const free = new Map(view.hosts.filter((h) => !draining.has(h.name)).map((h) => [h.name, h.freeMemoryKiB]));
+  const moving = new Set(planned.map((m) => m.vm));
+  const where = new Map(view.vms.map((v) => [v.name, v]));
+  const out: MoveOrder[] = [];
+  for (const v of view.vms) {
+    if (!draining.has(v.host) || moving.has(v.name)) continue;
+    const peers = view.traffic.filter((p) => p.src === v.name || p.dst === v.name)
+      .map((p) => ({ peer: p.src === v.name ? p.dst : p.src, bytes: p.bytes })).sort((a, b) => b.bytes - a.bytes);
+    let to: string | undefined;
+    for (const p of peers) {
+      const h = where.get(p.peer)?.host;
+      if (h && !draining.has(h) && (free.get(h) ?? 0) >= v.memoryKiB) {
+        to = h;
+        break;
+      }
+    }
+    to ??= [...free].filter(([, f]) => f >= v.memoryKiB)
+      .sort((a, b) => Number(view.hosts.find((h) => h.name === b[0])?.site === v.site) - Number(view.hosts.find((h) => h.name === a[0])?.site === v.site) || b[1] - a[1])[0]?.[0];
+    if (!to) {
+      log.error({ vm: v.name, host: v.host }, 'cannot drain: no live host has room for this VM');
+      continue;
+    }
+    free.set(to, (free.get(to) ?? 0) - v.memoryKiB);
+    out.push({ vm: v.name, from: v.host, to, reason: `${v.host} is draining; ${to} ${peers.length ? 'is where its traffic goes' : 'has the most room'}` });
+  }
+  return out;
+}
