@@ -4,6 +4,7 @@ import { labStatus, type LabStatus } from '../lab/status.js';
 import { addVm, listVms, migrateVm } from '../lab/vm.js';
 import { requireLab } from '../lab/lab.js';
 import { hosts } from '../lab/topology.js';
+import { labEnvironment } from '../lab/environment.js';
 import type { LabState } from '../lab/state.js';
 import { defaultLab, integer, number, printJson } from './options.js';
 import { table } from './table.js';
@@ -63,6 +64,11 @@ export function labCommand(): Command {
       process.stdout.write(removed.length ? `lab '${o.name}' removed: ${removed.length} items (${removed.slice(0, 6).join(', ')}${removed.length > 6 ? ', ...' : ''})\n` : `lab '${o.name}': nothing to remove\n`);
     });
 
+  lab.command('env')
+    .description('the environment file of the lab (sites, hosts, links with its delay and rate), for virt-cohort plan/groups/place --env')
+    .option(...nameOpt)
+    .action(async (o) => printJson(labEnvironment(await requireLab(o.name))));
+
   lab.addCommand(vmCommand(nameOpt));
   return lab;
 }
@@ -112,7 +118,8 @@ function vmCommand(nameOpt: readonly [string, string, string]): Command {
 }
 
 /** Spreads guests over the sites in turn (vm1 on a1, vm2 on b1, vm3 on a2 ...), so neighbours start apart. */
-async function startGuests(state: LabState, count: number, t: VmTraffic, verbose: boolean): Promise<void> {
+/** Starts `count` guests spread over the sites in turn (vm1 on site a, vm2 on site b, ...). */
+export async function startGuests(state: LabState, count: number, t: VmTraffic, verbose: boolean): Promise<void> {
   const all = hosts(state);
   for (let i = 1; i <= count; i++) {
     const j = i - 1;

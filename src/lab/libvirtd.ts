@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { alive } from '../util/process.js';
 import { join } from 'node:path';
 import { run, succeeds, waitFor } from '../util/exec.js';
 import { hostDir } from './state.js';
@@ -61,3 +62,16 @@ export async function startLibvirtd(lab: LabSettings, h: LabHost): Promise<void>
 }
 
 export const libvirtdPidFile = (lab: LabSettings, h: LabHost) => join(hostDir(lab.name, h.name), 'libvirtd.pid');
+export const virtlogdPidFile = (lab: LabSettings, h: LabHost) => join(hostDir(lab.name, h.name), 'virtlogd.pid');
+
+/**
+ * Starts the host's libvirtd again after it was stopped (a test of failed
+ * migrations), inside the mount and UTS namespaces its virtlogd still holds.
+ */
+export async function restartLibvirtd(lab: LabSettings, h: LabHost): Promise<void> {
+  const logd = Number((await readFile(virtlogdPidFile(lab, h), 'utf8')).trim());
+  if (!(logd > 0) || !alive(logd)) throw new Error(`virtlogd of lab host ${h.name} is not running: recreate the lab`);
+  await run('nsenter', [`--target=${logd}`, '--mount', '--uts', `--net=/run/netns/${h.netns}`, '--', 'libvirtd', '-d', '-l', '-p', libvirtdPidFile(lab, h)]);
+  await waitFor(`libvirtd of lab host ${h.name} (${h.uri})`,
+    async () => ((await succeeds('virsh', ['-c', h.uri, 'version'], { timeoutMs: 10_000 })) ? true : undefined), 60_000, 250);
+}

@@ -75,6 +75,8 @@ export class Manager {
   private rounds = 0;
   private streak = new Map<string, number>();
   private busy?: Promise<Round>;
+  /** Told of each running migration's progress (the demo prints it). */
+  progress?: (vm: string, percent: number, mibPerSecond: number) => void;
 
   constructor(readonly redis: Redis, readonly cfg: ManagerConfig, readonly lock: LeaderLock, private readonly onRound: (r: Round) => void = () => undefined) {}
 
@@ -163,6 +165,7 @@ export class Manager {
     r.done = await execute(this.redis, r.moves, await this.routes(view), {
       maxPerHost: this.cfg.maxPerHost, maxConcurrent: this.cfg.maxConcurrent, timeoutMs: this.cfg.timeoutMs,
       autoConverge: this.cfg.autoConverge, cooldownMs: this.cfg.cooldownMs, mayAct: () => this.lock.isLeader, manager: this.lock.id,
+      ...(this.progress ? { onProgress: this.progress } : {}),
     });
     for (const d of r.done) this.streak.delete(`${d.vm}>${d.to}`);
     return r;

@@ -1,0 +1,114 @@
+import { writeFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { Command } from 'commander';
+import { msToNextBoundary } from '../agent/period.js';
+import { connectRedis } from '../collector/store.js';
+import { matrixSvg } from '../demo/svg.js';
+import { labRedisUrl } from '../lab/agents.js';
+import { labEnvironment } from '../lab/environment.js';
+import { labDown, labUp } from '../lab/lab.js';
+import { LeaderLock } from '../manager/lock.js';
+import { DEFAULT_MANAGER, Manager, type Round } from '../manager/manager.js';
+import type { MigrationRecord } from '../manager/history.js';
+import { parseEnvironment } from '../placement/index.js';
+import { sleep } from '../util/exec.js';
+import { startGuests } from './lab.js';
+import { integer } from './options.js';
+import { renderRound } from './manager.js';
+import { table } from './table.js';
+
+export function demoCommand(): Command {
+  return new Command('demo')
+    .description('the whole loop on a lab: 2 sites x 2 hosts, guests in two groups split across the sites, agents, and the manager migrating until each group is together')
+    .option('--name <lab>', 'lab name', 'demo')
+    .option('--vms <n>', 'guests (two groups, spread over the sites in turn)', integer, 8)
+    .option('--period <s>', 'period of the agents, seconds', integer, 10)
+    .option('--vm-rate <n>', 'datagrams per second each guest sends to each peer of its group', integer, 50)
+    .option('--max-rounds <n>', 'give up after this many decision rounds', integer, 12)
+    .option('--svg <file>', 'where to write the communication matrix and the groups', 'virt-cohort-demo.svg')
+    .option('--keep', 'leave the lab running at the end (virt-cohort lab down --name LAB removes it)')
+    .action(async (o) => {
+      const t0 = Date.now();
+      const lab = await labUp({ name: o.name, sites: 2, hostsPerSite: 2, delayMs: 20, rateMbit: 1000, periodSeconds: o.period });
+      let redis: ReturnType<typeof connectRedis> | undefined;
+      let lock: LeaderLock | undefined;
+      const cleanup = async () => {
+        await lock?.stop().catch(() => undefined);
+        redis?.disconnect();
+        if (!o.keep) {
+          await labDown(o.name);
+          say(`lab '${o.name}' removed`);
+        } else say(`lab '${o.name}' kept: virt-cohort lab status --name ${o.name}; virt-cohort lab down --name ${o.name}`);
+      };
+      const interrupted = () => void cleanup().finally(() => process.exit(130));
+      process.once('SIGINT', interrupted);
+      try {
+        say(`lab '${o.name}' up in ${lab.upSeconds?.toFixed(1)} s: sites a, b (20 ms, 1 Gbit/s between them), hosts a1 a2 b1 b2, an agent on each, ${o.period} s periods`);
+        await startGuests(lab, o.vms, { pattern: 'groups:2', vmRate: o.vmRate, vmSize: 256, memory: 128 }, true);
+        redis = connectRedis(labRedisUrl(lab));
+        redis.on('error', () => undefined);
+        lock = new LeaderLock(redis, DEFAULT_MANAGER.lockTtlMs);
+        lock.start(); // renewed while rounds and migrations run
+        const manager = new Manager(redis, {
+          ...DEFAULT_MANAGER, apply: true, everyPeriods: 1, span: 2, cooldownMs: 120_000,
+          env: parseEnvironment(labEnvironment(lab), `lab ${o.name}`),
+        }, lock);
+        manager.progress = (vm, pct, rate) => say(`    ${short(vm)} ${pct.toFixed(0)} % at ${rate.toFixed(0)} MiB/s`);
+        const rounds: Round[] = [];
+        const done: MigrationRecord[] = [];
+        let first: Round | undefined;
+        let together: Round | undefined;
+        for (let n = 0; n < o.maxRounds && !together; n++) {
+          await sleep(msToNextBoundary(Date.now(), o.period) + DEFAULT_MANAGER.settleMs);
+          const r = await manager.round();
+          rounds.push(r);
+          done.push(...r.done);
+          say('');
+          say(renderRound(r).trimEnd().replaceAll(`vc-${o.name}-`, ''));
+          if (r.view?.answer.status === 'ok') {
+            say(matrix(r));
+            first ??= r;
+            if (r.interSite < 0.02 && !r.moves.length && rounds.some((x) => x.done.length)) together = r;
+          }
+        }
+        const last = [...rounds].reverse().find((r) => r.view?.answer.status === 'ok');
+        say('');
+        say('summary');
+        if (first && last) {
+          say(`  inter-site traffic: ${pct(first.interSite)} of VM-to-VM bytes before, ${pct(last.interSite)} after`);
+        }
+        const ok = done.filter((d) => d.outcome === 'ok');
+        say(`  migrations: ${ok.length} made, ${done.length - ok.length} failed or aborted` + (ok.length
+          ? `; each ${mean(ok.map((d) => d.seconds)).toFixed(1)} s on average, downtime ${mean(ok.map((d) => d.downtimeMs ?? 0)).toFixed(0)} ms` : ''));
+        say(together ? `  each group together after ${rounds.indexOf(together) + 1} rounds, ${((together.at - t0) / 1000).toFixed(0)} s from the start` : `  groups not together after ${o.maxRounds} rounds`);
+        if (last?.view) {
+          const file = resolve(o.svg);
+          await writeFile(file, matrixSvg(`virt-cohort demo: communication matrix and groups (${new Date().toISOString()})`,
+            last.view.vms.map((v) => ({ name: short(v.name), site: v.site })), last.groups.map((g) => g.map(short)),
+            last.view.traffic.map((p) => ({ ...p, src: short(p.src), dst: short(p.dst) }))));
+          say(`  matrix and groups: ${file}`);
+        }
+        if (!together) process.exitCode = 1;
+      } finally {
+        process.removeListener('SIGINT', interrupted);
+        await cleanup();
+      }
+
+      function short(vm: string): string {
+        return vm.replace(`vc-${o.name}-`, '');
+      }
+      function matrix(r: Round): string {
+        const vms = r.view!.vms.map((v) => v.name).sort((a, b) => Number(/\d+$/.exec(a)?.[0]) - Number(/\d+$/.exec(b)?.[0]));
+        const site = new Map(r.view!.vms.map((v) => [v.name, `${v.host}`]));
+        const rate = new Map(r.view!.traffic.map((p) => [`${p.src}>${p.dst}`, p.messages]));
+        return table(['msgs/s', ...vms.map(short)], vms.map((a) => [`${short(a)}@${site.get(a)}`, ...vms.map((b) => {
+          const x = rate.get(`${a}>${b}`) ?? 0;
+          return x >= 0.5 ? x.toFixed(0) : '.';
+        })]));
+      }
+    });
+}
+
+const say = (s: string) => process.stdout.write(s + '\n');
+const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
+const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);

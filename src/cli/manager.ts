@@ -1,0 +1,206 @@
+import { Command } from 'commander';
+import type { Redis } from 'ioredis';
+import { connectOnce, DEFAULT_REDIS_URL } from '../collector/client.js';
+import { K } from '../collector/keys.js';
+import { readHosts, readVms } from '../collector/registry.js';
+import { parseDuration } from '../collector/span.js';
+import { connectRedis } from '../collector/store.js';
+import { labRedisUrl } from '../lab/agents.js';
+import { requireLab } from '../lab/lab.js';
+import { labEnvironment } from '../lab/environment.js';
+import { execute, type HostRoute } from '../manager/executor.js';
+import { cooldownUntil, readHistory } from '../manager/history.js';
+import { LeaderLock } from '../manager/lock.js';
+import { DEFAULT_MANAGER, Manager, type ManagerConfig, type Round } from '../manager/manager.js';
+import { loadEnvironment, parseEnvironment } from '../placement/index.js';
+import { UserError } from '../util/errors.js';
+import { integer, printJson } from './options.js';
+import { table } from './table.js';
+
+const redisOpts = (c: Command) => c
+  .option('--redis <url>', "the collector's Redis (env VIRT_COHORT_REDIS)", process.env.VIRT_COHORT_REDIS ?? DEFAULT_REDIS_URL)
+  .option('--lab <name>', "use this lab's Redis (and, for the manager, its environment)");
+
+async function redisUrl(o: { redis: string; lab?: string }): Promise<string> {
+  return o.lab ? labRedisUrl(await requireLab(o.lab)) : o.redis;
+}
+
+export function managerCommand(): Command {
+  const d = DEFAULT_MANAGER;
+  return redisOpts(new Command('manager'))
+    .description('the closed loop: every few periods, as the single leader, plan from the collector and live-migrate (dry run unless --apply)')
+    .option('--apply', 'migrate; without it every round only says what it would do')
+    .option('--every <periods>', 'a round every N periods', integer, d.everyPeriods)
+    .option('--objective <o>', 'time, cost or resources', d.objective)
+    .option('--env <file>', 'environment file (sites, hosts, prices, links); default: from the host registry (or the lab with --lab)')
+    .option('--horizon <duration>', 'a move must pay back within this', `${d.horizonSeconds}s`)
+    .option('--max-moves <n>', 'migrations per round at most', integer, d.maxMoves)
+    .option('--confirm <rounds>', 'a move is made once proposed this many rounds in a row', integer, d.confirmRounds)
+    .option('--cooldown <duration>', 'first cooldown of a VM after a migration; doubles with each repeat', `${d.cooldownMs / 1000}s`)
+    .option('--max-per-host <n>', 'outbound migrations at once per host', integer, d.maxPerHost)
+    .option('--max-concurrent <n>', 'migrations at once in the cluster', integer, d.maxConcurrent)
+    .option('--timeout <duration>', 'a migration still running after this is aborted', `${d.timeoutMs / 1000}s`)
+    .option('--auto-converge', 'let QEMU slow a VM whose memory changes faster than the link copies it')
+    .option('--span <periods>', 'periods each round reads (weighted, newest counting most)', integer, d.span)
+    .option('--exclude <vms>', 'comma-separated VMs never to move', '')
+    .option('--once', 'one round now, print it, exit')
+    .option('--json', 'print each round as a JSON line')
+    .action(async (o) => {
+      const cfg = await managerConfig(o);
+      const redis = connectRedis(await redisUrl(o));
+      redis.on('error', () => undefined); // rounds report Redis trouble themselves
+      const lock = new LeaderLock(redis, cfg.lockTtlMs);
+      const print = (r: Round) => process.stdout.write(o.json ? JSON.stringify(roundJson(r)) + '\n' : renderRound(r));
+      const m = new Manager(redis, cfg, lock, print);
+      if (o.once) {
+        try {
+          print(await m.round());
+        } finally {
+          await lock.stop();
+          redis.disconnect();
+        }
+        return;
+      }
+      m.start();
+      process.stderr.write(`manager ${lock.id}: ${cfg.apply ? 'APPLY: migrations will be made' : 'dry run (add --apply to migrate)'}; a round every ${cfg.everyPeriods} period(s)\n`);
+      await new Promise<void>((resolve) => {
+        const stop = () => void m.stop().finally(() => { redis.disconnect(); resolve(); });
+        process.once('SIGTERM', stop);
+        process.once('SIGINT', stop);
+      });
+    });
+}
+
+export async function managerConfig(o: Record<string, unknown>): Promise<ManagerConfig> {
+  const objective = String(o.objective);
+  if (!['time', 'cost', 'resources'].includes(objective)) throw new UserError(`--objective must be time, cost or resources (got '${objective}')`);
+  for (const k of ['every', 'maxMoves', 'confirm', 'maxPerHost', 'maxConcurrent', 'span'] as const) {
+    if (!(Number(o[k]) >= 1)) throw new UserError(`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} must be 1 or more (got ${String(o[k])})`);
+  }
+  let env;
+  if (typeof o.env === 'string') env = loadEnvironment(o.env);
+  else if (typeof o.lab === 'string') env = parseEnvironment(labEnvironment(await requireLab(o.lab)), `lab ${o.lab}`);
+  return Object.freeze({
+    ...DEFAULT_MANAGER,
+    apply: Boolean(o.apply),
+    everyPeriods: Number(o.every),
+    objective: objective as ManagerConfig['objective'],
+    horizonSeconds: parseDuration(String(o.horizon), '--horizon') / 1000,
+    maxMoves: Number(o.maxMoves),
+    confirmRounds: Number(o.confirm),
+    cooldownMs: parseDuration(String(o.cooldown), '--cooldown'),
+    maxPerHost: Number(o.maxPerHost),
+    maxConcurrent: Number(o.maxConcurrent),
+    timeoutMs: parseDuration(String(o.timeout), '--timeout'),
+    autoConverge: Boolean(o.autoConverge),
+    span: Number(o.span),
+    exclude: String(o.exclude ?? '').split(',').filter(Boolean),
+    ...(env ? { env } : {}),
+  });
+}
+
+function roundJson(r: Round) {
+  return {
+    round: r.n, at: new Date(r.at).toISOString(), interSite: r.interSite, groups: r.groups, note: r.note,
+    approximate: r.view?.answer.status === 'ok' ? r.view.answer.approximate : undefined,
+    moves: r.moves, skipped: r.skipped, done: r.done, noMove: r.plan?.noMove,
+  };
+}
+
+export function renderRound(r: Round): string {
+  const lines = [`round ${r.n} at ${new Date(r.at).toISOString()}: inter-site traffic ${(100 * r.interSite).toFixed(1)} %` +
+    (r.groups.length ? `; groups ${r.groups.map((g) => `{${g.join(' ')}}`).join(' ')}` : '')];
+  for (const m of r.moves) lines.push(`  move ${m.vm}: ${m.from} -> ${m.to}  (${m.reason ?? ''})`);
+  for (const s of r.skipped) lines.push(`  held ${s.vm} -> ${s.to}: ${s.why}`);
+  for (const d of r.done) {
+    lines.push(`  ${d.outcome === 'ok' ? 'migrated' : d.outcome.toUpperCase()} ${d.vm} ${d.from} -> ${d.to} in ${d.seconds.toFixed(1)} s` +
+      (d.downtimeMs !== undefined ? `, downtime ${d.downtimeMs} ms` : '') + (d.error ? `: ${d.error}` : ''));
+  }
+  if (r.note) lines.push(`  ${r.note}`);
+  return lines.join('\n') + '\n';
+}
+
+export function migrateCommand(): Command {
+  return redisOpts(new Command('migrate'))
+    .description('live-migrate one VM now, with the manager\'s safety: capacity, cooldown, timeout and abort, history')
+    .argument('<vm>', 'VM (libvirt domain) name, as in the VM directory')
+    .argument('<host>', 'destination host, as in the host registry')
+    .option('--timeout <duration>', 'abort if still running after this', `${DEFAULT_MANAGER.timeoutMs / 1000}s`)
+    .option('--cooldown <duration>', 'cooldown started for the VM', `${DEFAULT_MANAGER.cooldownMs / 1000}s`)
+    .option('--force', 'migrate even if the VM is in its cooldown')
+    .option('--auto-converge', 'let QEMU slow a VM whose memory changes faster than the link copies it')
+    .option('--json', 'print the record as JSON')
+    .action(async (vm: string, host: string, o) => {
+      const redis = await connectOnce(await redisUrl(o));
+      try {
+        const [hosts, vms] = await Promise.all([readHosts(redis), readVms(redis)]);
+        const v = vms.find((x) => x.name === vm);
+        if (!v) throw new UserError(`unknown VM '${vm}': not in the VM directory (virt-cohort stats --vms lists them)`);
+        const dst = hosts.find((h) => h.host === host);
+        if (!dst) throw new UserError(`unknown host '${host}': not in the host registry (known: ${hosts.map((h) => h.host).join(', ') || 'none'})`);
+        if (v.state !== 'running') throw new UserError(`${vm} is ${v.state}, not running: nothing to migrate`);
+        if (v.host === host) throw new UserError(`${vm} already runs on ${host}`);
+        if (dst.freeMemoryKiB < v.memoryKiB) throw new UserError(`${host} has ${Math.floor(dst.freeMemoryKiB / 1024)} MiB free, ${vm} needs ${Math.ceil(v.memoryKiB / 1024)} MiB: choose another host`);
+        const until = await cooldownUntil(redis, vm);
+        if (until > Date.now() && !o.force) throw new UserError(`${vm} is in its cooldown until ${new Date(until).toISOString()} (it moved recently): wait, or pass --force`);
+        const routes = new Map<string, HostRoute>();
+        for (const h of hosts) routes.set(h.host, { uri: h.uri, ...(await migrateUri(redis, h.host)) });
+        const [rec] = await execute(redis, [{ vm, from: v.host, to: host, reason: 'manual (virt-cohort migrate)' }], routes, {
+          maxPerHost: 1, maxConcurrent: 1, timeoutMs: parseDuration(o.timeout, '--timeout'), autoConverge: Boolean(o.autoConverge),
+          cooldownMs: parseDuration(o.cooldown, '--cooldown'), mayAct: () => true, manager: 'cli',
+          onProgress: (_vm, pct, rate) => { if (!o.json) process.stderr.write(`  ${pct.toFixed(0)} % at ${rate.toFixed(0)} MiB/s\n`); },
+        });
+        if (!rec) throw new Error('the executor returned no record');
+        if (o.json) printJson(rec);
+        else process.stdout.write(`${rec.vm}: ${rec.from} -> ${rec.to} ${rec.outcome} in ${rec.seconds.toFixed(1)} s` +
+          (rec.downtimeMs !== undefined ? `, downtime ${rec.downtimeMs} ms` : '') + (rec.error ? `: ${rec.error}` : '') + '\n');
+        if (rec.outcome !== 'ok') process.exitCode = 1;
+      } finally {
+        redis.disconnect();
+      }
+    });
+}
+
+async function migrateUri(redis: Redis, host: string): Promise<{ migrateUri?: string }> {
+  const u = await redis.hget(K.host(host), 'migrateUri');
+  return u ? { migrateUri: u } : {};
+}
+
+export function historyCommand(): Command {
+  return redisOpts(new Command('history'))
+    .description('every migration: when, from, to, outcome, duration, downtime, why')
+    .option('--vm <name>', 'only this VM')
+    .option('--count <n>', 'newest N', integer, 50)
+    .option('--json', 'print JSON')
+    .action(async (o) => {
+      const redis = await connectOnce(await redisUrl(o));
+      try {
+        const rows = await readHistory(redis, o.count, o.vm);
+        if (o.json) return printJson(rows);
+        process.stdout.write(table(['WHEN', 'VM', 'FROM', 'TO', 'OUTCOME', 'SECONDS', 'DOWNTIME MS', 'WHY / ERROR'],
+          rows.map((r) => [new Date(r.at).toISOString(), r.vm, r.from, r.to, r.outcome, r.seconds.toFixed(1), r.downtimeMs ?? '-', r.error ?? r.reason ?? ''])) + '\n');
+      } finally {
+        redis.disconnect();
+      }
+    });
+}
+
+export function hostCommand(): Command {
+  const host = new Command('host').description('operate on a host of the registry');
+  for (const [name, value, what] of [['drain', '1', 'the manager moves its VMs away (keeping groups together) and plans nothing onto it'], ['undrain', '0', 'it takes VMs again']] as const) {
+    redisOpts(host.command(name))
+      .description(`mark a host: ${what}`)
+      .argument('<host>', 'host name, as in the registry')
+      .action(async (h: string, o) => {
+        const redis = await connectOnce(await redisUrl(o));
+        try {
+          if (!(await redis.sismember(K.hosts, h))) throw new UserError(`unknown host '${h}' (known: ${(await redis.smembers(K.hosts)).join(', ') || 'none'})`);
+          await redis.hset(K.host(h), 'draining', value);
+          process.stdout.write(value === '1' ? `${h} is draining: the manager (with --apply) evacuates it at its next round\n` : `${h} takes VMs again\n`);
+        } finally {
+          redis.disconnect();
+        }
+      });
+  }
+  return host;
+}
