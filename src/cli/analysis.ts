@@ -1,0 +1,234 @@
+import { Command } from 'commander';
+import type { Redis } from 'ioredis';
+import { detectGroups, type GroupMethod } from '../analysis/index.js';
+import { buildGraph, type TrafficMeasure } from '../analysis/graph.js';
+import { connectOnce, DEFAULT_REDIS_URL } from '../collector/client.js';
+import { checkQuery, QUERY_TYPES, type QueryOptions, type QueryType } from '../collector/query.js';
+import { parseDuration } from '../collector/span.js';
+import { labRedisUrl } from '../lab/agents.js';
+import { requireLab } from '../lab/lab.js';
+import { labEnvironment } from '../lab/environment.js';
+import { loadEnvironment, parseEnvironment, type Environment, type Objective } from '../placement/index.js';
+import { fmtBytesRate, fmtSeconds } from '../placement/explain.js';
+import {
+  DEFAULT_BANDWIDTH_MBIT, DEFAULT_LATENCY_MS, planFromCollector, readCollector, type CollectorView, type DefaultLinks,
+} from '../placement/fromCollector.js';
+import { UserError } from '../util/errors.js';
+import { printJson } from './options.js';
+import { EXIT_REFORMULATE, render } from './stats.js';
+import { table } from './table.js';
+
+const OBJECTIVES: readonly Objective[] = ['time', 'cost', 'resources'];
+const METHODS: readonly GroupMethod[] = ['seed', 'louvain'];
+const MEASURES: readonly TrafficMeasure[] = ['bytes', 'messages'];
+
+/** Options every command that reads the collector and the environment shares (groups, plan, place). */
+export function environmentOptions(cmd: Command): Command {
+  return cmd
+    .option('--redis <url>', "the collector's Redis (env VIRT_COHORT_REDIS)", process.env.VIRT_COHORT_REDIS ?? DEFAULT_REDIS_URL)
+    .option('--lab <name>', "use the Redis of this lab (virt-cohort lab up) instead of --redis, and without --env its environment (virt-cohort lab env)")
+    .option('--env <file>', 'environment file, JSON (sites, hosts, links, prices: see README); default: every site and host of the registry, joined by --default-latency-ms and --default-bandwidth-mbit links, prices 0')
+    .option('--default-latency-ms <ms>', 'without --env: latency between two sites, ms', String(DEFAULT_LATENCY_MS))
+    .option('--default-bandwidth-mbit <mbit>', 'without --env: bandwidth between two sites, Mbit/s', String(DEFAULT_BANDWIDTH_MBIT))
+    .option('--json', 'print JSON, for scripts');
+}
+
+/** The traffic query options (as `virt-cohort stats`, but weighted by default and without detail). */
+function queryOptions(cmd: Command): Command {
+  return cmd
+    .option('--type <type>', 'mean|weighted: the plain average over the span, or each period counting --coefficient times the one before', 'weighted')
+    .option('--coefficient <n>', 'weighted: how many times a period counts the one before it (> 0)', '2')
+    .option('--span <n|duration>', 'periods of traffic to use, ending with the newest ended one: a count (10) or a duration (5m)', '10')
+    .option('--wait <duration>', 'how long to wait for hosts that have not reported yet (e.g. 10s)', '0')
+    .option('--approx', "if reports are still missing after the wait, estimate them from each host's period before");
+}
+
+export interface EnvironmentArgs {
+  redis: string;
+  env: Environment | undefined;
+  defaults: DefaultLinks;
+  /** Set when --lab stood in for --env: the lab's own sites and shaped links. */
+  labEnv?: string;
+}
+
+/** Checks the shared options before anything is connected, so that bad input exits 2 at once. */
+export async function environmentArgs(cmd: Command, o: Record<string, string | boolean | undefined>): Promise<EnvironmentArgs> {
+  const defaults = {
+    latencyMs: nonNegative(String(o.defaultLatencyMs), '--default-latency-ms'),
+    bandwidthMbit: nonNegative(String(o.defaultBandwidthMbit), '--default-bandwidth-mbit'),
+  };
+  if (!(defaults.bandwidthMbit > 0)) throw new UserError('--default-bandwidth-mbit must be above 0');
+  let env = typeof o.env === 'string' ? loadEnvironment(o.env) : undefined;
+  let redis = String(o.redis);
+  if (typeof o.lab === 'string') {
+    if (cmd.getOptionValueSource('redis') === 'cli') throw new UserError('give either --redis or --lab, not both');
+    const lab = await requireLab(o.lab);
+    redis = labRedisUrl(lab);
+    // The lab knows its real delay and rate: better than the registry's defaults.
+    if (env === undefined) {
+      env = parseEnvironment(labEnvironment(lab), `lab ${lab.name}`);
+      return { redis, env, defaults, labEnv: `lab '${lab.name}': ${lab.sites} site(s), ${lab.delayMs} ms and ${lab.rateMbit} Mbit/s between sites` };
+    }
+  }
+  return { redis, env, defaults };
+}
+
+function checkedQuery(o: Record<string, string | boolean | undefined>): QueryOptions {
+  const type = String(o.type) as QueryType;
+  if (type === 'detail' || !QUERY_TYPES.includes(type)) throw new UserError(`--type '${type}' is not usable here: use mean or weighted`);
+  const coefficient = Number(o.coefficient);
+  if (String(o.coefficient).trim() === '' || !Number.isFinite(coefficient)) throw new UserError(`--coefficient '${o.coefficient}' is not a number`);
+  const q = { type, span: String(o.span), coefficient, approx: Boolean(o.approx), maxWaitMs: parseDuration(String(o.wait), '--wait') };
+  checkQuery(q);
+  return q;
+}
+
+export function nonNegative(value: string, what: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new UserError(`${what} '${value}' must be a number, 0 or more`);
+  return n;
+}
+
+function oneOf<T extends string>(value: string, allowed: readonly T[], what: string): T {
+  if (!allowed.includes(value as T)) throw new UserError(`${what} '${value}' is not known: use one of ${allowed.join(', ')}`);
+  return value as T;
+}
+
+/** Says on stderr what the reader should know about the environment that was used. */
+export function tell(view: Pick<CollectorView, 'defaultEnvironment' | 'notes' | 'environment'>, args: EnvironmentArgs): void {
+  const defaults = args.defaults;
+  if (args.labEnv) process.stderr.write(`virt-cohort: no --env given: using the environment of ${args.labEnv} (virt-cohort lab env)\n`);
+  if (view.defaultEnvironment) {
+    process.stderr.write(`virt-cohort: no --env given: using the registry's ${view.environment.sites.length} site(s) and ${view.environment.hosts.length} host(s), ` +
+      `links of ${defaults.latencyMs} ms and ${defaults.bandwidthMbit} Mbit/s between sites, prices 0\n`);
+  }
+  for (const n of view.notes) process.stderr.write(`virt-cohort: ${n}\n`);
+}
+
+async function withRedis<T>(url: string, fn: (redis: Redis) => Promise<T>): Promise<T> {
+  const redis = await connectOnce(url);
+  try {
+    return await fn(redis);
+  } finally {
+    redis.disconnect();
+  }
+}
+
+const exitNote = '\nExit status: 0 answered, 3 the collector handed the query back (the output says when it can be answered), 2 bad input or Redis unreachable.';
+
+export function groupsCommand(): Command {
+  const cmd = new Command('groups')
+    .description('communication groups of the running VMs, from the collector\'s traffic: members, traffic inside vs. out of each group');
+  queryOptions(environmentOptions(cmd))
+    .option('--method <m>', 'seed: the seed\'s greedy algorithm; louvain: modularity, split to fit the largest host', 'louvain')
+    .option('--measure <m>', 'bytes|messages: the traffic that defines a group', 'bytes')
+    .addHelpText('after', exitNote)
+    .action(async (o) => {
+      const method = oneOf(o.method, METHODS, '--method');
+      const measure = oneOf(o.measure, MEASURES, '--measure');
+      const q = checkedQuery(o);
+      const args = await environmentArgs(cmd, o);
+      await withRedis(args.redis, async (redis) => {
+        const view = await readCollector(redis, { query: q, env: args.env, defaults: args.defaults });
+        tell(view, args);
+        if (view.answer.status !== 'ok') return handBack(view, o.json);
+        const g = buildGraph(view.traffic, view.vms.map((v) => v.name));
+        const limit = largestHost(view.environment);
+        const groups = detectGroups(g, {
+          method, measure, demand: view.vms.map((v) => ({ memoryKiB: v.memoryKiB, vcpus: v.vcpus })), hostLimit: limit,
+        });
+        const siteOf = new Map(view.vms.map((v) => [v.name, v.site] as const));
+        const out = groups.map((grp) => ({ ...grp, sites: [...new Set(grp.members.map((m) => siteOf.get(m) ?? '?'))].sort() }));
+        if (o.json) return printJson({ method, measure, unit: measure === 'bytes' ? 'bytes/s' : 'messages/s', answer: summary(view), groups: out });
+        const rate = (x: number) => (measure === 'bytes' ? fmtBytesRate(x) : `${x.toFixed(x < 10 ? 1 : 0)} msg/s`);
+        process.stdout.write(`${view.vms.length} running VM(s), ${method} groups by ${measure}; traffic: ${describe(view)}\n\n`);
+        process.stdout.write((out.length
+          ? table(['GROUP', 'VMS', 'INTERNAL', 'EXTERNAL', 'SITES', 'MEMBERS'],
+            out.map((grp, i) => [i + 1, grp.members.length, rate(grp.internal), rate(grp.external), grp.sites.join(','), grp.members.join(',')]))
+          : '(no running VM in the directory)') + '\n');
+      });
+    });
+  return cmd;
+}
+
+export function planCommand(): Command {
+  const cmd = new Command('plan')
+    .description('the ordered migrations that bring communicating VMs together for an objective, each explained; or why nothing should move');
+  queryOptions(environmentOptions(cmd))
+    .option('--objective <o>', 'time: run time lost to latency/bandwidth and slow hosts; cost: hosting + transfer prices; resources: hosts and links kept busy', 'time')
+    .option('--horizon <duration>', 'a move is proposed only if the plan up to it pays back within this time (e.g. 30m, 1h)', '1h')
+    .option('--max-moves <n>', 'at most this many migrations', '5')
+    .option('--exclude <vm,...>', 'VMs that must not move (comma-separated)')
+    .option('--measure <m>', 'bytes|messages: the traffic the group detectors seed the search with', 'bytes')
+    .addHelpText('after', exitNote)
+    .action(async (o) => {
+      const objective = oneOf(o.objective, OBJECTIVES, '--objective');
+      const measure = oneOf(o.measure, MEASURES, '--measure');
+      const horizonSeconds = parseDuration(o.horizon, '--horizon') / 1000;
+      if (!(horizonSeconds > 0)) throw new UserError(`--horizon '${o.horizon}' must be above 0 (e.g. 1h)`);
+      if (!/^\s*\d+\s*$/.test(o.maxMoves)) throw new UserError(`--max-moves '${o.maxMoves}' is not a whole number, 0 or more`);
+      const exclude: string[] = typeof o.exclude === 'string' ? o.exclude.split(',').map((s: string) => s.trim()).filter(Boolean) : [];
+      const q = checkedQuery(o);
+      const args = await environmentArgs(cmd, o);
+      await withRedis(args.redis, async (redis) => {
+        const r = await planFromCollector(redis, {
+          query: q, env: args.env, defaults: args.defaults, objective, horizonSeconds, maxMoves: Number(o.maxMoves), exclude, measure,
+        });
+        tell(r, args);
+        const unknown = exclude.filter((x) => !r.vms.some((v) => v.name === x));
+        if (unknown.length) process.stderr.write(`virt-cohort: --exclude names no running VM: ${unknown.join(', ')} (see virt-cohort stats --vms)\n`);
+        if (!r.plan) return handBack(r, o.json);
+        const p = r.plan;
+        if (o.json) return printJson({ answer: summary(r), vms: r.vms.length, hosts: r.hosts.length, ...p });
+        process.stdout.write(`plan for the ${p.objective} objective (${p.unit}), horizon ${fmtSeconds(p.horizonSeconds)}, at most ${o.maxMoves} move(s); ` +
+          `${r.vms.length} running VM(s) on ${r.hosts.length} live host(s); traffic: ${describe(r)}\n`);
+        process.stdout.write(`inter-site traffic: ${fmtBytesRate(p.before.interSiteBytes)} now, ${fmtBytesRate(p.after.interSiteBytes)} after the plan; ` +
+          `objective ${p.before.rate.toPrecision(3)} -> ${p.after.rate.toPrecision(3)}; hosts in use ${p.before.hostsUsed} -> ${p.after.hostsUsed}\n\n`);
+        if (p.moves.length === 0) {
+          process.stdout.write(`no move: ${p.noMove}\n`);
+          return;
+        }
+        process.stdout.write(table(['#', 'VM', 'FROM', 'TO', 'GAIN', 'MIGRATION', 'PAYBACK'], p.moves.map((m, i) => [
+          i + 1, m.vm, `${m.from} (${m.fromSite})`, `${m.to} (${m.toSite})`, m.gain.toPrecision(3), fmtSeconds(m.migrationSeconds), fmtSeconds(m.paybackSeconds),
+        ])) + '\n\n');
+        process.stdout.write(p.moves.map((m, i) => `${i + 1}. ${m.reason}`).join('\n') + '\n');
+      });
+    });
+  return cmd;
+}
+
+function handBack(view: CollectorView, json: boolean | undefined): void {
+  if (json) printJson(view.answer);
+  else process.stdout.write(render(view.answer));
+  process.exitCode = EXIT_REFORMULATE;
+}
+
+/** What traffic the result rests on, for the JSON output (the pairs themselves are in `virt-cohort stats`). */
+function summary(view: CollectorView) {
+  const a = view.answer;
+  return {
+    type: a.type, periods: a.periods, periodSeconds: a.periodSeconds,
+    ...(a.status === 'ok' && { approximate: a.approximate, estimated: a.estimated, ...(a.type !== 'detail' && { pairs: a.pairs.length }) }),
+    ...(a.type === 'weighted' && a.status === 'ok' && { coefficient: (a as { coefficient?: number }).coefficient }),
+  };
+}
+
+function describe(view: CollectorView): string {
+  const a = view.answer;
+  if (a.status !== 'ok') return 'none';
+  const what = a.type === 'weighted' ? `weighted (coefficient ${a.coefficient})` : a.type;
+  const pairs = a.type === 'detail' ? 0 : a.pairs.length;
+  return `${what} over ${a.periods.length} period(s) of ${a.periodSeconds} s, ${pairs} pair(s)${a.approximate ? ', APPROXIMATE' : ''}`;
+}
+
+/** The largest room a group may need to fit in: the biggest live host of the environment. */
+function largestHost(env: Environment): { memoryKiB: number; vcpus: number } {
+  let memoryKiB = 0;
+  let vcpus = 0;
+  for (const h of env.hosts) {
+    if (!h.reporting || h.memoryKiB === undefined || h.vcpus === undefined) continue;
+    memoryKiB = Math.max(memoryKiB, h.memoryKiB - env.reserveMemoryKiB);
+    vcpus = Math.max(vcpus, h.vcpus * env.cpuOvercommit);
+  }
+  return { memoryKiB: memoryKiB > 0 ? memoryKiB : Infinity, vcpus: vcpus > 0 ? vcpus : Infinity };
+}

@@ -1,0 +1,178 @@
+import type { Redis } from 'ioredis';
+import type { PairTraffic } from '../analysis/graph.js';
+import { DEFAULT_PERIOD_SECONDS, query, type QueryOptions, type QueryResult } from '../collector/query.js';
+import { readHosts, readSettings, readVms, type HostEntry, type VmEntry } from '../collector/registry.js';
+import { UserError } from '../util/errors.js';
+import { parseEnvironment, type Environment, type Host } from './env.js';
+import { mergeLive, type HostInfo, type VmInfo } from './live.js';
+import { planMoves, type Plan, type PlanOptions } from './plan.js';
+
+/**
+ * The adapter between the collector (Redis) and the pure placement library: a collector answer
+ * becomes per-second PairTraffic, the VM directory becomes VmInfo, the host registry becomes
+ * HostInfo, and an environment (a file, or one derived from the registry) is merged with them.
+ * Used by `virt-cohort groups|plan|place` and by the manager's rounds.
+ */
+
+/** Hosts seen within this many periods are live: they report capacity and may receive VMs. */
+export const LIVE_PERIODS = 2;
+/** Links of the environment derived from the registry when no file is given. */
+export const DEFAULT_LATENCY_MS = 20;
+export const DEFAULT_BANDWIDTH_MBIT = 1000;
+
+export interface DefaultLinks {
+  latencyMs: number;
+  bandwidthMbit: number;
+}
+
+export interface CollectorReadOptions {
+  /** The collector query; `type` must be 'mean' or 'weighted'. Defaults: weighted, coefficient 2, span 10. */
+  query?: Partial<QueryOptions>;
+  /** Environment file, already parsed; undefined: derived from the registry (see defaultEnvironment). */
+  env?: Environment;
+  /** Links of the derived environment. Default 20 ms, 1000 Mbit/s. */
+  defaults?: Partial<DefaultLinks>;
+  /** Clock (ms). Default Date.now(). */
+  now?: number;
+}
+
+/** The round's inventory: who runs where, which hosts are live, and the environment built from them. */
+export interface Inventory {
+  /** Running VMs; a VM arriving by migration or on a silent host is pinned (it cannot be moved now). */
+  vms: VmInfo[];
+  /** Live hosts' inventory (lastSeen within LIVE_PERIODS periods). */
+  hosts: HostInfo[];
+  /** The whole registry, live or not, with uris. */
+  registry: HostEntry[];
+  /** The environment with the live inventory merged in. */
+  environment: Environment;
+  /** True when no file was given and the environment was derived from the registry. */
+  defaultEnvironment: boolean;
+  periodSeconds: number;
+  /** Things the caller should tell a person (silent hosts, VMs left out). */
+  notes: string[];
+}
+
+export interface CollectorView extends Inventory {
+  /** The collector's answer as given (per period); 'reformulate' leaves `traffic` empty. */
+  answer: QueryResult;
+  /** Per-second traffic (the answer's per-period counts / period length). */
+  traffic: PairTraffic[];
+}
+
+export interface PlanFromCollectorOptions extends CollectorReadOptions, Omit<PlanOptions, 'now'> {}
+
+export interface PlanFromCollector extends CollectorView {
+  /** null when the collector handed the query back (answer.status 'reformulate'). */
+  plan: Plan | null;
+}
+
+/** One planning round over the collector: what `virt-cohort plan` prints and the manager executes. */
+export async function planFromCollector(redis: Redis, opts: PlanFromCollectorOptions): Promise<PlanFromCollector> {
+  const view = await readCollector(redis, opts);
+  if (view.answer.status !== 'ok') return { ...view, plan: null };
+  const plan = planMoves(view.traffic, view.vms, view.environment, {
+    objective: opts.objective,
+    now: opts.now ?? Date.now(),
+    ...(opts.horizonSeconds !== undefined && { horizonSeconds: opts.horizonSeconds }),
+    ...(opts.maxMoves !== undefined && { maxMoves: opts.maxMoves }),
+    ...(opts.exclude !== undefined && { exclude: opts.exclude }),
+    ...(opts.measure !== undefined && { measure: opts.measure }),
+  });
+  return { ...view, plan };
+}
+
+/** Reads the answer, the directory and the registry once, and builds the round's environment. */
+export async function readCollector(redis: Redis, opts: CollectorReadOptions = {}): Promise<CollectorView> {
+  const now = opts.now ?? Date.now();
+  const q: QueryOptions = { type: 'weighted', span: 10, coefficient: 2, ...opts.query, now };
+  if (q.type === 'detail') throw new UserError('groups and plans need one figure per pair: use --type mean or weighted, not detail');
+  const answer = await query(redis, q);
+  const inventory = await readInventory(redis, { ...opts, now, periodSeconds: answer.periodSeconds });
+  const traffic = answer.status === 'ok' && answer.type !== 'detail' ? perSecond(answer.pairs, answer.periodSeconds) : [];
+  return { ...inventory, answer, traffic };
+}
+
+/** The directory, the registry and the environment, without traffic (initial placement needs no more). */
+export async function readInventory(redis: Redis, opts: Omit<CollectorReadOptions, 'query'> & { periodSeconds?: number } = {}): Promise<Inventory> {
+  const now = opts.now ?? Date.now();
+  const [registry, directory, settings] = await Promise.all([readHosts(redis), readVms(redis), readSettings(redis)]);
+  if (registry.length === 0) {
+    throw new UserError('no host has registered in the collector: start the agents (virt-cohort agent), or check --redis / --lab');
+  }
+  const periodSeconds = opts.periodSeconds ?? settings.periodSeconds ?? DEFAULT_PERIOD_SECONDS;
+  const liveSince = now - LIVE_PERIODS * periodSeconds * 1000;
+  const hosts = registry.filter((h) => h.lastSeen >= liveSince).map(hostInfo);
+  const defaulted = opts.env === undefined;
+  const base = opts.env ?? defaultEnvironment(registry, { ...defaultLinks, ...opts.defaults });
+  const notes: string[] = registry.filter((h) => h.lastSeen < liveSince).map((h) =>
+    `host ${h.host} has been silent for over ${LIVE_PERIODS} periods (${LIVE_PERIODS * periodSeconds} s): it receives no VM this round`);
+  const environment = withSilentHosts(mergeLive(base, hosts), registry, directory, notes);
+  const known = new Set(environment.hosts.map((h) => h.name));
+  const live = new Set(hosts.map((h) => h.name));
+  const vms: VmInfo[] = [];
+  for (const v of directory) {
+    if (v.state !== 'running' && v.state !== 'arriving') continue;
+    if (!known.has(v.host)) {
+      notes.push(`VM ${v.name} is left out: its host ${v.host} is neither in the registry nor in the environment file`);
+      continue;
+    }
+    // An arriving VM is mid-migration and a VM on a silent host cannot be reached: both keep their place.
+    const pinned = v.state === 'arriving' || !live.has(v.host);
+    vms.push({ name: v.name, host: v.host, site: v.site, memoryKiB: v.memoryKiB, vcpus: v.vcpus, ...(pinned && { pinned }) });
+  }
+  return { vms, hosts, registry, environment, defaultEnvironment: defaulted, periodSeconds, notes };
+}
+
+const defaultLinks: DefaultLinks = { latencyMs: DEFAULT_LATENCY_MS, bandwidthMbit: DEFAULT_BANDWIDTH_MBIT };
+
+/** Collector pairs are counts per period; placement works in rates. */
+export function perSecond(pairs: readonly PairTraffic[], periodSeconds: number): PairTraffic[] {
+  return pairs.map((p) => ({ src: p.src, dst: p.dst, messages: p.messages / periodSeconds, bytes: p.bytes / periodSeconds }));
+}
+
+export function hostInfo(h: HostEntry): HostInfo {
+  return { name: h.host, site: h.site, cpus: h.cpus, memoryKiB: h.memoryKiB, freeMemoryKiB: h.freeMemoryKiB };
+}
+
+/**
+ * The environment when no file is given: every site and host of the registry, every pair of sites
+ * joined by the same link, prices 0. Capacity comes from the live inventory at merge time.
+ */
+export function defaultEnvironment(registry: readonly HostEntry[], links: DefaultLinks = defaultLinks): Environment {
+  return parseEnvironment(defaultEnvironmentJson(registry, links), 'default environment');
+}
+
+export function defaultEnvironmentJson(registry: readonly HostEntry[], links: DefaultLinks = defaultLinks): object {
+  const bad = registry.find((h) => h.site === '');
+  if (bad) throw new UserError(`host ${bad.host} registered without a site: restart its agent with --site, or pass --env with the host in a site`);
+  const sites = [...new Set(registry.map((h) => h.site))].sort();
+  return {
+    sites: Object.fromEntries(sites.map((s) => [s, {}])),
+    hosts: Object.fromEntries(registry.map((h) => [h.host, { site: h.site }])),
+    links: sites.flatMap((a, i) => sites.slice(i + 1).map((b) => ({
+      sites: [a, b], latencyMs: links.latencyMs, bandwidthMbit: links.bandwidthMbit, transferPricePerGB: 0,
+    }))),
+  };
+}
+
+/**
+ * Hosts that registered once but are silent now and that the file does not list: VMs may still run
+ * there, so they are kept as non-destinations in their registered site (if the environment has it).
+ */
+function withSilentHosts(env: Environment, registry: readonly HostEntry[], directory: readonly VmEntry[], notes: string[]): Environment {
+  const known = new Set(env.hosts.map((h) => h.name));
+  const sites = new Set(env.sites.map((s) => s.name));
+  const used = new Set(directory.filter((v) => v.state === 'running' || v.state === 'arriving').map((v) => v.host));
+  const extra: Host[] = [];
+  for (const h of registry) {
+    if (known.has(h.host) || !used.has(h.host)) continue;
+    if (!sites.has(h.site)) continue; // its VMs are then left out, with a note
+    notes.push(`host ${h.host} is silent and not in the environment file: its VMs stay where they are this round`);
+    extra.push({
+      name: h.host, site: h.site, vcpus: h.cpus, memoryKiB: h.memoryKiB, freeMemoryKiB: h.freeMemoryKiB, speed: 1,
+      price: { perVmHour: 0, perVcpuHour: 0, perGiBHour: 0 }, availableUntil: undefined, reporting: false,
+    });
+  }
+  return extra.length ? Object.freeze({ ...env, hosts: Object.freeze([...env.hosts, ...extra]) }) : env;
+}

@@ -1,0 +1,280 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { Redis } from 'ioredis';
+import { K } from '../../src/collector/keys.js';
+import { Store, type HostRecord } from '../../src/collector/store.js';
+import { labEnvironment } from '../../src/lab/environment.js';
+import { parseEnvironment } from '../../src/placement/index.js';
+import { defaultEnvironment, planFromCollector } from '../../src/placement/fromCollector.js';
+import { packageRoot } from '../../src/paths.js';
+import { TestRedis } from '../helpers/redis.js';
+import { L, report } from './fixtures.js';
+
+const MAIN = join(packageRoot, 'dist/src/cli/main.js');
+const GiB = 1 << 20; // KiB
+let server: TestRedis;
+let dir: string;
+const dbs: Redis[] = [];
+
+const { VIRT_COHORT_REDIS: _ignored, ...childEnv } = process.env;
+
+interface Run { code: number; out: string; err: string }
+
+function cli(...args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [MAIN, ...args], { timeout: 30_000, env: childEnv }, (e, out, err) => {
+      resolve({ code: e ? Number((e as { code?: number }).code ?? 1) : 0, out, err });
+    });
+  });
+}
+
+const url = (db: number) => `${server.url}/${db}`;
+
+function hostRecord(site: string, uri: string): HostRecord {
+  return { site, uri, cpus: 8, memoryKiB: 8 * GiB, freeMemoryKiB: 6 * GiB, vms: 2, sensor: 'ebpf', periodSeconds: L };
+}
+
+/**
+ * Two pairs, x1-x2 and y1-y2, each split between host a1 (site a) and host b1 (site b). Both hosts
+ * are live and reported every period around now (each counts what its VMs receive), so every span
+ * the CLI asks for is complete whenever it runs. `perPeriod`: messages each VM receives per period.
+ */
+async function fill(db: number, perPeriod: number, uri = 'qemu:///system'): Promise<void> {
+  const redis = new Redis(url(db));
+  dbs.push(redis);
+  const store = new Store(redis);
+  const now = Date.now();
+  const current = Math.floor(now / 1000 / L) * L;
+  await redis.hset(K.settings, 'periodSeconds', L);
+  await store.registerHost('a1', hostRecord('a', uri), now - 3_600_000);
+  await store.registerHost('b1', hostRecord('b', uri), now - 3_600_000);
+  const vm = (host: string, site: string) => ({ uuid: '', host, site, state: 'running' as const, mac: '', addresses: [], memoryKiB: GiB, vcpus: 1 });
+  await store.putVm('x1', vm('a1', 'a'));
+  await store.putVm('y1', vm('a1', 'a'));
+  await store.putVm('x2', vm('b1', 'b'));
+  await store.putVm('y2', vm('b1', 'b'));
+  await store.putVm('gone', { ...vm('b1', 'b'), state: 'stopped' });
+  const bytes = perPeriod * 1000;
+  for (let p = current - 20 * L; p <= current + 5 * L; p += L) {
+    await store.apply({ ...report('a1', p, [['x2>x1', perPeriod, bytes], ['y2>y1', perPeriod, bytes]]), site: 'a' });
+    await store.apply({ ...report('b1', p, [['x1>x2', perPeriod, bytes], ['y1>y2', perPeriod, bytes]]), site: 'b' });
+  }
+  // Registered last, so the hosts are live (seen within 2 periods) for the whole test.
+  await store.registerHost('a1', hostRecord('a', uri), Date.now() + 600_000);
+  await store.registerHost('b1', hostRecord('b', uri), Date.now() + 600_000);
+}
+
+before(async () => {
+  server = await TestRedis.start();
+  dir = await mkdtemp(join(tmpdir(), 'vc-plan-'));
+  await fill(0, 3000); // 100 messages/s of 1000 B each way, per pair
+  await fill(1, 3, ''); // 0.1 message/s; hosts without a libvirt URI
+});
+
+after(async () => {
+  for (const r of dbs) r.disconnect();
+  await server.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+interface MoveJson { vm: string; from: string; to: string; fromSite: string; toSite: string; gain: number; migrationSeconds: number; paybackSeconds: number; reason: string }
+
+test('plan --json: moves bring each split pair into one site, each with its reason', async () => {
+  const r = await cli('plan', '--redis', url(0), '--json');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, /no --env given: using the registry's 2 site\(s\) and 2 host\(s\), links of 20 ms and 1000 Mbit\/s/);
+  const plan = JSON.parse(r.out) as { moves: MoveJson[]; before: { interSiteBytes: number }; after: { interSiteBytes: number }; noMove?: string; answer: { type: string; periods: number[] } };
+  assert.equal(plan.answer.type, 'weighted');
+  assert.equal(plan.answer.periods.length, 10);
+  assert.equal(plan.noMove, undefined);
+  assert.equal(plan.moves.length, 2, JSON.stringify(plan.moves));
+  const site = new Map([['x1', 'a'], ['y1', 'a'], ['x2', 'b'], ['y2', 'b']]);
+  for (const m of plan.moves) {
+    assert.equal(site.get(m.vm), m.fromSite);
+    site.set(m.vm, m.toSite);
+    assert.ok(m.gain > 0 && m.migrationSeconds > 0 && m.paybackSeconds <= 3600, JSON.stringify(m));
+    assert.match(m.reason, new RegExp(`^${m.vm} moves from ${m.from} to ${m.to} \\(from site ${m.fromSite} to site ${m.toSite}\\); it exchanges .* pays back after`));
+  }
+  assert.equal(site.get('x1'), site.get('x2'));
+  assert.equal(site.get('y1'), site.get('y2'));
+  // Per second: 2 pairs x 2 directions x 100 000 B/s cross sites before, nothing after.
+  assert.equal(plan.before.interSiteBytes, 400_000);
+  assert.equal(plan.after.interSiteBytes, 0);
+
+  const human = await cli('plan', '--redis', url(0), '--max-moves', '1');
+  assert.equal(human.code, 0, human.err);
+  assert.match(human.out, /^plan for the time objective .* at most 1 move\(s\); 4 running VM\(s\) on 2 live host\(s\)/);
+  assert.match(human.out, /\n# +VM +FROM +TO +GAIN +MIGRATION +PAYBACK\n1 +[xy][12] +/);
+  assert.match(human.out, /\n1\. [xy][12] moves from/);
+});
+
+test('plan: excluded VMs never move', async () => {
+  const r = await cli('plan', '--redis', url(0), '--json', '--exclude', 'x1,x2,nosuch');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, /--exclude names no running VM: nosuch/);
+  const moves = (JSON.parse(r.out) as { moves: MoveJson[] }).moves;
+  assert.equal(moves.length, 1);
+  assert.match(moves[0]!.vm, /^y[12]$/);
+});
+
+test('plan: stable small traffic and a short horizon give an explicit no move', async () => {
+  const r = await cli('plan', '--redis', url(1), '--horizon', '1m', '--json');
+  assert.equal(r.code, 0, r.err);
+  const plan = JSON.parse(r.out) as { moves: MoveJson[]; noMove: string };
+  assert.deepEqual(plan.moves, []);
+  assert.match(plan.noMove, /pays back only after .* beyond the horizon of 60 s/);
+  const human = await cli('plan', '--redis', url(1), '--horizon', '1m');
+  assert.match(human.out, /\nno move: moving 2 VMs would save/);
+});
+
+test('groups --json finds the two pairs, each split across the sites', async () => {
+  for (const method of ['louvain', 'seed']) {
+    const r = await cli('groups', '--redis', url(0), '--json', '--method', method);
+    assert.equal(r.code, 0, r.err);
+    const out = JSON.parse(r.out) as { groups: { members: string[]; internal: number; external: number; sites: string[] }[] };
+    assert.deepEqual(out.groups.map((g) => g.members).sort(), [['x1', 'x2'], ['y1', 'y2']], method);
+    for (const g of out.groups) {
+      assert.equal(g.internal, 200_000); // bytes/s, both directions
+      assert.equal(g.external, 0);
+      assert.deepEqual(g.sites, ['a', 'b']);
+    }
+  }
+  const human = await cli('groups', '--redis', url(0));
+  assert.match(human.out, /GROUP +VMS +INTERNAL +EXTERNAL +SITES +MEMBERS\n1 +2 +200 KB\/s +0 B\/s +a,b +x1,x2/);
+});
+
+test('lab env: the environment round-trips through parseEnvironment and drives plan --env', async () => {
+  const lab = { name: 't', index: 101, sites: 3, hostsPerSite: 2, delayMs: 25, rateMbit: 500, redisPort: 16401 };
+  const env = parseEnvironment(JSON.parse(JSON.stringify(labEnvironment(lab))), 'lab env');
+  assert.deepEqual(env.sites.map((s) => s.name), ['a', 'b', 'c']);
+  assert.deepEqual(env.hosts.map((h) => `${h.name}@${h.site}`), ['a1@a', 'a2@a', 'b1@b', 'b2@b', 'c1@c', 'c2@c']);
+  assert.equal(env.links.length, 3);
+  for (const l of env.links) assert.deepEqual([l.latencyMs, l.bandwidthMbit, l.transferPricePerGB], [25, 500, 0]);
+  assert.equal(env.cpuOvercommit, 16);
+  const file = join(dir, 'lab-env.json');
+  await writeFile(file, JSON.stringify(labEnvironment(lab)));
+  const r = await cli('plan', '--redis', url(0), '--env', file, '--json');
+  assert.equal(r.code, 0, r.err);
+  assert.doesNotMatch(r.err, /no --env given/);
+  const moves = (JSON.parse(r.out) as { moves: MoveJson[] }).moves;
+  assert.equal(moves.length, 2);
+  // 1 GiB over 500 Mbit/s.
+  for (const m of moves) assert.ok(Math.abs(m.migrationSeconds - (8 * 2 ** 30) / 500e6) < 0.01, String(m.migrationSeconds));
+});
+
+test('the exported planFromCollector gives the same plan and the inventory behind it', async () => {
+  const redis = dbs[0]!;
+  const r = await planFromCollector(redis, { objective: 'time', horizonSeconds: 3600, maxMoves: 5 });
+  assert.equal(r.answer.status, 'ok');
+  assert.equal(r.plan?.moves.length, 2);
+  assert.deepEqual(r.vms.map((v) => v.name), ['x1', 'x2', 'y1', 'y2']); // the stopped VM is left out
+  assert.deepEqual(r.hosts.map((h) => h.name), ['a1', 'b1']);
+  assert.equal(r.defaultEnvironment, true);
+  assert.equal(r.traffic.find((t) => t.src === 'x1' && t.dst === 'x2')?.messages, 100); // per second
+  assert.deepEqual(defaultEnvironment(r.registry).links.map((l) => l.sites), [['a', 'b']]);
+});
+
+test('bad input exits 2 with a message that says what to do', async () => {
+  const unknownKey = join(dir, 'typo.json');
+  await writeFile(unknownKey, JSON.stringify({ sites: { a: {}, b: {} }, links: [{ sites: ['a', 'b'], latencyMs: 1, bandwidthMbit: 10, latncy: 3 }] }));
+  const notJson = join(dir, 'env.yaml');
+  await writeFile(notJson, 'sites:\n  a: {}\n');
+  const wrongSite = join(dir, 'one-site.json');
+  await writeFile(wrongSite, JSON.stringify({ sites: { a: {} } }));
+  const cases: [string[], RegExp][] = [
+    [['plan', '--env', unknownKey], /links\[0\] has unknown key "latncy": remove it or use one of sites, latencyMs/],
+    [['plan', '--env', join(dir, 'missing.json')], /cannot read environment file .*missing\.json/],
+    [['plan', '--env', notJson], /is not valid JSON/],
+    [['plan', '--env', wrongSite], /host b1 reports site 'b', which the environment file does not define/],
+    [['groups', '--env', unknownKey], /unknown key "latncy"/],
+    [['plan', '--objective', 'speed'], /--objective 'speed' is not known: use one of time, cost, resources/],
+    [['plan', '--horizon', 'soon'], /--horizon 'soon' is not a duration/],
+    [['plan', '--type', 'detail'], /use mean or weighted/],
+    [['groups', '--method', 'magic'], /--method 'magic' is not known: use one of seed, louvain/],
+    [['plan', '--default-bandwidth-mbit', '0'], /--default-bandwidth-mbit must be above 0/],
+    [['plan', '--lab', 'zz9', '--redis', url(0)], /give either --redis or --lab, not both/],
+  ];
+  for (const [args, re] of cases) {
+    const r = await cli(...args, ...(args.includes('--redis') ? [] : ['--redis', url(0)]));
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.err}`);
+    assert.match(r.err, re, args.join(' '));
+  }
+  const unreachable = await cli('plan', '--redis', 'redis://127.0.0.1:1');
+  assert.equal(unreachable.code, 2);
+  assert.match(unreachable.err, /cannot reach Redis at redis:\/\/127\.0\.0\.1:1/);
+});
+
+async function clusterFile(name: string, body: unknown): Promise<string> {
+  const file = join(dir, name);
+  await mkdir(dirname(file), { recursive: true });
+  await writeFile(file, typeof body === 'string' ? body : JSON.stringify(body));
+  return file;
+}
+
+test('place without --apply assigns every new VM within capacity, each group in one site', async () => {
+  const vms = Array.from({ length: 6 }, (_, i) => ({ name: `n${i + 1}`, memoryMiB: 1024, vcpus: 1 }));
+  const file = await clusterFile('cluster.json', { vms, pattern: 'groups:2' });
+  const r = await cli('place', file, '--redis', url(0), '--json');
+  assert.equal(r.code, 0, r.err);
+  const placed = JSON.parse(r.out) as { assignment: { vm: string; host: string; site: string }[] };
+  assert.deepEqual(placed.assignment.map((a) => a.vm), vms.map((v) => v.name));
+  // Each host: 8 GiB, 6 GiB free with 2 GiB of running VMs; 8 CPUs with 2 vCPUs used.
+  const load = new Map([['a1', 2], ['b1', 2]]);
+  for (const a of placed.assignment) load.set(a.host, load.get(a.host)! + 1);
+  for (const [h, n] of load) assert.ok(n <= 8, `${h} holds ${n} GiB`);
+  const siteOf = new Map(placed.assignment.map((a) => [a.vm, a.site] as const));
+  assert.equal(new Set(['n1', 'n2', 'n3'].map((v) => siteOf.get(v))).size, 1);
+  assert.equal(new Set(['n4', 'n5', 'n6'].map((v) => siteOf.get(v))).size, 1);
+  const human = await cli('place', file, '--redis', url(0));
+  assert.match(human.out, /^6 new VM\(s\) for the time objective .* 4 running VM\(s\) kept where they are/);
+  assert.match(human.out, /\nVM +HOST +SITE +MEMORY MiB +VCPUS\nn1 +[ab]1 +[ab] +1024 +1\n/);
+  assert.match(human.out, /not applied: add --apply/);
+});
+
+test('place: bad clusters exit 2 with the fix', async () => {
+  const big = await clusterFile('big.json', { vms: Array.from({ length: 13 }, (_, i) => ({ name: `n${i}`, memoryMiB: 1024, vcpus: 1 })) });
+  const typo = await clusterFile('typo.json', { vms: [{ name: 'n1', memoryMiB: 512, vcpus: 1, disk: 3 }] });
+  const yaml = await clusterFile('c.yaml', 'vms:\n  - name: n1\n');
+  const badPattern = await clusterFile('pattern.json', { vms: [{ name: 'n1', memoryMiB: 512, vcpus: 1 }], pattern: 'star' });
+  const templated = await clusterFile('templated.json', { vms: [{ name: 'n1', memoryMiB: 512, vcpus: 1 }], template: 'domain.xml' });
+  await writeFile(join(dir, 'domain.xml'), '<domain><name>{{name}}</name><uuid>{{uuid}}</uuid><memory unit="KiB">{{memoryKiB}}</memory></domain>');
+  const badTemplate = await clusterFile('sub/bad-template.json', { vms: [{ name: 'n1', memoryMiB: 512, vcpus: 1 }], template: '../disk.xml' });
+  await writeFile(join(dir, 'disk.xml'), '<domain><name>{{name}}</name><disk>{{disk}}</disk></domain>');
+  const noTemplate = await clusterFile('plain.json', { vms: [{ name: 'n1', memoryMiB: 512, vcpus: 1 }] });
+  const cases: [string[], RegExp][] = [
+    [[big, '--redis', url(0)], /the cluster needs 13\.0 GiB and 13 vCPUs but the available hosts have 12\.0 GiB and 12 vCPUs free/],
+    [[typo, '--redis', url(0)], /vms\[0\] has unknown key "disk"/],
+    [[yaml, '--redis', url(0)], /is not valid JSON .*it is JSON, not YAML/],
+    [[join(dir, 'nope.json'), '--redis', url(0)], /cannot read cluster file .*nope\.json/],
+    [[badPattern, '--redis', url(0)], /unknown traffic pattern 'star'/],
+    [[noTemplate, '--redis', url(0), '--apply'], /--apply needs a libvirt domain XML: add "template"/],
+    [[templated, '--redis', url(1), '--apply'], /host [ab]1 has no libvirt URI in the registry/],
+    // Checked before anything is defined; the path is relative to the cluster file.
+    [[badTemplate, '--redis', url(0), '--apply'], /the domain template has an unknown placeholder \{\{disk\}\}: use \{\{name\}\}/],
+  ];
+  for (const [args, re] of cases) {
+    const r = await cli('place', ...args);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.err}`);
+    assert.match(r.err, re, args.join(' '));
+  }
+});
+
+test('plan and groups: a live host that has not reported hands the query back, exit 3 (as stats)', async () => {
+  const redis = new Redis(url(2));
+  dbs.push(redis);
+  const store = new Store(redis);
+  await store.registerHost('late', hostRecord('a', 'qemu:///system'), Date.now() - 3_600_000);
+  await store.registerHost('late', hostRecord('a', 'qemu:///system'), Date.now() + 600_000);
+  for (const cmd of ['plan', 'groups']) {
+    const r = await cli(cmd, '--redis', url(2));
+    assert.equal(r.code, 3, r.err);
+    assert.match(r.out, /^cannot answer weighted over 10 period\(s\) of 30 s .* yet: /);
+  }
+  const direct = await planFromCollector(redis, { objective: 'time' });
+  assert.equal(direct.plan, null);
+  assert.equal(direct.answer.status, 'reformulate');
+});
