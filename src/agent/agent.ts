@@ -238,7 +238,8 @@ export class Agent {
     const want: (Attachment & { mac: string })[] = [];
     for (const d of domains) {
       const vm = this.ids.idFor(d.uuid, d.name);
-      for (const i of d.interfaces) if (i.tap) want.push({ tap: i.tap, vm, mac: i.mac });
+      // A VM that opted out (domain metadata count="no") is not watched.
+      if (!d.optOut) for (const i of d.interfaces) if (i.tap) want.push({ tap: i.tap, vm, mac: i.mac });
       this.learn(d.name, d.interfaces.flatMap((i) => i.addresses));
     }
     await this.attachAll(want);
@@ -276,6 +277,7 @@ export class Agent {
       const rec = {
         uuid: d.uuid, host: this.cfg.host, site: this.cfg.site, mac: d.interfaces.map((i) => i.mac).join(','),
         addresses: [...(this.addresses.get(d.name) ?? [])].sort(), memoryKiB: d.memoryKiB, vcpus: d.vcpus,
+        pinned: d.pinned, optOut: d.optOut,
       };
       // Paused here while running elsewhere is an incoming migration: the directory moves once it runs here.
       if (d.state === 'paused') {

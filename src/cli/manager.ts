@@ -138,6 +138,7 @@ export function migrateCommand(): Command {
         if (!v) throw new UserError(`unknown VM '${vm}': not in the VM directory (virt-cohort stats --vms lists them)`);
         const dst = hosts.find((h) => h.host === host);
         if (!dst) throw new UserError(`unknown host '${host}': not in the host registry (known: ${hosts.map((h) => h.host).join(', ') || 'none'})`);
+        if (v.pinned) throw new UserError(`${vm} is pinned by its libvirt domain metadata (virt-cohort policy ${v.optOut ? 'count="no"' : 'move="never"'}): remove that to move it`);
         if (v.state !== 'running') throw new UserError(`${vm} is ${v.state}, not running: nothing to migrate`);
         if (v.host === host) throw new UserError(`${vm} already runs on ${host}`);
         if (dst.freeMemoryKiB < v.memoryKiB) throw new UserError(`${host} has ${Math.floor(dst.freeMemoryKiB / 1024)} MiB free, ${vm} needs ${Math.ceil(v.memoryKiB / 1024)} MiB: choose another host`);

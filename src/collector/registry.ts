@@ -29,6 +29,9 @@ export interface VmEntry {
   memoryKiB: number;
   vcpus: number;
   since: number;
+  /** Domain metadata: never migrate (pinned), not counted (optOut, also never migrated). */
+  pinned: boolean;
+  optOut: boolean;
 }
 
 const num = (v: string | undefined) => (v === undefined || v === '' ? 0 : Number(v));
@@ -64,6 +67,7 @@ export async function readVms(redis: Redis): Promise<VmEntry[]> {
     return {
       name, uuid: r.uuid ?? '', host: r.host ?? '', site: r.site ?? '', state: r.state ?? '', mac: r.mac ?? '',
       addresses: r.addresses ? r.addresses.split(',') : [], memoryKiB: num(r.memoryKiB), vcpus: num(r.vcpus), since: num(r.since),
+      pinned: r.pinned === '1', optOut: r.optOut === '1',
     };
   });
 }

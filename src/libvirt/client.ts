@@ -10,6 +10,9 @@ export interface DomainSnapshot {
   memoryKiB: number;
   vcpus: number;
   interfaces: DomainInterface[];
+  /** From the domain's metadata (see parsePolicy): never migrated; not counted at all. */
+  pinned: boolean;
+  optOut: boolean;
 }
 
 export interface DomainInterface {
@@ -64,13 +67,31 @@ export class LibvirtClient {
           this.hv.domainGetName(d), this.hv.domainGetUUIDString(d), this.hv.domainGetInfo(d), this.hv.domainGetXMLDesc(d),
         ]);
         const state = info.state === DomainState.RUNNING ? 'running' : info.state === DomainState.PAUSED ? 'paused' : 'other';
-        out.push({ name, uuid, state, memoryKiB: info.memory, vcpus: info.nrVirtCpu, interfaces: parseInterfaces(xml) });
+        out.push({ name, uuid, state, memoryKiB: info.memory, vcpus: info.nrVirtCpu, interfaces: parseInterfaces(xml), ...parsePolicy(xml) });
       } catch {
         continue;
       }
     }
     return out.sort((a, b) => a.name.localeCompare(b.name));
   }
+}
+
+/** The XML namespace of virt-cohort's element in a domain's <metadata>. */
+export const POLICY_NS = 'http://virt-cohort.org/xmlns/libvirt/1';
+
+/**
+ * A VM's own say, in its domain metadata (set with `virsh metadata DOMAIN
+ * http://virt-cohort.org/xmlns/libvirt/1 --key vc --set '<policy move="never"/>'`):
+ * move="never" pins it (the manager never migrates it); count="no" opts it
+ * out (its taps are not watched, and it is not moved either).
+ */
+export function parsePolicy(xml: string): { pinned: boolean; optOut: boolean } {
+  const meta = /<metadata>([\s\S]*?)<\/metadata>/.exec(xml)?.[1] ?? '';
+  const prefix = new RegExp(`xmlns:(\\w+)=['"]${POLICY_NS.replace(/[.\/]/g, '\\$&')}['"]`).exec(meta)?.[1];
+  if (!prefix) return { pinned: false, optOut: false };
+  const el = new RegExp(`<${prefix}:policy\\b([^>]*)>`).exec(meta)?.[1] ?? '';
+  const optOut = /\bcount=['"]no['"]/.test(el);
+  return { pinned: optOut || /\bmove=['"]never['"]/.test(el), optOut };
 }
 
 /** The interfaces of a domain XML: MAC, tap and any addresses libvirt knows. */

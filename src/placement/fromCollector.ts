@@ -118,7 +118,7 @@ export async function readInventory(redis: Redis, opts: Omit<CollectorReadOption
       continue;
     }
     // An arriving VM is mid-migration and a VM on a silent host cannot be reached: both keep their place.
-    const pinned = v.state === 'arriving' || !live.has(v.host);
+    const pinned = v.pinned || v.optOut || v.state === 'arriving' || !live.has(v.host);
     vms.push({ name: v.name, host: v.host, site: v.site, memoryKiB: v.memoryKiB, vcpus: v.vcpus, ...(pinned && { pinned }) });
   }
   return { vms, hosts, registry, environment, defaultEnvironment: defaulted, periodSeconds, notes };

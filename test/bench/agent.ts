@@ -21,7 +21,7 @@ function fakeDomains(n: number): DomainSnapshot[] {
   return Array.from({ length: n }, (_, i) => {
     const hex = (i + 1).toString(16).padStart(8, '0');
     return {
-      name: `bench-vm${i}`, uuid: `${hex}-0000-4000-8000-000000000000`, state: 'running' as const, memoryKiB: 1 << 20, vcpus: 1,
+      name: `bench-vm${i}`, pinned: false, optOut: false, uuid: `${hex}-0000-4000-8000-000000000000`, state: 'running' as const, memoryKiB: 1 << 20, vcpus: 1,
       interfaces: [{ mac: `52:54:00:${hex.slice(2, 4)}:${hex.slice(4, 6)}:${hex.slice(6, 8)}`, tap: tapName(i), addresses: [] }],
     };
   });
