@@ -127,4 +127,35 @@ describe(`manager on lab ${name}`, { concurrency: 1 }, () => {
       for (const m of managers) await m.stop();
     }
   });
+
+  it('host drain: the manager empties the host, keeps each group in one site, and plans nothing onto it', async () => {
+    const env = parseEnvironment(labEnvironment(lab), 'lab');
+    const manager = new Manager(redis, { ...DEFAULT_MANAGER, apply: true, everyPeriods: 1, span: 2, cooldownMs: COOLDOWN_MS, env }, new LeaderLock(redis, 10_000));
+    try {
+      const where = async () => new Map((await Promise.all(hosts(lab).map(async (h) => (await listDomains(h.uri))
+        .filter((d) => d.state === 'running').map((d) => [d.name, h] as const)))).flat());
+      const busiest = [...(await where()).values()].reduce((m, h) => m.set(h, (m.get(h) ?? 0) + 1), new Map<LabHost, number>());
+      const target = [...busiest].sort((x, y) => y[1] - x[1])[0]![0];
+      await run(process.execPath, [CLI, 'host', 'drain', target.name, '--lab', name]);
+      let emptied = false;
+      for (let n = 0; n < 4 && !emptied; n++) {
+        await nextRound();
+        await manager.round();
+        emptied = ![...(await where()).values()].some((h) => h.name === target.name);
+      }
+      assert.ok(emptied, `${target.name} emptied`);
+      const placed = await where();
+      assert.equal(placed.size, 4, 'no VM lost');
+      for (const [x, y] of [['vm1', 'vm2'], ['vm3', 'vm4']]) {
+        assert.equal(placed.get(dom(x!))!.site, placed.get(dom(y!))!.site, `${x} and ${y} still in one site`);
+      }
+      for (let n = 0; n < 2; n++) {
+        await nextRound();
+        const r = await manager.round();
+        assert.ok(!r.moves.some((m) => m.to === target.name), 'nothing planned onto a draining host');
+      }
+    } finally {
+      await manager.stop();
+    }
+  });
 });
