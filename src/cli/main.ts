@@ -11,6 +11,7 @@ import { demoCommand } from './demo.js';
 import { labCommand } from './lab.js';
 import { historyCommand, hostCommand, managerCommand, migrateCommand } from './manager.js';
 import { placeCommand } from './place.js';
+import { reportCommand } from './report.js';
 import { statsCommand } from './stats.js';
 import { topCommand } from './top.js';
 
@@ -34,6 +35,7 @@ program.addCommand(statsCommand());
 program.addCommand(groupsCommand());
 program.addCommand(planCommand());
 program.addCommand(placeCommand());
+program.addCommand(reportCommand());
 
 try {
   await program.parseAsync(process.argv);
