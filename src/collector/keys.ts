@@ -3,7 +3,8 @@
  * redis-cli). A period is named by its start in Unix seconds; a pair member is
  * `SRC>DST`, each side a VM name, or a peer address when the peer is not a
  * known VM (a file server, an external user), or `ether:0xNNNN` for frames that
- * are not IP. Pairs are directed: `a>b` is what a sent to b.
+ * are not IP. Pairs are directed: `a>b` is what a sent to b. In the packed
+ * reports a member is a number in the cluster's pair dictionary (vc:pair:*).
  */
 export const K = {
   /** SET of host names that ever registered. */
@@ -18,14 +19,36 @@ export const K = {
   addr: 'vc:addr',
   /** ZSET of periods with at least one report: member and score are the period start. */
   periods: 'vc:periods',
-  /** SET of hosts whose report for the period has been applied (the exactly-once guard). */
+  /** SET of hosts whose report for the period has been applied (the exactly-once guard; written with the host's blob and meta in one script). */
   reported: (p: number) => `vc:period:${p}:reported`,
-  /** ZSET pair → messages (or bytes) for the period, all hosts summed. */
+  /**
+   * STRING: one host's report for the period, packed (src/collector/packed.ts: the pairs as dictionary ids,
+   * f64 messages, f64 bytes, 20 bytes a pair). What queries read, and what estimates a late host from the period before.
+   */
+  hostPairs: (p: number, h: string) => `vc:period:${p}:host:${h}:pairs`,
+  /**
+   * ZSET pair → messages (or bytes) for the period, all hosts summed: for people (redis-cli) and tools, not read by
+   * the queries. A small report is summed in with its guard; a large one (more than Store's `inlinePairs`) a moment
+   * later by `Store.materialise`, in chunks, each once (see `pending`).
+   */
   msgs: (p: number) => `vc:period:${p}:msgs`,
   bytes: (p: number) => `vc:period:${p}:bytes`,
-  /** ZSET pair → messages (or bytes): one host's report, kept to estimate a late host from the period before. */
-  hostMsgs: (p: number, h: string) => `vc:period:${p}:host:${h}:msgs`,
-  hostBytes: (p: number, h: string) => `vc:period:${p}:host:${h}:bytes`,
+  /** HASH `PERIOD:HOST` → how many pairs of that applied report (in its packed order) are already summed into the period's zsets; the field goes when all are. */
+  pending: 'vc:period:pending',
+  /**
+   * HASH pair member → id in the cluster-wide pair dictionary: the index a Store looks members up in. Written by
+   * Store.materialise, off the report's path; a member given an id by two Stores before either indexed it keeps
+   * both (harmless: everything downstream goes by name). Grows with every pair ever seen: not pruned.
+   */
+  pairIds: 'vc:pair:ids',
+  /**
+   * HASH segment → names: field S holds the members of ids S×4096 … S×4096+4095 (NAME_SEGMENT), in id order,
+   * joined by NUL (no VM name or address holds one). Appended by the script that reserves the ids, so an id is
+   * named before any report can use it. Grows with every pair ever seen: not pruned.
+   */
+  pairNames: 'vc:pair:names',
+  /** HASH epoch (16 hex digits, new when the dictionary is created; packed reports carry it), next (the next id). */
+  pairDict: 'vc:pair:dict',
   /** HASH host → JSON of the report's summary (at, from, flows, overflow, unknownTap, vms). */
   meta: (p: number) => `vc:period:${p}:meta`,
   /** STREAM of hook and lifecycle events. */
@@ -51,7 +74,12 @@ export function splitPair(member: string): [string, string] {
   return i < 0 ? [member, ''] : [member.slice(0, i), member.slice(i + 1)];
 }
 
-/** Every key of one period, for retention. */
+/** Every key of one period, for retention (its `pending` fields are `pendingField(p, h)` for the same hosts). */
 export function periodKeys(p: number, hosts: string[]): string[] {
-  return [K.reported(p), K.msgs(p), K.bytes(p), K.meta(p), ...hosts.flatMap((h) => [K.hostMsgs(p, h), K.hostBytes(p, h)])];
+  return [K.reported(p), K.msgs(p), K.bytes(p), K.meta(p), ...hosts.map((h) => K.hostPairs(p, h))];
+}
+
+/** The field of K.pending for one host's report of one period. */
+export function pendingField(p: number, h: string): string {
+  return `${p}:${h}`;
 }

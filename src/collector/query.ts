@@ -2,9 +2,11 @@ import type { Redis } from 'ioredis';
 import { checkPeriodLength, periodLabel } from '../agent/period.js';
 import { UserError } from '../util/errors.js';
 import { completeness, waitComplete, type Missing } from './complete.js';
-import { K, splitPair } from './keys.js';
+import { pairNames } from './dictionary.js';
+import { K, pairMember } from './keys.js';
+import { decodePacked, type Packed } from './packed.js';
 import { readSettings } from './registry.js';
-import { addScores, resolvePeriod, type Counts } from './resolve.js';
+import { resolveMember } from './resolve.js';
 import { spanPeriods, spanStarts } from './span.js';
 
 export type QueryType = 'detail' | 'mean' | 'weighted';
@@ -192,36 +194,45 @@ export async function query(redis: Redis, options: QueryOptions): Promise<QueryR
     };
   }
 
-  // One transaction per period: its reported set and its sums are read together, so a
-  // report landing now is either in both (not estimated) or in neither (estimated).
+  // Each period's reported set, then the packed reports of those hosts. A report is written in the same
+  // script as its host's SADD and never changed after, so the set read decides which reports count: one
+  // landing now is either in both (not estimated) or in neither (estimated).
   const [addr, snaps] = await Promise.all([
     redis.hgetall(K.addr).then((h) => new Map(Object.entries(h))),
-    Promise.all(periods.map((p) => readPeriod(redis, p))),
+    readPeriods(redis, periods),
   ]);
   const missing = waited.missing.filter((m) => !snaps[periods.indexOf(m.period)]!.reported.has(m.host));
-  const estimated = await estimate(redis, missing, snaps.map((s, i) => [periods[i]!, s.raw] as const), L);
+  const estimated = await estimate(redis, missing, periods, snaps, L);
+  const span = await sumSpan(redis, snaps, addr, q.vm);
 
-  const resolved = snaps.map((s) => {
-    const r = resolvePeriod(s.raw, addr);
-    return q.vm === undefined ? r : filterVm(r, q.vm);
-  });
   const answer = { status: 'ok' as const, approximate: estimated.length > 0, estimated, periods, periodSeconds: L };
   if (q.type === 'detail') {
-    return { ...answer, type: 'detail', detail: resolved.map((r, i) => ({ period: periods[i]!, pairs: toPairs(r, 1) })) };
+    return { ...answer, type: 'detail', detail: span.per.map((s, i) => ({ period: periods[i]!, pairs: toPairs(span, s, 1) })) };
   }
   const weights = q.type === 'mean' ? periods.map(() => 1) : geometric(n, q.coefficient);
   const total = weights.reduce((a, b) => a + b, 0);
-  const sum = new Map<string, Counts>();
-  resolved.forEach((r, i) => {
+  const R = span.src.length;
+  const sum: PeriodSums = { r: new Int32Array(R), m: new Float64Array(R), b: new Float64Array(R) };
+  const seen = new Uint8Array(R);
+  span.per.forEach((s, i) => {
     const w = weights[i]!;
-    for (const [k, [m, b]] of r) {
-      const c = sum.get(k);
-      if (c) { c[0] += w * m; c[1] += w * b; } else sum.set(k, [w * m, w * b]);
+    for (let k = 0; k < s.r.length; k++) {
+      const r = s.r[k]!;
+      seen[r] = 1;
+      sum.m[r]! += w * s.m[k]!;
+      sum.b[r]! += w * s.b[k]!;
     }
   });
-  return {
-    ...answer, type: q.type, ...(q.type === 'weighted' ? { coefficient: q.coefficient } : {}), pairs: toPairs(sum, total),
-  };
+  let k = 0;
+  for (let r = 0; r < R; r++) {
+    if (!seen[r]) continue;
+    sum.r[k] = r;
+    sum.m[k] = sum.m[r]!; // k <= r: in place
+    sum.b[k] = sum.b[r]!;
+    k++;
+  }
+  const pairs = toPairs(span, { r: sum.r.subarray(0, k), m: sum.m.subarray(0, k), b: sum.b.subarray(0, k) }, total);
+  return { ...answer, type: q.type, ...(q.type === 'weighted' ? { coefficient: q.coefficient } : {}), pairs };
 }
 
 /**
@@ -232,26 +243,36 @@ export function geometric(n: number, c: number): number[] {
   return Array.from({ length: n }, (_, k) => (c >= 1 ? c ** (k - (n - 1)) : c ** k));
 }
 
-async function readPeriod(redis: Redis, p: number): Promise<{ reported: Set<string>; raw: Map<string, Counts> }> {
-  const out = await redis.multi()
-    .smembers(K.reported(p))
-    .zrange(K.msgs(p), '0', '-1', 'WITHSCORES')
-    .zrange(K.bytes(p), '0', '-1', 'WITHSCORES')
-    .exec();
-  if (!out) throw new Error(`Redis aborted the read of period ${p}`);
-  for (const [err] of out) if (err) throw err;
-  const raw = new Map<string, Counts>();
-  addScores(raw, out[1]![1] as string[], 0);
-  addScores(raw, out[2]![1] as string[], 1);
-  return { reported: new Set(out[0]![1] as string[]), raw };
+/** One period as read: who reported, and the packed reports that count in it (estimates added). */
+interface Snapshot {
+  reported: Set<string>;
+  blobs: Packed[];
+}
+
+async function readPeriods(redis: Redis, periods: number[]): Promise<Snapshot[]> {
+  const sets = redis.pipeline();
+  for (const p of periods) sets.smembers(K.reported(p));
+  const reported = ((await sets.exec()) ?? []).map(([err, v]) => { if (err) throw err; return v as string[]; });
+  const reads = redis.pipeline();
+  periods.forEach((p, i) => { for (const h of reported[i]!) reads.getBuffer(K.hostPairs(p, h)); });
+  const got = ((await reads.exec()) ?? []).map(([err, v]) => { if (err) throw err; return v as Buffer | null; });
+  let j = 0;
+  return periods.map((p, i) => {
+    const blobs: Packed[] = [];
+    for (const h of reported[i]!) {
+      const buf = got[j++];
+      if (buf) blobs.push(decodePacked(buf, K.hostPairs(p, h))); // null: trimmed meanwhile
+    }
+    return { reported: new Set(reported[i]!), blobs };
+  });
 }
 
 /**
  * Adds to each incomplete period, for each host missing from it, that host's
- * own counts from the nearest earlier period it reported (the period before,
+ * own report from the nearest earlier period it reported (the period before,
  * unless it was missing there too), as the seed estimates a partial period.
  */
-async function estimate(redis: Redis, missing: Missing[], raws: (readonly [number, Map<string, Counts>])[], L: number): Promise<Estimated[]> {
+async function estimate(redis: Redis, missing: Missing[], periods: number[], snaps: Snapshot[], L: number): Promise<Estimated[]> {
   if (!missing.length) return [];
   const tx = redis.pipeline();
   for (const m of missing) for (let k = 1; k <= ESTIMATE_LOOKBACK; k++) tx.sismember(K.reported(m.period - k * L), m.host);
@@ -262,20 +283,97 @@ async function estimate(redis: Redis, missing: Missing[], raws: (readonly [numbe
     const k = seen.slice(i * ESTIMATE_LOOKBACK, (i + 1) * ESTIMATE_LOOKBACK).indexOf(true);
     const from = k < 0 ? null : m.period - (k + 1) * L;
     out.push({ period: m.period, host: m.host, from });
-    if (from !== null) {
-      reads.zrange(K.hostMsgs(from, m.host), '0', '-1', 'WITHSCORES');
-      reads.zrange(K.hostBytes(from, m.host), '0', '-1', 'WITHSCORES');
-    }
+    if (from !== null) reads.getBuffer(K.hostPairs(from, m.host));
   });
-  const got = ((await reads.exec()) ?? []).map(([err, v]) => { if (err) throw err; return v as string[]; });
+  const got = ((await reads.exec()) ?? []).map(([err, v]) => { if (err) throw err; return v as Buffer | null; });
   let j = 0;
   for (const e of out) {
     if (e.from === null) continue;
-    const raw = raws.find(([p]) => p === e.period)![1];
-    addScores(raw, got[j++]!, 0);
-    addScores(raw, got[j++]!, 1);
+    const buf = got[j++];
+    if (buf) snaps[periods.indexOf(e.period)]!.blobs.push(decodePacked(buf, K.hostPairs(e.from, e.host)));
   }
   return out;
+}
+
+/** One period's (or the span's) resolved pairs: index into Span's src/dst, messages, bytes. */
+interface PeriodSums {
+  r: Int32Array;
+  m: Float64Array;
+  b: Float64Array;
+}
+
+interface Span {
+  src: string[];
+  dst: string[];
+  per: PeriodSums[];
+}
+
+/**
+ * Sums the span's packed reports per resolved pair, per period, with no
+ * string per count: each distinct dictionary id is named and resolved once
+ * (resolveMember), to an index into typed arrays; then each count is two
+ * array reads and an addition. Receiver-side counts (`received`) are kept
+ * apart and used only for pairs the sender's side did not report that period.
+ */
+async function sumSpan(redis: Redis, snaps: Snapshot[], addr: Map<string, string>, vm: string | undefined): Promise<Span> {
+  const blobs = snaps.flatMap((s) => s.blobs);
+  let max = -1;
+  for (const p of blobs) for (let j = 0; j < p.ids.length; j++) if (p.ids[j]! > max) max = p.ids[j]!;
+  const rid = new Int32Array(max + 1).fill(-2); // -2: not in the span; -1: left out (vm filter)
+  const distinct: number[] = [];
+  for (const p of blobs) {
+    for (let j = 0; j < p.ids.length; j++) {
+      const id = p.ids[j]!;
+      if (rid[id] === -2) { rid[id] = -1; distinct.push(id); }
+    }
+  }
+  const epoch = blobs[0]?.epoch ?? '';
+  for (const e of new Set(blobs.map((p) => p.epoch))) if (e !== epoch) await pairNames(redis, [], e); // says which dictionary is gone
+  const names = distinct.length ? await pairNames(redis, distinct, epoch) : [];
+  const received = new Uint8Array(max + 1);
+  const index = new Map<string, number>();
+  const src: string[] = [];
+  const dst: string[] = [];
+  distinct.forEach((id, k) => {
+    const m = resolveMember(names[k]!, addr);
+    if (vm !== undefined && m.src !== vm && m.dst !== vm) return;
+    const key = pairMember(m.src, m.dst);
+    let r = index.get(key);
+    if (r === undefined) { index.set(key, (r = src.length)); src.push(m.src); dst.push(m.dst); }
+    rid[id] = r;
+    received[id] = m.received ? 1 : 0;
+  });
+  const R = src.length;
+  const sm = new Float64Array(R), sb = new Float64Array(R), rm = new Float64Array(R), rb = new Float64Array(R);
+  const sentAt = new Int32Array(R).fill(-1), recvAt = new Int32Array(R).fill(-1);
+  const per = snaps.map((s, i) => {
+    const touched: number[] = [];
+    for (const p of s.blobs) {
+      const { ids, msgs, bytes } = p;
+      for (let j = 0; j < ids.length; j++) {
+        const id = ids[j]!;
+        const r = rid[id]!;
+        if (r < 0) continue;
+        if (received[id]) {
+          if (recvAt[r] !== i) { if (sentAt[r] !== i) touched.push(r); recvAt[r] = i; rm[r] = 0; rb[r] = 0; }
+          rm[r]! += msgs[j]!;
+          rb[r]! += bytes[j]!;
+        } else {
+          if (sentAt[r] !== i) { if (recvAt[r] !== i) touched.push(r); sentAt[r] = i; sm[r] = 0; sb[r] = 0; }
+          sm[r]! += msgs[j]!;
+          sb[r]! += bytes[j]!;
+        }
+      }
+    }
+    const out: PeriodSums = { r: Int32Array.from(touched), m: new Float64Array(touched.length), b: new Float64Array(touched.length) };
+    touched.forEach((r, k) => {
+      const sent = sentAt[r] === i;
+      out.m[k] = sent ? sm[r]! : rm[r]!;
+      out.b[k] = sent ? sb[r]! : rb[r]!;
+    });
+    return out;
+  });
+  return { src, dst, per };
 }
 
 function groupMissing(missing: Missing[]): Map<number, string[]> {
@@ -284,24 +382,15 @@ function groupMissing(missing: Missing[]): Map<number, string[]> {
   return by;
 }
 
-function filterVm(r: Map<string, Counts>, vm: string): Map<string, Counts> {
-  const out = new Map<string, Counts>();
-  for (const [k, c] of r) {
-    const [s, d] = splitPair(k);
-    if (s === vm || d === vm) out.set(k, c);
-  }
-  return out;
-}
-
 /** Six decimals: a mean per period needs no more, and float noise (1000.0000000000001) would only confuse. */
 const round6 = (x: number) => Math.round(x * 1e6) / 1e6;
 
 /** Divided by `divisor`; most messages first, then most bytes, then by name, so equal runs print the same. */
-function toPairs(r: Map<string, Counts>, divisor: number): Pair[] {
+function toPairs(span: Span, s: PeriodSums, divisor: number): Pair[] {
   const out: Pair[] = [];
-  for (const [k, [m, b]] of r) {
-    const [src, dst] = splitPair(k);
-    out.push({ src, dst, messages: round6(m / divisor), bytes: round6(b / divisor) });
+  for (let k = 0; k < s.r.length; k++) {
+    const r = s.r[k]!;
+    out.push({ src: span.src[r]!, dst: span.dst[r]!, messages: round6(s.m[k]! / divisor), bytes: round6(s.b[k]! / divisor) });
   }
   return out.sort((a, b) => b.messages - a.messages || b.bytes - a.bytes || (a.src + '>' + a.dst < b.src + '>' + b.dst ? -1 : 1));
 }

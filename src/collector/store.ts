@@ -1,35 +1,136 @@
 import { Redis } from 'ioredis';
 import { UserError } from '../util/errors.js';
-import { EVENTS_MAXLEN, K, periodKeys } from './keys.js';
+import { NAME_SEGMENT, pairNames } from './dictionary.js';
+import { EVENTS_MAXLEN, K, pendingField, periodKeys } from './keys.js';
+import { decodePacked, encodePacked, newEpoch } from './packed.js';
 import { reportMeta, type Report } from './report.js';
+import type { Counts } from './resolve.js';
+
+/**
+ * Lua: adds `n` pairs, given as ARGV[a .. a+n-1] members, then their messages,
+ * then their bytes, to the zsets KEYS[zm] and KEYS[zb], a thousand at a time:
+ * ZMSCORE, add in Lua, one ZADD (a third of the time of a ZINCRBY per pair).
+ * A member new to the zset (the usual case: a pair is measured by one host)
+ * takes the count as sent, with no conversion.
+ */
+const ADD_TO_ZSETS = `
+local function addTo(zm, zb, a, n)
+  for s = 0, n - 1, 1000 do
+    local e = math.min(s + 1000, n) - 1
+    local ms = redis.call('ZMSCORE', zm, unpack(ARGV, a + s, a + e))
+    local bs = redis.call('ZMSCORE', zb, unpack(ARGV, a + s, a + e))
+    local tm, tb = {}, {}
+    for i = s, e do
+      local m, j, k = ARGV[a + i], 2 * (i - s), i - s + 1
+      local cm, cb = ms[k], bs[k]
+      tm[j + 1] = cm and tonumber(cm) + tonumber(ARGV[a + n + i]) or ARGV[a + n + i]
+      tm[j + 2] = m
+      tb[j + 1] = cb and tonumber(cb) + tonumber(ARGV[a + 2 * n + i]) or ARGV[a + 2 * n + i]
+      tb[j + 2] = m
+    end
+    redis.call('ZADD', zm, unpack(tm))
+    redis.call('ZADD', zb, unpack(tb))
+  end
+end
+`;
 
 /**
  * Applies a host's report exactly once. The SADD on the period's `reported`
  * set is the guard: a report re-sent (ioredis replays commands after a
  * reconnect; the agent re-sends its spool after an unanswered write) finds its
- * host already there and adds nothing. The host's own sorted sets are written
- * with DEL + ZADD, which give the same result however often they run.
- * First reporter of a period: COPY. Later ones: ZINCRBY each of their pairs
- * when they are few against the total, ZUNIONSTORE otherwise (both O(what is added)).
+ * host already there and writes nothing. Behind the guard, in the same script:
+ * the host's packed pairs (one SET), its meta, the period in vc:periods, and
+ * either the pairs summed into the period's zsets (a small report) or a
+ * `pending` field that Store.materialise works off (a large one).
+ * Refused (-1) when the pair ids were taken from another dictionary or another
+ * Redis process than the one that runs it (see idsOf): nothing is written.
+ * KEYS: reported, hostPairs, meta, periods, pairDict, pending, msgs, bytes.
+ * ARGV: host, period, epoch, run_id, blob, meta, n pairs inline (-1: none, the report is large), then n members, messages, bytes.
  */
-const APPLY = `
+const APPLY = ADD_TO_ZSETS + `
+if redis.call('HGET', KEYS[5], 'epoch') ~= ARGV[3] or string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') ~= ARGV[4] then return -1 end
 if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('ZADD', KEYS[6], ARGV[2], ARGV[2])
-for i = 0, 1 do
-  local src, dst = KEYS[2 + i], KEYS[4 + i]
-  local m = redis.call('ZCARD', src)
-  if m > 0 then
-    local n = redis.call('ZCARD', dst)
-    if n == 0 then
-      redis.call('COPY', src, dst, 'REPLACE')
-    elseif m * 8 < n then
-      local z = redis.call('ZRANGE', src, 0, -1, 'WITHSCORES')
-      for j = 1, #z, 2 do redis.call('ZINCRBY', dst, z[j + 1], z[j]) end
-    else
-      redis.call('ZUNIONSTORE', dst, 2, dst, src)
-    end
-  end
+redis.call('SET', KEYS[2], ARGV[5])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[6])
+redis.call('ZADD', KEYS[4], ARGV[2], ARGV[2])
+local n = tonumber(ARGV[7])
+if n > 0 then
+  addTo(KEYS[7], KEYS[8], 8, n)
+elseif n < 0 then
+  redis.call('HSET', KEYS[6], ARGV[2] .. ':' .. ARGV[1], 0)
 end
+return 1
+`;
+
+/**
+ * Creates the pair dictionary when there is none (with the epoch given, and
+ * without the names and index of one deleted by hand), gives the members the
+ * next ids (a range reserved with HINCRBY), and appends their names to the
+ * name segments (vc:pair:names, field id / NAME_SEGMENT: the names of those
+ * ids joined by NUL, in id order: reservation and append are one script). No work
+ * per member here: the member → id index (vc:pair:ids) is written later, off
+ * the report's path (indexIds). Returns epoch, run_id, first id.
+ * KEYS: pairDict, pairNames, pairIds. ARGV: epoch for a new dictionary, segment size, members...
+ */
+const NEW_IDS = `
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2], KEYS[3])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'next', 0)
+end
+local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+local k = #ARGV - 2
+local first = redis.call('HINCRBY', KEYS[1], 'next', k) - k
+local S = tonumber(ARGV[2])
+local id = first
+while id < first + k do
+  local seg = math.floor(id / S)
+  local last = math.min(first + k, (seg + 1) * S) - 1
+  local part = table.concat(ARGV, '\\0', 3 + id - first, 3 + last - first)
+  local cur = redis.call('HGET', KEYS[2], seg)
+  if cur then part = cur .. '\\0' .. part end
+  redis.call('HSET', KEYS[2], seg, part)
+  id = last + 1
+end
+return {epoch, run, first}
+`;
+
+/** The current dictionary's epoch and run_id (creating the dictionary if there is none), for a lookup in the same MULTI. */
+const DICT = `
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2], KEYS[3])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'next', 0)
+end
+return {epoch, string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')}
+`;
+
+/**
+ * Writes member → id into the index, when the dictionary and Redis process
+ * are still those the ids came from (else -1: they are not written).
+ * KEYS: pairDict, pairIds. ARGV: epoch, run_id, then member, id, member, id...
+ */
+const INDEX_IDS = `
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] or string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') ~= ARGV[2] then return -1 end
+for s = 3, #ARGV, 4000 do redis.call('HSET', KEYS[2], unpack(ARGV, s, math.min(s + 3999, #ARGV))) end
+return 1
+`;
+
+/**
+ * Sums one chunk of an applied report into the period's zsets, once: only when
+ * the report's `pending` field says the pairs summed so far end where this
+ * chunk starts; it then moves the field past the chunk, or removes it after
+ * the last. A chunk replayed, one summed by another caller meanwhile, or a
+ * report trimmed meanwhile (field gone) adds nothing.
+ * KEYS: pending, msgs, bytes. ARGV: field, offset, last (1|0), n, then n members, messages, bytes.
+ */
+const SUM = ADD_TO_ZSETS + `
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+local n = tonumber(ARGV[4])
+addTo(KEYS[2], KEYS[3], 5, n)
+if ARGV[3] == '1' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] + n) end
 return 1
 `;
 
@@ -40,7 +141,32 @@ redis.call('HSET', KEYS[1], 'state', 'stopped', 'since', ARGV[2])
 return 1
 `;
 
-const CHUNK = 10_000;
+/** Default Store options: a report of up to INLINE_PAIRS pairs is summed into the zsets inside its guard (~40 ms of Redis at 10k). */
+export const INLINE_PAIRS = 10_000;
+/** Pairs per materialise script: each blocks Redis ~40 ms at 10k, and other clients go between them. */
+export const CHUNK_PAIRS = 10_000;
+/** Members looked up per HMGET, and indexed per script. */
+const LOOKUP_BATCH = 10_000;
+/** New members per id script (each ~10 ms of Redis: no work per member but a copy of its name). */
+const NEW_BATCH = 100_000;
+/** Applied large reports whose pairs this Store keeps in hand to materialise them without reading them back. */
+const RECENT = 4;
+
+export interface StoreOptions {
+  /** Reports with at most this many pairs are summed into the period's zsets in the guard's own script; larger ones by materialise(). */
+  inlinePairs?: number;
+  /** Pairs per materialise script. */
+  chunkPairs?: number;
+}
+
+type Triple = readonly [string, number, number];
+
+/** Pairs from..to as the zset scripts take them: the members, then their messages, then their bytes. */
+function pushColumns(args: (string | number | Buffer)[], pairs: readonly Triple[], from: number, to: number): void {
+  for (let i = from; i < to; i++) args.push(pairs[i]![0]);
+  for (let i = from; i < to; i++) args.push(pairs[i]![1]);
+  for (let i = from; i < to; i++) args.push(pairs[i]![2]);
+}
 
 export interface HostRecord {
   site: string;
@@ -64,6 +190,9 @@ export interface VmRecord {
   addresses: string[];
   memoryKiB: number;
   vcpus: number;
+  /** The domain's metadata says never migrate it / do not count it. */
+  pinned?: boolean;
+  optOut?: boolean;
 }
 
 export function connectRedis(url: string, opts: { lazy?: boolean } = {}): Redis {
@@ -82,29 +211,227 @@ export function connectRedis(url: string, opts: { lazy?: boolean } = {}): Redis 
 }
 
 export class Store {
-  constructor(readonly redis: Redis) {
-    redis.defineCommand('vcApply', { numberOfKeys: 6, lua: APPLY });
+  readonly inlinePairs: number;
+  readonly chunkPairs: number;
+  /** The dictionary (epoch) and Redis process (run_id) that `ids` came from. */
+  private dict: { epoch: string; run: string } | undefined;
+  /** member → id for the members of this Store's recent reports: a steady agent asks only for new members. */
+  private ids = new Map<string, number>();
+  /** pending field → the pairs of a large report applied by this Store and not yet materialised. */
+  private recent = new Map<string, readonly Triple[]>();
+  /** member, id, member, id...: ids this Store gave and has not yet written into the index. */
+  private unindexed: (string | number)[] = [];
+
+  constructor(readonly redis: Redis, opts: StoreOptions = {}) {
+    this.inlinePairs = opts.inlinePairs ?? INLINE_PAIRS;
+    this.chunkPairs = Math.max(1, opts.chunkPairs ?? CHUNK_PAIRS);
+    redis.defineCommand('vcApply', { numberOfKeys: 8, lua: APPLY });
+    redis.defineCommand('vcDict', { numberOfKeys: 3, lua: DICT });
+    redis.defineCommand('vcNewIds', { numberOfKeys: 3, lua: NEW_IDS });
+    redis.defineCommand('vcIndexIds', { numberOfKeys: 2, lua: INDEX_IDS });
+    redis.defineCommand('vcSum', { numberOfKeys: 3, lua: SUM });
     redis.defineCommand('vcVmGone', { numberOfKeys: 1, lua: VM_GONE });
   }
 
-  /** Returns true when the report was applied now, false when it already had been. */
+  /**
+   * Returns true when the report was applied now, false when it already had
+   * been. Once it returns, the report counts in queries; the period's zsets
+   * hold it too when it had at most `inlinePairs` pairs, else after
+   * materialise().
+   */
   async apply(r: Report): Promise<boolean> {
-    const hm = K.hostMsgs(r.period, r.host);
-    const hb = K.hostBytes(r.period, r.host);
-    const tx = this.redis.multi();
-    tx.del(hm, hb);
-    for (let i = 0; i < r.pairs.length; i += CHUNK) {
-      const chunk = r.pairs.slice(i, i + CHUNK);
-      tx.zadd(hm, ...chunk.flatMap(([m, msgs]) => [msgs, m]));
-      tx.zadd(hb, ...chunk.flatMap(([m, , bytes]) => [bytes, m]));
+    for (let attempt = 0; ; attempt++) {
+      const ids = await this.idsOf(r.pairs);
+      const { epoch, run } = this.dict!;
+      const inline = r.pairs.length <= this.inlinePairs;
+      const args: (string | number | Buffer)[] = [
+        K.reported(r.period), K.hostPairs(r.period, r.host), K.meta(r.period), K.periods, K.pairDict, K.pending, K.msgs(r.period), K.bytes(r.period),
+        r.host, r.period, epoch, run, encodePacked(epoch, ids, r.pairs), reportMeta(r), inline ? r.pairs.length : -1,
+      ];
+      if (inline) pushColumns(args, r.pairs, 0, r.pairs.length);
+      const tx = this.redis.multi();
+      (tx as unknown as Record<string, (...a: unknown[]) => void>).vcApply!(...args);
+      const out = await tx.exec();
+      if (!out) throw new Error('Redis aborted the report transaction');
+      for (const [err] of out) if (err) throw err;
+      const res = out[0]![1] as number;
+      if (res === -1) {
+        // The dictionary was re-created or Redis restarted since the ids were read: read them again.
+        this.forget();
+        if (attempt < 3) continue;
+        throw new Error('the pair dictionary (vc:pair:dict) or the Redis process changed under every attempt to write this report');
+      }
+      if (!inline) {
+        this.recent.set(pendingField(r.period, r.host), r.pairs);
+        while (this.recent.size > RECENT) this.recent.delete(this.recent.keys().next().value!);
+      }
+      return res === 1;
     }
-    tx.hset(K.meta(r.period), r.host, reportMeta(r));
-    (tx as unknown as Record<string, (...a: unknown[]) => void>).vcApply!(
-      K.reported(r.period), hm, hb, K.msgs(r.period), K.bytes(r.period), K.periods, r.host, r.period);
-    const out = await tx.exec();
-    if (!out) throw new Error('Redis aborted the report transaction');
-    for (const [err] of out) if (err) throw err;
-    return out[out.length - 1]![1] === 1;
+  }
+
+  /** Drops the cached ids: the next report asks for all of its members. */
+  private forget(): void {
+    this.dict = undefined;
+    this.ids = new Map();
+    this.unindexed = [];
+  }
+
+  /**
+   * The dictionary ids of the report's members: from the cache; else from the
+   * index (vc:pair:ids); else new ones. A member a racing Store gave an id
+   * before this one indexed it may get a second id: harmless (queries and
+   * zsets go by names), and rare (only members new to both at once).
+   */
+  private async idsOf(pairs: readonly Triple[]): Promise<Uint32Array> {
+    for (let attempt = 0; ; attempt++) {
+      if (attempt > 3) throw new Error('the pair dictionary (vc:pair:dict) or the Redis process changed under every attempt to read pair ids');
+      const ids = new Uint32Array(pairs.length);
+      const unknown: number[] = []; // positions (a member twice in one report would get two ids: harmless)
+      for (let i = 0; i < pairs.length; i++) {
+        const id = this.ids.get(pairs[i]![0]);
+        if (id !== undefined) ids[i] = id; else unknown.push(i);
+      }
+      if (!unknown.length && this.dict) return ids;
+      const members = unknown.map((i) => pairs[i]![0]);
+      // The dictionary and the Redis process, and the index, read together.
+      const tx = this.redis.multi();
+      (tx as unknown as Record<string, (...a: unknown[]) => void>).vcDict!(K.pairDict, K.pairNames, K.pairIds, newEpoch());
+      for (let i = 0; i < members.length; i += LOOKUP_BATCH) tx.hmget(K.pairIds, ...members.slice(i, i + LOOKUP_BATCH));
+      const out = await tx.exec();
+      if (!out) throw new Error('Redis aborted the pair id lookup');
+      for (const [err] of out) if (err) throw err;
+      const [epoch, run] = out[0]![1] as [string, string];
+      if (this.dict && (this.dict.epoch !== epoch || this.dict.run !== run)) {
+        this.forget(); // not the dictionary or the Redis process the cached ids came from: every member again
+        continue;
+      }
+      this.dict = { epoch, run };
+      const found = out.slice(1).flatMap(([, v]) => v as (string | null)[]);
+      const fresh: number[] = []; // indexes into members
+      for (let k = 0; k < members.length; k++) {
+        if (found[k] === null) fresh.push(k); else ids[unknown[k]!] = Number(found[k]);
+      }
+      if (fresh.length) {
+        const nt = this.redis.pipeline();
+        for (let i = 0; i < fresh.length; i += NEW_BATCH) {
+          (nt as unknown as Record<string, (...a: unknown[]) => void>).vcNewIds!(K.pairDict, K.pairNames, K.pairIds, newEpoch(), NAME_SEGMENT,
+            ...fresh.slice(i, i + NEW_BATCH).map((k) => members[k]!));
+        }
+        let stale = false;
+        let f = 0;
+        for (const [err, res] of (await nt.exec()) ?? []) {
+          if (err) throw err;
+          const [e, rn, first] = res as [string, string, number];
+          if (e !== epoch || rn !== run) stale = true;
+          const n = Math.min(NEW_BATCH, fresh.length - f);
+          for (let j = 0; j < n; j++, f++) ids[unknown[fresh[f]!]!] = first + j;
+        }
+        if (stale) {
+          this.forget();
+          continue;
+        }
+        for (const k of fresh) this.unindexed.push(members[k]!, ids[unknown[k]!]!);
+      }
+      if (this.ids.size + members.length > 2 * pairs.length + 10_000) {
+        // Members of VMs long gone: keep this report's only, so the cache stays the size of a report.
+        this.ids = new Map();
+        for (let i = 0; i < pairs.length; i++) this.ids.set(pairs[i]![0], ids[i]!);
+      } else {
+        for (let k = 0; k < members.length; k++) this.ids.set(members[k]!, ids[unknown[k]!]!);
+      }
+      if (this.unindexed.length > 4_000_000) this.unindexed = []; // materialise() is never called: give up indexing
+      return ids;
+    }
+  }
+
+  /** Writes the ids this Store gave into the index (vc:pair:ids), for other Stores and for this one after a restart. */
+  private async indexIds(): Promise<void> {
+    if (!this.unindexed.length || !this.dict) return;
+    const list = this.unindexed;
+    this.unindexed = [];
+    const tx = this.redis.pipeline();
+    for (let i = 0; i < list.length; i += 2 * LOOKUP_BATCH) {
+      (tx as unknown as Record<string, (...a: unknown[]) => void>).vcIndexIds!(K.pairDict, K.pairIds, this.dict.epoch, this.dict.run, ...list.slice(i, i + 2 * LOOKUP_BATCH));
+    }
+    for (const [err] of (await tx.exec()) ?? []) {
+      if (err) {
+        for (const x of list) this.unindexed.push(x);
+        throw err;
+      }
+    }
+  }
+
+  /**
+   * Sums applied reports that are still `pending` into their periods' zsets
+   * (vc:period:P:msgs and :bytes), chunk by chunk, each chunk once even when
+   * several callers run at once or a connection drops. Only those of `host`
+   * and/or `period` when given (the agent: its own, including any left by a
+   * crash between apply and materialise). Returns how many reports it finished.
+   */
+  async materialise(only: { host?: string; period?: number } = {}): Promise<number> {
+    await this.indexIds();
+    const pending = await this.redis.hgetall(K.pending);
+    let done = 0;
+    for (const [field, next] of Object.entries(pending)) {
+      const i = field.indexOf(':');
+      const period = Number(field.slice(0, i));
+      const host = field.slice(i + 1);
+      if ((only.host !== undefined && host !== only.host) || (only.period !== undefined && period !== only.period)) continue;
+      if (await this.sumIn(period, host, Number(next))) done++;
+    }
+    return done;
+  }
+
+  private async sumIn(period: number, host: string, from: number): Promise<boolean> {
+    const field = pendingField(period, host);
+    let names: readonly string[] | undefined;
+    let msgs: ArrayLike<number>;
+    let bytes: ArrayLike<number>;
+    const pairs = this.recent.get(field);
+    if (pairs) {
+      names = pairs.map((p) => p[0]);
+      msgs = pairs.map((p) => p[1]);
+      bytes = pairs.map((p) => p[2]);
+    } else {
+      const buf = await this.redis.getBuffer(K.hostPairs(period, host));
+      if (!buf) { // trimmed (or deleted by hand): nothing left to sum
+        await this.redis.hdel(K.pending, field);
+        return false;
+      }
+      const packed = decodePacked(buf, K.hostPairs(period, host));
+      names = await pairNames(this.redis, packed.ids, packed.epoch);
+      ({ msgs, bytes } = packed);
+    }
+    const n = names.length;
+    // From where the field says, in chunks; again from where it then says if other callers
+    // summed chunks of other sizes meanwhile, until the field is gone.
+    for (let at = from; ;) {
+      if (at >= n && n > 0) { // cannot be: the last chunk removes the field
+        await this.redis.hdel(K.pending, field);
+        break;
+      }
+      const tx = this.redis.pipeline();
+      for (let c = at; c < n || c === 0; c += this.chunkPairs) {
+        const end = Math.min(n, c + this.chunkPairs);
+        const args: (string | number)[] = [K.pending, K.msgs(period), K.bytes(period), field, c, end === n ? 1 : 0, end - c];
+        for (let i = c; i < end; i++) args.push(names[i]!);
+        for (let i = c; i < end; i++) args.push(msgs[i]!);
+        for (let i = c; i < end; i++) args.push(bytes[i]!);
+        (tx as unknown as Record<string, (...a: unknown[]) => void>).vcSum!(...args);
+        if (n === 0) break;
+      }
+      for (const [err] of (await tx.exec()) ?? []) if (err) throw err;
+      const now = await this.redis.hget(K.pending, field);
+      if (now === null) break;
+      at = Number(now);
+    }
+    this.recent.delete(field);
+    return true;
+  }
+
+  /** One host's part of a period, from its packed report: member → [messages, bytes]; empty when it did not report. */
+  async hostPart(period: number, host: string): Promise<Map<string, Counts>> {
+    return hostPart(this.redis, period, host);
   }
 
   /** Keeps the newest `keep` periods (0: keep all, the seed's default). */
@@ -114,7 +441,10 @@ export class Store {
     if (!old.length) return 0;
     const hosts = await this.redis.smembers(K.hosts);
     const tx = this.redis.multi();
-    for (const p of old) tx.unlink(...periodKeys(Number(p), hosts));
+    for (const p of old) {
+      tx.unlink(...periodKeys(Number(p), hosts));
+      tx.hdel(K.pending, ...hosts.map((h) => pendingField(Number(p), h)));
+    }
     tx.zrem(K.periods, ...old);
     await tx.exec();
     return old.length;
@@ -133,7 +463,7 @@ export class Store {
     const tx = this.redis.multi().sadd(K.vms, name);
     const cur = await this.redis.hmget(K.vm(name), 'host', 'state');
     const since = cur[0] === rec.host && cur[1] === rec.state ? undefined : now;
-    tx.hset(K.vm(name), { ...rec, addresses: rec.addresses.join(','), ...(since ? { since } : {}) });
+    tx.hset(K.vm(name), { ...rec, addresses: rec.addresses.join(','), pinned: rec.pinned ? 1 : 0, optOut: rec.optOut ? 1 : 0, ...(since ? { since } : {}) });
     if (rec.addresses.length) tx.hset(K.addr, ...rec.addresses.flatMap((a) => [a, name]));
     await tx.exec();
   }
@@ -151,4 +481,18 @@ export class Store {
   async event(fields: Record<string, string | number>): Promise<void> {
     await this.redis.xadd(K.events, 'MAXLEN', '~', EVENTS_MAXLEN, '*', ...Object.entries(fields).flat().map(String));
   }
+}
+
+/** One host's part of a period (see Store.hostPart), with any connection. */
+export async function hostPart(redis: Redis, period: number, host: string): Promise<Map<string, Counts>> {
+  const out = new Map<string, Counts>();
+  const buf = await redis.getBuffer(K.hostPairs(period, host));
+  if (!buf) return out;
+  const p = decodePacked(buf, K.hostPairs(period, host));
+  const names = await pairNames(redis, p.ids, p.epoch);
+  names.forEach((m, i) => {
+    const c = out.get(m);
+    if (c) { c[0] += p.msgs[i]!; c[1] += p.bytes[i]!; } else out.set(m, [p.msgs[i]!, p.bytes[i]!]);
+  });
+  return out;
 }

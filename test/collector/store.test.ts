@@ -2,9 +2,10 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { Redis } from 'ioredis';
-import { K } from '../../src/collector/keys.js';
+import { K, pendingField } from '../../src/collector/keys.js';
 import type { Report } from '../../src/collector/report.js';
-import { connectRedis, Store } from '../../src/collector/store.js';
+import { NAME_SEGMENT } from '../../src/collector/dictionary.js';
+import { connectRedis, hostPart, Store } from '../../src/collector/store.js';
 import { sleep } from '../../src/util/exec.js';
 import { TestRedis } from '../helpers/redis.js';
 import { report } from './fixtures.js';
@@ -26,7 +27,7 @@ const BIG = 20_000;
 const bigReport = (host: 'X' | 'Z', period: number): Report =>
   report(host, period, Array.from({ length: BIG }, (_, i) => [`v${i}>w`, host === 'X' ? i + 1 : 1, host === 'X' ? 100 * (i + 1) : 100] as [string, number, number]));
 
-/** Every pair of the period counted exactly once for both hosts. */
+/** Every pair of the period counted exactly once for both hosts: in the packed reports the queries read, and in the zsets. */
 async function assertOnce(period: number): Promise<void> {
   assert.deepEqual((await admin.smembers(K.reported(period))).sort(), ['X', 'Z']);
   const msgs = await admin.zrange(K.msgs(period), '0', '-1', 'WITHSCORES');
@@ -40,8 +41,10 @@ async function assertOnce(period: number): Promise<void> {
       assert.fail(`period ${period}: ${msgs[i]} counts ${msgs[i + 1]} messages, ${bytes.get(msgs[i]!)} bytes; once is ${n + 2}, ${100 * (n + 2)}`);
     }
   }
-  assert.equal(await admin.zcard(K.hostMsgs(period, 'X')), BIG);
-  assert.equal(await admin.zscore(K.hostMsgs(period, 'X'), 'v7>w'), '8');
+  const x = await hostPart(admin, period, 'X');
+  assert.equal(x.size, BIG);
+  assert.deepEqual(x.get('v7>w'), [8, 800]);
+  assert.equal(await admin.hexists(K.pending, pendingField(period, 'X')), 0, 'nothing left to materialise');
 }
 
 /** As the agent does: a write that failed is sent again until Redis confirms it. */
@@ -55,23 +58,120 @@ async function applyUntilDone(store: Store, r: Report): Promise<{ result: boolea
   }
 }
 
-test('the same report applied twice counts once, for the first reporter (COPY) and for later ones (ZINCRBY, ZUNIONSTORE)', async () => {
+/** Then the zsets, again until done; returns how many attempts failed. */
+async function materialiseUntilDone(store: Store, period: number): Promise<number> {
+  for (let retries = 0; ; retries++) {
+    try {
+      await store.materialise({ period });
+      if (!(await admin.hkeys(K.pending)).some((f) => f.startsWith(`${period}:`))) return retries;
+    } catch {
+      await sleep(20);
+    }
+  }
+}
+
+test('the same report applied twice counts once: packed, in the zsets when materialised (twice), and inline when small', async () => {
   const redis = connectRedis(server.url);
   const store = new Store(redis);
   const p = 1_800_000_000;
   assert.equal(await store.apply(bigReport('Z', p)), true);
   assert.equal(await store.apply(bigReport('Z', p)), false);
-  assert.equal(await store.apply(bigReport('X', p)), true); // ZUNIONSTORE: as many pairs as the total
+  assert.equal(await admin.exists(K.msgs(p)), 0, 'a large report is queryable before it is in the zsets');
+  assert.equal(await store.materialise(), 1);
+  assert.equal(await store.materialise(), 0);
+  assert.equal(await store.apply(bigReport('X', p)), true);
   assert.equal(await store.apply(bigReport('X', p)), false);
+  assert.equal(await store.materialise({ host: 'X' }), 1);
+  assert.equal(await store.materialise({ host: 'X' }), 0);
   await assertOnce(p);
-  // a small late report into a big period takes the ZINCRBY path
+  // a small late report is summed into the zsets inside its guard: nothing to materialise
   const small = report('Y', p, [['v3>w', 5, 500]]);
   assert.equal(await store.apply(small), true);
   assert.equal(await store.apply(small), false);
+  assert.equal(await admin.hlen(K.pending), 0);
   assert.equal(await admin.zscore(K.msgs(p), 'v3>w'), String(4 + 1 + 5));
   assert.equal(await admin.zscore(K.msgs(p), 'v4>w'), String(5 + 1));
   assert.equal(await admin.zscore(K.periods, String(p)), String(p));
+  // the dictionary holds each member once, whichever hosts reported it (the index is written by materialise)
+  assert.equal(await admin.hlen(K.pairIds), BIG);
+  assert.equal(await admin.hget(K.pairDict, 'next'), String(BIG)); // Y's member is one of them
+  assert.equal(await admin.hlen(K.pairNames), Math.ceil(BIG / NAME_SEGMENT));
   redis.disconnect();
+});
+
+test('a report applied by an agent that died before materialising it is summed by the next callers, from Redis, once', async () => {
+  const p = 1_800_000_060;
+  const dying = new Store(connectRedis(server.url));
+  await dying.apply(bigReport('Z', p));
+  await dying.apply(bigReport('X', p));
+  dying.redis.disconnect();
+  assert.deepEqual((await admin.hgetall(K.pending)), { [pendingField(p, 'Z')]: '0', [pendingField(p, 'X')]: '0' });
+  // two callers at once, with other chunk sizes: each pair once
+  const a = new Store(connectRedis(server.url), { chunkPairs: 3000 });
+  const b = new Store(connectRedis(server.url), { chunkPairs: 7000 });
+  const [na, nb] = await Promise.all([a.materialise({ period: p }), b.materialise({ period: p })]);
+  assert.equal(na, 2);
+  assert.equal(nb, 2);
+  await assertOnce(p);
+  for (const s of [a, b]) s.redis.disconnect();
+});
+
+test('retention removes every key of the periods it drops, pending fields included', async () => {
+  const redis = connectRedis(server.url);
+  const store = new Store(redis);
+  await admin.flushall();
+  await admin.sadd(K.hosts, 'X', 'Z');
+  const ps = [1_900_000_000, 1_900_000_030, 1_900_000_060];
+  for (const p of ps) {
+    await store.apply(bigReport('Z', p));
+    await store.apply(report('X', p, [['a>b', 1, 1]]));
+  }
+  await store.materialise({ period: ps[0]! });
+  assert.equal(await store.trim(1), 2);
+  for (const p of ps.slice(0, 2)) {
+    assert.deepEqual(await admin.keys(`vc:period:${p}:*`), [], `period ${p} gone`);
+  }
+  assert.deepEqual(await admin.hkeys(K.pending), [pendingField(ps[2]!, 'Z')]);
+  assert.equal((await hostPart(admin, ps[2]!, 'Z')).size, BIG);
+  assert.equal(await store.materialise(), 1);
+  redis.disconnect();
+});
+
+test('pair ids cached by a Store are not trusted across a dictionary re-created or a Redis restart', async () => {
+  const own = await TestRedis.start();
+  const a = new Redis(own.url);
+  a.on('error', () => {}); // the restart below
+  const redis = connectRedis(own.url);
+  redis.on('error', () => {});
+  try {
+    const store = new Store(redis);
+    const p = 1_800_000_000;
+    await store.apply(report('X', p, [['a>b', 1, 10], ['b>a', 2, 20]]));
+    // re-created: a new epoch, ids from 0 again
+    await a.flushall();
+    await a.hset(K.pairDict, 'epoch', 'feedfeedfeedfeed', 'next', 1);
+    await a.hset(K.pairIds, 'x>y', 0);
+    await a.hset(K.pairNames, 0, 'x>y'); // segment 0: id 0
+    await store.apply(report('X', p, [['a>b', 1, 10], ['b>a', 2, 20]]));
+    assert.deepEqual([...(await hostPart(a, p, 'X'))].sort(), [['a>b', [1, 10]], ['b>a', [2, 20]]]);
+    // restarted from a snapshot that lacks the latest ids, which meanwhile went to other members
+    await store.apply(report('X', p + 30, [['c>d', 3, 30]])); // c>d: id 3 in the Store's cache
+    assert.equal(await a.hget(K.pairNames, '0'), 'x>y\0a>b\0b>a\0c>d');
+    await own.stop();
+    await own.launch();
+    await a.hset(K.pairNames, 0, 'x>y\0a>b\0b>a\0e>f'); // the snapshot lacked c>d; id 3 went to e>f since
+    await a.hset(K.pairIds, 'e>f', 3);
+    await store.apply(report('X', p + 60, [['c>d', 4, 40]]));
+    assert.deepEqual([...(await hostPart(a, p + 60, 'X'))], [['c>d', [4, 40]]]);
+    await assert.rejects(hostPart(a, p, 'X').then(async () => {
+      await a.hset(K.pairDict, 'epoch', '0123456789abcdef');
+      return hostPart(a, p, 'X');
+    }), /dictionary/);
+  } finally {
+    a.disconnect();
+    redis.disconnect();
+    await own.close();
+  }
 });
 
 /**
@@ -130,6 +230,7 @@ test('a report whose reply is lost after Redis applied it is replayed by ioredis
   redis.on('error', () => {}); // the cut below
   const store = new Store(redis);
   await store.apply(bigReport('Z', p));
+  await store.materialise();
   try {
     eater.armed = true;
     const { result, retries } = await applyUntilDone(store, bigReport('X', p));
@@ -137,6 +238,7 @@ test('a report whose reply is lost after Redis applied it is replayed by ioredis
     // ioredis re-sent the whole transaction on the new connection: the guard found X already there
     assert.equal(result, false);
     assert.equal(retries, 0);
+    await materialiseUntilDone(store, p);
     await assertOnce(p);
   } finally {
     redis.disconnect();
@@ -144,24 +246,35 @@ test('a report whose reply is lost after Redis applied it is replayed by ioredis
   }
 });
 
-test('connections killed mid-flight (CLIENT KILL, disconnect(true)) at many instants: every report counts once', async (t) => {
+test('connections killed mid-flight (CLIENT KILL, disconnect(true)) at many instants, applying or materialising: every report counts once', async (t) => {
   const redis = connectRedis(server.url);
-  const store = new Store(redis);
-  const outcomes = { killedAfterAnswer: 0, replayedNotYetApplied: 0, replayedAlreadyApplied: 0, failedThenRetried: 0 };
+  const store = new Store(redis, { chunkPairs: 2000 });
+  const outcomes = { killedAfterAnswer: 0, replayedNotYetApplied: 0, replayedAlreadyApplied: 0, failedThenRetried: 0, killedWhileMaterialising: 0 };
   redis.on('error', () => {}); // the kills below; each failed write is retried and checked
   const N = 32;
   for (let i = 0; i < N; i++) {
     const p = 1_800_001_000 + 30 * i;
     await store.apply(bigReport('Z', p));
+    await store.materialise();
     const id = await redis.client('ID');
+    let applied = false;
     let answered = false;
-    const pending = applyUntilDone(store, bigReport('X', p)).finally(() => { answered = true; });
-    await sleep(5 * (i >> 1)); // 0 to 75 ms into a write that takes ~100 ms here (mostly building it)
-    const early = !answered;
+    const pending = (async () => {
+      const a = await applyUntilDone(store, bigReport('X', p));
+      applied = true;
+      const retriesM = await materialiseUntilDone(store, p);
+      return { ...a, retriesM };
+    })().finally(() => { answered = true; });
+    // the first half within the write (a few ms here), a few event-loop turns apart; then 0 to 60 ms: its materialisation
+    if (i < N / 2) for (let k = 0; k < 8 * i; k++) await new Promise((r) => setImmediate(r));
+    else await sleep(4 * (i - N / 2));
+    const early = !applied;
+    const late = answered;
     if (i % 2 === 0) await admin.client('KILL', 'ID', String(id)).catch(() => 0);
     else redis.disconnect(true);
     const { result, retries } = await pending;
-    if (!early) outcomes.killedAfterAnswer++;
+    if (late) outcomes.killedAfterAnswer++;
+    else if (!early) outcomes.killedWhileMaterialising++;
     else if (retries > 0) outcomes.failedThenRetried++;
     else if (result) outcomes.replayedNotYetApplied++;
     else outcomes.replayedAlreadyApplied++;
