@@ -29,7 +29,8 @@ interface Filter { hook: Hook; pref: number; kind: string; name: string }
 
 /**
  * The filters on a device, from `tc filter show`: kind (bpf, u32 ...) and, for
- * bpf, the program name ("name X" on recent kernels, else the word after the handle).
+ * bpf, the program name ("name X" when tc may look the program up, which needs
+ * CAP_SYS_ADMIN; else the pinned file's name after the handle, as in `vc_from_vm:[*fsobj]`).
  */
 async function filters(dev: string, netns?: string): Promise<Filter[]> {
   const out: Filter[] = [];
@@ -38,7 +39,7 @@ async function filters(dev: string, netns?: string): Promise<Filter[]> {
     for (const line of text.split('\n')) {
       const m = /^filter .*pref (\d+) (\w+) chain \d+ (.+)$/.exec(line);
       if (!m) continue;
-      const name = m[2] === 'bpf' ? (/ name (\S+)/.exec(m[3]!)?.[1] ?? /handle \S+ (\S+)/.exec(m[3]!)?.[1] ?? '') : '';
+      const name = m[2] === 'bpf' ? (/ name (\S+)/.exec(m[3]!)?.[1] ?? /handle \S+ ([^\s:]+)/.exec(m[3]!)?.[1] ?? '') : '';
       out.push({ hook, pref: Number(m[1]), kind: m[2]!, name });
     }
   }
