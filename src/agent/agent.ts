@@ -3,11 +3,14 @@ import type { Server } from 'node:net';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { K } from '../collector/keys.js';
-import { connectRedis, Store } from '../collector/store.js';
+import { Store } from '../collector/store.js';
+import { connectDaemon } from '../config/redis.js';
 import type { Report } from '../collector/report.js';
 import { LibvirtClient, type DomainSnapshot, type NodeSnapshot } from '../libvirt/client.js';
+import { agentMetrics } from '../metrics/registry.js';
 import { bpfObject } from '../paths.js';
 import { EbpfSensor } from '../sensor/ebpf.js';
+import { MAX_FLOWS } from '../sensor/layout.js';
 import { openSensor, type Sensor } from '../sensor/index.js';
 import type { Attachment } from '../sensor/sensor.js';
 import { logger } from '../util/log.js';
@@ -71,9 +74,9 @@ export class Agent {
     const ids = await VmIds.load(join(cfg.stateDir, 'vm-ids.json'));
     const sensor = await openSensor({ backend: cfg.sensor, pinRoot: cfg.pinRoot, object: bpfObject });
     log.info({ backend: sensor.kind, pinRoot: cfg.pinRoot }, 'sensor ready');
-    const redis = connectRedis(cfg.redis);
-    // Connection errors are retried by ioredis; flush() reports the wait.
-    redis.on('error', (err) => log.debug({ err: err.message }, 'redis'));
+    // Connection errors are retried by ioredis; flush() reports the wait, connectDaemon the credentials or TLS refused.
+    const redis = connectDaemon(cfg.redis, cfg.redisAuth, log);
+    agentMetrics.watch(spool, redis);
     const agent = new Agent(cfg, sensor, redis, new Store(redis), spool, ids, connect);
     agent.lastRead = Number(await readFile(agent.lastReadFile, 'utf8').catch(() => '')) || Date.now();
     redis.on('ready', () => {
@@ -130,6 +133,7 @@ export class Agent {
       from: this.lastRead, to: reading.at, pairs, overflow: reading.overflow, unknownTap: reading.unknownTap, vms: [...vms].sort(),
     };
     await this.spool.put(report);
+    agentMetrics.periodClosed(report, boundary, reading.flows.length, this.sensor instanceof EbpfSensor ? MAX_FLOWS : 0);
     this.lastRead = reading.at;
     await writeFile(this.lastReadFile, String(reading.at));
     await this.ids.save();
@@ -148,8 +152,9 @@ export class Agent {
           this.waiting(`Redis at ${this.cfg.redis} (${await this.spool.size()} reports spooled on disk)`);
           return;
         }
-        const sent = await this.spool.flush((r) => withTimeout(this.store.apply(r).then(() => undefined), WRITE_TIMEOUT_MS, 'report write'));
+        const sent = await this.spool.flush((r) => agentMetrics.timePublish(() => withTimeout(this.store.apply(r).then(() => undefined), WRITE_TIMEOUT_MS, 'report write')));
         if (sent && this.cfg.retention > 0) await this.store.trim(this.cfg.retention);
+        await this.store.materialise({ host: this.cfg.host }); // the zsets for people; queries already count the reports
         while (this.pendingEvents.length && this.redis.status === 'ready') {
           await this.store.event(this.pendingEvents[0]!);
           this.pendingEvents.shift();
@@ -243,6 +248,7 @@ export class Agent {
       this.learn(d.name, d.interfaces.flatMap((i) => i.addresses));
     }
     await this.attachAll(want);
+    agentMetrics.taps(want.length);
     await this.ids.save();
     const gone = [...this.local.keys()].filter((n) => !domains.some((d) => d.name === n));
     this.local = new Map(domains.map((d) => [d.name, d]));

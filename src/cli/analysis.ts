@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import type { Redis } from 'ioredis';
 import { detectGroups, type GroupMethod } from '../analysis/index.js';
 import { buildGraph, type TrafficMeasure } from '../analysis/graph.js';
-import { connectOnce, DEFAULT_REDIS_URL } from '../collector/client.js';
+import { DEFAULT_REDIS_URL, connectOnce } from '../config/redis.js';
 import { checkQuery, QUERY_TYPES, type QueryOptions, type QueryType } from '../collector/query.js';
 import { parseDuration } from '../collector/span.js';
 import { labRedisUrl } from '../lab/agents.js';

@@ -2,7 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
 import { msToNextBoundary } from '../agent/period.js';
-import { connectRedis } from '../collector/store.js';
+import { connectDaemon } from '../config/redis.js';
 import { matrixSvg } from '../demo/svg.js';
 import { labRedisUrl } from '../lab/agents.js';
 import { labEnvironment } from '../lab/environment.js';
@@ -30,7 +30,7 @@ export function demoCommand(): Command {
     .action(async (o) => {
       const t0 = Date.now();
       const lab = await labUp({ name: o.name, sites: 2, hostsPerSite: 2, delayMs: 20, rateMbit: 1000, periodSeconds: o.period });
-      let redis: ReturnType<typeof connectRedis> | undefined;
+      let redis: ReturnType<typeof connectDaemon> | undefined;
       let lock: LeaderLock | undefined;
       const cleanup = async () => {
         await lock?.stop().catch(() => undefined);
@@ -45,7 +45,7 @@ export function demoCommand(): Command {
       try {
         say(`lab '${o.name}' up in ${lab.upSeconds?.toFixed(1)} s: sites a, b (20 ms, 1 Gbit/s between them), hosts a1 a2 b1 b2, an agent on each, ${o.period} s periods`);
         await startGuests(lab, o.vms, { pattern: 'groups:2', vmRate: o.vmRate, vmSize: 256, memory: 128 }, true);
-        redis = connectRedis(labRedisUrl(lab));
+        redis = connectDaemon(labRedisUrl(lab));
         redis.on('error', () => undefined);
         lock = new LeaderLock(redis, DEFAULT_MANAGER.lockTtlMs);
         lock.start(); // renewed while rounds and migrations run

@@ -5,6 +5,8 @@ import { Command, CommanderError } from 'commander';
 import { packageRoot } from '../paths.js';
 import { CommandError, UserError } from '../util/errors.js';
 import { agentCommand } from './agent.js';
+import { configCommand } from './config.js';
+import { doctorCommand } from './doctor.js';
 import { groupsCommand, planCommand } from './analysis.js';
 import { installHookCommand } from './hook.js';
 import { demoCommand } from './demo.js';
@@ -23,6 +25,8 @@ const program = new Command('virt-cohort')
   .showHelpAfterError('(add --help for usage)')
   .exitOverride();
 program.addCommand(agentCommand());
+program.addCommand(configCommand());
+program.addCommand(doctorCommand());
 program.addCommand(installHookCommand());
 program.addCommand(demoCommand());
 program.addCommand(labCommand());

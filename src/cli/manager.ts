@@ -1,10 +1,11 @@
 import { Command } from 'commander';
 import type { Redis } from 'ioredis';
-import { connectOnce, DEFAULT_REDIS_URL } from '../collector/client.js';
 import { K } from '../collector/keys.js';
 import { readHosts, readVms } from '../collector/registry.js';
 import { parseDuration } from '../collector/span.js';
-import { connectRedis } from '../collector/store.js';
+import { loadSettings } from '../config/load.js';
+import { DEFAULT_REDIS_URL, connectDaemon, connectOnce, withoutCredentials } from '../config/redis.js';
+import { durationMs, type Config } from '../config/schema.js';
 import { labRedisUrl } from '../lab/agents.js';
 import { requireLab } from '../lab/lab.js';
 import { labEnvironment } from '../lab/environment.js';
@@ -12,8 +13,12 @@ import { execute, type HostRoute } from '../manager/executor.js';
 import { cooldownUntil, readHistory } from '../manager/history.js';
 import { LeaderLock } from '../manager/lock.js';
 import { DEFAULT_MANAGER, Manager, type ManagerConfig, type Round } from '../manager/manager.js';
+import { managerMetrics } from '../metrics/registry.js';
+import { startMetricsServer } from '../metrics/server.js';
 import { loadEnvironment, parseEnvironment } from '../placement/index.js';
 import { UserError } from '../util/errors.js';
+import { configureLogging, logger } from '../util/log.js';
+import { configOption, flagValues } from './agent.js';
 import { integer, printJson } from './options.js';
 import { table } from './table.js';
 
@@ -25,9 +30,22 @@ async function redisUrl(o: { redis: string; lab?: string }): Promise<string> {
   return o.lab ? labRedisUrl(await requireLab(o.lab)) : o.redis;
 }
 
+const log = logger('manager');
+
+/** Options of `manager` → keys of the configuration (flags win over the file and the environment). */
+const MANAGER_FLAGS: [string, string, string][] = [
+  ['redis', 'redis.url', '--redis'], ['apply', 'manager.apply', '--apply'], ['every', 'manager.everyPeriods', '--every'],
+  ['objective', 'manager.objective', '--objective'], ['env', 'manager.environment', '--env'], ['horizon', 'manager.horizon', '--horizon'],
+  ['maxMoves', 'manager.maxMoves', '--max-moves'], ['confirm', 'manager.confirmRounds', '--confirm'], ['cooldown', 'manager.cooldown', '--cooldown'],
+  ['maxPerHost', 'manager.maxPerHost', '--max-per-host'], ['maxConcurrent', 'manager.maxConcurrent', '--max-concurrent'],
+  ['timeout', 'manager.timeout', '--timeout'], ['autoConverge', 'manager.autoConverge', '--auto-converge'], ['span', 'manager.span', '--span'],
+  ['exclude', 'manager.exclude', '--exclude'], ['metrics', 'manager.metricsPort', '--metrics'], ['metricsBind', 'manager.metricsBind', '--metrics-bind'],
+  ['pretty', 'log.pretty', '--pretty'],
+];
+
 export function managerCommand(): Command {
   const d = DEFAULT_MANAGER;
-  return redisOpts(new Command('manager'))
+  return configOption(redisOpts(new Command('manager')))
     .description('the closed loop: every few periods, as the single leader, plan from the collector and live-migrate (dry run unless --apply)')
     .option('--apply', 'migrate; without it every round only says what it would do')
     .option('--every <periods>', 'a round every N periods', integer, d.everyPeriods)
@@ -45,11 +63,23 @@ export function managerCommand(): Command {
     .option('--exclude <vms>', 'comma-separated VMs never to move', '')
     .option('--once', 'one round now, print it, exit')
     .option('--json', 'print each round as a JSON line')
-    .action(async (o) => {
-      const cfg = await managerConfig(o);
-      const redis = connectRedis(await redisUrl(o));
-      redis.on('error', () => undefined); // rounds report Redis trouble themselves
+    .option('--metrics <port>', 'serve Prometheus metrics on this port (manager.metricsPort; default 0: off)', integer)
+    .option('--metrics-bind <address>', 'address of the metrics endpoint (default 127.0.0.1)')
+    .action(async (o, cmd: Command) => {
+      // Only what was typed overrides the file and the environment; commander's defaults are for --help.
+      const typed = Object.fromEntries(Object.keys(o).filter((k) => cmd.getOptionValueSource(k) === 'cli').map((k) => [k, o[k]]));
+      if (typeof typed.exclude === 'string') typed.exclude = typed.exclude.split(',').filter(Boolean);
+      const { config } = loadSettings({ file: o.config, flags: flagValues(typed, MANAGER_FLAGS) });
+      // A daemon logs to stdout for journald; `--once` is a command and keeps stderr.
+      configureLogging({ to: o.once ? 'stderr' : 'stdout', pretty: config.log.pretty, level: config.log.level });
+      const cfg = await managerSettings(config.manager, o.lab);
+      const target = o.lab ? { url: await redisUrl(o) } : withoutCredentials(config.redis);
+      // Rounds report Redis trouble themselves; connectDaemon warns of refused credentials or TLS.
+      const redis = connectDaemon(target.url, target.auth, log);
       const lock = new LeaderLock(redis, cfg.lockTtlMs);
+      managerMetrics.watchLeader(lock);
+      managerMetrics.watchRedis(redis);
+      const metrics = !o.once && config.manager.metricsPort ? await startMetricsServer(config.manager.metricsPort, config.manager.metricsBind) : undefined;
       const print = (r: Round) => process.stdout.write(o.json ? JSON.stringify(roundJson(r)) + '\n' : renderRound(r));
       const m = new Manager(redis, cfg, lock, print);
       if (o.once) {
@@ -64,37 +94,37 @@ export function managerCommand(): Command {
       m.start();
       process.stderr.write(`manager ${lock.id}: ${cfg.apply ? 'APPLY: migrations will be made' : 'dry run (add --apply to migrate)'}; a round every ${cfg.everyPeriods} period(s)\n`);
       await new Promise<void>((resolve) => {
-        const stop = () => void m.stop().finally(() => { redis.disconnect(); resolve(); });
+        const stop = () => void m.stop().then(() => metrics?.close()).finally(() => { redis.disconnect(); resolve(); });
         process.once('SIGTERM', stop);
         process.once('SIGINT', stop);
       });
     });
 }
 
-export async function managerConfig(o: Record<string, unknown>): Promise<ManagerConfig> {
-  const objective = String(o.objective);
-  if (!['time', 'cost', 'resources'].includes(objective)) throw new UserError(`--objective must be time, cost or resources (got '${objective}')`);
-  for (const k of ['every', 'maxMoves', 'confirm', 'maxPerHost', 'maxConcurrent', 'span'] as const) {
-    if (!(Number(o[k]) >= 1)) throw new UserError(`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} must be 1 or more (got ${String(o[k])})`);
-  }
+/** The manager's section of the (validated) configuration as the Manager's settings; `lab` supplies the environment when no file does. */
+export async function managerSettings(m: Config['manager'], lab?: string): Promise<ManagerConfig> {
   let env;
-  if (typeof o.env === 'string') env = loadEnvironment(o.env);
-  else if (typeof o.lab === 'string') env = parseEnvironment(labEnvironment(await requireLab(o.lab)), `lab ${o.lab}`);
+  if (m.environment) env = loadEnvironment(m.environment);
+  else if (typeof lab === 'string') env = parseEnvironment(labEnvironment(await requireLab(lab)), `lab ${lab}`);
   return Object.freeze({
     ...DEFAULT_MANAGER,
-    apply: Boolean(o.apply),
-    everyPeriods: Number(o.every),
-    objective: objective as ManagerConfig['objective'],
-    horizonSeconds: parseDuration(String(o.horizon), '--horizon') / 1000,
-    maxMoves: Number(o.maxMoves),
-    confirmRounds: Number(o.confirm),
-    cooldownMs: parseDuration(String(o.cooldown), '--cooldown'),
-    maxPerHost: Number(o.maxPerHost),
-    maxConcurrent: Number(o.maxConcurrent),
-    timeoutMs: parseDuration(String(o.timeout), '--timeout'),
-    autoConverge: Boolean(o.autoConverge),
-    span: Number(o.span),
-    exclude: String(o.exclude ?? '').split(',').filter(Boolean),
+    apply: m.apply,
+    everyPeriods: m.everyPeriods,
+    objective: m.objective,
+    horizonSeconds: durationMs(m.horizon) / 1000,
+    maxMoves: m.maxMoves,
+    confirmRounds: m.confirmRounds,
+    cooldownMs: durationMs(m.cooldown),
+    maxPerHost: m.maxPerHost,
+    maxConcurrent: m.maxConcurrent,
+    timeoutMs: durationMs(m.timeout),
+    autoConverge: m.autoConverge,
+    lockTtlMs: durationMs(m.lockTtl),
+    settleMs: durationMs(m.settle),
+    maxWaitMs: durationMs(m.maxWait),
+    coefficient: m.coefficient,
+    span: m.span,
+    exclude: [...m.exclude],
     ...(env ? { env } : {}),
   });
 }

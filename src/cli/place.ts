@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Command } from 'commander';
 import { Hypervisor } from '@unraid/libvirt';
-import { connectOnce } from '../collector/client.js';
+import { connectOnce } from '../config/redis.js';
 import type { HostEntry } from '../collector/registry.js';
 import { parseDuration } from '../collector/span.js';
 import { requireLab } from '../lab/lab.js';

@@ -2,7 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
 import type { GroupMethod, TrafficMeasure } from '../analysis/index.js';
-import { connectOnce, DEFAULT_REDIS_URL } from '../collector/client.js';
+import { DEFAULT_REDIS_URL, connectOnce } from '../config/redis.js';
 import { checkQuery, type QueryOptions } from '../collector/query.js';
 import { parseDuration } from '../collector/span.js';
 import { labRedisUrl } from '../lab/agents.js';

@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import type { Redis } from 'ioredis';
 import { periodLabel } from '../agent/period.js';
-import { connectOnce, DEFAULT_REDIS_URL } from '../collector/client.js';
+import { DEFAULT_REDIS_URL, connectOnce } from '../config/redis.js';
 import { checkQuery, DEFAULT_COEFFICIENT, DEFAULT_PERIOD_SECONDS, query, QUERY_TYPES, type Pair, type QueryResult, type QueryType } from '../collector/query.js';
 import { readHosts, readSettings, readVms } from '../collector/registry.js';
 import { parseDuration } from '../collector/span.js';

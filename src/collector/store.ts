@@ -1,5 +1,4 @@
 import { Redis } from 'ioredis';
-import { UserError } from '../util/errors.js';
 import { NAME_SEGMENT, pairNames } from './dictionary.js';
 import { EVENTS_MAXLEN, K, pendingField, periodKeys } from './keys.js';
 import { decodePacked, encodePacked, newEpoch } from './packed.js';
@@ -193,21 +192,6 @@ export interface VmRecord {
   /** The domain's metadata says never migrate it / do not count it. */
   pinned?: boolean;
   optOut?: boolean;
-}
-
-export function connectRedis(url: string, opts: { lazy?: boolean } = {}): Redis {
-  let redis: Redis;
-  try {
-    redis = new Redis(url, {
-      lazyConnect: opts.lazy ?? false,
-      maxRetriesPerRequest: null,
-      enableOfflineQueue: true,
-      retryStrategy: (n) => Math.min(200 * n, 2000),
-    });
-  } catch (err) {
-    throw new UserError(`bad Redis URL '${url}' (${(err as Error).message}): use redis://HOST:PORT[/DB]`);
-  }
-  return redis;
 }
 
 export class Store {

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { abortJob, completedJob, domainState, jobInfo, migrateDomain } from '../libvirt/virsh.js';
+import { managerMetrics } from '../metrics/registry.js';
 import { UserError } from '../util/errors.js';
 import { sleep } from '../util/exec.js';
 import { logger } from '../util/log.js';
@@ -140,6 +141,7 @@ export async function migrateOne(redis: Redis, m: MoveOrder, routes: Map<string,
 }
 
 async function finish(redis: Redis, rec: MigrationRecord, opts: ExecutorOptions): Promise<void> {
+  managerMetrics.migration(rec);
   const until = await startCooldown(redis, rec.vm, opts.cooldownMs).catch(() => 0);
   await recordMigration(redis, rec).catch((err) => log.error({ err, rec }, 'cannot record the migration in Redis'));
   log.info({ ...rec, cooldownUntil: until ? new Date(until).toISOString() : undefined }, 'migration recorded');

@@ -5,6 +5,7 @@ import { detectGroups, buildGraph } from '../analysis/index.js';
 import type { Environment } from '../placement/env.js';
 import { readCollector, type CollectorView } from '../placement/fromCollector.js';
 import { planMoves, type Move, type Objective, type Plan } from '../placement/index.js';
+import { managerMetrics } from '../metrics/registry.js';
 import { logger } from '../util/log.js';
 import { execute, type HostRoute, type MoveOrder } from './executor.js';
 import { cooldownUntil, type MigrationRecord } from './history.js';
@@ -102,7 +103,9 @@ export class Manager {
       const every = p * this.cfg.everyPeriods;
       const wait = msToNextBoundary(Date.now(), every) + this.cfg.settleMs;
       this.timer = setTimeout(() => {
-        this.busy = this.round().catch((err) => {
+        const began = Date.now();
+        this.busy = this.round().then((r) => (managerMetrics.round(r, (Date.now() - began) / 1000), r)).catch((err) => {
+          managerMetrics.round(undefined, (Date.now() - began) / 1000);
           log.error({ err }, 'round failed; trying again at the next one');
           return { n: this.rounds, at: Date.now(), groups: [], interSite: 0, moves: [], skipped: [], done: [], note: (err as Error).message } as Round;
         });

@@ -205,7 +205,7 @@ test('bad input exits 2 with a message that says what to do', async () => {
   }
   const unreachable = await cli('plan', '--redis', 'redis://127.0.0.1:1');
   assert.equal(unreachable.code, 2);
-  assert.match(unreachable.err, /cannot reach Redis at redis:\/\/127\.0\.0\.1:1/);
+  assert.match(unreachable.err, /nothing listens at redis:\/\/127\.0\.0\.1:1 .*: start Redis/);
 });
 
 async function clusterFile(name: string, body: unknown): Promise<string> {

@@ -230,7 +230,7 @@ test('report: bad input exits 2 with a message; a span the collector cannot answ
     [['--redis', url(0), '--svg', out, '--span', 'soon'], /the span 'soon' is not a duration/],
     [['--redis', url(0), '--svg', out, '--type', 'detail'], /--type 'detail' is not usable here: use mean or weighted/],
     [['--redis', url(0), '--svg', out, '--measure', 'packets'], /--measure 'packets' is not known: use one of bytes, messages/],
-    [['--redis', 'redis://127.0.0.1:1', '--svg', out], /cannot reach Redis at redis:\/\/127.0.0.1:1 .*: start it, or point --redis/],
+    [['--redis', 'redis://127.0.0.1:1', '--svg', out], /nothing listens at redis:\/\/127.0.0.1:1 .*: start Redis .*, or correct redis.url \(--redis/],
     [['--redis', url(5), '--svg', out], /no host has registered in the collector: start the agents/],
     [['--redis', url(0), '--svg', join(dir, 'no/such/dir/r.svg')], /--svg: cannot write .*no\/such\/dir\/r.svg .*choose a writable path/],
     [['--redis', url(0), '--lab', 'nosuchlab', '--svg', out], /give either --redis or --lab, not both/],

@@ -5,7 +5,8 @@ import { Redis } from 'ioredis';
 import { K, pendingField } from '../../src/collector/keys.js';
 import type { Report } from '../../src/collector/report.js';
 import { NAME_SEGMENT } from '../../src/collector/dictionary.js';
-import { connectRedis, hostPart, Store } from '../../src/collector/store.js';
+import { hostPart, Store } from '../../src/collector/store.js';
+import { connectDaemon } from '../../src/config/redis.js';
 import { sleep } from '../../src/util/exec.js';
 import { TestRedis } from '../helpers/redis.js';
 import { report } from './fixtures.js';
@@ -71,7 +72,7 @@ async function materialiseUntilDone(store: Store, period: number): Promise<numbe
 }
 
 test('the same report applied twice counts once: packed, in the zsets when materialised (twice), and inline when small', async () => {
-  const redis = connectRedis(server.url);
+  const redis = connectDaemon(server.url);
   const store = new Store(redis);
   const p = 1_800_000_000;
   assert.equal(await store.apply(bigReport('Z', p)), true);
@@ -101,14 +102,14 @@ test('the same report applied twice counts once: packed, in the zsets when mater
 
 test('a report applied by an agent that died before materialising it is summed by the next callers, from Redis, once', async () => {
   const p = 1_800_000_060;
-  const dying = new Store(connectRedis(server.url));
+  const dying = new Store(connectDaemon(server.url));
   await dying.apply(bigReport('Z', p));
   await dying.apply(bigReport('X', p));
   dying.redis.disconnect();
   assert.deepEqual((await admin.hgetall(K.pending)), { [pendingField(p, 'Z')]: '0', [pendingField(p, 'X')]: '0' });
   // two callers at once, with other chunk sizes: each pair once
-  const a = new Store(connectRedis(server.url), { chunkPairs: 3000 });
-  const b = new Store(connectRedis(server.url), { chunkPairs: 7000 });
+  const a = new Store(connectDaemon(server.url), { chunkPairs: 3000 });
+  const b = new Store(connectDaemon(server.url), { chunkPairs: 7000 });
   const [na, nb] = await Promise.all([a.materialise({ period: p }), b.materialise({ period: p })]);
   assert.equal(na, 2);
   assert.equal(nb, 2);
@@ -117,7 +118,7 @@ test('a report applied by an agent that died before materialising it is summed b
 });
 
 test('retention removes every key of the periods it drops, pending fields included', async () => {
-  const redis = connectRedis(server.url);
+  const redis = connectDaemon(server.url);
   const store = new Store(redis);
   await admin.flushall();
   await admin.sadd(K.hosts, 'X', 'Z');
@@ -141,7 +142,7 @@ test('pair ids cached by a Store are not trusted across a dictionary re-created 
   const own = await TestRedis.start();
   const a = new Redis(own.url);
   a.on('error', () => {}); // the restart below
-  const redis = connectRedis(own.url);
+  const redis = connectDaemon(own.url);
   redis.on('error', () => {});
   try {
     const store = new Store(redis);
@@ -226,7 +227,7 @@ test('a report whose reply is lost after Redis applied it is replayed by ioredis
   const p = 1_800_000_030;
   const eater = new ReplyEater(server.port, async () => (await admin.sismember(K.reported(p), 'X')) === 1);
   await eater.start();
-  const redis = connectRedis(`redis://127.0.0.1:${eater.port}`);
+  const redis = connectDaemon(`redis://127.0.0.1:${eater.port}`);
   redis.on('error', () => {}); // the cut below
   const store = new Store(redis);
   await store.apply(bigReport('Z', p));
@@ -247,7 +248,7 @@ test('a report whose reply is lost after Redis applied it is replayed by ioredis
 });
 
 test('connections killed mid-flight (CLIENT KILL, disconnect(true)) at many instants, applying or materialising: every report counts once', async (t) => {
-  const redis = connectRedis(server.url);
+  const redis = connectDaemon(server.url);
   const store = new Store(redis, { chunkPairs: 2000 });
   const outcomes = { killedAfterAnswer: 0, replayedNotYetApplied: 0, replayedAlreadyApplied: 0, failedThenRetried: 0, killedWhileMaterialising: 0 };
   redis.on('error', () => {}); // the kills below; each failed write is retried and checked

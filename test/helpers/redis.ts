@@ -7,18 +7,21 @@ import { alive } from '../../src/util/process.js';
 
 /** A private Redis on a free loopback port, for one test file; stopped by its pid. */
 export class TestRedis {
-  private constructor(readonly port: number, readonly dir: string, readonly netns?: string) {}
+  private constructor(readonly port: number, readonly dir: string, readonly netns?: string, readonly password?: string) {}
 
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
   }
 
-  /** `netns`: run it inside that network namespace (its loopback must be up), for an agent that runs there. */
-  static async start(netns?: string): Promise<TestRedis> {
+  /**
+   * `netns`: run it inside that network namespace (its loopback must be up), for an agent that runs there.
+   * `password`: the server requires it (--requirepass); `url` stays without it.
+   */
+  static async start(netns?: string, password?: string): Promise<TestRedis> {
     for (let tries = 0; tries < 50; tries++) {
       const port = 20000 + Math.floor(Math.random() * 20000);
       if (!(await portFree(port))) continue;
-      const r = new TestRedis(port, await mkdtemp(join(tmpdir(), 'vc-redis-')), netns);
+      const r = new TestRedis(port, await mkdtemp(join(tmpdir(), 'vc-redis-')), netns, password);
       await r.launch();
       return r;
     }
@@ -28,13 +31,15 @@ export class TestRedis {
   /** (Re)starts the server on the same port: a Redis outage ends. */
   async launch(): Promise<void> {
     await run('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-      '--daemonize', 'yes', '--pidfile', join(this.dir, 'redis.pid'), '--logfile', join(this.dir, 'redis.log'), '--dir', this.dir],
+      '--daemonize', 'yes', '--pidfile', join(this.dir, 'redis.pid'), '--logfile', join(this.dir, 'redis.log'), '--dir', this.dir,
+      ...(this.password ? ['--requirepass', this.password] : [])],
       this.netns ? { netns: this.netns } : {});
     await waitFor(`test Redis on port ${this.port}`, async () => ((await this.cli('ping')) ? true : undefined), 10_000, 50);
   }
 
   cli(...args: string[]): Promise<boolean> {
-    return succeeds('redis-cli', ['-p', String(this.port), ...args], { timeoutMs: 3000, ...(this.netns ? { netns: this.netns } : {}) });
+    const auth = this.password ? ['--no-auth-warning', '-a', this.password] : [];
+    return succeeds('redis-cli', ['-p', String(this.port), ...auth, ...args], { timeoutMs: 3000, ...(this.netns ? { netns: this.netns } : {}) });
   }
 
   /** Stops the server (a Redis outage begins), saving its data to disk as a production Redis would; launch() reloads it. */
