@@ -1,5 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { msToNextBoundary } from '../../src/agent/period.js';
 import { K } from '../../src/collector/keys.js';
@@ -9,7 +11,7 @@ import { labEnvironment } from '../../src/lab/environment.js';
 import { labDown, labUp } from '../../src/lab/lab.js';
 import { libvirtdPidFile, restartLibvirtd } from '../../src/lab/libvirtd.js';
 import { domainName, hosts, type LabHost } from '../../src/lab/topology.js';
-import type { LabState } from '../../src/lab/state.js';
+import { hostDir, type LabState } from '../../src/lab/state.js';
 import { listDomains, domainState } from '../../src/libvirt/virsh.js';
 import { migrateOne, type HostRoute } from '../../src/manager/executor.js';
 import { cooldownUntil, readHistory } from '../../src/manager/history.js';
@@ -29,7 +31,7 @@ const RATE = 20;
 const COOLDOWN_MS = 8000;
 let lab: LabState;
 let redis: Redis;
-let a1: LabHost, b2: LabHost;
+let a1: LabHost, b1: LabHost, b2: LabHost;
 const dom = (vm: string) => domainName(lab, vm);
 const CLI = new URL('../../src/cli/main.js', import.meta.url).pathname;
 
@@ -46,7 +48,7 @@ async function routes(): Promise<Map<string, HostRoute>> {
 describe(`manager on lab ${name}`, { concurrency: 1 }, () => {
   before(async () => {
     lab = await labUp({ name, sites: 2, hostsPerSite: 2, delayMs: 10, rateMbit: 1000, periodSeconds: PERIOD });
-    [a1, , , b2] = hosts(lab) as [LabHost, LabHost, LabHost, LabHost];
+    [a1, , b1, b2] = hosts(lab) as [LabHost, LabHost, LabHost, LabHost];
     await startGuests(lab, 4, { pattern: 'groups:2', vmRate: RATE, vmSize: 256, memory: 128 }, false);
     redis = new Redis(labRedisUrl(lab), { maxRetriesPerRequest: null });
     redis.on('error', () => undefined);
@@ -77,6 +79,34 @@ describe(`manager on lab ${name}`, { concurrency: 1 }, () => {
     await run(process.execPath, [CLI, 'migrate', dom('vm1'), b2.name, '--lab', name, '--cooldown', `${COOLDOWN_MS / 1000}s`]);
     assert.equal(await domainState(b2.uri, dom('vm1')), 'running', 'the retry after the cooldown moved it');
     assert.equal((await readHistory(redis, 1))[0]?.outcome, 'ok');
+  });
+
+  it('a migration whose destination stops answering is aborted at its timeout: the VM runs on at its source', async () => {
+    const vm = dom('vm2');
+    const src = b1;
+    const dst = hosts(lab).find((h) => h.name === 'a2')!;
+    const pidFile = join(hostDir(lab.name, dst.name), 'run/libvirt/qemu', `${vm}.pid`);
+    const moving = migrateOne(redis, { vm, from: src.name, to: dst.name, reason: 'test' }, await routes(), {
+      maxPerHost: 1, maxConcurrent: 1, timeoutMs: 6000, autoConverge: false, cooldownMs: COOLDOWN_MS, mayAct: () => true, manager: 'test', progressEveryMs: 500,
+    });
+    // Freeze the incoming QEMU on the destination as soon as it exists: the copy stalls.
+    const frozen = await waitFor('the incoming QEMU on the destination', async () => {
+      const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
+      return pid > 0 && alive(pid) ? pid : undefined;
+    }, 10_000, 20);
+    process.kill(frozen, 'SIGSTOP');
+    let rec;
+    try {
+      rec = await moving;
+    } finally {
+      if (alive(frozen)) process.kill(frozen, 'SIGCONT');
+    }
+    assert.equal(rec.outcome, 'aborted', JSON.stringify(rec));
+    assert.ok(rec.seconds >= 6 && rec.seconds < 60, `aborted after ${rec.seconds} s`);
+    assert.equal(await domainState(src.uri, vm), 'running', 'still running at the source');
+    await waitFor('the destination to drop the half-migrated VM', async () =>
+      ((await listDomains(dst.uri)).some((d) => d.name === vm) ? undefined : true), 30_000);
+    assert.equal((await readHistory(redis, 1))[0]?.outcome, 'aborted');
   });
 
   it('two managers: one acts; split groups are together within 3 rounds, inter-site traffic falls by 90 %, counts stay continuous, then 10 stable rounds move nothing', async () => {
