@@ -30,10 +30,18 @@ export interface TrafficGraph {
   readonly offsets: Int32Array;
   readonly neighbours: Int32Array;
   readonly slotEdge: Int32Array;
+  /** The edge's counts per slot (slotMessages[s] = edgeMessages[slotEdge[s]]): read in CSR order, no gather. */
+  readonly slotMessages: Float64Array;
+  readonly slotBytes: Float64Array;
 }
 
 export function edgeWeights(g: TrafficGraph, measure: TrafficMeasure): Float64Array {
   return measure === 'bytes' ? g.edgeBytes : g.edgeMessages;
+}
+
+/** The same weights per CSR slot (index = slot, not edge). */
+export function slotWeights(g: TrafficGraph, measure: TrafficMeasure): Float64Array {
+  return measure === 'bytes' ? g.slotBytes : g.slotMessages;
 }
 
 export function isFixed(g: TrafficGraph, node: number): boolean {
@@ -54,42 +62,76 @@ export function buildGraph(pairs: readonly PairTraffic[], vms: readonly string[]
     names.push(vm);
   }
   const vmCount = names.length;
-  const src = new Int32Array(pairs.length);
-  const dst = new Int32Array(pairs.length);
-  for (let i = 0; i < pairs.length; i++) {
+  const R = pairs.length;
+  // Each row as an unordered pair lo < hi, or lo = -1 when dropped. Consecutive rows often share
+  // a name (a pair comes as a -> b then b -> a), so the last two lookups are remembered.
+  const lo = new Int32Array(R);
+  const hi = new Int32Array(R);
+  let name1 = '';
+  let node1 = -1;
+  let name2 = '';
+  let node2 = -1;
+  for (let i = 0; i < R; i++) {
     const p = pairs[i]!;
     if (!(p.messages >= 0) || !(p.bytes >= 0) || !Number.isFinite(p.messages) || !Number.isFinite(p.bytes)) {
       throw new UserError(`traffic ${p.src} -> ${p.dst} has messages=${p.messages} bytes=${p.bytes}: counts must be finite and >= 0`);
     }
-    src[i] = nodeOf(p.src, index, names);
-    dst[i] = nodeOf(p.dst, index, names);
+    const s = node1 >= 0 && p.src === name1 ? node1 : node2 >= 0 && p.src === name2 ? node2 : nodeOf(p.src, index, names);
+    const d = node1 >= 0 && p.dst === name1 ? node1 : node2 >= 0 && p.dst === name2 ? node2 : nodeOf(p.dst, index, names);
+    name1 = p.src;
+    node1 = s;
+    name2 = p.dst;
+    node2 = d;
+    if (s === d || (s >= vmCount && d >= vmCount)) {
+      lo[i] = -1;
+      continue;
+    }
+    lo[i] = s < d ? s : d;
+    hi[i] = s < d ? d : s;
   }
   const n = names.length;
-  // One numeric key per unordered pair: a Map over numbers is several times faster than string keys.
-  const edgeOf = new Map<number, number>();
-  const a = new Int32Array(pairs.length);
-  const b = new Int32Array(pairs.length);
-  const msgs = new Float64Array(pairs.length);
-  const bytes = new Float64Array(pairs.length);
-  let m = 0;
-  for (let i = 0; i < pairs.length; i++) {
-    const s = src[i]!;
-    const d = dst[i]!;
-    if (s === d || (s >= vmCount && d >= vmCount)) continue;
-    const lo = s < d ? s : d;
-    const hi = s < d ? d : s;
-    const key = lo * n + hi;
-    let e = edgeOf.get(key);
-    if (e === undefined) {
-      e = m++;
-      edgeOf.set(key, e);
-      a[e] = lo;
-      b[e] = hi;
+  // Rows bucketed by their lower node (stable), then within a bucket a mark per higher node finds
+  // the first row of each pair: flat arrays instead of a Map over half a million pair keys.
+  const start = new Int32Array(n + 1);
+  for (let i = 0; i < R; i++) if (lo[i]! >= 0) start[lo[i]! + 1]!++;
+  for (let v = 0; v < n; v++) start[v + 1]! += start[v]!;
+  const byLo = new Int32Array(start[n]!);
+  const fill = start.slice(0, n);
+  for (let i = 0; i < R; i++) if (lo[i]! >= 0) byLo[fill[lo[i]!]!++] = i;
+  const first = new Int32Array(R);
+  const mark = new Int32Array(n).fill(-1);
+  for (let v = 0; v < n; v++) {
+    for (let k = start[v]!; k < start[v + 1]!; k++) {
+      const i = byLo[k]!;
+      const h = hi[i]!;
+      if (mark[h]! < 0) mark[h] = i;
+      first[i] = mark[h]!;
     }
+    for (let k = start[v]!; k < start[v + 1]!; k++) mark[hi[byLo[k]!]!] = -1;
+  }
+  // Edge ids in order of first appearance, counts summed in row order.
+  let m = 0;
+  for (let i = 0; i < R; i++) if (lo[i]! >= 0 && first[i] === i) m++;
+  const edge = first; // reused: a row's edge id overwrites its first row once that is known
+  const a = new Int32Array(m);
+  const b = new Int32Array(m);
+  const msgs = new Float64Array(m);
+  const bytes = new Float64Array(m);
+  m = 0;
+  for (let i = 0; i < R; i++) {
+    if (lo[i]! < 0) continue;
+    const f = first[i]!;
+    let e: number;
+    if (f === i) {
+      e = m++;
+      a[e] = lo[i]!;
+      b[e] = hi[i]!;
+    } else e = edge[f]!;
+    edge[i] = e;
     msgs[e]! += pairs[i]!.messages;
     bytes[e]! += pairs[i]!.bytes;
   }
-  return fromEdges(names, index, vmCount, a.slice(0, m), b.slice(0, m), msgs.slice(0, m), bytes.slice(0, m));
+  return fromEdges(names, index, vmCount, a, b, msgs, bytes);
 }
 
 function nodeOf(name: string, index: Map<string, number>, names: string[]): number {
@@ -123,13 +165,23 @@ export function fromEdges(
   const fill = offsets.slice(0, n);
   const neighbours = new Int32Array(offsets[n]!);
   const slotEdge = new Int32Array(offsets[n]!);
+  const slotMessages = new Float64Array(offsets[n]!);
+  const slotBytes = new Float64Array(offsets[n]!);
   for (let e = 0; e < edgeA.length; e++) {
     const x = edgeA[e]!;
     const y = edgeB[e]!;
-    neighbours[fill[x]!] = y;
-    slotEdge[fill[x]!++] = e;
-    neighbours[fill[y]!] = x;
-    slotEdge[fill[y]!++] = e;
+    const msg = edgeMessages[e]!;
+    const byt = edgeBytes[e]!;
+    let s = fill[x]!++;
+    neighbours[s] = y;
+    slotEdge[s] = e;
+    slotMessages[s] = msg;
+    slotBytes[s] = byt;
+    s = fill[y]!++;
+    neighbours[s] = x;
+    slotEdge[s] = e;
+    slotMessages[s] = msg;
+    slotBytes[s] = byt;
   }
-  return { names, index, vmCount, edgeA, edgeB, edgeMessages, edgeBytes, offsets, neighbours, slotEdge };
+  return { names, index, vmCount, edgeA, edgeB, edgeMessages, edgeBytes, offsets, neighbours, slotEdge, slotMessages, slotBytes };
 }

@@ -124,8 +124,10 @@ function aggregate(g: Csr, comm: Int32Array, count: number): Csr {
   const members = new Int32Array(g.n);
   for (let v = 0; v < g.n; v++) members[fill[comm[v]!]!++] = v;
   const offsets = new Int32Array(count + 1);
-  const targets: number[] = [];
-  const weights: number[] = [];
+  // At most one slot per slot of the finer graph.
+  const targets = new Int32Array(g.targets.length);
+  const weights = new Float64Array(g.targets.length);
+  let slots = 0;
   const acc = new Float64Array(count);
   const seen = new Uint8Array(count);
   const list = new Int32Array(count);
@@ -144,14 +146,14 @@ function aggregate(g: Csr, comm: Int32Array, count: number): Csr {
     }
     for (let t = 0; t < nl; t++) {
       const d = list[t]!;
-      targets.push(d);
-      weights.push(acc[d]!);
+      targets[slots] = d;
+      weights[slots++] = acc[d]!;
       acc[d] = 0;
       seen[d] = 0;
     }
-    offsets[c + 1] = targets.length;
+    offsets[c + 1] = slots;
   }
-  return { n: count, offsets, targets: Int32Array.from(targets), weights: Float64Array.from(weights) };
+  return { n: count, offsets, targets: targets.slice(0, slots), weights: weights.slice(0, slots) };
 }
 
 /** Modularity of a partition, for tests and the benchmark. */

@@ -1,4 +1,4 @@
-import { edgeWeights, type TrafficGraph, type TrafficMeasure } from './graph.js';
+import { edgeWeights, slotWeights, type TrafficGraph, type TrafficMeasure } from './graph.js';
 import { louvain, type Csr } from './louvain.js';
 
 /** What one VM needs and what one place (a host, or a site) can hold. */
@@ -13,7 +13,7 @@ export interface Capacity {
  * its pull is a placement question (be near it), handled by the placement objective.
  */
 export function vmCsr(g: TrafficGraph, measure: TrafficMeasure, keep?: Int32Array): Csr {
-  const w = edgeWeights(g, measure);
+  const w = slotWeights(g, measure);
   const nodes = keep ?? Int32Array.from({ length: g.vmCount }, (_, i) => i);
   const local = new Int32Array(g.names.length).fill(-1);
   nodes.forEach((v, i) => (local[v] = i));
@@ -27,7 +27,7 @@ export function vmCsr(g: TrafficGraph, measure: TrafficMeasure, keep?: Int32Arra
     const v = nodes[i]!;
     for (let s = g.offsets[v]!; s < g.offsets[v + 1]!; s++) {
       const u = local[g.neighbours[s]!]!;
-      const x = w[g.slotEdge[s]!]!;
+      const x = w[s]!;
       if (u >= 0 && x > 0) {
         targets[k] = u;
         weights[k++] = x;

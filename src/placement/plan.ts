@@ -104,6 +104,11 @@ function sequence(p: Problem, cur: Placement, target: Int32Array, maxMoves: numb
   const s = scratch(p);
   const steps: { v: number; to: number; gain: number; cost: number; secs: number; from: number }[] = [];
   const trial = cur.clone();
+  // A pending VM's gain changes only when a neighbour moves or when its own or its target host
+  // gains or loses its last VM: cached, and recomputed only then.
+  const gainOf = new Float64Array(p.nVm);
+  const known = new Uint8Array(p.nVm);
+  const graph = p.graph;
   while (steps.length < maxMoves && pending.length > 0) {
     let pick = -1;
     let pickNet = -Infinity;
@@ -112,7 +117,11 @@ function sequence(p: Problem, cur: Placement, target: Int32Array, maxMoves: numb
       const v = pending[i]!;
       const h = target[v]!;
       if (!trial.fits(v, h)) continue;
-      const gain = rateGain(trial, v, h, s);
+      if (!known[v]) {
+        gainOf[v] = rateGain(trial, v, h, s);
+        known[v] = 1;
+      }
+      const gain = gainOf[v]!;
       const net = gain - oneOff(p, v, h) / p.horizonSeconds;
       if (net > pickNet) {
         pickNet = net;
@@ -127,6 +136,12 @@ function sequence(p: Problem, cur: Placement, target: Int32Array, maxMoves: numb
     steps.push({ v, to: h, gain: pickGain, cost: oneOff(p, v, h), secs: migrationSeconds(p, v, from, h), from });
     trial.move(v, h);
     pending.splice(pick, 1);
+    for (let i = graph.offsets[v]!; i < graph.offsets[v + 1]!; i++) if (graph.neighbours[i]! < p.nVm) known[graph.neighbours[i]!] = 0;
+    for (const u of pending) {
+      const hu = trial.host[u]!;
+      const tu = target[u]!;
+      if (hu === from || hu === h || tu === from || tu === h) known[u] = 0;
+    }
   }
   const blocked = steps.length === 0 && pending.length > 0;
   let keep = 0;

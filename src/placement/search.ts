@@ -92,8 +92,14 @@ function vertexPass(pl: Placement): number {
     let bestD = -tolerance(cost[p.hostSite[cur]!]! + Math.abs(hostingRate(p, v, cur)));
     // What leaving cur saves at most: its comm, hosting, a host closed, a one-off undone.
     const leave = cost[p.hostSite[cur]!]! + hostingRate(p, v, cur) + (pl.count[cur] === 1 ? p.hostOpen[cur]! : 0) + oneOff(p, v, cur) / p.horizonSeconds;
+    // The least one-off a host of the site can cost: 0 in the origin's site (the origin itself),
+    // else the migration there. Without it a VM already moved would scan its own site's every host.
+    const o = p.origin[v]!;
+    const oSite = o >= 0 ? p.hostSite[o]! : -1;
+    const margin = 1e-15 + 1e-12 * Math.abs(leave);
     for (let site = 0; site < p.nSite; site++) {
-      if (bounds.exact[site] && cost[site]! + bounds.fixed[site]! + p.vmCpu[v]! * bounds.perCpu[site]! + (p.vmMem[v]! / 1048576) * bounds.perGiB[site]! - leave > bestD + 1e-15) continue;
+      const off = oSite < 0 || site === oSite ? 0 : (p.vmMem[v]! * p.migCostPerKiB[oSite * p.nSite + site]!) / p.horizonSeconds;
+      if (bounds.exact[site] && cost[site]! + bounds.fixed[site]! + p.vmCpu[v]! * bounds.perCpu[site]! + (p.vmMem[v]! / 1048576) * bounds.perGiB[site]! + off - leave > bestD + margin) continue;
       const list = bounds.hosts[site]!;
       for (let k = 0; k < list.length; k++) {
         const h = list[k]!;

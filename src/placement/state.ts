@@ -8,6 +8,11 @@ export class Placement {
   readonly memUsed: Float64Array;
   readonly cpuUsed: Float64Array;
   readonly count: Int32Array;
+  /**
+   * Site of every graph node, kept in step with `host`: VMs first (-1 while not placed), then the
+   * fixed endpoints (-1 when unknown). The search reads it once per edge, so it is a flat array.
+   */
+  readonly nodeSite: Int32Array;
   constructor(
     readonly p: Problem,
     readonly host: Int32Array,
@@ -15,7 +20,9 @@ export class Placement {
     this.memUsed = new Float64Array(p.nHost);
     this.cpuUsed = new Float64Array(p.nHost);
     this.count = new Int32Array(p.nHost);
-    host.forEach((h, v) => h >= 0 && this.add(v, h));
+    this.nodeSite = new Int32Array(p.nVm + p.endpointSite.length).fill(-1);
+    this.nodeSite.set(p.endpointSite, p.nVm);
+    for (let v = 0; v < host.length; v++) if (host[v]! >= 0) this.add(v, host[v]!);
   }
   clone(): Placement {
     return new Placement(this.p, this.host.slice());
@@ -38,16 +45,16 @@ export class Placement {
     }
     this.host[v] = h;
     if (h >= 0) this.add(v, h);
+    else this.nodeSite[v] = -1;
   }
   private add(v: number, h: number): void {
+    this.nodeSite[v] = this.p.hostSite[h]!;
     this.memUsed[h]! += this.p.vmMem[v]!;
     this.cpuUsed[h]! += this.p.vmCpu[v]!;
     this.count[h]!++;
   }
   siteOf(node: number): number {
-    if (node >= this.p.nVm) return this.p.endpointSite[node - this.p.nVm]!;
-    const h = this.host[node]!;
-    return h < 0 ? -1 : this.p.hostSite[h]!;
+    return this.nodeSite[node]!;
   }
 }
 
@@ -100,14 +107,18 @@ export function siteCosts(pl: Placement, v: number, s: Scratch): Float64Array {
   const p = pl.p;
   const g = p.graph;
   const S = p.nSite;
-  s.msgs.fill(0);
-  s.bytes.fill(0);
-  for (let i = g.offsets[v]!; i < g.offsets[v + 1]!; i++) {
-    const t = pl.siteOf(g.neighbours[i]!);
+  const { msgs, bytes } = s;
+  msgs.fill(0);
+  bytes.fill(0);
+  const site = pl.nodeSite;
+  const nb = g.neighbours;
+  const sm = g.slotMessages;
+  const sb = g.slotBytes;
+  for (let i = g.offsets[v]!, end = g.offsets[v + 1]!; i < end; i++) {
+    const t = site[nb[i]!]!;
     if (t < 0) continue;
-    const e = g.slotEdge[i]!;
-    s.msgs[t]! += g.edgeMessages[e]!;
-    s.bytes[t]! += g.edgeBytes[e]!;
+    msgs[t]! += sm[i]!;
+    bytes[t]! += sb[i]!;
   }
   for (let a = 0; a < S; a++) {
     let c = 0;
@@ -137,9 +148,10 @@ export function score(pl: Placement): Score {
   let rate = 0;
   let im = 0;
   let ib = 0;
+  const site = pl.nodeSite;
   for (let e = 0; e < g.edgeA.length; e++) {
-    const a = pl.siteOf(g.edgeA[e]!);
-    const b = pl.siteOf(g.edgeB[e]!);
+    const a = site[g.edgeA[e]!]!;
+    const b = site[g.edgeB[e]!]!;
     if (a < 0 || b < 0 || a === b) continue;
     im += g.edgeMessages[e]!;
     ib += g.edgeBytes[e]!;
