@@ -1,0 +1,146 @@
+/**
+ * The collector's Lua scripts (Store defines them as ioredis commands). Each
+ * runs atomically in Redis: the exactly-once guards live here.
+ */
+
+/** The Redis process's run_id: ids cached by a Store are valid only in the process that handed them out. */
+const RUN_ID = `
+local function run_id() return string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') end
+`;
+
+/**
+ * Opens the pair dictionary (KEYS[1]), creating it with epoch ARGV[1] and
+ * emptying its names and index (KEYS[2], KEYS[3]) when there is none; leaves
+ * `epoch` set. Starts NEW_IDS and DICT.
+ */
+const OPEN_DICT = RUN_ID + `
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2], KEYS[3])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'next', 0)
+end
+`;
+
+/**
+ * Lua: adds `n` pairs, given as ARGV[a .. a+n-1] members, then their messages,
+ * then their bytes, to the zsets KEYS[zm] and KEYS[zb], a thousand at a time:
+ * ZMSCORE, add in Lua, one ZADD (a third of the time of a ZINCRBY per pair).
+ * A member new to the zset (the usual case: a pair is measured by one host)
+ * takes the count as sent, with no conversion.
+ */
+const ADD_TO_ZSETS = `
+local function addTo(zm, zb, a, n)
+  for s = 0, n - 1, 1000 do
+    local e = math.min(s + 1000, n) - 1
+    local ms = redis.call('ZMSCORE', zm, unpack(ARGV, a + s, a + e))
+    local bs = redis.call('ZMSCORE', zb, unpack(ARGV, a + s, a + e))
+    local tm, tb = {}, {}
+    for i = s, e do
+      local m, j, k = ARGV[a + i], 2 * (i - s), i - s + 1
+      local cm, cb = ms[k], bs[k]
+      tm[j + 1] = cm and tonumber(cm) + tonumber(ARGV[a + n + i]) or ARGV[a + n + i]
+      tm[j + 2] = m
+      tb[j + 1] = cb and tonumber(cb) + tonumber(ARGV[a + 2 * n + i]) or ARGV[a + 2 * n + i]
+      tb[j + 2] = m
+    end
+    redis.call('ZADD', zm, unpack(tm))
+    redis.call('ZADD', zb, unpack(tb))
+  end
+end
+`;
+
+/**
+ * Applies a host's report exactly once. The SADD on the period's `reported`
+ * set is the guard: a report re-sent (ioredis replays commands after a
+ * reconnect; the agent re-sends its spool after an unanswered write) finds its
+ * host already there and writes nothing. Behind the guard, in the same script:
+ * the host's packed pairs (one SET), its meta, the period in vc:periods, and
+ * either the pairs summed into the period's zsets (a small report) or a
+ * `pending` field that Store.materialise works off (a large one).
+ * Refused (-1) when the pair ids were taken from another dictionary or another
+ * Redis process than the one that runs it (see idsOf): nothing is written.
+ * KEYS: reported, hostPairs, meta, periods, pairDict, pending, msgs, bytes.
+ * ARGV: host, period, epoch, run_id, blob, meta, n pairs inline (-1: none, the report is large), then n members, messages, bytes.
+ */
+export const APPLY = ADD_TO_ZSETS + RUN_ID + `
+if redis.call('HGET', KEYS[5], 'epoch') ~= ARGV[3] or run_id() ~= ARGV[4] then return -1 end
+if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[5])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[6])
+redis.call('ZADD', KEYS[4], ARGV[2], ARGV[2])
+local n = tonumber(ARGV[7])
+if n > 0 then
+  addTo(KEYS[7], KEYS[8], 8, n)
+elseif n < 0 then
+  redis.call('HSET', KEYS[6], ARGV[2] .. ':' .. ARGV[1], 0)
+end
+return 1
+`;
+
+/**
+ * Creates the pair dictionary when there is none (with the epoch given, and
+ * without the names and index of one deleted by hand), gives the members the
+ * next ids (a range reserved with HINCRBY), and appends their names to the
+ * name segments (vc:pair:names, field id / NAME_SEGMENT: the names of those
+ * ids joined by NUL, in id order: reservation and append are one script). No work
+ * per member here: the member → id index (vc:pair:ids) is written later, off
+ * the report's path (indexIds). Returns epoch, run_id, first id.
+ * KEYS: pairDict, pairNames, pairIds. ARGV: epoch for a new dictionary, segment size, members...
+ */
+export const NEW_IDS = OPEN_DICT + `
+local run = run_id()
+local k = #ARGV - 2
+local first = redis.call('HINCRBY', KEYS[1], 'next', k) - k
+local S = tonumber(ARGV[2])
+local id = first
+while id < first + k do
+  local seg = math.floor(id / S)
+  local last = math.min(first + k, (seg + 1) * S) - 1
+  local part = table.concat(ARGV, '\\0', 3 + id - first, 3 + last - first)
+  local cur = redis.call('HGET', KEYS[2], seg)
+  if cur then part = cur .. '\\0' .. part end
+  redis.call('HSET', KEYS[2], seg, part)
+  id = last + 1
+end
+return {epoch, run, first}
+`;
+
+/** The current dictionary's epoch and run_id (creating the dictionary if there is none), for a lookup in the same MULTI. */
+export const DICT = OPEN_DICT + `
+return {epoch, run_id()}
+`;
+
+/**
+ * Writes member → id into the index, when the dictionary and Redis process
+ * are still those the ids came from (else -1: they are not written).
+ * KEYS: pairDict, pairIds. ARGV: epoch, run_id, then member, id, member, id...
+ */
+export const INDEX_IDS = RUN_ID + `
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] or run_id() ~= ARGV[2] then return -1 end
+for s = 3, #ARGV, 4000 do redis.call('HSET', KEYS[2], unpack(ARGV, s, math.min(s + 3999, #ARGV))) end
+return 1
+`;
+
+/**
+ * Sums one chunk of an applied report into the period's zsets, once: only when
+ * the report's `pending` field says the pairs summed so far end where this
+ * chunk starts; it then moves the field past the chunk, or removes it after
+ * the last. A chunk replayed, one summed by another caller meanwhile, or a
+ * report trimmed meanwhile (field gone) adds nothing.
+ * KEYS: pending, msgs, bytes. ARGV: field, offset, last (1|0), n, then n members, messages, bytes.
+ */
+export const SUM = ADD_TO_ZSETS + `
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+local n = tonumber(ARGV[4])
+addTo(KEYS[2], KEYS[3], 5, n)
+if ARGV[3] == '1' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] + n) end
+return 1
+`;
+
+/** Marks a VM stopped only if the directory still places it on this host (a migration may have moved it already). */
+export const VM_GONE = `
+if redis.call('HGET', KEYS[1], 'host') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'stopped', 'since', ARGV[2])
+return 1
+`;
