@@ -8,7 +8,7 @@ import { parseDuration } from '../collector/span.js';
 import { labRedisUrl } from '../lab/agents.js';
 import { requireLab } from '../lab/lab.js';
 import { labEnvironment } from '../lab/environment.js';
-import { loadEnvironment, parseEnvironment, type Environment, type Objective } from '../placement/index.js';
+import { largestHost, loadEnvironment, parseEnvironment, type Environment, type Objective } from '../placement/index.js';
 import { fmtBytesRate, fmtSeconds } from '../placement/explain.js';
 import {
   DEFAULT_BANDWIDTH_MBIT, DEFAULT_LATENCY_MS, planFromCollector, readCollector, type CollectorView, type DefaultLinks,
@@ -221,14 +221,3 @@ function describe(view: CollectorView): string {
   return `${what} over ${a.periods.length} period(s) of ${a.periodSeconds} s, ${pairs} pair(s)${a.approximate ? ', APPROXIMATE' : ''}`;
 }
 
-/** The largest room a group may need to fit in: the biggest live host of the environment. */
-function largestHost(env: Environment): { memoryKiB: number; vcpus: number } {
-  let memoryKiB = 0;
-  let vcpus = 0;
-  for (const h of env.hosts) {
-    if (!h.reporting || h.memoryKiB === undefined || h.vcpus === undefined) continue;
-    memoryKiB = Math.max(memoryKiB, h.memoryKiB - env.reserveMemoryKiB);
-    vcpus = Math.max(vcpus, h.vcpus * env.cpuOvercommit);
-  }
-  return { memoryKiB: memoryKiB > 0 ? memoryKiB : Infinity, vcpus: vcpus > 0 ? vcpus : Infinity };
-}

@@ -63,3 +63,15 @@ export function mergeLive(env: Environment, live: readonly HostInfo[] | undefine
   }
   return Object.freeze({ ...env, hosts: Object.freeze(hosts) });
 }
+
+/** The largest room a group may need to fit in: the biggest live host of the environment. */
+export function largestHost(env: Environment): { memoryKiB: number; vcpus: number } {
+  let memoryKiB = 0;
+  let vcpus = 0;
+  for (const h of env.hosts) {
+    if (!h.reporting || h.memoryKiB === undefined || h.vcpus === undefined) continue;
+    memoryKiB = Math.max(memoryKiB, h.memoryKiB - env.reserveMemoryKiB);
+    vcpus = Math.max(vcpus, h.vcpus * env.cpuOvercommit);
+  }
+  return { memoryKiB: memoryKiB > 0 ? memoryKiB : Infinity, vcpus: vcpus > 0 ? vcpus : Infinity };
+}

@@ -3,7 +3,7 @@ import { buildGraph, detectGroups, type GroupMethod, type TrafficMeasure } from 
 import type { QueryOptions } from '../collector/query.js';
 import { readHistory, type MigrationRecord } from '../manager/history.js';
 import { interSiteShare } from '../manager/manager.js';
-import type { Environment } from '../placement/index.js';
+import { largestHost, type Environment } from '../placement/index.js';
 import { readCollector, type CollectorView } from '../placement/fromCollector.js';
 
 /** How many of the newest migration records are read before keeping those of the span. */
@@ -195,14 +195,3 @@ export async function collectReport(redis: Redis, o: ReportOptions): Promise<{ v
   return { view, data };
 }
 
-/** The largest room a group may need to fit in (as `virt-cohort groups` splits them): the biggest live host. */
-function largestHost(env: Environment): { memoryKiB: number; vcpus: number } {
-  let memoryKiB = 0;
-  let vcpus = 0;
-  for (const h of env.hosts) {
-    if (!h.reporting || h.memoryKiB === undefined || h.vcpus === undefined) continue;
-    memoryKiB = Math.max(memoryKiB, h.memoryKiB - env.reserveMemoryKiB);
-    vcpus = Math.max(vcpus, h.vcpus * env.cpuOvercommit);
-  }
-  return { memoryKiB: memoryKiB > 0 ? memoryKiB : Infinity, vcpus: vcpus > 0 ? vcpus : Infinity };
-}
