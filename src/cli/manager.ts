@@ -1,5 +1,4 @@
 import { Command } from 'commander';
-import type { Redis } from 'ioredis';
 import { K } from '../collector/keys.js';
 import { readHosts, readVms } from '../collector/registry.js';
 import { parseDuration } from '../collector/span.js';
@@ -9,10 +8,10 @@ import { durationMs, type Config } from '../config/schema.js';
 import { labRedisUrl } from '../lab/agents.js';
 import { requireLab } from '../lab/lab.js';
 import { labEnvironment } from '../lab/environment.js';
-import { execute, type HostRoute } from '../manager/executor.js';
+import { execute } from '../manager/executor.js';
 import { cooldownUntil, readHistory } from '../manager/history.js';
 import { LeaderLock } from '../manager/lock.js';
-import { DEFAULT_MANAGER, Manager, type ManagerConfig, type Round } from '../manager/manager.js';
+import { DEFAULT_MANAGER, Manager, routes, type ManagerConfig, type Round } from '../manager/manager.js';
 import { managerMetrics } from '../metrics/registry.js';
 import { startMetricsServer } from '../metrics/server.js';
 import { loadEnvironment, parseEnvironment } from '../placement/index.js';
@@ -174,9 +173,7 @@ export function migrateCommand(): Command {
         if (dst.freeMemoryKiB < v.memoryKiB) throw new UserError(`${host} has ${Math.floor(dst.freeMemoryKiB / 1024)} MiB free, ${vm} needs ${Math.ceil(v.memoryKiB / 1024)} MiB: choose another host`);
         const until = await cooldownUntil(redis, vm);
         if (until > Date.now() && !o.force) throw new UserError(`${vm} is in its cooldown until ${new Date(until).toISOString()} (it moved recently): wait, or pass --force`);
-        const routes = new Map<string, HostRoute>();
-        for (const h of hosts) routes.set(h.host, { uri: h.uri, ...(await migrateUri(redis, h.host)) });
-        const [rec] = await execute(redis, [{ vm, from: v.host, to: host, reason: 'manual (virt-cohort migrate)' }], routes, {
+        const [rec] = await execute(redis, [{ vm, from: v.host, to: host, reason: 'manual (virt-cohort migrate)' }], routes(hosts), {
           maxPerHost: 1, maxConcurrent: 1, timeoutMs: parseDuration(o.timeout, '--timeout'), autoConverge: Boolean(o.autoConverge),
           cooldownMs: parseDuration(o.cooldown, '--cooldown'), mayAct: () => true, manager: 'cli',
           onProgress: (_vm, pct, rate) => { if (!o.json) process.stderr.write(`  ${pct.toFixed(0)} % at ${rate.toFixed(0)} MiB/s\n`); },
@@ -190,11 +187,6 @@ export function migrateCommand(): Command {
         redis.disconnect();
       }
     });
-}
-
-async function migrateUri(redis: Redis, host: string): Promise<{ migrateUri?: string }> {
-  const u = await redis.hget(K.host(host), 'migrateUri');
-  return u ? { migrateUri: u } : {};
 }
 
 export function historyCommand(): Command {

@@ -1,20 +1,15 @@
 import type { Redis } from 'ioredis';
 import { K } from './keys.js';
+import type { HostRecord } from './store.js';
 
-/** A host as the registry holds it (vc:host:H), read back. */
-export interface HostEntry {
+/** A host as the registry holds it (vc:host:H), read back: what its agent wrote, and what the registry adds. */
+export interface HostEntry extends HostRecord {
   host: string;
-  site: string;
-  uri: string;
-  cpus: number;
-  memoryKiB: number;
-  freeMemoryKiB: number;
-  vms: number;
-  sensor: string;
-  periodSeconds: number;
   /** Unix ms; 0 when the hash lacks it. */
   firstSeen: number;
   lastSeen: number;
+  /** Set by `virt-cohort host drain`: the manager empties it and plans nothing onto it. */
+  draining: boolean;
 }
 
 /** A VM as the directory holds it (vc:vm:NAME), read back. */
@@ -36,40 +31,34 @@ export interface VmEntry {
 
 const num = (v: string | undefined) => (v === undefined || v === '' ? 0 : Number(v));
 
-export async function readHosts(redis: Redis): Promise<HostEntry[]> {
-  const names = (await redis.smembers(K.hosts)).sort();
+/** Every member of the set `index` with its hash (`key(member)`), in one round trip, sorted by name. */
+async function readAll(redis: Redis, index: string, key: (name: string) => string): Promise<[string, Record<string, string>][]> {
+  const names = (await redis.smembers(index)).sort();
   if (!names.length) return [];
   const tx = redis.pipeline();
-  for (const h of names) tx.hgetall(K.host(h));
+  for (const n of names) tx.hgetall(key(n));
   const out = await tx.exec();
-  return names.map((host, i) => {
+  return names.map((n, i) => {
     const [err, raw] = out![i]!;
     if (err) throw err;
-    const r = raw as Record<string, string>;
-    return {
-      host, site: r.site ?? '', uri: r.uri ?? '', cpus: num(r.cpus), memoryKiB: num(r.memoryKiB),
-      freeMemoryKiB: num(r.freeMemoryKiB), vms: num(r.vms), sensor: r.sensor ?? '', periodSeconds: num(r.periodSeconds),
-      firstSeen: num(r.firstSeen), lastSeen: num(r.lastSeen),
-    };
+    return [n, raw as Record<string, string>];
   });
 }
 
+export async function readHosts(redis: Redis): Promise<HostEntry[]> {
+  return (await readAll(redis, K.hosts, K.host)).map(([host, r]) => ({
+    host, site: r.site ?? '', uri: r.uri ?? '', cpus: num(r.cpus), memoryKiB: num(r.memoryKiB),
+    freeMemoryKiB: num(r.freeMemoryKiB), vms: num(r.vms), sensor: r.sensor ?? '', periodSeconds: num(r.periodSeconds),
+    migrateUri: r.migrateUri ?? '', firstSeen: num(r.firstSeen), lastSeen: num(r.lastSeen), draining: r.draining === '1',
+  }));
+}
+
 export async function readVms(redis: Redis): Promise<VmEntry[]> {
-  const names = (await redis.smembers(K.vms)).sort();
-  if (!names.length) return [];
-  const tx = redis.pipeline();
-  for (const v of names) tx.hgetall(K.vm(v));
-  const out = await tx.exec();
-  return names.map((name, i) => {
-    const [err, raw] = out![i]!;
-    if (err) throw err;
-    const r = raw as Record<string, string>;
-    return {
-      name, uuid: r.uuid ?? '', host: r.host ?? '', site: r.site ?? '', state: r.state ?? '', mac: r.mac ?? '',
-      addresses: r.addresses ? r.addresses.split(',') : [], memoryKiB: num(r.memoryKiB), vcpus: num(r.vcpus), since: num(r.since),
-      pinned: r.pinned === '1', optOut: r.optOut === '1',
-    };
-  });
+  return (await readAll(redis, K.vms, K.vm)).map(([name, r]) => ({
+    name, uuid: r.uuid ?? '', host: r.host ?? '', site: r.site ?? '', state: r.state ?? '', mac: r.mac ?? '',
+    addresses: r.addresses ? r.addresses.split(',') : [], memoryKiB: num(r.memoryKiB), vcpus: num(r.vcpus), since: num(r.since),
+    pinned: r.pinned === '1', optOut: r.optOut === '1',
+  }));
 }
 
 /** Cluster-wide settings (vc:settings); absent fields are undefined. */

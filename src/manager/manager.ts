@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { K } from '../collector/keys.js';
+import type { HostEntry } from '../collector/registry.js';
 import { msToNextBoundary } from '../agent/period.js';
 import { detectGroups, buildGraph } from '../analysis/index.js';
 import type { Environment } from '../placement/env.js';
@@ -121,12 +122,12 @@ export class Manager {
       r.note = `standing by: the leader is ${await this.lock.holder()}`;
       return r;
     }
-    const draining = await this.drainingHosts();
     const view = await readCollector(this.redis, {
       query: { type: 'weighted', span: this.cfg.span, coefficient: this.cfg.coefficient, maxWaitMs: this.cfg.maxWaitMs, approx: true },
       ...(this.cfg.env ? { env: this.cfg.env } : {}),
     });
     r.view = view;
+    const draining = new Set(view.registry.filter((h) => h.draining).map((h) => h.host));
     if (view.answer.status !== 'ok') {
       r.note = `the collector handed the query back: ${view.answer.reason}`;
       return r;
@@ -165,7 +166,7 @@ export class Manager {
       r.note = 'dry run: nothing migrated (start the manager with --apply to act)';
       return r;
     }
-    r.done = await execute(this.redis, r.moves, await this.routes(view), {
+    r.done = await execute(this.redis, r.moves, routes(view.registry), {
       maxPerHost: this.cfg.maxPerHost, maxConcurrent: this.cfg.maxConcurrent, timeoutMs: this.cfg.timeoutMs,
       autoConverge: this.cfg.autoConverge, cooldownMs: this.cfg.cooldownMs, mayAct: () => this.lock.isLeader, manager: this.lock.id,
       ...(this.progress ? { onProgress: this.progress } : {}),
@@ -182,22 +183,11 @@ export class Manager {
     if (seen < this.cfg.confirmRounds) return `proposed ${seen} round(s) in a row; moves after ${this.cfg.confirmRounds}`;
     return undefined;
   }
+}
 
-  private async drainingHosts(): Promise<Set<string>> {
-    const hosts = await this.redis.smembers(K.hosts);
-    const out = new Set<string>();
-    for (const h of hosts) if ((await this.redis.hget(K.host(h), 'draining')) === '1') out.add(h);
-    return out;
-  }
-
-  async routes(view: CollectorView): Promise<Map<string, HostRoute>> {
-    const routes = new Map<string, HostRoute>();
-    for (const h of view.registry) {
-      const migrateUri = (await this.redis.hget(K.host(h.host), 'migrateUri')) ?? '';
-      routes.set(h.host, { uri: h.uri, ...(migrateUri ? { migrateUri } : {}) });
-    }
-    return routes;
-  }
+/** How to reach each host's libvirt, and where migrations into it send memory. */
+export function routes(registry: readonly HostEntry[]): Map<string, HostRoute> {
+  return new Map(registry.map((h) => [h.host, { uri: h.uri, ...(h.migrateUri ? { migrateUri: h.migrateUri } : {}) }]));
 }
 
 /** Share of the VM-to-VM traffic (bytes/s) whose two ends sit in different sites. */
