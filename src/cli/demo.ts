@@ -13,7 +13,7 @@ import type { MigrationRecord } from '../manager/history.js';
 import { parseEnvironment } from '../placement/index.js';
 import { sleep } from '../util/exec.js';
 import { startGuests } from './lab.js';
-import { integer } from './options.js';
+import { integer, labSensorOption } from './options.js';
 import { renderRound } from './manager.js';
 import { table } from './table.js';
 
@@ -27,9 +27,10 @@ export function demoCommand(): Command {
     .option('--max-rounds <n>', 'give up after this many decision rounds', integer, 12)
     .option('--svg <file>', 'where to write the communication matrix and the groups', 'virt-cohort-demo.svg')
     .option('--keep', 'leave the lab running at the end (virt-cohort lab down --name LAB removes it)')
+    .addOption(labSensorOption())
     .action(async (o) => {
       const t0 = Date.now();
-      const lab = await labUp({ name: o.name, sites: 2, hostsPerSite: 2, delayMs: 20, rateMbit: 1000, periodSeconds: o.period });
+      const lab = await labUp({ name: o.name, sites: 2, hostsPerSite: 2, delayMs: 20, rateMbit: 1000, periodSeconds: o.period, sensor: o.sensor });
       let redis: ReturnType<typeof connectDaemon> | undefined;
       let lock: LeaderLock | undefined;
       const cleanup = async () => {

@@ -6,7 +6,7 @@ import { requireLab } from '../lab/lab.js';
 import { hosts } from '../lab/topology.js';
 import { labEnvironment } from '../lab/environment.js';
 import type { LabState } from '../lab/state.js';
-import { defaultLab, integer, number, printJson } from './options.js';
+import { defaultLab, integer, labSensorOption, number, printJson } from './options.js';
 import { table } from './table.js';
 
 interface VmTraffic { pattern: string; vmRate: number; vmSize: number; memory: number }
@@ -31,10 +31,11 @@ export function labCommand(): Command {
     .option('--redis-port <port>', "port of the lab's Redis (default 16300 + L)", integer)
     .option('--period <s>', "period of the lab hosts' agents, seconds (divides an hour)", integer, 30)
     .option('--no-agents', 'do not start an agent on each lab host')
+    .addOption(labSensorOption())
     .option('--json', 'print the resulting status as JSON')
     .action(async (o) => {
       const state = await labUp({
-        periodSeconds: o.period, agents: o.agents,
+        periodSeconds: o.period, agents: o.agents, sensor: o.sensor,
         name: o.name, sites: o.sites, hostsPerSite: o.hostsPerSite, delayMs: o.delay, rateMbit: o.rate,
         ...(o.index !== undefined ? { index: o.index } : {}),
         ...(o.redisPort !== undefined ? { redisPort: o.redisPort } : {}),

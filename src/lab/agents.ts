@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdir, open, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { packageRoot } from '../paths.js';
+import type { SensorBackend } from '../sensor/index.js';
 import { AGENT_NODE_FLAGS } from '../agent/config.js';
 import { installHook } from '../cli/hook.js';
 import { waitFor } from '../util/exec.js';
@@ -35,14 +36,14 @@ export async function installLabHooks(lab: LabSettings): Promise<void> {
 }
 
 /** The agent of one lab host, inside the host's network namespace (its taps, its libvirt, the lab's Redis). */
-export async function startAgent(lab: LabSettings & { periodSeconds?: number }, h: LabHost, extra: string[] = []): Promise<number> {
+export async function startAgent(lab: LabSettings & { periodSeconds?: number; sensor?: SensorBackend }, h: LabHost, extra: string[] = []): Promise<number> {
   const p = agentPaths(lab, h);
   await mkdir(p.stateDir, { recursive: true });
   const out = await open(p.log, 'a');
   const child = spawn('nsenter', [`--net=/run/netns/${h.netns}`, '--', process.execPath, ...AGENT_NODE_FLAGS, CLI, 'agent',
     '--host', h.name, '--site', h.site, '--libvirt-uri', h.uri, '--redis', labRedisUrl(lab),
     '--period', String(lab.periodSeconds ?? 30), '--reconcile', '5', '--socket', p.socket, '--state-dir', p.stateDir,
-    '--pin-root', p.pinRoot, '--migrate-uri', `tcp://${h.dataIp}`, ...extra], { detached: true, stdio: ['ignore', out.fd, out.fd] });
+    '--pin-root', p.pinRoot, '--migrate-uri', `tcp://${h.dataIp}`, '--sensor', lab.sensor ?? 'ebpf', ...extra], { detached: true, stdio: ['ignore', out.fd, out.fd] });
   await out.close();
   child.unref();
   const pid = child.pid!;
@@ -58,6 +59,6 @@ async function socketUp(path: string): Promise<boolean> {
   return stat(path).then((s) => s.isSocket(), () => false);
 }
 
-export async function startAgents(lab: LabSettings & { periodSeconds?: number }): Promise<void> {
+export async function startAgents(lab: LabSettings & { periodSeconds?: number; sensor?: SensorBackend }): Promise<void> {
   await Promise.all(hosts(lab).map((h) => startAgent(lab, h)));
 }

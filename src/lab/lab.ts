@@ -3,6 +3,8 @@ import { checkPeriodLength } from '../agent/period.js';
 import { UserError } from '../util/errors.js';
 import { run, sleep } from '../util/exec.js';
 import { logger } from '../util/log.js';
+import { ensureBpffs } from '../sensor/bpffs.js';
+import type { SensorBackend } from '../sensor/index.js';
 import { alive, livePid } from '../util/process.js';
 import { installLabHooks, startAgents } from './agents.js';
 import { startLibvirtd } from './libvirtd.js';
@@ -27,6 +29,8 @@ export interface UpOptions {
   periodSeconds?: number;
   /** Start an agent on every lab host (default true). */
   agents?: boolean;
+  /** Sensor backend of the lab's agents (default ebpf: a missing prerequisite fails loudly instead of falling back). */
+  sensor?: SensorBackend;
 }
 
 export async function labUp(opts: UpOptions): Promise<LabState> {
@@ -55,7 +59,7 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
   const started = Date.now();
   const state: LabState = {
     name: opts.name, index, sites: opts.sites, hostsPerSite: opts.hostsPerSite,
-    delayMs: opts.delayMs, rateMbit: opts.rateMbit, redisPort, periodSeconds: opts.periodSeconds ?? 30,
+    delayMs: opts.delayMs, rateMbit: opts.rateMbit, redisPort, periodSeconds: opts.periodSeconds ?? 30, sensor: opts.sensor ?? 'ebpf',
     status: 'creating', createdAt: new Date().toISOString(), vms: {},
   };
   await writeState(state);
@@ -64,6 +68,8 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
     await startDelayLine(state);
     await startRedis(state);
     await installLabHooks(state);
+    // Once, before four agents start at the same time: a second mount stacked on the first would hide its pins.
+    if (state.sensor !== 'pcap') await ensureBpffs();
     await Promise.all(hosts(state).map((h) => startLibvirtd(state, h)));
     if (opts.agents !== false) await startAgents(state);
   } catch (err) {

@@ -1,5 +1,6 @@
 import { mkdir, readFile, readdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { SensorBackend } from '../sensor/index.js';
 import type { LabSettings } from './topology.js';
 
 /**
@@ -14,6 +15,8 @@ export interface LabState extends LabSettings {
   upSeconds?: number;
   /** Period of the lab's agents, seconds. */
   periodSeconds: number;
+  /** Sensor backend the lab's agents were started with (absent in labs made before it was recorded: ebpf). */
+  sensor?: SensorBackend;
   vms: Record<string, VmSpec>;
 }
 

@@ -1,9 +1,10 @@
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import bpf from 'bpf';
 import { UserError } from '../util/errors.js';
 import { run } from '../util/exec.js';
 import { logger } from '../util/log.js';
+import { BPFFS, ensureBpffs } from './bpffs.js';
 import {
   COUNTS, KEY, LAYOUT_VERSION, MAX_FLOWS, MAX_TAPS, STAT, TAP,
   decodeFlow, encodeTap, u32, type FlowCounts,
@@ -282,12 +283,10 @@ async function exists(path: string): Promise<boolean> {
   return stat(path).then(() => true, () => false);
 }
 
+/** The pin root must sit on bpffs, which is mounted here if missing (the agent runs as root). */
 async function requireBpffs(root: string): Promise<void> {
-  const mounts = await readFile('/proc/mounts', 'utf8');
-  if (!/ \/sys\/fs\/bpf bpf /.test(mounts)) {
-    throw new UserError('bpffs is not mounted at /sys/fs/bpf: mount it with `mount -t bpf bpf /sys/fs/bpf` (or use the pcap backend: --sensor pcap)');
-  }
-  if (!root.startsWith('/sys/fs/bpf/')) throw new UserError(`the pin root must be under /sys/fs/bpf (got ${root})`);
+  if (!root.startsWith(`${BPFFS}/`)) throw new UserError(`the pin root must be under ${BPFFS} (got ${root}): set agent.pinRoot`);
+  await ensureBpffs();
 }
 
 async function load(object: string, dir: string): Promise<void> {
@@ -297,7 +296,8 @@ async function load(object: string, dir: string): Promise<void> {
     await run('bpftool', ['prog', 'loadall', object, join(dir, 'progs'), 'type', 'classifier', 'pinmaps', join(dir, 'maps')]);
   } catch (err) {
     throw new UserError(`the kernel refused the BPF program (${(err as Error).message.split('\n')[0]}): ` +
-      'it needs BPF, cls_bpf and map-in-map support (Linux 5.6+); use the pcap backend on this host (--sensor pcap)');
+      'it needs BPF, cls_bpf and map-in-map support (Linux 5.6+; see dmesg and `virt-cohort doctor`); ' +
+      'or count with libpcap on this host (agent.sensor: pcap), at a far higher CPU cost');
   }
   log.info({ dir }, 'loaded and pinned the counting programs');
 }

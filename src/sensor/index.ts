@@ -1,13 +1,16 @@
 import { logger } from '../util/log.js';
 import { EbpfSensor } from './ebpf.js';
-import { PcapSensor } from './pcap.js';
+import { PCAP_COST, PcapSensor } from './pcap.js';
 import type { Sensor } from './sensor.js';
 
 const log = logger('sensor');
 
+/** ebpf, pcap, or auto: eBPF, and libpcap when eBPF cannot be used here. */
+export type SensorBackend = 'auto' | 'ebpf' | 'pcap';
+export const SENSOR_BACKENDS: readonly SensorBackend[] = ['auto', 'ebpf', 'pcap'];
+
 export interface SensorOptions {
-  /** ebpf, pcap, or auto: eBPF, and libpcap when eBPF cannot be used here. */
-  backend: 'auto' | 'ebpf' | 'pcap';
+  backend: SensorBackend;
   pinRoot: string;
   object: string;
   netns?: string;
@@ -20,8 +23,11 @@ export async function openSensor(opts: SensorOptions): Promise<Sensor> {
   try {
     return await EbpfSensor.open(ebpf);
   } catch (err) {
-    log.warn({ err }, `eBPF sensor unavailable (${(err as Error).message}); counting with libpcap instead, at a higher CPU cost`);
-    return PcapSensor.open(opts.netns ? { netns: opts.netns } : {});
+    const sensor = PcapSensor.open(opts.netns ? { netns: opts.netns } : {});
+    sensor.fallbackReason = (err as Error).message;
+    log.warn({ err }, `eBPF sensor unavailable, so this agent counts with libpcap: ${(err as Error).message}. ${PCAP_COST} ` +
+      'To count in the kernel, fix the cause above and restart the agent; agent.sensor: ebpf makes this an error instead of a fallback.');
+    return sensor;
   }
 }
 

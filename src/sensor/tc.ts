@@ -19,7 +19,7 @@ export async function ensureClsact(dev: string, netns?: string): Promise<void> {
     await tc(['qdisc', 'add', 'dev', dev, 'clsact'], netns);
   } catch (err) {
     if (/kind is unknown|Operation not supported/.test((err as Error).message)) {
-      throw new UserError(`this kernel has no clsact qdisc (CONFIG_NET_SCH_INGRESS), so no tc program can watch ${dev}: use the pcap backend (--sensor pcap)`);
+      throw new UserError(`this kernel has no clsact qdisc (CONFIG_NET_SCH_INGRESS), so no tc program can watch ${dev}: modprobe sch_ingress, or count with libpcap (agent.sensor: pcap)`);
     }
     throw err;
   }
