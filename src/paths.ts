@@ -8,3 +8,5 @@ export const guestDir = join(packageRoot, 'dist', 'guest');
 export const binDir = join(packageRoot, 'dist', 'bin');
 /** The sensor's compiled BPF object (built by `make -C bpf` at set-up). */
 export const bpfObject = join(packageRoot, 'dist', 'bpf', 'counter.bpf.o');
+/** The fallback sensor's libpcap reader, a Node-API addon (built by `make -C src/sensor/native` at set-up). */
+export const pcapAddon = join(packageRoot, 'dist', 'native', 'vc_pcap.node');

@@ -57,6 +57,14 @@ if ls bpf/*.bpf.c >/dev/null 2>&1; then
   say "building BPF objects"
   make -s -C bpf OUT="$ROOT/dist/bpf"
 fi
+say "building the libpcap reader (the fallback sensor)"
+make -s -C src/sensor/native OUT="$ROOT/dist/native"
+
+# The sensor pins its maps on the BPF filesystem; a machine without systemd has none mounted.
+if ! awk '$2 == "/sys/fs/bpf" && $3 == "bpf" { found = 1 } END { exit !found }' /proc/self/mounts; then
+  mount -t bpf bpf /sys/fs/bpf || die "cannot mount the BPF filesystem at /sys/fs/bpf: mount -t bpf bpf /sys/fs/bpf (in a container: give it CAP_SYS_ADMIN)"
+  echo "setup: mounted the BPF filesystem at /sys/fs/bpf (it was missing)"
+fi
 
 say "building the lab's guest image and WAN delay line"
 # The guest kernel comes from Debian's archive: its package lists must be there.

@@ -9,9 +9,8 @@ import type { Report } from '../collector/report.js';
 import { LibvirtClient, type DomainSnapshot, type NodeSnapshot } from '../libvirt/client.js';
 import { agentMetrics } from '../metrics/registry.js';
 import { bpfObject } from '../paths.js';
-import { EbpfSensor } from '../sensor/ebpf.js';
-import { MAX_FLOWS } from '../sensor/layout.js';
 import { openSensor, type Sensor } from '../sensor/index.js';
+import { PCAP_COST } from '../sensor/pcap.js';
 import type { Attachment } from '../sensor/sensor.js';
 import { logger } from '../util/log.js';
 import type { AgentConfig } from './config.js';
@@ -32,6 +31,10 @@ export interface DomainSource {
 
 /** How long one report write may take before it is left to ioredis' replay and retried from the spool. */
 const WRITE_TIMEOUT_MS = 15_000;
+/** A libvirt call that takes longer is given up and the connection dropped: a hung call must not stop the reconciles. */
+const LIBVIRT_TIMEOUT_MS = 20_000;
+/** How long the taps a `started` hook announced are counted without libvirt confirming them. */
+const ANNOUNCED_MS = 60_000;
 const MAX_PENDING_EVENTS = 10_000;
 
 /**
@@ -52,6 +55,8 @@ export class Agent {
   private local = new Map<string, DomainSnapshot>();
   private addresses = new Map<string, Set<string>>();
   private pendingEvents: Record<string, string | number>[] = [];
+  /** Taps a `started` hook named, counted at once: libvirt may not answer yet (restarting, or a stale connection). */
+  private announced = new Map<string, { vm: number; mac: string; domain: string; until: number }>();
   private reconciling?: Promise<void>;
   private reconcileAgain = false;
   private flushing?: Promise<void>;
@@ -73,7 +78,8 @@ export class Agent {
     const spool = await Spool.open(join(cfg.stateDir, 'spool'), cfg.spoolMax);
     const ids = await VmIds.load(join(cfg.stateDir, 'vm-ids.json'));
     const sensor = await openSensor({ backend: cfg.sensor, pinRoot: cfg.pinRoot, object: bpfObject });
-    log.info({ backend: sensor.kind, pinRoot: cfg.pinRoot }, 'sensor ready');
+    if (sensor.fallbackReason) log.warn({ backend: sensor.kind, reason: sensor.fallbackReason }, `counting with libpcap because eBPF is not available: ${sensor.fallbackReason}`);
+    else log.info({ backend: sensor.kind, pinRoot: cfg.pinRoot }, `sensor ready: ${sensor.kind === 'ebpf' ? 'eBPF on tc' : `libpcap (asked for). ${PCAP_COST}`}`);
     // Connection errors are retried by ioredis; flush() reports the wait, connectDaemon the credentials or TLS refused.
     const redis = connectDaemon(cfg.redis, cfg.redisAuth, log);
     agentMetrics.watch(spool, redis);
@@ -133,7 +139,7 @@ export class Agent {
       from: this.lastRead, to: reading.at, pairs, overflow: reading.overflow, unknownTap: reading.unknownTap, vms: [...vms].sort(),
     };
     await this.spool.put(report);
-    agentMetrics.periodClosed(report, boundary, reading.flows.length, this.sensor instanceof EbpfSensor ? MAX_FLOWS : 0);
+    agentMetrics.periodClosed(report, boundary, reading.flows.length, this.sensor.capacity);
     this.lastRead = reading.at;
     await writeFile(this.lastReadFile, String(reading.at));
     await this.ids.save();
@@ -196,6 +202,12 @@ export class Agent {
     if (this.pendingEvents.length > MAX_PENDING_EVENTS) this.pendingEvents.shift();
     void this.flush();
     this.requestReconcile();
+    if (e.operation === 'started' && e.uuid) {
+      const vm = this.ids.idFor(e.uuid, e.domain);
+      for (const i of e.interfaces) if (i.tap && i.mac) this.announced.set(i.tap, { vm, mac: i.mac, domain: e.domain, until: Date.now() + ANNOUNCED_MS });
+    } else if (e.operation === 'stopped' || e.operation === 'release') {
+      for (const [tap, a] of this.announced) if (a.domain === e.domain) this.announced.delete(tap);
+    }
     // `started` on a migration's destination fires while the VM is still paused: look again once it runs.
     if (e.operation === 'started' || e.operation === 'migrate' || e.operation === 'prepare') {
       setTimeout(() => void this.requestReconcile(), 3000).unref();
@@ -222,22 +234,10 @@ export class Agent {
   }
 
   private async reconcile(): Promise<void> {
-    if (!this.libvirt) {
-      try {
-        this.libvirt = await this.connect(this.cfg.libvirtUri);
-        log.info({ uri: this.cfg.libvirtUri }, 'libvirt connected');
-      } catch (err) {
-        this.waiting(`libvirt at ${this.cfg.libvirtUri} (${(err as Error).message})`);
-        return;
-      }
-    }
-    let domains: DomainSnapshot[];
-    try {
-      domains = await this.libvirt.domains();
-    } catch (err) {
-      await this.libvirt.close();
-      this.libvirt = undefined;
-      this.waiting(`libvirt at ${this.cfg.libvirtUri} (${(err as Error).message})`);
+    const domains = await this.listDomains();
+    if (!domains) {
+      // libvirt is away: still count what the hooks announced, and remove nothing.
+      await this.attachAll([...this.announcedTaps([])], false);
       return;
     }
     const want: (Attachment & { mac: string })[] = [];
@@ -247,7 +247,8 @@ export class Agent {
       if (!d.optOut) for (const i of d.interfaces) if (i.tap) want.push({ tap: i.tap, vm, mac: i.mac });
       this.learn(d.name, d.interfaces.flatMap((i) => i.addresses));
     }
-    await this.attachAll(want);
+    want.push(...this.announcedTaps(domains));
+    await this.attachAll(want, true);
     agentMetrics.taps(want.length);
     await this.ids.save();
     const gone = [...this.local.keys()].filter((n) => !domains.some((d) => d.name === n));
@@ -257,19 +258,53 @@ export class Agent {
     await this.publishDirectory(domains, gone);
   }
 
-  private async attachAll(want: (Attachment & { mac: string })[]): Promise<void> {
-    if (this.sensor instanceof EbpfSensor) {
-      const r = await this.sensor.reconcile(want);
-      if (r.attached.length || r.removed.length) log.info({ attached: r.attached, removed: r.removed }, 'taps reconciled');
-      for (const f of r.failed) log.error({ tap: f.tap, error: f.error }, 'cannot count this tap; the others are counted');
-      return;
+  /**
+   * libvirt's active domains, or undefined while it cannot be asked. A failed
+   * call drops the connection and tries a new one at once: after libvirtd
+   * restarts, the old connection fails, and the next reconcile would come
+   * too late for a VM arriving now.
+   */
+  private async listDomains(): Promise<DomainSnapshot[] | undefined> {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        if (!this.libvirt) {
+          this.libvirt = await withTimeout(this.connect(this.cfg.libvirtUri), LIBVIRT_TIMEOUT_MS, 'connecting to libvirt');
+          log.info({ uri: this.cfg.libvirtUri }, 'libvirt connected');
+        }
+        return await withTimeout(this.libvirt.domains(), LIBVIRT_TIMEOUT_MS, 'listing the domains');
+      } catch (err) {
+        const stale = this.libvirt;
+        this.libvirt = undefined;
+        // Not awaited: closing a connection whose daemon died may hang too.
+        void stale?.close().catch(() => undefined);
+        if (attempt === 1 || !stale) this.waiting(`libvirt at ${this.cfg.libvirtUri} (${(err as Error).message})`);
+        if (!stale) return undefined;
+      }
     }
-    const have = new Map((await this.sensor.attached()).map((a) => [a.tap, a.vm]));
-    for (const w of want) {
-      if (have.get(w.tap) === w.vm) continue;
-      await this.sensor.attach(w.tap, w.vm, w.mac).catch((err) => log.error({ err, tap: w.tap }, 'cannot count this tap; the others are counted'));
+    return undefined;
+  }
+
+  /** Hook-announced taps libvirt does not list (yet), while their announcement is fresh. */
+  private *announcedTaps(domains: DomainSnapshot[]): Iterable<Attachment & { mac: string }> {
+    const listed = new Set(domains.flatMap((d) => d.interfaces.map((i) => i.tap)));
+    const now = Date.now();
+    for (const [tap, a] of this.announced) {
+      if (a.until < now || listed.has(tap)) this.announced.delete(tap);
+      else yield { tap, vm: a.vm, mac: a.mac };
     }
-    for (const tap of have.keys()) if (!want.some((w) => w.tap === tap)) await this.sensor.detach(tap).catch(() => undefined);
+  }
+
+  /** `exact`: also stop counting taps not in `want` (only with libvirt's full list). */
+  private async attachAll(want: (Attachment & { mac: string })[], exact: boolean): Promise<void> {
+    if (!exact) {
+      if (!want.length) return;
+      // Keep what is counted now: only libvirt's full list may stop a tap being counted.
+      const have = (await this.sensor.attached()).filter((h) => !want.some((w) => w.tap === h.tap));
+      want = [...want, ...have.map((h) => ({ ...h, mac: '' }))];
+    }
+    const r = await this.sensor.reconcile(want);
+    if (r.attached.length || r.removed.length) log.info({ attached: r.attached, removed: r.removed }, 'taps reconciled');
+    for (const f of r.failed) log.error({ tap: f.tap, error: f.error }, 'cannot count this tap; the others are counted');
   }
 
   private async publishDirectory(domains: DomainSnapshot[], gone: string[]): Promise<void> {

@@ -9,7 +9,7 @@ import {
   COUNTS, KEY, LAYOUT_VERSION, MAX_FLOWS, MAX_TAPS, STAT, TAP,
   decodeFlow, encodeTap, u32, type FlowCounts,
 } from './layout.js';
-import { checkTapName, type Attachment, type Reading, type Sensor } from './sensor.js';
+import { checkTapName, type Attachment, type Reading, type ReconcileResult, type Sensor } from './sensor.js';
 import { clearOurFilters, ensureClsact, ourFilters, replaceFilters } from './tc.js';
 
 const log = logger('sensor');
@@ -36,6 +36,7 @@ const FULL_CHECK_MS = 600_000;
  */
 export class EbpfSensor implements Sensor {
   readonly kind = 'ebpf' as const;
+  readonly capacity = MAX_FLOWS;
   /** tap → `ifindex/vm` this sensor attached or found attached: not re-read at every reconcile. */
   private verified = new Map<string, string>();
   private lastFullCheck = 0;
@@ -144,7 +145,7 @@ export class EbpfSensor implements Sensor {
    * filters of 1,000 taps costs 2,000 tc runs); every FULL_CHECK_MS, or with
    * `full`, every tap's filters are read again (someone may have removed ours).
    */
-  async reconcile(want: Attachment[], full = false): Promise<{ attached: string[]; removed: string[]; failed: { tap: string; error: string }[] }> {
+  async reconcile(want: Attachment[], full = false): Promise<ReconcileResult> {
     if (Date.now() - this.lastFullCheck > FULL_CHECK_MS) full = true;
     if (full) {
       this.verified.clear();

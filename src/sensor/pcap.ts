@@ -1,20 +1,45 @@
-import capModule from 'cap';
+import { createRequire } from 'node:module';
+import { pcapAddon } from '../paths.js';
 import { UserError } from '../util/errors.js';
 import { run } from '../util/exec.js';
 import { logger } from '../util/log.js';
 import { arpSender, peerText, type FlowCounts } from './layout.js';
-import { checkTapName, type Attachment, type Reading, type Sensor } from './sensor.js';
+import { checkTapName, type Attachment, type Reading, type ReconcileResult, type Sensor } from './sensor.js';
 
 const log = logger('sensor');
-const { Cap } = capModule;
 /**
- * Bytes of each frame copied to JavaScript: Ethernet, the largest IPv4 header
- * and the largest TCP header fit. Lengths come from the IP header, so what is
- * cut off is only payload (README, "Sensor"; the binding's snap length stays 64 KiB).
+ * Snap length: the kernel copies only this much of each frame. Ethernet, the
+ * largest IPv4 header and the largest TCP header fit (an IPv6 TCP header with
+ * all options too); the wire length comes with every frame.
  */
-const HEADERS = 14 + 60 + 60;
-const KERNEL_BUFFER = 16 * 1024 * 1024;
+const SNAPLEN = 14 + 60 + 60;
+/** The capture ring, per tap: frames wait there between two polls. */
+const KERNEL_BUFFER = 8 * 1024 * 1024;
+/** How often the rings are emptied; the ring holds POLL_MS of ~50,000 frames/s per tap. */
+const POLL_MS = 100;
+const BATCH = 4096;
 const ETH = 14;
+
+/** The addon's interface (src/sensor/native/pcap.c). */
+interface Native {
+  RECORD: number;
+  open(device: string, snaplen: number, bufferBytes: number): object;
+  read(handle: object, out: Buffer): number;
+  stats(handle: object): { received?: number; dropped?: number };
+  close(handle: object): void;
+}
+
+let native: Native | undefined;
+function addon(): Native {
+  if (!native) {
+    try {
+      native = createRequire(import.meta.url)(pcapAddon) as Native;
+    } catch (err) {
+      throw new UserError(`the libpcap reader ${pcapAddon} cannot be loaded (${(err as Error).message.split('\n')[0]}): run 'npm run setup' (it builds src/sensor/native), or reinstall the package`);
+    }
+  }
+  return native;
+}
 
 /** What libpcap costs, said wherever it is chosen (agent log, doctor); measured by test/bench/sensor.ts. */
 export const PCAP_COST = 'libpcap wakes user space for every frame: it costs far more CPU per packet than eBPF ' +
@@ -23,8 +48,11 @@ export const PCAP_COST = 'libpcap wakes user space for every frame: it costs far
 interface Flow { packets: number; bytes: number }
 
 interface Capture {
-  cap: InstanceType<typeof Cap>;
+  handle: object;
+  tap: string;
   vm: number;
+  /** Frames the ring had no room for, as last reported: each is a loss, logged. */
+  dropped: number;
   /** The VM's MAC, as the first 4 and last 2 bytes: a frame from it was sent by the VM. */
   mac4: number;
   mac2: number;
@@ -48,10 +76,13 @@ interface Capture {
  */
 export class PcapSensor implements Sensor {
   readonly kind = 'pcap' as const;
+  readonly capacity = 0;
   /** Why `auto` fell back to this backend, when it did. */
   fallbackReason?: string;
   private captures = new Map<string, Capture>();
   private done: FlowCounts[] = [];
+  private poller?: NodeJS.Timeout;
+  private readonly records = Buffer.alloc(BATCH * addon().RECORD);
 
   static open(opts: { netns?: string } = {}): PcapSensor {
     if (opts.netns) {
@@ -67,36 +98,89 @@ export class PcapSensor implements Sensor {
     }
     await this.detach(tap);
     const mtu = await linkMtu(tap);
-    const cap = new Cap();
-    const buffer = Buffer.alloc(HEADERS);
+    let handle: object;
     try {
-      cap.open(tap, '', KERNEL_BUFFER, buffer);
+      handle = addon().open(tap, SNAPLEN, KERNEL_BUFFER);
     } catch (err) {
       throw new UserError(`libpcap cannot capture on ${tap}: ${(err as Error).message}`);
     }
-    cap.setMinBytes?.(0);
     const m = Buffer.from(mac.replace(/:/g, ''), 'hex');
-    const c: Capture = { cap, vm, mac4: m.readUInt32BE(0), mac2: m.readUInt16BE(4), mtu, v4: new Map(), other: new Map(), mss: new Map() };
-    cap.on('packet', (nbytes, truncated) => count(c, buffer, nbytes, truncated));
-    this.captures.set(tap, c);
+    this.captures.set(tap, { handle, tap, vm, dropped: 0, mac4: m.readUInt32BE(0), mac2: m.readUInt16BE(4), mtu, v4: new Map(), other: new Map(), mss: new Map() });
+    this.poller ??= setInterval(() => this.poll(), POLL_MS).unref();
     log.info({ tap, vm, mtu }, 'capturing');
   }
 
   async detach(tap: string): Promise<void> {
     const c = this.captures.get(tap);
     if (!c) return;
-    c.cap.close();
+    this.drain(c);
+    this.closeCapture(c);
+  }
+
+  /** Counts what every ring holds. */
+  private poll(): void {
+    for (const c of [...this.captures.values()]) this.drain(c);
+  }
+
+  private drain(c: Capture): void {
+    const { RECORD } = addon();
+    try {
+      for (;;) {
+        const n = addon().read(c.handle, this.records);
+        for (let i = 0; i < n; i++) {
+          const at = i * RECORD;
+          count(c, this.records, at + 8, this.records.readUInt16LE(at + 4), this.records.readUInt32LE(at));
+        }
+        if (n < BATCH) break;
+      }
+      const dropped = addon().stats(c.handle).dropped ?? 0;
+      if (dropped > c.dropped) log.error({ tap: c.tap, vm: c.vm, dropped: dropped - c.dropped }, 'libpcap dropped frames: its ring was full; these were not counted');
+      c.dropped = dropped;
+    } catch (err) {
+      // The tap went away (the VM stopped or left): what was read is kept.
+      log.info({ tap: c.tap, vm: c.vm, why: (err as Error).message }, 'capture ended');
+      this.closeCapture(c);
+    }
+  }
+
+  private closeCapture(c: Capture): void {
+    addon().close(c.handle);
     // What it counted stays for the next read.
     this.done.push(...flowsOf(c));
-    this.captures.delete(tap);
+    if (this.captures.get(c.tap) === c) this.captures.delete(c.tap);
+    if (!this.captures.size && this.poller) {
+      clearInterval(this.poller);
+      this.poller = undefined;
+    }
   }
 
   async attached(): Promise<Attachment[]> {
     return [...this.captures].map(([tap, c]) => ({ tap, vm: c.vm })).sort((a, b) => a.tap.localeCompare(b.tap));
   }
 
+  async reconcile(want: (Attachment & { mac?: string })[]): Promise<ReconcileResult> {
+    const r: ReconcileResult = { attached: [], removed: [], failed: [] };
+    const wanted = new Set(want.map((w) => w.tap));
+    for (const w of want) {
+      if (this.captures.get(w.tap)?.vm === w.vm) continue;
+      try {
+        await this.attach(w.tap, w.vm, w.mac);
+        r.attached.push(w.tap);
+      } catch (err) {
+        r.failed.push({ tap: w.tap, error: (err as Error).message });
+      }
+    }
+    for (const tap of [...this.captures.keys()]) {
+      if (wanted.has(tap)) continue;
+      await this.detach(tap);
+      r.removed.push(tap);
+    }
+    return r;
+  }
+
   /** Packets are counted on the event loop, so swapping the tables here is atomic: nothing lost or doubled. */
   async read(): Promise<Reading> {
+    this.poll();
     const flows = this.done;
     this.done = [];
     for (const c of this.captures.values()) flows.push(...flowsOf(c));
@@ -136,19 +220,19 @@ function mergeFlows(flows: FlowCounts[]): FlowCounts[] {
 }
 
 /**
- * Counts one frame (`n` bytes of it in `frame`). Lengths come from the IP
- * header, so a frame cut to HEADERS bytes is still counted whole.
+ * Counts one frame: `caplen` bytes of it at `at` in `buf`, `wire` its length
+ * on the tap (a GSO/GRO super-packet's whole length).
  */
-function count(c: Capture, frame: Buffer, n: number, truncated: boolean): void {
-  if (n < ETH) return;
-  const tx = frame.readUInt32BE(6) === c.mac4 && frame.readUInt16BE(10) === c.mac2;
-  const ethertype = frame.readUInt16BE(12);
-  if (ethertype === 0x0800 && n >= ETH + 20) {
-    const ihl = (frame[ETH]! & 15) * 4;
-    const ipLen = frame.readUInt16BE(ETH + 2);
-    const peer = frame.readUInt32BE(tx ? ETH + 16 : ETH + 12);
+function count(c: Capture, buf: Buffer, at: number, caplen: number, wire: number): void {
+  if (caplen < ETH) return;
+  const tx = buf.readUInt32BE(at + 6) === c.mac4 && buf.readUInt16BE(at + 10) === c.mac2;
+  const ethertype = buf.readUInt16BE(at + 12);
+  const l3 = at + ETH;
+  if (ethertype === 0x0800 && caplen >= ETH + 20) {
+    const ihl = (buf[l3]! & 15) * 4;
+    const peer = buf.readUInt32BE(tx ? l3 + 16 : l3 + 12);
     const key = (tx ? 2 ** 32 : 0) + peer;
-    const { segs, bytes } = segments(c, frame, n, truncated, ETH + ihl, ipLen - ihl, frame[ETH + 9]!, ihl, peer);
+    const { segs, bytes } = segments(c, buf, at + caplen, wire, l3 + ihl, buf.readUInt16BE(l3 + 2) - ihl, buf[l3 + 9]!, ihl, peer);
     const f = c.v4.get(key);
     if (f) {
       f.packets += segs;
@@ -158,16 +242,17 @@ function count(c: Capture, frame: Buffer, n: number, truncated: boolean): void {
   }
   let family: 0 | 6 = 0;
   let segs = 1;
-  let bytes = n;
-  if (ethertype === 0x86dd && n >= ETH + 40) {
+  let bytes = wire;
+  const peerAt = tx ? l3 + 24 : l3 + 8;
+  if (ethertype === 0x86dd && caplen >= ETH + 40) {
     family = 6;
-    const peerKey = frame.toString('latin1', tx ? ETH + 24 : ETH + 8, tx ? ETH + 40 : ETH + 24);
-    ({ segs, bytes } = segments(c, frame, n, truncated, ETH + 40, frame.readUInt16BE(ETH + 4), frame[ETH + 6]!, 40, peerKey));
+    const peerKey = buf.toString('latin1', peerAt, peerAt + 16);
+    ({ segs, bytes } = segments(c, buf, at + caplen, wire, l3 + 40, buf.readUInt16BE(l3 + 4), buf[l3 + 6]!, 40, peerKey));
   }
   const dir = tx ? 'tx' : 'rx';
-  const peer = peerText(frame, family === 6 ? (tx ? ETH + 24 : ETH + 8) : 0, family, ethertype);
+  const peer = peerText(buf, peerAt, family, ethertype);
   // As in the eBPF program, an ARP frame is also keyed by its sender's IPv4 address.
-  const sender = family === 0 && n >= 42 && frame[18] === 6 && frame[19] === 4 ? arpSender(frame, 28, ethertype) : undefined;
+  const sender = family === 0 && caplen >= 42 && buf[l3 + 4] === 6 && buf[l3 + 5] === 4 ? arpSender(buf, l3 + 14, ethertype) : undefined;
   const key = `${dir}|${peer}|${sender ?? ''}`;
   const f = c.other.get(key);
   if (f) {
@@ -181,21 +266,20 @@ function count(c: Capture, frame: Buffer, n: number, truncated: boolean): void {
 }
 
 /**
- * Wire packets and bytes of one IP packet seen as `n` captured bytes.
- * libpcap sees a GSO/GRO super-packet as one frame, while the wire (and the
- * eBPF sensor, from gso_segs) carries it as segments. A packet longer than the
- * tap's MTU is split into segments of `mss` payload bytes, each repeating the
- * Ethernet, IP and TCP/UDP headers. The MSS is what Linux would use: the MTU
- * less the headers (TCP options included), capped by the smallest MSS the
- * two ends announced in their SYNs when this capture saw them.
+ * Wire packets and bytes of one IP packet of `wire` bytes (its headers in
+ * `buf` up to `end`). libpcap sees a GSO/GRO super-packet as one frame, while
+ * the wire (and the eBPF sensor, from gso_segs) carries it as segments. A
+ * packet longer than the tap's MTU is split into segments of `mss` payload
+ * bytes, each repeating the Ethernet, IP and TCP/UDP headers. The MSS is what
+ * Linux uses: the MTU less the headers (TCP options included), capped by the
+ * smallest MSS the two ends announced in their SYNs, when this capture saw them.
  */
-export function segments(c: Pick<Capture, 'mtu' | 'mss'>, frame: Buffer, n: number, truncated: boolean,
+export function segments(c: Pick<Capture, 'mtu' | 'mss'>, buf: Buffer, end: number, wire: number,
   l4: number, l3Payload: number, proto: number, ipHdr: number, peerKey: number | string): { segs: number; bytes: number } {
-  const wire = Math.max(truncated ? 0 : n, ETH + ipHdr + l3Payload);
-  if (proto === 6 && n >= l4 + 20) {
-    const tcpHdr = (frame[l4 + 12]! >> 4) * 4;
-    if (frame[l4 + 13]! & 0x02) {
-      const announced = synMss(frame, l4, Math.min(n, l4 + tcpHdr));
+  if (proto === 6 && end >= l4 + 20) {
+    const tcpHdr = (buf[l4 + 12]! >> 4) * 4;
+    if (buf[l4 + 13]! & 0x02) {
+      const announced = synMss(buf, l4, Math.min(end, l4 + tcpHdr));
       if (announced) c.mss.set(peerKey, Math.min(announced, c.mss.get(peerKey) ?? announced));
     }
     const payload = l3Payload - tcpHdr;
@@ -207,8 +291,7 @@ export function segments(c: Pick<Capture, 'mtu' | 'mss'>, frame: Buffer, n: numb
     return { segs, bytes: wire + (segs - 1) * (ETH + ipHdr + tcpHdr) };
   }
   if (proto === 17 && ipHdr + l3Payload > c.mtu) {
-    const payload = l3Payload - 8;
-    const segs = Math.ceil(payload / Math.max(1, c.mtu - ipHdr - 8));
+    const segs = Math.ceil((l3Payload - 8) / Math.max(1, c.mtu - ipHdr - 8));
     return { segs, bytes: wire + (segs - 1) * (ETH + ipHdr + 8) };
   }
   return { segs: 1, bytes: wire };

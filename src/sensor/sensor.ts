@@ -17,16 +17,31 @@ export interface Attachment {
   vm: number;
 }
 
+export interface ReconcileResult {
+  attached: string[];
+  removed: string[];
+  failed: { tap: string; error: string }[];
+}
+
 /**
  * One sensor per host, for all its VM taps. Two backends share this interface:
  * eBPF on tc (the default) and libpcap (the seed's approach, a fallback).
  */
 export interface Sensor {
   readonly kind: 'ebpf' | 'pcap';
+  /** Flows one period can hold per peer before overflowing into the totals (0: no fixed limit). */
+  readonly capacity: number;
+  /** Why this backend was chosen over eBPF, when it was a fallback (said by the agent, doctor and status). */
+  readonly fallbackReason?: string;
   /** `mac` is the VM's MAC on that tap: the pcap backend needs it to tell directions apart. */
   attach(tap: string, vm: number, mac?: string): Promise<void>;
   detach(tap: string): Promise<void>;
   attached(): Promise<Attachment[]>;
+  /**
+   * Makes what is counted match `want`: attaches what is missing, stops
+   * counting taps not wanted. One tap that fails never stops the others.
+   */
+  reconcile(want: (Attachment & { mac?: string })[]): Promise<ReconcileResult>;
   /** Counts since the previous read; nothing is lost or counted twice between reads. */
   read(): Promise<Reading>;
   close(): Promise<void>;

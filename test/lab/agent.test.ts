@@ -14,11 +14,12 @@ import { domainName, hosts, type LabHost } from '../../src/lab/topology.js';
 import type { LabState } from '../../src/lab/state.js';
 import { run, sleep, waitFor } from '../../src/util/exec.js';
 import { alive, livePid } from '../../src/util/process.js';
+import { labSensors } from '../helpers/lab.js';
 import { uniqueName } from '../helpers/names.js';
 
-// Agents on real lab hosts (real libvirtd, QEMU guests, eBPF, Redis) with
-// 5 s periods. Two guests send each other RATE datagrams/s of SIZE bytes.
-const name = uniqueName();
+// Agents on real lab hosts (real libvirtd, QEMU guests, Redis) with 5 s
+// periods, once per sensor backend (eBPF, libpcap). Two guests send each other
+// RATE datagrams/s of SIZE bytes.
 const PERIOD = 5;
 const RATE = 20;
 const SIZE = 256;
@@ -27,6 +28,11 @@ const WIRE = SIZE + 8 + 20 + 14; // UDP, IPv4 and Ethernet headers
 // At a period edge a datagram may fall on either side of the swap: each
 // period may be off by one or two, a sum over periods by as much at its ends.
 const EDGE = 2;
+
+for (const sensor of labSensors()) agentSuite(sensor);
+
+function agentSuite(sensor: 'ebpf' | 'pcap'): void {
+const name = uniqueName();
 let lab: LabState;
 let redis: Redis;
 let a: LabHost;
@@ -54,9 +60,9 @@ async function untilInPeriod(fromS: number, toS: number): Promise<void> {
   }
 }
 
-describe(`agents on lab ${name}`, { concurrency: 1 }, () => {
+describe(`agents (${sensor}) on lab ${name}`, { concurrency: 1 }, () => {
   before(async () => {
-    lab = await labUp({ name, sites: 2, hostsPerSite: 1, delayMs: 5, rateMbit: 1000, periodSeconds: PERIOD });
+    lab = await labUp({ name, sites: 2, hostsPerSite: 1, delayMs: 5, rateMbit: 1000, periodSeconds: PERIOD, sensor });
     [a, b] = hosts(lab) as [LabHost, LabHost];
     redis = new Redis(labRedisUrl(lab), { maxRetriesPerRequest: null });
     redis.on('error', () => undefined); // the Redis outage test stops it on purpose
@@ -92,7 +98,7 @@ describe(`agents on lab ${name}`, { concurrency: 1 }, () => {
     assert.equal(await redis.hget(K.addr, `10.${lab.index}.200.2`), vm2);
     const h = await redis.hgetall(K.host(b.name));
     assert.equal(h.site, b.site);
-    assert.equal(h.sensor, 'ebpf');
+    assert.equal(h.sensor, sensor, 'the backend asked for, published in the host registry');
     assert.ok(Number(h.cpus) >= 1 && Number(h.memoryKiB) > Number(h.freeMemoryKiB));
     assert.ok(Date.now() - Number(h.lastSeen) < 15_000);
   });
@@ -185,6 +191,7 @@ describe(`agents on lab ${name}`, { concurrency: 1 }, () => {
     assert.match(log, /"operation":"started"/);
   });
 });
+}
 
 function pairsOf(f: string[]): [string, string][] {
   const out: [string, string][] = [];

@@ -21,19 +21,24 @@ import { readCollector } from '../../src/placement/fromCollector.js';
 import { parseEnvironment } from '../../src/placement/index.js';
 import { run, sleep, waitFor } from '../../src/util/exec.js';
 import { alive, livePid } from '../../src/util/process.js';
+import { labSensors } from '../helpers/lab.js';
 import { uniqueName } from '../helpers/names.js';
 
 // The closed loop on a real lab: 2 sites x 2 hosts, 4 guests in 2 pairs, each
 // pair split across the sites (vm1 a1 + vm2 b1, vm3 a2 + vm4 b2), 5 s periods.
-const name = uniqueName();
 const PERIOD = 5;
 const RATE = 20;
 const COOLDOWN_MS = 8000;
+const CLI = new URL('../../src/cli/main.js', import.meta.url).pathname;
+
+for (const sensor of labSensors()) managerSuite(sensor);
+
+function managerSuite(sensor: 'ebpf' | 'pcap'): void {
+const name = uniqueName();
 let lab: LabState;
 let redis: Redis;
 let a1: LabHost, b1: LabHost, b2: LabHost;
 const dom = (vm: string) => domainName(lab, vm);
-const CLI = new URL('../../src/cli/main.js', import.meta.url).pathname;
 
 async function nextRound(): Promise<void> {
   await sleep(msToNextBoundary(Date.now(), PERIOD) + 1500);
@@ -45,9 +50,9 @@ async function routes(): Promise<Map<string, HostRoute>> {
   return out;
 }
 
-describe(`manager on lab ${name}`, { concurrency: 1 }, () => {
+describe(`manager (${sensor}) on lab ${name}`, { concurrency: 1 }, () => {
   before(async () => {
-    lab = await labUp({ name, sites: 2, hostsPerSite: 2, delayMs: 10, rateMbit: 1000, periodSeconds: PERIOD });
+    lab = await labUp({ name, sites: 2, hostsPerSite: 2, delayMs: 10, rateMbit: 1000, periodSeconds: PERIOD, sensor });
     [a1, , b1, b2] = hosts(lab) as [LabHost, LabHost, LabHost, LabHost];
     await startGuests(lab, 4, { pattern: 'groups:2', vmRate: RATE, vmSize: 256, memory: 128 }, false);
     redis = new Redis(labRedisUrl(lab), { maxRetriesPerRequest: null });
@@ -193,3 +198,4 @@ describe(`manager on lab ${name}`, { concurrency: 1 }, () => {
     }
   });
 });
+}

@@ -93,6 +93,20 @@ describe(`pcap sensor on ${pair.host}/tap0`, { concurrency: 1 }, () => {
     }
   });
 
+  it('a tap that vanishes while captured (the VM stopped or left) ends its capture; what it counted is kept', async () => {
+    const pcap = await reader(['--tap', 'tap0', '--vm', '3', '--mac', await pair.vmMac(), '--seconds', '3']);
+    await pair.send(pair.vm, [pair.peers[1]!], 50, 100, 2);
+    await pair.deleteTap();
+    try {
+      const r = await pcap.reading;
+      const sent = r.flows.filter((f) => f.dir === 'tx' && f.peer === pair.peers[1]).reduce((a, f) => a + f.packets, 0);
+      assert.equal(sent, 50, 'the datagrams sent before the tap went');
+      assert.match(pcap.log(), /capture ended/);
+    } finally {
+      await pair.createTap();
+    }
+  });
+
   it('auto picks libpcap, and says why, when the eBPF program cannot load', async () => {
     const bad = join(tmpdir(), `vc-${id}-not-bpf.o`);
     await writeFile(bad, 'this is not an ELF object');
