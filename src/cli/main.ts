@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
+import { redisGone } from '../config/redis.js';
 import { packageRoot } from '../paths.js';
 import { CommandError, UserError } from '../util/errors.js';
 import { agentCommand } from './agent.js';
@@ -52,6 +53,11 @@ function report(err: unknown): number {
   if (err instanceof UserError) {
     process.stderr.write(`virt-cohort: ${err.message}\n`);
     return err.exitCode;
+  }
+  const gone = redisGone(err);
+  if (gone) {
+    process.stderr.write(`virt-cohort: ${gone}\n`);
+    return 1;
   }
   if (err instanceof CommandError) {
     process.stderr.write(`virt-cohort: ${err.message}\n`);

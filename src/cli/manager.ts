@@ -3,7 +3,7 @@ import { K } from '../collector/keys.js';
 import { readHosts, readVms } from '../collector/registry.js';
 import { parseDuration } from '../collector/span.js';
 import { loadSettings } from '../config/load.js';
-import { DEFAULT_REDIS_URL, connectDaemon, connectOnce, withoutCredentials } from '../config/redis.js';
+import { DEFAULT_REDIS_URL, connectChecked, connectDaemon, connectOnce, withoutCredentials } from '../config/redis.js';
 import { durationMs, type Config } from '../config/schema.js';
 import { labRedisUrl } from '../lab/agents.js';
 import { requireLab } from '../lab/lab.js';
@@ -73,8 +73,9 @@ export function managerCommand(): Command {
       configureLogging({ to: o.once ? 'stderr' : 'stdout', pretty: config.log.pretty, level: config.log.level });
       const cfg = await managerSettings(config.manager, o.lab);
       const target = o.lab ? { url: await redisUrl(o) } : withoutCredentials(config.redis);
-      // Rounds report Redis trouble themselves; connectDaemon warns of refused credentials or TLS.
-      const redis = connectDaemon(target.url, target.auth, log);
+      // The daemon's rounds report Redis trouble themselves and it retries for ever (connectDaemon warns of
+      // refused credentials or TLS); --once is a command: it gives up within its bound, saying why.
+      const redis = o.once ? await connectChecked(target.url, target.auth) : connectDaemon(target.url, target.auth, log);
       const lock = new LeaderLock(redis, cfg.lockTtlMs);
       managerMetrics.watchLeader(lock);
       managerMetrics.watchRedis(redis);

@@ -135,12 +135,33 @@ export function connectDaemon(url: string, auth: RedisAuth | undefined = undefin
   return redis;
 }
 
-/** A connection that asks and exits: gives up within `timeoutMs` and says what to do. */
+/**
+ * How long a command waits for one Redis reply before it gives up: a Redis
+ * that stops answering must not hang `stats` or `manager --once` for ever.
+ * VIRT_COHORT_REDIS_TIMEOUT (seconds) changes it.
+ */
+export function commandTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
+  const s = Number(env.VIRT_COHORT_REDIS_TIMEOUT ?? 10);
+  return Number.isFinite(s) && s > 0 ? Math.round(s * 1000) : 10_000;
+}
+
+/**
+ * The message for an error of a command whose Redis went away after the
+ * connection was made (ioredis' own words), or undefined for other errors.
+ */
+export function redisGone(err: unknown): string | undefined {
+  const m = err instanceof Error ? err.message : '';
+  if (!/^(Command timed out|Connection is closed|Stream isn't writeable)|ECONNRESET|EPIPE/.test(m)) return undefined;
+  return `Redis stopped answering (${m.replace(/\.$/, '')}, after ${commandTimeoutMs() / 1000} s at most): check that it runs and is not overloaded ` +
+    '(redis-cli -u URL ping); VIRT_COHORT_REDIS_TIMEOUT=SECONDS waits longer';
+}
+
+/** A connection that asks and exits: connects within `timeoutMs`, each command within commandTimeoutMs(), and says what to do. */
 export async function connectChecked(url: string, auth: RedisAuth | undefined, timeoutMs = 3000): Promise<Redis> {
   const redis = new Redis({
     ...connectionOptions(url, auth),
     lazyConnect: true, connectTimeout: timeoutMs, maxRetriesPerRequest: 1,
-    enableOfflineQueue: false, retryStrategy: () => null,
+    enableOfflineQueue: false, retryStrategy: () => null, commandTimeout: commandTimeoutMs(),
   });
   let cause: Error | undefined;
   redis.on('error', (err: Error) => { cause ??= err; }); // reported by the failed connect() below
