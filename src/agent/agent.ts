@@ -312,7 +312,7 @@ export class Agent {
     const used = domains.reduce((s, d) => s + d.memoryKiB, 0);
     await this.store.registerHost(this.cfg.host, {
       site: this.cfg.site, uri: this.cfg.libvirtUri, cpus: node.cpus, memoryKiB: node.memoryKiB,
-      freeMemoryKiB: Math.max(0, node.memoryKiB - used), vms: domains.length, sensor: this.sensor.kind, periodSeconds: this.cfg.periodSeconds, migrateUri: this.cfg.migrateUri,
+      freeMemoryKiB: Math.max(0, node.memoryKiB - used), vms: domains.length, sensor: this.sensor.kind, sensorNote: this.sensor.fallbackReason ?? '', periodSeconds: this.cfg.periodSeconds, migrateUri: this.cfg.migrateUri,
     });
     for (const d of domains) {
       const rec = {

@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { msToNextBoundary } from '../agent/period.js';
 import { connectDaemon } from '../config/redis.js';
 import { matrixSvg } from '../demo/svg.js';
+import { readHosts, sensorLabel } from '../collector/registry.js';
 import { labRedisUrl } from '../lab/agents.js';
 import { labEnvironment } from '../lab/environment.js';
 import { labDown, labUp } from '../lab/lab.js';
@@ -12,6 +13,7 @@ import { DEFAULT_MANAGER, Manager, type Round } from '../manager/manager.js';
 import type { MigrationRecord } from '../manager/history.js';
 import { parseEnvironment } from '../placement/index.js';
 import { sleep } from '../util/exec.js';
+import { configureLogging } from '../util/log.js';
 import { startGuests } from './lab.js';
 import { integer, labSensorOption } from './options.js';
 import { renderRound } from './manager.js';
@@ -28,8 +30,13 @@ export function demoCommand(): Command {
     .option('--svg <file>', 'where to write the communication matrix and the groups', 'virt-cohort-demo.svg')
     .option('--keep', 'leave the lab running at the end (virt-cohort lab down --name LAB removes it)')
     .addOption(labSensorOption())
+    .option('--log <file>', "where the manager's, the executor's and the lab's JSON log lines go", 'virt-cohort-demo.log')
+    .option('--verbose', 'log to the terminal instead, as readable lines')
     .action(async (o) => {
       const t0 = Date.now();
+      // A person reads the rounds and the summary; log lines go to a file unless asked.
+      const logFile = resolve(o.log);
+      configureLogging(o.verbose ? { to: 'stderr', pretty: true } : { to: { file: logFile } });
       const lab = await labUp({ name: o.name, sites: 2, hostsPerSite: 2, delayMs: 20, rateMbit: 1000, periodSeconds: o.period, sensor: o.sensor });
       let redis: ReturnType<typeof connectDaemon> | undefined;
       let lock: LeaderLock | undefined;
@@ -75,6 +82,8 @@ export function demoCommand(): Command {
         const last = [...rounds].reverse().find((r) => r.view?.answer.status === 'ok');
         say('');
         say('summary');
+        const sensors = await readHosts(redis).catch(() => []);
+        say(`  sensor: ${sensors.length ? sensors.map((h) => `${h.host} ${sensorLabel(h)}`).join(', ') : 'unknown (the host registry cannot be read)'}`);
         if (first && last) {
           say(`  inter-site traffic: ${pct(first.interSite)} of VM-to-VM bytes before, ${pct(last.interSite)} after`);
         }
@@ -89,6 +98,7 @@ export function demoCommand(): Command {
             last.view.traffic.map((p) => ({ ...p, src: short(p.src), dst: short(p.dst) }))));
           say(`  matrix and groups: ${file}`);
         }
+        if (!o.verbose) say(`  log: ${logFile}`);
         if (!together) process.exitCode = 1;
       } finally {
         process.removeListener('SIGINT', interrupted);

@@ -46,7 +46,7 @@ export function doctorCommand(): Command {
       const report = await runDoctor({
         libvirtUri: agent.libvirtUri, hooksDir: o.hooksDir, pinRoot: agent.pinRoot, socket: agent.socket, stateDir: agent.stateDir,
         spoolMax: agent.spoolMax, periodSeconds: agent.periodSeconds, redisUrl: agent.redis, ...(agent.redisAuth ? { redisAuth: agent.redisAuth } : {}),
-        sensor: agent.sensor, isRoot: process.getuid?.() === 0,
+        sensor: agent.sensor, host: agent.host, isRoot: process.getuid?.() === 0,
       }, first, secretsOf(config));
       if (o.json) printJson(report);
       else process.stdout.write(renderDoctor(report));

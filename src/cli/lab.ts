@@ -152,7 +152,7 @@ function formatStatus(s: LabStatus): string {
     `redis: ${s.redis.address} ${s.redis.ok ? 'ok' : 'NOT RESPONDING'}`,
     `inter-site links (into each site): ${s.sites.map((x) => `${x.name}: ${x.link}`).join('; ')}`,
     '',
-    table(['HOST', 'SITE', 'LIBVIRT URI', 'DATA IP', 'LIBVIRTD', 'AGENT', 'SPOOLED', 'VMS'], s.hosts.map((h) => [h.name, h.site, h.uri, h.dataIp, h.libvirtd, h.agent, h.spooled, h.vms])),
+    table(['HOST', 'SITE', 'LIBVIRT URI', 'DATA IP', 'LIBVIRTD', 'AGENT', 'SENSOR', 'SPOOLED', 'VMS'], s.hosts.map((h) => [h.name, h.site, h.uri, h.dataIp, h.libvirtd, h.agent, h.sensor, h.spooled, h.vms])),
     '',
     formatVms(s.vms),
   ];

@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import { periodLabel } from '../agent/period.js';
 import { DEFAULT_REDIS_URL, connectOnce } from '../config/redis.js';
 import { checkQuery, DEFAULT_COEFFICIENT, DEFAULT_PERIOD_SECONDS, query, QUERY_TYPES, type Pair, type QueryResult, type QueryType } from '../collector/query.js';
-import { readHosts, readSettings, readVms } from '../collector/registry.js';
+import { readHosts, readSettings, readVms, sensorLabel } from '../collector/registry.js';
 import { parseDuration } from '../collector/span.js';
 import { UserError } from '../util/errors.js';
 import { printJson } from './options.js';
@@ -114,7 +114,7 @@ async function printHosts(redis: Redis, json: boolean, grace: number | undefined
   process.stdout.write((hosts.length
     ? table(['HOST', 'SITE', 'STATE', 'VMS', 'CPUS', 'MEMORY MiB', 'FREE MiB', 'SENSOR', 'LAST SEEN', 'URI'],
       hosts.map((h) => [h.host, h.site, h.live ? 'live' : 'dead', h.vms, h.cpus, Math.round(h.memoryKiB / 1024),
-        Math.round(h.freeMemoryKiB / 1024), h.sensor, age(h.lastSeen), h.uri]))
+        Math.round(h.freeMemoryKiB / 1024), sensorLabel(h), age(h.lastSeen), h.uri]))
     : '(no host has registered)') + '\n');
 }
 

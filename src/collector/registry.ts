@@ -29,6 +29,9 @@ export interface VmEntry {
   optOut: boolean;
 }
 
+/** A host's sensor backend for a person: `pcap (fallback)` when libpcap was not asked for. */
+export const sensorLabel = (h: Pick<HostEntry, 'sensor' | 'sensorNote'>) => (h.sensor || '?') + (h.sensorNote ? ' (fallback)' : '');
+
 const num = (v: string | undefined) => (v === undefined || v === '' ? 0 : Number(v));
 
 /** Every member of the set `index` with its hash (`key(member)`), in one round trip, sorted by name. */
@@ -48,7 +51,7 @@ async function readAll(redis: Redis, index: string, key: (name: string) => strin
 export async function readHosts(redis: Redis): Promise<HostEntry[]> {
   return (await readAll(redis, K.hosts, K.host)).map(([host, r]) => ({
     host, site: r.site ?? '', uri: r.uri ?? '', cpus: num(r.cpus), memoryKiB: num(r.memoryKiB),
-    freeMemoryKiB: num(r.freeMemoryKiB), vms: num(r.vms), sensor: r.sensor ?? '', periodSeconds: num(r.periodSeconds),
+    freeMemoryKiB: num(r.freeMemoryKiB), vms: num(r.vms), sensor: r.sensor ?? '', sensorNote: r.sensorNote ?? '', periodSeconds: num(r.periodSeconds),
     migrateUri: r.migrateUri ?? '', firstSeen: num(r.firstSeen), lastSeen: num(r.lastSeen), draining: r.draining === '1',
   }));
 }

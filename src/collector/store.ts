@@ -42,6 +42,8 @@ export interface HostRecord {
   freeMemoryKiB: number;
   vms: number;
   sensor: string;
+  /** Why the agent counts with libpcap although eBPF was allowed ('' when it did not fall back). */
+  sensorNote?: string;
   periodSeconds: number;
   /** Where migrations into the host send memory ('' = the libvirt URI's host). */
   migrateUri?: string;
@@ -305,7 +307,7 @@ export class Store {
     await this.redis.multi()
       .sadd(K.hosts, host)
       .hsetnx(K.host(host), 'firstSeen', String(now))
-      .hset(K.host(host), { ...rec, migrateUri: rec.migrateUri ?? '', lastSeen: now })
+      .hset(K.host(host), { ...rec, migrateUri: rec.migrateUri ?? '', sensorNote: rec.sensorNote ?? '', lastSeen: now })
       .hsetnx(K.settings, 'periodSeconds', String(rec.periodSeconds))
       .exec();
   }

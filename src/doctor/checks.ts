@@ -5,7 +5,10 @@ import type { RedisAuth } from '../agent/defaults.js';
 import { connectChecked, RedisConnectError } from '../config/redis.js';
 import { LibvirtClient, type DomainSnapshot } from '../libvirt/client.js';
 import { bpfObject, packageRoot } from '../paths.js';
+import { PCAP_COST } from '../sensor/pcap.js';
 import { ourFilters } from '../sensor/tc.js';
+import { K } from '../collector/keys.js';
+import type { Redis } from 'ioredis';
 import { CommandError } from '../util/errors.js';
 import { run } from '../util/exec.js';
 import { libvirtDaemon } from './proc.js';
@@ -33,6 +36,8 @@ export interface DoctorContext {
   redisUrl: string;
   redisAuth?: RedisAuth;
   sensor: 'auto' | 'ebpf' | 'pcap';
+  /** This host's name in the registry (agent.host): whose sensor backend to show. */
+  host: string;
   isRoot: boolean;
 }
 
@@ -231,10 +236,22 @@ export async function checkRedis(c: DoctorContext): Promise<CheckResult[]> {
     if (Math.abs(offset) > (c.periodSeconds * 1000) / 2) out.push(res('clock', 'clock offset', 'fail', `${text}: reports land in the wrong periods`, fix));
     else if (Math.abs(offset) > 1000) out.push(res('clock', 'clock offset', 'warn', `${text}: more than 1 s`, fix));
     else out.push(res('clock', 'clock offset', 'ok', text));
+    out.push(await sensorInUse(redis, c));
     return out;
   } finally {
     redis.disconnect();
   }
+}
+
+/** The backend this host's agent counts with, as it published it in the host registry. */
+async function sensorInUse(redis: Redis, c: DoctorContext): Promise<CheckResult> {
+  const [sensor, note, seen] = await redis.hmget(K.host(c.host), 'sensor', 'sensorNote', 'lastSeen');
+  if (!sensor) return res('sensor', 'sensor backend', 'skip', `host ${c.host} is not in the registry: its agent has not reported (is it running, with agent.host ${c.host}?)`);
+  const ago = seen ? `, registered ${Math.round((Date.now() - Number(seen)) / 1000)} s ago` : '';
+  if (sensor === 'ebpf') return res('sensor', 'sensor backend', 'ok', `the agent of ${c.host} counts with eBPF${ago}`);
+  return res('sensor', 'sensor backend', 'warn',
+    `the agent of ${c.host} counts with libpcap${note ? ` because eBPF is not available: ${note}` : ' (agent.sensor: pcap)'}${ago}. ${PCAP_COST}`,
+    note ? 'fix the cause above (see the bpf, bpffs and clsact checks), then restart the agent' : 'set agent.sensor: auto (or ebpf) and restart the agent');
 }
 
 export async function checkSpool(c: DoctorContext): Promise<CheckResult> {

@@ -32,16 +32,22 @@ export function logger(module: string): Logger {
 }
 
 export interface LogOptions {
-  to: 'stdout' | 'stderr';
+  /** A file (appended to) keeps JSON lines away from what a person reads on the terminal. */
+  to: 'stdout' | 'stderr' | { file: string };
   /** One readable line per entry instead of JSON. */
   pretty?: boolean;
   level?: Level | 'silent';
 }
 
 export function configureLogging(o: LogOptions): void {
-  target = sinks[o.to]();
-  const stream = o.to === 'stdout' ? process.stdout : process.stderr;
-  pretty = o.pretty ? { colour: Boolean(stream.isTTY) && !process.env.NO_COLOR } : undefined;
+  if (typeof o.to === 'object') {
+    target = pino.destination({ dest: o.to.file, sync: true, mkdir: true, append: true });
+    pretty = o.pretty ? { colour: false } : undefined;
+  } else {
+    target = sinks[o.to]();
+    const stream = o.to === 'stdout' ? process.stdout : process.stderr;
+    pretty = o.pretty ? { colour: Boolean(stream.isTTY) && !process.env.NO_COLOR } : undefined;
+  }
   if (o.level) {
     root.level = o.level;
     for (const c of children) c.level = o.level;
