@@ -18,7 +18,7 @@ interface Capture {
 /**
  * The fallback backend: one libpcap capture per tap, as the seed's Jpcap sensor
  * did, for hosts where the eBPF program cannot load. Every frame crosses into
- * user space, so it costs far more CPU (README, sensor benchmark), and a GSO
+ * user space, so it costs far more CPU (docs/measurements.md, the sensor), and a GSO
  * packet counts as one. The direction comes from the VM's MAC address.
  * Captures open in this process's network namespace.
  */
