@@ -8,7 +8,7 @@ export { DEFAULTS, type AgentConfig, type RedisAuth } from './defaults.js';
 /**
  * Node flags the agent runs with (lab, packaged service). A small young
  * generation: the agent allocates little per period, and V8's default 16 MB
- * semi-spaces alone put 1,000 taps over 100 MB (README, "Measured").
+ * semi-spaces alone put 1,000 taps over 100 MB (docs/measurements.md).
  */
 export const AGENT_NODE_FLAGS = ['--max-semi-space-size=1'];
 

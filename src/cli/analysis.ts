@@ -27,7 +27,7 @@ export function environmentOptions(cmd: Command): Command {
   return cmd
     .option('--redis <url>', "the collector's Redis (env VIRT_COHORT_REDIS)", process.env.VIRT_COHORT_REDIS ?? DEFAULT_REDIS_URL)
     .option('--lab <name>', "use the Redis of this lab (virt-cohort lab up) instead of --redis, and without --env its environment (virt-cohort lab env)")
-    .option('--env <file>', 'environment file, JSON (sites, hosts, links, prices: see README); default: every site and host of the registry, joined by --default-latency-ms and --default-bandwidth-mbit links, prices 0')
+    .option('--env <file>', 'environment file, JSON (sites, hosts, links, prices: see docs/placement.md); default: every site and host of the registry, joined by --default-latency-ms and --default-bandwidth-mbit links, prices 0')
     .option('--default-latency-ms <ms>', 'without --env: latency between two sites, ms', String(DEFAULT_LATENCY_MS))
     .option('--default-bandwidth-mbit <mbit>', 'without --env: bandwidth between two sites, Mbit/s', String(DEFAULT_BANDWIDTH_MBIT))
     .option('--json', 'print JSON, for scripts');

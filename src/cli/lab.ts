@@ -21,7 +21,7 @@ export function labCommand(): Command {
     .option('--sites <n>', 'number of sites', integer, 2)
     .option('--hosts-per-site <n>', 'hosts in each site', integer, 2)
     .option('--delay <ms>', 'one-way delay between two sites, ms', number, 20)
-    .option('--rate <mbit>', 'bandwidth between sites, Mbit/s (below 1000, live migration of TCG guests is unsafe here: see README)', number, 1000)
+    .option('--rate <mbit>', 'bandwidth between sites, Mbit/s (below 1000, live migration of TCG guests is unsafe here: see docs/measurements.md)', number, 1000)
     .option('--vms <n>', 'guests to start, spread over the sites in turn', integer, 0)
     .option('--pattern <p>', 'traffic pattern of those guests: idle, pairs, ring, groups:K, all', 'groups:2')
     .option('--vm-rate <n>', 'datagrams per second each guest sends to each peer', integer, 20)

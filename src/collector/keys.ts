@@ -1,5 +1,5 @@
 /**
- * The Redis schema, in one place (README, "Redis schema", shows each key with
+ * The Redis schema, in one place (docs/agent.md, "Redis schema", shows each key with
  * redis-cli). A period is named by its start in Unix seconds; a pair member is
  * `SRC>DST`, each side a VM name, or a peer address when the peer is not a
  * known VM (a file server, an external user), or `ether:0xNNNN` for frames that

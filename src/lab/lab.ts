@@ -54,7 +54,7 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
   }
   if (opts.rateMbit < 1000) {
     log.warn({ rateMbit: opts.rateMbit },
-      'inter-site links under 1000 Mbit/s: live migrations take long enough to hit a QEMU 7.2 TCG + virtio-net bug that corrupts guest memory (README, "Measured")');
+      'inter-site links under 1000 Mbit/s: live migrations take long enough to hit a QEMU 7.2 TCG + virtio-net bug that corrupts guest memory (docs/measurements.md, the lab)');
   }
   const started = Date.now();
   const state: LabState = {

@@ -71,7 +71,7 @@ interface Capture {
  * did, for hosts where the eBPF program cannot load. Every frame crosses into
  * user space, so it costs far more CPU (PCAP_COST). The direction comes from
  * the VM's MAC address. Messages are wire packets as in eBPF: a GSO/GRO
- * super-packet counts as the segments it stands for (estimateSegments).
+ * super-packet counts as the segments it stands for (segments()).
  * Captures open in this process's network namespace.
  */
 export class PcapSensor implements Sensor {

@@ -2,7 +2,7 @@
 // eBPF sensor attached to 1,000 real tap devices, real Redis, real spool and
 // periods); only libvirt is a stand-in, because 1,000 QEMU guests cannot run
 // here: it lists 1,000 running domains whose taps are those devices.
-//   node dist/test/bench/agent.js [TAPS]
+//   node dist/test/bench/agent.js [TAPS] [--write-docs]   (--write-docs: also into docs/measurements.md, block `agent`)
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,6 +14,7 @@ import type { DomainSnapshot } from '../../src/libvirt/client.js';
 import { run, sleep, waitFor } from '../../src/util/exec.js';
 import { uniqueName } from '../helpers/names.js';
 import { TestRedis } from '../helpers/redis.js';
+import { benchArgs, maybeWriteBlock } from './doc.js';
 
 const tapName = (i: number) => `vcb${i}`;
 
@@ -47,7 +48,10 @@ async function child(taps: number, redisUrl: string, stateDir: string, pinRoot: 
 }
 
 async function main(): Promise<void> {
-  const taps = Number(process.argv[2] ?? 1000);
+  const { writeDocs, args } = benchArgs();
+  const taps = Number(args[0] ?? 1000);
+  const lines = ['| agent run | memory | peak | JS heap | attach |', '|---|---|---|---|---|'];
+  process.stdout.write(lines.join('\n') + '\n');
   const id = uniqueName('b', 5);
   const ns = `vcb-${id}`;
   const dir = await mkdtemp(join(tmpdir(), 'vc-bench-agent-'));
@@ -71,8 +75,11 @@ async function main(): Promise<void> {
         c.on('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`bench child exited ${code}`))));
       });
       const r = JSON.parse(out.trim().split('\n').pop()!) as { taps: number; attachS: number; rssMB: number; peakMB: number; heapMB: number };
-      process.stdout.write(`| agent, ${r.taps} taps, node ${flags.join(' ') || '(defaults)'} | RSS ${r.rssMB.toFixed(0)} MB | peak ${r.peakMB.toFixed(0)} MB | JS heap ${r.heapMB.toFixed(0)} MB | attach of all taps ${r.attachS.toFixed(0)} s |\n`);
+      const line = `| agent, ${r.taps} taps, node ${flags.join(' ') || '(defaults)'} | RSS ${r.rssMB.toFixed(0)} MB | peak ${r.peakMB.toFixed(0)} MB | JS heap ${r.heapMB.toFixed(0)} MB | attach of all taps ${r.attachS.toFixed(0)} s |`;
+      lines.push(line);
+      process.stdout.write(line + '\n');
     }
+    await maybeWriteBlock(writeDocs, 'agent', lines.join('\n'));
   } finally {
     await redis?.close();
     await run('ip', ['netns', 'del', ns]).catch(() => undefined);

@@ -2,15 +2,17 @@
 // reports (HEAD 0a59b75: per-pair sorted sets written in the report's transaction, queries read the zsets):
 //  - publish one period of 10,000 VMs x 50 peers (500k pair counts) (target <= 2 s), and Redis memory;
 //  - a weighted query over 120 periods for 1,000 VMs (target <= 0.5 s).
-//   node dist/test/bench/collector.js
+//   node dist/test/bench/collector.js [--write-docs]   (--write-docs: also into docs/measurements.md, block `collector`)
 import { Redis } from 'ioredis';
 import type { Report } from '../../src/collector/report.js';
 import { Store } from '../../src/collector/store.js';
 import { query } from '../../src/collector/query.js';
 import { K } from '../../src/collector/keys.js';
 import { TestRedis } from '../helpers/redis.js';
+import { benchArgs, maybeWriteBlock } from './doc.js';
 
 const PERIOD = 30;
+const { writeDocs } = benchArgs();
 
 function report(host: string, period: number, vms: number, peers: number, offset = 0): Report {
   const pairs: [string, number, number][] = [];
@@ -122,8 +124,9 @@ async function main(): Promise<void> {
     row('the same, first query on a new connection (pair names not yet cached)', '', `${firstMs.toFixed(0)} ms`, '<= 500 ms');
     row('Redis memory for those 120 periods', '', MiB(await usedMemory(redis)), '');
 
-    process.stdout.write('| measurement | before | now | target |\n|---|---|---|---|\n');
-    for (const r of rows) process.stdout.write(`| ${r.join(' | ')} |\n`);
+    const block = ['| measurement | before | now | target |', '|---|---|---|---|', ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+    process.stdout.write(block + '\n');
+    await maybeWriteBlock(writeDocs, 'collector', block);
   } finally {
     redis.disconnect();
     await server.close();

@@ -1,17 +1,20 @@
-// Lab timings for the README: bring-up, guest boot, and live migration of a
-// 128 MiB guest inside a site and between sites, side by side in one run.
-// Run as root after setup: node dist/test/bench/lab.js [rounds] [inter-site Mbit/s]
+// Lab timings for docs/measurements.md: bring-up, guest boot, and live
+// migration of a 128 MiB guest inside a site and between sites, side by side in
+// one run. Run as root after setup:
+//   node dist/test/bench/lab.js [rounds] [inter-site Mbit/s] [--write-docs]
+// (--write-docs: also into docs/measurements.md, block `lab`).
 import { readFile, stat } from 'node:fs/promises';
 import { labDown, labUp } from '../../src/lab/lab.js';
 import { addVm, migrateVm, type Migration } from '../../src/lab/vm.js';
 import { guestReports } from '../../src/lab/console.js';
 import { consoleLog } from '../../src/lab/state.js';
 import { sleep } from '../../src/util/exec.js';
-import { table } from '../../src/cli/table.js';
 import { uniqueName } from '../helpers/names.js';
+import { benchArgs, maybeWriteBlock } from './doc.js';
 
-const rounds = Number(process.argv[2] ?? 3);
-const rateMbit = Number(process.argv[3] ?? 1000);
+const { writeDocs, args } = benchArgs();
+const rounds = Number(args[0] ?? 3);
+const rateMbit = Number(args[1] ?? 1000);
 const name = uniqueName('b');
 const RATE = 100;
 type Result = Migration & { gapMs: number; kernelErrors: number };
@@ -48,19 +51,29 @@ try {
     lan.push(await timedMigration('vm1', 'a2', 'vm2', ip));
     lan.push(await timedMigration('vm1', 'a1', 'vm2', ip));
   }
-  const row = (label: string, ms: Result[]) => [
-    label, ms.length, median(ms.map((m) => m.seconds)).toFixed(2), median(ms.map((m) => m.downtimeMs ?? NaN)),
-    `${median(ms.map((m) => m.gapMs))} (${Math.min(...ms.map((m) => m.gapMs))}-${Math.max(...ms.map((m) => m.gapMs))})`,
-    median(ms.map((m) => m.dataMiB ?? NaN)).toFixed(1),
-    ms.reduce((n, m) => n + m.kernelErrors, 0),
-  ];
-  process.stdout.write(`lab bring-up (2 sites x 2 hosts, 4 libvirtd): ${lab.upSeconds!.toFixed(1)} s\n`);
-  process.stdout.write(`guest boot (virsh start to traffic generator up): ${boots.map((b) => b.toFixed(1)).join(' s, ')} s\n\n`);
-  process.stdout.write(table(['128 MiB guest, live', 'RUNS', 'MEDIAN S', 'DOWNTIME MS', 'TRAFFIC GAP MS (MIN-MAX)', 'MIB SENT', 'GUEST KERNEL ERRORS'], [
-    row('inside a site', lan), row(`between sites (20 ms, ${rateMbit} Mbit/s)`, wan),
-  ]) + '\n');
+  const row = (label: string, ms: Result[]) => {
+    const gaps = ms.map((m) => m.gapMs);
+    return `| ${label} | ${ms.length} | ${median(ms.map((m) => m.seconds)).toFixed(2)} s | ${median(ms.map((m) => m.downtimeMs ?? NaN))} ms | ` +
+      `${median(gaps)} ms (${Math.min(...gaps)} – ${Math.max(...gaps)}) | ${median(ms.map((m) => m.dataMiB ?? NaN)).toFixed(1)} MiB | ` +
+      `${ms.reduce((n, m) => n + m.kernelErrors, 0)} |`;
+  };
   const ratio = median(wan.map((m) => m.seconds)) / median(lan.map((m) => m.seconds));
-  process.stdout.write(`between sites / inside a site: ${ratio.toFixed(1)}x the migration time\n`);
+  const rate = rateMbit >= 1000 && rateMbit % 1000 === 0 ? `${rateMbit / 1000} Gbit/s` : `${rateMbit} Mbit/s`;
+  const block = [
+    '| measure | value |',
+    '|---|---|',
+    `| lab bring-up, 2 sites × 2 hosts (4 libvirtd, network, Redis, delay line) | ${lab.upSeconds!.toFixed(1)} s |`,
+    `| guest boot, \`virsh start\` to traffic generator up | ${boots.map((b) => `${b.toFixed(1)} s`).join(', ')} |`,
+    '',
+    '| 128 MiB guest, live migration | runs | median time | median downtime | traffic gap, median (min–max) | data sent | guest kernel errors |',
+    '|---|---|---|---|---|---|---|',
+    row('inside a site', lan),
+    row(`between sites (20 ms, ${rate})`, wan),
+    '',
+    `A move between sites takes ${ratio.toFixed(1)}× as long as one inside a site.`,
+  ].join('\n');
+  process.stdout.write(`\n${block}\n`);
+  await maybeWriteBlock(writeDocs, 'lab', block);
 } finally {
   await labDown(name);
 }

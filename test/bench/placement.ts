@@ -6,8 +6,9 @@
  * Quality runs use an unlimited horizon (migration cost negligible, any number of moves);
  * the timing rows run the real planMoves round (horizon 1 h, 5 moves) from the collector rows,
  * graph building included, twice (the first run pays for JIT compilation).
- * Run: node dist/test/bench/placement.js [--quick] [--speed] [--runs N]
- * (--speed: only the timing rows; --runs: timed rounds per scenario after the first, median shown).
+ * Run: node dist/test/bench/placement.js [--quick] [--speed] [--runs N] [--write-docs]
+ * (--speed: only the timing rows; --runs: timed rounds per scenario after the first, median shown;
+ * --write-docs: also into docs/measurements.md, blocks `placement-quality` and `placement-speed`).
  */
 import { buildGraph, type PairTraffic } from '../../src/analysis/graph.js';
 import { seedGreedy } from '../../src/analysis/greedy.js';
@@ -19,12 +20,16 @@ import { planMoves } from '../../src/placement/plan.js';
 import type { VmInfo } from '../../src/placement/live.js';
 import { buildProblem, type Problem } from '../../src/placement/problem.js';
 import { Placement, score, type Score } from '../../src/placement/state.js';
+import { benchArgs, maybeWriteBlock } from './doc.js';
 
 const GiB = 1048576;
 const quick = process.argv.includes('--quick');
 const speedOnly = process.argv.includes('--speed');
 const runsArg = process.argv.indexOf('--runs');
 const runs = runsArg >= 0 ? Math.max(1, Number(process.argv[runsArg + 1]) || 1) : 1;
+const { writeDocs } = benchArgs();
+// A --quick table lacks the 10,000-VM rows: it would silently shrink the document's.
+if (writeDocs && quick) throw new Error('--write-docs with --quick would drop the 10,000-VM rows from docs/measurements.md: run without --quick');
 
 function rng(seed: number): () => number {
   let x = seed >>> 0 || 1;
@@ -195,25 +200,31 @@ function scenarios(): Scenario[] {
   return out;
 }
 
-function main(): void {
-  if (!speedOnly) quality();
-  speed();
+async function main(): Promise<void> {
+  if (!speedOnly) await maybeWriteBlock(writeDocs, 'placement-quality', quality());
+  await maybeWriteBlock(writeDocs, 'placement-speed', speed());
 }
 
-function quality(): void {
+/** Prints the quality table; returns its block for the document (the table and the summary line). */
+function quality(): string {
   const rows = scenarios().map((s, i) => measure(s, 1000 + i));
   console.log('### Quality: inter-site traffic (share of all bytes) / moves from the initial placement (each move migrates 1 GiB)\n');
-  console.log(qualityTable(rows));
   const worse = rows.filter((r) => r.greedy && r.ours.rate > r.greedy.rate * (1 + 1e-9) + 1e-12);
   const far = rows.filter((r) => r.exact && r.ours.rate > r.exact.rate * 1.02 + 1e-12);
-  console.log(`\nworse than seed greedy: ${worse.length}; more than 2 % above the optimum (≤ 12 VMs): ${far.length}`);
+  const block = `${qualityTable(rows)}\n\nworse than seed greedy: ${worse.length}; more than 2 % above the optimum (≤ 12 VMs): ${far.length}`;
+  console.log(block);
+  return block;
 }
 
-function speed(): void {
+/** Prints the speed table; returns it for the document. */
+function speed(): string {
   console.log('\n### Speed: one planning round from collector rows (horizon 1 h, at most 5 moves)\n');
   const later = runs > 1 ? `median of ${runs} later runs` : '2nd run';
-  console.log(`| scenario | VMs | edges | collector rows | build graph ms | whole round ms, 1st run (cold JIT) | whole round ms, ${later} | moves |`);
-  console.log('|---|---:|---:|---:|---:|---:|---:|---:|');
+  const lines = [
+    `| scenario | VMs | edges | collector rows | build graph ms | whole round ms, 1st run (cold JIT) | whole round ms, ${later} | moves |`,
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
+  ];
+  for (const l of lines) console.log(l);
   const big = quick ? [planted(1000, 100, 0.9, 5000, 7)] : [planted(10000, 100, 0.9, 55000, 7), planted(10000, 20, 0.5, 400000, 8), stencil(10000)];
   for (const s of big) {
     const env = environment(s.n);
@@ -230,8 +241,11 @@ function speed(): void {
     }
     const later = times.slice(1).sort((x, y) => x - y);
     const median = later[Math.floor(later.length / 2)]!;
-    console.log(`| ${s.name} | ${s.n} | ${g.edgeA.length} | ${s.rows.length} | ${(t1 - t0).toFixed(0)} | ${times[0]!.toFixed(0)} | ${median.toFixed(0)} | ${moves} |`);
+    const line = `| ${s.name} | ${s.n} | ${g.edgeA.length} | ${s.rows.length} | ${(t1 - t0).toFixed(0)} | ${times[0]!.toFixed(0)} | ${median.toFixed(0)} | ${moves} |`;
+    lines.push(line);
+    console.log(line);
   }
+  return lines.join('\n');
 }
 
-main();
+await main();
