@@ -1,9 +1,18 @@
 import { loadSettings, type FlagValue } from '../config/load.js';
-import type { Config } from '../config/schema.js';
 import { withoutCredentials } from '../config/redis.js';
-import type { AgentConfig } from './defaults.js';
+import { CONFIG_DEFAULTS, type Config, type RedisAuth } from '../config/schema.js';
 
-export { DEFAULTS, type AgentConfig, type RedisAuth } from './defaults.js';
+export type { RedisAuth };
+
+/** Everything the agent reads from its configuration (src/config/schema.ts documents each key), validated once and frozen. */
+export type AgentConfig = Config['agent'] & {
+  /** Redis of the collector, without credentials (they are in redisAuth, so that this can be logged). */
+  redis: string;
+  /** Credentials and TLS for `redis` (src/config/redis.ts); none by default. */
+  redisAuth?: RedisAuth;
+};
+
+export const DEFAULTS: AgentConfig = Object.freeze({ ...CONFIG_DEFAULTS.agent, redis: CONFIG_DEFAULTS.redis.url });
 
 /**
  * Node flags the agent runs with (lab, packaged service). A small young

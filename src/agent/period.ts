@@ -4,6 +4,9 @@
  * cluster (NTP-synchronised) describe the same span. A period is named by the
  * Unix time, in seconds, at which it starts.
  */
+/** The seed's period length, seconds: every host's, unless configured (agent.periodSeconds). */
+export const DEFAULT_PERIOD_SECONDS = 30;
+
 export interface Period {
   /** Unix seconds at the start. */
   start: number;

@@ -2,30 +2,30 @@ import { Command } from 'commander';
 import type { Redis } from 'ioredis';
 import { detectGroups, type GroupMethod } from '../analysis/index.js';
 import { buildGraph, type TrafficMeasure } from '../analysis/graph.js';
-import { DEFAULT_REDIS_URL, connectOnce } from '../config/redis.js';
+import { connectOnce } from '../config/redis.js';
 import { checkQuery, QUERY_TYPES, type QueryOptions, type QueryType } from '../collector/query.js';
 import { parseDuration } from '../collector/span.js';
 import { labRedisUrl } from '../lab/agents.js';
 import { requireLab } from '../lab/lab.js';
 import { labEnvironment } from '../lab/environment.js';
-import { largestHost, loadEnvironment, parseEnvironment, type Environment, type Objective } from '../placement/index.js';
+import { largestHost, loadEnvironment, OBJECTIVES, parseEnvironment, type Environment } from '../placement/index.js';
 import { fmtBytesRate, fmtSeconds } from '../placement/explain.js';
 import {
   DEFAULT_BANDWIDTH_MBIT, DEFAULT_LATENCY_MS, planFromCollector, readCollector, type CollectorView, type DefaultLinks,
 } from '../placement/fromCollector.js';
 import { UserError } from '../util/errors.js';
 import { printJson } from './options.js';
+import { redisOption } from './settings.js';
 import { EXIT_REFORMULATE, render } from './stats.js';
 import { table } from './table.js';
 
-const OBJECTIVES: readonly Objective[] = ['time', 'cost', 'resources'];
 const METHODS: readonly GroupMethod[] = ['seed', 'louvain'];
 const MEASURES: readonly TrafficMeasure[] = ['bytes', 'messages'];
 
 /** Options every command that reads the collector and the environment shares (groups, plan, place). */
 export function environmentOptions(cmd: Command): Command {
   return cmd
-    .option('--redis <url>', "the collector's Redis (env VIRT_COHORT_REDIS)", process.env.VIRT_COHORT_REDIS ?? DEFAULT_REDIS_URL)
+    .addOption(redisOption())
     .option('--lab <name>', "use the Redis of this lab (virt-cohort lab up) instead of --redis, and without --env its environment (virt-cohort lab env)")
     .option('--env <file>', 'environment file, JSON (sites, hosts, links, prices: see docs/placement.md); default: every site and host of the registry, joined by --default-latency-ms and --default-bandwidth-mbit links, prices 0')
     .option('--default-latency-ms <ms>', 'without --env: latency between two sites, ms', String(DEFAULT_LATENCY_MS))

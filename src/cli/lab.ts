@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { DEFAULT_PERIOD_SECONDS } from '../agent/period.js';
 import { labDown, labUp } from '../lab/lab.js';
 import { labStatus, type LabStatus } from '../lab/status.js';
 import { addVm, listVms, migrateVm } from '../lab/vm.js';
@@ -29,7 +30,7 @@ export function labCommand(): Command {
     .option('--memory <MiB>', 'memory of each guest', integer, 128)
     .option('--index <L>', 'use 10.L.0.0/16 for the lab (default: the first free from 101)', integer)
     .option('--redis-port <port>', "port of the lab's Redis (default 16300 + L)", integer)
-    .option('--period <s>', "period of the lab hosts' agents, seconds (divides an hour)", integer, 30)
+    .option('--period <s>', "period of the lab hosts' agents, seconds (divides an hour)", integer, DEFAULT_PERIOD_SECONDS)
     .option('--no-agents', 'do not start an agent on each lab host')
     .addOption(labSensorOption())
     .option('--json', 'print the resulting status as JSON')

@@ -3,27 +3,27 @@ import { K } from '../collector/keys.js';
 import { readHosts, readVms } from '../collector/registry.js';
 import { parseDuration } from '../collector/span.js';
 import { loadSettings } from '../config/load.js';
-import { DEFAULT_REDIS_URL, connectChecked, connectDaemon, connectOnce, withoutCredentials } from '../config/redis.js';
-import { durationMs, type Config } from '../config/schema.js';
+import { connectChecked, connectDaemon, connectOnce, withoutCredentials } from '../config/redis.js';
+import { CONFIG_DEFAULTS, type Config } from '../config/schema.js';
 import { labRedisUrl } from '../lab/agents.js';
 import { requireLab } from '../lab/lab.js';
 import { labEnvironment } from '../lab/environment.js';
 import { execute } from '../manager/executor.js';
 import { cooldownUntil, readHistory } from '../manager/history.js';
 import { LeaderLock } from '../manager/lock.js';
-import { DEFAULT_MANAGER, Manager, routes, type ManagerConfig, type Round } from '../manager/manager.js';
+import { managerConfig, type ManagerConfig } from '../manager/config.js';
+import { Manager, routes, type Round } from '../manager/manager.js';
 import { managerMetrics } from '../metrics/registry.js';
 import { startMetricsServer } from '../metrics/server.js';
 import { loadEnvironment, parseEnvironment } from '../placement/index.js';
 import { UserError } from '../util/errors.js';
 import { configureLogging, logger } from '../util/log.js';
-import { configOption, flagValues } from './agent.js';
 import { integer, printJson } from './options.js';
+import { configOption, redisOption, settingFlags, settingOptions } from './settings.js';
 import { table } from './table.js';
 
-const redisOpts = (c: Command) => c
-  .option('--redis <url>', "the collector's Redis (env VIRT_COHORT_REDIS)", process.env.VIRT_COHORT_REDIS ?? DEFAULT_REDIS_URL)
-  .option('--lab <name>', "use this lab's Redis (and, for the manager, its environment)");
+const labOption = (c: Command) => c.option('--lab <name>', "use this lab's Redis (and, for the manager, its environment)");
+const redisOpts = (c: Command) => labOption(c.addOption(redisOption()));
 
 async function redisUrl(o: { redis: string; lab?: string }): Promise<string> {
   return o.lab ? labRedisUrl(await requireLab(o.lab)) : o.redis;
@@ -31,44 +31,13 @@ async function redisUrl(o: { redis: string; lab?: string }): Promise<string> {
 
 const log = logger('manager');
 
-/** Options of `manager` → keys of the configuration (flags win over the file and the environment). */
-const MANAGER_FLAGS: [string, string, string][] = [
-  ['redis', 'redis.url', '--redis'], ['apply', 'manager.apply', '--apply'], ['every', 'manager.everyPeriods', '--every'],
-  ['objective', 'manager.objective', '--objective'], ['env', 'manager.environment', '--env'], ['horizon', 'manager.horizon', '--horizon'],
-  ['maxMoves', 'manager.maxMoves', '--max-moves'], ['confirm', 'manager.confirmRounds', '--confirm'], ['cooldown', 'manager.cooldown', '--cooldown'],
-  ['maxPerHost', 'manager.maxPerHost', '--max-per-host'], ['maxConcurrent', 'manager.maxConcurrent', '--max-concurrent'],
-  ['timeout', 'manager.timeout', '--timeout'], ['autoConverge', 'manager.autoConverge', '--auto-converge'], ['span', 'manager.span', '--span'],
-  ['exclude', 'manager.exclude', '--exclude'], ['metrics', 'manager.metricsPort', '--metrics'], ['metricsBind', 'manager.metricsBind', '--metrics-bind'],
-  ['pretty', 'log.pretty', '--pretty'],
-];
-
 export function managerCommand(): Command {
-  const d = DEFAULT_MANAGER;
-  return configOption(redisOpts(new Command('manager')))
+  return settingOptions(configOption(labOption(new Command('manager'))), 'manager')
     .description('the closed loop: every few periods, as the single leader, plan from the collector and live-migrate (dry run unless --apply)')
-    .option('--apply', 'migrate; without it every round only says what it would do')
-    .option('--every <periods>', 'a round every N periods', integer, d.everyPeriods)
-    .option('--objective <o>', 'time, cost or resources', d.objective)
-    .option('--env <file>', 'environment file (sites, hosts, prices, links); default: from the host registry (or the lab with --lab)')
-    .option('--horizon <duration>', 'a move must pay back within this', `${d.horizonSeconds}s`)
-    .option('--max-moves <n>', 'migrations per round at most', integer, d.maxMoves)
-    .option('--confirm <rounds>', 'a move is made once proposed this many rounds in a row', integer, d.confirmRounds)
-    .option('--cooldown <duration>', 'first cooldown of a VM after a migration; doubles with each repeat', `${d.cooldownMs / 1000}s`)
-    .option('--max-per-host <n>', 'outbound migrations at once per host', integer, d.maxPerHost)
-    .option('--max-concurrent <n>', 'migrations at once in the cluster', integer, d.maxConcurrent)
-    .option('--timeout <duration>', 'a migration still running after this is aborted', `${d.timeoutMs / 1000}s`)
-    .option('--auto-converge', 'let QEMU slow a VM whose memory changes faster than the link copies it')
-    .option('--span <periods>', 'periods each round reads (weighted, newest counting most)', integer, d.span)
-    .option('--exclude <vms>', 'comma-separated VMs never to move', '')
     .option('--once', 'one round now, print it, exit')
     .option('--json', 'print each round as a JSON line')
-    .option('--metrics <port>', 'serve Prometheus metrics on this port (manager.metricsPort; default 0: off)', integer)
-    .option('--metrics-bind <address>', 'address of the metrics endpoint (default 127.0.0.1)')
-    .action(async (o, cmd: Command) => {
-      // Only what was typed overrides the file and the environment; commander's defaults are for --help.
-      const typed = Object.fromEntries(Object.keys(o).filter((k) => cmd.getOptionValueSource(k) === 'cli').map((k) => [k, o[k]]));
-      if (typeof typed.exclude === 'string') typed.exclude = typed.exclude.split(',').filter(Boolean);
-      const { config } = loadSettings({ file: o.config, flags: flagValues(typed, MANAGER_FLAGS) });
+    .action(async (o) => {
+      const { config } = loadSettings({ file: o.config, flags: settingFlags(o, 'manager') });
       // A daemon logs to stdout for journald; `--once` is a command and keeps stderr.
       configureLogging({ to: o.once ? 'stderr' : 'stdout', pretty: config.log.pretty, level: config.log.level });
       const cfg = await managerSettings(config.manager, o.lab);
@@ -106,27 +75,7 @@ export async function managerSettings(m: Config['manager'], lab?: string): Promi
   let env;
   if (m.environment) env = loadEnvironment(m.environment);
   else if (typeof lab === 'string') env = parseEnvironment(labEnvironment(await requireLab(lab)), `lab ${lab}`);
-  return Object.freeze({
-    ...DEFAULT_MANAGER,
-    apply: m.apply,
-    everyPeriods: m.everyPeriods,
-    objective: m.objective,
-    horizonSeconds: durationMs(m.horizon) / 1000,
-    maxMoves: m.maxMoves,
-    confirmRounds: m.confirmRounds,
-    cooldownMs: durationMs(m.cooldown),
-    maxPerHost: m.maxPerHost,
-    maxConcurrent: m.maxConcurrent,
-    timeoutMs: durationMs(m.timeout),
-    autoConverge: m.autoConverge,
-    lockTtlMs: durationMs(m.lockTtl),
-    settleMs: durationMs(m.settle),
-    maxWaitMs: durationMs(m.maxWait),
-    coefficient: m.coefficient,
-    span: m.span,
-    exclude: [...m.exclude],
-    ...(env ? { env } : {}),
-  });
+  return managerConfig(m, env);
 }
 
 function roundJson(r: Round) {
@@ -155,8 +104,8 @@ export function migrateCommand(): Command {
     .description('live-migrate one VM now, with the manager\'s safety: capacity, cooldown, timeout and abort, history')
     .argument('<vm>', 'VM (libvirt domain) name, as in the VM directory')
     .argument('<host>', 'destination host, as in the host registry')
-    .option('--timeout <duration>', 'abort if still running after this', `${DEFAULT_MANAGER.timeoutMs / 1000}s`)
-    .option('--cooldown <duration>', 'cooldown started for the VM', `${DEFAULT_MANAGER.cooldownMs / 1000}s`)
+    .option('--timeout <duration>', 'abort if still running after this', String(CONFIG_DEFAULTS.manager.timeout))
+    .option('--cooldown <duration>', 'cooldown started for the VM', String(CONFIG_DEFAULTS.manager.cooldown))
     .option('--force', 'migrate even if the VM is in its cooldown')
     .option('--auto-converge', 'let QEMU slow a VM whose memory changes faster than the link copies it')
     .option('--json', 'print the record as JSON')

@@ -10,7 +10,7 @@ import { requireLab } from '../lab/lab.js';
 import { peersFor } from '../lab/patterns.js';
 import { domainName, MAX_VMS } from '../lab/topology.js';
 import { addVm } from '../lab/vm.js';
-import { placeCluster, type ClusterSpec, type InitialPlacement, type Objective } from '../placement/index.js';
+import { OBJECTIVES, placeCluster, type ClusterSpec, type InitialPlacement, type Objective } from '../placement/index.js';
 import { readInventory } from '../placement/fromCollector.js';
 import { UserError } from '../util/errors.js';
 import { environmentArgs, environmentOptions, tell } from './analysis.js';
@@ -38,7 +38,6 @@ export interface ClusterFile {
 
 const TOP_KEYS = ['vms', 'pattern', 'messagesPerSecond', 'bytesPerMessage', 'template'];
 const VM_KEYS = ['name', 'memoryMiB', 'vcpus'];
-const OBJECTIVES: readonly Objective[] = ['time', 'cost', 'resources'];
 
 export function loadCluster(path: string): ClusterFile {
   let raw: unknown;
@@ -120,7 +119,7 @@ The cluster file is JSON (every key; anything else is refused):
 
 Exit status: 0 placed (and applied), 2 bad input (unknown key, missing file, cluster larger than the free capacity, host without URI) or Redis unreachable, 1 libvirt failed.`)
     .action(async (file: string, o) => {
-      const objective = OBJECTIVES.includes(o.objective) ? (o.objective as Objective) : bad(`--objective '${o.objective}' is not known: use one of ${OBJECTIVES.join(', ')}`);
+      const objective = (OBJECTIVES as readonly string[]).includes(o.objective) ? (o.objective as Objective) : bad(`--objective '${o.objective}' is not known: use one of ${OBJECTIVES.join(', ')}`);
       const horizonSeconds = parseDuration(o.horizon, '--horizon') / 1000;
       if (!(horizonSeconds > 0)) throw new UserError(`--horizon '${o.horizon}' must be above 0 (e.g. 1h)`);
       let cluster = loadCluster(file);

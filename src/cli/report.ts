@@ -2,7 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
 import type { GroupMethod, TrafficMeasure } from '../analysis/index.js';
-import { DEFAULT_REDIS_URL, connectOnce } from '../config/redis.js';
+import { connectOnce } from '../config/redis.js';
 import { checkQuery, type QueryOptions } from '../collector/query.js';
 import { parseDuration } from '../collector/span.js';
 import { labRedisUrl } from '../lab/agents.js';
@@ -11,6 +11,7 @@ import { collectReport } from '../report/data.js';
 import { reportHtml, reportSvg, spanLine, summaryLine } from '../report/render.js';
 import { UserError } from '../util/errors.js';
 import { printJson } from './options.js';
+import { redisOption } from './settings.js';
 import { EXIT_REFORMULATE, render } from './stats.js';
 
 const TYPES = ['mean', 'weighted'] as const;
@@ -24,7 +25,7 @@ export function reportCommand(): Command {
     .option('--svg <file>', 'write the report as one SVG picture')
     .option('--html <file>', 'write the report as a self-contained HTML page (inline SVG and CSS, nothing fetched)')
     .option('--json', 'print the data behind the pictures as JSON (the matrix as sparse cells, per second)')
-    .option('--redis <url>', "the collector's Redis (env VIRT_COHORT_REDIS)", process.env.VIRT_COHORT_REDIS ?? DEFAULT_REDIS_URL)
+    .addOption(redisOption())
     .option('--lab <name>', 'use the Redis of this lab (virt-cohort lab up) instead of --redis')
     .option('--span <n|duration>', 'traffic to show, ending with the newest ended period: a count of periods (120) or a duration (1h, 15m)', '1h')
     .option('--type <type>', 'mean|weighted: the plain average over the span, or each period counting --coefficient times the one before', 'mean')

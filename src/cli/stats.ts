@@ -1,12 +1,13 @@
 import { Command } from 'commander';
 import type { Redis } from 'ioredis';
-import { periodLabel } from '../agent/period.js';
-import { DEFAULT_REDIS_URL, connectOnce } from '../config/redis.js';
-import { checkQuery, DEFAULT_COEFFICIENT, DEFAULT_PERIOD_SECONDS, query, QUERY_TYPES, type Pair, type QueryResult, type QueryType } from '../collector/query.js';
+import { DEFAULT_PERIOD_SECONDS, periodLabel } from '../agent/period.js';
+import { connectOnce } from '../config/redis.js';
+import { checkQuery, DEFAULT_COEFFICIENT, query, QUERY_TYPES, type Pair, type QueryResult, type QueryType } from '../collector/query.js';
 import { readHosts, readSettings, readVms, sensorLabel } from '../collector/registry.js';
 import { parseDuration } from '../collector/span.js';
 import { UserError } from '../util/errors.js';
 import { printJson } from './options.js';
+import { redisOption } from './settings.js';
 import { table } from './table.js';
 
 /** Exit code when the collector hands the query back (reformulate). */
@@ -15,7 +16,7 @@ export const EXIT_REFORMULATE = 3;
 export function statsCommand(): Command {
   return new Command('stats')
     .description("the collector's traffic per VM pair over the newest periods (the seed's detail, mean and weighted queries), or its host registry and VM directory")
-    .option('--redis <url>', "the collector's Redis (env VIRT_COHORT_REDIS)", process.env.VIRT_COHORT_REDIS ?? DEFAULT_REDIS_URL)
+    .addOption(redisOption())
     .option('--type <type>', `${QUERY_TYPES.join('|')}: every period; the plain average; each period counting --coefficient times the one before`, 'mean')
     .option('--coefficient <n>', 'weighted: how many times a period counts the one before it (> 0)', String(DEFAULT_COEFFICIENT))
     .option('--span <n|duration>', 'periods to cover, ending with the newest ended one: a count (10) or a duration (5m, rounded up to whole periods)', '10')
@@ -23,7 +24,7 @@ export function statsCommand(): Command {
     .option('--approx', 'if reports are still missing after the wait, estimate them from each host\'s period before (flagged in the answer)')
     .option('--vm <name>', 'only the pairs with this VM on either side')
     .option('--top <n>', 'print only the first N pairs (of each period with --type detail)')
-    .option('--period <s>', 'period length in seconds (default: vc:settings periodSeconds, else 30)')
+    .option('--period <s>', `period length in seconds (default: vc:settings periodSeconds, else ${DEFAULT_PERIOD_SECONDS})`)
     .option('--grace <duration>', 'a host silent for longer is dead and no longer awaited (default: 2 periods)')
     .option('--hosts', 'print the host registry instead')
     .option('--vms', 'print the VM directory instead')

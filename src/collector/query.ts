@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { checkPeriodLength, periodLabel } from '../agent/period.js';
+import { checkPeriodLength, DEFAULT_PERIOD_SECONDS, periodLabel } from '../agent/period.js';
 import { UserError } from '../util/errors.js';
 import { completeness, waitComplete, type Missing } from './complete.js';
 import { pairNames } from './dictionary.js';
@@ -99,7 +99,6 @@ export type QueryResult = AggregateAnswer | DetailAnswer | Reformulate;
 
 /** How far back (periods) to look for a missing host's last report when estimating its part. */
 export const ESTIMATE_LOOKBACK = 10;
-export const DEFAULT_PERIOD_SECONDS = 30;
 export const DEFAULT_COEFFICIENT = 2;
 export const DEFAULT_POLL_MS = 200;
 

@@ -3,7 +3,8 @@ import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } fro
 import type { z } from 'zod';
 import { UserError } from '../util/errors.js';
 import { ENV_VARS, envValue } from './env.js';
-import { configSchema, DEFAULT_CONFIG_FILE, SECRET_KEYS, SECTIONS, type Config } from './schema.js';
+import { CONFIG_DEFAULTS, configSchema, deepFreeze, DEFAULT_CONFIG_FILE, SECTIONS, type Config } from './schema.js';
+import { SECRET_KEYS } from './settings.js';
 
 type Path = (string | number)[];
 type Tree = Record<string, unknown>;
@@ -247,11 +248,9 @@ function suggest(key: string, path: Path, known: string[]): string {
   return `remove it (known here: ${known.join(', ')})`;
 }
 
-let defaultsCache: Config | undefined;
 /** The configuration with nothing set. */
 export function defaults(): Config {
-  defaultsCache ??= configSchema.parse(Object.fromEntries(SECTIONS.map((s) => [s, {}])));
-  return defaultsCache;
+  return CONFIG_DEFAULTS;
 }
 
 const article = (t: string) => (t === 'array' ? 'a list' : t === 'object' ? 'a mapping (indented keys)' : /^[aeiou]/.test(t) ? `an ${t}` : `a ${t}`);
@@ -316,11 +315,3 @@ function merge(into: Tree, from: Tree): void {
 }
 
 const isPlain = (v: unknown): v is Tree => typeof v === 'object' && v !== null && !Array.isArray(v);
-
-function deepFreeze<T>(v: T): T {
-  if (typeof v === 'object' && v !== null) {
-    for (const x of Object.values(v)) deepFreeze(x);
-    Object.freeze(v);
-  }
-  return v;
-}

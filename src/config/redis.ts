@@ -2,16 +2,12 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
-import type { RedisAuth } from '../agent/defaults.js';
 import { UserError } from '../util/errors.js';
 import { logger } from '../util/log.js';
 import { loadSettings, redactUrl } from './load.js';
-import type { RedisSettings } from './schema.js';
+import { DEFAULT_REDIS_URL, type RedisAuth, type RedisSettings } from './schema.js';
 
-export { redactUrl };
-
-/** The URL the commands use when none is given (their --redis default). */
-export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+export { DEFAULT_REDIS_URL, redactUrl };
 
 /**
  * The URL without its userinfo (safe to log and to store in a config that is

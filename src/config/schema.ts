@@ -1,85 +1,134 @@
+import { hostname } from 'node:os';
 import { z } from 'zod';
-import { DEFAULTS as AGENT } from '../agent/defaults.js';
-import { DEFAULT_MANAGER as MANAGER } from '../manager/manager.js';
+import { DEFAULT_PERIOD_SECONDS } from '../agent/period.js';
+import { OBJECTIVES } from '../placement/problem.js';
 
 /**
- * The one configuration file, section by section. Every key has its default
- * here (taken from the modules' own defaults so that there is one source),
- * and src/config/default.yaml documents each of them; a test keeps the two in
- * step. Unknown keys are refused: a typo must not silently mean "default".
+ * The one source of every setting: its type, range, default and description.
+ * The modules' defaults (agent DEFAULTS, DEFAULT_MANAGER), the daemons' flags
+ * (src/cli/settings.ts), the environment variables (env.ts), and the
+ * generated src/config/default.yaml and docs/configuration-reference.md
+ * (`npm run gen`) are all read from here. Unknown keys are refused: a typo
+ * must not silently mean "default".
+ *
+ * A new key: add it to its section with a helper below (each takes the
+ * description), give it a flag name in flags.ts if it is not the key in kebab
+ * case, and run `npm run gen`.
  */
 
+/** What each key carries besides its type and default (zod's .meta()). */
+export type SettingDoc = {
+  /** What the key does; the first sentence is the flag's help. */
+  description: string;
+  /** Environment variable that sets it (between the file and the flags). */
+  env?: string;
+  /** Placeholder of its flag's value (--host <name>); by default from the type. */
+  arg?: string;
+  /** No command-line flag: the file and the environment only. */
+  flag?: false;
+  /** Shown, commented out, in default.yaml: keys without a default or with one that depends on the machine. */
+  example?: unknown;
+  /** The value the packaged default.yaml sets instead of the built-in default. */
+  packaged?: unknown;
+  /** How the reference shows a default that depends on the machine. */
+  defaultText?: string;
+  /** Never printed nor logged (*** instead). */
+  secret?: true;
+};
+
 export const DEFAULT_CONFIG_FILE = '/etc/virt-cohort/config.yaml';
+/** The collector's Redis when none is configured (and the commands' --redis default). */
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 const DURATION_RE = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/;
+const absolute = { message: 'an absolute path' };
 
-const name = (def: string) => z.string().regex(NAME_RE, { message: "letters, digits, '_', '.' or '-' (at most 63, starting with a letter or digit)" }).default(def);
-const text = (def: string) => z.string().min(1, { message: 'a non-empty string' }).default(def);
-const path = (def: string) => z.string().regex(/^\//, { message: 'an absolute path' }).default(def);
-const int = (min: number, max: number, def: number) => z.number().int().min(min).max(max).default(def);
-const port = (def: number) => int(0, 65535, def);
-/** `30s`, `5m`, `1h`, `500ms`, or a number of seconds; kept as written, turned into ms where used. */
-const duration = (defMs: number) => z.union([z.number().positive(), z.string().regex(DURATION_RE, { message: 'a duration like 30s, 5m, 1h, 500ms' })]).default(`${defMs / 1000}s`);
-const optionalFile = () => z.string().regex(/^\//, { message: 'an absolute path' }).optional();
+const name = (def: string, doc: SettingDoc) => z.string().regex(NAME_RE, { message: "letters, digits, '_', '.' or '-' (at most 63, starting with a letter or digit)" }).default(def).meta({ arg: 'name', ...doc });
+const text = (def: string, doc: SettingDoc) => z.string().min(1, { message: 'a non-empty string' }).default(def).meta({ arg: 'value', ...doc });
+const path = (def: string, doc: SettingDoc) => z.string().regex(/^\//, absolute).default(def).meta({ arg: 'path', ...doc });
+const int = (min: number, max: number, def: number, doc: SettingDoc, check: (v: number) => boolean = () => true, message = '') =>
+  z.number().int().min(min).max(max).refine(check, { message }).default(def).meta({ arg: 'n', ...doc });
+const port = (def: number, doc: SettingDoc) => int(0, 65535, def, { arg: 'port', ...doc });
+const bool = (def: boolean, doc: SettingDoc) => z.boolean().default(def).meta(doc);
+const oneOf = <const T extends readonly [string, ...string[]]>(values: T, def: T[number], doc: SettingDoc) => z.enum(values).default(def).meta({ arg: values.join('|'), ...doc });
+/** `30s`, `5m`, `1h`, `500ms`, or a number of seconds; kept as written, turned into ms where used (durationMs). */
+const duration = (def: string, doc: SettingDoc) => z.union([z.number().positive(), z.string().regex(DURATION_RE, { message: 'a duration like 30s, 5m, 1h, 500ms' })]).default(def).meta({ arg: 'duration', ...doc });
+const optionalFile = (doc: SettingDoc) => z.string().regex(/^\//, absolute).optional().meta({ arg: 'file', ...doc });
+const optionalText = (doc: SettingDoc) => z.string().min(1).optional().meta({ arg: 'value', ...doc });
 
 export const agentSchema = z.strictObject({
-  host: name(AGENT.host),
-  site: name(AGENT.site),
-  libvirtUri: text(AGENT.libvirtUri),
-  periodSeconds: int(1, 3600, AGENT.periodSeconds).refine((v) => 3600 % v === 0, { message: 'a whole number of seconds that divides an hour (1, 2, ... 30, ... 3600)' }),
-  reconcileSeconds: int(1, 3600, AGENT.reconcileSeconds),
-  socket: path(AGENT.socket),
-  stateDir: path(AGENT.stateDir),
-  spoolMax: int(1, 10_000_000, AGENT.spoolMax),
-  retention: int(0, 100_000_000, AGENT.retention),
-  sensor: z.enum(['auto', 'ebpf', 'pcap']).default(AGENT.sensor),
-  pinRoot: path(AGENT.pinRoot),
-  migrateUri: z.string().regex(/^$|^tcp:\/\/[^\s/]+$/, { message: 'empty, or like tcp://ADDRESS[:PORT]' }).default(AGENT.migrateUri),
-  metricsPort: port(AGENT.metricsPort),
-  metricsBind: text(AGENT.metricsBind),
-});
+  host: name(hostname(), {
+    description: "This host's name in the host registry. Letters, digits, '_', '.', '-'.",
+    env: 'VIRT_COHORT_HOST', defaultText: "the machine's hostname", example: 'hv01',
+  }),
+  site: name('default', { description: 'Site (cloud, grid, rack) of this host.', env: 'VIRT_COHORT_SITE' }),
+  libvirtUri: text('qemu:///system', { description: 'The local hypervisor (libvirt URI).', env: 'VIRT_COHORT_LIBVIRT_URI', arg: 'uri' }),
+  periodSeconds: int(1, 3600, DEFAULT_PERIOD_SECONDS, {
+    description: 'Period length in seconds; must divide an hour. Periods are aligned on the wall clock, so every host must run NTP.', arg: 's',
+  }, (v) => 3600 % v === 0, 'a whole number of seconds that divides an hour (1, 2, ... 30, ... 3600)'),
+  reconcileSeconds: int(1, 3600, 10, { description: 'Seconds between reconciles with libvirt (and heartbeats in the host registry).', arg: 's' }),
+  socket: path('/run/virt-cohort/agent.sock', { description: 'The Unix socket the libvirt hook writes to (root only).' }),
+  stateDir: path('/var/lib/virt-cohort', { description: 'Spool (reports waiting for Redis) and VM id table.', env: 'VIRT_COHORT_STATE_DIR', arg: 'dir' }),
+  spoolMax: int(1, 10_000_000, 2880, {
+    description: 'Reports kept on disk while Redis is unreachable (2880 = a day of 30 s periods); the oldest are dropped beyond, loudly.',
+  }),
+  retention: int(0, 100_000_000, 0, { description: 'Periods kept in Redis; 0 keeps all.' }),
+  sensor: oneOf(['auto', 'ebpf', 'pcap'], 'auto', { description: 'Sensor backend: auto (eBPF, else libpcap), ebpf or pcap.' }),
+  pinRoot: path('/sys/fs/bpf/virt-cohort', { description: 'Where the eBPF sensor pins its maps (on bpffs).', arg: 'dir' }),
+  migrateUri: z.string().regex(/^$|^tcp:\/\/[^\s/]+$/, { message: 'empty, or like tcp://ADDRESS[:PORT]' }).default('').meta({
+    description: "Where migrations into this host send memory, e.g. tcp://10.0.1.5 (a dedicated migration network); empty: the libvirt URI's host.", arg: 'uri',
+  }),
+  metricsPort: port(0, { description: 'Port of the Prometheus endpoint (/metrics); 0 serves none.', env: 'VIRT_COHORT_AGENT_METRICS_PORT', packaged: 9464 }),
+  metricsBind: text('127.0.0.1', { description: 'Address the metrics endpoint binds; 0.0.0.0 to let a remote Prometheus scrape it.', arg: 'address' }),
+}).meta({ description: 'The host agent (`virt-cohort agent`), one per physical host.' });
 
 export const managerSchema = z.strictObject({
-  apply: z.boolean().default(MANAGER.apply),
-  everyPeriods: int(1, 10_000, MANAGER.everyPeriods),
-  objective: z.enum(['time', 'cost', 'resources']).default(MANAGER.objective),
-  horizon: duration(MANAGER.horizonSeconds * 1000),
-  maxMoves: int(1, 100_000, MANAGER.maxMoves),
-  confirmRounds: int(1, 1000, MANAGER.confirmRounds),
-  cooldown: duration(MANAGER.cooldownMs),
-  maxPerHost: int(1, 1000, MANAGER.maxPerHost),
-  maxConcurrent: int(1, 10_000, MANAGER.maxConcurrent),
-  timeout: duration(MANAGER.timeoutMs),
-  autoConverge: z.boolean().default(MANAGER.autoConverge),
-  span: int(1, 100_000, MANAGER.span),
-  coefficient: z.number().positive().default(MANAGER.coefficient),
-  maxWait: duration(MANAGER.maxWaitMs),
-  settle: duration(MANAGER.settleMs),
-  lockTtl: duration(MANAGER.lockTtlMs),
-  exclude: z.array(z.string().min(1)).default([]),
-  environment: z.string().default(''),
-  metricsPort: port(0),
-  metricsBind: text('127.0.0.1'),
-});
+  apply: bool(false, { description: 'Migrate for real; false plans and logs only (a dry run).', env: 'VIRT_COHORT_MANAGER_APPLY' }),
+  everyPeriods: int(1, 10_000, 2, { description: 'A decision round every N periods.', arg: 'periods' }),
+  objective: oneOf(OBJECTIVES, 'time', { description: 'What a plan minimises: time (communication time), cost or resources.' }),
+  horizon: duration('3600s', { description: 'A move must pay back within this (30s, 5m, 1h, or a number of seconds).' }),
+  maxMoves: int(1, 100_000, 5, { description: 'Migrations per round at most.' }),
+  confirmRounds: int(1, 1000, 2, { description: 'A move is made once proposed this many rounds in a row.', arg: 'rounds' }),
+  cooldown: duration('600s', { description: 'First cooldown of a VM after it moved; doubles with each repeat.' }),
+  maxPerHost: int(1, 1000, 1, { description: 'Outbound migrations at once per host.' }),
+  maxConcurrent: int(1, 10_000, 2, { description: 'Migrations at once in the cluster.' }),
+  timeout: duration('300s', { description: 'A migration still running after this is aborted (the VM stays).' }),
+  autoConverge: bool(false, { description: 'Let QEMU slow a VM whose memory changes faster than the link copies it.' }),
+  span: int(1, 100_000, 4, { description: 'Periods each round reads (weighted, the newest counting most).', arg: 'periods' }),
+  coefficient: z.number().positive().default(2).meta({ description: 'Weight ratio between one period and the one before it in that reading.', flag: false }),
+  maxWait: duration('5s', { description: "How long a round waits for the collector's answer.", flag: false }),
+  settle: duration('2s', { description: "Wait after a period boundary, for the hosts' reports to arrive.", flag: false }),
+  lockTtl: duration('15s', { description: 'Leader lock lifetime: a standby manager takes over this long after the leader dies.', flag: false }),
+  exclude: z.array(z.string().min(1)).default([]).meta({ description: 'VMs never to move (also: the domain metadata policy move="never"). On the command line: a,b.', arg: 'vms' }),
+  environment: z.string().default('').meta({ description: 'Environment file (sites, hosts, prices, links); empty: from the host registry.', arg: 'file' }),
+  metricsPort: port(0, { description: 'Port of the Prometheus endpoint (/metrics); 0 serves none.', env: 'VIRT_COHORT_MANAGER_METRICS_PORT', packaged: 9465 }),
+  metricsBind: text('127.0.0.1', { description: 'Address the metrics endpoint binds.', arg: 'address' }),
+}).meta({ description: 'The manager (`virt-cohort manager`): rounds, leader lock, migrations.' });
 
 export const redisSchema = z.strictObject({
-  url: z.string().regex(/^rediss?:\/\/[^\s]+$/, { message: 'a URL like redis://HOST:PORT[/DB] (rediss:// for TLS)' }).default('redis://127.0.0.1:6379'),
-  username: z.string().min(1).optional(),
-  password: z.string().min(1).optional(),
-  passwordFile: optionalFile(),
+  url: z.string().regex(/^rediss?:\/\/[^\s]+$/, { message: 'a URL like redis://HOST:PORT[/DB] (rediss:// for TLS)' }).default(DEFAULT_REDIS_URL).meta({
+    description: "The collector's Redis: redis://HOST:PORT[/DB], or rediss:// for TLS. Credentials in the URL work (redis://:PASSWORD@HOST) but are better kept in passwordFile.",
+    env: 'VIRT_COHORT_REDIS', arg: 'url',
+  }),
+  username: optionalText({ description: 'Redis ACL user (Redis 6+); none: the "default" user.', env: 'VIRT_COHORT_REDIS_USERNAME', example: 'virt-cohort' }),
+  password: optionalText({ description: 'Password (AUTH); never logged, shown as *** by `config check`. Prefer passwordFile.', env: 'VIRT_COHORT_REDIS_PASSWORD', example: 'change-me', secret: true }),
+  passwordFile: optionalFile({
+    description: 'A root-only file holding the password (one line); wins over a password in the URL. Under systemd: $CREDENTIALS_DIRECTORY/redis-password.',
+    env: 'VIRT_COHORT_REDIS_PASSWORD_FILE', example: '/etc/virt-cohort/redis-password',
+  }),
   tls: z.strictObject({
-    ca: optionalFile(),
-    cert: optionalFile(),
-    key: optionalFile(),
-    servername: z.string().min(1).optional(),
-  }).optional(),
-});
+    ca: optionalFile({ description: 'CA bundle (PEM) that signed the server certificate.', env: 'VIRT_COHORT_REDIS_TLS_CA', example: '/etc/virt-cohort/redis-ca.pem' }),
+    cert: optionalFile({ description: 'Client certificate (PEM), if Redis asks for one.', env: 'VIRT_COHORT_REDIS_TLS_CERT', example: '/etc/virt-cohort/redis-client.pem' }),
+    key: optionalFile({ description: "The client certificate's key (PEM).", env: 'VIRT_COHORT_REDIS_TLS_KEY', example: '/etc/virt-cohort/redis-client.key' }),
+    servername: optionalText({ description: "Name in the server certificate, if not the URL's host.", env: 'VIRT_COHORT_REDIS_TLS_SERVERNAME', example: 'redis.example.org' }),
+  }).optional().meta({ description: 'TLS, with a rediss:// URL. Without this section the system CAs are trusted.' }),
+}).meta({ description: "The collector's Redis, for the agent, the manager and the commands." });
 
 export const logSchema = z.strictObject({
-  level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
-  pretty: z.boolean().default(false),
-});
+  level: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], 'info', { description: 'trace, debug, info, warn, error, fatal or silent.', env: 'VIRT_COHORT_LOG_LEVEL' }),
+  pretty: bool(false, { description: 'Readable lines instead of JSON (for a person; journald wants JSON).', env: 'VIRT_COHORT_LOG_PRETTY' }),
+}).meta({ description: 'Logging of the daemons (JSON lines on stdout).' });
 
 export const configSchema = z.strictObject({
   agent: agentSchema,
@@ -93,9 +142,11 @@ export const SECTIONS = ['agent', 'manager', 'redis', 'log'] as const;
 export type Config = z.output<typeof configSchema>;
 export type RedisSettings = Config['redis'];
 export type LogSettings = Config['log'];
+/** How to authenticate to Redis and whether to use TLS; file settings are read when connecting. */
+export type RedisAuth = Omit<RedisSettings, 'url'>;
 
-/** Keys holding secrets: shown as *** by `config check` and never logged. */
-export const SECRET_KEYS = new Set(['redis.password']);
+/** The configuration with nothing set. */
+export const CONFIG_DEFAULTS: Config = deepFreeze(configSchema.parse(Object.fromEntries(SECTIONS.map((s) => [s, {}]))));
 
 /** ms from a duration setting (already validated). */
 export function durationMs(v: string | number): number {
@@ -103,4 +154,12 @@ export function durationMs(v: string | number): number {
   const m = DURATION_RE.exec(v)!;
   const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
   return Math.round(Number(m[1]) * unit[m[2] ?? 's']!);
+}
+
+export function deepFreeze<T>(v: T): T {
+  if (typeof v === 'object' && v !== null) {
+    for (const x of Object.values(v)) deepFreeze(x);
+    Object.freeze(v);
+  }
+  return v;
 }

@@ -1,7 +1,7 @@
 import { constants } from 'node:fs';
 import { access, readdir, readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import type { RedisAuth } from '../agent/defaults.js';
+import type { RedisAuth } from '../config/schema.js';
 import { connectChecked, RedisConnectError } from '../config/redis.js';
 import { LibvirtClient, type DomainSnapshot } from '../libvirt/client.js';
 import { bpfObject, packageRoot } from '../paths.js';

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { packageRoot } from '../paths.js';
 import type { SensorBackend } from '../sensor/index.js';
 import { AGENT_NODE_FLAGS } from '../agent/config.js';
+import { DEFAULT_PERIOD_SECONDS } from '../agent/period.js';
 import { installHook } from '../cli/hook.js';
 import { waitFor } from '../util/exec.js';
 import { alive, livePid } from '../util/process.js';
@@ -42,7 +43,7 @@ export async function startAgent(lab: LabSettings & { periodSeconds?: number; se
   const out = await open(p.log, 'a');
   const child = spawn('nsenter', [`--net=/run/netns/${h.netns}`, '--', process.execPath, ...AGENT_NODE_FLAGS, CLI, 'agent',
     '--host', h.name, '--site', h.site, '--libvirt-uri', h.uri, '--redis', labRedisUrl(lab),
-    '--period', String(lab.periodSeconds ?? 30), '--reconcile', '5', '--socket', p.socket, '--state-dir', p.stateDir,
+    '--period', String(lab.periodSeconds ?? DEFAULT_PERIOD_SECONDS), '--reconcile', '5', '--socket', p.socket, '--state-dir', p.stateDir,
     '--pin-root', p.pinRoot, '--migrate-uri', `tcp://${h.dataIp}`, '--sensor', lab.sensor ?? 'ebpf', ...extra], { detached: true, stdio: ['ignore', out.fd, out.fd] });
   await out.close();
   child.unref();

@@ -1,5 +1,5 @@
 import { readFile, rm } from 'node:fs/promises';
-import { checkPeriodLength } from '../agent/period.js';
+import { checkPeriodLength, DEFAULT_PERIOD_SECONDS } from '../agent/period.js';
 import { UserError } from '../util/errors.js';
 import { run, sleep } from '../util/exec.js';
 import { logger } from '../util/log.js';
@@ -39,7 +39,7 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
   if (!(opts.delayMs >= 0 && opts.delayMs <= 10_000)) throw new UserError(`--delay must be from 0 to 10000 ms (got ${opts.delayMs})`);
   if (!(opts.rateMbit > 0 && opts.rateMbit <= 100_000)) throw new UserError(`--rate must be from 1 to 100000 Mbit/s (got ${opts.rateMbit})`);
   try {
-    checkPeriodLength(opts.periodSeconds ?? 30);
+    checkPeriodLength(opts.periodSeconds ?? DEFAULT_PERIOD_SECONDS);
   } catch (err) {
     throw new UserError(`--period: ${(err as Error).message}`);
   }
@@ -59,7 +59,7 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
   const started = Date.now();
   const state: LabState = {
     name: opts.name, index, sites: opts.sites, hostsPerSite: opts.hostsPerSite,
-    delayMs: opts.delayMs, rateMbit: opts.rateMbit, redisPort, periodSeconds: opts.periodSeconds ?? 30, sensor: opts.sensor ?? 'ebpf',
+    delayMs: opts.delayMs, rateMbit: opts.rateMbit, redisPort, periodSeconds: opts.periodSeconds ?? DEFAULT_PERIOD_SECONDS, sensor: opts.sensor ?? 'ebpf',
     status: 'creating', createdAt: new Date().toISOString(), vms: {},
   };
   await writeState(state);

@@ -1,54 +1,21 @@
 import type { Redis } from 'ioredis';
 import { K } from '../collector/keys.js';
 import type { HostEntry } from '../collector/registry.js';
-import { msToNextBoundary } from '../agent/period.js';
+import { DEFAULT_PERIOD_SECONDS, msToNextBoundary } from '../agent/period.js';
 import { detectGroups, buildGraph } from '../analysis/index.js';
 import type { Environment } from '../placement/env.js';
 import { readCollector, type CollectorView } from '../placement/fromCollector.js';
-import { planMoves, type Move, type Objective, type Plan } from '../placement/index.js';
+import { planMoves, type Move, type Plan } from '../placement/index.js';
 import { managerMetrics } from '../metrics/registry.js';
 import { logger } from '../util/log.js';
+import type { ManagerConfig } from './config.js';
 import { execute, type HostRoute, type MoveOrder } from './executor.js';
 import { cooldownUntil, type MigrationRecord } from './history.js';
 import { LeaderLock } from './lock.js';
 
 const log = logger('manager');
 
-/** Every setting of the manager, with its default in DEFAULT_MANAGER. */
-export interface ManagerConfig {
-  /** Act: migrate. False (the default) is a dry run: plans are logged, nothing moves. */
-  apply: boolean;
-  /** A round every this many periods. */
-  everyPeriods: number;
-  /** Wait after a boundary before a round, for the hosts' reports to arrive (ms). */
-  settleMs: number;
-  objective: Objective;
-  horizonSeconds: number;
-  /** Migrations per round at most. */
-  maxMoves: number;
-  /** A move is made only once the plan has proposed it this many rounds in a row (hysteresis). */
-  confirmRounds: number;
-  /** First cooldown of a VM after it moved (or failed to), doubling with repeats. */
-  cooldownMs: number;
-  maxPerHost: number;
-  maxConcurrent: number;
-  /** A migration running longer is aborted. */
-  timeoutMs: number;
-  autoConverge: boolean;
-  lockTtlMs: number;
-  /** The collector query of each round: weighted over `span` periods, waiting up to `maxWaitMs`, approximate allowed. */
-  span: number;
-  coefficient: number;
-  maxWaitMs: number;
-  env?: Environment;
-  exclude: string[];
-}
-
-export const DEFAULT_MANAGER: ManagerConfig = Object.freeze({
-  apply: false, everyPeriods: 2, settleMs: 2000, objective: 'time' as Objective, horizonSeconds: 3600, maxMoves: 5,
-  confirmRounds: 2, cooldownMs: 600_000, maxPerHost: 1, maxConcurrent: 2, timeoutMs: 300_000, autoConverge: false,
-  lockTtlMs: 15_000, span: 4, coefficient: 2, maxWaitMs: 5000, exclude: [],
-});
+export { DEFAULT_MANAGER, type ManagerConfig } from './config.js';
 
 export interface Round {
   n: number;
@@ -95,7 +62,7 @@ export class Manager {
   }
 
   private async periodSeconds(): Promise<number> {
-    return Number(await this.redis.hget(K.settings, 'periodSeconds').catch(() => null)) || 30;
+    return Number(await this.redis.hget(K.settings, 'periodSeconds').catch(() => null)) || DEFAULT_PERIOD_SECONDS;
   }
 
   private schedule(): void {

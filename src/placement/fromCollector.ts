@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { PairTraffic } from '../analysis/graph.js';
-import { DEFAULT_PERIOD_SECONDS, query, type QueryOptions, type QueryResult } from '../collector/query.js';
+import { DEFAULT_PERIOD_SECONDS } from '../agent/period.js';
+import { query, type QueryOptions, type QueryResult } from '../collector/query.js';
 import { readHosts, readSettings, readVms, type HostEntry, type VmEntry } from '../collector/registry.js';
 import { UserError } from '../util/errors.js';
 import { parseEnvironment, type Environment, type Host } from './env.js';

@@ -14,7 +14,8 @@ import type { Environment } from './env.js';
  *   share of their bandwidth used (a host kept busy weighs one link kept full), a migration costs
  *   the link-seconds it takes. Consolidation frees hosts.
  */
-export type Objective = 'time' | 'cost' | 'resources';
+export const OBJECTIVES = ['time', 'cost', 'resources'] as const;
+export type Objective = (typeof OBJECTIVES)[number];
 
 export const UNITS: Record<Objective, string> = {
   time: 's/s (run time lost per second)',
