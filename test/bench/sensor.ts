@@ -1,7 +1,7 @@
 // Sensor cost for the README: throughput and CPU with no sensor, the eBPF
 // sensor and the pcap fallback on a veth "tap", side by side in one
 // interleaved run, then the time to read 100,000 flows out of the maps.
-// Run as root after setup: node dist/test/bench/sensor.js [repetitions] [seconds]
+// Run as root after setup: node dist/test/bench/sensor.js [repetitions] [seconds] [--write-docs]
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -19,14 +19,16 @@ import { bpfObject, packageRoot } from '../../src/paths.js';
 import { run, sleep } from '../../src/util/exec.js';
 import { TapPair } from '../helpers/netns.js';
 import { uniqueName } from '../helpers/names.js';
+import { benchArgs, maybeWriteBlock } from './doc.js';
 
 // The sensor logs every attach at info level; 24 attaches would bury the tables.
 // Set before the sensor (and so the logger) is loaded, hence the dynamic import.
 process.env.VIRT_COHORT_LOG_LEVEL ??= 'warn';
 const { EbpfSensor: Ebpf } = await import('../../src/sensor/ebpf.js');
 
-const REPS = Number(process.argv[2] ?? 3);
-const SECONDS = Number(process.argv[3] ?? 5);
+const { writeDocs, args } = benchArgs();
+const REPS = Number(args[0] ?? 3);
+const SECONDS = Number(args[1] ?? 5);
 const VM = 1;
 const FLOWS = 100_000;
 const READ_TARGET_MS = 200;
@@ -546,7 +548,9 @@ async function main(): Promise<void> {
     out(`  read ${i + 1}/3: ${r.ms.toFixed(1)} ms (bare batch get+delete ${r.kernelMs.toFixed(1)} ms), ${int(r.flows)} flows`);
     if (r.flows !== FLOWS) out(`  WARNING: read returned ${int(r.flows)} flows, expected ${int(FLOWS)}`);
   }
-  report({ results, testRun, reads, wallSeconds: (Date.now() - started) / 1000 });
+  const b = { results, testRun, reads, wallSeconds: (Date.now() - started) / 1000 };
+  report(b);
+  await maybeWriteBlock(writeDocs, 'sensor', readmeBlock(b));
 }
 
 try {
