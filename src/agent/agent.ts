@@ -15,7 +15,10 @@ import type { Attachment } from '../sensor/sensor.js';
 import { logger } from '../util/log.js';
 import type { AgentConfig } from './config.js';
 import { listenHooks, type HookEvent } from './hookserver.js';
-import { toPairs } from './pairs.js';
+import { arpClaims, toPairs } from './pairs.js';
+import { AddressBook, type Owners } from './addresses.js';
+import { vmStates } from '../collector/registry.js';
+import { domainAddresses } from '../libvirt/virsh.js';
 import { msToNextBoundary, periodAt, periodLabel } from './period.js';
 import { Spool } from './spool.js';
 import { VmIds } from './vmids.js';
@@ -35,6 +38,9 @@ const WRITE_TIMEOUT_MS = 15_000;
 const LIBVIRT_TIMEOUT_MS = 20_000;
 /** How long the taps a `started` hook announced are counted without libvirt confirming them. */
 const ANNOUNCED_MS = 60_000;
+/** How often a VM's DHCP leases and neighbour entries are asked of libvirt, and for how many VMs per reconcile. */
+const LEASES_EVERY_MS = 5 * 60_000;
+const LEASES_PER_RECONCILE = 4;
 const MAX_PENDING_EVENTS = 10_000;
 
 /**
@@ -53,7 +59,11 @@ export class Agent {
   private lastRead: number;
   /** VMs this host ran at the last reconcile, with what libvirt said of them. */
   private local = new Map<string, DomainSnapshot>();
-  private addresses = new Map<string, Set<string>>();
+  private book = new AddressBook();
+  /** What libvirt's DHCP leases and neighbour table said of each VM, and when it was asked. */
+  private leases = new Map<string, string[]>();
+  private leasesAsked = new Map<string, number>();
+  private askingLeases = false;
   private pendingEvents: Record<string, string | number>[] = [];
   /** Taps a `started` hook named, counted at once: libvirt may not answer yet (restarting, or a stale connection). */
   private announced = new Map<string, { vm: number; mac: string; domain: string; until: number }>();
@@ -131,9 +141,12 @@ export class Agent {
   async closePeriod(boundary: number): Promise<Report> {
     const period = periodAt(boundary - 1, this.cfg.periodSeconds);
     const reading = await this.sensor.read();
-    const addrs = await this.addressBook();
-    const { pairs, learned, vms } = toPairs(reading.flows, (id) => this.ids.name(id), addrs);
-    for (const [vm, set] of learned) this.learn(vm, set);
+    const name = (id: number) => this.ids.name(id);
+    // ARP claims first, each accepted or refused: a spoofed claim never renames a peer of this period.
+    const cluster = await this.clusterAddresses();
+    this.book.observe(arpClaims(reading.flows, name), await this.owners(cluster));
+    for (const [a, vm] of this.book.entries()) cluster.set(a, vm);
+    const { pairs, vms } = toPairs(reading.flows, name, cluster);
     const report: Report = {
       v: 1, host: this.cfg.host, site: this.cfg.site, period: period.start, length: period.length,
       from: this.lastRead, to: reading.at, pairs, overflow: reading.overflow, unknownTap: reading.unknownTap, vms: [...vms].sort(),
@@ -175,23 +188,24 @@ export class Agent {
     return this.flushing;
   }
 
-  private async addressBook(): Promise<Map<string, string>> {
-    const book = new Map<string, string>();
-    if (this.redis.status === 'ready') {
-      try {
-        for (const [a, vm] of await withTimeout(this.store.addresses(), 5000, 'address book')) book.set(a, vm);
-      } catch (err) {
-        log.warn({ err }, 'cannot read the address book; peers named by what this host knows');
-      }
+  /** The cluster's address → VM map (vc:addr), or an empty one while Redis cannot be read. */
+  private async clusterAddresses(): Promise<Map<string, string>> {
+    if (this.redis.status !== 'ready') return new Map();
+    try {
+      return await withTimeout(this.store.addresses(), 5000, 'address book');
+    } catch (err) {
+      log.warn({ err }, 'cannot read the address book; peers named by what this host knows');
+      return new Map();
     }
-    for (const [vm, set] of this.addresses) for (const a of set) book.set(a, vm);
-    return book;
   }
 
-  private learn(vm: string, addrs: Iterable<string>): void {
-    let set = this.addresses.get(vm);
-    if (!set) this.addresses.set(vm, (set = new Set()));
-    for (const a of addrs) set.add(a);
+  /** Owners of the cluster's addresses, each with whether the directory still holds it as running or arriving. */
+  private async owners(cluster: Map<string, string>): Promise<Owners> {
+    const owners: Owners = new Map();
+    if (!cluster.size) return owners;
+    const states = await withTimeout(vmStates(this.redis, [...new Set(cluster.values())]), 5000, 'VM states').catch(() => undefined);
+    for (const [a, vm] of cluster) owners.set(a, { vm, live: !states || states.get(vm) === 'running' || states.get(vm) === 'arriving' });
+    return owners;
   }
 
   // ---- hooks and reconcile ---------------------------------------------
@@ -245,7 +259,7 @@ export class Agent {
       const vm = this.ids.idFor(d.uuid, d.name);
       // A VM that opted out (domain metadata count="no") is not watched.
       if (!d.optOut) for (const i of d.interfaces) if (i.tap) want.push({ tap: i.tap, vm, mac: i.mac });
-      this.learn(d.name, d.interfaces.flatMap((i) => i.addresses));
+      this.book.trust(d.name, [...d.interfaces.flatMap((i) => i.addresses), ...(this.leases.get(d.name) ?? [])]);
     }
     want.push(...this.announcedTaps(domains));
     await this.attachAll(want, true);
@@ -253,6 +267,8 @@ export class Agent {
     await this.ids.save();
     const gone = [...this.local.keys()].filter((n) => !domains.some((d) => d.name === n));
     this.local = new Map(domains.map((d) => [d.name, d]));
+    this.book.keepOnly(new Set(this.local.keys()));
+    void this.askLeases(domains);
     this.waitingFor = '';
     if (this.redis.status !== 'ready') return;
     await this.publishDirectory(domains, gone);
@@ -282,6 +298,28 @@ export class Agent {
       }
     }
     return undefined;
+  }
+
+  /**
+   * Asks libvirt (`domifaddr`, leases then neighbour table) for the addresses
+   * of a few VMs whose answer is older than LEASES_EVERY_MS: one virsh per
+   * VM and source, so never all at once, and never holding up a reconcile.
+   */
+  private async askLeases(domains: DomainSnapshot[]): Promise<void> {
+    if (this.askingLeases || this.cfg.libvirtUri === '') return;
+    this.askingLeases = true;
+    try {
+      const now = Date.now();
+      const due = domains.filter((d) => now - (this.leasesAsked.get(d.name) ?? 0) > LEASES_EVERY_MS).slice(0, LEASES_PER_RECONCILE);
+      for (const d of due) {
+        this.leasesAsked.set(d.name, now);
+        const found = [...await domainAddresses(this.cfg.libvirtUri, d.name, 'lease'), ...await domainAddresses(this.cfg.libvirtUri, d.name, 'arp')];
+        this.leases.set(d.name, [...new Set(found)]);
+      }
+      for (const name of [...this.leases.keys()]) if (!this.local.has(name)) this.leases.delete(name);
+    } finally {
+      this.askingLeases = false;
+    }
   }
 
   /** Hook-announced taps libvirt does not list (yet), while their announcement is fresh. */
@@ -317,7 +355,7 @@ export class Agent {
     for (const d of domains) {
       const rec = {
         uuid: d.uuid, host: this.cfg.host, site: this.cfg.site, mac: d.interfaces.map((i) => i.mac).join(','),
-        addresses: [...(this.addresses.get(d.name) ?? [])].sort(), memoryKiB: d.memoryKiB, vcpus: d.vcpus,
+        addresses: this.book.of(d.name), memoryKiB: d.memoryKiB, vcpus: d.vcpus,
         pinned: d.pinned, optOut: d.optOut,
       };
       // Paused here while running elsewhere is an incoming migration: the directory moves once it runs here.
@@ -328,6 +366,10 @@ export class Agent {
       } else {
         await this.store.putVm(d.name, { ...rec, state: 'running' });
       }
+    }
+    for (const [vm, addrs] of this.book.expire()) {
+      await this.store.dropAddresses(vm, addrs);
+      log.info({ vm, addresses: addrs }, 'learned addresses not announced again: forgotten');
     }
     for (const name of gone) {
       if (await this.store.vmGone(name, this.cfg.host)) {

@@ -4,10 +4,25 @@ import type { FlowCounts } from '../sensor/layout.js';
 export interface Pairs {
   /** [member, messages, bytes], each member once. */
   pairs: [string, number, number][];
-  /** VM name → IPv4 addresses it announced in its own ARP frames. */
-  learned: Map<string, Set<string>>;
   /** VMs with at least one count. */
   vms: Set<string>;
+}
+
+/**
+ * VM name → the IPv4 addresses it announced as sender in its own ARP frames
+ * this reading: claims only, which the agent's AddressBook accepts or refuses
+ * (a guest may announce another VM's address).
+ */
+export function arpClaims(flows: FlowCounts[], vmName: (id: number) => string): Map<string, Set<string>> {
+  const claims = new Map<string, Set<string>>();
+  for (const f of flows) {
+    if (!f.arpSender || f.dir !== 'tx') continue;
+    const name = vmName(f.vm);
+    let set = claims.get(name);
+    if (!set) claims.set(name, (set = new Set()));
+    set.add(f.arpSender);
+  }
+  return claims;
 }
 
 /**
@@ -16,22 +31,12 @@ export interface Pairs {
  * known VMs (`peer>vm`), because a known VM's host already counts it as sent:
  * keeping both would count each message twice. Peers are named by VM when
  * `addrs` knows their address, by address otherwise (the collector renames
- * them later if the address becomes known).
+ * them later if the address becomes known). `addrs` holds only addresses the
+ * agent accepted: a claim in this reading's ARP frames never renames a peer.
  */
 export function toPairs(flows: FlowCounts[], vmName: (id: number) => string, addrs: Map<string, string>): Pairs {
-  const learned = new Map<string, Set<string>>();
   const vms = new Set<string>();
-  for (const f of flows) {
-    if (f.arpSender && f.dir === 'tx') {
-      const name = vmName(f.vm);
-      let set = learned.get(name);
-      if (!set) learned.set(name, (set = new Set()));
-      set.add(f.arpSender);
-    }
-  }
-  const known = new Map(addrs);
-  for (const [vm, set] of learned) for (const a of set) known.set(a, vm);
-
+  const known = addrs;
   const sums = new Map<string, [number, number]>();
   for (const f of flows) {
     const vm = vmName(f.vm);
@@ -47,5 +52,5 @@ export function toPairs(flows: FlowCounts[], vmName: (id: number) => string, add
       s[1] += f.bytes;
     } else sums.set(member, [f.packets, f.bytes]);
   }
-  return { pairs: [...sums].map(([m, [p, b]]) => [m, p, b]), learned, vms };
+  return { pairs: [...sums].map(([m, [p, b]]) => [m, p, b]), vms };
 }

@@ -69,3 +69,16 @@ export async function readSettings(redis: Redis): Promise<{ periodSeconds?: numb
   const [p, r] = await redis.hmget(K.settings, 'periodSeconds', 'retention');
   return { ...(p ? { periodSeconds: Number(p) } : {}), ...(r ? { retention: Number(r) } : {}) };
 }
+
+/** The directory's state of each VM named (running, arriving, stopped; '' when unknown), in one round trip. */
+export async function vmStates(redis: Redis, names: string[]): Promise<Map<string, string>> {
+  if (!names.length) return new Map();
+  const tx = redis.pipeline();
+  for (const n of names) tx.hget(K.vm(n), 'state');
+  const out = await tx.exec();
+  return new Map(names.map((n, i) => {
+    const [err, state] = out![i]!;
+    if (err) throw err;
+    return [n, (state as string | null) ?? ''];
+  }));
+}

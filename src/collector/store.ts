@@ -326,6 +326,12 @@ export class Store {
     return r === 1;
   }
 
+  /** Removes `addrs` from the cluster's address map where they still point at `vm` (another VM may hold them now). */
+  async dropAddresses(vm: string, addrs: string[]): Promise<void> {
+    if (!addrs.length) return;
+    await this.redis.eval(DROP_ADDRESSES, 1, K.addr, vm, ...addrs);
+  }
+
   /** Address → VM name, for the whole cluster. */
   async addresses(): Promise<Map<string, string>> {
     return new Map(Object.entries(await this.redis.hgetall(K.addr)));
@@ -349,3 +355,10 @@ export async function hostPart(redis: Redis, period: number, host: string): Prom
   });
   return out;
 }
+
+const DROP_ADDRESSES = `
+for i = 2, #ARGV do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
+return 0
+`;

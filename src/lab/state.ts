@@ -32,6 +32,8 @@ export interface VmSpec {
   peers: number[];
   rate: number;
   size: number;
+  /** ARP announcements the guest sends, for the address-book tests (src/lab/guest/vcarp.c). */
+  arp?: string;
 }
 
 export const runDir = () => process.env.VIRT_COHORT_RUN_DIR ?? '/run/virt-cohort';

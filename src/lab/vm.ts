@@ -23,6 +23,8 @@ export interface AddOptions {
   memoryMiB: number;
   /** Wait until the guest prints that it is up. */
   wait: boolean;
+  /** ARP announcements the guest sends (tests of the address book): `as:IP:COUNT` or `random:COUNT`. */
+  arp?: string;
 }
 
 export interface AddedVm extends VmSpec {
@@ -51,6 +53,7 @@ export async function addVm(labName: string, opts: AddOptions): Promise<AddedVm>
   const spec: VmSpec = {
     name: opts.name, index, ip: vmIp(lab, index), mac: vmMac(lab, index), memoryMiB: opts.memoryMiB,
     pattern: opts.pattern, cluster: opts.cluster, peers, rate: opts.rate, size: opts.size,
+    ...(opts.arp ? { arp: checkArp(opts.arp) } : {}),
   };
   const dir = join(labDir(lab.name), 'vms');
   await mkdir(dir, { recursive: true });
@@ -119,6 +122,7 @@ export function domainXml(lab: LabState, vm: VmSpec): string {
     'console=ttyS0', 'quiet', 'panic=-1',
     `vc.name=${vm.name}`, `vc.ip=${vm.ip}/24`, `vc.rate=${vm.rate}`, `vc.size=${vm.size}`, `vc.port=${GUEST_PORT}`,
     ...(peerIps ? [`vc.peers=${peerIps}`] : []),
+    ...(vm.arp ? [`vc.arp=${vm.arp}`] : []),
   ].join(' ');
   return `<domain type='qemu'>
   <name>${domainName(lab, vm.name)}</name>
@@ -212,4 +216,10 @@ export async function migrateVm(labName: string, vm: string, to: string): Promis
   const data = /^([\d.]+) MiB/.exec(job['Data processed'] ?? job['Memory processed'] ?? '');
   if (data) result.dataMiB = Number(data[1]);
   return result;
+}
+
+/** `as:IP:COUNT` or `random:COUNT` (see src/lab/guest/vcarp.c). */
+function checkArp(arp: string): string {
+  if (/^as:\d{1,3}(\.\d{1,3}){3}:\d{1,4}$|^random:\d{1,6}$/.test(arp)) return arp;
+  throw new UserError(`ARP announcements must be as:IP:COUNT or random:COUNT (got '${arp}')`);
 }

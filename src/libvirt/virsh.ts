@@ -107,3 +107,18 @@ function parseJobInfo(out: string): Record<string, string> {
 export async function completedJob(uri: string, name: string): Promise<Record<string, string>> {
   return parseJobInfo(await virsh(uri, ['domjobinfo', '--completed', name]));
 }
+
+/**
+ * The IPv4/IPv6 addresses libvirt knows for a running domain from `source`:
+ * its DHCP leases (`lease`) or the host's neighbour table (`arp`). Empty when
+ * libvirt knows none (no libvirt network, no lease yet).
+ */
+export async function domainAddresses(uri: string, name: string, source: 'lease' | 'arp'): Promise<string[]> {
+  const out = await virsh(uri, ['domifaddr', '--source', source, '--domain', name], 10_000).catch(() => '');
+  const addrs = new Set<string>();
+  for (const line of out.split('\n')) {
+    const m = /\s(ipv4|ipv6)\s+([0-9a-fA-F.:]+)\/\d+/.exec(line);
+    if (m) addrs.add(m[2]!.toLowerCase());
+  }
+  return [...addrs].sort();
+}

@@ -16,6 +16,7 @@ import { run, sleep, waitFor } from '../../src/util/exec.js';
 import { alive, livePid } from '../../src/util/process.js';
 import { labSensors } from '../helpers/lab.js';
 import { uniqueName } from '../helpers/names.js';
+import { MAX_LEARNED_PER_VM } from '../../src/agent/addresses.js';
 
 // Agents on real lab hosts (real libvirtd, QEMU guests, Redis) with 5 s
 // periods, once per sensor backend (eBPF, libpcap). Two guests send each other
@@ -165,6 +166,31 @@ describe(`agents (${sensor}) on lab ${name}`, { concurrency: 1 }, () => {
       const left = (await readdir(join(agentPaths(lab, h).stateDir, 'spool'))).filter((f) => f.endsWith('.json'));
       assert.deepEqual(left, [], `the spool of ${h.name} is empty again`);
     }
+  });
+
+  it('a guest announcing another guest\'s address does not take its traffic; one announcing 10,000 random addresses stays within the caps', async () => {
+    const ip2 = `10.${lab.index}.200.2`;
+    await addVm(name, { name: 'spoof', host: a.name, index: 3, pattern: 'idle', cluster: 3, rate: 0, size: 64, memoryMiB: 96, wait: true, arp: `as:${ip2}:5` });
+    await addVm(name, { name: 'flood', host: b.name, index: 4, pattern: 'idle', cluster: 4, rate: 0, size: 64, memoryMiB: 96, wait: true, arp: 'random:10000' });
+    const spoof = domainName(lab, 'spoof');
+    const flood = domainName(lab, 'flood');
+    const p = lastPeriod() + 2 * PERIOD; // after the five announcements
+    await reported(p, [a.name, b.name], 40_000);
+    assert.equal(await redis.hget(K.addr, ip2), vm2, 'the address stays vm2\'s');
+    assert.ok(!(await redis.hget(K.vm(spoof), 'addresses'))?.split(',').includes(ip2), 'not the spoofer\'s');
+    const msgs = await score(K.msgs(p), pair(vm1, vm2));
+    assert.ok(Math.abs(msgs - PER_PERIOD) <= EDGE, `vm1 still sends vm2 ${msgs} messages a period, expected ${PER_PERIOD}`);
+    const members = await redis.zrange(K.msgs(p), '0', '-1');
+    assert.ok(!members.some((m) => m.includes(spoof)), `no pair names the spoofer: ${members.join(' ')}`);
+    const logA = await readFile(agentPaths(lab, a).log, 'utf8');
+    assert.equal(logA.split('\n').filter((l) => l.includes(`announced ${ip2}`)).length, 1, 'the spoofed claim is logged once');
+
+    const floodAddrs = (await redis.hget(K.vm(flood), 'addresses'))?.split(',').filter(Boolean) ?? [];
+    assert.ok(floodAddrs.length <= MAX_LEARNED_PER_VM, `${floodAddrs.length} addresses kept for the flooding guest`);
+    const held = await redis.hlen(K.addr);
+    assert.ok(held <= 4 + MAX_LEARNED_PER_VM, `${held} addresses in vc:addr`);
+    const rss = Number(/VmRSS:\s+(\d+)/.exec(await readFile(`/proc/${(await livePid(agentPaths(lab, b).pid))!}/status`, 'utf8'))![1]) / 1024;
+    assert.ok(rss < 256, `the agent of ${b.name} uses ${rss.toFixed(0)} MiB`);
   });
 
   it('the installed hook: garbage XML still reaches the agent, unknown operations do not, an agent down costs nothing', async () => {

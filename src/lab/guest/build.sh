@@ -19,7 +19,7 @@ need apt-cache apt
 need sha256sum coreutils
 [ -x "$busybox" ] || die "$busybox not found: apt-get install busybox-static"
 
-for f in build.sh init.sh vcgen.c; do
+for f in build.sh init.sh vcgen.c vcarp.c; do
 	[ -f "$here/$f" ] || die "$here/$f is missing: the guest's sources must sit next to build.sh"
 done
 mkdir -p "$out"
@@ -28,7 +28,7 @@ out=$(cd "$out" && pwd)
 # apt-cache costs ~0.7 s on images without a package cache, so the resolved
 # kernel is remembered in the stamp until apt's lists or config change.
 apt_state=$(ls -lRL --full-time /var/lib/apt/lists /etc/apt 2>/dev/null | sha256sum | cut -d' ' -f1)
-files_sum=$(cat "$here/build.sh" "$here/init.sh" "$here/vcgen.c" "$busybox" | sha256sum | cut -d' ' -f1)
+files_sum=$(cat "$here/build.sh" "$here/init.sh" "$here/vcgen.c" "$here/vcarp.c" "$busybox" | sha256sum | cut -d' ' -f1)
 stamp_of() { echo "$1 $files_sum" | sha256sum | cut -d' ' -f1; }
 stamp_field() { sed -n "s/^$1 //p" "$out/stamp" 2>/dev/null || true; }
 
@@ -87,6 +87,7 @@ done
 cp "$here/init.sh" "$r/init"
 chmod 755 "$r/init"
 gcc -static -s -O2 -Wall -Wextra -Werror -o "$r/bin/vcgen" "$here/vcgen.c" || die "compiling vcgen.c failed"
+gcc -static -s -O2 -Wall -Wextra -Werror -o "$r/bin/vcarp" "$here/vcarp.c" || die "compiling vcarp.c failed"
 # Gives the kernel a console to hand to /init; init.sh reopens it anyway if this is missing.
 if [ "$(id -u)" = 0 ]; then mknod -m 600 "$r/dev/console" c 5 1; fi
 

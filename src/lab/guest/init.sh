@@ -26,7 +26,7 @@ for m in $(cat /lib/modules/load-order); do
 	insmod "/lib/modules/$m.ko" || rescue "insmod $m failed"
 done
 
-name=guest ip='' peers='' rate=20 size=256 port=7000
+name=guest ip='' peers='' rate=20 size=256 port=7000 arp=''
 for w in $(cat /proc/cmdline); do
 	case $w in
 	vc.name=*) name=${w#*=} ;;
@@ -35,6 +35,7 @@ for w in $(cat /proc/cmdline); do
 	vc.rate=*) rate=${w#*=} ;;
 	vc.size=*) size=${w#*=} ;;
 	vc.port=*) port=${w#*=} ;;
+	vc.arp=*) arp=${w#*=} ;;
 	esac
 done
 case $ip in
@@ -72,6 +73,12 @@ ip link set "$nic" up || rescue "cannot bring up $nic"
 read -r up _ </proc/uptime
 frac=${up#*.}
 echo "VCGUEST up name=$name ip=$ip uptime_ms=$((${up%.*} * 1000 + ${frac#0} * 10))"
+
+# vc.arp=as:IP:COUNT or random:COUNT: ARP announcements for the address-book tests.
+if [ -n "$arp" ]; then
+	mode=${arp%%:*} rest=${arp#*:}
+	if [ "$mode" = as ]; then vcarp "$nic" as "${rest%%:*}" "${rest#*:}" & else vcarp "$nic" random "$rest" & fi
+fi
 
 # Run as a child, not exec'd: if vcgen ever exits, PID 1 must survive it.
 set -- --name "$name" --port "$port" --rate "$rate" --size "$size"
