@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { K } from '../collector/keys.js';
+import { K, pairMember } from '../collector/keys.js';
 import type { HostEntry } from '../collector/registry.js';
 import { DEFAULT_PERIOD_SECONDS, msToNextBoundary } from '../agent/period.js';
 import { detectGroups, buildGraph } from '../analysis/index.js';
@@ -111,7 +111,7 @@ export class Manager {
 
     const proposed = new Set<string>();
     for (const m of plan.moves) {
-      const key = `${m.vm}>${m.to}`;
+      const key = pairMember(m.vm, m.to);
       proposed.add(key);
       this.streak.set(key, (this.streak.get(key) ?? 0) + 1);
     }
@@ -138,7 +138,7 @@ export class Manager {
       autoConverge: this.cfg.autoConverge, cooldownMs: this.cfg.cooldownMs, mayAct: () => this.lock.isLeader, manager: this.lock.id,
       ...(this.progress ? { onProgress: this.progress } : {}),
     });
-    for (const d of r.done) this.streak.delete(`${d.vm}>${d.to}`);
+    for (const d of r.done) this.streak.delete(pairMember(d.vm, d.to));
     return r;
   }
 
@@ -146,7 +146,7 @@ export class Manager {
     if (draining.has(m.to)) return `${m.to} is draining`;
     const until = await cooldownUntil(this.redis, m.vm);
     if (until > Date.now()) return `in cooldown until ${new Date(until).toISOString()}`;
-    const seen = this.streak.get(`${m.vm}>${m.to}`) ?? 0;
+    const seen = this.streak.get(pairMember(m.vm, m.to)) ?? 0;
     if (seen < this.cfg.confirmRounds) return `proposed ${seen} round(s) in a row; moves after ${this.cfg.confirmRounds}`;
     return undefined;
   }
