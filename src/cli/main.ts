@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { redisGone } from '../config/redis.js';
 import { packageRoot } from '../paths.js';
 import { CommandError, UserError } from '../util/errors.js';
+import { aclCommand } from './acl.js';
 import { agentCommand } from './agent.js';
 import { configCommand } from './config.js';
 import { doctorCommand } from './doctor.js';
@@ -41,6 +42,7 @@ program.addCommand(groupsCommand());
 program.addCommand(planCommand());
 program.addCommand(placeCommand());
 program.addCommand(reportCommand());
+program.addCommand(aclCommand());
 
 try {
   await program.parseAsync(process.argv);

@@ -51,8 +51,8 @@ export const K = {
   pairDict: 'vc:pair:dict',
   /** HASH host → JSON of the report's summary (at, from, flows, overflow, unknownTap, vms). */
   meta: (p: number) => `vc:period:${p}:meta`,
-  /** STREAM of hook and lifecycle events. */
-  events: 'vc:events',
+  /** STREAM of one host's hook and lifecycle events (per host, so that a Redis ACL can let each agent write only its own). */
+  events: (h: string) => `vc:events:${h}`,
   /** HASH of cluster-wide settings: periodSeconds, retention. */
   settings: 'vc:settings',
   /** STRING: the active manager's id, with an expiry (the leader lock). */
