@@ -62,10 +62,10 @@ export class LibvirtClient {
     for (const d of list) {
       let name = '';
       try {
-        let uuid, info, xml;
-        [name, uuid, info, xml] = await Promise.all([
+        const [n, uuid, info, xml] = await Promise.all([
           this.hv.domainGetName(d), this.hv.domainGetUUIDString(d), this.hv.domainGetInfo(d), this.hv.domainGetXMLDesc(d),
         ]);
+        name = n;
         const state = info.state === DomainState.RUNNING ? 'running' : info.state === DomainState.PAUSED ? 'paused' : 'other';
         const doc = readDomainXml(xml);
         out.push({ name, uuid, state, memoryKiB: info.memory, vcpus: info.nrVirtCpu, interfaces: doc.interfaces, ...policyOf(doc) });
