@@ -152,7 +152,8 @@ export async function completedJob(uri: string, name: string): Promise<Record<st
  * libvirt knows none (no libvirt network, no lease yet).
  */
 export async function domainAddresses(uri: string, name: string, source: 'lease' | 'arp'): Promise<string[]> {
-  const out = await virsh(uri, ['domifaddr', '--source', source, '--domain', name], 10_000).catch(() => '');
+  // Unanswered, or a name virsh cannot take: libvirt knows no address then, as the doc above says.
+  const out = await Promise.resolve().then(() => virsh(uri, domainCommand('domifaddr', name, ['--source', source]), 10_000)).catch(() => '');
   const addrs = new Set<string>();
   for (const line of out.split('\n')) {
     const m = /\s(ipv4|ipv6)\s+([0-9a-fA-F.:]+)\/\d+/.exec(line);
