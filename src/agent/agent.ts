@@ -175,7 +175,7 @@ export class Agent {
         if (sent && this.cfg.retention > 0) await this.store.trim(this.cfg.retention);
         await this.store.materialise({ host: this.cfg.host }); // the zsets for people; queries already count the reports
         while (this.pendingEvents.length && this.redis.status === 'ready') {
-          await this.store.event(this.pendingEvents[0]!);
+          await this.store.event(this.cfg.host, this.pendingEvents[0]!);
           this.pendingEvents.shift();
         }
         if (sent) log.info({ sent }, 'reports sent to Redis');

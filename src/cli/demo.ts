@@ -16,7 +16,7 @@ import { sleep } from '../util/exec.js';
 import { configureLogging } from '../util/log.js';
 import { startGuests } from './lab.js';
 import { integer, labSensorOption } from './options.js';
-import { renderRound } from './manager.js';
+import { labRoutes, renderRound } from './manager.js';
 import { table } from './table.js';
 
 export function demoCommand(): Command {
@@ -59,7 +59,7 @@ export function demoCommand(): Command {
         lock.start(); // renewed while rounds and migrations run
         const manager = new Manager(redis, {
           ...DEFAULT_MANAGER, apply: true, everyPeriods: 1, span: 2, cooldownMs: 120_000,
-          env: parseEnvironment(labEnvironment(lab), `lab ${o.name}`),
+          env: parseEnvironment(labEnvironment(lab), `lab ${o.name}`), ...labRoutes(lab),
         }, lock);
         manager.progress = (vm, pct, rate) => say(`    ${short(vm)} ${pct.toFixed(0)} % at ${rate.toFixed(0)} MiB/s`);
         const rounds: Round[] = [];

@@ -5,6 +5,7 @@ import { secretsOf } from '../config/redact.js';
 import type { Config } from '../config/schema.js';
 import type { CheckResult } from '../doctor/checks.js';
 import { renderDoctor, runDoctor } from '../doctor/doctor.js';
+import { routePolicy } from '../manager/trust.js';
 import { printJson } from './options.js';
 import { configOption, settingFlags, settingOptions } from './settings.js';
 
@@ -12,6 +13,7 @@ export function doctorCommand(): Command {
   return settingOptions(configOption(new Command('doctor')), 'doctor')
     .description('check this host: kernel BPF, bpffs, tc, our filters on every VM tap, libvirt, the hook, Redis (AUTH/TLS), clock, spool; each failure says what to type')
     .option('--hooks-dir <dir>', "libvirt's hook directory", '/etc/libvirt/hooks')
+    .option('--manager', "also check, as the manager, every registered host's routes against manager.hostRoutes / hostUris / migrateNetworks (done anyway when those are set)")
     .option('--json', 'print JSON')
     .action(async (o) => {
       const flags = settingFlags(o, 'doctor');
@@ -37,6 +39,8 @@ export function doctorCommand(): Command {
         libvirtUri: agent.libvirtUri, hooksDir: o.hooksDir, pinRoot: agent.pinRoot, socket: agent.socket, stateDir: agent.stateDir,
         spoolMax: agent.spoolMax, periodSeconds: agent.periodSeconds, redisUrl: agent.redis, ...(agent.redisAuth ? { redisAuth: agent.redisAuth } : {}),
         sensor: agent.sensor, host: agent.host, isRoot: process.getuid?.() === 0,
+        ...(o.manager || Object.keys(config.manager.hostRoutes).length || config.manager.hostUris.length
+          ? { routes: routePolicy(config.manager) } : {}),
       }, first, secretsOf(config));
       if (o.json) printJson(report);
       else process.stdout.write(renderDoctor(report));

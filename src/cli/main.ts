@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { redisGone } from '../config/redis.js';
 import { packageRoot } from '../paths.js';
 import { CommandError, UserError } from '../util/errors.js';
+import { aclCommand } from './acl.js';
 import { agentCommand } from './agent.js';
 import { configCommand } from './config.js';
 import { doctorCommand } from './doctor.js';
@@ -41,6 +42,7 @@ program.addCommand(groupsCommand());
 program.addCommand(planCommand());
 program.addCommand(placeCommand());
 program.addCommand(reportCommand());
+program.addCommand(aclCommand());
 
 try {
   await program.parseAsync(process.argv);
@@ -54,6 +56,12 @@ function report(err: unknown): number {
     process.stderr.write(`virt-cohort: ${err.message}\n`);
     return err.exitCode;
   }
+  const denied = nopermOf(err);
+  if (denied) {
+    process.stderr.write(`virt-cohort: Redis refused it (${denied}): the Redis user in use (redis.username, VIRT_COHORT_REDIS_USERNAME) may not do this; ` +
+      'migrate, host drain|undrain and place --apply need vc-manager, the other commands read as vc-reader (virt-cohort acl; docs/security.md)\n');
+    return 1;
+  }
   const gone = redisGone(err);
   if (gone) {
     process.stderr.write(`virt-cohort: ${gone}\n`);
@@ -65,4 +73,11 @@ function report(err: unknown): number {
   }
   process.stderr.write(`virt-cohort: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   return 1;
+}
+
+/** The NOPERM line of a command a Redis ACL (virt-cohort acl) refused, also inside a MULTI: the wrong role's credentials, not a bug. */
+function nopermOf(err: unknown): string | undefined {
+  if (!(err instanceof Error)) return undefined;
+  const all = [err, ...((err as { previousErrors?: Error[] }).previousErrors ?? [])];
+  return all.map((e) => e.message.split('\n')[0]!).find((m) => m.startsWith('NOPERM'));
 }

@@ -8,11 +8,13 @@ import { CONFIG_DEFAULTS, type Config } from '../config/schema.js';
 import { labRedisUrl } from '../lab/agents.js';
 import { requireLab } from '../lab/lab.js';
 import { labEnvironment } from '../lab/environment.js';
+import { hosts as labHosts, labMigrateUri, type LabSettings } from '../lab/topology.js';
 import { execute } from '../manager/executor.js';
 import { cooldownUntil, readHistory } from '../manager/history.js';
 import { LeaderLock } from '../manager/lock.js';
 import { managerConfig, type ManagerConfig } from '../manager/config.js';
-import { Manager, routes, type Round } from '../manager/manager.js';
+import { Manager, trustedRoutes, type Round } from '../manager/manager.js';
+import { routePolicy, RouteVetter, type RoutePolicy } from '../manager/trust.js';
 import { managerMetrics } from '../metrics/registry.js';
 import { startMetricsServer } from '../metrics/server.js';
 import { loadEnvironment, parseEnvironment } from '../placement/index.js';
@@ -70,19 +72,40 @@ export function managerCommand(): Command {
     });
 }
 
-/** The manager's section of the (validated) configuration as the Manager's settings; `lab` supplies the environment when no file does. */
+/**
+ * The routes a lab's agents register (src/lab/agents.ts: --libvirt-uri and
+ * --migrate-uri), from its topology: the lab's manager vouches for exactly those.
+ */
+export function labRoutes(lab: LabSettings): RoutePolicy {
+  return {
+    hostRoutes: Object.fromEntries(labHosts(lab).map((h) => [h.name, { uri: h.uri, migrateUri: labMigrateUri(h) }])),
+    hostUris: [], migrateNetworks: [],
+  };
+}
+
+/** The routes the manager's configuration vouches for (the lab's own with --lab). */
+async function managerRoutes(m: Config['manager'], lab?: string): Promise<RoutePolicy> {
+  return typeof lab === 'string' ? labRoutes(await requireLab(lab)) : routePolicy(m);
+}
+
+/** The same, from the configuration file (`file`: as loadSettings takes it) and the environment. */
+export function configuredRoutes(file?: string | false, lab?: string): Promise<RoutePolicy> {
+  return managerRoutes(loadSettings({ file }).config.manager, lab);
+}
+
+/** The manager's section of the (validated) configuration as the Manager's settings; `lab` supplies the environment when no file does, and the routes. */
 export async function managerSettings(m: Config['manager'], lab?: string): Promise<ManagerConfig> {
   let env;
   if (m.environment) env = loadEnvironment(m.environment);
   else if (typeof lab === 'string') env = parseEnvironment(labEnvironment(await requireLab(lab)), `lab ${lab}`);
-  return managerConfig(m, env);
+  return managerConfig({ ...m, ...(await managerRoutes(m, lab)) }, env);
 }
 
 function roundJson(r: Round) {
   return {
     round: r.n, at: new Date(r.at).toISOString(), interSite: r.interSite, groups: r.groups, note: r.note,
     approximate: r.view?.answer.status === 'ok' ? r.view.answer.approximate : undefined,
-    moves: r.moves, skipped: r.skipped, done: r.done, noMove: r.plan?.noMove,
+    moves: r.moves, skipped: r.skipped, done: r.done, refused: r.refused, noMove: r.plan?.noMove,
   };
 }
 
@@ -91,6 +114,7 @@ export function renderRound(r: Round): string {
     (r.groups.length ? `; groups ${r.groups.map((g) => `{${g.join(' ')}}`).join(' ')}` : '')];
   for (const m of r.moves) lines.push(`  move ${m.vm}: ${m.from} -> ${m.to}  (${m.reason ?? ''})`);
   for (const s of r.skipped) lines.push(`  held ${s.vm} -> ${s.to}: ${s.why}`);
+  for (const x of r.refused) lines.push(`  host ${x.host} left alone: ${x.why}`);
   for (const d of r.done) {
     lines.push(`  ${d.outcome === 'ok' ? 'migrated' : d.outcome.toUpperCase()} ${d.vm} ${d.from} -> ${d.to} in ${d.seconds.toFixed(1)} s` +
       (d.downtimeMs !== undefined ? `, downtime ${d.downtimeMs} ms` : '') + (d.error ? `: ${d.error}` : ''));
@@ -109,7 +133,9 @@ export function migrateCommand(): Command {
     .option('--force', 'migrate even if the VM is in its cooldown')
     .option('--auto-converge', 'let QEMU slow a VM whose memory changes faster than the link copies it')
     .option('--json', 'print the record as JSON')
+    .option('--config <file>', 'YAML configuration, for manager.hostRoutes / hostUris / migrateNetworks (default: $VIRT_COHORT_CONFIG, else /etc/virt-cohort/config.yaml if it exists)')
     .action(async (vm: string, host: string, o) => {
+      const policy = await configuredRoutes(o.config, o.lab);
       const redis = await connectOnce(await redisUrl(o));
       try {
         const [hosts, vms] = await Promise.all([readHosts(redis), readVms(redis)]);
@@ -123,7 +149,9 @@ export function migrateCommand(): Command {
         if (dst.freeMemoryKiB < v.memoryKiB) throw new UserError(`${host} has ${Math.floor(dst.freeMemoryKiB / 1024)} MiB free, ${vm} needs ${Math.ceil(v.memoryKiB / 1024)} MiB: choose another host`);
         const until = await cooldownUntil(redis, vm);
         if (until > Date.now() && !o.force) throw new UserError(`${vm} is in its cooldown until ${new Date(until).toISOString()} (it moved recently): wait, or pass --force`);
-        const [rec] = await execute(redis, [{ vm, from: v.host, to: host, reason: 'manual (virt-cohort migrate)' }], routes(hosts), {
+        const trusted = trustedRoutes(hosts, new RouteVetter(policy));
+        for (const x of trusted.refused) if (x.host === v.host || x.host === host) throw new UserError(`host ${x.host}: ${x.why}`);
+        const [rec] = await execute(redis, [{ vm, from: v.host, to: host, reason: 'manual (virt-cohort migrate)' }], trusted.routes, {
           maxPerHost: 1, maxConcurrent: 1, timeoutMs: parseDuration(o.timeout, '--timeout'), autoConverge: Boolean(o.autoConverge),
           cooldownMs: parseDuration(o.cooldown, '--cooldown'), mayAct: () => true, manager: 'cli',
           onProgress: (_vm, pct, rate) => { if (!o.json) process.stderr.write(`  ${pct.toFixed(0)} % at ${rate.toFixed(0)} MiB/s\n`); },

@@ -12,8 +12,11 @@ import { domainName, MAX_VMS } from '../lab/topology.js';
 import { addVm } from '../lab/vm.js';
 import { OBJECTIVES, placeCluster, type ClusterSpec, type InitialPlacement, type Objective } from '../placement/index.js';
 import { readInventory } from '../placement/fromCollector.js';
+import { trustedRoutes } from '../manager/manager.js';
+import { RouteVetter } from '../manager/trust.js';
 import { UserError } from '../util/errors.js';
 import { environmentArgs, environmentOptions, tell } from './analysis.js';
+import { configuredRoutes } from './manager.js';
 import { printJson } from './options.js';
 import { table } from './table.js';
 
@@ -149,7 +152,7 @@ Exit status: 0 placed (and applied), 2 bad input (unknown key, missing file, clu
       let applied: Applied[] | undefined;
       if (o.apply) {
         applied = template !== undefined
-          ? await applyLibvirt(placed, cluster, template, inv.registry)
+          ? await applyLibvirt(placed, cluster, template, inv.registry, new RouteVetter(await configuredRoutes()))
           : await applyLab(String(o.lab), placed, cluster);
       }
       if (o.json) return printJson({ ...placed, ...(applied && { applied }) });
@@ -197,7 +200,7 @@ export function fillTemplate(template: string, values: Record<string, string | n
   });
 }
 
-async function applyLibvirt(placed: InitialPlacement, cluster: ClusterFile, template: string, registry: readonly HostEntry[]): Promise<Applied[]> {
+async function applyLibvirt(placed: InitialPlacement, cluster: ClusterFile, template: string, registry: readonly HostEntry[], vetter: RouteVetter): Promise<Applied[]> {
   const uri = new Map(registry.map((h) => [h.host, h.uri] as const));
   for (const a of placed.assignment) {
     if (!uri.get(a.host)) throw new UserError(`host ${a.host} has no libvirt URI in the registry: restart its agent with --libvirt-uri, or exclude the host from --env`);
@@ -211,6 +214,9 @@ async function applyLibvirt(placed: InitialPlacement, cluster: ClusterFile, temp
     const xml = fillTemplate(template, { name: v.name, memoryKiB: Math.round(v.memoryMiB * 1024), memoryMiB: v.memoryMiB, vcpus: v.vcpus, uuid, mac });
     return { a, xml, uuid, mac };
   });
+  // The registry's URIs are what any Redis writer put there: used only where the manager's configuration vouches for them.
+  const { refused } = trustedRoutes(registry.filter((h) => placed.assignment.some((a) => a.host === h.host)), vetter);
+  if (refused.length) throw new UserError(`host ${refused[0]!.host}: ${refused[0]!.why}`);
   const done: Applied[] = [];
   for (const { a, xml, uuid, mac } of jobs) {
     const hv = new Hypervisor({ uri: uri.get(a.host)! });

@@ -1,9 +1,9 @@
 /**
  * The Redis schema, in one place (docs/agent.md, "Redis schema", shows each key with
  * redis-cli). A period is named by its start in Unix seconds; a pair member is
- * `SRC>DST`, each side a VM name, or a peer address when the peer is not a
- * known VM (a file server, an external user), or `ether:0xNNNN` for frames that
- * are not IP. Pairs are directed: `a>b` is what a sent to b. In the packed
+ * `SRC>DST`, each side a VM name (a `>` or `%` in it escaped, see pairMember),
+ * or a peer address when the peer is not a known VM (a file server, an
+ * external user), or `ether:0xNNNN` for frames that are not IP. Pairs are directed: `a>b` is what a sent to b. In the packed
  * reports a member is a number in the cluster's pair dictionary (vc:pair:*).
  */
 export const K = {
@@ -51,8 +51,8 @@ export const K = {
   pairDict: 'vc:pair:dict',
   /** HASH host → JSON of the report's summary (at, from, flows, overflow, unknownTap, vms). */
   meta: (p: number) => `vc:period:${p}:meta`,
-  /** STREAM of hook and lifecycle events. */
-  events: 'vc:events',
+  /** STREAM of one host's hook and lifecycle events (per host, so that a Redis ACL can let each agent write only its own). */
+  events: (h: string) => `vc:events:${h}`,
   /** HASH of cluster-wide settings: periodSeconds, retention. */
   settings: 'vc:settings',
   /** STRING: the active manager's id, with an expiry (the leader lock). */
@@ -65,13 +65,22 @@ export const K = {
 
 export const EVENTS_MAXLEN = 100_000;
 
+/**
+ * One side of a pair member: libvirt lets a VM name hold `>` (and `%`), so
+ * those two are written %3E and %25; every other character stays as it is.
+ * Names without either (all the usual ones) read the same as before.
+ */
+const escapeSide = (name: string): string => name.replace(/[%>]/g, (c) => (c === '%' ? '%25' : '%3E'));
+const unescapeSide = (side: string): string => side.replace(/%(25|3E)/gi, (_, h: string) => (h === '25' ? '%' : '>'));
+
 export function pairMember(src: string, dst: string): string {
-  return `${src}>${dst}`;
+  return `${escapeSide(src)}>${escapeSide(dst)}`;
 }
 
+/** The two names of a member; the one unescaped `>` separates them. */
 export function splitPair(member: string): [string, string] {
   const i = member.indexOf('>');
-  return i < 0 ? [member, ''] : [member.slice(0, i), member.slice(i + 1)];
+  return i < 0 ? [unescapeSide(member), ''] : [unescapeSide(member.slice(0, i)), unescapeSide(member.slice(i + 1))];
 }
 
 /** Every key of one period, for retention (its `pending` fields are `pendingField(p, h)` for the same hosts). */

@@ -391,5 +391,5 @@ function toPairs(span: Span, s: PeriodSums, divisor: number): Pair[] {
     const r = s.r[k]!;
     out.push({ src: span.src[r]!, dst: span.dst[r]!, messages: round6(s.m[k]! / divisor), bytes: round6(s.b[k]! / divisor) });
   }
-  return out.sort((a, b) => b.messages - a.messages || b.bytes - a.bytes || (a.src + '>' + a.dst < b.src + '>' + b.dst ? -1 : 1));
+  return out.sort((a, b) => b.messages - a.messages || b.bytes - a.bytes || (pairMember(a.src, a.dst) < pairMember(b.src, b.dst) ? -1 : 1));
 }

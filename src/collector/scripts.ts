@@ -65,6 +65,11 @@ end
  */
 export const APPLY = ADD_TO_ZSETS + RUN_ID + `
 if redis.call('HGET', KEYS[5], 'epoch') ~= ARGV[3] or run_id() ~= ARGV[4] then return -1 end
+-- A script is not undone when a call fails: under an ACL (virt-cohort acl), a host that may not write this
+-- report must fail before the guard below marks it reported. (acl_check_cmd: Redis 7.0 and later.)
+if redis.acl_check_cmd and not redis.acl_check_cmd('SET', KEYS[2], '') then
+  return redis.error_reply("NOPERM this user may not write " .. KEYS[2] .. ": each agent writes only its own host's reports (virt-cohort acl)")
+end
 if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('SET', KEYS[2], ARGV[5])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[6])

@@ -337,8 +337,9 @@ export class Store {
     return new Map(Object.entries(await this.redis.hgetall(K.addr)));
   }
 
-  async event(fields: Record<string, string | number>): Promise<void> {
-    await this.redis.xadd(K.events, 'MAXLEN', '~', EVENTS_MAXLEN, '*', ...Object.entries(fields).flat().map(String));
+  /** Appends to `host`'s event stream. */
+  async event(host: string, fields: Record<string, string | number>): Promise<void> {
+    await this.redis.xadd(K.events(host), 'MAXLEN', '~', EVENTS_MAXLEN, '*', ...Object.entries(fields).flat().map(String));
   }
 }
 

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { DEFAULT_PERIOD_SECONDS } from '../agent/period.js';
+import { parseCidr, uriPattern, uriShapeProblem } from '../manager/trust.js';
 import { OBJECTIVES } from '../placement/problem.js';
 
 /**
@@ -56,6 +57,16 @@ const oneOf = <const T extends readonly [string, ...string[]]>(values: T, def: T
 const duration = (def: string, doc: SettingDoc) => z.union([z.number().positive(), z.string().regex(DURATION_RE, { message: 'a duration like 30s, 5m, 1h, 500ms' })]).default(def).meta({ arg: 'duration', ...doc });
 const optionalFile = (doc: SettingDoc) => z.string().regex(/^\//, absolute).optional().meta({ arg: 'file', ...doc });
 const optionalText = (doc: SettingDoc) => z.string().min(1).optional().meta({ arg: 'value', ...doc });
+/** A string `problem` finds nothing wrong with; the message says what it should look like, and why this one is not. */
+const checked = (like: string, problem: (s: string) => string | undefined) => z.string().superRefine((v, ctx) => {
+  const why = problem(v);
+  if (why) ctx.addIssue({ code: 'custom', message: `${like} (${why})` });
+});
+const failing = <T>(parse: (s: string) => T | string) => (s: string) => {
+  const r = parse(s);
+  return typeof r === 'string' ? r : undefined;
+};
+const MIGRATE_URI_RE = /^$|^tcp:\/\/[^\s/?#@]+$/;
 
 export const agentSchema = z.strictObject({
   host: name(hostname(), {
@@ -76,7 +87,7 @@ export const agentSchema = z.strictObject({
   retention: int(0, 100_000_000, 0, { description: 'Periods kept in Redis; 0 keeps all.' }),
   sensor: oneOf(['auto', 'ebpf', 'pcap'], 'auto', { description: 'Sensor backend: auto (eBPF, else libpcap), ebpf or pcap.' }),
   pinRoot: path('/sys/fs/bpf/virt-cohort', { description: 'Where the eBPF sensor pins its maps (on bpffs).', arg: 'dir' }),
-  migrateUri: z.string().regex(/^$|^tcp:\/\/[^\s/]+$/, { message: 'empty, or like tcp://ADDRESS[:PORT]' }).default('').meta({
+  migrateUri: z.string().regex(MIGRATE_URI_RE, { message: 'empty, or like tcp://ADDRESS[:PORT]' }).default('').meta({
     description: "Where migrations into this host send memory, e.g. tcp://10.0.1.5 (a dedicated migration network); empty: the libvirt URI's host.", arg: 'uri',
   }),
   metricsPort: port(0, { description: 'Port of the Prometheus endpoint (/metrics); 0 serves none.', env: 'VIRT_COHORT_AGENT_METRICS_PORT', packaged: 9464 }),
@@ -102,6 +113,22 @@ export const managerSchema = z.strictObject({
   lockTtl: duration('15s', { description: 'Leader lock lifetime: a standby manager takes over this long after the leader dies.', flag: false }),
   exclude: z.array(z.string().min(1)).default([]).meta({ description: 'VMs never to move (also: the domain metadata policy move="never"). On the command line: a,b.', arg: 'vms' }),
   environment: z.string().default('').meta({ description: 'Environment file (sites, hosts, prices, links); empty: from the host registry.', arg: 'file' }),
+  // Routes the manager vouches for (src/manager/trust.ts, docs/security.md): the registry's alone are never used.
+  hostRoutes: z.record(z.string().regex(NAME_RE, { message: 'host names as agent.host takes them' }), z.strictObject({
+    uri: checked('a libvirt URI like qemu+tls://HOST/system', uriShapeProblem),
+    migrateUri: z.string().regex(MIGRATE_URI_RE, { message: 'empty, or like tcp://ADDRESS[:PORT]' }).optional(),
+  })).default({}).meta({
+    description: "Host → the libvirt URI (and migration URI) its agent must register: the manager migrates from and to a host only when its registered routes match these, hostUris or migrateNetworks (docs/security.md). With none of the three set, no host is trusted and nothing moves.",
+    flag: false, example: { hv01: { uri: 'qemu+tls://hv01.hv.example/system', migrateUri: 'tcp://10.0.1.1' } },
+  }),
+  hostUris: z.array(checked('a URI pattern like qemu+tls://*.hv.example/system', failing(uriPattern))).default([]).meta({
+    description: 'Libvirt URIs allowed for any host, `*` standing for one name label or address part (qemu+tls, qemu+tcp or qemu+ssh; path /system; no query).',
+    flag: false, example: ['qemu+tls://*.hv.example/system'],
+  }),
+  migrateNetworks: z.array(checked('a network like 10.0.1.0/24', failing(parseCidr))).default([]).meta({
+    description: 'Networks a migration URI (agent.migrateUri, tcp://ADDRESS) must be in, unless hostRoutes names it.',
+    flag: false, example: ['10.0.1.0/24'],
+  }),
   metricsPort: port(0, { description: 'Port of the Prometheus endpoint (/metrics); 0 serves none.', env: 'VIRT_COHORT_MANAGER_METRICS_PORT', packaged: 9465 }),
   metricsBind: text('127.0.0.1', { description: 'Address the metrics endpoint binds.', arg: 'address' }),
 }).meta({ description: 'The manager (`virt-cohort manager`): rounds, leader lock, migrations.' });

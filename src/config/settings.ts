@@ -107,7 +107,7 @@ export const SECRET_KEYS: ReadonlySet<string> = new Set(SETTINGS.filter((s) => s
 export function shownDefault(s: Setting): string {
   if (s.defaultText) return s.defaultText;
   const d = s.default;
-  if (d === undefined || d === '' || (Array.isArray(d) && !d.length)) return 'none';
+  if (d === undefined || d === '' || (typeof d === 'object' && d !== null && !Object.keys(d).length)) return 'none';
   return Array.isArray(d) ? d.join(',') : String(d);
 }
 

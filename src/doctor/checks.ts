@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import type { RedisAuth } from '../config/schema.js';
 import { connectChecked, RedisConnectError } from '../config/redis.js';
 import { LibvirtClient, type DomainSnapshot } from '../libvirt/client.js';
+import type { RoutePolicy } from '../manager/trust.js';
 import { bpfObject, packageRoot } from '../paths.js';
 import { PCAP_COST } from '../sensor/pcap.js';
 import { ourFilters } from '../sensor/tc.js';
@@ -39,6 +40,8 @@ export interface DoctorContext {
   /** This host's name in the registry (agent.host): whose sensor backend to show. */
   host: string;
   isRoot: boolean;
+  /** Check each registered host's routes against these (the manager's): `doctor --manager`, or a configured policy. */
+  routes?: RoutePolicy;
 }
 
 /** Shared between checks: the domains libvirt listed, for the taps check. */
@@ -46,7 +49,7 @@ export interface Findings {
   domains?: DomainSnapshot[];
 }
 
-const res = (id: string, title: string, status: Status, detail: string, fix?: string): CheckResult => ({ id, title, status, detail, ...(fix && status !== 'ok' ? { fix } : {}) });
+export const res = (id: string, title: string, status: Status, detail: string, fix?: string): CheckResult => ({ id, title, status, detail, ...(fix && status !== 'ok' ? { fix } : {}) });
 const missing = (err: unknown) => err instanceof CommandError && err.code === 'ENOENT';
 
 export async function checkRoot(c: DoctorContext): Promise<CheckResult> {

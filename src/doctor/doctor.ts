@@ -5,6 +5,7 @@ import {
   checkAgentSocket, checkBpf, checkBpffs, checkClsact, checkHook, checkHookLoaded, checkLibvirt, checkPins, checkRedis, checkRoot, checkSpool, checkTaps,
   type CheckResult, type DoctorContext, type Findings,
 } from './checks.js';
+import { checkRoutes } from './routes.js';
 
 export interface DoctorReport {
   host: string;
@@ -30,6 +31,7 @@ export async function runDoctor(c: DoctorContext, first: CheckResult[] = [], sec
     ['hook-loaded', () => checkHookLoaded(c)],
     ['agent', () => checkAgentSocket(c)],
     ['redis', () => checkRedis(c)],
+    ['routes', () => checkRoutes(c)],
     ['spool', () => checkSpool(c)],
   ];
   const checks = [...first];

@@ -9,7 +9,7 @@ import { installHook } from '../cli/hook.js';
 import { waitFor } from '../util/exec.js';
 import { alive, livePid } from '../util/process.js';
 import { hostDir } from './state.js';
-import { hosts, prefix, rootIp, type LabHost, type LabSettings } from './topology.js';
+import { hosts, labMigrateUri, prefix, rootIp, type LabHost, type LabSettings } from './topology.js';
 
 const CLI = join(packageRoot, 'dist', 'src', 'cli', 'main.js');
 
@@ -44,7 +44,7 @@ export async function startAgent(lab: LabSettings & { periodSeconds?: number; se
   const child = spawn('nsenter', [`--net=/run/netns/${h.netns}`, '--', process.execPath, ...AGENT_NODE_FLAGS, CLI, 'agent',
     '--host', h.name, '--site', h.site, '--libvirt-uri', h.uri, '--redis', labRedisUrl(lab),
     '--period', String(lab.periodSeconds ?? DEFAULT_PERIOD_SECONDS), '--reconcile', '5', '--socket', p.socket, '--state-dir', p.stateDir,
-    '--pin-root', p.pinRoot, '--migrate-uri', `tcp://${h.dataIp}`, '--sensor', lab.sensor ?? 'ebpf', ...extra], { detached: true, stdio: ['ignore', out.fd, out.fd] });
+    '--pin-root', p.pinRoot, '--migrate-uri', labMigrateUri(h), '--sensor', lab.sensor ?? 'ebpf', ...extra], { detached: true, stdio: ['ignore', out.fd, out.fd] });
   await out.close();
   child.unref();
   const pid = child.pid!;

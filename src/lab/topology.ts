@@ -97,6 +97,8 @@ export function findHost(lab: LabSettings, name: string): LabHost {
   return host;
 }
 
+/** Where migrations into a lab host send memory: its data address (agents register it; the lab's manager vouches for it). */
+export const labMigrateUri = (h: LabHost) => `tcp://${h.dataIp}`;
 export const wanNetns = (lab: LabSettings) => `${prefix(lab.name)}-wan`;
 export const mgmtBridge = (lab: LabSettings) => `${prefix(lab.name)}-m`;
 export const rootIp = (lab: LabSettings) => `10.${lab.index}.0.254`;

@@ -1,5 +1,9 @@
 import { ConnectListAllDomainsFlags, DomainState, Hypervisor } from '@unraid/libvirt';
 import { UserError } from '../util/errors.js';
+import { logger } from '../util/log.js';
+import { DomainXmlError, readDomainXml, type DomainXml, type XmlInterface } from './domxml.js';
+
+const log = logger('libvirt');
 
 /** What the agent needs to know of one active domain. */
 export interface DomainSnapshot {
@@ -15,13 +19,7 @@ export interface DomainSnapshot {
   optOut: boolean;
 }
 
-export interface DomainInterface {
-  mac: string;
-  /** The host-side tap (vnetN); absent while the domain is not running. */
-  tap?: string;
-  /** Addresses written in the domain XML (`<ip address=…/>`), if any. */
-  addresses: string[];
-}
+export type DomainInterface = XmlInterface;
 
 export interface NodeSnapshot {
   hostname: string;
@@ -62,13 +60,18 @@ export class LibvirtClient {
     const list = await this.hv.connectListAllDomains(ConnectListAllDomainsFlags.ACTIVE);
     const out: DomainSnapshot[] = [];
     for (const d of list) {
+      let name = '';
       try {
-        const [name, uuid, info, xml] = await Promise.all([
+        const [n, uuid, info, xml] = await Promise.all([
           this.hv.domainGetName(d), this.hv.domainGetUUIDString(d), this.hv.domainGetInfo(d), this.hv.domainGetXMLDesc(d),
         ]);
+        name = n;
         const state = info.state === DomainState.RUNNING ? 'running' : info.state === DomainState.PAUSED ? 'paused' : 'other';
-        out.push({ name, uuid, state, memoryKiB: info.memory, vcpus: info.nrVirtCpu, interfaces: parseInterfaces(xml), ...parsePolicy(xml) });
-      } catch {
+        const doc = readDomainXml(xml);
+        out.push({ name, uuid, state, memoryKiB: info.memory, vcpus: info.nrVirtCpu, interfaces: doc.interfaces, ...policyOf(doc) });
+      } catch (err) {
+        // Gone meanwhile (it stopped), or XML libvirt would never write: the others are still read.
+        if (err instanceof DomainXmlError) log.error({ err, vm: name }, `unreadable domain XML: this VM is not counted; look at virsh dumpxml -- '${name}'`);
         continue;
       }
     }
@@ -76,34 +79,13 @@ export class LibvirtClient {
   }
 }
 
-/** The XML namespace of virt-cohort's element in a domain's <metadata>. */
-export const POLICY_NS = 'http://virt-cohort.org/xmlns/libvirt/1';
-
 /**
  * A VM's own say, in its domain metadata (set with `virsh metadata DOMAIN
  * http://virt-cohort.org/xmlns/libvirt/1 --key vc --set '<policy move="never"/>'`):
  * move="never" pins it (the manager never migrates it); count="no" opts it
  * out (its taps are not watched, and it is not moved either).
  */
-export function parsePolicy(xml: string): { pinned: boolean; optOut: boolean } {
-  const meta = /<metadata>([\s\S]*?)<\/metadata>/.exec(xml)?.[1] ?? '';
-  const prefix = new RegExp(`xmlns:(\\w+)=['"]${POLICY_NS.replace(/[.\/]/g, '\\$&')}['"]`).exec(meta)?.[1];
-  if (!prefix) return { pinned: false, optOut: false };
-  const el = new RegExp(`<${prefix}:policy\\b([^>]*)>`).exec(meta)?.[1] ?? '';
-  const optOut = /\bcount=['"]no['"]/.test(el);
-  return { pinned: optOut || /\bmove=['"]never['"]/.test(el), optOut };
-}
-
-/** The interfaces of a domain XML: MAC, tap and any addresses libvirt knows. */
-export function parseInterfaces(xml: string): DomainInterface[] {
-  const out: DomainInterface[] = [];
-  for (const m of xml.matchAll(/<interface\b[\s\S]*?<\/interface>/g)) {
-    const block = m[0];
-    const mac = /<mac\s+address=['"]([0-9a-fA-F:]{17})['"]/.exec(block)?.[1]?.toLowerCase();
-    if (!mac) continue;
-    const tap = /<target\s+dev=['"]([^'"]{1,15})['"]/.exec(block)?.[1];
-    const addresses = [...block.matchAll(/<ip\s+address=['"]([0-9a-fA-F.:]+)['"]/g)].map((a) => a[1]!);
-    out.push(tap ? { mac, tap, addresses } : { mac, addresses });
-  }
-  return out;
+export function policyOf(d: DomainXml): { pinned: boolean; optOut: boolean } {
+  const optOut = d.policy?.get('count') === 'no';
+  return { pinned: optOut || d.policy?.get('move') === 'never', optOut };
 }

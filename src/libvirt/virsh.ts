@@ -1,3 +1,4 @@
+import { UserError } from '../util/errors.js';
 import { run } from '../util/exec.js';
 
 /**
@@ -13,6 +14,38 @@ export interface DomainSummary {
 
 const virsh = (uri: string, args: string[], timeoutMs = 60_000) => run('virsh', ['-q', '-c', uri, ...args], { timeoutMs });
 
+/** A domain name as libvirt would take it, refused otherwise (libvirt refuses '/' in names; an argument cannot hold NUL). */
+export class DomainNameError extends UserError {
+  override name = 'DomainNameError';
+  constructor(readonly domain: string, why: string) {
+    super(`${JSON.stringify(domain.slice(0, 200))} is not a libvirt domain name (${why}): use the name \`virsh list --all\` shows`);
+  }
+}
+
+/** Longer than any name libvirt's tools print in practice; keeps a forged name from becoming a huge argument. */
+const MAX_NAME = 1024;
+
+export function checkDomainName(name: string): string {
+  if (typeof name !== 'string' || name === '') throw new DomainNameError(String(name ?? ''), 'empty');
+  if (name.length > MAX_NAME) throw new DomainNameError(name, `longer than ${MAX_NAME} characters`);
+  if (/[\0\n\/]/.test(name)) throw new DomainNameError(name, 'it holds a NUL, a newline or a /');
+  return name;
+}
+
+/**
+ * `virsh COMMAND [OPTIONS] -- POSITIONALS`: virsh (9.0 checked) reads every
+ * argument after `--` as a positional, so a domain named `--domain=victim` or
+ * `--all` is a name, never an option. Options must come before the `--`.
+ */
+export function virshCommand(command: string, options: readonly string[], positionals: readonly string[]): string[] {
+  return [command, ...options, '--', ...positionals];
+}
+
+/** The arguments of one command on one domain (its name checked, behind `--`). */
+export function domainCommand(command: string, name: string, options: readonly string[] = []): string[] {
+  return virshCommand(command, options, [checkDomainName(name)]);
+}
+
 export async function listDomains(uri: string): Promise<DomainSummary[]> {
   const out = await virsh(uri, ['list', '--all']);
   return out
@@ -27,27 +60,27 @@ export async function listDomains(uri: string): Promise<DomainSummary[]> {
 }
 
 export async function defineDomain(uri: string, xmlFile: string): Promise<void> {
-  await virsh(uri, ['define', xmlFile]);
+  await virsh(uri, virshCommand('define', [], [xmlFile]));
 }
 
 export async function startDomain(uri: string, name: string): Promise<void> {
-  await virsh(uri, ['start', name]);
+  await virsh(uri, domainCommand('start', name));
 }
 
 export async function destroyDomain(uri: string, name: string): Promise<void> {
-  await virsh(uri, ['destroy', name]);
+  await virsh(uri, domainCommand('destroy', name));
 }
 
 export async function undefineDomain(uri: string, name: string): Promise<void> {
-  await virsh(uri, ['undefine', name]);
+  await virsh(uri, domainCommand('undefine', name));
 }
 
 export async function domainState(uri: string, name: string): Promise<string> {
-  return (await virsh(uri, ['domstate', name])).trim();
+  return (await virsh(uri, domainCommand('domstate', name))).trim();
 }
 
 export async function domainXml(uri: string, name: string): Promise<string> {
-  return virsh(uri, ['dumpxml', name]);
+  return virsh(uri, domainCommand('dumpxml', name));
 }
 
 export interface DomainInterface {
@@ -60,7 +93,7 @@ export interface DomainInterface {
 }
 
 export async function domainInterfaces(uri: string, name: string): Promise<DomainInterface[]> {
-  const out = await virsh(uri, ['domiflist', name]);
+  const out = await virsh(uri, domainCommand('domiflist', name));
   return out.split('\n').map((l) => l.trim().split(/\s+/)).filter((c) => c.length === 5 && /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(c[4]!))
     .map(([tap, type, source, model, mac]) => ({ tap: tap!, type: type!, source: source!, model: model!, mac: mac!.toLowerCase() }));
 }
@@ -78,20 +111,25 @@ export interface MigrateOptions {
  * destination. Post-copy stays off: a failed post-copy loses the VM.
  */
 export async function migrateDomain(srcUri: string, name: string, destUri: string, opts: MigrateOptions = {}): Promise<void> {
-  const args = ['migrate', '--live', '--p2p', '--persistent', '--undefinesource', name, destUri];
-  if (opts.migrateUri) args.push('--migrateuri', opts.migrateUri);
-  if (opts.autoConverge) args.push('--auto-converge');
-  await virsh(srcUri, args, opts.timeoutMs ?? 600_000);
+  await virsh(srcUri, migrateArgs(name, destUri, opts), opts.timeoutMs ?? 600_000);
+}
+
+/** `virsh migrate`'s arguments: options first, then `--`, the domain and the destination URI. */
+export function migrateArgs(name: string, destUri: string, opts: MigrateOptions = {}): string[] {
+  const options = ['--live', '--p2p', '--persistent', '--undefinesource'];
+  if (opts.migrateUri) options.push('--migrateuri', opts.migrateUri);
+  if (opts.autoConverge) options.push('--auto-converge');
+  return virshCommand('migrate', options, [checkDomainName(name), destUri]);
 }
 
 /** The running job of a domain (`virsh domjobinfo`): empty when none. */
 export async function jobInfo(uri: string, name: string): Promise<Record<string, string>> {
-  return parseJobInfo(await virsh(uri, ['domjobinfo', name], 10_000));
+  return parseJobInfo(await virsh(uri, domainCommand('domjobinfo', name), 10_000));
 }
 
 /** Aborts the domain's running job (a migration): QEMU keeps the VM running where it was. */
 export async function abortJob(uri: string, name: string): Promise<void> {
-  await virsh(uri, ['domjobabort', name], 30_000);
+  await virsh(uri, domainCommand('domjobabort', name), 30_000);
 }
 
 function parseJobInfo(out: string): Record<string, string> {
@@ -105,7 +143,7 @@ function parseJobInfo(out: string): Record<string, string> {
 
 /** Statistics of the last completed job (libvirt keeps them on the destination of a migration too). */
 export async function completedJob(uri: string, name: string): Promise<Record<string, string>> {
-  return parseJobInfo(await virsh(uri, ['domjobinfo', '--completed', name]));
+  return parseJobInfo(await virsh(uri, domainCommand('domjobinfo', name, ['--completed'])));
 }
 
 /**
@@ -114,7 +152,8 @@ export async function completedJob(uri: string, name: string): Promise<Record<st
  * libvirt knows none (no libvirt network, no lease yet).
  */
 export async function domainAddresses(uri: string, name: string, source: 'lease' | 'arp'): Promise<string[]> {
-  const out = await virsh(uri, ['domifaddr', '--source', source, '--domain', name], 10_000).catch(() => '');
+  // Unanswered, or a name virsh cannot take: libvirt knows no address then, as the doc above says.
+  const out = await Promise.resolve().then(() => virsh(uri, domainCommand('domifaddr', name, ['--source', source]), 10_000)).catch(() => '');
   const addrs = new Set<string>();
   for (const line of out.split('\n')) {
     const m = /\s(ipv4|ipv6)\s+([0-9a-fA-F.:]+)\/\d+/.exec(line);

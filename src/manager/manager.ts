@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { K } from '../collector/keys.js';
+import { K, pairMember } from '../collector/keys.js';
 import type { HostEntry } from '../collector/registry.js';
 import { DEFAULT_PERIOD_SECONDS, msToNextBoundary } from '../agent/period.js';
 import { detectGroups, buildGraph } from '../analysis/index.js';
@@ -12,6 +12,7 @@ import type { ManagerConfig } from './config.js';
 import { execute, type HostRoute, type MoveOrder } from './executor.js';
 import { cooldownUntil, type MigrationRecord } from './history.js';
 import { LeaderLock } from './lock.js';
+import { RouteVetter, routePolicy } from './trust.js';
 
 const log = logger('manager');
 
@@ -29,6 +30,8 @@ export interface Round {
   moves: MoveOrder[];
   skipped: { vm: string; to: string; why: string }[];
   done: MigrationRecord[];
+  /** Hosts whose registered routes this manager does not vouch for: nothing moves from or to them. */
+  refused: { host: string; why: string }[];
   note?: string;
 }
 
@@ -46,8 +49,14 @@ export class Manager {
   private busy?: Promise<Round>;
   /** Told of each running migration's progress (the demo prints it). */
   progress?: (vm: string, percent: number, mibPerSecond: number) => void;
+  private readonly vetter: RouteVetter;
+  /** host → the refusal last logged, so each is logged once, not every round. */
+  private said = new Map<string, string>();
 
-  constructor(readonly redis: Redis, readonly cfg: ManagerConfig, readonly lock: LeaderLock, private readonly onRound: (r: Round) => void = () => undefined) {}
+  constructor(readonly redis: Redis, readonly cfg: ManagerConfig, readonly lock: LeaderLock, private readonly onRound: (r: Round) => void = () => undefined) {
+    this.vetter = new RouteVetter(routePolicy(cfg));
+    for (const p of this.vetter.problems) log.error(`${p}: this entry is ignored; correct it (docs/security.md)`);
+  }
 
   start(): void {
     this.lock.start();
@@ -75,7 +84,7 @@ export class Manager {
         this.busy = this.round().then((r) => (managerMetrics.round(r, (Date.now() - began) / 1000), r)).catch((err) => {
           managerMetrics.round(undefined, (Date.now() - began) / 1000);
           log.error({ err }, 'round failed; trying again at the next one');
-          return { n: this.rounds, at: Date.now(), groups: [], interSite: 0, moves: [], skipped: [], done: [], note: (err as Error).message } as Round;
+          return { n: this.rounds, at: Date.now(), groups: [], interSite: 0, moves: [], skipped: [], done: [], refused: [], note: (err as Error).message } as Round;
         });
         void this.busy.then((r) => this.onRound(r)).finally(() => this.schedule());
       }, wait);
@@ -84,7 +93,7 @@ export class Manager {
 
   /** One decision round (public for tests and `manager --once`). */
   async round(): Promise<Round> {
-    const r: Round = { n: ++this.rounds, at: Date.now(), groups: [], interSite: 0, moves: [], skipped: [], done: [] };
+    const r: Round = { n: ++this.rounds, at: Date.now(), groups: [], interSite: 0, moves: [], skipped: [], done: [], refused: [] };
     if (!(await this.lock.tick())) {
       r.note = `standing by: the leader is ${await this.lock.holder()}`;
       return r;
@@ -94,6 +103,10 @@ export class Manager {
       ...(this.cfg.env ? { env: this.cfg.env } : {}),
     });
     r.view = view;
+    const trusted = trustedRoutes(view.registry, this.vetter);
+    r.refused = trusted.refused;
+    this.sayRefused(trusted.refused);
+    const untrusted = new Map(trusted.refused.map((x) => [x.host, x.why]));
     const draining = new Set(view.registry.filter((h) => h.draining).map((h) => h.host));
     if (view.answer.status !== 'ok') {
       r.note = `the collector handed the query back: ${view.answer.reason}`;
@@ -103,7 +116,8 @@ export class Manager {
     r.interSite = interSiteShare(view);
     r.groups = detectGroups(buildGraph(view.traffic, view.vms.map((v) => v.name)), { method: 'louvain', measure: 'bytes' })
       .map((g) => g.members).filter((m) => m.length > 1);
-    const env: Environment = { ...view.environment, hosts: view.environment.hosts.map((h) => (draining.has(h.name) ? { ...h, reporting: false } : h)) };
+    const closed = (h: string) => draining.has(h) || untrusted.has(h); // nothing planned onto them
+    const env: Environment = { ...view.environment, hosts: view.environment.hosts.map((h) => (closed(h.name) ? { ...h, reporting: false } : h)) };
     const plan = planMoves(view.traffic, view.vms, env, {
       objective: this.cfg.objective, horizonSeconds: this.cfg.horizonSeconds, maxMoves: this.cfg.maxMoves, exclude: this.cfg.exclude,
     });
@@ -111,7 +125,7 @@ export class Manager {
 
     const proposed = new Set<string>();
     for (const m of plan.moves) {
-      const key = `${m.vm}>${m.to}`;
+      const key = pairMember(m.vm, m.to);
       proposed.add(key);
       this.streak.set(key, (this.streak.get(key) ?? 0) + 1);
     }
@@ -119,11 +133,15 @@ export class Manager {
 
     const orders: MoveOrder[] = [];
     for (const m of plan.moves) {
-      const why = await this.blocked(m, draining);
+      const why = await this.blocked(m, draining, untrusted);
       if (why) r.skipped.push({ vm: m.vm, to: m.to, why });
       else orders.push({ vm: m.vm, from: m.from, to: m.to, reason: m.reason });
     }
-    for (const d of drainMoves(view, draining, orders)) orders.push(d);
+    for (const d of drainMoves(view, draining, orders, untrusted)) {
+      const why = untrusted.get(d.from);
+      if (why) r.skipped.push({ vm: d.vm, to: d.to, why: `${d.from}: ${why}` });
+      else orders.push(d);
+    }
     r.moves = orders.filter((o) => byVm.has(o.vm));
     if (!r.moves.length) {
       r.note = plan.noMove ?? (r.skipped.length ? 'every proposed move is held back (see skipped)' : 'no move');
@@ -133,28 +151,47 @@ export class Manager {
       r.note = 'dry run: nothing migrated (start the manager with --apply to act)';
       return r;
     }
-    r.done = await execute(this.redis, r.moves, routes(view.registry), {
+    r.done = await execute(this.redis, r.moves, trusted.routes, {
       maxPerHost: this.cfg.maxPerHost, maxConcurrent: this.cfg.maxConcurrent, timeoutMs: this.cfg.timeoutMs,
       autoConverge: this.cfg.autoConverge, cooldownMs: this.cfg.cooldownMs, mayAct: () => this.lock.isLeader, manager: this.lock.id,
       ...(this.progress ? { onProgress: this.progress } : {}),
     });
-    for (const d of r.done) this.streak.delete(`${d.vm}>${d.to}`);
+    for (const d of r.done) this.streak.delete(pairMember(d.vm, d.to));
     return r;
   }
 
-  private async blocked(m: Move, draining: Set<string>): Promise<string | undefined> {
+  private sayRefused(refused: { host: string; why: string }[]): void {
+    const now = new Map(refused.map((x) => [x.host, x.why]));
+    for (const [host, why] of now) if (this.said.get(host) !== why) log.error({ host }, `host ${host} left alone (nothing migrates from or to it): ${why}`);
+    for (const host of this.said.keys()) if (!now.has(host)) log.info({ host }, `host ${host}: its routes are vouched for again`);
+    this.said = now;
+  }
+
+  private async blocked(m: Move, draining: Set<string>, untrusted: Map<string, string>): Promise<string | undefined> {
     if (draining.has(m.to)) return `${m.to} is draining`;
+    for (const h of [m.from, m.to]) if (untrusted.has(h)) return `${h}: ${untrusted.get(h)}`;
     const until = await cooldownUntil(this.redis, m.vm);
     if (until > Date.now()) return `in cooldown until ${new Date(until).toISOString()}`;
-    const seen = this.streak.get(`${m.vm}>${m.to}`) ?? 0;
+    const seen = this.streak.get(pairMember(m.vm, m.to)) ?? 0;
     if (seen < this.cfg.confirmRounds) return `proposed ${seen} round(s) in a row; moves after ${this.cfg.confirmRounds}`;
     return undefined;
   }
 }
 
-/** How to reach each host's libvirt, and where migrations into it send memory. */
-export function routes(registry: readonly HostEntry[]): Map<string, HostRoute> {
-  return new Map(registry.map((h) => [h.host, { uri: h.uri, ...(h.migrateUri ? { migrateUri: h.migrateUri } : {}) }]));
+/**
+ * How to reach each host's libvirt, and where migrations into it send memory:
+ * only the registered routes `vetter` (the manager's configuration) vouches
+ * for; each other host with the reason it is refused.
+ */
+export function trustedRoutes(registry: readonly HostEntry[], vetter: RouteVetter): { routes: Map<string, HostRoute>; refused: { host: string; why: string }[] } {
+  const routes = new Map<string, HostRoute>();
+  const refused: { host: string; why: string }[] = [];
+  for (const h of registry) {
+    const v = vetter.vet(h.host, h.uri, h.migrateUri);
+    if (v.ok) routes.set(h.host, v.route);
+    else refused.push({ host: h.host, why: v.why });
+  }
+  return { routes, refused };
 }
 
 /** Share of the VM-to-VM traffic (bytes/s) whose two ends sit in different sites. */
@@ -177,9 +214,9 @@ export function interSiteShare(view: CollectorView): number {
  * traffic is (the host of its heaviest peer) if that host has room, else to
  * the live host with the most free memory, preferring its own site.
  */
-export function drainMoves(view: CollectorView, draining: Set<string>, planned: MoveOrder[]): MoveOrder[] {
+export function drainMoves(view: CollectorView, draining: Set<string>, planned: MoveOrder[], closed: ReadonlyMap<string, unknown> = new Map()): MoveOrder[] {
   if (!draining.size) return [];
-  const free = new Map(view.hosts.filter((h) => !draining.has(h.name)).map((h) => [h.name, h.freeMemoryKiB]));
+  const free = new Map(view.hosts.filter((h) => !draining.has(h.name) && !closed.has(h.name)).map((h) => [h.name, h.freeMemoryKiB]));
   const moving = new Set(planned.map((m) => m.vm));
   const where = new Map(view.vms.map((v) => [v.name, v]));
   const out: MoveOrder[] = [];
@@ -190,7 +227,7 @@ export function drainMoves(view: CollectorView, draining: Set<string>, planned: 
     let to: string | undefined;
     for (const p of peers) {
       const h = where.get(p.peer)?.host;
-      if (h && !draining.has(h) && (free.get(h) ?? 0) >= v.memoryKiB) {
+      if (h && free.has(h) && free.get(h)! >= v.memoryKiB) {
         to = h;
         break;
       }

@@ -1,3 +1,5 @@
+import type { Redis } from 'ioredis';
+import { K } from '../../src/collector/keys.js';
 import { Store, type HostRecord } from '../../src/collector/store.js';
 import type { Report } from '../../src/collector/report.js';
 
@@ -18,4 +20,10 @@ export function report(host: string, period: number, pairs: [string, number, num
 export async function host(store: Store, name: string, firstSeen: number, lastSeen: number): Promise<void> {
   await store.registerHost(name, hostRecord(), firstSeen);
   await store.registerHost(name, hostRecord(), lastSeen);
+}
+
+/** Sets L-second periods in vc:settings; returns the period that holds `now` (ms). */
+export async function periodNow(redis: Redis, now: number): Promise<number> {
+  await redis.hset(K.settings, 'periodSeconds', L);
+  return Math.floor(now / 1000 / L) * L;
 }

@@ -253,6 +253,8 @@ test('place: bad clusters exit 2 with the fix', async () => {
     [[badPattern, '--redis', url(0)], /unknown traffic pattern 'star'/],
     [[noTemplate, '--redis', url(0), '--apply'], /--apply needs a libvirt domain XML: add "template"/],
     [[templated, '--redis', url(1), '--apply'], /host [ab]1 has no libvirt URI in the registry/],
+    // The registry's URI is not used unless the manager's configuration vouches for it (none here: qemu:///system is local anyway).
+    [[templated, '--redis', url(0), '--apply'], /host [ab]1: libvirt URI refused: qemu:\/\/\/system reaches only the machine it runs on/],
     // Checked before anything is defined; the path is relative to the cluster file.
     [[badTemplate, '--redis', url(0), '--apply'], /the domain template has an unknown placeholder \{\{disk\}\}: use \{\{name\}\}/],
   ];

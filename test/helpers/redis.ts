@@ -7,7 +7,7 @@ import { alive } from '../../src/util/process.js';
 
 /** A private Redis on a free loopback port, for one test file; stopped by its pid. */
 export class TestRedis {
-  private constructor(readonly port: number, readonly dir: string, readonly netns?: string, readonly password?: string) {}
+  private constructor(readonly port: number, readonly dir: string, readonly netns?: string, readonly password?: string, readonly aclfile?: string) {}
 
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
@@ -16,12 +16,13 @@ export class TestRedis {
   /**
    * `netns`: run it inside that network namespace (its loopback must be up), for an agent that runs there.
    * `password`: the server requires it (--requirepass); `url` stays without it.
+   * `aclfile`: its users (it must keep `default` open for the helper's own redis-cli calls).
    */
-  static async start(netns?: string, password?: string): Promise<TestRedis> {
+  static async start(netns?: string, password?: string, aclfile?: string): Promise<TestRedis> {
     for (let tries = 0; tries < 50; tries++) {
       const port = 20000 + Math.floor(Math.random() * 20000);
       if (!(await portFree(port))) continue;
-      const r = new TestRedis(port, await mkdtemp(join(tmpdir(), 'vc-redis-')), netns, password);
+      const r = new TestRedis(port, await mkdtemp(join(tmpdir(), 'vc-redis-')), netns, password, aclfile);
       await r.launch();
       return r;
     }
@@ -32,7 +33,7 @@ export class TestRedis {
   async launch(): Promise<void> {
     await run('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
       '--daemonize', 'yes', '--pidfile', join(this.dir, 'redis.pid'), '--logfile', join(this.dir, 'redis.log'), '--dir', this.dir,
-      ...(this.password ? ['--requirepass', this.password] : [])],
+      ...(this.password ? ['--requirepass', this.password] : []), ...(this.aclfile ? ['--aclfile', this.aclfile] : [])],
       this.netns ? { netns: this.netns } : {});
     await waitFor(`test Redis on port ${this.port}`, async () => ((await this.cli('ping')) ? true : undefined), 10_000, 50);
   }

@@ -5,7 +5,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { readDomainXml } from '../../src/libvirt/domxml.js';
 import { packageRoot } from '../../src/paths.js';
+import { manyElements, UUID, WITH_METADATA_NIC } from '../helpers/domxml.js';
 
 const HOOK = join(packageRoot, 'hooks', 'qemu');
 const XML = `<domain type='qemu'><name>vc-lab-vm1</name><uuid>0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0</uuid>
@@ -39,24 +41,29 @@ async function agent(): Promise<{ server: Server; socket: string; events: Record
   return { server, socket, events, dir };
 }
 
-test('tells the agent which VM started, with its UUID, MAC and tap, and prints nothing', async () => {
+/** Runs `fn` with a listening agent socket, then removes it. */
+async function withAgent(fn: (a: Awaited<ReturnType<typeof agent>>) => Promise<void>): Promise<void> {
   const a = await agent();
   try {
-    const r = await runHook(['vc-lab-vm1', 'started', 'begin', '-'], a.socket, XML);
-    assert.equal(r.code, 0);
-    assert.equal(r.stdout, '', 'stdout would replace the domain XML for migrate/restore');
-    await new Promise((res) => setTimeout(res, 50));
-    assert.equal(a.events.length, 1);
-    assert.deepEqual(
-      { ...a.events[0], at: 0 },
-      { v: 1, source: 'hook', domain: 'vc-lab-vm1', operation: 'started', subOperation: 'begin', extra: '-', at: 0,
-        uuid: '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0', interfaces: [{ mac: '52:54:00:65:00:01', tap: 'vnet7' }] },
-    );
+    await fn(a);
   } finally {
     a.server.close();
     await rm(a.dir, { recursive: true, force: true });
   }
-});
+}
+
+test('tells the agent which VM started, with its UUID, MAC and tap, and prints nothing', () => withAgent(async (a) => {
+  const r = await runHook(['vc-lab-vm1', 'started', 'begin', '-'], a.socket, XML);
+  assert.equal(r.code, 0);
+  assert.equal(r.stdout, '', 'stdout would replace the domain XML for migrate/restore');
+  await new Promise((res) => setTimeout(res, 50));
+  assert.equal(a.events.length, 1);
+  assert.deepEqual(
+    { ...a.events[0], at: 0 },
+    { v: 1, source: 'hook', domain: 'vc-lab-vm1', operation: 'started', subOperation: 'begin', extra: '-', at: 0,
+      uuid: '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0', interfaces: [{ mac: '52:54:00:65:00:01', tap: 'vnet7' }] },
+  );
+}));
 
 test('exits 0 promptly when the agent is down, stdin is garbage, or stdin never closes', async () => {
   const missing = join(tmpdir(), `vc-hook-missing-${process.pid}.sock`);
@@ -67,15 +74,29 @@ test('exits 0 promptly when the agent is down, stdin is garbage, or stdin never 
   }
 });
 
-test('garbage XML still reaches the agent as an event, and unknown operations are ignored', async () => {
-  const a = await agent();
-  try {
-    assert.equal((await runHook(['vm9', 'release', 'end', '-'], a.socket, '<domain><uuid>nope')).code, 0);
-    assert.equal((await runHook(['vm9', 'frobnicate', 'begin', '-'], a.socket, XML)).code, 0);
-    await new Promise((res) => setTimeout(res, 50));
-    assert.deepEqual(a.events.map((e) => [e.domain, e.operation, e.uuid]), [['vm9', 'release', null]]);
-  } finally {
-    a.server.close();
-    await rm(a.dir, { recursive: true, force: true });
+test('garbage XML still reaches the agent as an event, and unknown operations are ignored', () => withAgent(async (a) => {
+  assert.equal((await runHook(['vm9', 'release', 'end', '-'], a.socket, '<domain><uuid>nope')).code, 0);
+  assert.equal((await runHook(['vm9', 'frobnicate', 'begin', '-'], a.socket, XML)).code, 0);
+  await new Promise((res) => setTimeout(res, 50));
+  assert.deepEqual(a.events.map((e) => [e.domain, e.operation, e.uuid]), [['vm9', 'release', null]]);
+}));
+
+test('only /domain/devices/interface reaches the agent, read as the agent reads it: an <interface> in metadata does not', () => withAgent(async (a) => {
+  assert.equal((await runHook(['vm1', 'started', 'begin', '-'], a.socket, WITH_METADATA_NIC)).code, 0);
+  await new Promise((res) => setTimeout(res, 50));
+  assert.equal(a.events[0]?.uuid, UUID);
+  assert.deepEqual(a.events[0]?.interfaces, [{ mac: '52:54:00:65:00:01', tap: 'vnet7' }]);
+  assert.deepEqual(a.events[0]?.interfaces, readDomainXml(WITH_METADATA_NIC).interfaces.map(({ mac, tap }) => ({ mac, tap })));
+}));
+
+test('XML of 4,000 elements, and of 4 MiB, is read within the hook\'s deadline: the event still goes out', () => withAgent(async (a) => {
+  // The deadline timer cannot cut a synchronous parse short: had reading taken longer, the event would be lost.
+  for (const n of [4000, 330_000]) {
+    const xml = manyElements(n);
+    const r = await runHook([`vm-${n}`, 'started', 'begin', '-'], a.socket, xml);
+    assert.equal(r.code, 0);
+    assert.ok(r.ms < 3000, `${n} elements (${(xml.length / 2 ** 20).toFixed(1)} MiB): ${r.ms} ms`);
   }
-});
+  await new Promise((res) => setTimeout(res, 50));
+  assert.deepEqual(a.events.map((e) => [e.domain, e.uuid, e.interfaces]), [['vm-4000', UUID, []], ['vm-330000', UUID, []]]);
+}));

@@ -120,7 +120,7 @@ describe(`agents (${sensor}) on lab ${name}`, { concurrency: 1 }, () => {
     await waitFor('the directory to place vm1 on the destination', async () =>
       ((await redis.hget(K.vm(vm1), 'host')) === b.name ? true : undefined), 15_000);
     assert.equal(await redis.hget(K.vm(vm1), 'state'), 'running');
-    const events = (await redis.xrange(K.events, '-', '+')).map(([, f]) => Object.fromEntries(pairsOf(f)));
+    const events = (await Promise.all([a, b].map((h) => redis.xrange(K.events(h.name), '-', '+')))).flat().map(([, f]) => Object.fromEntries(pairsOf(f)));
     assert.ok(events.some((e) => e.host === b.name && e.domain === vm1 && e.operation === 'migrate'), 'destination hook seen');
     assert.ok(events.some((e) => e.host === a.name && e.domain === vm1 && e.operation === 'release'), 'source hook seen');
   });
@@ -208,7 +208,7 @@ describe(`agents (${sensor}) on lab ${name}`, { concurrency: 1 }, () => {
     const unknown = call(['vc-nosuch', 'frobnicate', 'begin', '-'], '<domain/>');
     assert.equal(unknown.status, 0);
     await waitFor('the garbage event in the stream', async () => {
-      const ev = (await redis.xrange(K.events, '-', '+')).map(([, f]) => Object.fromEntries(pairsOf(f)));
+      const ev = (await redis.xrange(K.events(a.name), '-', '+')).map(([, f]) => Object.fromEntries(pairsOf(f)));
       return ev.some((e) => e.domain === 'vc-nosuch' && e.operation === 'started') ? ev : undefined;
     }, 10_000).then((ev) => assert.ok(!ev.some((e) => e.operation === 'frobnicate')));
     assert.ok(alive((await livePid(agentPaths(lab, a).pid))!), 'the agent survived the garbage');

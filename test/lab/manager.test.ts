@@ -6,6 +6,7 @@ import { Redis } from 'ioredis';
 import { msToNextBoundary } from '../../src/agent/period.js';
 import { K } from '../../src/collector/keys.js';
 import { startGuests } from '../../src/cli/lab.js';
+import { labRoutes } from '../../src/cli/manager.js';
 import { labRedisUrl } from '../../src/lab/agents.js';
 import { labEnvironment } from '../../src/lab/environment.js';
 import { labDown, labUp } from '../../src/lab/lab.js';
@@ -136,7 +137,7 @@ describe(`manager (${sensor}) on lab ${name}`, { concurrency: 1 }, () => {
   it('two managers: one acts; split groups are together within 3 rounds, inter-site traffic falls by 90 %, counts stay continuous, then 10 stable rounds move nothing', async () => {
     const env = parseEnvironment(labEnvironment(lab), 'lab');
     const before = interSiteShare(await readCollector(redis, { query: { type: 'mean', span: 2, maxWaitMs: 5000, approx: true }, env }));
-    const cfg = { ...DEFAULT_MANAGER, apply: true, everyPeriods: 1, span: 2, cooldownMs: COOLDOWN_MS, env };
+    const cfg = { ...DEFAULT_MANAGER, apply: true, everyPeriods: 1, span: 2, cooldownMs: COOLDOWN_MS, env, ...labRoutes(lab) };
     const managers = [0, 1].map(() => new Manager(redis, cfg, new LeaderLock(redis, 10_000)));
     const rounds: Round[][] = [];
     const start = Date.now();
@@ -178,7 +179,7 @@ describe(`manager (${sensor}) on lab ${name}`, { concurrency: 1 }, () => {
 
   it('host drain: the manager empties the host, keeps each group in one site, and plans nothing onto it', async () => {
     const env = parseEnvironment(labEnvironment(lab), 'lab');
-    const manager = new Manager(redis, { ...DEFAULT_MANAGER, apply: true, everyPeriods: 1, span: 2, cooldownMs: COOLDOWN_MS, env }, new LeaderLock(redis, 10_000));
+    const manager = new Manager(redis, { ...DEFAULT_MANAGER, apply: true, everyPeriods: 1, span: 2, cooldownMs: COOLDOWN_MS, env, ...labRoutes(lab) }, new LeaderLock(redis, 10_000));
     try {
       const where = async () => new Map((await Promise.all(hosts(lab).map(async (h) => (await listDomains(h.uri))
         .filter((d) => d.state === 'running').map((d) => [d.name, h] as const)))).flat());

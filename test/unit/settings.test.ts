@@ -39,7 +39,7 @@ test('the commands keep their flags', () => {
     '--socket --state-dir --spool-max --retention --sensor --pin-root --migrate-uri --metrics --metrics-bind --pretty'));
   assert.deepEqual(longs(managerCommand()), sorted('--lab --config --no-config --pretty --apply --every --objective --env --horizon --max-moves --confirm ' +
     '--cooldown --max-per-host --max-concurrent --timeout --auto-converge --span --exclude --once --json --metrics --metrics-bind --redis'));
-  assert.deepEqual(longs(doctorCommand()), sorted('--config --no-config --libvirt-uri --hooks-dir --pin-root --redis --state-dir --socket --json'));
+  assert.deepEqual(longs(doctorCommand()), sorted('--config --no-config --libvirt-uri --hooks-dir --pin-root --redis --state-dir --socket --manager --json'));
 });
 
 test('a flag sets its key, typed; a flag not given sets nothing', () => {
@@ -61,6 +61,7 @@ test('the modules keep their defaults', () => {
   assert.deepEqual({ ...DEFAULT_MANAGER }, {
     apply: false, everyPeriods: 2, settleMs: 2000, objective: 'time', horizonSeconds: 3600, maxMoves: 5, confirmRounds: 2, cooldownMs: 600_000,
     maxPerHost: 1, maxConcurrent: 2, timeoutMs: 300_000, autoConverge: false, lockTtlMs: 15_000, span: 4, coefficient: 2, maxWaitMs: 5000, exclude: [],
+    hostRoutes: {}, hostUris: [], migrateNetworks: [], // no route is trusted until configured (docs/security.md)
   });
   const { host, ...agent } = DEFAULTS;
   assert.ok(host);
