@@ -2,7 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:net';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
-import { K } from '../collector/keys.js';
+import { Registry } from '../collector/registry.js';
 import { Store } from '../collector/store.js';
 import { connectDaemon } from '../config/redis.js';
 import type { Report } from '../collector/report.js';
@@ -67,6 +67,7 @@ export class Agent {
     readonly sensor: Sensor,
     readonly redis: Redis,
     readonly store: Store,
+    readonly registry: Registry,
     readonly spool: Spool,
     readonly ids: VmIds,
     private readonly connect: (uri: string) => Promise<DomainSource>,
@@ -83,7 +84,7 @@ export class Agent {
     // Connection errors are retried by ioredis; flush() reports the wait, connectDaemon the credentials or TLS refused.
     const redis = connectDaemon(cfg.redis, cfg.redisAuth, log);
     agentMetrics.watch(spool, redis);
-    const agent = new Agent(cfg, sensor, redis, new Store(redis), spool, ids, connect);
+    const agent = new Agent(cfg, sensor, redis, new Store(redis), new Registry(redis), spool, ids, connect);
     agent.lastRead = Number(await readFile(agent.lastReadFile, 'utf8').catch(() => '')) || Date.now();
     redis.on('ready', () => {
       log.info({ redis: cfg.redis }, 'Redis connected');
@@ -179,7 +180,7 @@ export class Agent {
     const book = new Map<string, string>();
     if (this.redis.status === 'ready') {
       try {
-        for (const [a, vm] of await withTimeout(this.store.addresses(), 5000, 'address book')) book.set(a, vm);
+        for (const [a, vm] of await withTimeout(this.registry.addresses(), 5000, 'address book')) book.set(a, vm);
       } catch (err) {
         log.warn({ err }, 'cannot read the address book; peers named by what this host knows');
       }
@@ -310,7 +311,7 @@ export class Agent {
   private async publishDirectory(domains: DomainSnapshot[], gone: string[]): Promise<void> {
     const node = await this.libvirt!.node();
     const used = domains.reduce((s, d) => s + d.memoryKiB, 0);
-    await this.store.registerHost(this.cfg.host, {
+    await this.registry.registerHost(this.cfg.host, {
       site: this.cfg.site, uri: this.cfg.libvirtUri, cpus: node.cpus, memoryKiB: node.memoryKiB,
       freeMemoryKiB: Math.max(0, node.memoryKiB - used), vms: domains.length, sensor: this.sensor.kind, sensorNote: this.sensor.fallbackReason ?? '', periodSeconds: this.cfg.periodSeconds, migrateUri: this.cfg.migrateUri,
     });
@@ -322,15 +323,15 @@ export class Agent {
       };
       // Paused here while running elsewhere is an incoming migration: the directory moves once it runs here.
       if (d.state === 'paused') {
-        const where = await this.redis.hget(K.vm(d.name), 'host');
+        const where = await this.registry.vmHost(d.name);
         if (where && where !== this.cfg.host) continue;
-        await this.store.putVm(d.name, { ...rec, state: 'arriving' });
+        await this.registry.putVm(d.name, { ...rec, state: 'arriving' });
       } else {
-        await this.store.putVm(d.name, { ...rec, state: 'running' });
+        await this.registry.putVm(d.name, { ...rec, state: 'running' });
       }
     }
     for (const name of gone) {
-      if (await this.store.vmGone(name, this.cfg.host)) {
+      if (await this.registry.vmGone(name, this.cfg.host)) {
         log.info({ vm: name }, 'VM left this host');
         this.pendingEvents.push({ host: this.cfg.host, source: 'reconcile', domain: name, operation: 'gone', at: Date.now() });
       }

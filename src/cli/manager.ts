@@ -1,6 +1,5 @@
 import { Command } from 'commander';
-import { K } from '../collector/keys.js';
-import { readHosts, readVms } from '../collector/registry.js';
+import { Registry } from '../collector/registry.js';
 import { parseDuration } from '../collector/span.js';
 import { loadSettings } from '../config/load.js';
 import { connectChecked, connectDaemon, connectOnce, withoutCredentials } from '../config/redis.js';
@@ -112,7 +111,8 @@ export function migrateCommand(): Command {
     .action(async (vm: string, host: string, o) => {
       const redis = await connectOnce(await redisUrl(o));
       try {
-        const [hosts, vms] = await Promise.all([readHosts(redis), readVms(redis)]);
+        const registry = new Registry(redis);
+        const [hosts, vms] = await Promise.all([registry.hosts(), registry.vms()]);
         const v = vms.find((x) => x.name === vm);
         if (!v) throw new UserError(`unknown VM '${vm}': not in the VM directory (virt-cohort stats --vms lists them)`);
         const dst = hosts.find((h) => h.host === host);
@@ -167,8 +167,8 @@ export function hostCommand(): Command {
       .action(async (h: string, o) => {
         const redis = await connectOnce(await redisUrl(o));
         try {
-          if (!(await redis.sismember(K.hosts, h))) throw new UserError(`unknown host '${h}' (known: ${(await redis.smembers(K.hosts)).join(', ') || 'none'})`);
-          await redis.hset(K.host(h), 'draining', value);
+          const registry = new Registry(redis);
+          if (!(await registry.setDraining(h, value === '1'))) throw new UserError(`unknown host '${h}' (known: ${(await registry.hostNames()).join(', ') || 'none'})`);
           process.stdout.write(value === '1' ? `${h} is draining: the manager (with --apply) evacuates it at its next round\n` : `${h} takes VMs again\n`);
         } finally {
           redis.disconnect();

@@ -5,7 +5,7 @@ import { completeness, waitComplete, type Missing } from './complete.js';
 import { pairNames } from './dictionary.js';
 import { K, pairMember } from './keys.js';
 import { decodePacked, type Packed } from './packed.js';
-import { readSettings } from './registry.js';
+import { Registry } from './registry.js';
 import { resolveMember } from './resolve.js';
 import { spanPeriods, spanStarts } from './span.js';
 
@@ -150,12 +150,13 @@ function periodLength(s: number): number {
  */
 export async function query(redis: Redis, options: QueryOptions): Promise<QueryResult> {
   const q = checkQuery(options);
-  const settings = await readSettings(redis);
+  const registry = new Registry(redis);
+  const settings = await registry.settings();
   const L = periodLength(q.periodSeconds ?? settings.periodSeconds ?? DEFAULT_PERIOD_SECONDS);
   const n = spanPeriods(q.span, L);
   const periods = spanStarts(n, L, q.now);
   const graceMs = q.graceMs ?? 2 * L * 1000;
-  if (q.vm !== undefined && !(await redis.sismember(K.vms, q.vm))) {
+  if (q.vm !== undefined && !(await registry.hasVm(q.vm))) {
     throw new UserError(`unknown VM '${q.vm}': it is not in the VM directory (vc:vms); \`virt-cohort stats --vms\` lists the VMs`);
   }
   const base = { type: q.type, periods, periodSeconds: L };
@@ -197,7 +198,7 @@ export async function query(redis: Redis, options: QueryOptions): Promise<QueryR
   // script as its host's SADD and never changed after, so the set read decides which reports count: one
   // landing now is either in both (not estimated) or in neither (estimated).
   const [addr, snaps] = await Promise.all([
-    redis.hgetall(K.addr).then((h) => new Map(Object.entries(h))),
+    registry.addresses(),
     readPeriods(redis, periods),
   ]);
   const missing = waited.missing.filter((m) => !snaps[periods.indexOf(m.period)]!.reported.has(m.host));

@@ -1,6 +1,5 @@
 import type { Redis } from 'ioredis';
-import { K } from '../collector/keys.js';
-import type { HostEntry } from '../collector/registry.js';
+import { Registry, type HostEntry } from '../collector/registry.js';
 import { DEFAULT_PERIOD_SECONDS, msToNextBoundary } from '../agent/period.js';
 import { detectGroups, buildGraph } from '../analysis/index.js';
 import type { Environment } from '../placement/env.js';
@@ -62,7 +61,7 @@ export class Manager {
   }
 
   private async periodSeconds(): Promise<number> {
-    return Number(await this.redis.hget(K.settings, 'periodSeconds').catch(() => null)) || DEFAULT_PERIOD_SECONDS;
+    return (await new Registry(this.redis).settings().catch(() => undefined))?.periodSeconds || DEFAULT_PERIOD_SECONDS;
   }
 
   private schedule(): void {

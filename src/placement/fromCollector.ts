@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import type { PairTraffic } from '../analysis/graph.js';
 import { DEFAULT_PERIOD_SECONDS } from '../agent/period.js';
 import { query, type QueryOptions, type QueryResult } from '../collector/query.js';
-import { readHosts, readSettings, readVms, type HostEntry, type VmEntry } from '../collector/registry.js';
+import { Registry, type HostEntry, type VmEntry } from '../collector/registry.js';
 import { UserError } from '../util/errors.js';
 import { parseEnvironment, type Environment, type Host } from './env.js';
 import { mergeLive, type HostInfo, type VmInfo } from './live.js';
@@ -97,7 +97,8 @@ export async function readCollector(redis: Redis, opts: CollectorReadOptions = {
 /** The directory, the registry and the environment, without traffic (initial placement needs no more). */
 export async function readInventory(redis: Redis, opts: Omit<CollectorReadOptions, 'query'> & { periodSeconds?: number } = {}): Promise<Inventory> {
   const now = opts.now ?? Date.now();
-  const [registry, directory, settings] = await Promise.all([readHosts(redis), readVms(redis), readSettings(redis)]);
+  const reg = new Registry(redis);
+  const [registry, directory, settings] = await Promise.all([reg.hosts(), reg.vms(), reg.settings()]);
   if (registry.length === 0) {
     throw new UserError('no host has registered in the collector: start the agents (virt-cohort agent), or check --redis / --lab');
   }
