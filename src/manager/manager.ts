@@ -4,13 +4,14 @@ import { DEFAULT_PERIOD_SECONDS, msToNextBoundary } from '../agent/period.js';
 import { detectGroups, buildGraph } from '../analysis/index.js';
 import type { Environment } from '../placement/env.js';
 import { readCollector, type CollectorView } from '../placement/fromCollector.js';
-import { planMoves, type Move, type Plan } from '../placement/index.js';
+import { planMoves, type Plan } from '../placement/index.js';
 import { managerMetrics } from '../metrics/registry.js';
 import { logger } from '../util/log.js';
 import type { ManagerConfig } from './config.js';
 import { execute, type HostRoute, type MoveOrder } from './executor.js';
-import { cooldownUntil, type MigrationRecord } from './history.js';
+import type { MigrationRecord } from './history.js';
 import { LeaderLock } from './lock.js';
+import { describeHold, whyHeld } from './safety.js';
 
 const log = logger('manager');
 
@@ -118,8 +119,11 @@ export class Manager {
 
     const orders: MoveOrder[] = [];
     for (const m of plan.moves) {
-      const why = await this.blocked(m, draining);
-      if (why) r.skipped.push({ vm: m.vm, to: m.to, why });
+      // The plan's order keeps capacity right move after move: no room check here.
+      const hold = await whyHeld(this.redis, m, { hosts: view.registry, vms: view.directory }, {
+        room: false, draining: true, cooldown: true, confirm: { rounds: this.cfg.confirmRounds, seen: this.streak.get(`${m.vm}>${m.to}`) ?? 0 },
+      });
+      if (hold) r.skipped.push({ vm: m.vm, to: m.to, why: describeHold(hold) });
       else orders.push({ vm: m.vm, from: m.from, to: m.to, reason: m.reason });
     }
     for (const d of drainMoves(view, draining, orders)) orders.push(d);
@@ -141,14 +145,6 @@ export class Manager {
     return r;
   }
 
-  private async blocked(m: Move, draining: Set<string>): Promise<string | undefined> {
-    if (draining.has(m.to)) return `${m.to} is draining`;
-    const until = await cooldownUntil(this.redis, m.vm);
-    if (until > Date.now()) return `in cooldown until ${new Date(until).toISOString()}`;
-    const seen = this.streak.get(`${m.vm}>${m.to}`) ?? 0;
-    if (seen < this.cfg.confirmRounds) return `proposed ${seen} round(s) in a row; moves after ${this.cfg.confirmRounds}`;
-    return undefined;
-  }
 }
 
 /** How to reach each host's libvirt, and where migrations into it send memory. */

@@ -45,6 +45,8 @@ export interface Inventory {
   hosts: HostInfo[];
   /** The whole registry, live or not, with uris. */
   registry: HostEntry[];
+  /** The whole VM directory, as read (stopped VMs too). */
+  directory: VmEntry[];
   /** The environment with the live inventory merged in. */
   environment: Environment;
   /** True when no file was given and the environment was derived from the registry. */
@@ -123,7 +125,7 @@ export async function readInventory(redis: Redis, opts: Omit<CollectorReadOption
     const pinned = v.pinned || v.optOut || v.state === 'arriving' || !live.has(v.host);
     vms.push({ name: v.name, host: v.host, site: v.site, memoryKiB: v.memoryKiB, vcpus: v.vcpus, ...(pinned && { pinned }) });
   }
-  return { vms, hosts, registry, environment, defaultEnvironment: defaulted, periodSeconds, notes };
+  return { vms, hosts, registry, directory, environment, defaultEnvironment: defaulted, periodSeconds, notes };
 }
 
 const defaultLinks: DefaultLinks = { latencyMs: DEFAULT_LATENCY_MS, bandwidthMbit: DEFAULT_BANDWIDTH_MBIT };
