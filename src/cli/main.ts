@@ -8,6 +8,7 @@ import { CommandError, UserError } from '../util/errors.js';
 import { agentCommand } from './agent.js';
 import { configCommand } from './config.js';
 import { doctorCommand } from './doctor.js';
+import { explain } from './errors.js';
 import { groupsCommand, planCommand } from './analysis.js';
 import { installHookCommand } from './hook.js';
 import { demoCommand } from './demo.js';
@@ -51,7 +52,7 @@ try {
 function report(err: unknown): number {
   if (err instanceof CommanderError) return err.exitCode;
   if (err instanceof UserError) {
-    process.stderr.write(`virt-cohort: ${err.message}\n`);
+    process.stderr.write(`virt-cohort: ${explain(err)}\n`);
     return err.exitCode;
   }
   const gone = redisGone(err);

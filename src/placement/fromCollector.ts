@@ -3,7 +3,7 @@ import type { PairTraffic } from '../analysis/graph.js';
 import { DEFAULT_PERIOD_SECONDS } from '../agent/period.js';
 import { query, type QueryOptions, type QueryResult } from '../collector/query.js';
 import { Registry, type HostEntry, type VmEntry } from '../collector/registry.js';
-import { UserError } from '../util/errors.js';
+import { IncompleteHostError, NoHostsError, UserError } from '../util/errors.js';
 import { parseEnvironment, type Environment, type Host } from './env.js';
 import { mergeLive, type HostInfo, type VmInfo } from './live.js';
 import { planMoves, type Plan, type PlanOptions } from './plan.js';
@@ -89,7 +89,7 @@ export async function planFromCollector(redis: Redis, opts: PlanFromCollectorOpt
 export async function readCollector(redis: Redis, opts: CollectorReadOptions = {}): Promise<CollectorView> {
   const now = opts.now ?? Date.now();
   const q: QueryOptions = { type: 'weighted', span: 10, coefficient: 2, ...opts.query, now };
-  if (q.type === 'detail') throw new UserError('groups and plans need one figure per pair: use --type mean or weighted, not detail');
+  if (q.type === 'detail') throw new UserError('groups and plans need one figure per pair: use a mean or weighted query, not detail');
   const answer = await query(redis, q);
   const inventory = await readInventory(redis, { ...opts, now, periodSeconds: answer.periodSeconds });
   const traffic = answer.status === 'ok' && answer.type !== 'detail' ? perSecond(answer.pairs, answer.periodSeconds) : [];
@@ -102,7 +102,7 @@ export async function readInventory(redis: Redis, opts: Omit<CollectorReadOption
   const reg = new Registry(redis);
   const [registry, directory, settings] = await Promise.all([reg.hosts(), reg.vms(), reg.settings()]);
   if (registry.length === 0) {
-    throw new UserError('no host has registered in the collector: start the agents (virt-cohort agent), or check --redis / --lab');
+    throw new NoHostsError();
   }
   const periodSeconds = opts.periodSeconds ?? settings.periodSeconds ?? DEFAULT_PERIOD_SECONDS;
   const liveSince = now - LIVE_PERIODS * periodSeconds * 1000;
@@ -149,7 +149,7 @@ export function defaultEnvironment(registry: readonly HostEntry[], links: Defaul
 
 export function defaultEnvironmentJson(registry: readonly HostEntry[], links: DefaultLinks = defaultLinks): object {
   const bad = registry.find((h) => h.site === '');
-  if (bad) throw new UserError(`host ${bad.host} registered without a site: restart its agent with --site, or pass --env with the host in a site`);
+  if (bad) throw new IncompleteHostError(bad.host, 'site');
   const sites = [...new Set(registry.map((h) => h.site))].sort();
   return {
     sites: Object.fromEntries(sites.map((s) => [s, {}])),
