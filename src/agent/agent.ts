@@ -2,7 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:net';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
-import { K } from '../collector/keys.js';
+import { Registry } from '../collector/registry.js';
 import { Store } from '../collector/store.js';
 import { connectDaemon } from '../config/redis.js';
 import type { Report } from '../collector/report.js';
@@ -17,7 +17,6 @@ import type { AgentConfig } from './config.js';
 import { listenHooks, type HookEvent } from './hookserver.js';
 import { arpClaims, toPairs } from './pairs.js';
 import { AddressBook, type Owners } from './addresses.js';
-import { vmStates } from '../collector/registry.js';
 import { domainAddresses } from '../libvirt/virsh.js';
 import { msToNextBoundary, periodAt, periodLabel } from './period.js';
 import { Spool } from './spool.js';
@@ -77,6 +76,7 @@ export class Agent {
     readonly sensor: Sensor,
     readonly redis: Redis,
     readonly store: Store,
+    readonly registry: Registry,
     readonly spool: Spool,
     readonly ids: VmIds,
     private readonly connect: (uri: string) => Promise<DomainSource>,
@@ -84,16 +84,17 @@ export class Agent {
     this.lastRead = Date.now();
   }
 
-  static async start(cfg: AgentConfig, connect: (uri: string) => Promise<DomainSource> = (uri) => LibvirtClient.connect(uri)): Promise<Agent> {
+  /** `sensor`: count with this one instead of opening the configured backend (a fake in tests: test/helpers/sensor.ts). */
+  static async start(cfg: AgentConfig, connect: (uri: string) => Promise<DomainSource> = (uri) => LibvirtClient.connect(uri), sensor?: Sensor): Promise<Agent> {
     const spool = await Spool.open(join(cfg.stateDir, 'spool'), cfg.spoolMax);
     const ids = await VmIds.load(join(cfg.stateDir, 'vm-ids.json'));
-    const sensor = await openSensor({ backend: cfg.sensor, pinRoot: cfg.pinRoot, object: bpfObject });
+    sensor ??= await openSensor({ backend: cfg.sensor, pinRoot: cfg.pinRoot, object: bpfObject });
     if (sensor.fallbackReason) log.warn({ backend: sensor.kind, reason: sensor.fallbackReason }, `counting with libpcap because eBPF is not available: ${sensor.fallbackReason}`);
     else log.info({ backend: sensor.kind, pinRoot: cfg.pinRoot }, `sensor ready: ${sensor.kind === 'ebpf' ? 'eBPF on tc' : `libpcap (asked for). ${PCAP_COST}`}`);
     // Connection errors are retried by ioredis; flush() reports the wait, connectDaemon the credentials or TLS refused.
     const redis = connectDaemon(cfg.redis, cfg.redisAuth, log);
     agentMetrics.watch(spool, redis);
-    const agent = new Agent(cfg, sensor, redis, new Store(redis), spool, ids, connect);
+    const agent = new Agent(cfg, sensor, redis, new Store(redis), new Registry(redis), spool, ids, connect);
     agent.lastRead = Number(await readFile(agent.lastReadFile, 'utf8').catch(() => '')) || Date.now();
     redis.on('ready', () => {
       log.info({ redis: cfg.redis }, 'Redis connected');
@@ -192,7 +193,7 @@ export class Agent {
   private async clusterAddresses(): Promise<Map<string, string>> {
     if (this.redis.status !== 'ready') return new Map();
     try {
-      return await withTimeout(this.store.addresses(), 5000, 'address book');
+      return await withTimeout(this.registry.addresses(), 5000, 'address book');
     } catch (err) {
       log.warn({ err }, 'cannot read the address book; peers named by what this host knows');
       return new Map();
@@ -203,7 +204,7 @@ export class Agent {
   private async owners(cluster: Map<string, string>): Promise<Owners> {
     const owners: Owners = new Map();
     if (!cluster.size) return owners;
-    const states = await withTimeout(vmStates(this.redis, [...new Set(cluster.values())]), 5000, 'VM states').catch(() => undefined);
+    const states = await withTimeout(this.registry.vmStates([...new Set(cluster.values())]), 5000, 'VM states').catch(() => undefined);
     for (const [a, vm] of cluster) owners.set(a, { vm, live: !states || states.get(vm) === 'running' || states.get(vm) === 'arriving' });
     return owners;
   }
@@ -348,7 +349,7 @@ export class Agent {
   private async publishDirectory(domains: DomainSnapshot[], gone: string[]): Promise<void> {
     const node = await this.libvirt!.node();
     const used = domains.reduce((s, d) => s + d.memoryKiB, 0);
-    await this.store.registerHost(this.cfg.host, {
+    await this.registry.registerHost(this.cfg.host, {
       site: this.cfg.site, uri: this.cfg.libvirtUri, cpus: node.cpus, memoryKiB: node.memoryKiB,
       freeMemoryKiB: Math.max(0, node.memoryKiB - used), vms: domains.length, sensor: this.sensor.kind, sensorNote: this.sensor.fallbackReason ?? '', periodSeconds: this.cfg.periodSeconds, migrateUri: this.cfg.migrateUri,
     });
@@ -360,19 +361,19 @@ export class Agent {
       };
       // Paused here while running elsewhere is an incoming migration: the directory moves once it runs here.
       if (d.state === 'paused') {
-        const where = await this.redis.hget(K.vm(d.name), 'host');
+        const where = await this.registry.vmHost(d.name);
         if (where && where !== this.cfg.host) continue;
-        await this.store.putVm(d.name, { ...rec, state: 'arriving' });
+        await this.registry.putVm(d.name, { ...rec, state: 'arriving' });
       } else {
-        await this.store.putVm(d.name, { ...rec, state: 'running' });
+        await this.registry.putVm(d.name, { ...rec, state: 'running' });
       }
     }
     for (const [vm, addrs] of this.book.expire()) {
-      await this.store.dropAddresses(vm, addrs);
+      await this.registry.dropAddresses(vm, addrs);
       log.info({ vm, addresses: addrs }, 'learned addresses not announced again: forgotten');
     }
     for (const name of gone) {
-      if (await this.store.vmGone(name, this.cfg.host)) {
+      if (await this.registry.vmGone(name, this.cfg.host)) {
         log.info({ vm: name }, 'VM left this host');
         this.pendingEvents.push({ host: this.cfg.host, source: 'reconcile', domain: name, operation: 'gone', at: Date.now() });
       }

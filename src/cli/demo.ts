@@ -4,7 +4,7 @@ import { Command } from 'commander';
 import { msToNextBoundary } from '../agent/period.js';
 import { connectDaemon } from '../config/redis.js';
 import { matrixSvg } from '../demo/svg.js';
-import { readHosts, sensorLabel } from '../collector/registry.js';
+import { Registry, sensorLabel } from '../collector/registry.js';
 import { labRedisUrl } from '../lab/agents.js';
 import { labEnvironment } from '../lab/environment.js';
 import { labDown, labUp } from '../lab/lab.js';
@@ -82,7 +82,7 @@ export function demoCommand(): Command {
         const last = [...rounds].reverse().find((r) => r.view?.answer.status === 'ok');
         say('');
         say('summary');
-        const sensors = await readHosts(redis).catch(() => []);
+        const sensors = await new Registry(redis).hosts().catch(() => []);
         say(`  sensor: ${sensors.length ? sensors.map((h) => `${h.host} ${sensorLabel(h)}`).join(', ') : 'unknown (the host registry cannot be read)'}`);
         if (first && last) {
           say(`  inter-site traffic: ${pct(first.interSite)} of VM-to-VM bytes before, ${pct(last.interSite)} after`);

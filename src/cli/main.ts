@@ -9,6 +9,7 @@ import { aclCommand } from './acl.js';
 import { agentCommand } from './agent.js';
 import { configCommand } from './config.js';
 import { doctorCommand } from './doctor.js';
+import { explain } from './errors.js';
 import { groupsCommand, planCommand } from './analysis.js';
 import { installHookCommand } from './hook.js';
 import { demoCommand } from './demo.js';
@@ -53,7 +54,7 @@ try {
 function report(err: unknown): number {
   if (err instanceof CommanderError) return err.exitCode;
   if (err instanceof UserError) {
-    process.stderr.write(`virt-cohort: ${err.message}\n`);
+    process.stderr.write(`virt-cohort: ${explain(err)}\n`);
     return err.exitCode;
   }
   const denied = nopermOf(err);

@@ -1,6 +1,5 @@
 import { Command } from 'commander';
-import { K } from '../collector/keys.js';
-import { readHosts, readVms } from '../collector/registry.js';
+import { Registry } from '../collector/registry.js';
 import { parseDuration } from '../collector/span.js';
 import { loadSettings } from '../config/load.js';
 import { connectChecked, connectDaemon, connectOnce, withoutCredentials } from '../config/redis.js';
@@ -10,11 +9,12 @@ import { requireLab } from '../lab/lab.js';
 import { labEnvironment } from '../lab/environment.js';
 import { hosts as labHosts, labMigrateUri, type LabSettings } from '../lab/topology.js';
 import { execute } from '../manager/executor.js';
-import { cooldownUntil, readHistory } from '../manager/history.js';
+import { readHistory } from '../manager/history.js';
 import { LeaderLock } from '../manager/lock.js';
 import { managerConfig, type ManagerConfig } from '../manager/config.js';
 import { Manager, trustedRoutes, type Round } from '../manager/manager.js';
 import { routePolicy, RouteVetter, type RoutePolicy } from '../manager/trust.js';
+import { describeHold, whyHeld, type Hold } from '../manager/safety.js';
 import { managerMetrics } from '../metrics/registry.js';
 import { startMetricsServer } from '../metrics/server.js';
 import { loadEnvironment, parseEnvironment } from '../placement/index.js';
@@ -138,17 +138,12 @@ export function migrateCommand(): Command {
       const policy = await configuredRoutes(o.config, o.lab);
       const redis = await connectOnce(await redisUrl(o));
       try {
-        const [hosts, vms] = await Promise.all([readHosts(redis), readVms(redis)]);
-        const v = vms.find((x) => x.name === vm);
-        if (!v) throw new UserError(`unknown VM '${vm}': not in the VM directory (virt-cohort stats --vms lists them)`);
-        const dst = hosts.find((h) => h.host === host);
-        if (!dst) throw new UserError(`unknown host '${host}': not in the host registry (known: ${hosts.map((h) => h.host).join(', ') || 'none'})`);
-        if (v.pinned) throw new UserError(`${vm} is pinned by its libvirt domain metadata (virt-cohort policy ${v.optOut ? 'count="no"' : 'move="never"'}): remove that to move it`);
-        if (v.state !== 'running') throw new UserError(`${vm} is ${v.state}, not running: nothing to migrate`);
-        if (v.host === host) throw new UserError(`${vm} already runs on ${host}`);
-        if (dst.freeMemoryKiB < v.memoryKiB) throw new UserError(`${host} has ${Math.floor(dst.freeMemoryKiB / 1024)} MiB free, ${vm} needs ${Math.ceil(v.memoryKiB / 1024)} MiB: choose another host`);
-        const until = await cooldownUntil(redis, vm);
-        if (until > Date.now() && !o.force) throw new UserError(`${vm} is in its cooldown until ${new Date(until).toISOString()} (it moved recently): wait, or pass --force`);
+        const registry = new Registry(redis);
+        const [hosts, vms] = await Promise.all([registry.hosts(), registry.vms()]);
+        // A manual move goes onto a draining host if asked to; --force passes the cooldown.
+        const hold = await whyHeld(redis, { vm, to: host }, { hosts, vms }, { room: true, draining: false, cooldown: !o.force });
+        if (hold) throw new UserError(holdMessage(hold));
+        const v = vms.find((x) => x.name === vm)!;
         const trusted = trustedRoutes(hosts, new RouteVetter(policy));
         for (const x of trusted.refused) if (x.host === v.host || x.host === host) throw new UserError(`host ${x.host}: ${x.why}`);
         const [rec] = await execute(redis, [{ vm, from: v.host, to: host, reason: 'manual (virt-cohort migrate)' }], trusted.routes, {
@@ -165,6 +160,20 @@ export function migrateCommand(): Command {
         redis.disconnect();
       }
     });
+}
+
+/** Why `virt-cohort migrate` refuses, with the fix. */
+function holdMessage(h: Hold): string {
+  switch (h.kind) {
+    case 'unknown-vm': return `unknown VM '${h.vm}': not in the VM directory (virt-cohort stats --vms lists them)`;
+    case 'unknown-host': return `unknown host '${h.host}': not in the host registry (known: ${h.known.join(', ') || 'none'})`;
+    case 'pinned': return `${h.vm} is pinned by its libvirt domain metadata (virt-cohort policy ${h.optOut ? 'count="no"' : 'move="never"'}): remove that to move it`;
+    case 'not-running': return `${h.vm} is ${h.state}, not running: nothing to migrate`;
+    case 'already-there': return `${h.vm} already runs on ${h.host}`;
+    case 'no-room': return `${h.host} has ${Math.floor(h.freeKiB / 1024)} MiB free, ${h.vm} needs ${Math.ceil(h.needKiB / 1024)} MiB: choose another host`;
+    case 'cooldown': return `${h.vm} is in its cooldown until ${new Date(h.until).toISOString()} (it moved recently): wait, or pass --force`;
+    default: return describeHold(h);
+  }
 }
 
 export function historyCommand(): Command {
@@ -195,8 +204,8 @@ export function hostCommand(): Command {
       .action(async (h: string, o) => {
         const redis = await connectOnce(await redisUrl(o));
         try {
-          if (!(await redis.sismember(K.hosts, h))) throw new UserError(`unknown host '${h}' (known: ${(await redis.smembers(K.hosts)).join(', ') || 'none'})`);
-          await redis.hset(K.host(h), 'draining', value);
+          const registry = new Registry(redis);
+          if (!(await registry.setDraining(h, value === '1'))) throw new UserError(`unknown host '${h}' (known: ${(await registry.hostNames()).join(', ') || 'none'})`);
           process.stdout.write(value === '1' ? `${h} is draining: the manager (with --apply) evacuates it at its next round\n` : `${h} takes VMs again\n`);
         } finally {
           redis.disconnect();

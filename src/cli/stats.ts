@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import { DEFAULT_PERIOD_SECONDS, periodLabel } from '../agent/period.js';
 import { connectOnce } from '../config/redis.js';
 import { checkQuery, DEFAULT_COEFFICIENT, query, QUERY_TYPES, type Pair, type QueryResult, type QueryType } from '../collector/query.js';
-import { readHosts, readSettings, readVms, sensorLabel } from '../collector/registry.js';
+import { Registry, sensorLabel } from '../collector/registry.js';
 import { parseDuration } from '../collector/span.js';
 import { UserError } from '../util/errors.js';
 import { printJson } from './options.js';
@@ -106,10 +106,11 @@ export function render(r: QueryResult): string {
 }
 
 async function printHosts(redis: Redis, json: boolean, grace: number | undefined): Promise<void> {
-  const settings = await readSettings(redis);
+  const registry = new Registry(redis);
+  const settings = await registry.settings();
   const graceMs = grace ?? 2 * (settings.periodSeconds ?? DEFAULT_PERIOD_SECONDS) * 1000;
   const now = Date.now();
-  const hosts = (await readHosts(redis)).map((h) => ({ ...h, live: h.lastSeen >= now - graceMs }));
+  const hosts = (await registry.hosts()).map((h) => ({ ...h, live: h.lastSeen >= now - graceMs }));
   if (json) return printJson(hosts);
   const age = (ms: number) => (ms ? `${Math.round((now - ms) / 1000)} s ago` : '-');
   process.stdout.write((hosts.length
@@ -120,7 +121,7 @@ async function printHosts(redis: Redis, json: boolean, grace: number | undefined
 }
 
 async function printVms(redis: Redis, json: boolean): Promise<void> {
-  const vms = await readVms(redis);
+  const vms = await new Registry(redis).vms();
   if (json) return printJson(vms);
   process.stdout.write((vms.length
     ? table(['VM', 'HOST', 'SITE', 'STATE', 'VCPUS', 'MEMORY MiB', 'MAC', 'ADDRESSES'],

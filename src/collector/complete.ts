@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { sleep } from '../util/exec.js';
 import { K } from './keys.js';
-import { readHosts } from './registry.js';
+import { Registry } from './registry.js';
 
 /** A host that should have reported a period and has not (yet). */
 export interface Missing {
@@ -24,7 +24,7 @@ export interface Completeness {
  * registered later was never expected to report P.
  */
 export async function completeness(redis: Redis, periods: number[], periodSeconds: number, graceMs: number, nowMs: number): Promise<Completeness> {
-  const hosts = (await readHosts(redis)).filter((h) => h.lastSeen >= nowMs - graceMs);
+  const hosts = (await new Registry(redis).hosts()).filter((h) => h.lastSeen >= nowMs - graceMs);
   const tx = redis.pipeline();
   for (const p of periods) tx.smembers(K.reported(p));
   const out = (await tx.exec()) ?? [];

@@ -1,11 +1,11 @@
 import type { Redis } from 'ioredis';
 import { checkPeriodLength, DEFAULT_PERIOD_SECONDS, periodLabel } from '../agent/period.js';
-import { UserError } from '../util/errors.js';
+import { UnknownVmError, UserError } from '../util/errors.js';
 import { completeness, waitComplete, type Missing } from './complete.js';
 import { pairNames } from './dictionary.js';
 import { K, pairMember } from './keys.js';
 import { decodePacked, type Packed } from './packed.js';
-import { readSettings } from './registry.js';
+import { Registry } from './registry.js';
 import { resolveMember } from './resolve.js';
 import { spanPeriods, spanStarts } from './span.js';
 
@@ -127,7 +127,7 @@ export function checkQuery(o: QueryOptions): Readonly<Settled> {
   if (o.graceMs !== undefined && (!Number.isFinite(o.graceMs) || o.graceMs < 0)) throw new UserError(`the grace time must be 0 or more; got ${o.graceMs} ms`);
   if (o.periodSeconds !== undefined) periodLength(o.periodSeconds);
   spanPeriods(o.span, DEFAULT_PERIOD_SECONDS); // its form and sign; the count needs the period length, read later
-  if (o.vm !== undefined && o.vm.trim() === '') throw new UserError('the VM name is empty: `virt-cohort stats --vms` lists the VM directory');
+  if (o.vm !== undefined && o.vm.trim() === '') throw new UnknownVmError(o.vm);
   return Object.freeze({
     type: o.type, span: o.span, coefficient, maxWaitMs, approx: o.approx ?? false, vm: o.vm,
     now: o.now ?? Date.now(), periodSeconds: o.periodSeconds, graceMs: o.graceMs, pollMs: o.pollMs ?? DEFAULT_POLL_MS,
@@ -150,13 +150,14 @@ function periodLength(s: number): number {
  */
 export async function query(redis: Redis, options: QueryOptions): Promise<QueryResult> {
   const q = checkQuery(options);
-  const settings = await readSettings(redis);
+  const registry = new Registry(redis);
+  const settings = await registry.settings();
   const L = periodLength(q.periodSeconds ?? settings.periodSeconds ?? DEFAULT_PERIOD_SECONDS);
   const n = spanPeriods(q.span, L);
   const periods = spanStarts(n, L, q.now);
   const graceMs = q.graceMs ?? 2 * L * 1000;
-  if (q.vm !== undefined && !(await redis.sismember(K.vms, q.vm))) {
-    throw new UserError(`unknown VM '${q.vm}': it is not in the VM directory (vc:vms); \`virt-cohort stats --vms\` lists the VMs`);
+  if (q.vm !== undefined && !(await registry.hasVm(q.vm))) {
+    throw new UnknownVmError(q.vm);
   }
   const base = { type: q.type, periods, periodSeconds: L };
   const newest = periods[n - 1]!;
@@ -197,7 +198,7 @@ export async function query(redis: Redis, options: QueryOptions): Promise<QueryR
   // script as its host's SADD and never changed after, so the set read decides which reports count: one
   // landing now is either in both (not estimated) or in neither (estimated).
   const [addr, snaps] = await Promise.all([
-    redis.hgetall(K.addr).then((h) => new Map(Object.entries(h))),
+    registry.addresses(),
     readPeriods(redis, periods),
   ]);
   const missing = waited.missing.filter((m) => !snaps[periods.indexOf(m.period)]!.reported.has(m.host));

@@ -1,6 +1,44 @@
 import type { Redis } from 'ioredis';
 import { K } from './keys.js';
-import type { HostRecord } from './store.js';
+import { VM_GONE } from './scripts.js';
+
+/**
+ * The host registry, the VM directory, the address book and the cluster-wide
+ * settings: every read and write of them goes through here (Store keeps the
+ * period data). Agents write their host and VMs; the manager, the planner and
+ * the commands read them back; `virt-cohort host drain` marks a host.
+ */
+
+/** What an agent publishes of its host (vc:host:H). */
+export interface HostRecord {
+  site: string;
+  uri: string;
+  cpus: number;
+  memoryKiB: number;
+  freeMemoryKiB: number;
+  vms: number;
+  sensor: string;
+  /** Why the agent counts with libpcap although eBPF was allowed ('' when it did not fall back). */
+  sensorNote?: string;
+  periodSeconds: number;
+  /** Where migrations into the host send memory ('' = the libvirt URI's host). */
+  migrateUri?: string;
+}
+
+/** What an agent publishes of one of its VMs (vc:vm:NAME). */
+export interface VmRecord {
+  uuid: string;
+  host: string;
+  site: string;
+  state: 'running' | 'arriving' | 'stopped';
+  mac: string;
+  addresses: string[];
+  memoryKiB: number;
+  vcpus: number;
+  /** The domain's metadata says never migrate it / do not count it. */
+  pinned?: boolean;
+  optOut?: boolean;
+}
 
 /** A host as the registry holds it (vc:host:H), read back: what its agent wrote, and what the registry adds. */
 export interface HostEntry extends HostRecord {
@@ -29,56 +67,153 @@ export interface VmEntry {
   optOut: boolean;
 }
 
+/** Cluster-wide settings (vc:settings); absent fields are undefined. */
+export interface Settings {
+  periodSeconds?: number;
+  retention?: number;
+}
+
 /** A host's sensor backend for a person: `pcap (fallback)` when libpcap was not asked for. */
 export const sensorLabel = (h: Pick<HostEntry, 'sensor' | 'sensorNote'>) => (h.sensor || '?') + (h.sensorNote ? ' (fallback)' : '');
 
 const num = (v: string | undefined) => (v === undefined || v === '' ? 0 : Number(v));
 
-/** Every member of the set `index` with its hash (`key(member)`), in one round trip, sorted by name. */
-async function readAll(redis: Redis, index: string, key: (name: string) => string): Promise<[string, Record<string, string>][]> {
-  const names = (await redis.smembers(index)).sort();
-  if (!names.length) return [];
-  const tx = redis.pipeline();
-  for (const n of names) tx.hgetall(key(n));
-  const out = await tx.exec();
-  return names.map((n, i) => {
-    const [err, raw] = out![i]!;
-    if (err) throw err;
-    return [n, raw as Record<string, string>];
-  });
-}
-
-export async function readHosts(redis: Redis): Promise<HostEntry[]> {
-  return (await readAll(redis, K.hosts, K.host)).map(([host, r]) => ({
+function hostEntry(host: string, r: Record<string, string>): HostEntry {
+  return {
     host, site: r.site ?? '', uri: r.uri ?? '', cpus: num(r.cpus), memoryKiB: num(r.memoryKiB),
     freeMemoryKiB: num(r.freeMemoryKiB), vms: num(r.vms), sensor: r.sensor ?? '', sensorNote: r.sensorNote ?? '', periodSeconds: num(r.periodSeconds),
     migrateUri: r.migrateUri ?? '', firstSeen: num(r.firstSeen), lastSeen: num(r.lastSeen), draining: r.draining === '1',
-  }));
+  };
 }
 
-export async function readVms(redis: Redis): Promise<VmEntry[]> {
-  return (await readAll(redis, K.vms, K.vm)).map(([name, r]) => ({
+function vmEntry(name: string, r: Record<string, string>): VmEntry {
+  return {
     name, uuid: r.uuid ?? '', host: r.host ?? '', site: r.site ?? '', state: r.state ?? '', mac: r.mac ?? '',
     addresses: r.addresses ? r.addresses.split(',') : [], memoryKiB: num(r.memoryKiB), vcpus: num(r.vcpus), since: num(r.since),
     pinned: r.pinned === '1', optOut: r.optOut === '1',
-  }));
+  };
 }
 
-/** Cluster-wide settings (vc:settings); absent fields are undefined. */
-export async function readSettings(redis: Redis): Promise<{ periodSeconds?: number; retention?: number }> {
-  const [p, r] = await redis.hmget(K.settings, 'periodSeconds', 'retention');
-  return { ...(p ? { periodSeconds: Number(p) } : {}), ...(r ? { retention: Number(r) } : {}) };
+export class Registry {
+  constructor(readonly redis: Redis) {
+    redis.defineCommand('vcVmGone', { numberOfKeys: 1, lua: VM_GONE });
+  }
+
+  // ---- hosts -------------------------------------------------------------
+
+  /** An agent's heartbeat: its host's record, lastSeen `now`; the cluster's period length when none is set yet. */
+  async registerHost(host: string, rec: HostRecord, now = Date.now()): Promise<void> {
+    await this.redis.multi()
+      .sadd(K.hosts, host)
+      .hsetnx(K.host(host), 'firstSeen', String(now))
+      .hset(K.host(host), { ...rec, migrateUri: rec.migrateUri ?? '', sensorNote: rec.sensorNote ?? '', lastSeen: now })
+      .hsetnx(K.settings, 'periodSeconds', String(rec.periodSeconds))
+      .exec();
+  }
+
+  /** Every host that ever registered, sorted by name. */
+  async hosts(): Promise<HostEntry[]> {
+    return (await this.readAll(K.hosts, K.host)).map(([host, r]) => hostEntry(host, r));
+  }
+
+  /** One host, or undefined when it never registered. */
+  async host(name: string): Promise<HostEntry | undefined> {
+    const r = await this.redis.hgetall(K.host(name));
+    return Object.keys(r).length ? hostEntry(name, r) : undefined;
+  }
+
+  /** The names of every host that ever registered (unsorted). */
+  hostNames(): Promise<string[]> {
+    return this.redis.smembers(K.hosts);
+  }
+
+  /** Marks a host draining (the manager empties it) or not; false when no such host registered. */
+  async setDraining(host: string, draining: boolean): Promise<boolean> {
+    if (!(await this.redis.sismember(K.hosts, host))) return false;
+    await this.redis.hset(K.host(host), 'draining', draining ? '1' : '0');
+    return true;
+  }
+
+  // ---- VMs ---------------------------------------------------------------
+
+  /** Writes a VM's record; `since` moves only when its host or state changes. Its addresses go into the address book. */
+  async putVm(name: string, rec: VmRecord, now = Date.now()): Promise<void> {
+    const tx = this.redis.multi().sadd(K.vms, name);
+    const cur = await this.redis.hmget(K.vm(name), 'host', 'state');
+    const since = cur[0] === rec.host && cur[1] === rec.state ? undefined : now;
+    tx.hset(K.vm(name), { ...rec, addresses: rec.addresses.join(','), pinned: rec.pinned ? 1 : 0, optOut: rec.optOut ? 1 : 0, ...(since ? { since } : {}) });
+    if (rec.addresses.length) tx.hset(K.addr, ...rec.addresses.flatMap((a) => [a, name]));
+    await tx.exec();
+  }
+
+  /** Marks the VM stopped if the directory still has it on `host` (not when it has moved on); true when it did. */
+  async vmGone(name: string, host: string, now = Date.now()): Promise<boolean> {
+    const r = await (this.redis as unknown as Record<string, (...a: unknown[]) => Promise<number>>).vcVmGone!(K.vm(name), host, now);
+    return r === 1;
+  }
+
+  /** Every VM of the directory, sorted by name. */
+  async vms(): Promise<VmEntry[]> {
+    return (await this.readAll(K.vms, K.vm)).map(([name, r]) => vmEntry(name, r));
+  }
+
+  /** The host the directory has the VM on, or null when it has none. */
+  vmHost(name: string): Promise<string | null> {
+    return this.redis.hget(K.vm(name), 'host');
+  }
+
+  async hasVm(name: string): Promise<boolean> {
+    return (await this.redis.sismember(K.vms, name)) === 1;
+  }
+
+  /** Address → VM name, for the whole cluster. */
+  async addresses(): Promise<Map<string, string>> {
+    return new Map(Object.entries(await this.redis.hgetall(K.addr)));
+  }
+
+  /** Removes `addrs` from the cluster's address map where they still point at `vm` (another VM may hold them now). */
+  async dropAddresses(vm: string, addrs: string[]): Promise<void> {
+    if (addrs.length) await this.redis.eval(DROP_ADDRESSES, 1, K.addr, vm, ...addrs);
+  }
+
+  /** The directory's state of each VM named (running, arriving, stopped; '' when unknown), in one round trip. */
+  async vmStates(names: string[]): Promise<Map<string, string>> {
+    if (!names.length) return new Map();
+    const tx = this.redis.pipeline();
+    for (const n of names) tx.hget(K.vm(n), 'state');
+    const out = await tx.exec();
+    return new Map(names.map((n, i) => {
+      const [err, state] = out![i]!;
+      if (err) throw err;
+      return [n, (state as string | null) ?? ''];
+    }));
+  }
+
+  // ---- settings ----------------------------------------------------------
+
+  async settings(): Promise<Settings> {
+    const [p, r] = await this.redis.hmget(K.settings, 'periodSeconds', 'retention');
+    return { ...(p ? { periodSeconds: Number(p) } : {}), ...(r ? { retention: Number(r) } : {}) };
+  }
+
+  /** Every member of the set `index` with its hash (`key(member)`), in one round trip, sorted by name. */
+  private async readAll(index: string, key: (name: string) => string): Promise<[string, Record<string, string>][]> {
+    const names = (await this.redis.smembers(index)).sort();
+    if (!names.length) return [];
+    const tx = this.redis.pipeline();
+    for (const n of names) tx.hgetall(key(n));
+    const out = await tx.exec();
+    return names.map((n, i) => {
+      const [err, raw] = out![i]!;
+      if (err) throw err;
+      return [n, raw as Record<string, string>];
+    });
+  }
 }
 
-/** The directory's state of each VM named (running, arriving, stopped; '' when unknown), in one round trip. */
-export async function vmStates(redis: Redis, names: string[]): Promise<Map<string, string>> {
-  if (!names.length) return new Map();
-  const tx = redis.pipeline();
-  for (const n of names) tx.hget(K.vm(n), 'state');
-  const out = await tx.exec();
-  return new Map(names.map((n, i) => {
-    const [err, state] = out![i]!;
-    if (err) throw err;
-    return [n, (state as string | null) ?? ''];
-  }));
-}
+const DROP_ADDRESSES = `
+for i = 2, #ARGV do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
+return 0
+`;

@@ -4,7 +4,8 @@ import { EVENTS_MAXLEN, K, pendingField, periodKeys } from './keys.js';
 import { decodePacked, encodePacked, newEpoch } from './packed.js';
 import { reportMeta, type Report } from './report.js';
 import type { Counts } from './resolve.js';
-import { APPLY, DICT, INDEX_IDS, NEW_IDS, SUM, VM_GONE } from './scripts.js';
+import { Registry } from './registry.js';
+import { APPLY, DICT, INDEX_IDS, NEW_IDS, SUM } from './scripts.js';
 
 
 /** Default Store options: a report of up to INLINE_PAIRS pairs is summed into the zsets inside its guard (~40 ms of Redis at 10k). */
@@ -34,35 +35,6 @@ function pushColumns(args: (string | number | Buffer)[], pairs: readonly Triple[
   for (let i = from; i < to; i++) args.push(pairs[i]![2]);
 }
 
-export interface HostRecord {
-  site: string;
-  uri: string;
-  cpus: number;
-  memoryKiB: number;
-  freeMemoryKiB: number;
-  vms: number;
-  sensor: string;
-  /** Why the agent counts with libpcap although eBPF was allowed ('' when it did not fall back). */
-  sensorNote?: string;
-  periodSeconds: number;
-  /** Where migrations into the host send memory ('' = the libvirt URI's host). */
-  migrateUri?: string;
-}
-
-export interface VmRecord {
-  uuid: string;
-  host: string;
-  site: string;
-  state: 'running' | 'arriving' | 'stopped';
-  mac: string;
-  addresses: string[];
-  memoryKiB: number;
-  vcpus: number;
-  /** The domain's metadata says never migrate it / do not count it. */
-  pinned?: boolean;
-  optOut?: boolean;
-}
-
 export class Store {
   readonly inlinePairs: number;
   readonly chunkPairs: number;
@@ -74,6 +46,8 @@ export class Store {
   private recent = new Map<string, readonly Triple[]>();
   /** member, id, member, id...: ids this Store gave and has not yet written into the index. */
   private unindexed: (string | number)[] = [];
+  /** For retention: which hosts' keys a period has. */
+  private readonly registry: Registry;
 
   constructor(readonly redis: Redis, opts: StoreOptions = {}) {
     this.inlinePairs = opts.inlinePairs ?? INLINE_PAIRS;
@@ -83,7 +57,7 @@ export class Store {
     redis.defineCommand('vcNewIds', { numberOfKeys: 3, lua: NEW_IDS });
     redis.defineCommand('vcIndexIds', { numberOfKeys: 2, lua: INDEX_IDS });
     redis.defineCommand('vcSum', { numberOfKeys: 3, lua: SUM });
-    redis.defineCommand('vcVmGone', { numberOfKeys: 1, lua: VM_GONE });
+    this.registry = new Registry(redis);
   }
 
   /**
@@ -292,7 +266,7 @@ export class Store {
     if (keep <= 0) return 0;
     const old = await this.redis.zrange(K.periods, '0', String(-(keep + 1)));
     if (!old.length) return 0;
-    const hosts = await this.redis.smembers(K.hosts);
+    const hosts = await this.registry.hostNames();
     const tx = this.redis.multi();
     for (const p of old) {
       tx.unlink(...periodKeys(Number(p), hosts));
@@ -301,40 +275,6 @@ export class Store {
     tx.zrem(K.periods, ...old);
     await tx.exec();
     return old.length;
-  }
-
-  async registerHost(host: string, rec: HostRecord, now = Date.now()): Promise<void> {
-    await this.redis.multi()
-      .sadd(K.hosts, host)
-      .hsetnx(K.host(host), 'firstSeen', String(now))
-      .hset(K.host(host), { ...rec, migrateUri: rec.migrateUri ?? '', sensorNote: rec.sensorNote ?? '', lastSeen: now })
-      .hsetnx(K.settings, 'periodSeconds', String(rec.periodSeconds))
-      .exec();
-  }
-
-  async putVm(name: string, rec: VmRecord, now = Date.now()): Promise<void> {
-    const tx = this.redis.multi().sadd(K.vms, name);
-    const cur = await this.redis.hmget(K.vm(name), 'host', 'state');
-    const since = cur[0] === rec.host && cur[1] === rec.state ? undefined : now;
-    tx.hset(K.vm(name), { ...rec, addresses: rec.addresses.join(','), pinned: rec.pinned ? 1 : 0, optOut: rec.optOut ? 1 : 0, ...(since ? { since } : {}) });
-    if (rec.addresses.length) tx.hset(K.addr, ...rec.addresses.flatMap((a) => [a, name]));
-    await tx.exec();
-  }
-
-  async vmGone(name: string, host: string, now = Date.now()): Promise<boolean> {
-    const r = await (this.redis as unknown as Record<string, (...a: unknown[]) => Promise<number>>).vcVmGone!(K.vm(name), host, now);
-    return r === 1;
-  }
-
-  /** Removes `addrs` from the cluster's address map where they still point at `vm` (another VM may hold them now). */
-  async dropAddresses(vm: string, addrs: string[]): Promise<void> {
-    if (!addrs.length) return;
-    await this.redis.eval(DROP_ADDRESSES, 1, K.addr, vm, ...addrs);
-  }
-
-  /** Address → VM name, for the whole cluster. */
-  async addresses(): Promise<Map<string, string>> {
-    return new Map(Object.entries(await this.redis.hgetall(K.addr)));
   }
 
   /** Appends to `host`'s event stream. */
@@ -356,10 +296,3 @@ export async function hostPart(redis: Redis, period: number, host: string): Prom
   });
   return out;
 }
-
-const DROP_ADDRESSES = `
-for i = 2, #ARGV do
-  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then redis.call('HDEL', KEYS[1], ARGV[i]) end
-end
-return 0
-`;

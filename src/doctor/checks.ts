@@ -8,7 +8,7 @@ import type { RoutePolicy } from '../manager/trust.js';
 import { bpfObject, packageRoot } from '../paths.js';
 import { PCAP_COST } from '../sensor/pcap.js';
 import { ourFilters } from '../sensor/tc.js';
-import { K } from '../collector/keys.js';
+import { Registry } from '../collector/registry.js';
 import type { Redis } from 'ioredis';
 import { CommandError } from '../util/errors.js';
 import { run } from '../util/exec.js';
@@ -248,9 +248,10 @@ export async function checkRedis(c: DoctorContext): Promise<CheckResult[]> {
 
 /** The backend this host's agent counts with, as it published it in the host registry. */
 async function sensorInUse(redis: Redis, c: DoctorContext): Promise<CheckResult> {
-  const [sensor, note, seen] = await redis.hmget(K.host(c.host), 'sensor', 'sensorNote', 'lastSeen');
+  const entry = await new Registry(redis).host(c.host);
+  const { sensor, sensorNote: note, lastSeen: seen } = entry ?? { sensor: '', sensorNote: '', lastSeen: 0 };
   if (!sensor) return res('sensor', 'sensor backend', 'skip', `host ${c.host} is not in the registry: its agent has not reported (is it running, with agent.host ${c.host}?)`);
-  const ago = seen ? `, registered ${Math.round((Date.now() - Number(seen)) / 1000)} s ago` : '';
+  const ago = seen ? `, registered ${Math.round((Date.now() - seen) / 1000)} s ago` : '';
   if (sensor === 'ebpf') return res('sensor', 'sensor backend', 'ok', `the agent of ${c.host} counts with eBPF${ago}`);
   return res('sensor', 'sensor backend', 'warn',
     `the agent of ${c.host} counts with libpcap${note ? ` because eBPF is not available: ${note}` : ' (agent.sensor: pcap)'}${ago}. ${PCAP_COST}`,

@@ -1,4 +1,4 @@
-import { readHosts } from '../collector/registry.js';
+import { Registry } from '../collector/registry.js';
 import { connectChecked } from '../config/redis.js';
 import { trustedRoutes } from '../manager/manager.js';
 import { RouteVetter } from '../manager/trust.js';
@@ -18,7 +18,7 @@ export async function checkRoutes(c: DoctorContext): Promise<CheckResult> {
     return res(id, title, 'skip', 'Redis is not reachable: the registry cannot be read (see the redis check)');
   }
   try {
-    const hosts = await readHosts(redis);
+    const hosts = await new Registry(redis).hosts();
     const { routes, refused } = trustedRoutes(hosts, vetter);
     if (refused.length) {
       return res(id, title, 'fail', `${refused.length} of ${hosts.length} host(s) left alone by the manager (nothing migrates from or to them): ${refused.map((x) => `${x.host}: ${x.why}`).join('; ')}`,

@@ -1,7 +1,7 @@
 import { livePid } from '../util/process.js';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readHosts, sensorLabel } from '../collector/registry.js';
+import { Registry, sensorLabel } from '../collector/registry.js';
 import { connectChecked } from '../config/redis.js';
 import { agentPaths, labRedisUrl } from './agents.js';
 import type { LabState } from './state.js';
@@ -60,7 +60,7 @@ async function registeredSensors(lab: LabState): Promise<Map<string, string>> {
   try {
     const redis = await connectChecked(labRedisUrl(lab), undefined, 2000);
     try {
-      return new Map((await readHosts(redis)).map((h) => [h.host, sensorLabel(h)]));
+      return new Map((await new Registry(redis).hosts()).map((h) => [h.host, sensorLabel(h)]));
     } finally {
       redis.disconnect();
     }

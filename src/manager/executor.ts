@@ -5,6 +5,7 @@ import { UserError } from '../util/errors.js';
 import { sleep } from '../util/exec.js';
 import { logger } from '../util/log.js';
 import { recordMigration, startCooldown, type MigrationRecord } from './history.js';
+import { whyWait, type Limits } from './safety.js';
 
 const log = logger('executor');
 
@@ -21,11 +22,8 @@ export interface HostRoute {
   migrateUri?: string;
 }
 
-export interface ExecutorOptions {
-  /** Outbound migrations at once per source host (default 1). */
-  maxPerHost: number;
-  /** Migrations at once in the cluster. */
-  maxConcurrent: number;
+/** `maxPerHost`: outbound migrations at once per source host (1 by default in the configuration); `maxConcurrent`: in the cluster. */
+export interface ExecutorOptions extends Limits {
   /** A migration still running after this is aborted; the VM stays on its source. */
   timeoutMs: number;
   autoConverge: boolean;
@@ -38,24 +36,18 @@ export interface ExecutorOptions {
   onProgress?: (vm: string, percent: number, mibPerSecond: number) => void;
 }
 
-/**
- * Runs the moves in plan order with bounded concurrency. A move starts only
- * when no earlier unfinished move touches its hosts (the plan's order keeps
- * capacity right after each single move), its source has a free outbound
- * slot, and the cluster is below its maximum.
- */
+/** Runs the moves in plan order with bounded concurrency; a move starts when whyWait (src/manager/safety.ts) lets it. */
 export async function execute(redis: Redis, moves: MoveOrder[], routes: Map<string, HostRoute>, opts: ExecutorOptions): Promise<MigrationRecord[]> {
   const pending = [...moves];
   const running = new Map<MoveOrder, Promise<void>>();
   const done: MigrationRecord[] = [];
   while (pending.length || running.size) {
     let started = false;
-    for (let i = 0; i < pending.length && running.size < opts.maxConcurrent; i++) {
+    for (let i = 0; i < pending.length; i++) {
       const m = pending[i]!;
-      const earlier = [...running.keys(), ...pending.slice(0, i)];
-      const busy = earlier.some((e) => [e.from, e.to].includes(m.from) || [e.from, e.to].includes(m.to));
-      const outbound = [...running.keys()].filter((e) => e.from === m.from).length;
-      if (busy || outbound >= opts.maxPerHost) continue;
+      const wait = whyWait(m, [...running.keys()], [...running.keys(), ...pending.slice(0, i)], opts);
+      if (wait === 'cluster-full') break;
+      if (wait) continue;
       pending.splice(i--, 1);
       if (!opts.mayAct()) {
         log.warn({ vm: m.vm }, 'no longer the leader: move not started');

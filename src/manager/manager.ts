@@ -1,18 +1,19 @@
 import type { Redis } from 'ioredis';
-import { K, pairMember } from '../collector/keys.js';
-import type { HostEntry } from '../collector/registry.js';
+import { pairMember } from '../collector/keys.js';
+import { Registry, type HostEntry } from '../collector/registry.js';
 import { DEFAULT_PERIOD_SECONDS, msToNextBoundary } from '../agent/period.js';
 import { detectGroups, buildGraph } from '../analysis/index.js';
 import type { Environment } from '../placement/env.js';
 import { readCollector, type CollectorView } from '../placement/fromCollector.js';
-import { planMoves, type Move, type Plan } from '../placement/index.js';
+import { planMoves, type Plan } from '../placement/index.js';
 import { managerMetrics } from '../metrics/registry.js';
 import { logger } from '../util/log.js';
 import type { ManagerConfig } from './config.js';
 import { execute, type HostRoute, type MoveOrder } from './executor.js';
-import { cooldownUntil, type MigrationRecord } from './history.js';
+import type { MigrationRecord } from './history.js';
 import { LeaderLock } from './lock.js';
 import { RouteVetter, routePolicy } from './trust.js';
+import { describeHold, whyHeld } from './safety.js';
 
 const log = logger('manager');
 
@@ -71,7 +72,7 @@ export class Manager {
   }
 
   private async periodSeconds(): Promise<number> {
-    return Number(await this.redis.hget(K.settings, 'periodSeconds').catch(() => null)) || DEFAULT_PERIOD_SECONDS;
+    return (await new Registry(this.redis).settings().catch(() => undefined))?.periodSeconds || DEFAULT_PERIOD_SECONDS;
   }
 
   private schedule(): void {
@@ -133,7 +134,12 @@ export class Manager {
 
     const orders: MoveOrder[] = [];
     for (const m of plan.moves) {
-      const why = await this.blocked(m, draining, untrusted);
+      const untrustedWhy = [m.from, m.to].filter((h) => untrusted.has(h)).map((h) => `${h}: ${untrusted.get(h)}`)[0];
+      // The plan's order keeps capacity right move after move: no room check here.
+      const hold = untrustedWhy ? undefined : await whyHeld(this.redis, m, { hosts: view.registry, vms: view.directory }, {
+        room: false, draining: true, cooldown: true, confirm: { rounds: this.cfg.confirmRounds, seen: this.streak.get(pairMember(m.vm, m.to)) ?? 0 },
+      });
+      const why = untrustedWhy ?? (hold ? describeHold(hold) : undefined);
       if (why) r.skipped.push({ vm: m.vm, to: m.to, why });
       else orders.push({ vm: m.vm, from: m.from, to: m.to, reason: m.reason });
     }
@@ -165,16 +171,6 @@ export class Manager {
     for (const [host, why] of now) if (this.said.get(host) !== why) log.error({ host }, `host ${host} left alone (nothing migrates from or to it): ${why}`);
     for (const host of this.said.keys()) if (!now.has(host)) log.info({ host }, `host ${host}: its routes are vouched for again`);
     this.said = now;
-  }
-
-  private async blocked(m: Move, draining: Set<string>, untrusted: Map<string, string>): Promise<string | undefined> {
-    if (draining.has(m.to)) return `${m.to} is draining`;
-    for (const h of [m.from, m.to]) if (untrusted.has(h)) return `${h}: ${untrusted.get(h)}`;
-    const until = await cooldownUntil(this.redis, m.vm);
-    if (until > Date.now()) return `in cooldown until ${new Date(until).toISOString()}`;
-    const seen = this.streak.get(pairMember(m.vm, m.to)) ?? 0;
-    if (seen < this.cfg.confirmRounds) return `proposed ${seen} round(s) in a row; moves after ${this.cfg.confirmRounds}`;
-    return undefined;
   }
 }
 

@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { UserError } from '../util/errors.js';
+import { ListenError } from '../util/errors.js';
 import { logger } from '../util/log.js';
 import { collectProcessMetrics, registry } from './registry.js';
 
@@ -29,9 +29,7 @@ export async function startMetricsServer(port: number, bind = '127.0.0.1'): Prom
     );
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (err: NodeJS.ErrnoException) => reject(new UserError(
-      `cannot serve metrics on ${bind}:${port} (${err.code ?? err.message}): ${err.code === 'EADDRINUSE' ? 'another process holds that port: choose another metricsPort (--metrics)' : 'check metricsBind / --metrics-bind'}`,
-    )));
+    server.once('error', (err: NodeJS.ErrnoException) => reject(new ListenError('metrics', bind, port, err.code ?? err.message)));
     server.listen(port, bind, () => resolve());
   });
   const a = server.address() as AddressInfo;

@@ -2,8 +2,8 @@ import type { Redis } from 'ioredis';
 import type { PairTraffic } from '../analysis/graph.js';
 import { DEFAULT_PERIOD_SECONDS } from '../agent/period.js';
 import { query, type QueryOptions, type QueryResult } from '../collector/query.js';
-import { readHosts, readSettings, readVms, type HostEntry, type VmEntry } from '../collector/registry.js';
-import { UserError } from '../util/errors.js';
+import { Registry, type HostEntry, type VmEntry } from '../collector/registry.js';
+import { IncompleteHostError, NoHostsError, UserError } from '../util/errors.js';
 import { parseEnvironment, type Environment, type Host } from './env.js';
 import { mergeLive, type HostInfo, type VmInfo } from './live.js';
 import { planMoves, type Plan, type PlanOptions } from './plan.js';
@@ -45,6 +45,8 @@ export interface Inventory {
   hosts: HostInfo[];
   /** The whole registry, live or not, with uris. */
   registry: HostEntry[];
+  /** The whole VM directory, as read (stopped VMs too). */
+  directory: VmEntry[];
   /** The environment with the live inventory merged in. */
   environment: Environment;
   /** True when no file was given and the environment was derived from the registry. */
@@ -87,7 +89,7 @@ export async function planFromCollector(redis: Redis, opts: PlanFromCollectorOpt
 export async function readCollector(redis: Redis, opts: CollectorReadOptions = {}): Promise<CollectorView> {
   const now = opts.now ?? Date.now();
   const q: QueryOptions = { type: 'weighted', span: 10, coefficient: 2, ...opts.query, now };
-  if (q.type === 'detail') throw new UserError('groups and plans need one figure per pair: use --type mean or weighted, not detail');
+  if (q.type === 'detail') throw new UserError('groups and plans need one figure per pair: use a mean or weighted query, not detail');
   const answer = await query(redis, q);
   const inventory = await readInventory(redis, { ...opts, now, periodSeconds: answer.periodSeconds });
   const traffic = answer.status === 'ok' && answer.type !== 'detail' ? perSecond(answer.pairs, answer.periodSeconds) : [];
@@ -97,9 +99,10 @@ export async function readCollector(redis: Redis, opts: CollectorReadOptions = {
 /** The directory, the registry and the environment, without traffic (initial placement needs no more). */
 export async function readInventory(redis: Redis, opts: Omit<CollectorReadOptions, 'query'> & { periodSeconds?: number } = {}): Promise<Inventory> {
   const now = opts.now ?? Date.now();
-  const [registry, directory, settings] = await Promise.all([readHosts(redis), readVms(redis), readSettings(redis)]);
+  const reg = new Registry(redis);
+  const [registry, directory, settings] = await Promise.all([reg.hosts(), reg.vms(), reg.settings()]);
   if (registry.length === 0) {
-    throw new UserError('no host has registered in the collector: start the agents (virt-cohort agent), or check --redis / --lab');
+    throw new NoHostsError();
   }
   const periodSeconds = opts.periodSeconds ?? settings.periodSeconds ?? DEFAULT_PERIOD_SECONDS;
   const liveSince = now - LIVE_PERIODS * periodSeconds * 1000;
@@ -122,7 +125,7 @@ export async function readInventory(redis: Redis, opts: Omit<CollectorReadOption
     const pinned = v.pinned || v.optOut || v.state === 'arriving' || !live.has(v.host);
     vms.push({ name: v.name, host: v.host, site: v.site, memoryKiB: v.memoryKiB, vcpus: v.vcpus, ...(pinned && { pinned }) });
   }
-  return { vms, hosts, registry, environment, defaultEnvironment: defaulted, periodSeconds, notes };
+  return { vms, hosts, registry, directory, environment, defaultEnvironment: defaulted, periodSeconds, notes };
 }
 
 const defaultLinks: DefaultLinks = { latencyMs: DEFAULT_LATENCY_MS, bandwidthMbit: DEFAULT_BANDWIDTH_MBIT };
@@ -146,7 +149,7 @@ export function defaultEnvironment(registry: readonly HostEntry[], links: Defaul
 
 export function defaultEnvironmentJson(registry: readonly HostEntry[], links: DefaultLinks = defaultLinks): object {
   const bad = registry.find((h) => h.site === '');
-  if (bad) throw new UserError(`host ${bad.host} registered without a site: restart its agent with --site, or pass --env with the host in a site`);
+  if (bad) throw new IncompleteHostError(bad.host, 'site');
   const sites = [...new Set(registry.map((h) => h.site))].sort();
   return {
     sites: Object.fromEntries(sites.map((s) => [s, {}])),

@@ -5,6 +5,7 @@
 //   node dist/test/bench/collector.js [--write-docs]   (--write-docs: also into docs/measurements.md, block `collector`)
 import { Redis } from 'ioredis';
 import type { Report } from '../../src/collector/report.js';
+import { Registry } from '../../src/collector/registry.js';
 import { Store } from '../../src/collector/store.js';
 import { query } from '../../src/collector/query.js';
 import { K } from '../../src/collector/keys.js';
@@ -101,7 +102,7 @@ async function main(): Promise<void> {
     const now = Date.now();
     const newest = Math.floor(now / 1000 / PERIOD) * PERIOD - PERIOD;
     const hosts = ['h1', 'h2', 'h3', 'h4'];
-    for (const h of hosts) await store.registerHost(h, { site: 's', uri: 'x', cpus: 8, memoryKiB: 1, freeMemoryKiB: 1, vms: 250, sensor: 'ebpf', periodSeconds: PERIOD }, now);
+    for (const h of hosts) await new Registry(redis).registerHost(h, { site: 's', uri: 'x', cpus: 8, memoryKiB: 1, freeMemoryKiB: 1, vms: 250, sensor: 'ebpf', periodSeconds: PERIOD }, now);
     for (let p = 0; p < 120; p++) {
       for (const [i, h] of hosts.entries()) await store.apply(report(h, newest - p * PERIOD, 250, 10, i * 250));
     }

@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { K } from '../../src/collector/keys.js';
 import { query } from '../../src/collector/query.js';
-import { readHosts } from '../../src/collector/registry.js';
-import { Store, type VmRecord } from '../../src/collector/store.js';
+import { Registry, type VmRecord } from '../../src/collector/registry.js';
+import { Store } from '../../src/collector/store.js';
 import { connectChecked } from '../../src/config/redis.js';
 import { readHistory, recordMigration, startCooldown } from '../../src/manager/history.js';
 import { LeaderLock } from '../../src/manager/lock.js';
@@ -63,15 +63,17 @@ after(async () => {
 
 test('an agent\'s Store writes work with its own credentials: registry, directory, reports (inline and materialised), events', async () => {
   for (const h of ['a1', 'b1']) {
-    const store = new Store(await as(`vc-agent-${h}`), { inlinePairs: h === 'a1' ? 10 : 0 }); // b1: the large-report path
-    await store.registerHost(h, hostRecord());
-    await store.putVm(`${h}-vm`, vm(h));
+    const conn = await as(`vc-agent-${h}`);
+    const store = new Store(conn, { inlinePairs: h === 'a1' ? 10 : 0 }); // b1: the large-report path
+    const registry = new Registry(conn);
+    await registry.registerHost(h, hostRecord());
+    await registry.putVm(`${h}-vm`, vm(h));
     assert.equal(await store.apply(report(h, P, [[`${h}-vm>x`, 5, 500]])), true);
     assert.equal(await store.apply(report(h, P, [[`${h}-vm>x`, 5, 500]])), false, 'the exactly-once guard works under the ACL');
     await store.materialise({ host: h });
     await store.event(h, { host: h, operation: 'started' });
-    assert.ok((await store.addresses()).size >= 1);
-    assert.equal(await store.vmGone(`${h}-vm`, h), true);
+    assert.ok((await registry.addresses()).size >= 1);
+    assert.equal(await registry.vmGone(`${h}-vm`, h), true);
   }
   assert.deepEqual((await admin.smembers(K.reported(P))).sort(), ['a1', 'b1']);
   assert.equal(Number(await admin.zscore(K.msgs(P), 'b1-vm>x')), 5, 'b1\'s report was materialised');
@@ -81,7 +83,7 @@ test('an agent\'s Store writes work with its own credentials: registry, director
 test('one host\'s credentials cannot write another host\'s entry, report or events, nor the lock, cooldowns, history or settings', async () => {
   const a1 = await as('vc-agent-a1');
   const store = new Store(a1);
-  await assert.rejects(store.registerHost('b1', { ...hostRecord(), uri: 'qemu+ext:///system?command=/tmp/evil' }), NOPERM);
+  await assert.rejects(new Registry(a1).registerHost('b1', { ...hostRecord(), uri: 'qemu+ext:///system?command=/tmp/evil' }), NOPERM);
   await assert.rejects(a1.hset(K.host('b1'), 'uri', 'qemu+ext:///system?command=/tmp/evil'), NOPERM);
   await assert.rejects(a1.del(K.host('b1')), NOPERM);
   await assert.rejects(store.apply(report('b1', P + L, [['forged>x', 1e9, 1e12]])), NOPERM);
@@ -100,8 +102,9 @@ test('one host\'s credentials cannot write another host\'s entry, report or even
 });
 
 test('with --agents-trim an agent deletes whole old periods, and still writes only its own reports', async () => {
-  const c1 = new Store(await as('vc-agent-c1'));
-  await c1.registerHost('c1', hostRecord());
+  const c1conn = await as('vc-agent-c1');
+  const c1 = new Store(c1conn);
+  await new Registry(c1conn).registerHost('c1', hostRecord());
   await c1.apply(report('c1', P + L, [['c1-vm>x', 1, 1]]));
   await assert.rejects(c1.apply(report('a1', P + 2 * L, [['forged>x', 1, 1]])), NOPERM);
   assert.equal(await c1.trim(1), 1, 'the period before the newest one is gone');
@@ -118,7 +121,7 @@ test('the manager\'s writes work with its own: lock, cooldown, history, drain; i
   await recordMigration(m, { vm: 'a1-vm', from: 'a1', to: 'b1', outcome: 'ok', at: Date.now(), seconds: 2 });
   assert.ok((await startCooldown(m, 'a1-vm', 60_000)) > Date.now());
   assert.equal((await readHistory(m, 1))[0]?.vm, 'a1-vm');
-  assert.deepEqual((await readHosts(m)).map((h) => h.host), ['a1', 'b1', 'c1']);
+  assert.deepEqual((await new Registry(m).hosts()).map((h) => h.host), ['a1', 'b1', 'c1']);
   assert.equal((await query(m, { type: 'mean', span: 1 })).status !== undefined, true);
   const env = { VIRT_COHORT_REDIS_USERNAME: 'vc-manager', VIRT_COHORT_REDIS_PASSWORD_FILE: join(dir, 'secrets', 'vc-manager.password') };
   const drain = await cli(['host', 'drain', 'a1', '--redis', server.url], env);
@@ -131,7 +134,7 @@ test('the manager\'s writes work with its own: lock, cooldown, history, drain; i
 
 test('the commands\' user reads everything and writes nothing', async () => {
   const r = await as('vc-reader');
-  assert.equal((await readHosts(r)).length, 3);
+  assert.equal((await new Registry(r).hosts()).length, 3);
   assert.equal((await readHistory(r, 5)).length, 1);
   const env = { VIRT_COHORT_REDIS_USERNAME: 'vc-reader', VIRT_COHORT_REDIS_PASSWORD_FILE: join(dir, 'secrets', 'vc-reader.password') };
   const stats = await cli(['history', '--redis', server.url, '--json'], env);
@@ -141,7 +144,7 @@ test('the commands\' user reads everything and writes nothing', async () => {
   assert.notEqual(drain.code, 0);
   assert.match(drain.err, /^virt-cohort: Redis refused it \(NOPERM .*\): the Redis user in use .* may not do this; .*need vc-manager/);
   for (const write of [() => r.set(K.managerLock, 'x'), () => r.hset(K.host('a1'), 'draining', '0'), () => recordMigration(r, { vm: 'v', from: 'a', to: 'b', outcome: 'ok', at: 0, seconds: 0 }),
-    () => new Store(r).registerHost('r', hostRecord()), () => r.eval('return 1', 0)]) {
+    () => new Registry(r).registerHost('r', hostRecord()), () => r.eval('return 1', 0)]) {
     await assert.rejects(write(), NOPERM);
   }
 });

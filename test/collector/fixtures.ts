@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { K } from '../../src/collector/keys.js';
-import { Store, type HostRecord } from '../../src/collector/store.js';
+import { Registry, type HostRecord } from '../../src/collector/registry.js';
 import type { Report } from '../../src/collector/report.js';
 
 export const L = 30;
@@ -16,10 +16,11 @@ export function report(host: string, period: number, pairs: [string, number, num
   };
 }
 
-/** Registers `host` as first seen at `firstSeen` and last seen at `lastSeen` (ms). */
-export async function host(store: Store, name: string, firstSeen: number, lastSeen: number): Promise<void> {
-  await store.registerHost(name, hostRecord(), firstSeen);
-  await store.registerHost(name, hostRecord(), lastSeen);
+/** Registers `host` as first seen at `firstSeen` and last seen at `lastSeen` (ms), on the connection of `on` (a Store, say). */
+export async function host(on: { redis: Redis }, name: string, firstSeen: number, lastSeen: number): Promise<void> {
+  const registry = new Registry(on.redis);
+  await registry.registerHost(name, hostRecord(), firstSeen);
+  await registry.registerHost(name, hostRecord(), lastSeen);
 }
 
 /** Sets L-second periods in vc:settings; returns the period that holds `now` (ms). */

@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import { toPairs } from '../../src/agent/pairs.js';
 import { K, splitPair } from '../../src/collector/keys.js';
 import { query, type AggregateAnswer } from '../../src/collector/query.js';
-import { readVms } from '../../src/collector/registry.js';
+import { Registry } from '../../src/collector/registry.js';
 import { Store } from '../../src/collector/store.js';
 import type { FlowCounts } from '../../src/sensor/layout.js';
 import { ODD_NAMES } from '../helpers/names.js';
@@ -32,14 +32,14 @@ test('VM names with >, :, {, }, spaces and unicode go through the agent, the sto
   await host(store, 'A', NOW - 600_000, NOW - 1000);
   const ip = (i: number) => `10.9.0.${i + 1}`;
   for (const [i, name] of ODD_NAMES.entries()) {
-    await store.putVm(name, { uuid: `u${i}`, host: 'A', site: 'site-a', state: 'running', mac: '', addresses: [ip(i)], memoryKiB: 1024, vcpus: 1 });
+    await new Registry(redis).putVm(name, { uuid: `u${i}`, host: 'A', site: 'site-a', state: 'running', mac: '', addresses: [ip(i)], memoryKiB: 1024, vcpus: 1 });
   }
   // Each VM sends i+1 packets to the next one (by address, as the sensor sees it).
   const ids = new Map(ODD_NAMES.map((n, i) => [i, n]));
   const flows: FlowCounts[] = ODD_NAMES.map((_, i) => ({
     vm: i, dir: 'tx', peer: ip((i + 1) % ODD_NAMES.length), family: 4, ethertype: 0x0800, packets: i + 1, bytes: 100 * (i + 1),
   }));
-  const { pairs } = toPairs(flows, (id) => ids.get(id)!, await store.addresses());
+  const { pairs } = toPairs(flows, (id) => ids.get(id)!, await new Registry(redis).addresses());
   assert.equal(await store.apply(report('A', P, pairs)), true);
 
   const r = (await query(redis, { type: 'mean', span: 1, now: NOW })) as AggregateAnswer;
@@ -53,7 +53,7 @@ test('VM names with >, :, {, }, spaces and unicode go through the agent, the sto
   // The zsets for people hold the escaped members; each splits back into its two names.
   const members = await redis.zrange(K.msgs(P), '0', '-1');
   assert.deepEqual(new Set(members.map((m) => splitPair(m)[0])), new Set(ODD_NAMES));
-  assert.deepEqual((await readVms(redis)).map((v) => v.name).sort(), [...ODD_NAMES].sort());
-  assert.equal(await store.vmGone('a>b', 'A'), true);
+  assert.deepEqual((await new Registry(redis).vms()).map((v) => v.name).sort(), [...ODD_NAMES].sort());
+  assert.equal(await new Registry(redis).vmGone('a>b', 'A'), true);
   assert.equal(await redis.hget(K.vm('a>b'), 'state'), 'stopped');
 });

@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Redis } from 'ioredis';
 import { K } from '../../src/collector/keys.js';
-import { Store, type HostRecord } from '../../src/collector/store.js';
+import { Registry, type HostRecord } from '../../src/collector/registry.js';
+import { Store } from '../../src/collector/store.js';
 import { labEnvironment } from '../../src/lab/environment.js';
 import { parseEnvironment } from '../../src/placement/index.js';
 import { defaultEnvironment, planFromCollector } from '../../src/placement/fromCollector.js';
@@ -47,25 +48,26 @@ async function fill(db: number, perPeriod: number, uri = 'qemu:///system'): Prom
   const redis = new Redis(url(db));
   dbs.push(redis);
   const store = new Store(redis);
+  const registry = new Registry(redis);
   const now = Date.now();
   const current = Math.floor(now / 1000 / L) * L;
   await redis.hset(K.settings, 'periodSeconds', L);
-  await store.registerHost('a1', hostRecord('a', uri), now - 3_600_000);
-  await store.registerHost('b1', hostRecord('b', uri), now - 3_600_000);
+  await registry.registerHost('a1', hostRecord('a', uri), now - 3_600_000);
+  await registry.registerHost('b1', hostRecord('b', uri), now - 3_600_000);
   const vm = (host: string, site: string) => ({ uuid: '', host, site, state: 'running' as const, mac: '', addresses: [], memoryKiB: GiB, vcpus: 1 });
-  await store.putVm('x1', vm('a1', 'a'));
-  await store.putVm('y1', vm('a1', 'a'));
-  await store.putVm('x2', vm('b1', 'b'));
-  await store.putVm('y2', vm('b1', 'b'));
-  await store.putVm('gone', { ...vm('b1', 'b'), state: 'stopped' });
+  await registry.putVm('x1', vm('a1', 'a'));
+  await registry.putVm('y1', vm('a1', 'a'));
+  await registry.putVm('x2', vm('b1', 'b'));
+  await registry.putVm('y2', vm('b1', 'b'));
+  await registry.putVm('gone', { ...vm('b1', 'b'), state: 'stopped' });
   const bytes = perPeriod * 1000;
   for (let p = current - 20 * L; p <= current + 5 * L; p += L) {
     await store.apply({ ...report('a1', p, [['x2>x1', perPeriod, bytes], ['y2>y1', perPeriod, bytes]]), site: 'a' });
     await store.apply({ ...report('b1', p, [['x1>x2', perPeriod, bytes], ['y1>y2', perPeriod, bytes]]), site: 'b' });
   }
   // Registered last, so the hosts are live (seen within 2 periods) for the whole test.
-  await store.registerHost('a1', hostRecord('a', uri), Date.now() + 600_000);
-  await store.registerHost('b1', hostRecord('b', uri), Date.now() + 600_000);
+  await registry.registerHost('a1', hostRecord('a', uri), Date.now() + 600_000);
+  await registry.registerHost('b1', hostRecord('b', uri), Date.now() + 600_000);
 }
 
 before(async () => {
@@ -268,9 +270,9 @@ test('place: bad clusters exit 2 with the fix', async () => {
 test('plan and groups: a live host that has not reported hands the query back, exit 3 (as stats)', async () => {
   const redis = new Redis(url(2));
   dbs.push(redis);
-  const store = new Store(redis);
-  await store.registerHost('late', hostRecord('a', 'qemu:///system'), Date.now() - 3_600_000);
-  await store.registerHost('late', hostRecord('a', 'qemu:///system'), Date.now() + 600_000);
+  const registry = new Registry(redis);
+  await registry.registerHost('late', hostRecord('a', 'qemu:///system'), Date.now() - 3_600_000);
+  await registry.registerHost('late', hostRecord('a', 'qemu:///system'), Date.now() + 600_000);
   for (const cmd of ['plan', 'groups']) {
     const r = await cli(cmd, '--redis', url(2));
     assert.equal(r.code, 3, r.err);

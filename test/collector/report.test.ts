@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { K } from '../../src/collector/keys.js';
-import { Store, type HostRecord } from '../../src/collector/store.js';
+import { Registry, type HostRecord } from '../../src/collector/registry.js';
+import { Store } from '../../src/collector/store.js';
 import { matrixSvg } from '../../src/demo/svg.js';
 import { recordMigration } from '../../src/manager/history.js';
 import { packageRoot } from '../../src/paths.js';
@@ -54,12 +55,13 @@ async function fill(db: number, opts: { periods?: boolean } = {}): Promise<void>
   const redis = new Redis(url(db));
   dbs.push(redis);
   const store = new Store(redis);
+  const registry = new Registry(redis);
   const now = Date.now();
   const current = Math.floor(now / 1000 / L) * L;
   await redis.hset(K.settings, 'periodSeconds', L);
-  for (const [h, s] of [['a1', 'a'], ['a2', 'a'], ['b1', 'b'], ['b2', 'b']] as const) await store.registerHost(h, hostRecord(s), now - 3 * 3_600_000);
+  for (const [h, s] of [['a1', 'a'], ['a2', 'a'], ['b1', 'b'], ['b2', 'b']] as const) await registry.registerHost(h, hostRecord(s), now - 3 * 3_600_000);
   for (const [vm, [h, s]] of Object.entries(PLACE)) {
-    await store.putVm(vm, { uuid: '', host: h, site: s, state: 'running', mac: '', addresses: [], memoryKiB: GiB, vcpus: 1 });
+    await registry.putVm(vm, { uuid: '', host: h, site: s, state: 'running', mac: '', addresses: [], memoryKiB: GiB, vcpus: 1 });
   }
   if (opts.periods !== false) {
     // Each host reports what its VMs receive.
@@ -74,7 +76,7 @@ async function fill(db: number, opts: { periods?: boolean } = {}): Promise<void>
       }
     }
   }
-  for (const [h, s] of [['a1', 'a'], ['a2', 'a'], ['b1', 'b'], ['b2', 'b']] as const) await store.registerHost(h, hostRecord(s), Date.now() + 600_000);
+  for (const [h, s] of [['a1', 'a'], ['a2', 'a'], ['b1', 'b'], ['b2', 'b']] as const) await registry.registerHost(h, hostRecord(s), Date.now() + 600_000);
 }
 
 before(async () => {

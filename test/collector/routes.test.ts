@@ -2,7 +2,8 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import { K } from '../../src/collector/keys.js';
-import { Store, type HostRecord } from '../../src/collector/store.js';
+import { Registry, type HostRecord } from '../../src/collector/registry.js';
+import { Store } from '../../src/collector/store.js';
 import { checkRoutes } from '../../src/doctor/routes.js';
 import type { DoctorContext } from '../../src/doctor/checks.js';
 import { LeaderLock } from '../../src/manager/lock.js';
@@ -25,14 +26,15 @@ before(async () => {
   const now = Date.now();
   const current = await periodNow(redis, now);
   const store = new Store(redis);
+  const registry = new Registry(redis);
   const a1 = hostRecord('a', 'qemu+tls://a1.hv.example/system', 'tcp://10.0.1.1');
   const b1 = hostRecord('b', FORGED, 'tcp://203.0.113.66');
   for (const at of [now - 3_600_000, now + 600_000]) {
-    await store.registerHost('a1', a1, at);
-    await store.registerHost('b1', b1, at);
+    await registry.registerHost('a1', a1, at);
+    await registry.registerHost('b1', b1, at);
     if (at > now) break;
     const vm = (host: string, site: string) => ({ uuid: '', host, site, state: 'running' as const, mac: '', addresses: [], memoryKiB: GiB, vcpus: 1 });
-    for (const [name, host, site] of [['x1', 'a1', 'a'], ['y1', 'a1', 'a'], ['x2', 'b1', 'b'], ['y2', 'b1', 'b']] as const) await store.putVm(name, vm(host, site));
+    for (const [name, host, site] of [['x1', 'a1', 'a'], ['y1', 'a1', 'a'], ['x2', 'b1', 'b'], ['y2', 'b1', 'b']] as const) await registry.putVm(name, vm(host, site));
     for (let p = current - 20 * L; p <= current + 5 * L; p += L) {
       await store.apply({ ...report('a1', p, [['x2>x1', 3000, 3e6], ['y2>y1', 3000, 3e6]]), site: 'a' });
       await store.apply({ ...report('b1', p, [['x1>x2', 3000, 3e6], ['y1>y2', 3000, 3e6]]), site: 'b' });

@@ -1,0 +1,159 @@
+// The agent without a lab: a real Redis (test/helpers/redis.ts), its real spool,
+// hook socket and periods; a fake sensor (no kernel) and a fake libvirt.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createConnection } from 'node:net';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { Agent, type DomainSource } from '../../src/agent/agent.js';
+import { loadConfig } from '../../src/agent/config.js';
+import { Registry } from '../../src/collector/registry.js';
+import { hostPart } from '../../src/collector/store.js';
+import type { DomainSnapshot, NodeSnapshot } from '../../src/libvirt/client.js';
+import { waitFor } from '../../src/util/exec.js';
+import { TestRedis } from '../helpers/redis.js';
+import { FakeSensor } from '../helpers/sensor.js';
+
+let server: TestRedis;
+let redis: Redis;
+const dirs: string[] = [];
+const agents: Agent[] = [];
+
+before(async () => {
+  server = await TestRedis.start();
+  redis = new Redis(server.url);
+});
+after(async () => {
+  for (const a of agents) await a.stop().catch(() => undefined);
+  redis.disconnect();
+  await server.close();
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+/** libvirt as the agent sees it: what it lists, and whether it answers at all. */
+class FakeLibvirt implements DomainSource {
+  list: DomainSnapshot[] = [];
+  down = false;
+  async domains(): Promise<DomainSnapshot[]> {
+    if (this.down) throw new Error('libvirtd is not running');
+    return this.list;
+  }
+  async node(): Promise<NodeSnapshot> {
+    return { hostname: 'fake', cpus: 8, memoryKiB: 8 << 20, mhz: 2000 };
+  }
+  async close(): Promise<void> {}
+}
+
+const uuid = (n: number) => `${n.toString(16).padStart(8, '0')}-0000-4000-8000-000000000000`;
+const mac = (n: number) => `52:54:00:00:00:${n.toString(16).padStart(2, '0')}`;
+
+function domain(name: string, n: number, tap: string): DomainSnapshot {
+  return { name, uuid: uuid(n), state: 'running', memoryKiB: 1 << 20, vcpus: 1, interfaces: [{ mac: mac(n), tap, addresses: [] }], pinned: false, optOut: false };
+}
+
+/** An agent for host `host` with its own state, a fake sensor and `libvirt`; long periods, so no period closes on its own during a test. */
+async function agentFor(host: string, libvirt: FakeLibvirt): Promise<{ agent: Agent; sensor: FakeSensor; socket: string }> {
+  const stateDir = await mkdtemp(join(tmpdir(), 'vc-agent-'));
+  dirs.push(stateDir);
+  const socket = join(stateDir, 'agent.sock');
+  const cfg = loadConfig(undefined, { host, site: 's1', redis: server.url, stateDir, socket, pinRoot: join(stateDir, 'pins'), periodSeconds: 3600, reconcileSeconds: 3600 });
+  const sensor = new FakeSensor();
+  const agent = await Agent.start(cfg, async () => {
+    if (libvirt.down) throw new Error('cannot connect: libvirtd is not running');
+    return libvirt;
+  }, sensor);
+  agents.push(agent);
+  return { agent, sensor, socket };
+}
+
+/** A period an hour or more ago: its end, as the agent's clock would close it. */
+const boundary = (hoursAgo: number) => (Math.floor(Date.now() / 3_600_000) - hoursAgo) * 3_600_000;
+const periodOf = (end: number) => end / 1000 - 3600;
+
+function hook(socket: string, event: object): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const c = createConnection(socket, () => c.end(JSON.stringify({ v: 1, subOperation: 'begin', extra: '-', at: Date.now(), ...event }) + '\n'));
+    c.on('close', () => resolve());
+    c.on('error', reject);
+  });
+}
+
+const attachedTaps = async (s: FakeSensor) => (await s.attached()).map((a) => a.tap);
+
+test("a period's counts reach Redis exactly once: sent at once, spooled through an outage, and not again when re-sent", async () => {
+  const libvirt = new FakeLibvirt();
+  libvirt.list = [domain('vm1', 1, 'vnet1')];
+  const { agent, sensor } = await agentFor('h1', libvirt);
+  await agent.requestReconcile();
+  assert.deepEqual(await attachedTaps(sensor), ['vnet1']);
+  assert.equal((await new Registry(redis).vms()).find((v) => v.name === 'vm1')?.host, 'h1', 'the directory has the VM');
+
+  sensor.count('vnet1', 'tx', '10.0.0.9', 10, 1000);
+  sensor.count('vnet1', 'rx', '10.0.0.9', 4, 400);
+  const a = await agent.closePeriod(boundary(3));
+  assert.deepEqual(a.pairs.sort(), [['10.0.0.9>vm1', 4, 400], ['vm1>10.0.0.9', 10, 1000]]);
+  const want = new Map([['vm1>10.0.0.9', [10, 1000]], ['10.0.0.9>vm1', [4, 400]]]);
+  assert.deepEqual(await hostPart(redis, periodOf(boundary(3)), 'h1'), want);
+
+  // Redis goes away: the next period waits in the spool, and is sent once Redis is back.
+  await server.stop();
+  await waitFor('the agent to see Redis gone', async () => (agent.redis.status !== 'ready' ? true : undefined), 10_000, 50);
+  sensor.count('vnet1', 'tx', '10.0.0.9', 7, 700);
+  const b = await agent.closePeriod(boundary(2));
+  assert.equal(await agent.spool.size(), 1);
+  await server.launch();
+  await waitFor('the spooled report in Redis', async () => ((await agent.spool.size()) === 0 ? true : undefined), 30_000, 100);
+  assert.deepEqual(await hostPart(redis, periodOf(boundary(2)), 'h1'), new Map([['vm1>10.0.0.9', [7, 700]]]));
+
+  // A report sent again (a retry after a lost answer, ioredis replaying) adds nothing.
+  await agent.spool.put(a);
+  await agent.spool.put(b);
+  await agent.flush();
+  assert.equal(await agent.spool.size(), 0);
+  assert.deepEqual(await hostPart(redis, periodOf(boundary(3)), 'h1'), want);
+  assert.deepEqual(await hostPart(redis, periodOf(boundary(2)), 'h1'), new Map([['vm1>10.0.0.9', [7, 700]]]));
+  assert.deepEqual(await redis.smembers(`vc:period:${periodOf(boundary(3))}:reported`), ['h1']);
+});
+
+test('a tap a started hook announces is counted before libvirt lists it', async () => {
+  const libvirt = new FakeLibvirt(); // lists nothing yet, as while an incoming VM is set up
+  const { agent, sensor, socket } = await agentFor('h2', libvirt);
+  await agent.requestReconcile();
+  assert.deepEqual(await attachedTaps(sensor), []);
+
+  await hook(socket, { domain: 'vm2', operation: 'started', uuid: uuid(2), interfaces: [{ mac: mac(2), tap: 'vnet2' }] });
+  await waitFor('the announced tap attached', async () => ((await attachedTaps(sensor)).includes('vnet2') ? true : undefined), 10_000, 20);
+  sensor.count('vnet2', 'tx', '10.0.0.8', 3, 300);
+  await agent.closePeriod(boundary(3));
+  assert.deepEqual(await hostPart(redis, periodOf(boundary(3)), 'h2'), new Map([['vm2>10.0.0.8', [3, 300]]]));
+
+  // libvirt then lists it: the same tap goes on being counted, attached once.
+  libvirt.list = [domain('vm2', 2, 'vnet2')];
+  await agent.requestReconcile();
+  assert.deepEqual(await attachedTaps(sensor), ['vnet2']);
+  assert.ok(sensor.reconciles.every((want) => want.filter((t) => t === 'vnet2').length <= 1));
+  assert.equal((await new Registry(redis).vms()).find((v) => v.name === 'vm2')?.host, 'h2');
+});
+
+test('libvirt failing does not stop counting, nor detach a tap', async () => {
+  const libvirt = new FakeLibvirt();
+  libvirt.list = [domain('vm3', 3, 'vnet3')];
+  const { agent, sensor, socket } = await agentFor('h3', libvirt);
+  await agent.requestReconcile();
+  assert.deepEqual(await attachedTaps(sensor), ['vnet3']);
+
+  libvirt.down = true;
+  await agent.requestReconcile();
+  assert.deepEqual(await attachedTaps(sensor), ['vnet3'], 'what was counted is still counted');
+  // A VM that starts meanwhile is counted from its hook alone, with the others.
+  await hook(socket, { domain: 'vm4', operation: 'started', uuid: uuid(4), interfaces: [{ mac: mac(4), tap: 'vnet4' }] });
+  await waitFor('the announced tap attached', async () => ((await attachedTaps(sensor)).includes('vnet4') ? true : undefined), 10_000, 20);
+  assert.deepEqual(await attachedTaps(sensor), ['vnet3', 'vnet4']);
+
+  sensor.count('vnet3', 'tx', '10.0.0.7', 5, 500);
+  sensor.count('vnet4', 'tx', '10.0.0.7', 6, 600);
+  await agent.closePeriod(boundary(3));
+  assert.deepEqual(await hostPart(redis, periodOf(boundary(3)), 'h3'), new Map([['vm3>10.0.0.7', [5, 500]], ['vm4>10.0.0.7', [6, 600]]]));
+});
