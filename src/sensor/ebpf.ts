@@ -7,7 +7,7 @@ import { logger } from '../util/log.js';
 import { BPFFS, ensureBpffs } from './bpffs.js';
 import {
   COUNTS, KEY, LAYOUT_VERSION, MAX_FLOWS, MAX_TAPS, STAT, TAP,
-  decodeFlow, encodeTap, u32, type FlowCounts,
+  decodeFlow, encodeTap, mergeFlows, u32, type FlowCounts,
 } from './layout.js';
 import { checkTapName, type Attachment, type Reading, type ReconcileResult, type Sensor } from './sensor.js';
 import { clearOurFilters, ensureClsact, ourFilters, replaceFilters } from './tc.js';
@@ -198,7 +198,7 @@ export class EbpfSensor implements Sensor {
     this.active.set(u32(0), u32(this.countFds[other]!));
     const at = Date.now();
     const drained = drain(this.counts[cur]!);
-    const flows = leftovers.length ? merge([...leftovers, ...drained]) : drained;
+    const flows = leftovers.length ? mergeFlows([...leftovers, ...drained]) : drained;
     // vc_stats only grows; vc_reported remembers what earlier reads returned.
     const stats = readU64s(this.stats);
     const before = readU64s(this.reported);
@@ -222,7 +222,7 @@ export class EbpfSensor implements Sensor {
     for (const map of this.counts) {
       for (const batch of map.getBatch(BATCH)) for (const [k, v] of batch) flows.push(decodeFlow(k, v));
     }
-    return merge(flows);
+    return mergeFlows(flows);
   }
 
   async close(): Promise<void> {
@@ -266,19 +266,6 @@ function drain(map: bpf.RawMap): FlowCounts[] {
   return flows;
 }
 
-/** One entry per (VM, direction, peer, ARP sender), summing duplicates (the same flow in both maps). */
-function merge(flows: FlowCounts[]): FlowCounts[] {
-  const byKey = new Map<string, FlowCounts>();
-  for (const f of flows) {
-    const k = `${f.vm}|${f.dir}|${f.peer}|${f.arpSender ?? ""}`;
-    const seen = byKey.get(k);
-    if (seen) {
-      seen.packets += f.packets;
-      seen.bytes += f.bytes;
-    } else byKey.set(k, { ...f });
-  }
-  return [...byKey.values()];
-}
 
 async function exists(path: string): Promise<boolean> {
   return stat(path).then(() => true, () => false);

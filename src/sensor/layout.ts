@@ -106,3 +106,21 @@ export function ipv6(b: Buffer): string {
   if (best < 0) return hex.join(':');
   return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
 }
+
+/**
+ * One entry per (VM, direction, peer, ARP sender), summing duplicates: the
+ * same flow in both eBPF maps, or counted by a capture that ended and by its
+ * successor (libpcap). The entries are copied, never changed.
+ */
+export function mergeFlows(flows: FlowCounts[]): FlowCounts[] {
+  const byKey = new Map<string, FlowCounts>();
+  for (const f of flows) {
+    const k = `${f.vm}|${f.dir}|${f.peer}|${f.arpSender ?? ''}`;
+    const seen = byKey.get(k);
+    if (seen) {
+      seen.packets += f.packets;
+      seen.bytes += f.bytes;
+    } else byKey.set(k, { ...f });
+  }
+  return [...byKey.values()];
+}

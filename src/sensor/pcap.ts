@@ -3,7 +3,7 @@ import { pcapAddon } from '../paths.js';
 import { UserError } from '../util/errors.js';
 import { run } from '../util/exec.js';
 import { logger } from '../util/log.js';
-import { arpSender, peerText, type FlowCounts } from './layout.js';
+import { arpSender, mergeFlows, peerText, type FlowCounts } from './layout.js';
 import { checkTapName, type Attachment, type Reading, type ReconcileResult, type Sensor } from './sensor.js';
 
 const log = logger('sensor');
@@ -205,19 +205,6 @@ function flowsOf(c: Capture): FlowCounts[] {
   return out;
 }
 
-/** One entry per (VM, direction, peer, ARP sender). */
-function mergeFlows(flows: FlowCounts[]): FlowCounts[] {
-  const by = new Map<string, FlowCounts>();
-  for (const f of flows) {
-    const k = `${f.vm}|${f.dir}|${f.peer}|${f.arpSender ?? ''}`;
-    const seen = by.get(k);
-    if (seen) {
-      seen.packets += f.packets;
-      seen.bytes += f.bytes;
-    } else by.set(k, f);
-  }
-  return [...by.values()];
-}
 
 /**
  * Counts one frame: `caplen` bytes of it at `at` in `buf`, `wire` its length

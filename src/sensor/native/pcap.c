@@ -145,12 +145,21 @@ static void on_frame(u_char *user, const struct pcap_pkthdr *h, const u_char *by
 	f->n++;
 }
 
+/* The capture handle every call but open takes first; NULL with a JavaScript exception pending. */
+static struct capture *first_arg(napi_env env, napi_callback_info info, napi_value *argv, size_t n)
+{
+	size_t argc = n;
+	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < n) {
+		napi_throw_type_error(env, NULL, "pcap addon: missing arguments");
+		return NULL;
+	}
+	return handle_of(env, argv[0]);
+}
+
 static napi_value js_read(napi_env env, napi_callback_info info)
 {
-	size_t argc = 2;
 	napi_value argv[2];
-	CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-	struct capture *c = handle_of(env, argv[0]);
+	struct capture *c = first_arg(env, info, argv, 2);
 	if (!c)
 		return NULL;
 	void *data;
@@ -182,10 +191,8 @@ static napi_value js_read(napi_env env, napi_callback_info info)
 
 static napi_value js_stats(napi_env env, napi_callback_info info)
 {
-	size_t argc = 1;
 	napi_value argv[1];
-	CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-	struct capture *c = handle_of(env, argv[0]);
+	struct capture *c = first_arg(env, info, argv, 1);
 	if (!c)
 		return NULL;
 	struct pcap_stat s = { 0 };
