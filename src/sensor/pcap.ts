@@ -1,3 +1,4 @@
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { pcapAddon } from '../paths.js';
 import { UserError } from '../util/errors.js';
@@ -18,6 +19,8 @@ const KERNEL_BUFFER = 8 * 1024 * 1024;
 /** How often the rings are emptied; the ring holds POLL_MS of ~50,000 frames/s per tap. */
 const POLL_MS = 100;
 const BATCH = 4096;
+/** How often at most the counts not yet read are written to the checkpoint file. */
+const CHECKPOINT_MS = 250;
 const ETH = 14;
 
 /** The addon's interface (src/sensor/native/pcap.c). */
@@ -83,12 +86,31 @@ export class PcapSensor implements Sensor {
   private done: FlowCounts[] = [];
   private poller?: NodeJS.Timeout;
   private readonly records = Buffer.alloc(BATCH * addon().RECORD);
+  private lastCheckpoint = 0;
+  private dirty = false;
 
-  static open(opts: { netns?: string } = {}): PcapSensor {
+  private constructor(private readonly checkpoint?: string) {}
+
+  /**
+   * `checkpoint`: a file where the counts not yet read are kept, rewritten a
+   * few times a second, so that an agent killed between two reads loses at
+   * most CHECKPOINT_MS of what it had counted (the eBPF backend keeps its
+   * counts in the kernel instead). What the file holds is read back here.
+   */
+  static open(opts: { netns?: string; checkpoint?: string } = {}): PcapSensor {
     if (opts.netns) {
       throw new UserError(`the pcap backend captures in its own network namespace: run it inside ${opts.netns} (nsenter --net=/run/netns/${opts.netns} ...)`);
     }
-    return new PcapSensor();
+    const sensor = new PcapSensor(opts.checkpoint);
+    if (opts.checkpoint) {
+      try {
+        sensor.done = JSON.parse(readFileSync(opts.checkpoint, 'utf8')) as FlowCounts[];
+        if (sensor.done.length) log.info({ flows: sensor.done.length, file: opts.checkpoint }, 'counts of an agent that stopped before reading them are kept');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.warn({ err, file: opts.checkpoint }, 'unreadable libpcap checkpoint: ignored');
+      }
+    }
+    return sensor;
   }
 
   async attach(tap: string, vm: number, mac?: string): Promise<void> {
@@ -117,9 +139,24 @@ export class PcapSensor implements Sensor {
     this.closeCapture(c);
   }
 
-  /** Counts what every ring holds. */
+  /** Counts what every ring holds, and keeps the counts on disk now and then. */
   private poll(): void {
     for (const c of [...this.captures.values()]) this.drain(c);
+    if (this.checkpoint && this.dirty && Date.now() - this.lastCheckpoint >= CHECKPOINT_MS) this.save();
+  }
+
+  /** Written to a temporary file and renamed: a kill at any moment leaves the old file or the new one. */
+  private save(flows?: FlowCounts[]): void {
+    if (!this.checkpoint) return;
+    const all = flows ?? mergeFlows([...this.done, ...[...this.captures.values()].flatMap((c) => flowsOf(c, true))]);
+    try {
+      writeFileSync(`${this.checkpoint}.tmp`, JSON.stringify(all));
+      renameSync(`${this.checkpoint}.tmp`, this.checkpoint);
+      this.lastCheckpoint = Date.now();
+      this.dirty = false;
+    } catch (err) {
+      log.warn({ err, file: this.checkpoint }, 'cannot keep the libpcap counts on disk; an agent killed now would lose them');
+    }
   }
 
   private drain(c: Capture): void {
@@ -127,6 +164,7 @@ export class PcapSensor implements Sensor {
     try {
       for (;;) {
         const n = addon().read(c.handle, this.records);
+        if (n) this.dirty = true;
         for (let i = 0; i < n; i++) {
           const at = i * RECORD;
           count(c, this.records, at + 8, this.records.readUInt16LE(at + 4), this.records.readUInt32LE(at));
@@ -145,9 +183,10 @@ export class PcapSensor implements Sensor {
 
   private closeCapture(c: Capture): void {
     addon().close(c.handle);
-    // What it counted stays for the next read.
+    // What it counted stays for the next read (and on disk, for the next agent if this one stops now).
     this.done.push(...flowsOf(c));
     if (this.captures.get(c.tap) === c) this.captures.delete(c.tap);
+    this.save();
     if (!this.captures.size && this.poller) {
       clearInterval(this.poller);
       this.poller = undefined;
@@ -184,6 +223,7 @@ export class PcapSensor implements Sensor {
     const flows = this.done;
     this.done = [];
     for (const c of this.captures.values()) flows.push(...flowsOf(c));
+    this.save([]);
     return { flows: mergeFlows(flows), overflow: { packets: 0, bytes: 0 }, unknownTap: 0, at: Date.now() };
   }
 
@@ -192,16 +232,18 @@ export class PcapSensor implements Sensor {
   }
 }
 
-/** Empties a capture's tables into flows. */
-function flowsOf(c: Capture): FlowCounts[] {
-  const out: FlowCounts[] = [...c.other.values()];
+/** A capture's tables as flows, emptied unless `keep`. */
+function flowsOf(c: Capture, keep = false): FlowCounts[] {
+  const out: FlowCounts[] = [...c.other.values()].map((f) => ({ ...f }));
   for (const [k, f] of c.v4) {
     const ip = k % 2 ** 32;
     const peer = `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`;
     out.push({ vm: c.vm, dir: k >= 2 ** 32 ? 'tx' : 'rx', peer, family: 4, ethertype: 0x0800, packets: f.packets, bytes: f.bytes });
   }
-  c.v4 = new Map();
-  c.other = new Map();
+  if (!keep) {
+    c.v4 = new Map();
+    c.other = new Map();
+  }
   return out;
 }
 
