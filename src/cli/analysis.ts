@@ -3,12 +3,13 @@ import type { Redis } from 'ioredis';
 import { detectGroups, type GroupMethod } from '../analysis/index.js';
 import { buildGraph, type TrafficMeasure } from '../analysis/graph.js';
 import { connectOnce } from '../config/redis.js';
+import { OBJECTIVES } from '../config/schema.js';
 import { checkQuery, QUERY_TYPES, type QueryOptions, type QueryType } from '../collector/query.js';
 import { parseDuration } from '../collector/span.js';
 import { labRedisUrl } from '../lab/agents.js';
 import { requireLab } from '../lab/lab.js';
 import { labEnvironment } from '../lab/environment.js';
-import { largestHost, loadEnvironment, OBJECTIVES, parseEnvironment, type Environment } from '../placement/index.js';
+import { largestHost, loadEnvironment, parseEnvironment, type Environment } from '../placement/index.js';
 import { fmtBytesRate, fmtSeconds } from '../placement/explain.js';
 import {
   DEFAULT_BANDWIDTH_MBIT, DEFAULT_LATENCY_MS, planFromCollector, readCollector, type CollectorView, type DefaultLinks,

@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
-import { msToNextBoundary } from '../agent/period.js';
+import { msToNextBoundary } from '../util/period.js';
 import { connectDaemon } from '../config/redis.js';
 import { matrixSvg } from '../demo/svg.js';
 import { Registry, sensorLabel } from '../collector/registry.js';

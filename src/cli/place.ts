@@ -1,12 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { Command } from 'commander';
 import { connectOnce } from '../config/redis.js';
+import { OBJECTIVES } from '../config/schema.js';
 import type { HostEntry } from '../collector/registry.js';
 import { parseDuration } from '../collector/span.js';
 import { startLabGuests } from '../lab/guests.js';
 import { defineAndStartAll, fillTemplate, randomMac } from '../libvirt/define.js';
 import { clusterSpec, loadCluster, readTemplate, type Applied, type ClusterFile } from '../placement/cluster.js';
-import { OBJECTIVES, placeCluster, type InitialPlacement, type Objective } from '../placement/index.js';
+import { placeCluster, type InitialPlacement, type Objective } from '../placement/index.js';
 import { readInventory } from '../placement/fromCollector.js';
 import { trustedRoutes } from '../manager/manager.js';
 import { RouteVetter } from '../manager/trust.js';

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { checkPeriodLength, DEFAULT_PERIOD_SECONDS, periodLabel } from '../agent/period.js';
+import { checkPeriodLength, DEFAULT_PERIOD_SECONDS, periodLabel } from '../util/period.js';
 import { UnknownVmError, UserError } from '../util/errors.js';
 import { completeness, waitComplete, type Missing } from './complete.js';
 import { pairNames } from './dictionary.js';

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { msToNextBoundary } from '../../src/agent/period.js';
+import { msToNextBoundary } from '../../src/util/period.js';
 import { K } from '../../src/collector/keys.js';
 import { startGuests } from '../../src/cli/lab.js';
 import { labRoutes } from '../../src/cli/manager.js';
