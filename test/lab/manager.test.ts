@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import { msToNextBoundary } from '../../src/util/period.js';
 import { K } from '../../src/collector/keys.js';
 import { startGuests } from '../../src/cli/lab.js';
-import { labRoutes } from '../../src/cli/manager.js';
+import { labRoutes } from '../../src/lab/agents.js';
 import { labRedisUrl } from '../../src/lab/agents.js';
 import { labEnvironment } from '../../src/lab/environment.js';
 import { labDown, labUp } from '../../src/lab/lab.js';

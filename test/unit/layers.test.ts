@@ -42,11 +42,11 @@ function sources(dir: string): string[] {
   });
 }
 
-/** Every module a file names: import and export ... from, import type, and import() of a literal. */
-function imports(text: string): string[] {
+/** Every module a file names: import and export ... from, import type, and import() of a literal (`dynamic`). */
+function imports(text: string): { spec: string; dynamic: boolean }[] {
   const code = text.replace(/\/\*[\s\S]*?\*\//g, '').replace(/^\s*\/\/.*$/gm, '');
   return [...code.matchAll(/(?:^|[\s;])(?:import|export)\s[^'"`;]*?\sfrom\s*['"]([^'"]+)['"]|\bimport\s*\(\s*['"]([^'"]+)['"]\s*\)|^import\s+['"]([^'"]+)['"]/gm)]
-    .map((m) => m[1] ?? m[2] ?? m[3]!);
+    .map((m) => ({ spec: m[1] ?? m[2] ?? m[3]!, dynamic: m[2] !== undefined }));
 }
 
 test('every module of src/ sits in a layer', () => {
@@ -59,7 +59,7 @@ test('no module imports from a layer above its own', () => {
   for (const file of sources(SRC)) {
     const from = layerOf(file);
     if (!from) continue;
-    for (const spec of imports(readFileSync(file, 'utf8'))) {
+    for (const { spec } of imports(readFileSync(file, 'utf8'))) {
       if (!spec.startsWith('.')) continue;
       const target = resolve(dirname(file), spec).replace(/\.js$/, '.ts');
       const to = layerOf(target);
@@ -74,5 +74,29 @@ test('no module imports from a layer above its own', () => {
 test('the import parser sees every form of import', () => {
   const text = `import { a } from './a.js';\nimport type { B } from "../b.js";\nexport { c } from './c.js';\nexport * from './d.js';\n` +
     `const e = await import('./e.js');\nimport './f.js';\nimport {\n  g,\n  h,\n} from './g.js';\n// import { x } from './commented.js';\n/* import { y } from './y.js'; */`;
-  assert.deepEqual(imports(text), ['./a.js', '../b.js', './c.js', './d.js', './e.js', './f.js', './g.js']);
+  assert.deepEqual(imports(text).map((i) => `${i.spec}${i.dynamic ? ' (dynamic)' : ''}`),
+    ['./a.js', '../b.js', './c.js', './d.js', './e.js (dynamic)', './f.js', './g.js']);
+});
+
+test('the commands load the lab only when asked: no static import from src/cli/main.ts reaches what the package leaves out', () => {
+  // What src/package/build.sh leaves out, as it lists it.
+  const build = readFileSync(join(SRC, 'package', 'build.sh'), 'utf8');
+  const labOnly = /^LAB_ONLY="([^"]+)"$/m.exec(build)?.[1]?.split(' ');
+  assert.ok(labOnly?.length, 'src/package/build.sh sets LAB_ONLY="..."');
+  // The compiled program: the imports that load at run time (tsc drops the ones only types use).
+  const DIST = join(packageRoot, 'dist', 'src');
+  const left = (file: string) => labOnly.some((p) => relative(DIST, file) === p || relative(DIST, file).startsWith(`${p}/`));
+  const seen = new Set<string>();
+  const reached: string[] = [];
+  const visit = (file: string, via: string[]) => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    if (left(file)) return void reached.push([...via, file].map((f) => relative(DIST, f)).join(' → '));
+    for (const { spec, dynamic } of imports(readFileSync(file, 'utf8'))) {
+      if (!dynamic && spec.startsWith('.')) visit(resolve(dirname(file), spec), [...via, file]);
+    }
+  };
+  visit(join(DIST, 'cli', 'main.js'), []);
+  assert.deepEqual(reached, [], 'load it with import() behind labInstalled() (src/cli/labs.ts)');
+  assert.ok(seen.size > 50, `the walk saw the program (${seen.size} modules)`);
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { labRoutes } from '../../src/cli/manager.js';
+import { labRoutes } from '../../src/lab/agents.js';
 import { hosts, labMigrateUri, type LabSettings } from '../../src/lab/topology.js';
 import { NO_ROUTES, RouteVetter, uriShapeProblem, type RoutePolicy } from '../../src/manager/trust.js';
 
