@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { DEFAULT_PERIOD_SECONDS } from '../util/period.js';
-import { parseCidr, uriPattern, uriShapeProblem } from '../manager/trust.js';
+import { parseCidr, uriPattern, uriShapeProblem } from './routes.js';
 
 /**
  * The one source of every setting: its type, range, default and description.
