@@ -65,7 +65,10 @@ say "staging the production node_modules (pruned copy, offline)"
 NPM="$WORK/npm"
 mkdir -p "$NPM"
 cp package.json package-lock.json "$NPM/"
-cp -a node_modules "$NPM/"
+# The contents, also when node_modules is a link (a git worktree sharing a
+# checkout's): prune must never touch the original.
+mkdir "$NPM/node_modules"
+cp -a node_modules/. "$NPM/node_modules/"
 (cd "$NPM" && npm prune --omit=dev --offline --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null) \
   || die "npm prune failed: run npm ci (npm run setup) so that node_modules matches package-lock.json"
 M="$NPM/node_modules"
