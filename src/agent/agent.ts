@@ -18,7 +18,7 @@ import { listenHooks, type HookEvent } from './hookserver.js';
 import { arpClaims, toPairs } from './pairs.js';
 import { AddressBook, type Owners } from './addresses.js';
 import { domainAddresses } from '../libvirt/virsh.js';
-import { msToNextBoundary, periodAt, periodLabel } from './period.js';
+import { msToNextBoundary, periodAt, periodLabel } from '../util/period.js';
 import { Spool } from './spool.js';
 import { VmIds } from './vmids.js';
 

@@ -3,18 +3,17 @@ import type { Redis } from 'ioredis';
 import { detectGroups, type GroupMethod } from '../analysis/index.js';
 import { buildGraph, type TrafficMeasure } from '../analysis/graph.js';
 import { connectOnce } from '../config/redis.js';
+import { OBJECTIVES } from '../config/schema.js';
 import { checkQuery, QUERY_TYPES, type QueryOptions, type QueryType } from '../collector/query.js';
 import { parseDuration } from '../collector/span.js';
-import { labRedisUrl } from '../lab/agents.js';
-import { requireLab } from '../lab/lab.js';
-import { labEnvironment } from '../lab/environment.js';
-import { largestHost, loadEnvironment, OBJECTIVES, parseEnvironment, type Environment } from '../placement/index.js';
+import { largestHost, loadEnvironment, parseEnvironment, type Environment } from '../placement/index.js';
 import { fmtBytesRate, fmtSeconds } from '../placement/explain.js';
 import {
   DEFAULT_BANDWIDTH_MBIT, DEFAULT_LATENCY_MS, planFromCollector, readCollector, type CollectorView, type DefaultLinks,
 } from '../placement/fromCollector.js';
 import { UserError } from '../util/errors.js';
 import { printJson } from './options.js';
+import { loadLab } from './labs.js';
 import { redisOption } from './settings.js';
 import { EXIT_REFORMULATE, render } from './stats.js';
 import { table } from './table.js';
@@ -62,6 +61,7 @@ export async function environmentArgs(cmd: Command, o: Record<string, string | b
   let redis = String(o.redis);
   if (typeof o.lab === 'string') {
     if (cmd.getOptionValueSource('redis') === 'cli') throw new UserError('give either --redis or --lab, not both');
+    const { requireLab, labRedisUrl, labEnvironment } = await loadLab();
     const lab = await requireLab(o.lab);
     redis = labRedisUrl(lab);
     // The lab knows its real delay and rate: better than the registry's defaults.

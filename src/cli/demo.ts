@@ -1,11 +1,11 @@
 import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
-import { msToNextBoundary } from '../agent/period.js';
+import { msToNextBoundary } from '../util/period.js';
 import { connectDaemon } from '../config/redis.js';
 import { matrixSvg } from '../demo/svg.js';
 import { Registry, sensorLabel } from '../collector/registry.js';
-import { labRedisUrl } from '../lab/agents.js';
+import { labRedisUrl, labRoutes } from '../lab/agents.js';
 import { labEnvironment } from '../lab/environment.js';
 import { labDown, labUp } from '../lab/lab.js';
 import { LeaderLock } from '../manager/lock.js';
@@ -16,7 +16,7 @@ import { sleep } from '../util/exec.js';
 import { configureLogging } from '../util/log.js';
 import { startGuests } from './lab.js';
 import { integer, labSensorOption } from './options.js';
-import { labRoutes, renderRound } from './manager.js';
+import { renderRound } from './manager.js';
 import { table } from './table.js';
 
 export function demoCommand(): Command {

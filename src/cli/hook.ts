@@ -1,22 +1,7 @@
-import { chmod, copyFile, mkdir, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { Command } from 'commander';
 import { DEFAULTS } from '../agent/config.js';
-import { packageRoot } from '../paths.js';
+import { installHook, removeHook } from '../agent/hook.js';
 import { UserError } from '../util/errors.js';
-
-export const hookSource = join(packageRoot, 'hooks', 'qemu');
-
-/** Installs hooks/qemu as HOOKS_DIR/qemu.d/virt-cohort, and the agent's socket path beside it. */
-export async function installHook(hooksDir: string, socket: string): Promise<string> {
-  const target = join(hooksDir, 'qemu.d', 'virt-cohort');
-  await mkdir(join(hooksDir, 'qemu.d'), { recursive: true });
-  await copyFile(hookSource, `${target}.tmp`);
-  await chmod(`${target}.tmp`, 0o755);
-  await rename(`${target}.tmp`, target);
-  await writeFile(join(hooksDir, 'virt-cohort.socket'), socket + '\n', { mode: 0o644 });
-  return target;
-}
 
 export function installHookCommand(): Command {
   return new Command('install-hook')
@@ -26,8 +11,7 @@ export function installHookCommand(): Command {
     .option('--remove', 'remove the hook instead')
     .action(async (o) => {
       if (o.remove) {
-        await rm(join(o.hooksDir, 'qemu.d', 'virt-cohort'), { force: true });
-        await rm(join(o.hooksDir, 'virt-cohort.socket'), { force: true });
+        await removeHook(o.hooksDir);
         process.stdout.write(`removed the virt-cohort hook from ${o.hooksDir}\n`);
         return;
       }

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { DEFAULT_PERIOD_SECONDS } from '../agent/period.js';
+import { DEFAULT_PERIOD_SECONDS } from '../util/period.js';
 import { labDown, labUp } from '../lab/lab.js';
 import { labStatus, type LabStatus } from '../lab/status.js';
 import { addVm, listVms, migrateVm } from '../lab/vm.js';

@@ -4,10 +4,6 @@ import { parseDuration } from '../collector/span.js';
 import { loadSettings } from '../config/load.js';
 import { connectChecked, connectDaemon, connectOnce, withoutCredentials } from '../config/redis.js';
 import { CONFIG_DEFAULTS, type Config } from '../config/schema.js';
-import { labRedisUrl } from '../lab/agents.js';
-import { requireLab } from '../lab/lab.js';
-import { labEnvironment } from '../lab/environment.js';
-import { hosts as labHosts, labMigrateUri, type LabSettings } from '../lab/topology.js';
 import { execute } from '../manager/executor.js';
 import { readHistory } from '../manager/history.js';
 import { LeaderLock } from '../manager/lock.js';
@@ -20,6 +16,7 @@ import { startMetricsServer } from '../metrics/server.js';
 import { loadEnvironment, parseEnvironment } from '../placement/index.js';
 import { UserError } from '../util/errors.js';
 import { configureLogging, logger } from '../util/log.js';
+import { loadLab } from './labs.js';
 import { integer, printJson } from './options.js';
 import { configOption, redisOption, settingFlags, settingOptions } from './settings.js';
 import { table } from './table.js';
@@ -28,7 +25,9 @@ const labOption = (c: Command) => c.option('--lab <name>', "use this lab's Redis
 const redisOpts = (c: Command) => labOption(c.addOption(redisOption()));
 
 async function redisUrl(o: { redis: string; lab?: string }): Promise<string> {
-  return o.lab ? labRedisUrl(await requireLab(o.lab)) : o.redis;
+  if (!o.lab) return o.redis;
+  const { requireLab, labRedisUrl } = await loadLab();
+  return labRedisUrl(await requireLab(o.lab));
 }
 
 const log = logger('manager');
@@ -72,20 +71,11 @@ export function managerCommand(): Command {
     });
 }
 
-/**
- * The routes a lab's agents register (src/lab/agents.ts: --libvirt-uri and
- * --migrate-uri), from its topology: the lab's manager vouches for exactly those.
- */
-export function labRoutes(lab: LabSettings): RoutePolicy {
-  return {
-    hostRoutes: Object.fromEntries(labHosts(lab).map((h) => [h.name, { uri: h.uri, migrateUri: labMigrateUri(h) }])),
-    hostUris: [], migrateNetworks: [],
-  };
-}
-
 /** The routes the manager's configuration vouches for (the lab's own with --lab). */
 async function managerRoutes(m: Config['manager'], lab?: string): Promise<RoutePolicy> {
-  return typeof lab === 'string' ? labRoutes(await requireLab(lab)) : routePolicy(m);
+  if (typeof lab !== 'string') return routePolicy(m);
+  const { requireLab, labRoutes } = await loadLab();
+  return labRoutes(await requireLab(lab));
 }
 
 /** The same, from the configuration file (`file`: as loadSettings takes it) and the environment. */
@@ -97,7 +87,10 @@ export function configuredRoutes(file?: string | false, lab?: string): Promise<R
 export async function managerSettings(m: Config['manager'], lab?: string): Promise<ManagerConfig> {
   let env;
   if (m.environment) env = loadEnvironment(m.environment);
-  else if (typeof lab === 'string') env = parseEnvironment(labEnvironment(await requireLab(lab)), `lab ${lab}`);
+  else if (typeof lab === 'string') {
+    const { requireLab, labEnvironment } = await loadLab();
+    env = parseEnvironment(labEnvironment(await requireLab(lab)), `lab ${lab}`);
+  }
   return managerConfig({ ...m, ...(await managerRoutes(m, lab)) }, env);
 }
 

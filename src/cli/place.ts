@@ -1,17 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import { Command } from 'commander';
 import { connectOnce } from '../config/redis.js';
+import { OBJECTIVES } from '../config/schema.js';
 import type { HostEntry } from '../collector/registry.js';
 import { parseDuration } from '../collector/span.js';
-import { startLabGuests } from '../lab/guests.js';
 import { defineAndStartAll, fillTemplate, randomMac } from '../libvirt/define.js';
 import { clusterSpec, loadCluster, readTemplate, type Applied, type ClusterFile } from '../placement/cluster.js';
-import { OBJECTIVES, placeCluster, type InitialPlacement, type Objective } from '../placement/index.js';
+import { placeCluster, type InitialPlacement, type Objective } from '../placement/index.js';
 import { readInventory } from '../placement/fromCollector.js';
 import { trustedRoutes } from '../manager/manager.js';
 import { RouteVetter } from '../manager/trust.js';
 import { IncompleteHostError, UserError } from '../util/errors.js';
 import { environmentArgs, environmentOptions, tell } from './analysis.js';
+import { loadLab } from './labs.js';
 import { configuredRoutes } from './manager.js';
 import { printJson } from './options.js';
 import { table } from './table.js';
@@ -61,7 +62,7 @@ Exit status: 0 placed (and applied), 2 bad input (unknown key, missing file, clu
       if (o.apply) {
         applied = template !== undefined
           ? await applyLibvirt(placed, cluster, template, inv.registry, new RouteVetter(await configuredRoutes()))
-          : await startLabGuests(String(o.lab), placed, cluster);
+          : await (await loadLab()).startLabGuests(String(o.lab), placed, cluster);
       }
       if (o.json) return printJson({ ...placed, ...(applied && { applied }) });
       process.stdout.write(`${cluster.vms.length} new VM(s) for the ${objective} objective (${placed.unit}), ${inv.vms.length} running VM(s) kept where they are; ` +

@@ -5,11 +5,10 @@ import type { GroupMethod, TrafficMeasure } from '../analysis/index.js';
 import { connectOnce } from '../config/redis.js';
 import { checkQuery, type QueryOptions } from '../collector/query.js';
 import { parseDuration } from '../collector/span.js';
-import { labRedisUrl } from '../lab/agents.js';
-import { requireLab } from '../lab/lab.js';
 import { collectReport } from '../report/data.js';
 import { reportHtml, reportSvg, spanLine, summaryLine } from '../report/render.js';
 import { UserError } from '../util/errors.js';
+import { loadLab } from './labs.js';
 import { printJson } from './options.js';
 import { redisOption } from './settings.js';
 import { EXIT_REFORMULATE, render } from './stats.js';
@@ -50,6 +49,7 @@ export function reportCommand(): Command {
       let url = String(o.redis);
       if (typeof o.lab === 'string') {
         if (cmd.getOptionValueSource('redis') === 'cli') throw new UserError('give either --redis or --lab, not both');
+        const { requireLab, labRedisUrl } = await loadLab();
         url = labRedisUrl(await requireLab(o.lab));
       }
       const redis = await connectOnce(url);

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import type { Redis } from 'ioredis';
-import { DEFAULT_PERIOD_SECONDS, periodLabel } from '../agent/period.js';
+import { DEFAULT_PERIOD_SECONDS, periodLabel } from '../util/period.js';
 import { connectOnce } from '../config/redis.js';
 import { checkQuery, DEFAULT_COEFFICIENT, query, QUERY_TYPES, type Pair, type QueryResult, type QueryType } from '../collector/query.js';
 import { Registry, sensorLabel } from '../collector/registry.js';

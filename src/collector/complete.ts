@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import { sleep } from '../util/exec.js';
 import { K } from './keys.js';
 import { Registry } from './registry.js';
+import { results } from './results.js';
 
 /** A host that should have reported a period and has not (yet). */
 export interface Missing {
@@ -27,14 +28,12 @@ export async function completeness(redis: Redis, periods: number[], periodSecond
   const hosts = (await new Registry(redis).hosts()).filter((h) => h.lastSeen >= nowMs - graceMs);
   const tx = redis.pipeline();
   for (const p of periods) tx.smembers(K.reported(p));
-  const out = (await tx.exec()) ?? [];
+  const out = await results(tx, 'the reported sets');
   const reported = new Map<number, Set<string>>();
   const missing: Missing[] = [];
   let answerableAt = 0;
   periods.forEach((p, i) => {
-    const [err, members] = out[i]!;
-    if (err) throw err;
-    const done = new Set(members as string[]);
+    const done = new Set(out[i] as string[]);
     reported.set(p, done);
     const end = (p + periodSeconds) * 1000;
     for (const h of hosts) {

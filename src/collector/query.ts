@@ -1,11 +1,12 @@
 import type { Redis } from 'ioredis';
-import { checkPeriodLength, DEFAULT_PERIOD_SECONDS, periodLabel } from '../agent/period.js';
+import { checkPeriodLength, DEFAULT_PERIOD_SECONDS, periodLabel } from '../util/period.js';
 import { UnknownVmError, UserError } from '../util/errors.js';
 import { completeness, waitComplete, type Missing } from './complete.js';
 import { pairNames } from './dictionary.js';
 import { K, pairMember } from './keys.js';
 import { decodePacked, type Packed } from './packed.js';
 import { Registry } from './registry.js';
+import { results } from './results.js';
 import { resolveMember } from './resolve.js';
 import { spanPeriods, spanStarts } from './span.js';
 
@@ -252,10 +253,10 @@ interface Snapshot {
 async function readPeriods(redis: Redis, periods: number[]): Promise<Snapshot[]> {
   const sets = redis.pipeline();
   for (const p of periods) sets.smembers(K.reported(p));
-  const reported = ((await sets.exec()) ?? []).map(([err, v]) => { if (err) throw err; return v as string[]; });
+  const reported = (await results(sets, 'the reported sets')) as string[][];
   const reads = redis.pipeline();
   periods.forEach((p, i) => { for (const h of reported[i]!) reads.getBuffer(K.hostPairs(p, h)); });
-  const got = ((await reads.exec()) ?? []).map(([err, v]) => { if (err) throw err; return v as Buffer | null; });
+  const got = (await results(reads, 'the packed reports')) as (Buffer | null)[];
   let j = 0;
   return periods.map((p, i) => {
     const blobs: Packed[] = [];
@@ -276,7 +277,7 @@ async function estimate(redis: Redis, missing: Missing[], periods: number[], sna
   if (!missing.length) return [];
   const tx = redis.pipeline();
   for (const m of missing) for (let k = 1; k <= ESTIMATE_LOOKBACK; k++) tx.sismember(K.reported(m.period - k * L), m.host);
-  const seen = ((await tx.exec()) ?? []).map(([err, v]) => { if (err) throw err; return v === 1; });
+  const seen = (await results(tx, 'the earlier reported sets')).map((v) => v === 1);
   const out: Estimated[] = [];
   const reads = redis.pipeline();
   missing.forEach((m, i) => {
@@ -285,7 +286,7 @@ async function estimate(redis: Redis, missing: Missing[], periods: number[], sna
     out.push({ period: m.period, host: m.host, from });
     if (from !== null) reads.getBuffer(K.hostPairs(from, m.host));
   });
-  const got = ((await reads.exec()) ?? []).map(([err, v]) => { if (err) throw err; return v as Buffer | null; });
+  const got = (await results(reads, 'the earlier packed reports')) as (Buffer | null)[];
   let j = 0;
   for (const e of out) {
     if (e.from === null) continue;

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { K } from './keys.js';
-import { VM_GONE } from './scripts.js';
+import { results } from './results.js';
+import { defineScripts } from './scripts.js';
 
 /**
  * The host registry, the VM directory, the address book and the cluster-wide
@@ -96,19 +97,18 @@ function vmEntry(name: string, r: Record<string, string>): VmEntry {
 
 export class Registry {
   constructor(readonly redis: Redis) {
-    redis.defineCommand('vcVmGone', { numberOfKeys: 1, lua: VM_GONE });
+    defineScripts(redis);
   }
 
   // ---- hosts -------------------------------------------------------------
 
   /** An agent's heartbeat: its host's record, lastSeen `now`; the cluster's period length when none is set yet. */
   async registerHost(host: string, rec: HostRecord, now = Date.now()): Promise<void> {
-    await this.redis.multi()
+    await results(this.redis.multi()
       .sadd(K.hosts, host)
       .hsetnx(K.host(host), 'firstSeen', String(now))
       .hset(K.host(host), { ...rec, migrateUri: rec.migrateUri ?? '', sensorNote: rec.sensorNote ?? '', lastSeen: now })
-      .hsetnx(K.settings, 'periodSeconds', String(rec.periodSeconds))
-      .exec();
+      .hsetnx(K.settings, 'periodSeconds', String(rec.periodSeconds)), `the registration of host ${host}`);
   }
 
   /** Every host that ever registered, sorted by name. */
@@ -138,18 +138,14 @@ export class Registry {
 
   /** Writes a VM's record; `since` moves only when its host or state changes. Its addresses go into the address book. */
   async putVm(name: string, rec: VmRecord, now = Date.now()): Promise<void> {
-    const tx = this.redis.multi().sadd(K.vms, name);
-    const cur = await this.redis.hmget(K.vm(name), 'host', 'state');
-    const since = cur[0] === rec.host && cur[1] === rec.state ? undefined : now;
-    tx.hset(K.vm(name), { ...rec, addresses: rec.addresses.join(','), pinned: rec.pinned ? 1 : 0, optOut: rec.optOut ? 1 : 0, ...(since ? { since } : {}) });
-    if (rec.addresses.length) tx.hset(K.addr, ...rec.addresses.flatMap((a) => [a, name]));
-    await tx.exec();
+    // A script, not WATCH/MULTI: WATCH holds per connection, and the agent's other writes share this one.
+    const fields = Object.entries({ ...rec, addresses: rec.addresses.join(','), pinned: rec.pinned ? 1 : 0, optOut: rec.optOut ? 1 : 0 }).flat();
+    await this.redis.vcPutVm(K.vms, K.vm(name), K.addr, name, rec.host, rec.state, now, fields.length, ...fields, ...rec.addresses);
   }
 
   /** Marks the VM stopped if the directory still has it on `host` (not when it has moved on); true when it did. */
   async vmGone(name: string, host: string, now = Date.now()): Promise<boolean> {
-    const r = await (this.redis as unknown as Record<string, (...a: unknown[]) => Promise<number>>).vcVmGone!(K.vm(name), host, now);
-    return r === 1;
+    return (await this.redis.vcVmGone(K.vm(name), host, now)) === 1;
   }
 
   /** Every VM of the directory, sorted by name. */
@@ -173,7 +169,7 @@ export class Registry {
 
   /** Removes `addrs` from the cluster's address map where they still point at `vm` (another VM may hold them now). */
   async dropAddresses(vm: string, addrs: string[]): Promise<void> {
-    if (addrs.length) await this.redis.eval(DROP_ADDRESSES, 1, K.addr, vm, ...addrs);
+    if (addrs.length) await this.redis.vcDropAddresses(K.addr, vm, ...addrs);
   }
 
   /** The directory's state of each VM named (running, arriving, stopped; '' when unknown), in one round trip. */
@@ -181,12 +177,8 @@ export class Registry {
     if (!names.length) return new Map();
     const tx = this.redis.pipeline();
     for (const n of names) tx.hget(K.vm(n), 'state');
-    const out = await tx.exec();
-    return new Map(names.map((n, i) => {
-      const [err, state] = out![i]!;
-      if (err) throw err;
-      return [n, (state as string | null) ?? ''];
-    }));
+    const out = await results(tx, 'the VM states');
+    return new Map(names.map((n, i) => [n, (out[i] as string | null) ?? '']));
   }
 
   // ---- settings ----------------------------------------------------------
@@ -202,18 +194,7 @@ export class Registry {
     if (!names.length) return [];
     const tx = this.redis.pipeline();
     for (const n of names) tx.hgetall(key(n));
-    const out = await tx.exec();
-    return names.map((n, i) => {
-      const [err, raw] = out![i]!;
-      if (err) throw err;
-      return [n, raw as Record<string, string>];
-    });
+    const out = await results(tx, `the hashes of ${index}`);
+    return names.map((n, i) => [n, out[i] as Record<string, string>]);
   }
 }
-
-const DROP_ADDRESSES = `
-for i = 2, #ARGV do
-  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then redis.call('HDEL', KEYS[1], ARGV[i]) end
-end
-return 0
-`;

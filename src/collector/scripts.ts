@@ -1,7 +1,31 @@
+import type { Redis, Result } from 'ioredis';
+
 /**
- * The collector's Lua scripts (Store defines them as ioredis commands). Each
- * runs atomically in Redis: the exactly-once guards live here.
+ * The collector's Lua scripts, defined on a connection as ioredis commands
+ * (defineScripts: EVALSHA, and the script itself when Redis lacks it), typed
+ * below as ioredis documents. Each runs atomically in Redis: the exactly-once
+ * guards live here.
  */
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    /** APPLY. Keys and arguments as APPLY lists them; 1 applied now, 0 already applied, -1 stale ids (nothing written). */
+    vcApply(...keysAndArgs: (string | number | Buffer)[]): Result<number, Context>;
+    /** DICT: the dictionary's epoch and the Redis process's run_id. */
+    vcDict(pairDict: string, pairNames: string, pairIds: string, epoch: string): Result<[epoch: string, run: string], Context>;
+    /** NEW_IDS: the ids of `members` are first, first + 1, ... */
+    vcNewIds(pairDict: string, pairNames: string, pairIds: string, epoch: string, segment: number, ...members: string[]): Result<[epoch: string, run: string, first: number], Context>;
+    /** INDEX_IDS: member, id, member, id...; -1 when the dictionary or the Redis process changed (nothing written). */
+    vcIndexIds(pairDict: string, pairIds: string, epoch: string, run: string, ...memberIds: (string | number)[]): Result<number, Context>;
+    /** SUM. Keys and arguments as SUM lists them; 1 summed, 0 not this caller's chunk. */
+    vcSum(...keysAndArgs: (string | number)[]): Result<number, Context>;
+    /** PUT_VM: 1. */
+    vcPutVm(vms: string, vm: string, addr: string, name: string, host: string, state: string, now: number, fields: number, ...fieldsThenAddresses: (string | number)[]): Result<number, Context>;
+    /** VM_GONE: 1 marked stopped, 0 the directory places it elsewhere. */
+    vcVmGone(vm: string, host: string, now: number): Result<number, Context>;
+    /** DROP_ADDRESSES: 0. */
+    vcDropAddresses(addr: string, vm: string, ...addresses: string[]): Result<number, Context>;
+  }
+}
 
 /** The Redis process's run_id: ids cached by a Store are valid only in the process that handed them out. */
 const RUN_ID = `
@@ -63,7 +87,7 @@ end
  * KEYS: reported, hostPairs, meta, periods, pairDict, pending, msgs, bytes.
  * ARGV: host, period, epoch, run_id, blob, meta, n pairs inline (-1: none, the report is large), then n members, messages, bytes.
  */
-export const APPLY = ADD_TO_ZSETS + RUN_ID + `
+const APPLY = ADD_TO_ZSETS + RUN_ID + `
 if redis.call('HGET', KEYS[5], 'epoch') ~= ARGV[3] or run_id() ~= ARGV[4] then return -1 end
 -- A script is not undone when a call fails: under an ACL (virt-cohort acl), a host that may not write this
 -- report must fail before the guard below marks it reported. (acl_check_cmd: Redis 7.0 and later.)
@@ -93,7 +117,7 @@ return 1
  * the report's path (indexIds). Returns epoch, run_id, first id.
  * KEYS: pairDict, pairNames, pairIds. ARGV: epoch for a new dictionary, segment size, members...
  */
-export const NEW_IDS = OPEN_DICT + `
+const NEW_IDS = OPEN_DICT + `
 local run = run_id()
 local k = #ARGV - 2
 local first = redis.call('HINCRBY', KEYS[1], 'next', k) - k
@@ -112,7 +136,7 @@ return {epoch, run, first}
 `;
 
 /** The current dictionary's epoch and run_id (creating the dictionary if there is none), for a lookup in the same MULTI. */
-export const DICT = OPEN_DICT + `
+const DICT = OPEN_DICT + `
 return {epoch, run_id()}
 `;
 
@@ -121,7 +145,7 @@ return {epoch, run_id()}
  * are still those the ids came from (else -1: they are not written).
  * KEYS: pairDict, pairIds. ARGV: epoch, run_id, then member, id, member, id...
  */
-export const INDEX_IDS = RUN_ID + `
+const INDEX_IDS = RUN_ID + `
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] or run_id() ~= ARGV[2] then return -1 end
 for s = 3, #ARGV, 4000 do redis.call('HSET', KEYS[2], unpack(ARGV, s, math.min(s + 3999, #ARGV))) end
 return 1
@@ -135,7 +159,7 @@ return 1
  * report trimmed meanwhile (field gone) adds nothing.
  * KEYS: pending, msgs, bytes. ARGV: field, offset, last (1|0), n, then n members, messages, bytes.
  */
-export const SUM = ADD_TO_ZSETS + `
+const SUM = ADD_TO_ZSETS + `
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
 local n = tonumber(ARGV[4])
 addTo(KEYS[2], KEYS[3], 5, n)
@@ -144,8 +168,45 @@ return 1
 `;
 
 /** Marks a VM stopped only if the directory still places it on this host (a migration may have moved it already). */
-export const VM_GONE = `
+const VM_GONE = `
 if redis.call('HGET', KEYS[1], 'host') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'stopped', 'since', ARGV[2])
 return 1
 `;
+
+/**
+ * Writes a VM's record into the directory and its addresses into the address
+ * map, setting `since` when its host or state changed: the read of the old host
+ * and state and the write are one step, so a racing writer (the VM's old host
+ * marking it gone, its new host adding it) cannot slip between them.
+ * KEYS: vms, vm, addr. ARGV: name, host, state, now, n, then n fields and values, then addresses.
+ */
+const PUT_VM = `
+local cur = redis.call('HMGET', KEYS[2], 'host', 'state')
+redis.call('SADD', KEYS[1], ARGV[1])
+local n = tonumber(ARGV[5])
+if n > 0 then redis.call('HSET', KEYS[2], unpack(ARGV, 6, 5 + n)) end
+if cur[1] ~= ARGV[2] or cur[2] ~= ARGV[3] then redis.call('HSET', KEYS[2], 'since', ARGV[4]) end
+for i = 6 + n, #ARGV do redis.call('HSET', KEYS[3], ARGV[i], ARGV[1]) end
+return 1
+`;
+
+/** Removes addresses from the address map (KEYS[1]) where they still point at the VM ARGV[1] (another VM may hold them now). */
+const DROP_ADDRESSES = `
+for i = 2, #ARGV do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
+return 0
+`;
+
+/** Defines the scripts above as commands of `redis` (and of its pipelines and transactions). */
+export function defineScripts(redis: Redis): void {
+  redis.defineCommand('vcApply', { numberOfKeys: 8, lua: APPLY });
+  redis.defineCommand('vcDict', { numberOfKeys: 3, lua: DICT });
+  redis.defineCommand('vcNewIds', { numberOfKeys: 3, lua: NEW_IDS });
+  redis.defineCommand('vcIndexIds', { numberOfKeys: 2, lua: INDEX_IDS });
+  redis.defineCommand('vcSum', { numberOfKeys: 3, lua: SUM });
+  redis.defineCommand('vcPutVm', { numberOfKeys: 3, lua: PUT_VM });
+  redis.defineCommand('vcVmGone', { numberOfKeys: 1, lua: VM_GONE });
+  redis.defineCommand('vcDropAddresses', { numberOfKeys: 1, lua: DROP_ADDRESSES });
+}

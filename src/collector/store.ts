@@ -5,7 +5,8 @@ import { decodePacked, encodePacked, newEpoch } from './packed.js';
 import { reportMeta, type Report } from './report.js';
 import type { Counts } from './resolve.js';
 import { Registry } from './registry.js';
-import { APPLY, DICT, INDEX_IDS, NEW_IDS, SUM } from './scripts.js';
+import { results } from './results.js';
+import { defineScripts } from './scripts.js';
 
 
 /** Default Store options: a report of up to INLINE_PAIRS pairs is summed into the zsets inside its guard (~40 ms of Redis at 10k). */
@@ -52,11 +53,7 @@ export class Store {
   constructor(readonly redis: Redis, opts: StoreOptions = {}) {
     this.inlinePairs = opts.inlinePairs ?? INLINE_PAIRS;
     this.chunkPairs = Math.max(1, opts.chunkPairs ?? CHUNK_PAIRS);
-    redis.defineCommand('vcApply', { numberOfKeys: 8, lua: APPLY });
-    redis.defineCommand('vcDict', { numberOfKeys: 3, lua: DICT });
-    redis.defineCommand('vcNewIds', { numberOfKeys: 3, lua: NEW_IDS });
-    redis.defineCommand('vcIndexIds', { numberOfKeys: 2, lua: INDEX_IDS });
-    redis.defineCommand('vcSum', { numberOfKeys: 3, lua: SUM });
+    defineScripts(redis);
     this.registry = new Registry(redis);
   }
 
@@ -76,12 +73,7 @@ export class Store {
         r.host, r.period, epoch, run, encodePacked(epoch, ids, r.pairs), reportMeta(r), inline ? r.pairs.length : -1,
       ];
       if (inline) pushColumns(args, r.pairs, 0, r.pairs.length);
-      const tx = this.redis.multi();
-      (tx as unknown as Record<string, (...a: unknown[]) => void>).vcApply!(...args);
-      const out = await tx.exec();
-      if (!out) throw new Error('Redis aborted the report transaction');
-      for (const [err] of out) if (err) throw err;
-      const res = out[0]![1] as number;
+      const [res] = await results(this.redis.multi().vcApply(...args), 'the report transaction');
       if (res === -1) {
         // The dictionary was re-created or Redis restarted since the ids were read: read them again.
         this.forget();
@@ -121,19 +113,16 @@ export class Store {
       if (!unknown.length && this.dict) return ids;
       const members = unknown.map((i) => pairs[i]![0]);
       // The dictionary and the Redis process, and the index, read together.
-      const tx = this.redis.multi();
-      (tx as unknown as Record<string, (...a: unknown[]) => void>).vcDict!(K.pairDict, K.pairNames, K.pairIds, newEpoch());
+      const tx = this.redis.multi().vcDict(K.pairDict, K.pairNames, K.pairIds, newEpoch());
       for (let i = 0; i < members.length; i += LOOKUP_BATCH) tx.hmget(K.pairIds, ...members.slice(i, i + LOOKUP_BATCH));
-      const out = await tx.exec();
-      if (!out) throw new Error('Redis aborted the pair id lookup');
-      for (const [err] of out) if (err) throw err;
-      const [epoch, run] = out[0]![1] as [string, string];
+      const out = await results(tx, 'the pair id lookup');
+      const [epoch, run] = out[0] as [string, string];
       if (this.dict && (this.dict.epoch !== epoch || this.dict.run !== run)) {
         this.forget(); // not the dictionary or the Redis process the cached ids came from: every member again
         continue;
       }
       this.dict = { epoch, run };
-      const found = out.slice(1).flatMap(([, v]) => v as (string | null)[]);
+      const found = out.slice(1).flatMap((v) => v as (string | null)[]);
       const fresh: number[] = []; // indexes into members
       for (let k = 0; k < members.length; k++) {
         if (found[k] === null) fresh.push(k); else ids[unknown[k]!] = Number(found[k]);
@@ -141,13 +130,12 @@ export class Store {
       if (fresh.length) {
         const nt = this.redis.pipeline();
         for (let i = 0; i < fresh.length; i += NEW_BATCH) {
-          (nt as unknown as Record<string, (...a: unknown[]) => void>).vcNewIds!(K.pairDict, K.pairNames, K.pairIds, newEpoch(), NAME_SEGMENT,
+          nt.vcNewIds(K.pairDict, K.pairNames, K.pairIds, newEpoch(), NAME_SEGMENT,
             ...fresh.slice(i, i + NEW_BATCH).map((k) => members[k]!));
         }
         let stale = false;
         let f = 0;
-        for (const [err, res] of (await nt.exec()) ?? []) {
-          if (err) throw err;
+        for (const res of await results(nt, 'the new pair ids')) {
           const [e, rn, first] = res as [string, string, number];
           if (e !== epoch || rn !== run) stale = true;
           const n = Math.min(NEW_BATCH, fresh.length - f);
@@ -178,13 +166,13 @@ export class Store {
     this.unindexed = [];
     const tx = this.redis.pipeline();
     for (let i = 0; i < list.length; i += 2 * LOOKUP_BATCH) {
-      (tx as unknown as Record<string, (...a: unknown[]) => void>).vcIndexIds!(K.pairDict, K.pairIds, this.dict.epoch, this.dict.run, ...list.slice(i, i + 2 * LOOKUP_BATCH));
+      tx.vcIndexIds(K.pairDict, K.pairIds, this.dict.epoch, this.dict.run, ...list.slice(i, i + 2 * LOOKUP_BATCH));
     }
-    for (const [err] of (await tx.exec()) ?? []) {
-      if (err) {
-        for (const x of list) this.unindexed.push(x);
-        throw err;
-      }
+    try {
+      await results(tx, 'the pair index');
+    } catch (err) {
+      for (const x of list) this.unindexed.push(x);
+      throw err;
     }
   }
 
@@ -244,10 +232,10 @@ export class Store {
         for (let i = c; i < end; i++) args.push(names[i]!);
         for (let i = c; i < end; i++) args.push(msgs[i]!);
         for (let i = c; i < end; i++) args.push(bytes[i]!);
-        (tx as unknown as Record<string, (...a: unknown[]) => void>).vcSum!(...args);
+        tx.vcSum(...args);
         if (n === 0) break;
       }
-      for (const [err] of (await tx.exec()) ?? []) if (err) throw err;
+      await results(tx, `the sums of ${field}`);
       const now = await this.redis.hget(K.pending, field);
       if (now === null) break;
       at = Number(now);
@@ -273,7 +261,7 @@ export class Store {
       tx.hdel(K.pending, ...hosts.map((h) => pendingField(Number(p), h)));
     }
     tx.zrem(K.periods, ...old);
-    await tx.exec();
+    await results(tx, 'the retention transaction');
     return old.length;
   }
 

@@ -1,8 +1,7 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
-import { DEFAULT_PERIOD_SECONDS } from '../agent/period.js';
-import { parseCidr, uriPattern, uriShapeProblem } from '../manager/trust.js';
-import { OBJECTIVES } from '../placement/problem.js';
+import { DEFAULT_PERIOD_SECONDS } from '../util/period.js';
+import { parseCidr, uriPattern, uriShapeProblem } from './routes.js';
 
 /**
  * The one source of every setting: its type, range, default and description.
@@ -36,6 +35,9 @@ export type SettingDoc = {
   /** Never printed nor logged (*** instead). */
   secret?: true;
 };
+
+/** What a plan can minimise (src/placement/problem.ts says what each one counts). */
+export const OBJECTIVES = ['time', 'cost', 'resources'] as const;
 
 export const DEFAULT_CONFIG_FILE = '/etc/virt-cohort/config.yaml';
 /** The collector's Redis when none is configured (and the commands' --redis default). */

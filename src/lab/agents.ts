@@ -4,8 +4,9 @@ import { join } from 'node:path';
 import { packageRoot } from '../paths.js';
 import type { SensorBackend } from '../sensor/index.js';
 import { AGENT_NODE_FLAGS } from '../agent/config.js';
-import { DEFAULT_PERIOD_SECONDS } from '../agent/period.js';
-import { installHook } from '../cli/hook.js';
+import { DEFAULT_PERIOD_SECONDS } from '../util/period.js';
+import { installHook } from '../agent/hook.js';
+import type { RoutePolicy } from '../manager/trust.js';
 import { waitFor } from '../util/exec.js';
 import { alive, livePid } from '../util/process.js';
 import { hostDir } from './state.js';
@@ -27,6 +28,17 @@ export function agentPaths(lab: LabSettings, h: LabHost) {
 }
 
 export const labRedisUrl = (lab: LabSettings) => `redis://${rootIp(lab)}:${lab.redisPort}`;
+
+/**
+ * The routes a lab's agents register (startAgent: --libvirt-uri and
+ * --migrate-uri), from its topology: the lab's manager vouches for exactly those.
+ */
+export function labRoutes(lab: LabSettings): RoutePolicy {
+  return {
+    hostRoutes: Object.fromEntries(hosts(lab).map((h) => [h.name, { uri: h.uri, migrateUri: labMigrateUri(h) }])),
+    hostUris: [], migrateNetworks: [],
+  };
+}
 
 /** Before libvirtd starts (it reads hooks only then): the hook, pointed at this host's agent socket. */
 export async function installLabHooks(lab: LabSettings): Promise<void> {

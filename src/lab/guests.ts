@@ -2,7 +2,7 @@ import type { Applied, ClusterFile } from '../placement/cluster.js';
 import type { InitialPlacement } from '../placement/initial.js';
 import { UserError } from '../util/errors.js';
 import { requireLab } from './lab.js';
-import { peersFor } from './patterns.js';
+import { peersFor } from '../placement/patterns.js';
 import { domainName, MAX_VMS } from './topology.js';
 import { addVm } from './vm.js';
 

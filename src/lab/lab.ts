@@ -1,5 +1,5 @@
 import { readFile, rm } from 'node:fs/promises';
-import { checkPeriodLength, DEFAULT_PERIOD_SECONDS } from '../agent/period.js';
+import { checkPeriodLength, DEFAULT_PERIOD_SECONDS } from '../util/period.js';
 import { UserError } from '../util/errors.js';
 import { run, sleep } from '../util/exec.js';
 import { logger } from '../util/log.js';

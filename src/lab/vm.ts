@@ -5,7 +5,7 @@ import { guestDir } from '../paths.js';
 import { UserError } from '../util/errors.js';
 import { waitFor } from '../util/exec.js';
 import { requireLab } from './lab.js';
-import { peersFor } from './patterns.js';
+import { peersFor } from '../placement/patterns.js';
 import { consoleLog, labDir, writeState, type LabState, type VmSpec } from './state.js';
 import { MAX_VMS, domainName, findHost, hosts, prefix, vmIp, vmMac, type LabHost } from './topology.js';
 

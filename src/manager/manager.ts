@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { pairMember } from '../collector/keys.js';
 import { Registry, type HostEntry } from '../collector/registry.js';
-import { DEFAULT_PERIOD_SECONDS, msToNextBoundary } from '../agent/period.js';
+import { DEFAULT_PERIOD_SECONDS, msToNextBoundary } from '../util/period.js';
 import { detectGroups, buildGraph } from '../analysis/index.js';
 import type { Environment } from '../placement/env.js';
 import { readCollector, type CollectorView } from '../placement/fromCollector.js';

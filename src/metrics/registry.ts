@@ -1,6 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Report } from '../collector/report.js';
-import type { MigrationRecord } from '../manager/history.js';
 
 /**
  * Every metric of the agent and the manager, in one registry per process.
@@ -117,6 +116,13 @@ const migrations = new Counter({ name: 'virt_cohort_migrations_total', help: 'Li
 const migrationSeconds = new Histogram({ name: 'virt_cohort_migration_duration_seconds', help: 'Live migration duration by outcome', labelNames: ['outcome'], buckets: [1, 2, 5, 10, 20, 30, 60, 120, 300, 600], ...reg });
 const downtime = new Histogram({ name: 'virt_cohort_migration_downtime_seconds', help: 'Downtime of successful live migrations (libvirt)', buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], ...reg });
 
+/** The fields of a migration the metrics read (manager/history.ts's MigrationRecord): the manager sits above the metrics. */
+interface MigrationLike {
+  outcome: string;
+  seconds: number;
+  downtimeMs?: number;
+}
+
 /** The fields of a round the metrics read (manager.ts's Round). */
 interface RoundLike {
   note?: string;
@@ -146,7 +152,7 @@ export const managerMetrics = {
   watchRedis(redis: { status: string }): void {
     live.redis = redis;
   },
-  migration(rec: MigrationRecord): void {
+  migration(rec: MigrationLike): void {
     migrations.inc({ outcome: rec.outcome });
     migrationSeconds.observe({ outcome: rec.outcome }, rec.seconds);
     if (rec.outcome === 'ok' && rec.downtimeMs !== undefined) downtime.observe(rec.downtimeMs / 1000);

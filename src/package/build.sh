@@ -35,20 +35,28 @@ if [ ! -f dist/bpf/counter.bpf.o ] || [ bpf/counter.bpf.c -nt dist/bpf/counter.b
   say "building the BPF object"
   make -s -C bpf OUT="$ROOT/dist/bpf"
 fi
+# The fallback sensor's libpcap reader (make rebuilds it only when pcap.c changed).
+make -s -C src/sensor/native OUT="$ROOT/dist/native"
 
 WORK=$(mktemp -d /tmp/virt-cohort-package.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 P="$WORK/root"
 LIB="$P/usr/lib/virt-cohort"
-mkdir -p "$LIB/dist/bpf" "$LIB/libexec" "$P/usr/bin" "$P/etc/virt-cohort" "$P/etc/libvirt/hooks/qemu.d" \
+mkdir -p "$LIB/dist/bpf" "$LIB/dist/native" "$LIB/libexec" "$P/usr/bin" "$P/etc/virt-cohort" "$P/etc/libvirt/hooks/qemu.d" \
   "$P/lib/systemd/system" "$P/usr/share/doc/virt-cohort" "$P/usr/share/man/man1" "$P/DEBIAN"
 
 say "staging the program"
 # packageRoot (src/paths.ts) is two levels above dist/src: keep the checkout's layout.
 cp -r dist/src "$LIB/dist/"
 find "$LIB/dist/src" -type f ! -name '*.js' -delete
+# The lab and the demo that runs on it are not what a host runs: the commands
+# load them only where they exist (src/cli/labs.ts; test/unit/layers.test.ts
+# checks that nothing else loads them).
+LAB_ONLY="lab demo cli/lab.js cli/demo.js"
+for p in $LAB_ONLY; do rm -rf "${LIB:?}/dist/src/$p"; done
 chmod 0755 "$LIB/dist/src/cli/main.js"
 cp dist/bpf/counter.bpf.o "$LIB/dist/bpf/"
+install -m 0644 dist/native/vc_pcap.node "$LIB/dist/native/"
 cp package.json "$LIB/"
 cp -r hooks "$LIB/"
 install -m 0755 "$SRC/preflight.sh" "$LIB/libexec/preflight"
@@ -57,7 +65,10 @@ say "staging the production node_modules (pruned copy, offline)"
 NPM="$WORK/npm"
 mkdir -p "$NPM"
 cp package.json package-lock.json "$NPM/"
-cp -a node_modules "$NPM/"
+# The contents, also when node_modules is a link (a git worktree sharing a
+# checkout's): prune must never touch the original.
+mkdir "$NPM/node_modules"
+cp -a node_modules/. "$NPM/node_modules/"
 (cd "$NPM" && npm prune --omit=dev --offline --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null) \
   || die "npm prune failed: run npm ci (npm run setup) so that node_modules matches package-lock.json"
 M="$NPM/node_modules"
@@ -67,14 +78,14 @@ M="$NPM/node_modules"
 rm -rf "$M/tsx" "$M/esbuild" "$M/@esbuild" "$M/.bin" "$M/.virt-cohort-lock"
 # Prebuilt bpf addons for other architectures, and build leftovers of the addons.
 find "$M/bpf/prebuilds" -mindepth 1 -maxdepth 1 ! -name "linux-x64" -exec rm -rf {} +
-for addon in cap @unraid/libvirt; do
+for addon in @unraid/libvirt; do
   ls "$M/$addon"/build/Release/*.node >/dev/null 2>&1 || die "$addon has no built addon in node_modules/$addon/build/Release: run npm rebuild $addon"
   find "$M/$addon/build" -mindepth 1 -maxdepth 1 ! -name Release -exec rm -rf {} +
   find "$M/$addon/build/Release" -mindepth 1 -maxdepth 1 ! -name '*.node' -exec rm -rf {} +
 done
 # Build-time only: the addons' C/C++ sources and vendored libraries (libbpf,
 # WinPcap), and the header packages they compile against.
-for addon in bpf cap @unraid/libvirt; do rm -rf "$M/$addon/src" "$M/$addon/deps" "$M/$addon/binding.gyp"; done
+for addon in bpf @unraid/libvirt; do rm -rf "$M/$addon/src" "$M/$addon/deps" "$M/$addon/binding.gyp"; done
 find "$M" -type d \( -name node-addon-api -o -name nan -o -name @types \) -prune -exec rm -rf {} +
 # Not code: typings, source maps, HTML docs, and the packages' dotfiles
 # (.npmignore, .eslintrc, .github ...); npm's own .package-lock.json stays.
@@ -82,7 +93,7 @@ find "$M" -mindepth 2 -name '.*' -prune -exec rm -rf {} +
 find "$M" -mindepth 2 -maxdepth 3 -type d \( -name test -o -name tests -o -name docs -o -name benchmarks -o -name example -o -name examples \) -prune -exec rm -rf {} +
 find "$M" -type f \( -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' -o -name '*.map' -o -name '*.html' \) -delete
 find "$M" -type d -empty -delete
-find "$M" -name '*.node' -exec strip --strip-unneeded {} +
+find "$M" "$LIB/dist/native" -name '*.node' -exec strip --strip-unneeded {} +
 # npm tarballs mark all kinds of files executable: only scripts (#!) keep the bit.
 find "$M" -type f -exec chmod 0644 {} +
 find "$M" -type f ! -name '*.node' -exec sh -c 'for f; do [ "$(head -c 2 "$f")" = "#!" ] && chmod 0755 "$f"; done; true' sh {} +
@@ -96,6 +107,8 @@ for (const dep of Object.keys(pkg.dependencies)) await import(dep);
 await import('./dist/src/cli/main.js');
 EOF
 (cd "$WORK" && node "$LIB/smoke.mjs" --version >/dev/null) || die "the staged program does not load (a production dependency is missing?)"
+node "$LIB/dist/src/cli/main.js" lab up 2>&1 | grep -q 'not part of this installation' \
+  || die "virt-cohort lab does not say that the lab is left out of the package (src/cli/labs.ts)"
 rm "$LIB/smoke.mjs"
 
 say "staging files, units and maintainer scripts"
@@ -149,15 +162,13 @@ chmod 0640 "$P/etc/virt-cohort/config.yaml"
 # Library dependencies of the native addons (libc6, libstdc++6, libvirt0, libpcap0.8, ...).
 mkdir -p "$WORK/shlibs/debian"
 printf 'Source: virt-cohort\n\nPackage: virt-cohort\nArchitecture: any\n' > "$WORK/shlibs/debian/control"
-SHLIBS=$(cd "$WORK/shlibs" && find "$LIB/node_modules" -name '*.node' -print | sed 's/^/-e/' | xargs dpkg-shlibdeps -O 2>/dev/null \
+SHLIBS=$(cd "$WORK/shlibs" && find "$LIB/node_modules" "$LIB/dist/native" -name '*.node' -print | sed 's/^/-e/' | xargs dpkg-shlibdeps -O 2>/dev/null \
   | sed -n 's/^shlibs:Depends=//p')
 [ -n "$SHLIBS" ] || die "dpkg-shlibdeps found no library dependencies for the addons"
 
-# The cap addon (libpcap) is built with nan against V8's C++ API, so it loads
-# only in the Node.js major it was built with (NODE_MODULE_VERSION): the package
-# depends on exactly that major (20 for package.json's engines ">=20").
-NODE_MAJOR=$(node -p 'process.versions.node.split(".")[0]')
-NODEJS="nodejs (>= $NODE_MAJOR), nodejs (<< $((NODE_MAJOR + 1)))"
+# Every addon is Node-API (ABI-stable across Node.js majors): the package asks
+# for package.json's engines only.
+NODEJS="nodejs (>= $(node -p 'require("./package.json").engines.node.replace(/^>=\s*/, "")'))"
 
 (cd "$P" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z | xargs -0 md5sum) > "$P/DEBIAN/md5sums"
 SIZE=$(du -sk --exclude=DEBIAN "$P" | cut -f1)

@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
-import { peersFor } from '../lab/patterns.js';
 import { UserError } from '../util/errors.js';
 import type { ClusterSpec } from './initial.js';
+import { peersFor } from './patterns.js';
 
 /**
  * The cluster file of `virt-cohort place` (JSON; every key listed, anything else is refused):

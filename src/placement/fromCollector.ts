@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { PairTraffic } from '../analysis/graph.js';
-import { DEFAULT_PERIOD_SECONDS } from '../agent/period.js';
+import { DEFAULT_PERIOD_SECONDS } from '../util/period.js';
 import { query, type QueryOptions, type QueryResult } from '../collector/query.js';
 import { Registry, type HostEntry, type VmEntry } from '../collector/registry.js';
 import { IncompleteHostError, NoHostsError, UserError } from '../util/errors.js';

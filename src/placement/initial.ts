@@ -1,9 +1,9 @@
 import { buildGraph, type PairTraffic, type TrafficMeasure } from '../analysis/graph.js';
-import { peersFor } from '../lab/patterns.js';
 import { UserError } from '../util/errors.js';
 import type { Environment } from './env.js';
 import type { VmInfo } from './live.js';
 import { optimise } from './optimise.js';
+import { peersFor } from './patterns.js';
 import { buildProblem, UNITS, type Objective } from './problem.js';
 import type { Score } from './state.js';
 

@@ -1,4 +1,5 @@
 import type { TrafficGraph } from '../analysis/graph.js';
+import { OBJECTIVES } from '../config/schema.js';
 import { UserError } from '../util/errors.js';
 import type { Environment } from './env.js';
 
@@ -14,7 +15,6 @@ import type { Environment } from './env.js';
  *   share of their bandwidth used (a host kept busy weighs one link kept full), a migration costs
  *   the link-seconds it takes. Consolidation frees hosts.
  */
-export const OBJECTIVES = ['time', 'cost', 'resources'] as const;
 export type Objective = (typeof OBJECTIVES)[number];
 
 export const UNITS: Record<Objective, string> = {

@@ -31,15 +31,6 @@ export interface FlowCounts extends FlowKey {
   bytes: number;
 }
 
-export function decodeKey(key: Buffer): FlowKey {
-  const family = key[KEY.family] as 0 | 4 | 6;
-  const ethertype = key.readUInt16LE(KEY.ethertype);
-  const out: FlowKey = { vm: key.readUInt32LE(KEY.vm), dir: key[KEY.dir] === Dir.Tx ? 'tx' : 'rx', peer: peerText(key, KEY.peer, family, ethertype), family, ethertype };
-  const sender = arpSender(key, KEY.peer, ethertype);
-  if (sender) out.arpSender = sender;
-  return out;
-}
-
 export const ETHERTYPE_ARP = 0x0806;
 
 /** The IPv4 sender address kept for ARP frames, or undefined (none, or 0.0.0.0 as in ARP probes). */

@@ -4,7 +4,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { installHook } from '../../src/cli/hook.js';
+import { installHook } from '../../src/agent/hook.js';
 import type { DoctorReport } from '../../src/doctor/doctor.js';
 import { packageRoot } from '../../src/paths.js';
 import { TestRedis } from '../helpers/redis.js';

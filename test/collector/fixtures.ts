@@ -1,7 +1,9 @@
-import type { Redis } from 'ioredis';
+import { after, before } from 'node:test';
+import { Redis } from 'ioredis';
 import { K } from '../../src/collector/keys.js';
 import { Registry, type HostRecord } from '../../src/collector/registry.js';
 import type { Report } from '../../src/collector/report.js';
+import { TestRedis } from '../helpers/redis.js';
 
 export const L = 30;
 
@@ -27,4 +29,18 @@ export async function host(on: { redis: Redis }, name: string, firstSeen: number
 export async function periodNow(redis: Redis, now: number): Promise<number> {
   await redis.hset(K.settings, 'periodSeconds', L);
   return Math.floor(now / 1000 / L) * L;
+}
+
+/** A private Redis for the test file and a connection to it: started before the file's tests, stopped after them. */
+export function fileRedis(): { server: TestRedis; redis: Redis } {
+  const r = {} as { server: TestRedis; redis: Redis };
+  before(async () => {
+    r.server = await TestRedis.start();
+    r.redis = new Redis(r.server.url);
+  });
+  after(async () => {
+    r.redis.disconnect();
+    await r.server.close();
+  });
+  return r;
 }

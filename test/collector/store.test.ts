@@ -7,7 +7,7 @@ import type { Report } from '../../src/collector/report.js';
 import { NAME_SEGMENT } from '../../src/collector/dictionary.js';
 import { hostPart, Store } from '../../src/collector/store.js';
 import { connectDaemon } from '../../src/config/redis.js';
-import { sleep } from '../../src/util/exec.js';
+import { sleep, waitFor } from '../../src/util/exec.js';
 import { TestRedis } from '../helpers/redis.js';
 import { report } from './fixtures.js';
 
@@ -48,12 +48,16 @@ async function assertOnce(period: number): Promise<void> {
   assert.equal(await admin.hexists(K.pending, pendingField(period, 'X')), 0, 'nothing left to materialise');
 }
 
-/** As the agent does: a write that failed is sent again until Redis confirms it. */
+/** Failed attempts a test tolerates before it gives up: each kill or cut below costs one or two. */
+const MAX_RETRIES = 20;
+
+/** As the agent does: a write that failed is sent again until Redis confirms it (a bounded number of times here). */
 async function applyUntilDone(store: Store, r: Report): Promise<{ result: boolean; retries: number }> {
   for (let retries = 0; ; retries++) {
     try {
       return { result: await store.apply(r), retries };
-    } catch {
+    } catch (err) {
+      if (retries >= MAX_RETRIES) throw new Error(`apply failed ${retries + 1} times`, { cause: err });
       await sleep(20);
     }
   }
@@ -62,12 +66,15 @@ async function applyUntilDone(store: Store, r: Report): Promise<{ result: boolea
 /** Then the zsets, again until done; returns how many attempts failed. */
 async function materialiseUntilDone(store: Store, period: number): Promise<number> {
   for (let retries = 0; ; retries++) {
+    let failure: unknown;
     try {
       await store.materialise({ period });
       if (!(await admin.hkeys(K.pending)).some((f) => f.startsWith(`${period}:`))) return retries;
-    } catch {
+    } catch (err) {
+      failure = err;
       await sleep(20);
     }
+    if (retries >= MAX_RETRIES) throw new Error(`period ${period} still pending after ${retries + 1} materialise calls`, { cause: failure });
   }
 }
 
@@ -250,37 +257,73 @@ test('a report whose reply is lost after Redis applied it is replayed by ioredis
 test('connections killed mid-flight (CLIENT KILL, disconnect(true)) at many instants, applying or materialising: every report counts once', async (t) => {
   const redis = connectDaemon(server.url);
   const store = new Store(redis, { chunkPairs: 2000 });
-  const outcomes = { killedAfterAnswer: 0, replayedNotYetApplied: 0, replayedAlreadyApplied: 0, failedThenRetried: 0, killedWhileMaterialising: 0 };
+  type Phase = 'applying' | 'materialising' | 'done';
+  // Where the writer was when its connection went down: the kill landed mid-write unless 'done'.
+  let phase: Phase = 'done';
+  let closedIn: Phase | undefined;
+  redis.on('close', () => { closedIn ??= phase; });
   redis.on('error', () => {}); // the kills below; each failed write is retried and checked
-  const N = 32;
-  for (let i = 0; i < N; i++) {
-    const p = 1_800_001_000 + 30 * i;
-    await store.apply(bigReport('Z', p));
-    await store.materialise();
-    const id = await redis.client('ID');
-    let applied = false;
-    let answered = false;
-    const pending = (async () => {
-      const a = await applyUntilDone(store, bigReport('X', p));
-      applied = true;
-      const retriesM = await materialiseUntilDone(store, p);
-      return { ...a, retriesM };
-    })().finally(() => { answered = true; });
-    // the first half within the write (a few ms here), a few event-loop turns apart; then 0 to 60 ms: its materialisation
-    if (i < N / 2) for (let k = 0; k < 8 * i; k++) await new Promise((r) => setImmediate(r));
-    else await sleep(4 * (i - N / 2));
-    const early = !applied;
-    const late = answered;
-    if (i % 2 === 0) await admin.client('KILL', 'ID', String(id)).catch(() => 0);
-    else redis.disconnect(true);
-    const { result, retries } = await pending;
-    if (late) outcomes.killedAfterAnswer++;
-    else if (!early) outcomes.killedWhileMaterialising++;
-    else if (retries > 0) outcomes.failedThenRetried++;
-    else if (result) outcomes.replayedNotYetApplied++;
-    else outcomes.replayedAlreadyApplied++;
-    await assertOnce(p);
+  const outcomes = { closedAfterAnswer: 0, closedWhileMaterialising: 0, failedThenRetried: 0, replayedNotYetApplied: 0, replayedAlreadyApplied: 0 };
+  const whileApplying = () => outcomes.failedThenRetried + outcomes.replayedNotYetApplied + outcomes.replayedAlreadyApplied;
+  // Kills are aimed by the times the same writes took unkilled just before (this machine's load varies),
+  // and go on until enough have landed in each phase: a kill that lands after the answer proves nothing.
+  const WANT = 8;
+  const MAX_KILLS = 100;
+  let kills = 0;
+  try {
+    for (; kills < MAX_KILLS && (whileApplying() < WANT || outcomes.closedWhileMaterialising < WANT); kills++) {
+      const p = 1_800_001_000 + 30 * kills;
+      let t0 = performance.now();
+      await store.apply(bigReport('Z', p));
+      const applyMs = performance.now() - t0;
+      t0 = performance.now();
+      await store.materialise();
+      const materialiseMs = performance.now() - t0;
+      const id = await redis.client('ID');
+      const aimAtApply = whileApplying() < WANT && (outcomes.closedWhileMaterialising >= WANT || kills % 2 === 0);
+      const fraction = ((kills * 7) % 10) / 10; // 0, 0.7, 0.4, 0.1, 0.8 ...: many instants within the phase
+      const kill = async () => {
+        if (kills % 4 < 2) await admin.client('KILL', 'ID', String(id));
+        else redis.disconnect(true);
+      };
+      closedIn = undefined;
+      phase = 'applying';
+      // The write is the client's CPU, then a millisecond of Redis: too short to hit by timing, so an apply-aimed kill
+      // lands while CLIENT PAUSE holds the transaction in Redis (the case where its reply never comes).
+      if (aimAtApply) await admin.client('PAUSE', '10000', 'WRITE');
+      const pending = (async () => {
+        const a = await applyUntilDone(store, bigReport('X', p));
+        phase = 'materialising';
+        const retriesM = await materialiseUntilDone(store, p);
+        phase = 'done';
+        return { ...a, retriesM };
+      })();
+      if (aimAtApply) {
+        try {
+          await waitFor('the report transaction held by CLIENT PAUSE', async () =>
+            (/ flags=\w*b/.test(String(await admin.client('LIST', 'ID', String(id)))) ? true : undefined), 10_000, 2);
+          await kill();
+          await waitFor('the killed connection to close', async () => closedIn, 2000, 5).catch(() => undefined);
+        } finally {
+          await admin.client('UNPAUSE');
+        }
+      } else {
+        await sleep(applyMs + fraction * materialiseMs);
+        await kill();
+      }
+      const { result, retries } = await pending;
+      const closed = await waitFor('the killed connection to close', async () => closedIn, 5000, 5);
+      if (closed === 'done') outcomes.closedAfterAnswer++;
+      else if (closed === 'materialising') outcomes.closedWhileMaterialising++;
+      else if (retries > 0) outcomes.failedThenRetried++;
+      else if (result) outcomes.replayedNotYetApplied++;
+      else outcomes.replayedAlreadyApplied++;
+      await assertOnce(p);
+    }
+  } finally {
+    redis.disconnect();
   }
-  t.diagnostic(`outcomes over ${N} kills: ${JSON.stringify(outcomes)}`);
-  redis.disconnect();
+  t.diagnostic(`outcomes over ${kills} kills: ${JSON.stringify(outcomes)}`);
+  assert.ok(whileApplying() >= WANT, `only ${whileApplying()} of ${kills} connections went down while applying`);
+  assert.ok(outcomes.closedWhileMaterialising >= WANT, `only ${outcomes.closedWhileMaterialising} of ${kills} connections went down while materialising`);
 });

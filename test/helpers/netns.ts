@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { run } from '../../src/util/exec.js';
+import { run, waitFor } from '../../src/util/exec.js';
 
 const UDP = join(dirname(fileURLToPath(import.meta.url)), 'udp.js');
 const TCP = join(dirname(fileURLToPath(import.meta.url)), 'tcp.js');
@@ -84,11 +84,16 @@ export class TapPair {
     return Number(values![names!.indexOf(name)]);
   }
 
-  /** The VM streams `bytes` to the host side's first address; resolves once the sink has it all. */
+  /** The VM streams `bytes` to the host side's first address; resolves once the connection is closed on both sides. */
   async sendTcpAndWait(bytes: number): Promise<void> {
     await this.tcpSend(this.vm, this.peers[0]!, bytes);
-    // FIN and the last ACKs may still be in flight when the sender exits.
-    await new Promise((r) => setTimeout(r, 300));
+    // The sender exits on its FIN's answer; its last ACK may still be on the way to the sink.
+    await waitFor('the TCP connection to close on both sides', async () => ((await this.tcpOpen(this.vm)) || (await this.tcpOpen(this.host)) ? undefined : true), 10_000, 10);
+  }
+
+  /** A TCP connection of the namespace is still exchanging segments (any state but LISTEN and TIME-WAIT, whose last ACK is sent). */
+  private async tcpOpen(ns: string): Promise<boolean> {
+    return (await run('ss', ['-Htan', 'exclude', 'listening', 'exclude', 'time-wait'], { netns: ns })).trim() !== '';
   }
 
   /** A UDP sink in a namespace, so no datagram draws an ICMP error that would be counted too. */

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readDomainXml } from '../../src/libvirt/domxml.js';
 import { packageRoot } from '../../src/paths.js';
+import { waitFor } from '../../src/util/exec.js';
 import { manyElements, UUID, WITH_METADATA_NIC } from '../helpers/domxml.js';
 
 const HOOK = join(packageRoot, 'hooks', 'qemu');
@@ -27,6 +28,9 @@ function runHook(args: string[], socket: string, input?: string): Promise<Run> {
     resolve({ code, ms: Date.now() - started, stdout });
   }));
 }
+
+/** Resolves once the agent stand-in holds `n` events (the hook may exit before its connection's end is read). */
+const received = (events: unknown[], n: number) => waitFor(`${n} hook event(s)`, async () => (events.length >= n ? true : undefined), 5000, 10);
 
 async function agent(): Promise<{ server: Server; socket: string; events: Record<string, unknown>[]; dir: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'vc-hook-'));
@@ -56,7 +60,7 @@ test('tells the agent which VM started, with its UUID, MAC and tap, and prints n
   const r = await runHook(['vc-lab-vm1', 'started', 'begin', '-'], a.socket, XML);
   assert.equal(r.code, 0);
   assert.equal(r.stdout, '', 'stdout would replace the domain XML for migrate/restore');
-  await new Promise((res) => setTimeout(res, 50));
+  await received(a.events, 1);
   assert.equal(a.events.length, 1);
   assert.deepEqual(
     { ...a.events[0], at: 0 },
@@ -77,13 +81,16 @@ test('exits 0 promptly when the agent is down, stdin is garbage, or stdin never 
 test('garbage XML still reaches the agent as an event, and unknown operations are ignored', () => withAgent(async (a) => {
   assert.equal((await runHook(['vm9', 'release', 'end', '-'], a.socket, '<domain><uuid>nope')).code, 0);
   assert.equal((await runHook(['vm9', 'frobnicate', 'begin', '-'], a.socket, XML)).code, 0);
-  await new Promise((res) => setTimeout(res, 50));
-  assert.deepEqual(a.events.map((e) => [e.domain, e.operation, e.uuid]), [['vm9', 'release', null]]);
+  // A known event after the unknown one had exited: it arrives after anything the unknown one sent.
+  assert.equal((await runHook(['marker', 'stopped', 'end', '-'], a.socket, XML)).code, 0);
+  await received(a.events, 2);
+  assert.deepEqual(a.events.map((e) => [e.domain, e.operation, e.uuid]).sort(),
+    [['marker', 'stopped', '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0'], ['vm9', 'release', null]]);
 }));
 
 test('only /domain/devices/interface reaches the agent, read as the agent reads it: an <interface> in metadata does not', () => withAgent(async (a) => {
   assert.equal((await runHook(['vm1', 'started', 'begin', '-'], a.socket, WITH_METADATA_NIC)).code, 0);
-  await new Promise((res) => setTimeout(res, 50));
+  await received(a.events, 1);
   assert.equal(a.events[0]?.uuid, UUID);
   assert.deepEqual(a.events[0]?.interfaces, [{ mac: '52:54:00:65:00:01', tap: 'vnet7' }]);
   assert.deepEqual(a.events[0]?.interfaces, readDomainXml(WITH_METADATA_NIC).interfaces.map(({ mac, tap }) => ({ mac, tap })));
@@ -97,6 +104,6 @@ test('XML of 4,000 elements, and of 4 MiB, is read within the hook\'s deadline: 
     assert.equal(r.code, 0);
     assert.ok(r.ms < 3000, `${n} elements (${(xml.length / 2 ** 20).toFixed(1)} MiB): ${r.ms} ms`);
   }
-  await new Promise((res) => setTimeout(res, 50));
+  await received(a.events, 2);
   assert.deepEqual(a.events.map((e) => [e.domain, e.uuid, e.interfaces]), [['vm-4000', UUID, []], ['vm-330000', UUID, []]]);
 }));

@@ -7,7 +7,7 @@ import type { FlowCounts } from '../../src/sensor/layout.js';
 import { bpfObject, packageRoot } from '../../src/paths.js';
 import { TapPair } from '../helpers/netns.js';
 import { uniqueName } from '../helpers/names.js';
-import { run } from '../../src/util/exec.js';
+import { run, sleep, waitFor } from '../../src/util/exec.js';
 
 // Real eBPF on a veth "tap" in namespaces this test creates; the VM is the
 // veth's other end. UDP on the wire: payload + 8 (UDP) + 20 (IPv4) or 40 (IPv6) + 14 (Ethernet).
@@ -79,23 +79,37 @@ describe(`eBPF sensor on ${pair.host}/tap0`, { concurrency: 1 }, () => {
 
   it('counts frames that are not IP under their ethertype (ARP)', async () => {
     await pair.send(pair.vm, ['10.77.0.9'], 1, 10);
-    await new Promise((r) => setTimeout(r, 1500));
-    const r = await sensor.read();
-    assert.ok(flow(r.flows, 'tx', 'ether:0x0806').packets >= 1, 'ARP request from the VM');
+    // The kernel sends the ARP request for the unknown neighbour on its own schedule: read until it is counted.
+    let arp = 0;
+    await waitFor('the ARP request from the VM to be counted', async () => {
+      arp += flow((await sensor.read()).flows, 'tx', 'ether:0x0806').packets;
+      return arp >= 1 ? true : undefined;
+    }, 10_000, 50);
   });
 
   it('reads a period while traffic flows and neither loses nor doubles a packet, across a sensor restart', async () => {
-    const sending = pair.send(pair.vm, [pair.peers[1]!], 4000, 50);
+    // ~2 s of traffic, one datagram a millisecond: reads land on both sides of the restart while it flows.
+    const N = 2000;
+    let sent = false;
+    const sending = pair.send(pair.vm, [pair.peers[1]!], N, 50, 1).finally(() => { sent = true; });
     let total = 0;
-    for (let i = 0; i < 6; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      total += flow((await sensor.read()).flows, 'tx', pair.peers[1]!).packets;
-      // Half way, the agent "restarts": a new sensor object opens the pinned maps.
-      if (i === 2) sensor = await EbpfSensor.open({ pinRoot, netns: pair.host, object });
+    let afterRestart = 0;
+    let restarted = false;
+    while (!sent) {
+      const n = flow((await sensor.read()).flows, 'tx', pair.peers[1]!).packets;
+      total += n;
+      if (restarted && !sent) afterRestart += n;
+      // Once traffic is counted, the agent "restarts": a new sensor object opens the pinned maps.
+      if (n > 0 && !restarted) {
+        sensor = await EbpfSensor.open({ pinRoot, netns: pair.host, object });
+        restarted = true;
+      }
+      await sleep(50); // paces the reads: each swaps the double buffer under traffic
     }
     await sending;
     total += flow((await sensor.read()).flows, 'tx', pair.peers[1]!).packets;
-    assert.equal(total, 4000);
+    assert.ok(restarted && afterRestart > 0, 'the restart fell while traffic flowed, and the new sensor read some of it');
+    assert.equal(total, N);
   });
 
   it('follows a tap that is removed and recreated with another ifindex', async () => {

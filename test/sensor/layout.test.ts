@@ -1,55 +1,98 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { run } from '../../src/util/exec.js';
-import { bpfObject } from '../../src/paths.js';
-import { COUNTS, KEY, TAP, decodeKey, ipv6 } from '../../src/sensor/layout.js';
+import { bpfObject, packageRoot } from '../../src/paths.js';
+import { COUNTS, Dir, KEY, LAYOUT_VERSION, MAX_FLOWS, MAX_TAPS, STAT, TAP, decodeFlow } from '../../src/sensor/layout.js';
 
-/** Struct sizes and member byte offsets as the compiled object's BTF has them. */
-async function btfStructs(): Promise<Map<string, { size: number; members: Record<string, number> }>> {
+interface BtfType { kind: string; name: string; attrs: string; members: Record<string, { type: number; bits: number }> }
+
+/** The compiled object's BTF: every type by id, with its members' types and bit offsets. */
+async function btf(): Promise<Map<number, BtfType>> {
   const raw = await run('bpftool', ['btf', 'dump', 'file', bpfObject, 'format', 'raw']);
-  const out = new Map<string, { size: number; members: Record<string, number> }>();
-  let current: { size: number; members: Record<string, number> } | undefined;
+  const out = new Map<number, BtfType>();
+  let current: BtfType | undefined;
   for (const line of raw.split('\n')) {
-    const s = /^\[\d+\] STRUCT '(\w+)' size=(\d+)/.exec(line);
-    if (s) {
-      current = { size: Number(s[2]), members: {} };
-      out.set(s[1]!, current);
+    const t = /^\[(\d+)\] (\w+) '([^']*)' ?(.*)$/.exec(line);
+    if (t) {
+      current = { kind: t[2]!, name: t[3]!, attrs: t[4]!, members: {} };
+      out.set(Number(t[1]), current);
       continue;
     }
-    const m = /^\s+'(\w+)' type_id=\d+ bits_offset=(\d+)/.exec(line);
-    if (m && current) current.members[m[1]!] = Number(m[2]) / 8;
-    else if (!line.startsWith('\t')) current = undefined;
+    const m = /^\s+'(\w+)' type_id=(\d+) bits_offset=(\d+)/.exec(line);
+    if (m && current) current.members[m[1]!] = { type: Number(m[2]), bits: Number(m[3]) };
   }
   return out;
 }
 
+const attr = (t: BtfType | undefined, name: string) => Number(new RegExp(`\\b${name}=(\\d+)`).exec(t?.attrs ?? '')?.[1]);
+
+/** Struct sizes and member byte offsets. */
+function structLayout(types: Map<number, BtfType>, name: string): Record<string, number> | undefined {
+  const s = [...types.values()].find((t) => t.kind === 'STRUCT' && t.name === name);
+  if (!s) return undefined;
+  return { size: attr(s, 'size'), ...Object.fromEntries(Object.entries(s.members).map(([k, v]) => [k, v.bits / 8])) };
+}
+
+/** A map's max_entries: libbpf's __uint(max_entries, N) is a pointer to an int array of N elements. */
+function maxEntries(types: Map<number, BtfType>, map: string): number {
+  const v = [...types.values()].find((t) => t.kind === 'VAR' && t.name === map);
+  assert.ok(v, `map ${map} in the object's BTF`);
+  const def = types.get(Number(/type_id=(\d+)/.exec(v.attrs)![1]));
+  const ptr = types.get(def!.members.max_entries!.type);
+  return attr(types.get(Number(/type_id=(\d+)/.exec(ptr!.attrs)![1])), 'nr_elems');
+}
+
+/** bpf/counter.h's #define VC_* numbers and its enums' members, each with its value written out. */
+function header(): { defines: Record<string, number>; enums: Record<string, Record<string, number>> } {
+  const h = readFileSync(join(packageRoot, 'bpf', 'counter.h'), 'utf8').replace(/\/\*[\s\S]*?\*\//g, '');
+  const defines = Object.fromEntries([...h.matchAll(/^#define (VC_\w+) (\d+)\s*$/gm)].map((m) => [m[1]!, Number(m[2])]));
+  const enums: Record<string, Record<string, number>> = {};
+  for (const [, name, body] of h.matchAll(/enum (\w+) \{([^}]*)\}/g)) {
+    enums[name!] = {};
+    for (const item of body!.split(',').map((s) => s.trim()).filter(Boolean)) {
+      const m = /^(\w+) = (\d+)$/.exec(item);
+      assert.ok(m, `enum ${name}: '${item}' has no value written out (the test reads values, not positions)`);
+      enums[name!]![m[1]!] = Number(m[2]);
+    }
+  }
+  return { defines, enums };
+}
+
 test('the TypeScript map layouts match the C structs of bpf/counter.h, read from BTF', async () => {
-  const btf = await btfStructs();
-  const { size: keySize, ...keyFields } = KEY;
-  assert.deepEqual(btf.get('vc_key'), { size: keySize, members: keyFields });
-  const { size: countsSize, ...countFields } = COUNTS;
-  assert.deepEqual(btf.get('vc_counts'), { size: countsSize, members: countFields });
-  const { size: tapSize, ...tapFields } = TAP;
-  assert.deepEqual(btf.get('vc_tap'), { size: tapSize, members: tapFields });
+  const types = await btf();
+  assert.deepEqual(structLayout(types, 'vc_key'), KEY);
+  assert.deepEqual(structLayout(types, 'vc_counts'), COUNTS);
+  assert.deepEqual(structLayout(types, 'vc_tap'), TAP);
+  // The maps' sizes, as compiled: what the sensor opens them with.
+  assert.equal(maxEntries(types, 'vc_taps'), MAX_TAPS);
+  assert.equal(maxEntries(types, 'vc_counts0'), MAX_FLOWS);
+  assert.equal(maxEntries(types, 'vc_counts1'), MAX_FLOWS);
+  assert.equal(maxEntries(types, 'vc_stats'), STAT.size);
+  assert.equal(maxEntries(types, 'vc_reported'), STAT.size);
 });
 
-test('keys decode to VM, direction and peer text', () => {
-  const k = Buffer.alloc(KEY.size);
-  k.writeUInt32LE(42, KEY.vm);
-  k.writeUInt8(1, KEY.dir);
-  k.writeUInt8(4, KEY.family);
-  k.writeUInt16LE(0x0800, KEY.ethertype);
-  Buffer.from([10, 0, 0, 7]).copy(k, KEY.peer);
-  assert.deepEqual(decodeKey(k), { vm: 42, dir: 'tx', peer: '10.0.0.7', family: 4, ethertype: 0x0800 });
-  k.writeUInt8(0, KEY.family);
-  k.writeUInt16LE(0x0806, KEY.ethertype);
-  assert.equal(decodeKey(k).peer, 'ether:0x0806');
-});
-
-test('IPv6 peers print in RFC 5952 form', () => {
-  const hex = (s: string) => Buffer.from(s.replace(/:/g, ''), 'hex');
-  assert.equal(ipv6(hex('fd00:0077:0000:0000:0000:0000:0000:0001')), 'fd00:77::1');
-  assert.equal(ipv6(hex('2001:0db8:0000:0001:0000:0000:0000:0000')), '2001:db8:0:1::');
-  assert.equal(ipv6(hex('0000:0000:0000:0000:0000:0000:0000:0001')), '::1');
-  assert.equal(ipv6(hex('2001:0db8:0001:0002:0003:0004:0005:0006')), '2001:db8:1:2:3:4:5:6');
+test('the constants and enums of bpf/counter.h are those of src/sensor/layout.ts', () => {
+  const { defines, enums } = header();
+  assert.deepEqual(defines, { VC_LAYOUT_VERSION: LAYOUT_VERSION, VC_MAX_TAPS: MAX_TAPS, VC_MAX_FLOWS: MAX_FLOWS });
+  assert.deepEqual(Object.keys(enums).sort(), ['vc_dir', 'vc_family', 'vc_stat']);
+  assert.deepEqual(enums.vc_dir, { VC_DIR_RX: Dir.Rx, VC_DIR_TX: Dir.Tx });
+  assert.deepEqual(enums.vc_stat, { VC_STAT_FULL: STAT.full, VC_STAT_FULL_BYTES: STAT.fullBytes, VC_STAT_UNKNOWN_TAP: STAT.unknownTap, VC_STAT_MAX: STAT.size });
+  // Directions and families as the decoder reads them from a key the program wrote.
+  const key = (dir: number, family: number, ethertype: number) => {
+    const k = Buffer.alloc(KEY.size);
+    k.writeUInt8(dir, KEY.dir);
+    k.writeUInt8(family, KEY.family);
+    k.writeUInt16LE(ethertype, KEY.ethertype);
+    k.fill(1, KEY.peer);
+    return decodeFlow(k, Buffer.alloc(COUNTS.size));
+  };
+  assert.equal(key(enums.vc_dir.VC_DIR_RX!, 4, 0x0800).dir, 'rx');
+  assert.equal(key(enums.vc_dir.VC_DIR_TX!, 4, 0x0800).dir, 'tx');
+  assert.deepEqual(Object.keys(enums.vc_family!).sort(), ['VC_FAMILY_IPV4', 'VC_FAMILY_IPV6', 'VC_FAMILY_OTHER']);
+  const f = enums.vc_family!;
+  assert.deepEqual([key(0, f.VC_FAMILY_IPV4!, 0x0800).family, key(0, f.VC_FAMILY_IPV4!, 0x0800).peer], [4, '1.1.1.1']);
+  assert.deepEqual([key(0, f.VC_FAMILY_IPV6!, 0x86dd).family, key(0, f.VC_FAMILY_IPV6!, 0x86dd).peer], [6, '101:101:101:101:101:101:101:101']);
+  assert.deepEqual([key(0, f.VC_FAMILY_OTHER!, 0x88cc).family, key(0, f.VC_FAMILY_OTHER!, 0x88cc).peer], [0, 'ether:0x88cc']);
 });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Report } from '../../src/collector/report.js';
+import type { MigrationRecord } from '../../src/manager/history.js';
 import { agentMetrics, managerMetrics } from '../../src/metrics/registry.js';
 import { startMetricsServer } from '../../src/metrics/server.js';
 
@@ -31,8 +32,11 @@ test('the metrics endpoint serves the agent and manager metrics in the Prometheu
     managerMetrics.round({ note: 'standing by: the leader is x', interSite: 0, groups: [], moves: [], skipped: [] }, 0.01);
     managerMetrics.round(undefined, 1);
     managerMetrics.watchLeader({ isLeader: true });
-    managerMetrics.migration({ vm: 'a', from: 'h1', to: 'h2', outcome: 'ok', at: 0, seconds: 12.5, downtimeMs: 40 });
-    managerMetrics.migration({ vm: 'b', from: 'h1', to: 'h2', outcome: 'aborted', at: 0, seconds: 300 });
+    const migrations: MigrationRecord[] = [
+      { vm: 'a', from: 'h1', to: 'h2', outcome: 'ok', at: 0, seconds: 12.5, downtimeMs: 40 },
+      { vm: 'b', from: 'h1', to: 'h2', outcome: 'aborted', at: 0, seconds: 300 },
+    ];
+    for (const m of migrations) managerMetrics.migration(m);
 
     const res = await fetch(server.url);
     assert.equal(res.status, 200);

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { peersFor } from '../../src/lab/patterns.js';
+import { peersFor } from '../../src/placement/patterns.js';
 import { UserError } from '../../src/util/errors.js';
 
 const all = (pattern: string, n: number) => Array.from({ length: n }, (_, k) => peersFor(pattern, k + 1, n));

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkPeriodLength, msToNextBoundary, periodAt, periodLabel } from '../../src/agent/period.js';
+import { checkPeriodLength, msToNextBoundary, periodAt, periodLabel } from '../../src/util/period.js';
 
 const at = (iso: string) => Date.parse(iso);
 

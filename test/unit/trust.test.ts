@@ -1,8 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { labRoutes } from '../../src/cli/manager.js';
+import { labRoutes } from '../../src/lab/agents.js';
 import { hosts, labMigrateUri, type LabSettings } from '../../src/lab/topology.js';
-import { NO_ROUTES, RouteVetter, uriShapeProblem, type RoutePolicy } from '../../src/manager/trust.js';
+import { uriShapeProblem } from '../../src/config/routes.js';
+import { NO_ROUTES, RouteVetter, type RoutePolicy } from '../../src/manager/trust.js';
 
 const policy = (p: Partial<RoutePolicy>) => new RouteVetter({ ...NO_ROUTES, ...p });
 const tls = policy({ hostUris: ['qemu+tls://*.hv.example/system'], migrateNetworks: ['10.0.1.0/24', 'fd00:1::/64'] });

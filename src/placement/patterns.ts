@@ -1,9 +1,11 @@
 import { UserError } from '../util/errors.js';
 
 /**
- * Traffic patterns of the lab's guests, after the seed's NAS benchmark shapes.
- * VM i of a virtual cluster of n VMs (1-based) sends to the peers returned here;
- * the guest's generator sends `rate` datagrams/s to each, so every count is known.
+ * Traffic patterns of a virtual cluster, after the seed's NAS benchmark shapes:
+ * the traffic initial placement expects of a new cluster, and what the lab's
+ * guests send. VM i of a cluster of n VMs (1-based) sends to the peers returned
+ * here; a lab guest's generator sends `rate` datagrams/s to each, so every
+ * count is known.
  */
 export const PATTERNS = ['idle', 'pairs', 'ring', 'groups:K', 'all', 'peers:I,J,...'] as const;
 

@@ -1,0 +1,38 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Command } from 'commander';
+import { UserError } from '../util/errors.js';
+
+/**
+ * The lab (src/lab, and the lab and demo commands) is left out of the Debian
+ * package, which holds what a host runs: the agent, the manager, the commands
+ * and the hook. Commands load the lab's modules only for --lab, through here.
+ */
+export function labInstalled(): boolean {
+  return existsSync(fileURLToPath(new URL('../lab/lab.js', import.meta.url)));
+}
+
+const MISSING = 'the lab is not part of this installation (the package holds the agent, the manager, the commands and the hook): ' +
+  'run the lab from a checkout of virt-cohort (npm run setup, then virt-cohort lab up)';
+
+/** What commands use of the lab, for --lab. */
+export async function loadLab() {
+  if (!labInstalled()) throw new UserError(`--lab: ${MISSING}`);
+  const [lab, agents, environment, guests] = await Promise.all([
+    import('../lab/lab.js'), import('../lab/agents.js'), import('../lab/environment.js'), import('../lab/guests.js'),
+  ]);
+  return {
+    requireLab: lab.requireLab, labRedisUrl: agents.labRedisUrl, labRoutes: agents.labRoutes,
+    labEnvironment: environment.labEnvironment, startLabGuests: guests.startLabGuests,
+  };
+}
+
+/** `virt-cohort lab` and `demo` where the lab is not installed: they say so instead of being unknown. */
+export function labCommandMissing(name: string): Command {
+  return new Command(name)
+    .description(`(not installed: ${name === 'demo' ? 'the demo runs on the lab, which' : 'the lab'} is not part of this installation)`)
+    .argument('[args...]')
+    .allowUnknownOption()
+    .helpOption(false)
+    .action(() => { throw new UserError(`${name}: ${MISSING}`); });
+}
