@@ -132,9 +132,11 @@ export class Agent {
     const wait = msToNextBoundary(now, this.cfg.periodSeconds);
     const boundary = now + wait;
     this.boundaryTimer = setTimeout(() => {
-      void this.closePeriod(boundary).catch((err) => log.error({ err }, 'closing the period failed')).finally(() => {
-        if (!this.stopping) this.scheduleBoundary();
-      });
+      void this.closePeriod(boundary)
+        .catch((err) => log.error({ err }, 'closing the period failed'))
+        .finally(() => {
+          if (!this.stopping) this.scheduleBoundary();
+        });
     }, wait);
   }
 
@@ -149,8 +151,17 @@ export class Agent {
     for (const [a, vm] of this.book.entries()) cluster.set(a, vm);
     const { pairs, vms } = toPairs(reading.flows, name, cluster);
     const report: Report = {
-      v: 1, host: this.cfg.host, site: this.cfg.site, period: period.start, length: period.length,
-      from: this.lastRead, to: reading.at, pairs, overflow: reading.overflow, unknownTap: reading.unknownTap, vms: [...vms].sort(),
+      v: 1,
+      host: this.cfg.host,
+      site: this.cfg.site,
+      period: period.start,
+      length: period.length,
+      from: this.lastRead,
+      to: reading.at,
+      pairs,
+      overflow: reading.overflow,
+      unknownTap: reading.unknownTap,
+      vms: [...vms].sort(),
     };
     await this.spool.put(report);
     agentMetrics.periodClosed(report, boundary, reading.flows.length, this.sensor.capacity);
@@ -172,7 +183,15 @@ export class Agent {
           this.waiting(`Redis at ${this.cfg.redis} (${await this.spool.size()} reports spooled on disk)`);
           return;
         }
-        const sent = await this.spool.flush((r) => agentMetrics.timePublish(() => withTimeout(this.store.apply(r).then(() => undefined), WRITE_TIMEOUT_MS, 'report write')));
+        const sent = await this.spool.flush((r) =>
+          agentMetrics.timePublish(() =>
+            withTimeout(
+              this.store.apply(r).then(() => undefined),
+              WRITE_TIMEOUT_MS,
+              'report write',
+            ),
+          ),
+        );
         if (sent && this.cfg.retention > 0) await this.store.trim(this.cfg.retention);
         await this.store.materialise({ host: this.cfg.host }); // the zsets for people; queries already count the reports
         while (this.pendingEvents.length && this.redis.status === 'ready') {
@@ -314,7 +333,7 @@ export class Agent {
       const due = domains.filter((d) => now - (this.leasesAsked.get(d.name) ?? 0) > LEASES_EVERY_MS).slice(0, LEASES_PER_RECONCILE);
       for (const d of due) {
         this.leasesAsked.set(d.name, now);
-        const found = [...await domainAddresses(this.cfg.libvirtUri, d.name, 'lease'), ...await domainAddresses(this.cfg.libvirtUri, d.name, 'arp')];
+        const found = [...(await domainAddresses(this.cfg.libvirtUri, d.name, 'lease')), ...(await domainAddresses(this.cfg.libvirtUri, d.name, 'arp'))];
         this.leases.set(d.name, [...new Set(found)]);
       }
       for (const name of [...this.leases.keys()]) if (!this.local.has(name)) this.leases.delete(name);
@@ -350,14 +369,28 @@ export class Agent {
     const node = await this.libvirt!.node();
     const used = domains.reduce((s, d) => s + d.memoryKiB, 0);
     await this.registry.registerHost(this.cfg.host, {
-      site: this.cfg.site, uri: this.cfg.libvirtUri, cpus: node.cpus, memoryKiB: node.memoryKiB,
-      freeMemoryKiB: Math.max(0, node.memoryKiB - used), vms: domains.length, sensor: this.sensor.kind, sensorNote: this.sensor.fallbackReason ?? '', periodSeconds: this.cfg.periodSeconds, migrateUri: this.cfg.migrateUri,
+      site: this.cfg.site,
+      uri: this.cfg.libvirtUri,
+      cpus: node.cpus,
+      memoryKiB: node.memoryKiB,
+      freeMemoryKiB: Math.max(0, node.memoryKiB - used),
+      vms: domains.length,
+      sensor: this.sensor.kind,
+      sensorNote: this.sensor.fallbackReason ?? '',
+      periodSeconds: this.cfg.periodSeconds,
+      migrateUri: this.cfg.migrateUri,
     });
     for (const d of domains) {
       const rec = {
-        uuid: d.uuid, host: this.cfg.host, site: this.cfg.site, mac: d.interfaces.map((i) => i.mac).join(','),
-        addresses: this.book.of(d.name), memoryKiB: d.memoryKiB, vcpus: d.vcpus,
-        pinned: d.pinned, optOut: d.optOut,
+        uuid: d.uuid,
+        host: this.cfg.host,
+        site: this.cfg.site,
+        mac: d.interfaces.map((i) => i.mac).join(','),
+        addresses: this.book.of(d.name),
+        memoryKiB: d.memoryKiB,
+        vcpus: d.vcpus,
+        pinned: d.pinned,
+        optOut: d.optOut,
       };
       // Paused here while running elsewhere is an incoming migration: the directory moves once it runs here.
       if (d.state === 'paused') {

@@ -34,7 +34,9 @@ export function agentConfig(c: Config): AgentConfig {
  */
 export function loadConfig(file: string | false | undefined, overrides: Partial<Record<keyof AgentConfig, unknown>>): AgentConfig {
   const flags: FlagValue[] = Object.entries(overrides).map(([k, value]) => ({
-    path: k === 'redis' ? 'redis.url' : `agent.${k}`, flag: k, value,
+    path: k === 'redis' ? 'redis.url' : `agent.${k}`,
+    flag: k,
+    value,
   }));
   return agentConfig(loadSettings({ file, flags }).config);
 }

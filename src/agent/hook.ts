@@ -16,7 +16,7 @@ export async function installHook(hooksDir: string, socket: string): Promise<str
   await copyFile(join(packageRoot, 'hooks', 'qemu'), `${target.hook}.tmp`);
   await chmod(`${target.hook}.tmp`, 0o755);
   await rename(`${target.hook}.tmp`, target.hook);
-  await writeFile(target.socket, socket + '\n', { mode: 0o644 });
+  await writeFile(target.socket, `${socket}\n`, { mode: 0o644 });
   return target.hook;
 }
 

@@ -66,8 +66,13 @@ export function parseEvent(line: string): HookEvent | undefined {
   const o = e as Partial<HookEvent>;
   if (o?.v !== 1 || typeof o.domain !== 'string' || !o.domain || typeof o.operation !== 'string') return undefined;
   return {
-    v: 1, source: 'hook', domain: o.domain, operation: o.operation,
-    subOperation: String(o.subOperation ?? ''), extra: String(o.extra ?? ''), at: Number(o.at) || Date.now(),
+    v: 1,
+    source: 'hook',
+    domain: o.domain,
+    operation: o.operation,
+    subOperation: String(o.subOperation ?? ''),
+    extra: String(o.extra ?? ''),
+    at: Number(o.at) || Date.now(),
     uuid: typeof o.uuid === 'string' ? o.uuid : null,
     interfaces: Array.isArray(o.interfaces) ? o.interfaces : [],
   };

@@ -14,7 +14,10 @@ const log = logger('spool');
 export class Spool {
   dropped = 0;
 
-  private constructor(private readonly dir: string, private readonly max: number) {}
+  private constructor(
+    private readonly dir: string,
+    private readonly max: number,
+  ) {}
 
   static async open(dir: string, max: number): Promise<Spool> {
     await mkdir(dir, { recursive: true, mode: 0o700 });

@@ -1,6 +1,10 @@
 import { readFile, rename, writeFile } from 'node:fs/promises';
 
-interface Entry { name: string; uuid: string; lastSeen: number }
+interface Entry {
+  name: string;
+  uuid: string;
+  lastSeen: number;
+}
 
 /** How long the id of a VM that left stays known: its last counts may still sit in the maps. */
 const KEEP_MS = 3600_000;
@@ -14,7 +18,10 @@ const KEEP_MS = 3600_000;
 export class VmIds {
   private dirty = false;
 
-  private constructor(private readonly file: string, private readonly byId: Map<number, Entry>) {}
+  private constructor(
+    private readonly file: string,
+    private readonly byId: Map<number, Entry>,
+  ) {}
 
   static async load(file: string): Promise<VmIds> {
     const byId = new Map<number, Entry>();
@@ -22,7 +29,8 @@ export class VmIds {
       const saved = JSON.parse(await readFile(file, 'utf8')) as Record<string, Entry>;
       for (const [id, e] of Object.entries(saved)) byId.set(Number(id), e);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cannot read the VM id table ${file} (${(err as Error).message}): move it away; ids are rebuilt, counts still in the kernel then show as vm#ID`);
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+        throw new Error(`cannot read the VM id table ${file} (${(err as Error).message}): move it away; ids are rebuilt, counts still in the kernel then show as vm#ID`);
     }
     return new VmIds(file, byId);
   }

@@ -86,8 +86,8 @@ export function buildGraph(pairs: readonly PairTraffic[], vms: readonly string[]
       lo[i] = -1;
       continue;
     }
-    lo[i] = s < d ? s : d;
-    hi[i] = s < d ? d : s;
+    lo[i] = Math.min(s, d);
+    hi[i] = Math.max(s, d);
   }
   const n = names.length;
   // Rows bucketed by their lower node (stable), then within a bucket a mark per higher node finds

@@ -50,13 +50,7 @@ export function louvainGroups(g: TrafficGraph, measure: TrafficMeasure, demand: 
  * greedily from the heaviest VM, always adding the outside VM most connected to the part.
  * A single VM larger than the limit stays alone; placement will report that it fits nowhere.
  */
-export function refineUnderCapacity(
-  g: TrafficGraph,
-  measure: TrafficMeasure,
-  labels: Int32Array,
-  demand: readonly Capacity[],
-  limit: Capacity,
-): Int32Array {
+export function refineUnderCapacity(g: TrafficGraph, measure: TrafficMeasure, labels: Int32Array, demand: readonly Capacity[], limit: Capacity): Int32Array {
   const out = new Int32Array(labels.length);
   let next = 0;
   const queue: { nodes: Int32Array; resolution: number }[] = bucket(labels).map((nodes) => ({ nodes, resolution: 1 }));

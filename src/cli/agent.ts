@@ -23,7 +23,10 @@ export function agentCommand(): Command {
       await new Promise<void>((resolve) => {
         const stop = (signal: string) => {
           log.info({ signal }, 'stopping');
-          agent.stop().then(() => metrics?.close()).finally(resolve);
+          agent
+            .stop()
+            .then(() => metrics?.close())
+            .finally(resolve);
         };
         process.once('SIGTERM', () => stop('SIGTERM'));
         process.once('SIGINT', () => stop('SIGINT'));

@@ -8,9 +8,7 @@ import { checkQuery, QUERY_TYPES, type QueryOptions, type QueryType } from '../c
 import { parseDuration } from '../collector/span.js';
 import { largestHost, loadEnvironment, parseEnvironment, type Environment } from '../placement/index.js';
 import { fmtBytesRate, fmtSeconds } from '../placement/explain.js';
-import {
-  DEFAULT_BANDWIDTH_MBIT, DEFAULT_LATENCY_MS, planFromCollector, readCollector, type CollectorView, type DefaultLinks,
-} from '../placement/fromCollector.js';
+import { DEFAULT_BANDWIDTH_MBIT, DEFAULT_LATENCY_MS, planFromCollector, readCollector, type CollectorView, type DefaultLinks } from '../placement/fromCollector.js';
 import { UserError } from '../util/errors.js';
 import { printJson } from './options.js';
 import { loadLab } from './labs.js';
@@ -25,8 +23,11 @@ const MEASURES: readonly TrafficMeasure[] = ['bytes', 'messages'];
 export function environmentOptions(cmd: Command): Command {
   return cmd
     .addOption(redisOption())
-    .option('--lab <name>', "use the Redis of this lab (virt-cohort lab up) instead of --redis, and without --env its environment (virt-cohort lab env)")
-    .option('--env <file>', 'environment file, JSON (sites, hosts, links, prices: see docs/placement.md); default: every site and host of the registry, joined by --default-latency-ms and --default-bandwidth-mbit links, prices 0')
+    .option('--lab <name>', 'use the Redis of this lab (virt-cohort lab up) instead of --redis, and without --env its environment (virt-cohort lab env)')
+    .option(
+      '--env <file>',
+      'environment file, JSON (sites, hosts, links, prices: see docs/placement.md); default: every site and host of the registry, joined by --default-latency-ms and --default-bandwidth-mbit links, prices 0',
+    )
     .option('--default-latency-ms <ms>', 'without --env: latency between two sites, ms', String(DEFAULT_LATENCY_MS))
     .option('--default-bandwidth-mbit <mbit>', 'without --env: bandwidth between two sites, Mbit/s', String(DEFAULT_BANDWIDTH_MBIT))
     .option('--json', 'print JSON, for scripts');
@@ -99,8 +100,10 @@ export function tell(view: Pick<CollectorView, 'defaultEnvironment' | 'notes' | 
   const defaults = args.defaults;
   if (args.labEnv) process.stderr.write(`virt-cohort: no --env given: using the environment of ${args.labEnv} (virt-cohort lab env)\n`);
   if (view.defaultEnvironment) {
-    process.stderr.write(`virt-cohort: no --env given: using the registry's ${view.environment.sites.length} site(s) and ${view.environment.hosts.length} host(s), ` +
-      `links of ${defaults.latencyMs} ms and ${defaults.bandwidthMbit} Mbit/s between sites, prices 0\n`);
+    process.stderr.write(
+      `virt-cohort: no --env given: using the registry's ${view.environment.sites.length} site(s) and ${view.environment.hosts.length} host(s), ` +
+        `links of ${defaults.latencyMs} ms and ${defaults.bandwidthMbit} Mbit/s between sites, prices 0\n`,
+    );
   }
   for (const n of view.notes) process.stderr.write(`virt-cohort: ${n}\n`);
 }
@@ -117,10 +120,9 @@ async function withRedis<T>(url: string, fn: (redis: Redis) => Promise<T>): Prom
 const exitNote = '\nExit status: 0 answered, 3 the collector handed the query back (the output says when it can be answered), 2 bad input or Redis unreachable.';
 
 export function groupsCommand(): Command {
-  const cmd = new Command('groups')
-    .description('communication groups of the running VMs, from the collector\'s traffic: members, traffic inside vs. out of each group');
+  const cmd = new Command('groups').description("communication groups of the running VMs, from the collector's traffic: members, traffic inside vs. out of each group");
   queryOptions(environmentOptions(cmd))
-    .option('--method <m>', 'seed: the seed\'s greedy algorithm; louvain: modularity, split to fit the largest host', 'louvain')
+    .option('--method <m>', "seed: the seed's greedy algorithm; louvain: modularity, split to fit the largest host", 'louvain')
     .option('--measure <m>', 'bytes|messages: the traffic that defines a group', 'bytes')
     .addHelpText('after', exitNote)
     .action(async (o) => {
@@ -132,28 +134,39 @@ export function groupsCommand(): Command {
         const view = await readCollector(redis, { query: q, env: args.env, defaults: args.defaults });
         tell(view, args);
         if (view.answer.status !== 'ok') return handBack(view, o.json);
-        const g = buildGraph(view.traffic, view.vms.map((v) => v.name));
+        const g = buildGraph(
+          view.traffic,
+          view.vms.map((v) => v.name),
+        );
         const limit = largestHost(view.environment);
         const groups = detectGroups(g, {
-          method, measure, demand: view.vms.map((v) => ({ memoryKiB: v.memoryKiB, vcpus: v.vcpus })), hostLimit: limit,
+          method,
+          measure,
+          demand: view.vms.map((v) => ({ memoryKiB: v.memoryKiB, vcpus: v.vcpus })),
+          hostLimit: limit,
         });
         const siteOf = new Map(view.vms.map((v) => [v.name, v.site] as const));
         const out = groups.map((grp) => ({ ...grp, sites: [...new Set(grp.members.map((m) => siteOf.get(m) ?? '?'))].sort() }));
         if (o.json) return printJson({ method, measure, unit: measure === 'bytes' ? 'bytes/s' : 'messages/s', answer: summary(view), groups: out });
         const rate = (x: number) => (measure === 'bytes' ? fmtBytesRate(x) : `${x.toFixed(x < 10 ? 1 : 0)} msg/s`);
         process.stdout.write(`${view.vms.length} running VM(s), ${method} groups by ${measure}; traffic: ${describe(view)}\n\n`);
-        process.stdout.write((out.length
-          ? table(['GROUP', 'VMS', 'INTERNAL', 'EXTERNAL', 'SITES', 'MEMBERS'],
-            out.map((grp, i) => [i + 1, grp.members.length, rate(grp.internal), rate(grp.external), grp.sites.join(','), grp.members.join(',')]))
-          : '(no running VM in the directory)') + '\n');
+        process.stdout.write(
+          `${
+            out.length
+              ? table(
+                  ['GROUP', 'VMS', 'INTERNAL', 'EXTERNAL', 'SITES', 'MEMBERS'],
+                  out.map((grp, i) => [i + 1, grp.members.length, rate(grp.internal), rate(grp.external), grp.sites.join(','), grp.members.join(',')]),
+                )
+              : '(no running VM in the directory)'
+          }\n`,
+        );
       });
     });
   return cmd;
 }
 
 export function planCommand(): Command {
-  const cmd = new Command('plan')
-    .description('the ordered migrations that bring communicating VMs together for an objective, each explained; or why nothing should move');
+  const cmd = new Command('plan').description('the ordered migrations that bring communicating VMs together for an objective, each explained; or why nothing should move');
   queryOptions(environmentOptions(cmd))
     .option('--objective <o>', 'time: run time lost to latency/bandwidth and slow hosts; cost: hosting + transfer prices; resources: hosts and links kept busy', 'time')
     .option('--horizon <duration>', 'a move is proposed only if the plan up to it pays back within this time (e.g. 30m, 1h)', '1h')
@@ -167,12 +180,25 @@ export function planCommand(): Command {
       const horizonSeconds = parseDuration(o.horizon, '--horizon') / 1000;
       if (!(horizonSeconds > 0)) throw new UserError(`--horizon '${o.horizon}' must be above 0 (e.g. 1h)`);
       if (!/^\s*\d+\s*$/.test(o.maxMoves)) throw new UserError(`--max-moves '${o.maxMoves}' is not a whole number, 0 or more`);
-      const exclude: string[] = typeof o.exclude === 'string' ? o.exclude.split(',').map((s: string) => s.trim()).filter(Boolean) : [];
+      const exclude: string[] =
+        typeof o.exclude === 'string'
+          ? o.exclude
+              .split(',')
+              .map((s: string) => s.trim())
+              .filter(Boolean)
+          : [];
       const q = checkedQuery(o);
       const args = await environmentArgs(cmd, o);
       await withRedis(args.redis, async (redis) => {
         const r = await planFromCollector(redis, {
-          query: q, env: args.env, defaults: args.defaults, objective, horizonSeconds, maxMoves: Number(o.maxMoves), exclude, measure,
+          query: q,
+          env: args.env,
+          defaults: args.defaults,
+          objective,
+          horizonSeconds,
+          maxMoves: Number(o.maxMoves),
+          exclude,
+          measure,
         });
         tell(r, args);
         const unknown = exclude.filter((x) => !r.vms.some((v) => v.name === x));
@@ -180,18 +206,25 @@ export function planCommand(): Command {
         if (!r.plan) return handBack(r, o.json);
         const p = r.plan;
         if (o.json) return printJson({ answer: summary(r), vms: r.vms.length, hosts: r.hosts.length, ...p });
-        process.stdout.write(`plan for the ${p.objective} objective (${p.unit}), horizon ${fmtSeconds(p.horizonSeconds)}, at most ${o.maxMoves} move(s); ` +
-          `${r.vms.length} running VM(s) on ${r.hosts.length} live host(s); traffic: ${describe(r)}\n`);
-        process.stdout.write(`inter-site traffic: ${fmtBytesRate(p.before.interSiteBytes)} now, ${fmtBytesRate(p.after.interSiteBytes)} after the plan; ` +
-          `objective ${p.before.rate.toPrecision(3)} -> ${p.after.rate.toPrecision(3)}; hosts in use ${p.before.hostsUsed} -> ${p.after.hostsUsed}\n\n`);
+        process.stdout.write(
+          `plan for the ${p.objective} objective (${p.unit}), horizon ${fmtSeconds(p.horizonSeconds)}, at most ${o.maxMoves} move(s); ` +
+            `${r.vms.length} running VM(s) on ${r.hosts.length} live host(s); traffic: ${describe(r)}\n`,
+        );
+        process.stdout.write(
+          `inter-site traffic: ${fmtBytesRate(p.before.interSiteBytes)} now, ${fmtBytesRate(p.after.interSiteBytes)} after the plan; ` +
+            `objective ${p.before.rate.toPrecision(3)} -> ${p.after.rate.toPrecision(3)}; hosts in use ${p.before.hostsUsed} -> ${p.after.hostsUsed}\n\n`,
+        );
         if (p.moves.length === 0) {
           process.stdout.write(`no move: ${p.noMove}\n`);
           return;
         }
-        process.stdout.write(table(['#', 'VM', 'FROM', 'TO', 'GAIN', 'MIGRATION', 'PAYBACK'], p.moves.map((m, i) => [
-          i + 1, m.vm, `${m.from} (${m.fromSite})`, `${m.to} (${m.toSite})`, m.gain.toPrecision(3), fmtSeconds(m.migrationSeconds), fmtSeconds(m.paybackSeconds),
-        ])) + '\n\n');
-        process.stdout.write(p.moves.map((m, i) => `${i + 1}. ${m.reason}`).join('\n') + '\n');
+        process.stdout.write(
+          `${table(
+            ['#', 'VM', 'FROM', 'TO', 'GAIN', 'MIGRATION', 'PAYBACK'],
+            p.moves.map((m, i) => [i + 1, m.vm, `${m.from} (${m.fromSite})`, `${m.to} (${m.toSite})`, m.gain.toPrecision(3), fmtSeconds(m.migrationSeconds), fmtSeconds(m.paybackSeconds)]),
+          )}\n\n`,
+        );
+        process.stdout.write(`${p.moves.map((m, i) => `${i + 1}. ${m.reason}`).join('\n')}\n`);
       });
     });
   return cmd;
@@ -207,7 +240,9 @@ function handBack(view: CollectorView, json: boolean | undefined): void {
 function summary(view: CollectorView) {
   const a = view.answer;
   return {
-    type: a.type, periods: a.periods, periodSeconds: a.periodSeconds,
+    type: a.type,
+    periods: a.periods,
+    periodSeconds: a.periodSeconds,
     ...(a.status === 'ok' && { approximate: a.approximate, estimated: a.estimated, ...(a.type !== 'detail' && { pairs: a.pairs.length }) }),
     ...(a.type === 'weighted' && a.status === 'ok' && { coefficient: (a as { coefficient?: number }).coefficient }),
   };
@@ -220,4 +255,3 @@ function describe(view: CollectorView): string {
   const pairs = a.type === 'detail' ? 0 : a.pairs.length;
   return `${what} over ${a.periods.length} period(s) of ${a.periodSeconds} s, ${pairs} pair(s)${a.approximate ? ', APPROXIMATE' : ''}`;
 }
-

@@ -7,7 +7,8 @@ import { printJson } from './options.js';
 
 export function configCommand(): Command {
   const config = new Command('config').description('the configuration file: check it');
-  config.command('check')
+  config
+    .command('check')
     .description('validate a configuration and print the effective settings (defaults < file < environment), secrets redacted; exit 2 on errors')
     .argument('[file]', `the YAML file (default: $VIRT_COHORT_CONFIG, else ${DEFAULT_CONFIG_FILE} if it exists)`)
     .option('--json', 'print JSON')

@@ -57,10 +57,19 @@ export function demoCommand(): Command {
         redis.on('error', () => undefined);
         lock = new LeaderLock(redis, DEFAULT_MANAGER.lockTtlMs);
         lock.start(); // renewed while rounds and migrations run
-        const manager = new Manager(redis, {
-          ...DEFAULT_MANAGER, apply: true, everyPeriods: 1, span: 2, cooldownMs: 120_000,
-          env: parseEnvironment(labEnvironment(lab), `lab ${o.name}`), ...labRoutes(lab),
-        }, lock);
+        const manager = new Manager(
+          redis,
+          {
+            ...DEFAULT_MANAGER,
+            apply: true,
+            everyPeriods: 1,
+            span: 2,
+            cooldownMs: 120_000,
+            env: parseEnvironment(labEnvironment(lab), `lab ${o.name}`),
+            ...labRoutes(lab),
+          },
+          lock,
+        );
         manager.progress = (vm, pct, rate) => say(`    ${short(vm)} ${pct.toFixed(0)} % at ${rate.toFixed(0)} MiB/s`);
         const rounds: Round[] = [];
         const done: MigrationRecord[] = [];
@@ -88,14 +97,27 @@ export function demoCommand(): Command {
           say(`  inter-site traffic: ${pct(first.interSite)} of VM-to-VM bytes before, ${pct(last.interSite)} after`);
         }
         const ok = done.filter((d) => d.outcome === 'ok');
-        say(`  migrations: ${ok.length} made, ${done.length - ok.length} failed or aborted` + (ok.length
-          ? `; each ${mean(ok.map((d) => d.seconds)).toFixed(1)} s on average, downtime ${mean(ok.map((d) => d.downtimeMs ?? 0)).toFixed(0)} ms` : ''));
-        say(together ? `  each group together after ${rounds.indexOf(together) + 1} rounds, ${((together.at - t0) / 1000).toFixed(0)} s from the start` : `  groups not together after ${o.maxRounds} rounds`);
+        say(
+          `  migrations: ${ok.length} made, ${done.length - ok.length} failed or aborted${
+            ok.length ? `; each ${mean(ok.map((d) => d.seconds)).toFixed(1)} s on average, downtime ${mean(ok.map((d) => d.downtimeMs ?? 0)).toFixed(0)} ms` : ''
+          }`,
+        );
+        say(
+          together
+            ? `  each group together after ${rounds.indexOf(together) + 1} rounds, ${((together.at - t0) / 1000).toFixed(0)} s from the start`
+            : `  groups not together after ${o.maxRounds} rounds`,
+        );
         if (last?.view) {
           const file = resolve(o.svg);
-          await writeFile(file, matrixSvg(`virt-cohort demo: communication matrix and groups (${new Date().toISOString()})`,
-            last.view.vms.map((v) => ({ name: short(v.name), site: v.site })), last.groups.map((g) => g.map(short)),
-            last.view.traffic.map((p) => ({ ...p, src: short(p.src), dst: short(p.dst) }))));
+          await writeFile(
+            file,
+            matrixSvg(
+              `virt-cohort demo: communication matrix and groups (${new Date().toISOString()})`,
+              last.view.vms.map((v) => ({ name: short(v.name), site: v.site })),
+              last.groups.map((g) => g.map(short)),
+              last.view.traffic.map((p) => ({ ...p, src: short(p.src), dst: short(p.dst) })),
+            ),
+          );
           say(`  matrix and groups: ${file}`);
         }
         if (!o.verbose) say(`  log: ${logFile}`);
@@ -112,14 +134,20 @@ export function demoCommand(): Command {
         const vms = r.view!.vms.map((v) => v.name).sort((a, b) => Number(/\d+$/.exec(a)?.[0]) - Number(/\d+$/.exec(b)?.[0]));
         const site = new Map(r.view!.vms.map((v) => [v.name, `${v.host}`]));
         const rate = new Map(r.view!.traffic.map((p) => [`${p.src}>${p.dst}`, p.messages]));
-        return table(['msgs/s', ...vms.map(short)], vms.map((a) => [`${short(a)}@${site.get(a)}`, ...vms.map((b) => {
-          const x = rate.get(`${a}>${b}`) ?? 0;
-          return x >= 0.5 ? x.toFixed(0) : '.';
-        })]));
+        return table(
+          ['msgs/s', ...vms.map(short)],
+          vms.map((a) => [
+            `${short(a)}@${site.get(a)}`,
+            ...vms.map((b) => {
+              const x = rate.get(`${a}>${b}`) ?? 0;
+              return x >= 0.5 ? x.toFixed(0) : '.';
+            }),
+          ]),
+        );
       }
     });
 }
 
-const say = (s: string) => process.stdout.write(s + '\n');
+const say = (s: string) => process.stdout.write(`${s}\n`);
 const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
 const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);

@@ -25,7 +25,13 @@ export function doctorCommand(): Command {
         first.push({ id: 'config', title: 'configuration', status: 'ok', detail: loaded.file ? `${loaded.file} is valid` : 'no configuration file: built-in defaults, environment and options' });
       } catch (err) {
         if (!(err instanceof ConfigError)) throw err;
-        first.push({ id: 'config', title: 'configuration', status: 'fail', detail: err.problems.join('; '), fix: `virt-cohort config check ${err.file ?? ''}`.trim() + ' lists each problem with its line; the other checks use the built-in defaults' });
+        first.push({
+          id: 'config',
+          title: 'configuration',
+          status: 'fail',
+          detail: err.problems.join('; '),
+          fix: `${`virt-cohort config check ${err.file ?? ''}`.trim()} lists each problem with its line; the other checks use the built-in defaults`,
+        });
         config = (() => {
           try {
             return loadSettings({ file: false, flags }).config;
@@ -35,13 +41,25 @@ export function doctorCommand(): Command {
         })();
       }
       const agent = agentConfig(config);
-      const report = await runDoctor({
-        libvirtUri: agent.libvirtUri, hooksDir: o.hooksDir, pinRoot: agent.pinRoot, socket: agent.socket, stateDir: agent.stateDir,
-        spoolMax: agent.spoolMax, periodSeconds: agent.periodSeconds, redisUrl: agent.redis, ...(agent.redisAuth ? { redisAuth: agent.redisAuth } : {}),
-        sensor: agent.sensor, host: agent.host, isRoot: process.getuid?.() === 0,
-        ...(o.manager || Object.keys(config.manager.hostRoutes).length || config.manager.hostUris.length
-          ? { routes: routePolicy(config.manager) } : {}),
-      }, first, secretsOf(config));
+      const report = await runDoctor(
+        {
+          libvirtUri: agent.libvirtUri,
+          hooksDir: o.hooksDir,
+          pinRoot: agent.pinRoot,
+          socket: agent.socket,
+          stateDir: agent.stateDir,
+          spoolMax: agent.spoolMax,
+          periodSeconds: agent.periodSeconds,
+          redisUrl: agent.redis,
+          ...(agent.redisAuth ? { redisAuth: agent.redisAuth } : {}),
+          sensor: agent.sensor,
+          host: agent.host,
+          isRoot: process.getuid?.() === 0,
+          ...(o.manager || Object.keys(config.manager.hostRoutes).length || config.manager.hostUris.length ? { routes: routePolicy(config.manager) } : {}),
+        },
+        first,
+        secretsOf(config),
+      );
       if (o.json) printJson(report);
       else process.stdout.write(renderDoctor(report));
       if (!report.ok) process.exitCode = 1;

@@ -10,13 +10,19 @@ import type { LabState } from '../lab/state.js';
 import { defaultLab, integer, labSensorOption, number, printJson } from './options.js';
 import { table } from './table.js';
 
-interface VmTraffic { pattern: string; vmRate: number; vmSize: number; memory: number }
+interface VmTraffic {
+  pattern: string;
+  vmRate: number;
+  vmSize: number;
+  memory: number;
+}
 
 export function labCommand(): Command {
   const lab = new Command('lab').description('a real multi-site libvirt cluster on this machine, for the demo and the tests');
   const nameOpt = ['--name <name>', 'lab name (prefixes every namespace, link, port and VM)', defaultLab()] as const;
 
-  lab.command('up')
+  lab
+    .command('up')
     .description('create the lab: sites of hosts, each a network namespace running its own libvirtd, joined by shaped links and a VXLAN VM network')
     .option(...nameOpt)
     .option('--sites <n>', 'number of sites', integer, 2)
@@ -36,8 +42,14 @@ export function labCommand(): Command {
     .option('--json', 'print the resulting status as JSON')
     .action(async (o) => {
       const state = await labUp({
-        periodSeconds: o.period, agents: o.agents, sensor: o.sensor,
-        name: o.name, sites: o.sites, hostsPerSite: o.hostsPerSite, delayMs: o.delay, rateMbit: o.rate,
+        periodSeconds: o.period,
+        agents: o.agents,
+        sensor: o.sensor,
+        name: o.name,
+        sites: o.sites,
+        hostsPerSite: o.hostsPerSite,
+        delayMs: o.delay,
+        rateMbit: o.rate,
         ...(o.index !== undefined ? { index: o.index } : {}),
         ...(o.redisPort !== undefined ? { redisPort: o.redisPort } : {}),
       });
@@ -48,7 +60,8 @@ export function labCommand(): Command {
       else process.stdout.write(`next: virt-cohort lab status${state.name === defaultLab() ? '' : ` --name ${state.name}`}\n`);
     });
 
-  lab.command('status')
+  lab
+    .command('status')
     .description('hosts, links, Redis and VMs of the lab, checked live')
     .option(...nameOpt)
     .option('--json', 'print as JSON')
@@ -58,15 +71,19 @@ export function labCommand(): Command {
       else process.stdout.write(formatStatus(status));
     });
 
-  lab.command('down')
+  lab
+    .command('down')
     .description('remove everything the lab created (also after a crashed lab up): processes by pid, namespaces, links, pins, state')
     .option(...nameOpt)
     .action(async (o) => {
       const removed = await labDown(o.name);
-      process.stdout.write(removed.length ? `lab '${o.name}' removed: ${removed.length} items (${removed.slice(0, 6).join(', ')}${removed.length > 6 ? ', ...' : ''})\n` : `lab '${o.name}': nothing to remove\n`);
+      process.stdout.write(
+        removed.length ? `lab '${o.name}' removed: ${removed.length} items (${removed.slice(0, 6).join(', ')}${removed.length > 6 ? ', ...' : ''})\n` : `lab '${o.name}': nothing to remove\n`,
+      );
     });
 
-  lab.command('env')
+  lab
+    .command('env')
     .description('the environment file of the lab (sites, hosts, links with its delay and rate), for virt-cohort plan/groups/place --env')
     .option(...nameOpt)
     .action(async (o) => printJson(labEnvironment(await requireLab(o.name))));
@@ -90,7 +107,14 @@ function vmCommand(nameOpt: readonly [string, string, string]): Command {
     .option('--no-wait', 'return once started, without waiting for the guest to boot')
     .action(async (name: string, o) => {
       const added = await addVm(o.name, {
-        name, host: o.host, pattern: o.pattern, cluster: o.cluster, rate: o.rate, size: o.size, memoryMiB: o.memory, wait: o.wait,
+        name,
+        host: o.host,
+        pattern: o.pattern,
+        cluster: o.cluster,
+        rate: o.rate,
+        size: o.size,
+        memoryMiB: o.memory,
+        wait: o.wait,
         ...(o.index !== undefined ? { index: o.index } : {}),
       });
       process.stdout.write(describeAdded(added));
@@ -103,7 +127,7 @@ function vmCommand(nameOpt: readonly [string, string, string]): Command {
     .action(async (o) => {
       const vms = await listVms(await requireLab(o.name));
       if (o.json) printJson(vms);
-      else process.stdout.write(formatVms(vms) + '\n');
+      else process.stdout.write(`${formatVms(vms)}\n`);
     });
 
   vm.command('migrate <vm> <host>')
@@ -113,8 +137,11 @@ function vmCommand(nameOpt: readonly [string, string, string]): Command {
     .action(async (name: string, host: string, o) => {
       const m = await migrateVm(o.name, name, host);
       if (o.json) printJson(m);
-      else process.stdout.write(`${m.vm}: ${m.from} -> ${m.to} in ${m.seconds.toFixed(2)} s` +
-        `${m.downtimeMs !== undefined ? `, downtime ${m.downtimeMs} ms` : ''}${m.dataMiB !== undefined ? `, ${m.dataMiB} MiB sent` : ''}\n`);
+      else
+        process.stdout.write(
+          `${m.vm}: ${m.from} -> ${m.to} in ${m.seconds.toFixed(2)} s` +
+            `${m.downtimeMs !== undefined ? `, downtime ${m.downtimeMs} ms` : ''}${m.dataMiB !== undefined ? `, ${m.dataMiB} MiB sent` : ''}\n`,
+        );
     });
   return vm;
 }
@@ -129,8 +156,15 @@ export async function startGuests(state: LabState, count: number, t: VmTraffic, 
     const inSite = Math.floor(j / state.sites) % state.hostsPerSite;
     const host = all.find((h) => h.siteIndex === site && h.name === `${h.site}${inSite + 1}`)!;
     const added = await addVm(state.name, {
-      name: `vm${i}`, host: host.name, index: i, pattern: t.pattern, cluster: count,
-      rate: t.vmRate, size: t.vmSize, memoryMiB: t.memory, wait: true,
+      name: `vm${i}`,
+      host: host.name,
+      index: i,
+      pattern: t.pattern,
+      cluster: count,
+      rate: t.vmRate,
+      size: t.vmSize,
+      memoryMiB: t.memory,
+      wait: true,
     });
     if (verbose) process.stdout.write(describeAdded(added));
   }
@@ -143,8 +177,10 @@ function describeAdded(v: Awaited<ReturnType<typeof addVm>>): string {
 
 function formatVms(vms: Awaited<ReturnType<typeof listVms>>): string {
   if (!vms.length) return 'no VMs (add one with: virt-cohort lab vm add vm1 --host a1)';
-  return table(['VM', 'HOST', 'STATE', 'IP', 'PATTERN', 'PEERS'],
-    vms.map((v) => [v.name, v.host, v.state, v.spec?.ip ?? '?', v.spec?.pattern ?? '?', v.spec?.peers.join(',') || '-']));
+  return table(
+    ['VM', 'HOST', 'STATE', 'IP', 'PATTERN', 'PEERS'],
+    vms.map((v) => [v.name, v.host, v.state, v.spec?.ip ?? '?', v.spec?.pattern ?? '?', v.spec?.peers.join(',') || '-']),
+  );
 }
 
 function formatStatus(s: LabStatus): string {
@@ -153,9 +189,12 @@ function formatStatus(s: LabStatus): string {
     `redis: ${s.redis.address} ${s.redis.ok ? 'ok' : 'NOT RESPONDING'}`,
     `inter-site links (into each site): ${s.sites.map((x) => `${x.name}: ${x.link}`).join('; ')}`,
     '',
-    table(['HOST', 'SITE', 'LIBVIRT URI', 'DATA IP', 'LIBVIRTD', 'AGENT', 'SENSOR', 'SPOOLED', 'VMS'], s.hosts.map((h) => [h.name, h.site, h.uri, h.dataIp, h.libvirtd, h.agent, h.sensor, h.spooled, h.vms])),
+    table(
+      ['HOST', 'SITE', 'LIBVIRT URI', 'DATA IP', 'LIBVIRTD', 'AGENT', 'SENSOR', 'SPOOLED', 'VMS'],
+      s.hosts.map((h) => [h.name, h.site, h.uri, h.dataIp, h.libvirtd, h.agent, h.sensor, h.spooled, h.vms]),
+    ),
     '',
     formatVms(s.vms),
   ];
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }

@@ -12,18 +12,20 @@ export function labInstalled(): boolean {
   return existsSync(fileURLToPath(new URL('../lab/lab.js', import.meta.url)));
 }
 
-const MISSING = 'the lab is not part of this installation (the package holds the agent, the manager, the commands and the hook): ' +
+const MISSING =
+  'the lab is not part of this installation (the package holds the agent, the manager, the commands and the hook): ' +
   'run the lab from a checkout of virt-cohort (npm run setup, then virt-cohort lab up)';
 
 /** What commands use of the lab, for --lab. */
 export async function loadLab() {
   if (!labInstalled()) throw new UserError(`--lab: ${MISSING}`);
-  const [lab, agents, environment, guests] = await Promise.all([
-    import('../lab/lab.js'), import('../lab/agents.js'), import('../lab/environment.js'), import('../lab/guests.js'),
-  ]);
+  const [lab, agents, environment, guests] = await Promise.all([import('../lab/lab.js'), import('../lab/agents.js'), import('../lab/environment.js'), import('../lab/guests.js')]);
   return {
-    requireLab: lab.requireLab, labRedisUrl: agents.labRedisUrl, labRoutes: agents.labRoutes,
-    labEnvironment: environment.labEnvironment, startLabGuests: guests.startLabGuests,
+    requireLab: lab.requireLab,
+    labRedisUrl: agents.labRedisUrl,
+    labRoutes: agents.labRoutes,
+    labEnvironment: environment.labEnvironment,
+    startLabGuests: guests.startLabGuests,
   };
 }
 
@@ -34,5 +36,7 @@ export function labCommandMissing(name: string): Command {
     .argument('[args...]')
     .allowUnknownOption()
     .helpOption(false)
-    .action(() => { throw new UserError(`${name}: ${MISSING}`); });
+    .action(() => {
+      throw new UserError(`${name}: ${MISSING}`);
+    });
 }

@@ -60,8 +60,10 @@ function report(err: unknown): number {
   }
   const denied = nopermOf(err);
   if (denied) {
-    process.stderr.write(`virt-cohort: Redis refused it (${denied}): the Redis user in use (redis.username, VIRT_COHORT_REDIS_USERNAME) may not do this; ` +
-      'migrate, host drain|undrain and place --apply need vc-manager, the other commands read as vc-reader (virt-cohort acl; docs/security.md)\n');
+    process.stderr.write(
+      `virt-cohort: Redis refused it (${denied}): the Redis user in use (redis.username, VIRT_COHORT_REDIS_USERNAME) may not do this; ` +
+        'migrate, host drain|undrain and place --apply need vc-manager, the other commands read as vc-reader (virt-cohort acl; docs/security.md)\n',
+    );
     return 1;
   }
   const gone = redisGone(err);

@@ -13,7 +13,7 @@ import { routePolicy, RouteVetter, type RoutePolicy } from '../manager/trust.js'
 import { describeHold, whyHeld, type Hold } from '../manager/safety.js';
 import { managerMetrics } from '../metrics/registry.js';
 import { startMetricsServer } from '../metrics/server.js';
-import { loadEnvironment, parseEnvironment } from '../placement/index.js';
+import { loadEnvironment, parseEnvironment, type Environment } from '../placement/index.js';
 import { UserError } from '../util/errors.js';
 import { configureLogging, logger } from '../util/log.js';
 import { loadLab } from './labs.js';
@@ -50,7 +50,7 @@ export function managerCommand(): Command {
       managerMetrics.watchLeader(lock);
       managerMetrics.watchRedis(redis);
       const metrics = !o.once && config.manager.metricsPort ? await startMetricsServer(config.manager.metricsPort, config.manager.metricsBind) : undefined;
-      const print = (r: Round) => process.stdout.write(o.json ? JSON.stringify(roundJson(r)) + '\n' : renderRound(r));
+      const print = (r: Round) => process.stdout.write(o.json ? `${JSON.stringify(roundJson(r))}\n` : renderRound(r));
       const m = new Manager(redis, cfg, lock, print);
       if (o.once) {
         try {
@@ -64,7 +64,14 @@ export function managerCommand(): Command {
       m.start();
       process.stderr.write(`manager ${lock.id}: ${cfg.apply ? 'APPLY: migrations will be made' : 'dry run (add --apply to migrate)'}; a round every ${cfg.everyPeriods} period(s)\n`);
       await new Promise<void>((resolve) => {
-        const stop = () => void m.stop().then(() => metrics?.close()).finally(() => { redis.disconnect(); resolve(); });
+        const stop = () =>
+          void m
+            .stop()
+            .then(() => metrics?.close())
+            .finally(() => {
+              redis.disconnect();
+              resolve();
+            });
         process.once('SIGTERM', stop);
         process.once('SIGINT', stop);
       });
@@ -85,7 +92,7 @@ export function configuredRoutes(file?: string | false, lab?: string): Promise<R
 
 /** The manager's section of the (validated) configuration as the Manager's settings; `lab` supplies the environment when no file does, and the routes. */
 export async function managerSettings(m: Config['manager'], lab?: string): Promise<ManagerConfig> {
-  let env;
+  let env: Environment | undefined;
   if (m.environment) env = loadEnvironment(m.environment);
   else if (typeof lab === 'string') {
     const { requireLab, labEnvironment } = await loadLab();
@@ -96,29 +103,42 @@ export async function managerSettings(m: Config['manager'], lab?: string): Promi
 
 function roundJson(r: Round) {
   return {
-    round: r.n, at: new Date(r.at).toISOString(), interSite: r.interSite, groups: r.groups, note: r.note,
+    round: r.n,
+    at: new Date(r.at).toISOString(),
+    interSite: r.interSite,
+    groups: r.groups,
+    note: r.note,
     approximate: r.view?.answer.status === 'ok' ? r.view.answer.approximate : undefined,
-    moves: r.moves, skipped: r.skipped, done: r.done, refused: r.refused, noMove: r.plan?.noMove,
+    moves: r.moves,
+    skipped: r.skipped,
+    done: r.done,
+    refused: r.refused,
+    noMove: r.plan?.noMove,
   };
 }
 
 export function renderRound(r: Round): string {
-  const lines = [`round ${r.n} at ${new Date(r.at).toISOString()}: inter-site traffic ${(100 * r.interSite).toFixed(1)} %` +
-    (r.groups.length ? `; groups ${r.groups.map((g) => `{${g.join(' ')}}`).join(' ')}` : '')];
+  const lines = [
+    `round ${r.n} at ${new Date(r.at).toISOString()}: inter-site traffic ${(100 * r.interSite).toFixed(1)} %` +
+      (r.groups.length ? `; groups ${r.groups.map((g) => `{${g.join(' ')}}`).join(' ')}` : ''),
+  ];
   for (const m of r.moves) lines.push(`  move ${m.vm}: ${m.from} -> ${m.to}  (${m.reason ?? ''})`);
   for (const s of r.skipped) lines.push(`  held ${s.vm} -> ${s.to}: ${s.why}`);
   for (const x of r.refused) lines.push(`  host ${x.host} left alone: ${x.why}`);
   for (const d of r.done) {
-    lines.push(`  ${d.outcome === 'ok' ? 'migrated' : d.outcome.toUpperCase()} ${d.vm} ${d.from} -> ${d.to} in ${d.seconds.toFixed(1)} s` +
-      (d.downtimeMs !== undefined ? `, downtime ${d.downtimeMs} ms` : '') + (d.error ? `: ${d.error}` : ''));
+    lines.push(
+      `  ${d.outcome === 'ok' ? 'migrated' : d.outcome.toUpperCase()} ${d.vm} ${d.from} -> ${d.to} in ${d.seconds.toFixed(1)} s` +
+        (d.downtimeMs !== undefined ? `, downtime ${d.downtimeMs} ms` : '') +
+        (d.error ? `: ${d.error}` : ''),
+    );
   }
   if (r.note) lines.push(`  ${r.note}`);
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 export function migrateCommand(): Command {
   return redisOpts(new Command('migrate'))
-    .description('live-migrate one VM now, with the manager\'s safety: capacity, cooldown, timeout and abort, history')
+    .description("live-migrate one VM now, with the manager's safety: capacity, cooldown, timeout and abort, history")
     .argument('<vm>', 'VM (libvirt domain) name, as in the VM directory')
     .argument('<host>', 'destination host, as in the host registry')
     .option('--timeout <duration>', 'abort if still running after this', String(CONFIG_DEFAULTS.manager.timeout))
@@ -140,14 +160,26 @@ export function migrateCommand(): Command {
         const trusted = trustedRoutes(hosts, new RouteVetter(policy));
         for (const x of trusted.refused) if (x.host === v.host || x.host === host) throw new UserError(`host ${x.host}: ${x.why}`);
         const [rec] = await execute(redis, [{ vm, from: v.host, to: host, reason: 'manual (virt-cohort migrate)' }], trusted.routes, {
-          maxPerHost: 1, maxConcurrent: 1, timeoutMs: parseDuration(o.timeout, '--timeout'), autoConverge: Boolean(o.autoConverge),
-          cooldownMs: parseDuration(o.cooldown, '--cooldown'), mayAct: () => true, manager: 'cli',
-          onProgress: (_vm, pct, rate) => { if (!o.json) process.stderr.write(`  ${pct.toFixed(0)} % at ${rate.toFixed(0)} MiB/s\n`); },
+          maxPerHost: 1,
+          maxConcurrent: 1,
+          timeoutMs: parseDuration(o.timeout, '--timeout'),
+          autoConverge: Boolean(o.autoConverge),
+          cooldownMs: parseDuration(o.cooldown, '--cooldown'),
+          mayAct: () => true,
+          manager: 'cli',
+          onProgress: (_vm, pct, rate) => {
+            if (!o.json) process.stderr.write(`  ${pct.toFixed(0)} % at ${rate.toFixed(0)} MiB/s\n`);
+          },
         });
         if (!rec) throw new Error('the executor returned no record');
         if (o.json) printJson(rec);
-        else process.stdout.write(`${rec.vm}: ${rec.from} -> ${rec.to} ${rec.outcome} in ${rec.seconds.toFixed(1)} s` +
-          (rec.downtimeMs !== undefined ? `, downtime ${rec.downtimeMs} ms` : '') + (rec.error ? `: ${rec.error}` : '') + '\n');
+        else
+          process.stdout.write(
+            `${rec.vm}: ${rec.from} -> ${rec.to} ${rec.outcome} in ${rec.seconds.toFixed(1)} s` +
+              (rec.downtimeMs !== undefined ? `, downtime ${rec.downtimeMs} ms` : '') +
+              (rec.error ? `: ${rec.error}` : '') +
+              '\n',
+          );
         if (rec.outcome !== 'ok') process.exitCode = 1;
       } finally {
         redis.disconnect();
@@ -158,14 +190,22 @@ export function migrateCommand(): Command {
 /** Why `virt-cohort migrate` refuses, with the fix. */
 function holdMessage(h: Hold): string {
   switch (h.kind) {
-    case 'unknown-vm': return `unknown VM '${h.vm}': not in the VM directory (virt-cohort stats --vms lists them)`;
-    case 'unknown-host': return `unknown host '${h.host}': not in the host registry (known: ${h.known.join(', ') || 'none'})`;
-    case 'pinned': return `${h.vm} is pinned by its libvirt domain metadata (virt-cohort policy ${h.optOut ? 'count="no"' : 'move="never"'}): remove that to move it`;
-    case 'not-running': return `${h.vm} is ${h.state}, not running: nothing to migrate`;
-    case 'already-there': return `${h.vm} already runs on ${h.host}`;
-    case 'no-room': return `${h.host} has ${Math.floor(h.freeKiB / 1024)} MiB free, ${h.vm} needs ${Math.ceil(h.needKiB / 1024)} MiB: choose another host`;
-    case 'cooldown': return `${h.vm} is in its cooldown until ${new Date(h.until).toISOString()} (it moved recently): wait, or pass --force`;
-    default: return describeHold(h);
+    case 'unknown-vm':
+      return `unknown VM '${h.vm}': not in the VM directory (virt-cohort stats --vms lists them)`;
+    case 'unknown-host':
+      return `unknown host '${h.host}': not in the host registry (known: ${h.known.join(', ') || 'none'})`;
+    case 'pinned':
+      return `${h.vm} is pinned by its libvirt domain metadata (virt-cohort policy ${h.optOut ? 'count="no"' : 'move="never"'}): remove that to move it`;
+    case 'not-running':
+      return `${h.vm} is ${h.state}, not running: nothing to migrate`;
+    case 'already-there':
+      return `${h.vm} already runs on ${h.host}`;
+    case 'no-room':
+      return `${h.host} has ${Math.floor(h.freeKiB / 1024)} MiB free, ${h.vm} needs ${Math.ceil(h.needKiB / 1024)} MiB: choose another host`;
+    case 'cooldown':
+      return `${h.vm} is in its cooldown until ${new Date(h.until).toISOString()} (it moved recently): wait, or pass --force`;
+    default:
+      return describeHold(h);
   }
 }
 
@@ -180,8 +220,12 @@ export function historyCommand(): Command {
       try {
         const rows = await readHistory(redis, o.count, o.vm);
         if (o.json) return printJson(rows);
-        process.stdout.write(table(['WHEN', 'VM', 'FROM', 'TO', 'OUTCOME', 'SECONDS', 'DOWNTIME MS', 'WHY / ERROR'],
-          rows.map((r) => [new Date(r.at).toISOString(), r.vm, r.from, r.to, r.outcome, r.seconds.toFixed(1), r.downtimeMs ?? '-', r.error ?? r.reason ?? ''])) + '\n');
+        process.stdout.write(
+          `${table(
+            ['WHEN', 'VM', 'FROM', 'TO', 'OUTCOME', 'SECONDS', 'DOWNTIME MS', 'WHY / ERROR'],
+            rows.map((r) => [new Date(r.at).toISOString(), r.vm, r.from, r.to, r.outcome, r.seconds.toFixed(1), r.downtimeMs ?? '-', r.error ?? r.reason ?? '']),
+          )}\n`,
+        );
       } finally {
         redis.disconnect();
       }
@@ -190,7 +234,10 @@ export function historyCommand(): Command {
 
 export function hostCommand(): Command {
   const host = new Command('host').description('operate on a host of the registry');
-  for (const [name, value, what] of [['drain', '1', 'the manager moves its VMs away (keeping groups together) and plans nothing onto it'], ['undrain', '0', 'it takes VMs again']] as const) {
+  for (const [name, value, what] of [
+    ['drain', '1', 'the manager moves its VMs away (keeping groups together) and plans nothing onto it'],
+    ['undrain', '0', 'it takes VMs again'],
+  ] as const) {
     redisOpts(host.command(name))
       .description(`mark a host: ${what}`)
       .argument('<host>', 'host name, as in the registry')

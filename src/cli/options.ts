@@ -16,9 +16,11 @@ export function number(value: string): number {
 export const defaultLab = () => process.env.VIRT_COHORT_LAB ?? 'lab';
 
 export function printJson(value: unknown): void {
-  process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 
 /** --sensor for the lab's agents: eBPF unless asked, so a missing prerequisite fails loudly instead of falling back. */
-export const labSensorOption = () => new Option('--sensor <kind>', "sensor backend of the lab's agents: ebpf fails with the fix when eBPF cannot count here; " +
-  'auto falls back to libpcap; pcap always uses libpcap').choices(SENSOR_BACKENDS).default('ebpf');
+export const labSensorOption = () =>
+  new Option('--sensor <kind>', "sensor backend of the lab's agents: ebpf fails with the fix when eBPF cannot count here; " + 'auto falls back to libpcap; pcap always uses libpcap')
+    .choices(SENSOR_BACKENDS)
+    .default('ebpf');

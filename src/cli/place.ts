@@ -25,7 +25,9 @@ export function placeCommand(): Command {
     .option('--objective <o>', 'time|cost|resources (see virt-cohort plan --help)', 'time')
     .option('--horizon <duration>', 'how long the cluster is expected to run: weighs hosts whose availability ends (e.g. 1h)', '1h')
     .option('--apply', "define and start each VM through libvirt on its host (the registry's URI), from the file's template; with --lab and no template, as lab guests")
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 The cluster file is JSON (every key; anything else is refused):
   {
     "vms": [ { "name": "web1", "memoryMiB": 512, "vcpus": 1 } ],   at least one
@@ -35,7 +37,8 @@ The cluster file is JSON (every key; anything else is refused):
     "template": "domain.xml"      libvirt domain XML for --apply, relative to the cluster file;
   }                               {{name}} {{memoryKiB}} {{memoryMiB}} {{vcpus}} {{uuid}} {{mac}} are replaced
 
-Exit status: 0 placed (and applied), 2 bad input (unknown key, missing file, cluster larger than the free capacity, host without URI) or Redis unreachable, 1 libvirt failed.`)
+Exit status: 0 placed (and applied), 2 bad input (unknown key, missing file, cluster larger than the free capacity, host without URI) or Redis unreachable, 1 libvirt failed.`,
+    )
     .action(async (file: string, o) => {
       const objective = (OBJECTIVES as readonly string[]).includes(o.objective) ? (o.objective as Objective) : bad(`--objective '${o.objective}' is not known: use one of ${OBJECTIVES.join(', ')}`);
       const horizonSeconds = parseDuration(o.horizon, '--horizon') / 1000;
@@ -47,7 +50,7 @@ Exit status: 0 placed (and applied), 2 bad input (unknown key, missing file, clu
       }
       const args = await environmentArgs(cmd, o);
       const redis = await connectOnce(args.redis);
-      let inv;
+      let inv: Awaited<ReturnType<typeof readInventory>>;
       try {
         inv = await readInventory(redis, { env: args.env, defaults: args.defaults });
       } finally {
@@ -60,18 +63,24 @@ Exit status: 0 placed (and applied), 2 bad input (unknown key, missing file, clu
       const placed = placeCluster(clusterSpec(cluster), inv.environment, { objective, horizonSeconds }, inv.vms);
       let applied: Applied[] | undefined;
       if (o.apply) {
-        applied = template !== undefined
-          ? await applyLibvirt(placed, cluster, template, inv.registry, new RouteVetter(await configuredRoutes()))
-          : await (await loadLab()).startLabGuests(String(o.lab), placed, cluster);
+        applied =
+          template !== undefined
+            ? await applyLibvirt(placed, cluster, template, inv.registry, new RouteVetter(await configuredRoutes()))
+            : await (await loadLab()).startLabGuests(String(o.lab), placed, cluster);
       }
       if (o.json) return printJson({ ...placed, ...(applied && { applied }) });
-      process.stdout.write(`${cluster.vms.length} new VM(s) for the ${objective} objective (${placed.unit}), ${inv.vms.length} running VM(s) kept where they are; ` +
-        `method ${placed.method}; inter-site traffic expected: ${placed.score.interSiteBytes.toFixed(0)} B/s; hosts in use: ${placed.score.hostsUsed}\n\n`);
+      process.stdout.write(
+        `${cluster.vms.length} new VM(s) for the ${objective} objective (${placed.unit}), ${inv.vms.length} running VM(s) kept where they are; ` +
+          `method ${placed.method}; inter-site traffic expected: ${placed.score.interSiteBytes.toFixed(0)} B/s; hosts in use: ${placed.score.hostsUsed}\n\n`,
+      );
       const byVm = new Map((applied ?? []).map((a) => [a.vm, a] as const));
       const mem = new Map(cluster.vms.map((v) => [v.name, v] as const));
-      process.stdout.write(table(['VM', 'HOST', 'SITE', 'MEMORY MiB', 'VCPUS', ...(applied ? ['STARTED AS'] : [])], placed.assignment.map((a) => [
-        a.vm, a.host, a.site, mem.get(a.vm)!.memoryMiB, mem.get(a.vm)!.vcpus, ...(applied ? [byVm.get(a.vm)?.domain ?? '-'] : []),
-      ])) + '\n');
+      process.stdout.write(
+        `${table(
+          ['VM', 'HOST', 'SITE', 'MEMORY MiB', 'VCPUS', ...(applied ? ['STARTED AS'] : [])],
+          placed.assignment.map((a) => [a.vm, a.host, a.site, mem.get(a.vm)!.memoryMiB, mem.get(a.vm)!.vcpus, ...(applied ? [byVm.get(a.vm)?.domain ?? '-'] : [])]),
+        )}\n`,
+      );
       if (!o.apply) process.stdout.write('\n(not applied: add --apply to define and start them)\n');
     });
   return cmd;
@@ -94,7 +103,10 @@ async function applyLibvirt(placed: InitialPlacement, cluster: ClusterFile, temp
     return { vm: a.vm, host: a.host, uri: uri.get(a.host)!, xml, uuid, mac };
   });
   // The registry's URIs are what any Redis writer put there: used only where the manager's configuration vouches for them.
-  const { refused } = trustedRoutes(registry.filter((h) => placed.assignment.some((a) => a.host === h.host)), vetter);
+  const { refused } = trustedRoutes(
+    registry.filter((h) => placed.assignment.some((a) => a.host === h.host)),
+    vetter,
+  );
   if (refused.length) throw new UserError(`host ${refused[0]!.host}: ${refused[0]!.why}`);
   const domains = await defineAndStartAll(jobs);
   return jobs.map((j, i) => ({ vm: j.vm, host: j.host, domain: domains[i]!, uuid: j.uuid, mac: j.mac }));

@@ -19,8 +19,10 @@ const MEASURES: readonly TrafficMeasure[] = ['bytes', 'messages'];
 
 export function reportCommand(): Command {
   const cmd = new Command('report')
-    .description('a picture of the cluster over a span: the communication matrix as a heatmap, the groups, the sites, hosts and VMs, ' +
-      'the inter-site share of traffic and the migrations, as an SVG and/or a self-contained HTML page')
+    .description(
+      'a picture of the cluster over a span: the communication matrix as a heatmap, the groups, the sites, hosts and VMs, ' +
+        'the inter-site share of traffic and the migrations, as an SVG and/or a self-contained HTML page',
+    )
     .option('--svg <file>', 'write the report as one SVG picture')
     .option('--html <file>', 'write the report as a self-contained HTML page (inline SVG and CSS, nothing fetched)')
     .option('--json', 'print the data behind the pictures as JSON (the matrix as sparse cells, per second)')
@@ -33,9 +35,12 @@ export function reportCommand(): Command {
     .option('--measure <m>', 'bytes|messages: what defines the groups and colours the matrix', 'bytes')
     .option('--wait <duration>', 'how long to wait for hosts that have not reported the newest period yet', '0')
     .option('--approx', "if reports are still missing after the wait, estimate them from each host's period before (the report says so)")
-    .addHelpText('after', '\nExample: virt-cohort report --lab demo --span 15m --html report.html --svg report.svg\n' +
-      '\nExit status: 0 written, 3 the collector handed the query back (too few periods yet, or hosts missing: ' +
-      'the output says when it can be answered; try a shorter --span), 2 bad input, Redis unreachable or no host registered.')
+    .addHelpText(
+      'after',
+      '\nExample: virt-cohort report --lab demo --span 15m --html report.html --svg report.svg\n' +
+        '\nExit status: 0 written, 3 the collector handed the query back (too few periods yet, or hosts missing: ' +
+        'the output says when it can be answered; try a shorter --span), 2 bad input, Redis unreachable or no host registered.',
+    )
     .action(async (o) => {
       if (!o.svg && !o.html && !o.json) throw new UserError('say what to produce: --svg FILE and/or --html FILE (or --json for the data)');
       const type = String(o.type);

@@ -1,4 +1,4 @@
-import { Command, Option } from 'commander';
+import { type Command, Option } from 'commander';
 import { commandSettings, flagName, type SettingsCommand } from '../config/flags.js';
 import type { FlagValue } from '../config/load.js';
 import { DEFAULT_CONFIG_FILE, DEFAULT_REDIS_URL } from '../config/schema.js';
@@ -6,9 +6,10 @@ import { setting, shownDefault, summary, type Setting } from '../config/settings
 import { integer, number } from './options.js';
 
 /** --config / --no-config, for the commands that read the file: a file, none, or the default lookup. */
-export const configOption = (c: Command) => c
-  .option('--config <file>', `YAML configuration (default: $VIRT_COHORT_CONFIG, else ${DEFAULT_CONFIG_FILE} if it exists); flags override it`)
-  .option('--no-config', 'read no configuration file (defaults, environment and flags only)');
+export const configOption = (c: Command) =>
+  c
+    .option('--config <file>', `YAML configuration (default: $VIRT_COHORT_CONFIG, else ${DEFAULT_CONFIG_FILE} if it exists); flags override it`)
+    .option('--no-config', 'read no configuration file (defaults, environment and flags only)');
 
 /** A flag's help: what the key does (in lower case, as the other options' help), the key, its default and its variable. */
 function help(s: Setting): string {
@@ -18,7 +19,11 @@ function help(s: Setting): string {
 /** "The collector's Redis" → "the ...", but "CA bundle" stays. */
 const lowerFirst = (t: string) => (/^[A-Z][^A-Z]/.test(t) ? t[0]!.toLowerCase() + t.slice(1) : t);
 
-const list = (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean);
+const list = (v: string) =>
+  v
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
 
 function option(s: Setting): Option {
   const flag = flagName(s.path);

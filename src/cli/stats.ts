@@ -21,7 +21,7 @@ export function statsCommand(): Command {
     .option('--coefficient <n>', 'weighted: how many times a period counts the one before it (> 0)', String(DEFAULT_COEFFICIENT))
     .option('--span <n|duration>', 'periods to cover, ending with the newest ended one: a count (10) or a duration (5m, rounded up to whole periods)', '10')
     .option('--wait <duration>', 'how long to wait for hosts that have not reported yet (e.g. 10s; a bare number is seconds)', '0')
-    .option('--approx', 'if reports are still missing after the wait, estimate them from each host\'s period before (flagged in the answer)')
+    .option('--approx', "if reports are still missing after the wait, estimate them from each host's period before (flagged in the answer)")
     .option('--vm <name>', 'only the pairs with this VM on either side')
     .option('--top <n>', 'print only the first N pairs (of each period with --type detail)')
     .option('--period <s>', `period length in seconds (default: vc:settings periodSeconds, else ${DEFAULT_PERIOD_SECONDS})`)
@@ -38,7 +38,11 @@ export function statsCommand(): Command {
       const maxWaitMs = parseDuration(o.wait, '--wait');
       const graceMs = o.grace === undefined ? undefined : parseDuration(o.grace, '--grace');
       const options = checkQuery({
-        type: o.type as QueryType, span: o.span, coefficient, approx: Boolean(o.approx), maxWaitMs,
+        type: o.type as QueryType,
+        span: o.span,
+        coefficient,
+        approx: Boolean(o.approx),
+        maxWaitMs,
         ...(o.vm !== undefined ? { vm: o.vm } : {}),
         ...(period !== undefined ? { periodSeconds: period } : {}),
         ...(graceMs !== undefined ? { graceMs } : {}),
@@ -92,17 +96,16 @@ export function render(r: QueryResult): string {
   }
   const what = r.type === 'weighted' ? `weighted (coefficient ${r.coefficient})` : r.type;
   const how = r.approximate
-    ? `APPROXIMATE: estimated ${r.estimated.map((e) => `${e.host} in ${time(e.period, L)}` +
-      (e.from === null ? ' as zero (no earlier report)' : ` from ${time(e.from, L)}`)).join(', ')}`
+    ? `APPROXIMATE: estimated ${r.estimated.map((e) => `${e.host} in ${time(e.period, L)}` + (e.from === null ? ' as zero (no earlier report)' : ` from ${time(e.from, L)}`)).join(', ')}`
     : 'exact';
   const head = `${what} over ${n} period(s) of ${L} s, ${from} to ${to}, ${how}\n\n`;
   const row = (p: Pair) => [p.src, p.dst, fmt(p.messages), fmt(p.bytes)];
   if (r.type === 'detail') {
     const rows = r.detail.flatMap((d) => d.pairs.map((p) => [time(d.period, L), ...row(p)]));
-    return head + (rows.length ? table(['PERIOD', 'SRC', 'DST', 'MESSAGES', 'BYTES'], rows) : '(no traffic)') + '\n';
+    return `${head + (rows.length ? table(['PERIOD', 'SRC', 'DST', 'MESSAGES', 'BYTES'], rows) : '(no traffic)')}\n`;
   }
   const unit = r.type === 'mean' ? 'MEAN' : 'WEIGHTED';
-  return head + (r.pairs.length ? table(['SRC', 'DST', `${unit} MSG/PERIOD`, `${unit} BYTES/PERIOD`], r.pairs.map(row)) : '(no traffic)') + '\n';
+  return `${head + (r.pairs.length ? table(['SRC', 'DST', `${unit} MSG/PERIOD`, `${unit} BYTES/PERIOD`], r.pairs.map(row)) : '(no traffic)')}\n`;
 }
 
 async function printHosts(redis: Redis, json: boolean, grace: number | undefined): Promise<void> {
@@ -113,18 +116,29 @@ async function printHosts(redis: Redis, json: boolean, grace: number | undefined
   const hosts = (await registry.hosts()).map((h) => ({ ...h, live: h.lastSeen >= now - graceMs }));
   if (json) return printJson(hosts);
   const age = (ms: number) => (ms ? `${Math.round((now - ms) / 1000)} s ago` : '-');
-  process.stdout.write((hosts.length
-    ? table(['HOST', 'SITE', 'STATE', 'VMS', 'CPUS', 'MEMORY MiB', 'FREE MiB', 'SENSOR', 'LAST SEEN', 'URI'],
-      hosts.map((h) => [h.host, h.site, h.live ? 'live' : 'dead', h.vms, h.cpus, Math.round(h.memoryKiB / 1024),
-        Math.round(h.freeMemoryKiB / 1024), sensorLabel(h), age(h.lastSeen), h.uri]))
-    : '(no host has registered)') + '\n');
+  process.stdout.write(
+    `${
+      hosts.length
+        ? table(
+            ['HOST', 'SITE', 'STATE', 'VMS', 'CPUS', 'MEMORY MiB', 'FREE MiB', 'SENSOR', 'LAST SEEN', 'URI'],
+            hosts.map((h) => [h.host, h.site, h.live ? 'live' : 'dead', h.vms, h.cpus, Math.round(h.memoryKiB / 1024), Math.round(h.freeMemoryKiB / 1024), sensorLabel(h), age(h.lastSeen), h.uri]),
+          )
+        : '(no host has registered)'
+    }\n`,
+  );
 }
 
 async function printVms(redis: Redis, json: boolean): Promise<void> {
   const vms = await new Registry(redis).vms();
   if (json) return printJson(vms);
-  process.stdout.write((vms.length
-    ? table(['VM', 'HOST', 'SITE', 'STATE', 'VCPUS', 'MEMORY MiB', 'MAC', 'ADDRESSES'],
-      vms.map((v) => [v.name, v.host, v.site, v.state, v.vcpus, Math.round(v.memoryKiB / 1024), v.mac, v.addresses.join(',') || '-']))
-    : '(no VM in the directory)') + '\n');
+  process.stdout.write(
+    `${
+      vms.length
+        ? table(
+            ['VM', 'HOST', 'SITE', 'STATE', 'VCPUS', 'MEMORY MiB', 'MAC', 'ADDRESSES'],
+            vms.map((v) => [v.name, v.host, v.site, v.state, v.vcpus, Math.round(v.memoryKiB / 1024), v.mac, v.addresses.join(',') || '-']),
+          )
+        : '(no VM in the directory)'
+    }\n`,
+  );
 }

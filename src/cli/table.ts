@@ -4,6 +4,7 @@
  * the cursor or recolour the screen. Such characters are printed as \xNN.
  */
 export function printable(s: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point: a VM name must not move the terminal's cursor
   return s.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 

@@ -7,7 +7,14 @@ import { table } from './table.js';
 
 export const DEFAULT_PIN_ROOT = '/sys/fs/bpf/virt-cohort';
 
-interface Rate { vm: number; peer: string; rxPps: number; rxBps: number; txPps: number; txBps: number }
+interface Rate {
+  vm: number;
+  peer: string;
+  rxPps: number;
+  rxBps: number;
+  txPps: number;
+  txBps: number;
+}
 
 export function topCommand(): Command {
   return new Command('top')
@@ -19,7 +26,9 @@ export function topCommand(): Command {
     .option('--json', 'print JSON (with --once, for scripts)')
     .action(async (o) => {
       const sensor = await EbpfSensor.open({
-        pinRoot: o.pinRoot, load: false, object: bpfObject,
+        pinRoot: o.pinRoot,
+        load: false,
+        object: bpfObject,
         ...(o.netns ? { netns: o.netns } : {}),
       });
       const names = new Map((await sensor.attached()).map((a) => [a.vm, a.tap]));
@@ -34,8 +43,12 @@ export function topCommand(): Command {
         else {
           if (!o.once) process.stdout.write('\x1b[2J\x1b[H');
           process.stdout.write(`virt-cohort top: ${sensor.pinDir}${o.netns ? ` in ${o.netns}` : ''}, ${new Date(t1).toLocaleTimeString()}\n\n`);
-          process.stdout.write(table(['VM', 'TAP', 'PEER', 'RX PKT/S', 'RX B/S', 'TX PKT/S', 'TX B/S'],
-            rates.map((r) => [r.vm, names.get(r.vm) ?? '-', r.peer, r.rxPps.toFixed(0), r.rxBps.toFixed(0), r.txPps.toFixed(0), r.txBps.toFixed(0)])) + '\n');
+          process.stdout.write(
+            `${table(
+              ['VM', 'TAP', 'PEER', 'RX PKT/S', 'RX B/S', 'TX PKT/S', 'TX B/S'],
+              rates.map((r) => [r.vm, names.get(r.vm) ?? '-', r.peer, r.rxPps.toFixed(0), r.rxBps.toFixed(0), r.txPps.toFixed(0), r.txBps.toFixed(0)]),
+            )}\n`,
+          );
         }
         if (o.once) return;
         before = now;
@@ -61,7 +74,13 @@ export function rateOf(before: FlowCounts[], now: FlowCounts[], seconds: number)
     const db = p && p.bytes <= f.bytes ? f.bytes - p.bytes : f.bytes;
     const pair = `${f.vm}|${f.peer}`;
     const row = rows.get(pair) ?? { vm: f.vm, peer: f.peer, rxPps: 0, rxBps: 0, txPps: 0, txBps: 0 };
-    if (f.dir === 'rx') { row.rxPps += dp / seconds; row.rxBps += db / seconds; } else { row.txPps += dp / seconds; row.txBps += db / seconds; }
+    if (f.dir === 'rx') {
+      row.rxPps += dp / seconds;
+      row.rxBps += db / seconds;
+    } else {
+      row.txPps += dp / seconds;
+      row.txBps += db / seconds;
+    }
     rows.set(pair, row);
   }
   return [...rows.values()].filter((r) => r.rxPps + r.txPps > 0).sort((a, b) => b.rxBps + b.txBps - (a.rxBps + a.txBps));

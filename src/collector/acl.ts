@@ -40,18 +40,35 @@ const CONNECT = ['+ping', '+info', '+time', '+select', '+hello', '+client|setnam
 
 /** Keys of the collector every agent writes: the period's guard, sums and meta, the pair dictionary, the VM directory. */
 function sharedAgentKeys(): string[] {
-  return [K.periods, anyPeriod(K.reported(0)), anyPeriod(K.meta(0)), anyPeriod(K.msgs(0)), anyPeriod(K.bytes(0)), K.pending,
-    K.pairIds, K.pairNames, K.pairDict, K.vms, K.vm('*'), K.addr];
+  return [K.periods, anyPeriod(K.reported(0)), anyPeriod(K.meta(0)), anyPeriod(K.msgs(0)), anyPeriod(K.bytes(0)), K.pending, K.pairIds, K.pairNames, K.pairDict, K.vms, K.vm('*'), K.addr];
 }
 
 export function agentUser(host: string, agentsTrim = false): AclUser {
   if (!HOST_RE.test(host)) throw new UserError(`'${host}' is not a host name as agent.host takes it (letters, digits, '_', '.', '-'): name the hosts as their agents do`);
   const own = [K.host(host), K.events(host), anyPeriod(K.hostPairs(0, host))];
   const rules = [
-    '+eval', '+evalsha',
+    '+eval',
+    '+evalsha',
     // Store.apply/materialise (and their Lua scripts: Redis checks each call inside against these), registerHost, putVm, vmGone, event.
-    '+get', '+set', '+del', '+unlink', '+hget', '+hmget', '+hgetall', '+hset', '+hsetnx', '+hdel', '+hincrby', '+sadd', '+smembers', '+sismember',
-    '+zadd', '+zmscore', '+zrange', '+zrem', '+xadd',
+    '+get',
+    '+set',
+    '+del',
+    '+unlink',
+    '+hget',
+    '+hmget',
+    '+hgetall',
+    '+hset',
+    '+hsetnx',
+    '+hdel',
+    '+hincrby',
+    '+sadd',
+    '+smembers',
+    '+sismember',
+    '+zadd',
+    '+zmscore',
+    '+zrange',
+    '+zrem',
+    '+xadd',
     ...[...own, ...sharedAgentKeys()].map((k) => `~${k}`),
     // Shared, but only added to: the host list, and the period length the first agent sets.
     `(~${K.hosts} +sadd +smembers +sismember)`,
@@ -65,10 +82,23 @@ export function agentUser(host: string, agentsTrim = false): AclUser {
 
 export function managerUser(): AclUser {
   return {
-    name: 'vc-manager', role: 'manager',
+    name: 'vc-manager',
+    role: 'manager',
     rules: [
-      '+@read', '-@dangerous', ...CONNECT, '+eval', '+evalsha', '+set', '+pexpire', '+del', '+hset', '+xadd',
-      '%R~vc:*', `~${K.managerLock}`, `~${K.cooldown('*')}`, `~${K.migrations}`,
+      '+@read',
+      '-@dangerous',
+      ...CONNECT,
+      '+eval',
+      '+evalsha',
+      '+set',
+      '+pexpire',
+      '+del',
+      '+hset',
+      '+xadd',
+      '%R~vc:*',
+      `~${K.managerLock}`,
+      `~${K.cooldown('*')}`,
+      `~${K.migrations}`,
       // `virt-cohort host drain|undrain` sets one field of a host's entry (the manager does not trust that entry's routes anyway).
       `(~${K.host('*')} +hset)`,
     ],
@@ -81,7 +111,7 @@ export function readerUser(): AclUser {
 
 export function aclUsers(o: AclOptions): AclUser[] {
   const hosts = [...new Set(o.hosts)];
-  if (!hosts.length) throw new UserError('no host given: name every agent\'s host (--hosts a1,b1), as in `virt-cohort stats --hosts`');
+  if (!hosts.length) throw new UserError("no host given: name every agent's host (--hosts a1,b1), as in `virt-cohort stats --hosts`");
   return [...hosts.map((h) => agentUser(h, o.agentsTrim)), managerUser(), readerUser()];
 }
 

@@ -51,10 +51,7 @@ export async function completeness(redis: Redis, periods: number[], periodSecond
  * whichever is first; returns the last state seen. Only the periods still
  * incomplete are read again.
  */
-export async function waitComplete(
-  redis: Redis, periods: number[], periodSeconds: number, graceMs: number,
-  clock: () => number, deadline: number, pollMs: number,
-): Promise<Completeness> {
+export async function waitComplete(redis: Redis, periods: number[], periodSeconds: number, graceMs: number, clock: () => number, deadline: number, pollMs: number): Promise<Completeness> {
   let state = await completeness(redis, periods, periodSeconds, graceMs, clock());
   while (state.missing.length && clock() < deadline) {
     await sleep(Math.max(1, Math.min(pollMs, deadline - clock())));

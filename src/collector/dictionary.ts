@@ -41,8 +41,10 @@ export async function dictionaryEpoch(redis: Redis): Promise<string | null> {
 export async function pairNames(redis: Redis, ids: ArrayLike<number>, epoch: string): Promise<string[]> {
   const [current, run] = await Promise.all([dictionaryEpoch(redis), runId(redis)]);
   if (current !== epoch) {
-    throw new Error(`reports were written with pair dictionary ${epoch}, but vc:pair:dict holds ${current ?? 'none'}: ` +
-      'the dictionary was deleted while periods that use it were kept; delete those periods (or wait for retention)');
+    throw new Error(
+      `reports were written with pair dictionary ${epoch}, but vc:pair:dict holds ${current ?? 'none'}: ` +
+        'the dictionary was deleted while periods that use it were kept; delete those periods (or wait for retention)',
+    );
   }
   let cache = caches.get(redis);
   if (!cache || cache.epoch !== epoch || cache.run !== run) caches.set(redis, (cache = { epoch, run, segments: new Map() }));

@@ -65,7 +65,9 @@ export function decodePacked(buf: Buffer, where: string): Packed {
   }
   const epoch = buf.toString('hex', 8, 16);
   if (!LE) {
-    const msgs = new Float64Array(n), bytes = new Float64Array(n), ids = new Uint32Array(n);
+    const msgs = new Float64Array(n),
+      bytes = new Float64Array(n),
+      ids = new Uint32Array(n);
     for (let i = 0; i < n; i++) {
       msgs[i] = buf.readDoubleLE(HEADER + 8 * i);
       bytes[i] = buf.readDoubleLE(HEADER + 8 * (n + i));
@@ -74,7 +76,8 @@ export function decodePacked(buf: Buffer, where: string): Packed {
     return { epoch, ids, msgs, bytes };
   }
   let b = buf;
-  if (b.byteOffset % 8 !== 0) { // a slice of ioredis's reply buffer: copy to an aligned one (a memcpy)
+  if (b.byteOffset % 8 !== 0) {
+    // a slice of ioredis's reply buffer: copy to an aligned one (a memcpy)
     b = Buffer.allocUnsafeSlow(buf.length);
     buf.copy(b);
   }

@@ -130,8 +130,16 @@ export function checkQuery(o: QueryOptions): Readonly<Settled> {
   spanPeriods(o.span, DEFAULT_PERIOD_SECONDS); // its form and sign; the count needs the period length, read later
   if (o.vm !== undefined && o.vm.trim() === '') throw new UnknownVmError(o.vm);
   return Object.freeze({
-    type: o.type, span: o.span, coefficient, maxWaitMs, approx: o.approx ?? false, vm: o.vm,
-    now: o.now ?? Date.now(), periodSeconds: o.periodSeconds, graceMs: o.graceMs, pollMs: o.pollMs ?? DEFAULT_POLL_MS,
+    type: o.type,
+    span: o.span,
+    coefficient,
+    maxWaitMs,
+    approx: o.approx ?? false,
+    vm: o.vm,
+    now: o.now ?? Date.now(),
+    periodSeconds: o.periodSeconds,
+    graceMs: o.graceMs,
+    pollMs: o.pollMs ?? DEFAULT_POLL_MS,
   });
 }
 
@@ -168,40 +176,45 @@ export async function query(redis: Redis, options: QueryOptions): Promise<QueryR
   if (firstPeriod === undefined || firstPeriod > periods[0]!) {
     const available = firstPeriod === undefined || firstPeriod > newest ? 0 : (newest - firstPeriod) / L + 1;
     const never = settings.retention !== undefined && settings.retention > 0 && n > settings.retention;
-    const reason = firstPeriod === undefined
-      ? `no period has been reported yet: the span asks for ${n} period(s)`
-      : `the span asks for ${n} period(s) from ${periodLabel({ start: periods[0]!, length: L })}, but the collector holds ${available} period(s) up to then (the oldest starts ${periodLabel({ start: firstPeriod, length: L })})` +
-        (never ? `; retention keeps ${settings.retention}: ask for at most ${settings.retention}` : `: ask for at most ${available}`);
+    const reason =
+      firstPeriod === undefined
+        ? `no period has been reported yet: the span asks for ${n} period(s)`
+        : `the span asks for ${n} period(s) from ${periodLabel({ start: periods[0]!, length: L })}, but the collector holds ${available} period(s) up to then (the oldest starts ${periodLabel({ start: firstPeriod, length: L })})` +
+          (never ? `; retention keeps ${settings.retention}: ask for at most ${settings.retention}` : `: ask for at most ${available}`);
     return {
-      status: 'reformulate', ...base, reason, missing: [], periodsAvailable: available,
+      status: 'reformulate',
+      ...base,
+      reason,
+      missing: [],
+      periodsAvailable: available,
       answerableAt: never || firstPeriod === undefined ? null : (firstPeriod + n * L) * 1000,
     };
   }
 
   const t0 = Date.now();
   const clock = () => q.now + (Date.now() - t0);
-  const waited = q.maxWaitMs > 0
-    ? await waitComplete(redis, periods, L, graceMs, clock, q.now + q.maxWaitMs, q.pollMs)
-    : await completeness(redis, periods, L, graceMs, q.now);
+  const waited = q.maxWaitMs > 0 ? await waitComplete(redis, periods, L, graceMs, clock, q.now + q.maxWaitMs, q.pollMs) : await completeness(redis, periods, L, graceMs, q.now);
   if (waited.missing.length && !q.approx) {
     const byPeriod = groupMissing(waited.missing);
-    const reason = `${byPeriod.size} period(s) incomplete: ` +
+    const reason =
+      `${byPeriod.size} period(s) incomplete: ` +
       [...byPeriod].map(([p, hs]) => `${periodLabel({ start: p, length: L })} lacks ${hs.join(', ')}`).join('; ') +
       (q.maxWaitMs > 0 ? ` (waited ${(Date.now() - t0) / 1000} s)` : '') +
       ': wait longer, allow an approximate answer, or ask again later';
     return {
-      status: 'reformulate', ...base, reason, missing: waited.missing,
-      periodsAvailable: (newest - firstPeriod) / L + 1, answerableAt: waited.answerableAt,
+      status: 'reformulate',
+      ...base,
+      reason,
+      missing: waited.missing,
+      periodsAvailable: (newest - firstPeriod) / L + 1,
+      answerableAt: waited.answerableAt,
     };
   }
 
   // Each period's reported set, then the packed reports of those hosts. A report is written in the same
   // script as its host's SADD and never changed after, so the set read decides which reports count: one
   // landing now is either in both (not estimated) or in neither (estimated).
-  const [addr, snaps] = await Promise.all([
-    registry.addresses(),
-    readPeriods(redis, periods),
-  ]);
+  const [addr, snaps] = await Promise.all([registry.addresses(), readPeriods(redis, periods)]);
   const missing = waited.missing.filter((m) => !snaps[periods.indexOf(m.period)]!.reported.has(m.host));
   const estimated = await estimate(redis, missing, periods, snaps, L);
   const span = await sumSpan(redis, snaps, addr, q.vm);
@@ -255,7 +268,9 @@ async function readPeriods(redis: Redis, periods: number[]): Promise<Snapshot[]>
   for (const p of periods) sets.smembers(K.reported(p));
   const reported = (await results(sets, 'the reported sets')) as string[][];
   const reads = redis.pipeline();
-  periods.forEach((p, i) => { for (const h of reported[i]!) reads.getBuffer(K.hostPairs(p, h)); });
+  periods.forEach((p, i) => {
+    for (const h of reported[i]!) reads.getBuffer(K.hostPairs(p, h));
+  });
   const got = (await results(reads, 'the packed reports')) as (Buffer | null)[];
   let j = 0;
   return periods.map((p, i) => {
@@ -325,7 +340,10 @@ async function sumSpan(redis: Redis, snaps: Snapshot[], addr: Map<string, string
   for (const p of blobs) {
     for (let j = 0; j < p.ids.length; j++) {
       const id = p.ids[j]!;
-      if (rid[id] === -2) { rid[id] = -1; distinct.push(id); }
+      if (rid[id] === -2) {
+        rid[id] = -1;
+        distinct.push(id);
+      }
     }
   }
   const epoch = blobs[0]?.epoch ?? '';
@@ -340,13 +358,21 @@ async function sumSpan(redis: Redis, snaps: Snapshot[], addr: Map<string, string
     if (vm !== undefined && m.src !== vm && m.dst !== vm) return;
     const key = pairMember(m.src, m.dst);
     let r = index.get(key);
-    if (r === undefined) { index.set(key, (r = src.length)); src.push(m.src); dst.push(m.dst); }
+    if (r === undefined) {
+      index.set(key, (r = src.length));
+      src.push(m.src);
+      dst.push(m.dst);
+    }
     rid[id] = r;
     received[id] = m.received ? 1 : 0;
   });
   const R = src.length;
-  const sm = new Float64Array(R), sb = new Float64Array(R), rm = new Float64Array(R), rb = new Float64Array(R);
-  const sentAt = new Int32Array(R).fill(-1), recvAt = new Int32Array(R).fill(-1);
+  const sm = new Float64Array(R),
+    sb = new Float64Array(R),
+    rm = new Float64Array(R),
+    rb = new Float64Array(R);
+  const sentAt = new Int32Array(R).fill(-1),
+    recvAt = new Int32Array(R).fill(-1);
   const per = snaps.map((s, i) => {
     const touched: number[] = [];
     for (const p of s.blobs) {
@@ -356,11 +382,21 @@ async function sumSpan(redis: Redis, snaps: Snapshot[], addr: Map<string, string
         const r = rid[id]!;
         if (r < 0) continue;
         if (received[id]) {
-          if (recvAt[r] !== i) { if (sentAt[r] !== i) touched.push(r); recvAt[r] = i; rm[r] = 0; rb[r] = 0; }
+          if (recvAt[r] !== i) {
+            if (sentAt[r] !== i) touched.push(r);
+            recvAt[r] = i;
+            rm[r] = 0;
+            rb[r] = 0;
+          }
           rm[r]! += msgs[j]!;
           rb[r]! += bytes[j]!;
         } else {
-          if (sentAt[r] !== i) { if (recvAt[r] !== i) touched.push(r); sentAt[r] = i; sm[r] = 0; sb[r] = 0; }
+          if (sentAt[r] !== i) {
+            if (recvAt[r] !== i) touched.push(r);
+            sentAt[r] = i;
+            sm[r] = 0;
+            sb[r] = 0;
+          }
           sm[r]! += msgs[j]!;
           sb[r]! += bytes[j]!;
         }

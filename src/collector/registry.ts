@@ -81,17 +81,37 @@ const num = (v: string | undefined) => (v === undefined || v === '' ? 0 : Number
 
 function hostEntry(host: string, r: Record<string, string>): HostEntry {
   return {
-    host, site: r.site ?? '', uri: r.uri ?? '', cpus: num(r.cpus), memoryKiB: num(r.memoryKiB),
-    freeMemoryKiB: num(r.freeMemoryKiB), vms: num(r.vms), sensor: r.sensor ?? '', sensorNote: r.sensorNote ?? '', periodSeconds: num(r.periodSeconds),
-    migrateUri: r.migrateUri ?? '', firstSeen: num(r.firstSeen), lastSeen: num(r.lastSeen), draining: r.draining === '1',
+    host,
+    site: r.site ?? '',
+    uri: r.uri ?? '',
+    cpus: num(r.cpus),
+    memoryKiB: num(r.memoryKiB),
+    freeMemoryKiB: num(r.freeMemoryKiB),
+    vms: num(r.vms),
+    sensor: r.sensor ?? '',
+    sensorNote: r.sensorNote ?? '',
+    periodSeconds: num(r.periodSeconds),
+    migrateUri: r.migrateUri ?? '',
+    firstSeen: num(r.firstSeen),
+    lastSeen: num(r.lastSeen),
+    draining: r.draining === '1',
   };
 }
 
 function vmEntry(name: string, r: Record<string, string>): VmEntry {
   return {
-    name, uuid: r.uuid ?? '', host: r.host ?? '', site: r.site ?? '', state: r.state ?? '', mac: r.mac ?? '',
-    addresses: r.addresses ? r.addresses.split(',') : [], memoryKiB: num(r.memoryKiB), vcpus: num(r.vcpus), since: num(r.since),
-    pinned: r.pinned === '1', optOut: r.optOut === '1',
+    name,
+    uuid: r.uuid ?? '',
+    host: r.host ?? '',
+    site: r.site ?? '',
+    state: r.state ?? '',
+    mac: r.mac ?? '',
+    addresses: r.addresses ? r.addresses.split(',') : [],
+    memoryKiB: num(r.memoryKiB),
+    vcpus: num(r.vcpus),
+    since: num(r.since),
+    pinned: r.pinned === '1',
+    optOut: r.optOut === '1',
   };
 }
 
@@ -104,11 +124,15 @@ export class Registry {
 
   /** An agent's heartbeat: its host's record, lastSeen `now`; the cluster's period length when none is set yet. */
   async registerHost(host: string, rec: HostRecord, now = Date.now()): Promise<void> {
-    await results(this.redis.multi()
-      .sadd(K.hosts, host)
-      .hsetnx(K.host(host), 'firstSeen', String(now))
-      .hset(K.host(host), { ...rec, migrateUri: rec.migrateUri ?? '', sensorNote: rec.sensorNote ?? '', lastSeen: now })
-      .hsetnx(K.settings, 'periodSeconds', String(rec.periodSeconds)), `the registration of host ${host}`);
+    await results(
+      this.redis
+        .multi()
+        .sadd(K.hosts, host)
+        .hsetnx(K.host(host), 'firstSeen', String(now))
+        .hset(K.host(host), { ...rec, migrateUri: rec.migrateUri ?? '', sensorNote: rec.sensorNote ?? '', lastSeen: now })
+        .hsetnx(K.settings, 'periodSeconds', String(rec.periodSeconds)),
+      `the registration of host ${host}`,
+    );
   }
 
   /** Every host that ever registered, sorted by name. */

@@ -37,7 +37,7 @@ local function run_id() return string.match(redis.call('INFO', 'server'), 'run_i
  * emptying its names and index (KEYS[2], KEYS[3]) when there is none; leaves
  * `epoch` set. Starts NEW_IDS and DICT.
  */
-const OPEN_DICT = RUN_ID + `
+const OPEN_DICT = `${RUN_ID}
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[1]
@@ -87,7 +87,7 @@ end
  * KEYS: reported, hostPairs, meta, periods, pairDict, pending, msgs, bytes.
  * ARGV: host, period, epoch, run_id, blob, meta, n pairs inline (-1: none, the report is large), then n members, messages, bytes.
  */
-const APPLY = ADD_TO_ZSETS + RUN_ID + `
+const APPLY = `${ADD_TO_ZSETS + RUN_ID}
 if redis.call('HGET', KEYS[5], 'epoch') ~= ARGV[3] or run_id() ~= ARGV[4] then return -1 end
 -- A script is not undone when a call fails: under an ACL (virt-cohort acl), a host that may not write this
 -- report must fail before the guard below marks it reported. (acl_check_cmd: Redis 7.0 and later.)
@@ -117,7 +117,7 @@ return 1
  * the report's path (indexIds). Returns epoch, run_id, first id.
  * KEYS: pairDict, pairNames, pairIds. ARGV: epoch for a new dictionary, segment size, members...
  */
-const NEW_IDS = OPEN_DICT + `
+const NEW_IDS = `${OPEN_DICT}
 local run = run_id()
 local k = #ARGV - 2
 local first = redis.call('HINCRBY', KEYS[1], 'next', k) - k
@@ -136,7 +136,7 @@ return {epoch, run, first}
 `;
 
 /** The current dictionary's epoch and run_id (creating the dictionary if there is none), for a lookup in the same MULTI. */
-const DICT = OPEN_DICT + `
+const DICT = `${OPEN_DICT}
 return {epoch, run_id()}
 `;
 
@@ -145,7 +145,7 @@ return {epoch, run_id()}
  * are still those the ids came from (else -1: they are not written).
  * KEYS: pairDict, pairIds. ARGV: epoch, run_id, then member, id, member, id...
  */
-const INDEX_IDS = RUN_ID + `
+const INDEX_IDS = `${RUN_ID}
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] or run_id() ~= ARGV[2] then return -1 end
 for s = 3, #ARGV, 4000 do redis.call('HSET', KEYS[2], unpack(ARGV, s, math.min(s + 3999, #ARGV))) end
 return 1
@@ -159,7 +159,7 @@ return 1
  * report trimmed meanwhile (field gone) adds nothing.
  * KEYS: pending, msgs, bytes. ARGV: field, offset, last (1|0), n, then n members, messages, bytes.
  */
-const SUM = ADD_TO_ZSETS + `
+const SUM = `${ADD_TO_ZSETS}
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
 local n = tonumber(ARGV[4])
 addTo(KEYS[2], KEYS[3], 5, n)

@@ -21,7 +21,7 @@ export function spanPeriods(span: number | string, periodSeconds: number): numbe
   let n: number;
   if (typeof span === 'number') n = span;
   else if (/^\s*-?\d+\s*$/.test(span)) n = Number(span);
-  else if (span.trim() === '') throw new UserError("the span is empty: give a number of periods (e.g. 10) or a duration (e.g. 5m)");
+  else if (span.trim() === '') throw new UserError('the span is empty: give a number of periods (e.g. 10) or a duration (e.g. 5m)');
   else if (/^\s*-/.test(span)) throw new UserError(`the span '${span}' is negative: give a positive number of periods (e.g. 10) or a duration (e.g. 5m)`);
   else n = Math.ceil(parseDuration(span, 'the span') / (periodSeconds * 1000));
   if (!Number.isInteger(n) || n < 1) {

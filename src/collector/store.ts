@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { NAME_SEGMENT, pairNames } from './dictionary.js';
 import { EVENTS_MAXLEN, K, pendingField, periodKeys } from './keys.js';
 import { decodePacked, encodePacked, newEpoch } from './packed.js';
@@ -7,7 +7,6 @@ import type { Counts } from './resolve.js';
 import { Registry } from './registry.js';
 import { results } from './results.js';
 import { defineScripts } from './scripts.js';
-
 
 /** Default Store options: a report of up to INLINE_PAIRS pairs is summed into the zsets inside its guard (~40 ms of Redis at 10k). */
 export const INLINE_PAIRS = 10_000;
@@ -50,7 +49,10 @@ export class Store {
   /** For retention: which hosts' keys a period has. */
   private readonly registry: Registry;
 
-  constructor(readonly redis: Redis, opts: StoreOptions = {}) {
+  constructor(
+    readonly redis: Redis,
+    opts: StoreOptions = {},
+  ) {
     this.inlinePairs = opts.inlinePairs ?? INLINE_PAIRS;
     this.chunkPairs = Math.max(1, opts.chunkPairs ?? CHUNK_PAIRS);
     defineScripts(redis);
@@ -69,8 +71,21 @@ export class Store {
       const { epoch, run } = this.dict!;
       const inline = r.pairs.length <= this.inlinePairs;
       const args: (string | number | Buffer)[] = [
-        K.reported(r.period), K.hostPairs(r.period, r.host), K.meta(r.period), K.periods, K.pairDict, K.pending, K.msgs(r.period), K.bytes(r.period),
-        r.host, r.period, epoch, run, encodePacked(epoch, ids, r.pairs), reportMeta(r), inline ? r.pairs.length : -1,
+        K.reported(r.period),
+        K.hostPairs(r.period, r.host),
+        K.meta(r.period),
+        K.periods,
+        K.pairDict,
+        K.pending,
+        K.msgs(r.period),
+        K.bytes(r.period),
+        r.host,
+        r.period,
+        epoch,
+        run,
+        encodePacked(epoch, ids, r.pairs),
+        reportMeta(r),
+        inline ? r.pairs.length : -1,
       ];
       if (inline) pushColumns(args, r.pairs, 0, r.pairs.length);
       const [res] = await results(this.redis.multi().vcApply(...args), 'the report transaction');
@@ -108,7 +123,8 @@ export class Store {
       const unknown: number[] = []; // positions (a member twice in one report would get two ids: harmless)
       for (let i = 0; i < pairs.length; i++) {
         const id = this.ids.get(pairs[i]![0]);
-        if (id !== undefined) ids[i] = id; else unknown.push(i);
+        if (id !== undefined) ids[i] = id;
+        else unknown.push(i);
       }
       if (!unknown.length && this.dict) return ids;
       const members = unknown.map((i) => pairs[i]![0]);
@@ -125,13 +141,13 @@ export class Store {
       const found = out.slice(1).flatMap((v) => v as (string | null)[]);
       const fresh: number[] = []; // indexes into members
       for (let k = 0; k < members.length; k++) {
-        if (found[k] === null) fresh.push(k); else ids[unknown[k]!] = Number(found[k]);
+        if (found[k] === null) fresh.push(k);
+        else ids[unknown[k]!] = Number(found[k]);
       }
       if (fresh.length) {
         const nt = this.redis.pipeline();
         for (let i = 0; i < fresh.length; i += NEW_BATCH) {
-          nt.vcNewIds(K.pairDict, K.pairNames, K.pairIds, newEpoch(), NAME_SEGMENT,
-            ...fresh.slice(i, i + NEW_BATCH).map((k) => members[k]!));
+          nt.vcNewIds(K.pairDict, K.pairNames, K.pairIds, newEpoch(), NAME_SEGMENT, ...fresh.slice(i, i + NEW_BATCH).map((k) => members[k]!));
         }
         let stale = false;
         let f = 0;
@@ -209,7 +225,8 @@ export class Store {
       bytes = pairs.map((p) => p[2]);
     } else {
       const buf = await this.redis.getBuffer(K.hostPairs(period, host));
-      if (!buf) { // trimmed (or deleted by hand): nothing left to sum
+      if (!buf) {
+        // trimmed (or deleted by hand): nothing left to sum
         await this.redis.hdel(K.pending, field);
         return false;
       }
@@ -220,8 +237,9 @@ export class Store {
     const n = names.length;
     // From where the field says, in chunks; again from where it then says if other callers
     // summed chunks of other sizes meanwhile, until the field is gone.
-    for (let at = from; ;) {
-      if (at >= n && n > 0) { // cannot be: the last chunk removes the field
+    for (let at = from; ; ) {
+      if (at >= n && n > 0) {
+        // cannot be: the last chunk removes the field
         await this.redis.hdel(K.pending, field);
         break;
       }
@@ -280,7 +298,10 @@ export async function hostPart(redis: Redis, period: number, host: string): Prom
   const names = await pairNames(redis, p.ids, p.epoch);
   names.forEach((m, i) => {
     const c = out.get(m);
-    if (c) { c[0] += p.msgs[i]!; c[1] += p.bytes[i]!; } else out.set(m, [p.msgs[i]!, p.bytes[i]!]);
+    if (c) {
+      c[0] += p.msgs[i]!;
+      c[1] += p.bytes[i]!;
+    } else out.set(m, [p.msgs[i]!, p.bytes[i]!]);
   });
   return out;
 }

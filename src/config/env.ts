@@ -25,6 +25,10 @@ export function envValue(raw: string, type: EnvVar['type']): unknown {
   const t = raw.trim();
   if (type === 'int') return /^-?\d+$/.test(t) ? Number(t) : raw;
   if (type === 'bool') return /^(1|true|yes|on)$/i.test(t) ? true : /^(0|false|no|off)$/i.test(t) ? false : raw;
-  if (type === 'list') return t.split(',').map((s) => s.trim()).filter(Boolean);
+  if (type === 'list')
+    return t
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
   return raw;
 }

@@ -30,7 +30,13 @@ export const COMMAND_SETTINGS = {
 export type SettingsCommand = keyof typeof COMMAND_SETTINGS;
 
 export function flagName(path: string): string {
-  return FLAG_NAMES[path] ?? `--${path.split('.').pop()!.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+  return (
+    FLAG_NAMES[path] ??
+    `--${path
+      .split('.')
+      .pop()!
+      .replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`
+  );
 }
 
 /** The settings `command` takes as flags, in the order of its help. */

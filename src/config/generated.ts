@@ -65,8 +65,11 @@ export function defaultYaml(): string {
   const head = [
     `# virt-cohort configuration: ${DEFAULT_CONFIG_FILE}`,
     '#',
-    ...wrap(`Every key is shown with its built-in default, except ${packagedKeys().join(' and ')}, which this packaged file sets (the built-in default is noted there). ` +
-      'Keys without a default, or with one that depends on the machine, are shown commented out with an example.', '# '),
+    ...wrap(
+      `Every key is shown with its built-in default, except ${packagedKeys().join(' and ')}, which this packaged file sets (the built-in default is noted there). ` +
+        'Keys without a default, or with one that depends on the machine, are shown commented out with an example.',
+      '# ',
+    ),
     '# Remove a key to get its default. Unknown keys are refused.',
     '# Precedence: built-in defaults < this file < environment variables < command-line flags.',
     `# Check a change before restarting:   virt-cohort config check ${DEFAULT_CONFIG_FILE}`,
@@ -104,7 +107,9 @@ export function referenceMarkdown(): string {
     '- Precedence: built-in defaults < the file < environment variables < flags.',
     '- Unknown keys are refused; `virt-cohort config check [FILE]` validates a file and prints the effective settings.',
     '- Durations: `30s`, `5m`, `1h`, `500ms`, or a number of seconds.',
-    `- The packaged file sets ${packagedKeys().map((p) => `\`${p}\``).join(' and ')} (see there); every other key it shows has its built-in default.`,
+    `- The packaged file sets ${packagedKeys()
+      .map((p) => `\`${p}\``)
+      .join(' and ')} (see there); every other key it shows has its built-in default.`,
   ];
   for (const s of SETTINGS_TREE.entries.filter(isGroup)) {
     out.push('', `## ${s.key}`, '', s.description, '', '| Key | Default | Environment | Flag | Description |', '| --- | --- | --- | --- | --- |', ...referenceRows(s));

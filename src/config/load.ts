@@ -34,7 +34,10 @@ export interface Loaded {
 /** Every problem of a configuration, one line each: where, which key, what is wrong, what to do. */
 export class ConfigError extends UserError {
   override name = 'ConfigError';
-  constructor(readonly problems: string[], readonly file?: string) {
+  constructor(
+    readonly problems: string[],
+    readonly file?: string,
+  ) {
     super(problems.length === 1 ? `invalid configuration: ${problems[0]}` : `invalid configuration (${problems.length} problems):\n  ${problems.join('\n  ')}`);
   }
 }
@@ -83,7 +86,11 @@ export function loadSettings(opts: LoadOptions = {}): Loaded {
     flagNames.set(f.path, f.flag);
     overrides.push(`${f.path} ← ${f.flag}`);
   }
-  layers.push({ data: flagData, where: (p) => `option ${flagNames.get(p.join('.')) ?? '?'}`, example: (p, v) => `give e.g. ${flagNames.get(p.join('.'))} ${v} (the default), or leave the option out` });
+  layers.push({
+    data: flagData,
+    where: (p) => `option ${flagNames.get(p.join('.')) ?? '?'}`,
+    example: (p, v) => `give e.g. ${flagNames.get(p.join('.'))} ${v} (the default), or leave the option out`,
+  });
 
   const merged: Tree = Object.fromEntries(SECTIONS.map((s) => [s, {}]));
   for (const l of layers) merge(merged, l.data);
@@ -109,10 +116,13 @@ function fileLayer(file: string): Layer {
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length) {
-    throw new ConfigError(doc.errors.map((e) => {
-      const pos = e.linePos?.[0];
-      return `${file}${pos ? `:${pos.line}:${pos.col}` : ''}: not valid YAML (${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}): fix the syntax there (indentation, a missing ':' or an unclosed quote)`;
-    }), file);
+    throw new ConfigError(
+      doc.errors.map((e) => {
+        const pos = e.linePos?.[0];
+        return `${file}${pos ? `:${pos.line}:${pos.col}` : ''}: not valid YAML (${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}): fix the syntax there (indentation, a missing ':' or an unclosed quote)`;
+      }),
+      file,
+    );
   }
   const data = doc.toJS() as unknown;
   if (data !== null && data !== undefined && (typeof data !== 'object' || Array.isArray(data))) {
@@ -175,11 +185,13 @@ function describeIssue(issue: z.core.$ZodIssue, merged: Tree, layers: Layer[]): 
     default:
       what = `must be ${issue.message} (got ${shown})`;
   }
-  return [locate(path, layers, `${key} ${what}`, (l) => {
-    const def = getIn(defaults(), path);
-    if (def === undefined || def === '' || (Array.isArray(def) && !def.length)) return 'correct the value (see src/config/default.yaml)';
-    return l.example(path, typeof def === 'string' ? def : JSON.stringify(def));
-  })];
+  return [
+    locate(path, layers, `${key} ${what}`, (l) => {
+      const def = getIn(defaults(), path);
+      if (def === undefined || def === '' || (Array.isArray(def) && !def.length)) return 'correct the value (see src/config/default.yaml)';
+      return l.example(path, typeof def === 'string' ? def : JSON.stringify(def));
+    }),
+  ];
 }
 
 /** The message, prefixed with where the value came from (the highest layer that holds it). */
@@ -193,10 +205,15 @@ function crossChecks(c: Config): [Path, string, string][] {
   const out: [Path, string, string][] = [];
   const r = c.redis;
   if (r.password && r.passwordFile) out.push([['redis', 'passwordFile'], 'redis.password and redis.passwordFile are both set', 'keep one of them (passwordFile keeps the secret out of this file)']);
-  if (r.tls && !r.url.startsWith('rediss://')) out.push([['redis', 'tls'], `redis.tls is set but redis.url is not rediss:// (${redactUrl(r.url)})`, 'write the URL as rediss://HOST:PORT, or remove redis.tls']);
-  if (r.tls && Boolean(r.tls.cert) !== Boolean(r.tls.key)) out.push([['redis', 'tls', r.tls.cert ? 'cert' : 'key'], 'redis.tls.cert and redis.tls.key go together', 'set both (a client certificate and its key), or neither']);
+  if (r.tls && !r.url.startsWith('rediss://'))
+    out.push([['redis', 'tls'], `redis.tls is set but redis.url is not rediss:// (${redactUrl(r.url)})`, 'write the URL as rediss://HOST:PORT, or remove redis.tls']);
+  if (r.tls && Boolean(r.tls.cert) !== Boolean(r.tls.key))
+    out.push([['redis', 'tls', r.tls.cert ? 'cert' : 'key'], 'redis.tls.cert and redis.tls.key go together', 'set both (a client certificate and its key), or neither']);
   const files: [Path, string | undefined][] = [
-    [['redis', 'passwordFile'], r.passwordFile], [['redis', 'tls', 'ca'], r.tls?.ca], [['redis', 'tls', 'cert'], r.tls?.cert], [['redis', 'tls', 'key'], r.tls?.key],
+    [['redis', 'passwordFile'], r.passwordFile],
+    [['redis', 'tls', 'ca'], r.tls?.ca],
+    [['redis', 'tls', 'cert'], r.tls?.cert],
+    [['redis', 'tls', 'key'], r.tls?.key],
     [['manager', 'environment'], c.manager.environment || undefined],
   ];
   for (const [path, f] of files) {

@@ -22,8 +22,10 @@ export function withoutCredentials(r: RedisSettings): { url: string; auth?: Redi
   u.username = '';
   u.password = '';
   const auth: RedisAuth = {
-    ...(username ? { username } : {}), ...(password ? { password } : {}),
-    ...(r.passwordFile ? { passwordFile: r.passwordFile } : {}), ...(r.tls ? { tls: { ...r.tls } } : {}),
+    ...(username ? { username } : {}),
+    ...(password ? { password } : {}),
+    ...(r.passwordFile ? { passwordFile: r.passwordFile } : {}),
+    ...(r.tls ? { tls: { ...r.tls } } : {}),
   };
   return { url: u.toString().replace(/\/$/, ''), ...(Object.keys(auth).length ? { auth } : {}) };
 }
@@ -81,7 +83,10 @@ export function redisTrouble(err: Error, url: string): { problem: string; fix: s
     return { problem: `NOAUTH/WRONGPASS: Redis at ${at} needs a password and none was given`, fix: 'check redis.password / redis.passwordFile (or VIRT_COHORT_REDIS_PASSWORD[_FILE])' };
   }
   if (/certificate|self[- ]signed|UNABLE_TO_VERIFY|SSL|TLS|wrong version number|handshake/i.test(m)) {
-    return { problem: `TLS with Redis at ${at} failed (${m})`, fix: "check redis.tls.ca (the CA that signed the server's certificate), redis.tls.servername, and that the server speaks TLS on this port" };
+    return {
+      problem: `TLS with Redis at ${at} failed (${m})`,
+      fix: "check redis.tls.ca (the CA that signed the server's certificate), redis.tls.servername, and that the server speaks TLS on this port",
+    };
   }
   if (/ECONNREFUSED/.test(m)) return { problem: `nothing listens at ${at} (${m})`, fix: 'start Redis (systemctl start redis-server), or correct redis.url (--redis, VIRT_COHORT_REDIS)' };
   if (/ENOTFOUND|EAI_AGAIN/.test(m)) return { problem: `the host of ${at} does not resolve (${m})`, fix: 'correct redis.url (--redis, VIRT_COHORT_REDIS)' };
@@ -99,7 +104,10 @@ export function explainRedisError(err: Error, url: string): string {
 /** A connection refused, with what to type apart (doctor prints them apart). */
 export class RedisConnectError extends UserError {
   override name = 'RedisConnectError';
-  constructor(readonly problem: string, readonly fix: string) {
+  constructor(
+    readonly problem: string,
+    readonly fix: string,
+  ) {
     super(`${problem}: ${fix}`);
   }
 }
@@ -148,21 +156,31 @@ export function commandTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
 export function redisGone(err: unknown): string | undefined {
   const m = err instanceof Error ? err.message : '';
   if (!/^(Command timed out|Connection is closed|Stream isn't writeable)|ECONNRESET|EPIPE/.test(m)) return undefined;
-  return `Redis stopped answering (${m.replace(/\.$/, '')}, after ${commandTimeoutMs() / 1000} s at most): check that it runs and is not overloaded ` +
-    '(redis-cli -u URL ping); VIRT_COHORT_REDIS_TIMEOUT=SECONDS waits longer';
+  return (
+    `Redis stopped answering (${m.replace(/\.$/, '')}, after ${commandTimeoutMs() / 1000} s at most): check that it runs and is not overloaded ` +
+    '(redis-cli -u URL ping); VIRT_COHORT_REDIS_TIMEOUT=SECONDS waits longer'
+  );
 }
 
 /** A connection that asks and exits: connects within `timeoutMs`, each command within commandTimeoutMs(), and says what to do. */
 export async function connectChecked(url: string, auth: RedisAuth | undefined, timeoutMs = 3000): Promise<Redis> {
   const redis = new Redis({
     ...connectionOptions(url, auth),
-    lazyConnect: true, connectTimeout: timeoutMs, maxRetriesPerRequest: 1,
-    enableOfflineQueue: false, retryStrategy: () => null, commandTimeout: commandTimeoutMs(),
+    lazyConnect: true,
+    connectTimeout: timeoutMs,
+    maxRetriesPerRequest: 1,
+    enableOfflineQueue: false,
+    retryStrategy: () => null,
+    commandTimeout: commandTimeoutMs(),
   });
   let cause: Error | undefined;
-  redis.on('error', (err: Error) => { cause ??= err; }); // reported by the failed connect() below
+  redis.on('error', (err: Error) => {
+    cause ??= err;
+  }); // reported by the failed connect() below
   let timeout: NodeJS.Timeout | undefined;
-  const timer = new Promise<never>((_, reject) => { timeout = setTimeout(() => reject(new Error(`no answer in ${timeoutMs} ms`)), timeoutMs); });
+  const timer = new Promise<never>((_, reject) => {
+    timeout = setTimeout(() => reject(new Error(`no answer in ${timeoutMs} ms`)), timeoutMs);
+  });
   try {
     await Promise.race([redis.connect(), timer]);
     await Promise.race([redis.ping(), timer]);

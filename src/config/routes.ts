@@ -39,7 +39,11 @@ export function uriPattern(pattern: string): RegExp | string {
   // SCHEME://[USER@]HOST[:PORT]/system: a `*` only in HOST.
   const [, head, user, host, tail] = /^([^:]+:\/\/)([^@/]*@)?([^/]*)(\/.*)$/.exec(pattern) ?? [];
   if ([head, user, tail].some((part) => part?.includes('*')) || host === undefined) return '`*` may stand only in the host part';
-  const re = pattern.toLowerCase().split('*').map((s) => s.replace(/[.+?^${}()|[\]\\/]/g, '\\$&')).join(PART);
+  const re = pattern
+    .toLowerCase()
+    .split('*')
+    .map((s) => s.replace(/[.+?^${}()|[\]\\/]/g, '\\$&'))
+    .join(PART);
   return new RegExp(`^${re}$`);
 }
 

@@ -47,117 +47,209 @@ const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 const DURATION_RE = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/;
 const absolute = { message: 'an absolute path' };
 
-const name = (def: string, doc: SettingDoc) => z.string().regex(NAME_RE, { message: "letters, digits, '_', '.' or '-' (at most 63, starting with a letter or digit)" }).default(def).meta({ arg: 'name', ...doc });
-const text = (def: string, doc: SettingDoc) => z.string().min(1, { message: 'a non-empty string' }).default(def).meta({ arg: 'value', ...doc });
-const path = (def: string, doc: SettingDoc) => z.string().regex(/^\//, absolute).default(def).meta({ arg: 'path', ...doc });
+const name = (def: string, doc: SettingDoc) =>
+  z
+    .string()
+    .regex(NAME_RE, { message: "letters, digits, '_', '.' or '-' (at most 63, starting with a letter or digit)" })
+    .default(def)
+    .meta({ arg: 'name', ...doc });
+const text = (def: string, doc: SettingDoc) =>
+  z
+    .string()
+    .min(1, { message: 'a non-empty string' })
+    .default(def)
+    .meta({ arg: 'value', ...doc });
+const path = (def: string, doc: SettingDoc) =>
+  z
+    .string()
+    .regex(/^\//, absolute)
+    .default(def)
+    .meta({ arg: 'path', ...doc });
 const int = (min: number, max: number, def: number, doc: SettingDoc, check: (v: number) => boolean = () => true, message = '') =>
-  z.number().int().min(min).max(max).refine(check, { message }).default(def).meta({ arg: 'n', ...doc });
+  z
+    .number()
+    .int()
+    .min(min)
+    .max(max)
+    .refine(check, { message })
+    .default(def)
+    .meta({ arg: 'n', ...doc });
 const port = (def: number, doc: SettingDoc) => int(0, 65535, def, { arg: 'port', ...doc });
 const bool = (def: boolean, doc: SettingDoc) => z.boolean().default(def).meta(doc);
-const oneOf = <const T extends readonly [string, ...string[]]>(values: T, def: T[number], doc: SettingDoc) => z.enum(values).default(def).meta({ arg: values.join('|'), ...doc });
+const oneOf = <const T extends readonly [string, ...string[]]>(values: T, def: T[number], doc: SettingDoc) =>
+  z
+    .enum(values)
+    .default(def)
+    .meta({ arg: values.join('|'), ...doc });
 /** `30s`, `5m`, `1h`, `500ms`, or a number of seconds; kept as written, turned into ms where used (durationMs). */
-const duration = (def: string, doc: SettingDoc) => z.union([z.number().positive(), z.string().regex(DURATION_RE, { message: 'a duration like 30s, 5m, 1h, 500ms' })]).default(def).meta({ arg: 'duration', ...doc });
-const optionalFile = (doc: SettingDoc) => z.string().regex(/^\//, absolute).optional().meta({ arg: 'file', ...doc });
-const optionalText = (doc: SettingDoc) => z.string().min(1).optional().meta({ arg: 'value', ...doc });
+const duration = (def: string, doc: SettingDoc) =>
+  z
+    .union([z.number().positive(), z.string().regex(DURATION_RE, { message: 'a duration like 30s, 5m, 1h, 500ms' })])
+    .default(def)
+    .meta({ arg: 'duration', ...doc });
+const optionalFile = (doc: SettingDoc) =>
+  z
+    .string()
+    .regex(/^\//, absolute)
+    .optional()
+    .meta({ arg: 'file', ...doc });
+const optionalText = (doc: SettingDoc) =>
+  z
+    .string()
+    .min(1)
+    .optional()
+    .meta({ arg: 'value', ...doc });
 /** A string `problem` finds nothing wrong with; the message says what it should look like, and why this one is not. */
-const checked = (like: string, problem: (s: string) => string | undefined) => z.string().superRefine((v, ctx) => {
-  const why = problem(v);
-  if (why) ctx.addIssue({ code: 'custom', message: `${like} (${why})` });
-});
-const failing = <T>(parse: (s: string) => T | string) => (s: string) => {
-  const r = parse(s);
-  return typeof r === 'string' ? r : undefined;
-};
+const checked = (like: string, problem: (s: string) => string | undefined) =>
+  z.string().superRefine((v, ctx) => {
+    const why = problem(v);
+    if (why) ctx.addIssue({ code: 'custom', message: `${like} (${why})` });
+  });
+const failing =
+  <T>(parse: (s: string) => T | string) =>
+  (s: string) => {
+    const r = parse(s);
+    return typeof r === 'string' ? r : undefined;
+  };
 const MIGRATE_URI_RE = /^$|^tcp:\/\/[^\s/?#@]+$/;
 
-export const agentSchema = z.strictObject({
-  host: name(hostname(), {
-    description: "This host's name in the host registry. Letters, digits, '_', '.', '-'.",
-    env: 'VIRT_COHORT_HOST', defaultText: "the machine's hostname", example: 'hv01',
-  }),
-  site: name('default', { description: 'Site (cloud, grid, rack) of this host.', env: 'VIRT_COHORT_SITE' }),
-  libvirtUri: text('qemu:///system', { description: 'The local hypervisor (libvirt URI).', env: 'VIRT_COHORT_LIBVIRT_URI', arg: 'uri' }),
-  periodSeconds: int(1, 3600, DEFAULT_PERIOD_SECONDS, {
-    description: 'Period length in seconds; must divide an hour. Periods are aligned on the wall clock, so every host must run NTP.', arg: 's',
-  }, (v) => 3600 % v === 0, 'a whole number of seconds that divides an hour (1, 2, ... 30, ... 3600)'),
-  reconcileSeconds: int(1, 3600, 10, { description: 'Seconds between reconciles with libvirt (and heartbeats in the host registry).', arg: 's' }),
-  socket: path('/run/virt-cohort/agent.sock', { description: 'The Unix socket the libvirt hook writes to (root only).' }),
-  stateDir: path('/var/lib/virt-cohort', { description: 'Spool (reports waiting for Redis) and VM id table.', env: 'VIRT_COHORT_STATE_DIR', arg: 'dir' }),
-  spoolMax: int(1, 10_000_000, 2880, {
-    description: 'Reports kept on disk while Redis is unreachable (2880 = a day of 30 s periods); the oldest are dropped beyond, loudly.',
-  }),
-  retention: int(0, 100_000_000, 0, { description: 'Periods kept in Redis; 0 keeps all.' }),
-  sensor: oneOf(['auto', 'ebpf', 'pcap'], 'auto', { description: 'Sensor backend: auto (eBPF, else libpcap), ebpf or pcap.' }),
-  pinRoot: path('/sys/fs/bpf/virt-cohort', { description: 'Where the eBPF sensor pins its maps (on bpffs).', arg: 'dir' }),
-  migrateUri: z.string().regex(MIGRATE_URI_RE, { message: 'empty, or like tcp://ADDRESS[:PORT]' }).default('').meta({
-    description: "Where migrations into this host send memory, e.g. tcp://10.0.1.5 (a dedicated migration network); empty: the libvirt URI's host.", arg: 'uri',
-  }),
-  metricsPort: port(0, { description: 'Port of the Prometheus endpoint (/metrics); 0 serves none.', env: 'VIRT_COHORT_AGENT_METRICS_PORT', packaged: 9464 }),
-  metricsBind: text('127.0.0.1', { description: 'Address the metrics endpoint binds; 0.0.0.0 to let a remote Prometheus scrape it.', arg: 'address' }),
-}).meta({ description: 'The host agent (`virt-cohort agent`), one per physical host.' });
+export const agentSchema = z
+  .strictObject({
+    host: name(hostname(), {
+      description: "This host's name in the host registry. Letters, digits, '_', '.', '-'.",
+      env: 'VIRT_COHORT_HOST',
+      defaultText: "the machine's hostname",
+      example: 'hv01',
+    }),
+    site: name('default', { description: 'Site (cloud, grid, rack) of this host.', env: 'VIRT_COHORT_SITE' }),
+    libvirtUri: text('qemu:///system', { description: 'The local hypervisor (libvirt URI).', env: 'VIRT_COHORT_LIBVIRT_URI', arg: 'uri' }),
+    periodSeconds: int(
+      1,
+      3600,
+      DEFAULT_PERIOD_SECONDS,
+      {
+        description: 'Period length in seconds; must divide an hour. Periods are aligned on the wall clock, so every host must run NTP.',
+        arg: 's',
+      },
+      (v) => 3600 % v === 0,
+      'a whole number of seconds that divides an hour (1, 2, ... 30, ... 3600)',
+    ),
+    reconcileSeconds: int(1, 3600, 10, { description: 'Seconds between reconciles with libvirt (and heartbeats in the host registry).', arg: 's' }),
+    socket: path('/run/virt-cohort/agent.sock', { description: 'The Unix socket the libvirt hook writes to (root only).' }),
+    stateDir: path('/var/lib/virt-cohort', { description: 'Spool (reports waiting for Redis) and VM id table.', env: 'VIRT_COHORT_STATE_DIR', arg: 'dir' }),
+    spoolMax: int(1, 10_000_000, 2880, {
+      description: 'Reports kept on disk while Redis is unreachable (2880 = a day of 30 s periods); the oldest are dropped beyond, loudly.',
+    }),
+    retention: int(0, 100_000_000, 0, { description: 'Periods kept in Redis; 0 keeps all.' }),
+    sensor: oneOf(['auto', 'ebpf', 'pcap'], 'auto', { description: 'Sensor backend: auto (eBPF, else libpcap), ebpf or pcap.' }),
+    pinRoot: path('/sys/fs/bpf/virt-cohort', { description: 'Where the eBPF sensor pins its maps (on bpffs).', arg: 'dir' }),
+    migrateUri: z.string().regex(MIGRATE_URI_RE, { message: 'empty, or like tcp://ADDRESS[:PORT]' }).default('').meta({
+      description: "Where migrations into this host send memory, e.g. tcp://10.0.1.5 (a dedicated migration network); empty: the libvirt URI's host.",
+      arg: 'uri',
+    }),
+    metricsPort: port(0, { description: 'Port of the Prometheus endpoint (/metrics); 0 serves none.', env: 'VIRT_COHORT_AGENT_METRICS_PORT', packaged: 9464 }),
+    metricsBind: text('127.0.0.1', { description: 'Address the metrics endpoint binds; 0.0.0.0 to let a remote Prometheus scrape it.', arg: 'address' }),
+  })
+  .meta({ description: 'The host agent (`virt-cohort agent`), one per physical host.' });
 
-export const managerSchema = z.strictObject({
-  apply: bool(false, { description: 'Migrate for real; false plans and logs only (a dry run).', env: 'VIRT_COHORT_MANAGER_APPLY' }),
-  everyPeriods: int(1, 10_000, 2, { description: 'A decision round every N periods.', arg: 'periods' }),
-  objective: oneOf(OBJECTIVES, 'time', { description: 'What a plan minimises: time (communication time), cost or resources.' }),
-  horizon: duration('3600s', { description: 'A move must pay back within this (30s, 5m, 1h, or a number of seconds).' }),
-  maxMoves: int(1, 100_000, 5, { description: 'Migrations per round at most.' }),
-  confirmRounds: int(1, 1000, 2, { description: 'A move is made once proposed this many rounds in a row.', arg: 'rounds' }),
-  cooldown: duration('600s', { description: 'First cooldown of a VM after it moved; doubles with each repeat.' }),
-  maxPerHost: int(1, 1000, 1, { description: 'Outbound migrations at once per host.' }),
-  maxConcurrent: int(1, 10_000, 2, { description: 'Migrations at once in the cluster.' }),
-  timeout: duration('300s', { description: 'A migration still running after this is aborted (the VM stays).' }),
-  autoConverge: bool(false, { description: 'Let QEMU slow a VM whose memory changes faster than the link copies it.' }),
-  span: int(1, 100_000, 4, { description: 'Periods each round reads (weighted, the newest counting most).', arg: 'periods' }),
-  coefficient: z.number().positive().default(2).meta({ description: 'Weight ratio between one period and the one before it in that reading.', flag: false }),
-  maxWait: duration('5s', { description: "How long a round waits for the collector's answer.", flag: false }),
-  settle: duration('2s', { description: "Wait after a period boundary, for the hosts' reports to arrive.", flag: false }),
-  lockTtl: duration('15s', { description: 'Leader lock lifetime: a standby manager takes over this long after the leader dies.', flag: false }),
-  exclude: z.array(z.string().min(1)).default([]).meta({ description: 'VMs never to move (also: the domain metadata policy move="never"). On the command line: a,b.', arg: 'vms' }),
-  environment: z.string().default('').meta({ description: 'Environment file (sites, hosts, prices, links); empty: from the host registry.', arg: 'file' }),
-  // Routes the manager vouches for (src/manager/trust.ts, docs/security.md): the registry's alone are never used.
-  hostRoutes: z.record(z.string().regex(NAME_RE, { message: 'host names as agent.host takes them' }), z.strictObject({
-    uri: checked('a libvirt URI like qemu+tls://HOST/system', uriShapeProblem),
-    migrateUri: z.string().regex(MIGRATE_URI_RE, { message: 'empty, or like tcp://ADDRESS[:PORT]' }).optional(),
-  })).default({}).meta({
-    description: "Host → the libvirt URI (and migration URI) its agent must register: the manager migrates from and to a host only when its registered routes match these, hostUris or migrateNetworks (docs/security.md). With none of the three set, no host is trusted and nothing moves.",
-    flag: false, example: { hv01: { uri: 'qemu+tls://hv01.hv.example/system', migrateUri: 'tcp://10.0.1.1' } },
-  }),
-  hostUris: z.array(checked('a URI pattern like qemu+tls://*.hv.example/system', failing(uriPattern))).default([]).meta({
-    description: 'Libvirt URIs allowed for any host, `*` standing for one name label or address part (qemu+tls, qemu+tcp or qemu+ssh; path /system; no query).',
-    flag: false, example: ['qemu+tls://*.hv.example/system'],
-  }),
-  migrateNetworks: z.array(checked('a network like 10.0.1.0/24', failing(parseCidr))).default([]).meta({
-    description: 'Networks a migration URI (agent.migrateUri, tcp://ADDRESS) must be in, unless hostRoutes names it.',
-    flag: false, example: ['10.0.1.0/24'],
-  }),
-  metricsPort: port(0, { description: 'Port of the Prometheus endpoint (/metrics); 0 serves none.', env: 'VIRT_COHORT_MANAGER_METRICS_PORT', packaged: 9465 }),
-  metricsBind: text('127.0.0.1', { description: 'Address the metrics endpoint binds.', arg: 'address' }),
-}).meta({ description: 'The manager (`virt-cohort manager`): rounds, leader lock, migrations.' });
+export const managerSchema = z
+  .strictObject({
+    apply: bool(false, { description: 'Migrate for real; false plans and logs only (a dry run).', env: 'VIRT_COHORT_MANAGER_APPLY' }),
+    everyPeriods: int(1, 10_000, 2, { description: 'A decision round every N periods.', arg: 'periods' }),
+    objective: oneOf(OBJECTIVES, 'time', { description: 'What a plan minimises: time (communication time), cost or resources.' }),
+    horizon: duration('3600s', { description: 'A move must pay back within this (30s, 5m, 1h, or a number of seconds).' }),
+    maxMoves: int(1, 100_000, 5, { description: 'Migrations per round at most.' }),
+    confirmRounds: int(1, 1000, 2, { description: 'A move is made once proposed this many rounds in a row.', arg: 'rounds' }),
+    cooldown: duration('600s', { description: 'First cooldown of a VM after it moved; doubles with each repeat.' }),
+    maxPerHost: int(1, 1000, 1, { description: 'Outbound migrations at once per host.' }),
+    maxConcurrent: int(1, 10_000, 2, { description: 'Migrations at once in the cluster.' }),
+    timeout: duration('300s', { description: 'A migration still running after this is aborted (the VM stays).' }),
+    autoConverge: bool(false, { description: 'Let QEMU slow a VM whose memory changes faster than the link copies it.' }),
+    span: int(1, 100_000, 4, { description: 'Periods each round reads (weighted, the newest counting most).', arg: 'periods' }),
+    coefficient: z.number().positive().default(2).meta({ description: 'Weight ratio between one period and the one before it in that reading.', flag: false }),
+    maxWait: duration('5s', { description: "How long a round waits for the collector's answer.", flag: false }),
+    settle: duration('2s', { description: "Wait after a period boundary, for the hosts' reports to arrive.", flag: false }),
+    lockTtl: duration('15s', { description: 'Leader lock lifetime: a standby manager takes over this long after the leader dies.', flag: false }),
+    exclude: z.array(z.string().min(1)).default([]).meta({ description: 'VMs never to move (also: the domain metadata policy move="never"). On the command line: a,b.', arg: 'vms' }),
+    environment: z.string().default('').meta({ description: 'Environment file (sites, hosts, prices, links); empty: from the host registry.', arg: 'file' }),
+    // Routes the manager vouches for (src/manager/trust.ts, docs/security.md): the registry's alone are never used.
+    hostRoutes: z
+      .record(
+        z.string().regex(NAME_RE, { message: 'host names as agent.host takes them' }),
+        z.strictObject({
+          uri: checked('a libvirt URI like qemu+tls://HOST/system', uriShapeProblem),
+          migrateUri: z.string().regex(MIGRATE_URI_RE, { message: 'empty, or like tcp://ADDRESS[:PORT]' }).optional(),
+        }),
+      )
+      .default({})
+      .meta({
+        description:
+          'Host → the libvirt URI (and migration URI) its agent must register: the manager migrates from and to a host only when its registered routes match these, hostUris or migrateNetworks (docs/security.md). With none of the three set, no host is trusted and nothing moves.',
+        flag: false,
+        example: { hv01: { uri: 'qemu+tls://hv01.hv.example/system', migrateUri: 'tcp://10.0.1.1' } },
+      }),
+    hostUris: z
+      .array(checked('a URI pattern like qemu+tls://*.hv.example/system', failing(uriPattern)))
+      .default([])
+      .meta({
+        description: 'Libvirt URIs allowed for any host, `*` standing for one name label or address part (qemu+tls, qemu+tcp or qemu+ssh; path /system; no query).',
+        flag: false,
+        example: ['qemu+tls://*.hv.example/system'],
+      }),
+    migrateNetworks: z
+      .array(checked('a network like 10.0.1.0/24', failing(parseCidr)))
+      .default([])
+      .meta({
+        description: 'Networks a migration URI (agent.migrateUri, tcp://ADDRESS) must be in, unless hostRoutes names it.',
+        flag: false,
+        example: ['10.0.1.0/24'],
+      }),
+    metricsPort: port(0, { description: 'Port of the Prometheus endpoint (/metrics); 0 serves none.', env: 'VIRT_COHORT_MANAGER_METRICS_PORT', packaged: 9465 }),
+    metricsBind: text('127.0.0.1', { description: 'Address the metrics endpoint binds.', arg: 'address' }),
+  })
+  .meta({ description: 'The manager (`virt-cohort manager`): rounds, leader lock, migrations.' });
 
-export const redisSchema = z.strictObject({
-  url: z.string().regex(/^rediss?:\/\/[^\s]+$/, { message: 'a URL like redis://HOST:PORT[/DB] (rediss:// for TLS)' }).default(DEFAULT_REDIS_URL).meta({
-    description: "The collector's Redis: redis://HOST:PORT[/DB], or rediss:// for TLS. Credentials in the URL work (redis://:PASSWORD@HOST) but are better kept in passwordFile.",
-    env: 'VIRT_COHORT_REDIS', arg: 'url',
-  }),
-  username: optionalText({ description: 'Redis ACL user (Redis 6+); none: the "default" user.', env: 'VIRT_COHORT_REDIS_USERNAME', example: 'virt-cohort' }),
-  password: optionalText({ description: 'Password (AUTH); never logged, shown as *** by `config check`. Prefer passwordFile.', env: 'VIRT_COHORT_REDIS_PASSWORD', example: 'change-me', secret: true }),
-  passwordFile: optionalFile({
-    description: 'A root-only file holding the password (one line); wins over a password in the URL. Under systemd: $CREDENTIALS_DIRECTORY/redis-password.',
-    env: 'VIRT_COHORT_REDIS_PASSWORD_FILE', example: '/etc/virt-cohort/redis-password',
-  }),
-  tls: z.strictObject({
-    ca: optionalFile({ description: 'CA bundle (PEM) that signed the server certificate.', env: 'VIRT_COHORT_REDIS_TLS_CA', example: '/etc/virt-cohort/redis-ca.pem' }),
-    cert: optionalFile({ description: 'Client certificate (PEM), if Redis asks for one.', env: 'VIRT_COHORT_REDIS_TLS_CERT', example: '/etc/virt-cohort/redis-client.pem' }),
-    key: optionalFile({ description: "The client certificate's key (PEM).", env: 'VIRT_COHORT_REDIS_TLS_KEY', example: '/etc/virt-cohort/redis-client.key' }),
-    servername: optionalText({ description: "Name in the server certificate, if not the URL's host.", env: 'VIRT_COHORT_REDIS_TLS_SERVERNAME', example: 'redis.example.org' }),
-  }).optional().meta({ description: 'TLS, with a rediss:// URL. Without this section the system CAs are trusted.' }),
-}).meta({ description: "The collector's Redis, for the agent, the manager and the commands." });
+export const redisSchema = z
+  .strictObject({
+    url: z
+      .string()
+      .regex(/^rediss?:\/\/[^\s]+$/, { message: 'a URL like redis://HOST:PORT[/DB] (rediss:// for TLS)' })
+      .default(DEFAULT_REDIS_URL)
+      .meta({
+        description: "The collector's Redis: redis://HOST:PORT[/DB], or rediss:// for TLS. Credentials in the URL work (redis://:PASSWORD@HOST) but are better kept in passwordFile.",
+        env: 'VIRT_COHORT_REDIS',
+        arg: 'url',
+      }),
+    username: optionalText({ description: 'Redis ACL user (Redis 6+); none: the "default" user.', env: 'VIRT_COHORT_REDIS_USERNAME', example: 'virt-cohort' }),
+    password: optionalText({
+      description: 'Password (AUTH); never logged, shown as *** by `config check`. Prefer passwordFile.',
+      env: 'VIRT_COHORT_REDIS_PASSWORD',
+      example: 'change-me',
+      secret: true,
+    }),
+    passwordFile: optionalFile({
+      description: 'A root-only file holding the password (one line); wins over a password in the URL. Under systemd: $CREDENTIALS_DIRECTORY/redis-password.',
+      env: 'VIRT_COHORT_REDIS_PASSWORD_FILE',
+      example: '/etc/virt-cohort/redis-password',
+    }),
+    tls: z
+      .strictObject({
+        ca: optionalFile({ description: 'CA bundle (PEM) that signed the server certificate.', env: 'VIRT_COHORT_REDIS_TLS_CA', example: '/etc/virt-cohort/redis-ca.pem' }),
+        cert: optionalFile({ description: 'Client certificate (PEM), if Redis asks for one.', env: 'VIRT_COHORT_REDIS_TLS_CERT', example: '/etc/virt-cohort/redis-client.pem' }),
+        key: optionalFile({ description: "The client certificate's key (PEM).", env: 'VIRT_COHORT_REDIS_TLS_KEY', example: '/etc/virt-cohort/redis-client.key' }),
+        servername: optionalText({ description: "Name in the server certificate, if not the URL's host.", env: 'VIRT_COHORT_REDIS_TLS_SERVERNAME', example: 'redis.example.org' }),
+      })
+      .optional()
+      .meta({ description: 'TLS, with a rediss:// URL. Without this section the system CAs are trusted.' }),
+  })
+  .meta({ description: "The collector's Redis, for the agent, the manager and the commands." });
 
-export const logSchema = z.strictObject({
-  level: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], 'info', { description: 'trace, debug, info, warn, error, fatal or silent.', env: 'VIRT_COHORT_LOG_LEVEL' }),
-  pretty: bool(false, { description: 'Readable lines instead of JSON (for a person; journald wants JSON).', env: 'VIRT_COHORT_LOG_PRETTY' }),
-}).meta({ description: 'Logging of the daemons (JSON lines on stdout).' });
+export const logSchema = z
+  .strictObject({
+    level: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], 'info', { description: 'trace, debug, info, warn, error, fatal or silent.', env: 'VIRT_COHORT_LOG_LEVEL' }),
+    pretty: bool(false, { description: 'Readable lines instead of JSON (for a person; journald wants JSON).', env: 'VIRT_COHORT_LOG_PRETTY' }),
+  })
+  .meta({ description: 'Logging of the daemons (JSON lines on stdout).' });
 
 export const configSchema = z.strictObject({
   agent: agentSchema,

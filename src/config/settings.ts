@@ -50,13 +50,19 @@ function unwrap(s: Schema): { inner: Schema; optional: boolean } {
 
 function kindOf(inner: Schema): SettingKind {
   switch (inner.def.type) {
-    case 'number': return inner.isInt ? 'int' : 'number';
-    case 'boolean': return 'bool';
-    case 'array': return 'list';
-    case 'enum': return 'enum';
+    case 'number':
+      return inner.isInt ? 'int' : 'number';
+    case 'boolean':
+      return 'bool';
+    case 'array':
+      return 'list';
+    case 'enum':
+      return 'enum';
     // The one union of the schema: a number of seconds or a duration string.
-    case 'union': return 'duration';
-    default: return 'string';
+    case 'union':
+      return 'duration';
+    default:
+      return 'string';
   }
 }
 
@@ -77,8 +83,14 @@ function walk(schema: Schema, path: string[]): Setting | SettingGroup {
   const values = kind === 'enum' ? Object.values(inner.def.entries!) : undefined;
   // A key without a description still works; test/unit/settings.test.ts refuses it.
   return {
-    description: '', ...doc, path: dotted, key, kind, ...(values ? { values } : {}),
-    default: getIn(CONFIG_DEFAULTS, path), arg: doc.arg ?? (kind === 'bool' ? '' : 'value'),
+    description: '',
+    ...doc,
+    path: dotted,
+    key,
+    kind,
+    ...(values ? { values } : {}),
+    default: getIn(CONFIG_DEFAULTS, path),
+    arg: doc.arg ?? (kind === 'bool' ? '' : 'value'),
   };
 }
 

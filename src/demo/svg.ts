@@ -24,13 +24,10 @@ export function matrixSvg(title: string, vms: { name: string; site: string }[], 
     legendTitle: 'messages/s',
   });
   const head = (s: string, attrs = '') => ({ body: text(0, 14, s, attrs), width: s.length * 7, height: 20 });
-  const body = stack([
-    head(title, 'font-size="14" font-weight="bold"'),
-    head('row: sender, column: receiver; darker = more messages/s (log scale); frames: groups found', 'fill="#444"'),
-    map,
-  ], 10);
-  return svgElement({
+  const body = stack([head(title, 'font-size="14" font-weight="bold"'), head('row: sender, column: receiver; darker = more messages/s (log scale); frames: groups found', 'fill="#444"'), map], 10);
+  return `${svgElement({
     body: `<rect width="100%" height="100%" fill="white"/>\n<g transform="translate(10,10)">\n${body.body}\n</g>`,
-    width: body.width + 20, height: body.height + 20,
-  }) + '\n';
+    width: body.width + 20,
+    height: body.height + 20,
+  })}\n`;
 }

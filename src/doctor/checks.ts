@@ -61,14 +61,24 @@ export async function checkRoot(c: DoctorContext): Promise<CheckResult> {
 export async function checkBpf(c: DoctorContext): Promise<CheckResult> {
   const id = 'bpf';
   const title = 'kernel BPF';
-  const object = await access(bpfObject, constants.R_OK).then(() => true, () => false);
+  const object = await access(bpfObject, constants.R_OK).then(
+    () => true,
+    () => false,
+  );
   if (!object) return res(id, title, 'fail', `our BPF object ${bpfObject} is missing`, 'reinstall the package (apt install --reinstall virt-cohort), or in a checkout: npm run setup');
   let probe: { syscall_config?: Record<string, boolean>; program_types?: Record<string, boolean>; map_types?: Record<string, boolean> };
   try {
     probe = JSON.parse(await run('bpftool', ['-j', 'feature', 'probe', 'kernel'], { timeoutMs: 20_000 }));
   } catch (err) {
-    if (missing(err)) return res(id, title, 'warn', 'bpftool is not installed: the kernel cannot be probed (the agent says at start whether it loads)', 'apt install bpftool (or linux-tools-$(uname -r))');
-    return res(id, title, c.isRoot ? 'fail' : 'skip', `bpftool feature probe failed: ${(err as Error).message.split('\n').pop()}`, c.isRoot ? 'check dmesg; a kernel with CONFIG_BPF_SYSCALL is needed, else use agent.sensor: pcap' : 'sudo virt-cohort doctor');
+    if (missing(err))
+      return res(id, title, 'warn', 'bpftool is not installed: the kernel cannot be probed (the agent says at start whether it loads)', 'apt install bpftool (or linux-tools-$(uname -r))');
+    return res(
+      id,
+      title,
+      c.isRoot ? 'fail' : 'skip',
+      `bpftool feature probe failed: ${(err as Error).message.split('\n').pop()}`,
+      c.isRoot ? 'check dmesg; a kernel with CONFIG_BPF_SYSCALL is needed, else use agent.sensor: pcap' : 'sudo virt-cohort doctor',
+    );
   }
   const need: [string, boolean | undefined][] = [
     ['bpf() system call', probe.syscall_config?.have_bpf_syscall],
@@ -79,29 +89,56 @@ export async function checkBpf(c: DoctorContext): Promise<CheckResult> {
   ];
   const lacking = need.filter(([, ok]) => !ok).map(([n]) => n);
   if (lacking.length) {
-    return res(id, title, 'fail', `this kernel lacks ${lacking.join(', ')}${c.isRoot ? '' : ' (or, not root, bpftool could not see them)'}`,
-      c.isRoot ? 'run a kernel with CONFIG_BPF_SYSCALL and CONFIG_NET_CLS_BPF (5.4 or later), or set agent.sensor: pcap' : 'sudo virt-cohort doctor');
+    return res(
+      id,
+      title,
+      'fail',
+      `this kernel lacks ${lacking.join(', ')}${c.isRoot ? '' : ' (or, not root, bpftool could not see them)'}`,
+      c.isRoot ? 'run a kernel with CONFIG_BPF_SYSCALL and CONFIG_NET_CLS_BPF (5.4 or later), or set agent.sensor: pcap' : 'sudo virt-cohort doctor',
+    );
   }
   return res(id, title, 'ok', `bpf() syscall, tc programs and the map types the sensor uses are available; object ${bpfObject}`);
 }
 
 export async function checkBpffs(c: DoctorContext): Promise<CheckResult> {
-  const mounts = (await readFile('/proc/mounts', 'utf8').catch(() => '')).split('\n').map((l) => l.split(' ')).filter((f) => f[2] === 'bpf').map((f) => f[1]!);
+  const mounts = (await readFile('/proc/mounts', 'utf8').catch(() => ''))
+    .split('\n')
+    .map((l) => l.split(' '))
+    .filter((f) => f[2] === 'bpf')
+    .map((f) => f[1]!);
   const pinRoot = resolve(c.pinRoot);
   const holding = mounts.filter((m) => pinRoot === m || pinRoot.startsWith(m.endsWith('/') ? m : `${m}/`)).sort((a, b) => b.length - a.length)[0];
   if (!mounts.includes('/sys/fs/bpf')) {
-    return res('bpffs', 'bpffs', 'fail', 'no BPF filesystem at /sys/fs/bpf: the sensor cannot pin its maps, and counts are lost at each agent restart', 'mount -t bpf bpf /sys/fs/bpf   (made permanent by systemd\'s sys-fs-bpf.mount)');
+    return res(
+      'bpffs',
+      'bpffs',
+      'fail',
+      'no BPF filesystem at /sys/fs/bpf: the sensor cannot pin its maps, and counts are lost at each agent restart',
+      "mount -t bpf bpf /sys/fs/bpf   (made permanent by systemd's sys-fs-bpf.mount)",
+    );
   }
-  if (!holding) return res('bpffs', 'bpffs', 'fail', `the pin root ${pinRoot} is not on a bpf filesystem (mounted at: ${mounts.join(', ')})`, 'set agent.pinRoot under /sys/fs/bpf (default /sys/fs/bpf/virt-cohort)');
+  if (!holding)
+    return res(
+      'bpffs',
+      'bpffs',
+      'fail',
+      `the pin root ${pinRoot} is not on a bpf filesystem (mounted at: ${mounts.join(', ')})`,
+      'set agent.pinRoot under /sys/fs/bpf (default /sys/fs/bpf/virt-cohort)',
+    );
   return res('bpffs', 'bpffs', 'ok', `mounted at ${holding}, which holds the pin root ${pinRoot}`);
 }
 
 export async function checkPins(c: DoctorContext): Promise<CheckResult> {
   const entries = await readdir(c.pinRoot).catch(() => undefined);
-  if (entries && entries.length) return res('pins', 'sensor pins', 'ok', `${entries.length} maps and programs pinned at ${c.pinRoot}`);
+  if (entries?.length) return res('pins', 'sensor pins', 'ok', `${entries.length} maps and programs pinned at ${c.pinRoot}`);
   if (c.sensor === 'pcap') return res('pins', 'sensor pins', 'skip', 'the agent is set to the pcap backend: nothing to pin');
-  return res('pins', 'sensor pins', 'warn', `nothing pinned at ${c.pinRoot}: the agent has not loaded its eBPF sensor here (not running, or fell back to pcap)`,
-    'systemctl status virt-cohort-agent; journalctl -u virt-cohort-agent -e');
+  return res(
+    'pins',
+    'sensor pins',
+    'warn',
+    `nothing pinned at ${c.pinRoot}: the agent has not loaded its eBPF sensor here (not running, or fell back to pcap)`,
+    'systemctl status virt-cohort-agent; journalctl -u virt-cohort-agent -e',
+  );
 }
 
 export async function checkClsact(c: DoctorContext): Promise<CheckResult> {
@@ -114,7 +151,13 @@ export async function checkClsact(c: DoctorContext): Promise<CheckResult> {
     if (missing(err)) return res('clsact', 'tc clsact', 'fail', '`tc` or `unshare` is not installed', 'apt install iproute2 util-linux');
     const m = (err as Error).message;
     if (/kind is unknown|not supported|Unknown qdisc/i.test(m)) {
-      return res('clsact', 'tc clsact', 'fail', 'this kernel has no clsact qdisc (CONFIG_NET_SCH_INGRESS): no tc program can watch a tap', 'modprobe sch_ingress; if absent, run a kernel with CONFIG_NET_SCH_INGRESS or set agent.sensor: pcap');
+      return res(
+        'clsact',
+        'tc clsact',
+        'fail',
+        'this kernel has no clsact qdisc (CONFIG_NET_SCH_INGRESS): no tc program can watch a tap',
+        'modprobe sch_ingress; if absent, run a kernel with CONFIG_NET_SCH_INGRESS or set agent.sensor: pcap',
+      );
     }
     return res('clsact', 'tc clsact', 'fail', `adding a clsact qdisc failed: ${m.split('\n').pop()}`, 'modprobe sch_ingress, and check that tc (iproute2) works');
   }
@@ -129,8 +172,13 @@ export async function checkLibvirt(c: DoctorContext, f: Findings): Promise<Check
   } catch (err) {
     const m = (err as Error).message;
     const why = /^cannot connect to libvirt at \S+ \((.*)\): is libvirtd/s.exec(m)?.[1] ?? m;
-    return res(id, title, 'fail', `cannot reach libvirt at ${c.libvirtUri} (${why})`,
-      `systemctl start libvirtd (or: systemctl start virtqemud.socket); if libvirt runs elsewhere, set agent.libvirtUri / --libvirt-uri (now ${c.libvirtUri}); is libvirt installed here? (apt install libvirt-daemon-system)`);
+    return res(
+      id,
+      title,
+      'fail',
+      `cannot reach libvirt at ${c.libvirtUri} (${why})`,
+      `systemctl start libvirtd (or: systemctl start virtqemud.socket); if libvirt runs elsewhere, set agent.libvirtUri / --libvirt-uri (now ${c.libvirtUri}); is libvirt installed here? (apt install libvirt-daemon-system)`,
+    );
   }
   try {
     f.domains = await withTimeout(client.domains(), 15_000, 'listing the domains');
@@ -139,11 +187,14 @@ export async function checkLibvirt(c: DoctorContext, f: Findings): Promise<Check
   } finally {
     await client.close();
   }
-  const version = await run('virsh', ['-c', c.libvirtUri, 'version', '--daemon'], { timeoutMs: 10_000 }).then((out) => {
-    const daemon = /Running against daemon:\s*(\S+)/.exec(out)?.[1];
-    const hv = /Running hypervisor:\s*(.+)/.exec(out)?.[1]?.trim();
-    return [daemon ? `libvirt ${daemon}` : '', hv ?? ''].filter(Boolean).join(', ');
-  }, () => '');
+  const version = await run('virsh', ['-c', c.libvirtUri, 'version', '--daemon'], { timeoutMs: 10_000 }).then(
+    (out) => {
+      const daemon = /Running against daemon:\s*(\S+)/.exec(out)?.[1];
+      const hv = /Running hypervisor:\s*(.+)/.exec(out)?.[1]?.trim();
+      return [daemon ? `libvirt ${daemon}` : '', hv ?? ''].filter(Boolean).join(', ');
+    },
+    () => '',
+  );
   return res(id, title, 'ok', `${version || 'libvirt'} at ${c.libvirtUri}; ${f.domains.length} active domain(s)`);
 }
 
@@ -170,8 +221,13 @@ export async function checkTaps(c: DoctorContext, f: Findings): Promise<CheckRes
     if (!hooks.has('ingress') || !hooks.has('egress')) without.push(`${t.tap} (${t.vm}${hooks.size ? `, only ${[...hooks].join('')}` : ''})`);
   }
   if (without.length) {
-    return res(id, title, 'fail', `${without.length} of ${taps.length} VM taps are not counted: ${without.join(', ')}${note}`,
-      'the agent attaches new taps within agent.reconcileSeconds; if they stay uncounted: systemctl restart virt-cohort-agent; journalctl -u virt-cohort-agent -e');
+    return res(
+      id,
+      title,
+      'fail',
+      `${without.length} of ${taps.length} VM taps are not counted: ${without.join(', ')}${note}`,
+      'the agent attaches new taps within agent.reconcileSeconds; if they stay uncounted: systemctl restart virt-cohort-agent; journalctl -u virt-cohort-agent -e',
+    );
   }
   return res(id, title, 'ok', `our filters on both directions of all ${taps.length} VM taps${note}`);
 }
@@ -202,8 +258,13 @@ export async function checkHookLoaded(c: DoctorContext): Promise<CheckResult> {
   if (!d) return res(id, title, 'skip', 'no libvirtd or virtqemud runs now: it reads the hook when it starts');
   const started = new Date(d.startedAt).toISOString();
   if (d.startedAt < st.mtimeMs) {
-    return res(id, title, 'fail', `${d.name} (pid ${d.pid}) started at ${started}, before the hook changed (${new Date(st.mtimeMs).toISOString()}): it has not loaded it`,
-      `systemctl restart ${d.name} (running VMs keep running)`);
+    return res(
+      id,
+      title,
+      'fail',
+      `${d.name} (pid ${d.pid}) started at ${started}, before the hook changed (${new Date(st.mtimeMs).toISOString()}): it has not loaded it`,
+      `systemctl restart ${d.name} (running VMs keep running)`,
+    );
   }
   return res(id, title, 'ok', `${d.name} (pid ${d.pid}) started at ${started}, after the hook was installed`);
 }
@@ -212,7 +273,14 @@ export async function checkAgentSocket(c: DoctorContext): Promise<CheckResult> {
   const st = await stat(c.socket).catch(() => undefined);
   if (!st) return res('agent', 'agent socket', 'warn', `no socket at ${c.socket}: the agent is not running on this host`, 'systemctl start virt-cohort-agent; journalctl -u virt-cohort-agent -e');
   if (!st.isSocket()) return res('agent', 'agent socket', 'fail', `${c.socket} is not a socket`, `remove it (rm ${c.socket}) and restart the agent`);
-  if (st.mode & 0o077 || st.uid !== 0) return res('agent', 'agent socket', 'warn', `${c.socket} is open to others (mode ${(st.mode & 0o777).toString(8)}, owner ${st.uid}): any local user could send it hook events`, `chmod 600 ${c.socket}; run the agent as root`);
+  if (st.mode & 0o077 || st.uid !== 0)
+    return res(
+      'agent',
+      'agent socket',
+      'warn',
+      `${c.socket} is open to others (mode ${(st.mode & 0o777).toString(8)}, owner ${st.uid}): any local user could send it hook events`,
+      `chmod 600 ${c.socket}; run the agent as root`,
+    );
   return res('agent', 'agent socket', 'ok', `${c.socket}, root only`);
 }
 
@@ -220,7 +288,7 @@ export async function checkAgentSocket(c: DoctorContext): Promise<CheckResult> {
 export async function checkRedis(c: DoctorContext): Promise<CheckResult[]> {
   const auth = c.redisAuth?.password || c.redisAuth?.passwordFile ? 'password' : 'none';
   const tls = c.redisUrl.startsWith('rediss:') ? 'yes' : 'no';
-  let redis;
+  let redis: Redis;
   try {
     redis = await connectChecked(c.redisUrl, c.redisAuth, 5000);
   } catch (err) {
@@ -253,9 +321,13 @@ async function sensorInUse(redis: Redis, c: DoctorContext): Promise<CheckResult>
   if (!sensor) return res('sensor', 'sensor backend', 'skip', `host ${c.host} is not in the registry: its agent has not reported (is it running, with agent.host ${c.host}?)`);
   const ago = seen ? `, registered ${Math.round((Date.now() - seen) / 1000)} s ago` : '';
   if (sensor === 'ebpf') return res('sensor', 'sensor backend', 'ok', `the agent of ${c.host} counts with eBPF${ago}`);
-  return res('sensor', 'sensor backend', 'warn',
+  return res(
+    'sensor',
+    'sensor backend',
+    'warn',
     `the agent of ${c.host} counts with libpcap${note ? ` because eBPF is not available: ${note}` : ' (agent.sensor: pcap)'}${ago}. ${PCAP_COST}`,
-    note ? 'fix the cause above (see the bpf, bpffs and clsact checks), then restart the agent' : 'set agent.sensor: auto (or ebpf) and restart the agent');
+    note ? 'fix the cause above (see the bpf, bpffs and clsact checks), then restart the agent' : 'set agent.sensor: auto (or ebpf) and restart the agent',
+  );
 }
 
 export async function checkSpool(c: DoctorContext): Promise<CheckResult> {
@@ -267,8 +339,22 @@ export async function checkSpool(c: DoctorContext): Promise<CheckResult> {
   let bytes = 0;
   for (const n of waiting) bytes += (await stat(join(dir, n)).catch(() => ({ size: 0 }))).size;
   const detail = `${waiting.length} report(s) waiting for Redis in ${dir} (${(bytes / 1024).toFixed(0)} KiB; at most ${c.spoolMax})${bad.length ? `; ${bad.length} unreadable set aside (.bad)` : ''}`;
-  if (waiting.length >= c.spoolMax * 0.9) return res('spool', 'spool', 'fail', `${detail}: nearly full, the oldest reports are being dropped`, 'make Redis reachable from this host (see the redis check); raise agent.spoolMax to keep more meanwhile');
-  if (waiting.length >= 3) return res('spool', 'spool', 'warn', `${detail}: the agent cannot write to Redis`, 'make Redis reachable from this host (see the redis check); the agent sends them on reconnecting; journalctl -u virt-cohort-agent -e');
+  if (waiting.length >= c.spoolMax * 0.9)
+    return res(
+      'spool',
+      'spool',
+      'fail',
+      `${detail}: nearly full, the oldest reports are being dropped`,
+      'make Redis reachable from this host (see the redis check); raise agent.spoolMax to keep more meanwhile',
+    );
+  if (waiting.length >= 3)
+    return res(
+      'spool',
+      'spool',
+      'warn',
+      `${detail}: the agent cannot write to Redis`,
+      'make Redis reachable from this host (see the redis check); the agent sends them on reconnecting; journalctl -u virt-cohort-agent -e',
+    );
   if (bad.length) return res('spool', 'spool', 'warn', detail, `look at ${dir}/*.bad, then delete them`);
   return res('spool', 'spool', 'ok', detail);
 }

@@ -2,8 +2,21 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { scrub } from '../config/redact.js';
 import {
-  checkAgentSocket, checkBpf, checkBpffs, checkClsact, checkHook, checkHookLoaded, checkLibvirt, checkPins, checkRedis, checkRoot, checkSpool, checkTaps,
-  type CheckResult, type DoctorContext, type Findings,
+  checkAgentSocket,
+  checkBpf,
+  checkBpffs,
+  checkClsact,
+  checkHook,
+  checkHookLoaded,
+  checkLibvirt,
+  checkPins,
+  checkRedis,
+  checkRoot,
+  checkSpool,
+  checkTaps,
+  type CheckResult,
+  type DoctorContext,
+  type Findings,
 } from './checks.js';
 import { checkRoutes } from './routes.js';
 
@@ -80,5 +93,5 @@ export function renderDoctor(r: DoctorReport): string {
   const failed = r.checks.filter((c) => c.status === 'fail').length;
   const warned = r.checks.filter((c) => c.status === 'warn').length;
   lines.push(failed ? `${failed} check(s) failed${warned ? `, ${warned} warning(s)` : ''}: see the fix lines` : warned ? `all checks passed, ${warned} warning(s)` : 'all checks passed');
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }

@@ -8,10 +8,10 @@ import { res, type CheckResult, type DoctorContext } from './checks.js';
 export async function checkRoutes(c: DoctorContext): Promise<CheckResult> {
   const id = 'routes';
   const title = 'manager routes';
-  if (!c.routes) return res(id, title, 'skip', 'no manager.hostRoutes or manager.hostUris configured here: this host runs no manager', 'on the manager\'s host: virt-cohort doctor --manager');
+  if (!c.routes) return res(id, title, 'skip', 'no manager.hostRoutes or manager.hostUris configured here: this host runs no manager', "on the manager's host: virt-cohort doctor --manager");
   const vetter = new RouteVetter(c.routes);
   if (vetter.problems.length) return res(id, title, 'fail', vetter.problems.join('; '), 'correct those entries (virt-cohort config check)');
-  let redis;
+  let redis: Awaited<ReturnType<typeof connectChecked>>;
   try {
     redis = await connectChecked(c.redisUrl, c.redisAuth, 5000);
   } catch {
@@ -21,8 +21,13 @@ export async function checkRoutes(c: DoctorContext): Promise<CheckResult> {
     const hosts = await new Registry(redis).hosts();
     const { routes, refused } = trustedRoutes(hosts, vetter);
     if (refused.length) {
-      return res(id, title, 'fail', `${refused.length} of ${hosts.length} host(s) left alone by the manager (nothing migrates from or to them): ${refused.map((x) => `${x.host}: ${x.why}`).join('; ')}`,
-        'make each agent register a route the manager vouches for (agent.libvirtUri, agent.migrateUri), or vouch for it (manager.hostRoutes, hostUris, migrateNetworks; docs/security.md)');
+      return res(
+        id,
+        title,
+        'fail',
+        `${refused.length} of ${hosts.length} host(s) left alone by the manager (nothing migrates from or to them): ${refused.map((x) => `${x.host}: ${x.why}`).join('; ')}`,
+        'make each agent register a route the manager vouches for (agent.libvirtUri, agent.migrateUri), or vouch for it (manager.hostRoutes, hostUris, migrateNetworks; docs/security.md)',
+      );
     }
     return res(id, title, 'ok', `the manager's configuration vouches for the routes of all ${routes.size} registered host(s)`);
   } finally {

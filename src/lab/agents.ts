@@ -36,7 +36,8 @@ export const labRedisUrl = (lab: LabSettings) => `redis://${rootIp(lab)}:${lab.r
 export function labRoutes(lab: LabSettings): RoutePolicy {
   return {
     hostRoutes: Object.fromEntries(hosts(lab).map((h) => [h.name, { uri: h.uri, migrateUri: labMigrateUri(h) }])),
-    hostUris: [], migrateNetworks: [],
+    hostUris: [],
+    migrateNetworks: [],
   };
 }
 
@@ -53,23 +54,62 @@ export async function startAgent(lab: LabSettings & { periodSeconds?: number; se
   const p = agentPaths(lab, h);
   await mkdir(p.stateDir, { recursive: true });
   const out = await open(p.log, 'a');
-  const child = spawn('nsenter', [`--net=/run/netns/${h.netns}`, '--', process.execPath, ...AGENT_NODE_FLAGS, CLI, 'agent',
-    '--host', h.name, '--site', h.site, '--libvirt-uri', h.uri, '--redis', labRedisUrl(lab),
-    '--period', String(lab.periodSeconds ?? DEFAULT_PERIOD_SECONDS), '--reconcile', '5', '--socket', p.socket, '--state-dir', p.stateDir,
-    '--pin-root', p.pinRoot, '--migrate-uri', labMigrateUri(h), '--sensor', lab.sensor ?? 'ebpf', ...extra], { detached: true, stdio: ['ignore', out.fd, out.fd] });
+  const child = spawn(
+    'nsenter',
+    [
+      `--net=/run/netns/${h.netns}`,
+      '--',
+      process.execPath,
+      ...AGENT_NODE_FLAGS,
+      CLI,
+      'agent',
+      '--host',
+      h.name,
+      '--site',
+      h.site,
+      '--libvirt-uri',
+      h.uri,
+      '--redis',
+      labRedisUrl(lab),
+      '--period',
+      String(lab.periodSeconds ?? DEFAULT_PERIOD_SECONDS),
+      '--reconcile',
+      '5',
+      '--socket',
+      p.socket,
+      '--state-dir',
+      p.stateDir,
+      '--pin-root',
+      p.pinRoot,
+      '--migrate-uri',
+      labMigrateUri(h),
+      '--sensor',
+      lab.sensor ?? 'ebpf',
+      ...extra,
+    ],
+    { detached: true, stdio: ['ignore', out.fd, out.fd] },
+  );
   await out.close();
   child.unref();
   const pid = child.pid!;
   await writeFile(p.pid, `${pid}\n`);
-  await waitFor(`the agent of lab host ${h.name} (log: ${p.log})`, async () => {
-    if (!alive(pid)) throw new Error(`the agent of lab host ${h.name} exited at start; see ${p.log}`);
-    return (await livePid(p.pid)) && (await socketUp(p.socket)) ? true : undefined;
-  }, 30_000, 100);
+  await waitFor(
+    `the agent of lab host ${h.name} (log: ${p.log})`,
+    async () => {
+      if (!alive(pid)) throw new Error(`the agent of lab host ${h.name} exited at start; see ${p.log}`);
+      return (await livePid(p.pid)) && (await socketUp(p.socket)) ? true : undefined;
+    },
+    30_000,
+    100,
+  );
   return pid;
 }
 
 async function socketUp(path: string): Promise<boolean> {
-  return stat(path).then((s) => s.isSocket(), () => false);
+  return stat(path).then(
+    (s) => s.isSocket(),
+    () => false,
+  );
 }
 
 export async function startAgents(lab: LabSettings & { periodSeconds?: number; sensor?: SensorBackend }): Promise<void> {

@@ -23,9 +23,14 @@ export function labEnvironment(lab: LabSettings): LabEnvironment {
   return {
     sites: Object.fromEntries(sites.map((s) => [s, {}])),
     hosts: Object.fromEntries(hosts(lab).map((h) => [h.name, { site: h.site }])),
-    links: sites.flatMap((a, i) => sites.slice(i + 1).map((b) => ({
-      sites: [a, b] as [string, string], latencyMs: lab.delayMs, bandwidthMbit: lab.rateMbit, transferPricePerGB: 0,
-    }))),
+    links: sites.flatMap((a, i) =>
+      sites.slice(i + 1).map((b) => ({
+        sites: [a, b] as [string, string],
+        latencyMs: lab.delayMs,
+        bandwidthMbit: lab.rateMbit,
+        transferPricePerGB: 0,
+      })),
+    ),
     cpuOvercommit: LAB_CPU_OVERCOMMIT,
   };
 }

@@ -29,8 +29,15 @@ export async function startLabGuests(labName: string, placed: InitialPlacement, 
     const v = cluster.vms[i]!;
     const peers = cluster.pattern ? peersFor(cluster.pattern, i + 1, n).map((j) => index[j - 1]!) : [];
     const added = await addVm(lab.name, {
-      name: v.name, host: hostOf.get(v.name)!, index: index[i]!, pattern: peers.length ? `peers:${peers.join(',')}` : 'idle', cluster: n,
-      rate: Math.round(cluster.messagesPerSecond!), size: Math.round(cluster.bytesPerMessage!), memoryMiB: v.memoryMiB, wait: true,
+      name: v.name,
+      host: hostOf.get(v.name)!,
+      index: index[i]!,
+      pattern: peers.length ? `peers:${peers.join(',')}` : 'idle',
+      cluster: n,
+      rate: Math.round(cluster.messagesPerSecond!),
+      size: Math.round(cluster.bytesPerMessage!),
+      memoryMiB: v.memoryMiB,
+      wait: true,
     });
     done.push({ vm: v.name, host: added.host, domain: domainName(lab, v.name), mac: added.mac });
   }

@@ -53,14 +53,25 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
     throw new UserError(`port ${redisPort} for the lab's Redis is in use: pass --redis-port with a free port`);
   }
   if (opts.rateMbit < 1000) {
-    log.warn({ rateMbit: opts.rateMbit },
-      'inter-site links under 1000 Mbit/s: live migrations take long enough to hit a QEMU 7.2 TCG + virtio-net bug that corrupts guest memory (docs/measurements.md, the lab)');
+    log.warn(
+      { rateMbit: opts.rateMbit },
+      'inter-site links under 1000 Mbit/s: live migrations take long enough to hit a QEMU 7.2 TCG + virtio-net bug that corrupts guest memory (docs/measurements.md, the lab)',
+    );
   }
   const started = Date.now();
   const state: LabState = {
-    name: opts.name, index, sites: opts.sites, hostsPerSite: opts.hostsPerSite,
-    delayMs: opts.delayMs, rateMbit: opts.rateMbit, redisPort, periodSeconds: opts.periodSeconds ?? DEFAULT_PERIOD_SECONDS, sensor: opts.sensor ?? 'ebpf',
-    status: 'creating', createdAt: new Date().toISOString(), vms: {},
+    name: opts.name,
+    index,
+    sites: opts.sites,
+    hostsPerSite: opts.hostsPerSite,
+    delayMs: opts.delayMs,
+    rateMbit: opts.rateMbit,
+    redisPort,
+    periodSeconds: opts.periodSeconds ?? DEFAULT_PERIOD_SECONDS,
+    sensor: opts.sensor ?? 'ebpf',
+    status: 'creating',
+    createdAt: new Date().toISOString(),
+    vms: {},
   };
   await writeState(state);
   try {
@@ -88,10 +99,7 @@ async function refuseIfPresent(name: string): Promise<void> {
   const leftovers = [...(await labNetns(name)), ...(await rootLinks(name))];
   if (state || leftovers.length) {
     const what = state ? `is already ${state.status === 'up' ? 'up' : 'half created'}` : `has leftovers (${leftovers.join(', ')})`;
-    throw new UserError(
-      `lab '${name}' ${what}: see 'virt-cohort lab status --name ${name}', or remove it with 'virt-cohort lab down --name ${name}' first, ` +
-        `or pick another name with --name`,
-    );
+    throw new UserError(`lab '${name}' ${what}: see 'virt-cohort lab status --name ${name}', or remove it with 'virt-cohort lab down --name ${name}' first, ` + `or pick another name with --name`);
   }
 }
 
@@ -133,10 +141,13 @@ export async function labDown(name: string): Promise<string[]> {
   }
   for (const link of await rootLinks(name)) {
     // A veth whose peer was in a deleted namespace may vanish while we look.
-    const gone = await run('ip', ['link', 'del', link]).then(() => false, (err: Error) => {
-      if (/Cannot find device/.test(err.message)) return true;
-      throw err;
-    });
+    const gone = await run('ip', ['link', 'del', link]).then(
+      () => false,
+      (err: Error) => {
+        if (/Cannot find device/.test(err.message)) return true;
+        throw err;
+      },
+    );
     if (!gone) removed.push(`link ${link}`);
   }
   const pins = await run('sh', ['-c', `ls -d /sys/fs/bpf/${prefix(name)}-* 2>/dev/null || true`]);
@@ -172,10 +183,7 @@ export async function requireLab(name: string): Promise<LabState> {
   const state = await readState(name);
   if (!state) {
     const others = (await listLabs()).map((l) => l.name);
-    throw new UserError(
-      `lab '${name}' is not up: start it with 'virt-cohort lab up --name ${name}'` +
-        (others.length ? ` (labs that are up: ${others.join(', ')}; choose one with --name)` : ''),
-    );
+    throw new UserError(`lab '${name}' is not up: start it with 'virt-cohort lab up --name ${name}'` + (others.length ? ` (labs that are up: ${others.join(', ')}; choose one with --name)` : ''));
   }
   if (state.status !== 'up') {
     throw new UserError(`lab '${name}' is half created (lab up did not finish): run 'virt-cohort lab down --name ${name}', then lab up again`);

@@ -56,9 +56,12 @@ export async function startLibvirtd(lab: LabSettings, h: LabHost): Promise<void>
   await run('unshare', ['--mount', '--uts', '--propagation', 'private', 'sh', '-c', START_SCRIPT, 'sh', dir, h.netns], {
     netns: h.netns,
   });
-  await waitFor(`libvirtd of lab host ${h.name} (${h.uri}); see ${join(dir, 'var/log/libvirt/libvirtd.log')}`,
+  await waitFor(
+    `libvirtd of lab host ${h.name} (${h.uri}); see ${join(dir, 'var/log/libvirt/libvirtd.log')}`,
     async () => ((await succeeds('virsh', ['-c', h.uri, 'version'], { timeoutMs: 10_000 })) ? true : undefined),
-    120_000, 250);
+    120_000,
+    250,
+  );
 }
 
 export const libvirtdPidFile = (lab: LabSettings, h: LabHost) => join(hostDir(lab.name, h.name), 'libvirtd.pid');
@@ -72,6 +75,5 @@ export async function restartLibvirtd(lab: LabSettings, h: LabHost): Promise<voi
   const logd = Number((await readFile(virtlogdPidFile(lab, h), 'utf8')).trim());
   if (!(logd > 0) || !alive(logd)) throw new Error(`virtlogd of lab host ${h.name} is not running: recreate the lab`);
   await run('nsenter', [`--target=${logd}`, '--mount', '--uts', `--net=/run/netns/${h.netns}`, '--', 'libvirtd', '-d', '-l', '-p', libvirtdPidFile(lab, h)]);
-  await waitFor(`libvirtd of lab host ${h.name} (${h.uri})`,
-    async () => ((await succeeds('virsh', ['-c', h.uri, 'version'], { timeoutMs: 10_000 })) ? true : undefined), 60_000, 250);
+  await waitFor(`libvirtd of lab host ${h.name} (${h.uri})`, async () => ((await succeeds('virsh', ['-c', h.uri, 'version'], { timeoutMs: 10_000 })) ? true : undefined), 60_000, 250);
 }

@@ -1,17 +1,5 @@
 import { run } from '../util/exec.js';
-import {
-  VM_BRIDGE,
-  VXLAN_ID,
-  hosts,
-  mgmtBridge,
-  prefix,
-  rootIp,
-  routerIp,
-  siteBridge,
-  wanNetns,
-  type LabHost,
-  type LabSettings,
-} from './topology.js';
+import { VM_BRIDGE, VXLAN_ID, hosts, mgmtBridge, prefix, rootIp, routerIp, siteBridge, wanNetns, type LabHost, type LabSettings } from './topology.js';
 
 /** Room for the 50-byte VXLAN header so VMs keep a normal 1500-byte MTU. */
 const UNDERLAY_MTU = '1600';
@@ -59,10 +47,7 @@ export async function createNetwork(lab: LabSettings): Promise<void> {
  */
 async function shapeSite(lab: LabSettings, s: number): Promise<void> {
   const burst = Math.max(32_000, Math.ceil((lab.rateMbit * 1e6) / 8 / 100));
-  await run('tc', [
-    'qdisc', 'add', 'dev', siteBridge(s), 'root', 'tbf',
-    'rate', `${lab.rateMbit}mbit`, 'burst', String(burst), 'latency', '100ms',
-  ], { netns: wanNetns(lab) });
+  await run('tc', ['qdisc', 'add', 'dev', siteBridge(s), 'root', 'tbf', 'rate', `${lab.rateMbit}mbit`, 'burst', String(burst), 'latency', '100ms'], { netns: wanNetns(lab) });
 }
 
 async function createHostNetwork(lab: LabSettings, h: LabHost, all: LabHost[]): Promise<void> {

@@ -10,18 +10,26 @@ export const redisPidFile = (name: string) => join(labDir(name), 'redis.pid');
 export async function startRedis(lab: LabSettings): Promise<void> {
   const dir = labDir(lab.name);
   await run('redis-server', [
-    '--port', String(lab.redisPort),
-    '--bind', `127.0.0.1 ${rootIp(lab)}`,
-    '--protected-mode', 'no',
-    '--save', '',
-    '--appendonly', 'no',
-    '--daemonize', 'yes',
-    '--pidfile', redisPidFile(lab.name),
-    '--logfile', join(dir, 'redis.log'),
-    '--dir', dir,
+    '--port',
+    String(lab.redisPort),
+    '--bind',
+    `127.0.0.1 ${rootIp(lab)}`,
+    '--protected-mode',
+    'no',
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--daemonize',
+    'yes',
+    '--pidfile',
+    redisPidFile(lab.name),
+    '--logfile',
+    join(dir, 'redis.log'),
+    '--dir',
+    dir,
   ]);
-  await waitFor(`the lab's Redis on port ${lab.redisPort} (see ${join(dir, 'redis.log')})`,
-    async () => ((await redisPing(lab)) ? true : undefined), 10_000, 50);
+  await waitFor(`the lab's Redis on port ${lab.redisPort} (see ${join(dir, 'redis.log')})`, async () => ((await redisPing(lab)) ? true : undefined), 10_000, 50);
 }
 
 export function redisPing(lab: LabSettings): Promise<boolean> {

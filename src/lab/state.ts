@@ -56,7 +56,7 @@ export async function writeState(state: LabState): Promise<void> {
   const dir = labDir(state.name);
   await mkdir(dir, { recursive: true });
   const tmp = join(dir, 'state.json.tmp');
-  await writeFile(tmp, JSON.stringify(state, null, 2) + '\n');
+  await writeFile(tmp, `${JSON.stringify(state, null, 2)}\n`);
   await rename(tmp, join(dir, 'state.json'));
 }
 

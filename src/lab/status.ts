@@ -38,19 +38,21 @@ export async function labStatus(name: string): Promise<LabStatus> {
     ...(lab.upSeconds !== undefined ? { upSeconds: lab.upSeconds } : {}),
     redis: { address: `${rootIp(lab)}:${lab.redisPort}`, ok: await redisPing(lab) },
     sites,
-    hosts: await Promise.all(hosts(lab).map(async (h) => ({
-      name: h.name,
-      site: h.site,
-      uri: h.uri,
-      dataIp: h.dataIp,
-      libvirtd: (await livePid(libvirtdPidFile(lab, h))) ? 'running' as const : 'down' as const,
-      agent: (await livePid(agentPaths(lab, h).pid)) ? 'running' as const : 'down' as const,
-      // What the agent counts with, as it published it; '-' until it has registered.
-      sensor: sensors.get(h.name) ?? '-',
-      // Reports waiting on the host's disk for Redis: 0 when all is well.
-      spooled: (await readdir(join(agentPaths(lab, h).stateDir, 'spool')).catch(() => [])).filter((f) => f.endsWith('.json')).length,
-      vms: vms.filter((v) => v.host === h.name).length,
-    }))),
+    hosts: await Promise.all(
+      hosts(lab).map(async (h) => ({
+        name: h.name,
+        site: h.site,
+        uri: h.uri,
+        dataIp: h.dataIp,
+        libvirtd: (await livePid(libvirtdPidFile(lab, h))) ? ('running' as const) : ('down' as const),
+        agent: (await livePid(agentPaths(lab, h).pid)) ? ('running' as const) : ('down' as const),
+        // What the agent counts with, as it published it; '-' until it has registered.
+        sensor: sensors.get(h.name) ?? '-',
+        // Reports waiting on the host's disk for Redis: 0 when all is well.
+        spooled: (await readdir(join(agentPaths(lab, h).stateDir, 'spool')).catch(() => [])).filter((f) => f.endsWith('.json')).length,
+        vms: vms.filter((v) => v.host === h.name).length,
+      })),
+    ),
     vms,
   };
 }

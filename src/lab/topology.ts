@@ -91,7 +91,9 @@ export function findHost(lab: LabSettings, name: string): LabHost {
   const host = hosts(lab).find((h) => h.name === name);
   if (!host) {
     throw new UserError(
-      `no host '${name}' in lab '${lab.name}': its hosts are ${hosts(lab).map((h) => h.name).join(', ')} (see virt-cohort lab status)`,
+      `no host '${name}' in lab '${lab.name}': its hosts are ${hosts(lab)
+        .map((h) => h.name)
+        .join(', ')} (see virt-cohort lab status)`,
     );
   }
   return host;
@@ -107,8 +109,7 @@ export const siteBridge = (s: number) => `site-${siteName(s)}`;
 export const vmIp = (lab: LabSettings, i: number) => `10.${lab.index}.${VM_NETWORK_OCTET}.${i}`;
 export const domainName = (lab: LabSettings, vm: string) => `${prefix(lab.name)}-${vm}`;
 /** Locally administered MAC carrying the lab index and VM index, so MACs never collide across labs. */
-export const vmMac = (lab: LabSettings, i: number) =>
-  `52:54:00:${hex(lab.index)}:${hex(i >> 8)}:${hex(i & 0xff)}`;
+export const vmMac = (lab: LabSettings, i: number) => `52:54:00:${hex(lab.index)}:${hex(i >> 8)}:${hex(i & 0xff)}`;
 const hex = (n: number) => n.toString(16).padStart(2, '0');
 
 export const MAX_SITES = SITE_LETTERS.length;

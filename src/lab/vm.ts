@@ -51,8 +51,16 @@ export async function addVm(labName: string, opts: AddOptions): Promise<AddedVm>
   await requireGuestImage();
 
   const spec: VmSpec = {
-    name: opts.name, index, ip: vmIp(lab, index), mac: vmMac(lab, index), memoryMiB: opts.memoryMiB,
-    pattern: opts.pattern, cluster: opts.cluster, peers, rate: opts.rate, size: opts.size,
+    name: opts.name,
+    index,
+    ip: vmIp(lab, index),
+    mac: vmMac(lab, index),
+    memoryMiB: opts.memoryMiB,
+    pattern: opts.pattern,
+    cluster: opts.cluster,
+    peers,
+    rate: opts.rate,
+    size: opts.size,
     ...(opts.arp ? { arp: checkArp(opts.arp) } : {}),
   };
   const dir = join(labDir(lab.name), 'vms');
@@ -68,12 +76,17 @@ export async function addVm(labName: string, opts: AddOptions): Promise<AddedVm>
   await startDomain(host.uri, domainName(lab, opts.name));
   const added: AddedVm = { ...spec, host: host.name };
   if (opts.wait) {
-    await waitFor(`guest ${opts.name} to boot (console: ${log})`, async () => {
-      const text = await consoleSince(log, offset);
-      const failed = /VCGUEST error: .*/.exec(text);
-      if (failed) throw new Error(`guest ${opts.name} failed to start its traffic generator: ${failed[0]} (console: ${log})`);
-      return text.includes('VCGUEST up') ? true : undefined;
-    }, 120_000, 200);
+    await waitFor(
+      `guest ${opts.name} to boot (console: ${log})`,
+      async () => {
+        const text = await consoleSince(log, offset);
+        const failed = /VCGUEST error: .*/.exec(text);
+        if (failed) throw new Error(`guest ${opts.name} failed to start its traffic generator: ${failed[0]} (console: ${log})`);
+        return text.includes('VCGUEST up') ? true : undefined;
+      },
+      120_000,
+      200,
+    );
     added.bootSeconds = (Date.now() - started) / 1000;
   }
   return added;
@@ -119,8 +132,14 @@ const escapeXml = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').
 export function domainXml(lab: LabState, vm: VmSpec): string {
   const peerIps = vm.peers.map((p) => `10.${lab.index}.200.${p}`).join(',');
   const cmdline = [
-    'console=ttyS0', 'quiet', 'panic=-1',
-    `vc.name=${vm.name}`, `vc.ip=${vm.ip}/24`, `vc.rate=${vm.rate}`, `vc.size=${vm.size}`, `vc.port=${GUEST_PORT}`,
+    'console=ttyS0',
+    'quiet',
+    'panic=-1',
+    `vc.name=${vm.name}`,
+    `vc.ip=${vm.ip}/24`,
+    `vc.rate=${vm.rate}`,
+    `vc.size=${vm.size}`,
+    `vc.port=${GUEST_PORT}`,
     ...(peerIps ? [`vc.peers=${peerIps}`] : []),
     ...(vm.arp ? [`vc.arp=${vm.arp}`] : []),
   ].join(' ');
@@ -171,13 +190,14 @@ export interface VmPlace {
 /** Where each of the lab's domains is, asked of every host's libvirt (a VM mid-migration shows on two hosts). */
 export async function listVms(lab: LabState): Promise<VmPlace[]> {
   const p = `${prefix(lab.name)}-`;
-  const perHost = await Promise.all(
-    hosts(lab).map(async (h) => (await listDomains(h.uri)).filter((d) => d.name.startsWith(p)).map((d) => ({ d, h }))),
-  );
-  return perHost.flat().map(({ d, h }) => {
-    const name = d.name.slice(p.length);
-    return { name, domain: d.name, host: h.name, state: d.state, spec: lab.vms[name] };
-  }).sort((a, b) => (a.spec?.index ?? 999) - (b.spec?.index ?? 999) || a.name.localeCompare(b.name) || a.host.localeCompare(b.host));
+  const perHost = await Promise.all(hosts(lab).map(async (h) => (await listDomains(h.uri)).filter((d) => d.name.startsWith(p)).map((d) => ({ d, h }))));
+  return perHost
+    .flat()
+    .map(({ d, h }) => {
+      const name = d.name.slice(p.length);
+      return { name, domain: d.name, host: h.name, state: d.state, spec: lab.vms[name] };
+    })
+    .sort((a, b) => (a.spec?.index ?? 999) - (b.spec?.index ?? 999) || a.name.localeCompare(b.name) || a.host.localeCompare(b.host));
 }
 
 export async function locateVm(lab: LabState, vm: string): Promise<LabHost> {

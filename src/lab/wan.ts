@@ -22,15 +22,13 @@ export async function startDelayLine(lab: LabSettings): Promise<void> {
   if (lab.delayMs === 0) return;
   const ns = wanNetns(lab);
   const logFd = openSync(join(labDir(lab.name), 'wandelay.log'), 'a');
-  const child = spawn('nsenter', [`--net=/run/netns/${ns}`, '--', join(binDir, 'vc-wandelay'),
-    '--queue', QUEUE, '--delay-ms', String(lab.delayMs), '--pidfile', delayPidFile(lab.name)], {
+  const child = spawn('nsenter', [`--net=/run/netns/${ns}`, '--', join(binDir, 'vc-wandelay'), '--queue', QUEUE, '--delay-ms', String(lab.delayMs), '--pidfile', delayPidFile(lab.name)], {
     detached: true,
     stdio: ['ignore', logFd, logFd],
   });
   child.unref();
   closeSync(logFd);
-  await waitFor(`the WAN delay line (see ${join(labDir(lab.name), 'wandelay.log')})`,
-    async () => ((await livePid(delayPidFile(lab.name))) ? true : undefined), 10_000, 50);
+  await waitFor(`the WAN delay line (see ${join(labDir(lab.name), 'wandelay.log')})`, async () => ((await livePid(delayPidFile(lab.name))) ? true : undefined), 10_000, 50);
   await run('iptables', ['-w', '-A', 'FORWARD', '-j', 'NFQUEUE', '--queue-num', QUEUE], { netns: ns });
 }
 

@@ -34,7 +34,10 @@ export interface NodeSnapshot {
  * binding: they stay with virsh (src/libvirt/virsh.ts).
  */
 export class LibvirtClient {
-  private constructor(readonly uri: string, private readonly hv: Hypervisor) {}
+  private constructor(
+    readonly uri: string,
+    private readonly hv: Hypervisor,
+  ) {}
 
   static async connect(uri: string): Promise<LibvirtClient> {
     const hv = new Hypervisor({ uri });
@@ -62,9 +65,7 @@ export class LibvirtClient {
     for (const d of list) {
       let name = '';
       try {
-        const [n, uuid, info, xml] = await Promise.all([
-          this.hv.domainGetName(d), this.hv.domainGetUUIDString(d), this.hv.domainGetInfo(d), this.hv.domainGetXMLDesc(d),
-        ]);
+        const [n, uuid, info, xml] = await Promise.all([this.hv.domainGetName(d), this.hv.domainGetUUIDString(d), this.hv.domainGetInfo(d), this.hv.domainGetXMLDesc(d)]);
         name = n;
         const state = info.state === DomainState.RUNNING ? 'running' : info.state === DomainState.PAUSED ? 'paused' : 'other';
         const doc = readDomainXml(xml);
@@ -72,7 +73,6 @@ export class LibvirtClient {
       } catch (err) {
         // Gone meanwhile (it stopped), or XML libvirt would never write: the others are still read.
         if (err instanceof DomainXmlError) log.error({ err, vm: name }, `unreadable domain XML: this VM is not counted; look at virsh dumpxml -- '${name}'`);
-        continue;
       }
     }
     return out.sort((a, b) => a.name.localeCompare(b.name));

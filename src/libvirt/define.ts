@@ -20,7 +20,12 @@ export function randomMac(): string {
 /** A domain XML template with each {{key}} replaced; an unknown placeholder is refused, naming those there are. */
 export function fillTemplate(template: string, values: Record<string, string | number>): string {
   return template.replace(/\{\{(\w+)\}\}/g, (whole, key: string) => {
-    if (!(key in values)) throw new UserError(`the domain template has an unknown placeholder ${whole}: use ${Object.keys(values).map((k) => `{{${k}}}`).join(', ')}`);
+    if (!(key in values))
+      throw new UserError(
+        `the domain template has an unknown placeholder ${whole}: use ${Object.keys(values)
+          .map((k) => `{{${k}}}`)
+          .join(', ')}`,
+      );
     return String(values[key]);
   });
 }
@@ -49,7 +54,12 @@ export async function defineAndStartAll(jobs: readonly DomainJob[]): Promise<str
     try {
       done.push(await defineAndStart(j.uri, j.xml));
     } catch (err) {
-      const before = i ? ` (already started: ${jobs.slice(0, i).map((d) => `${d.vm} on ${d.host}`).join(', ')})` : '';
+      const before = i
+        ? ` (already started: ${jobs
+            .slice(0, i)
+            .map((d) => `${d.vm} on ${d.host}`)
+            .join(', ')})`
+        : '';
       throw new UserError(`cannot define and start ${j.vm} on ${j.host} (${j.uri}): ${(err as Error).message}${before}`, 1);
     }
   }

@@ -82,9 +82,13 @@ export function scanXml(xml: string, v: XmlVisitor): void {
     else if (xml.startsWith('<!', lt)) throw new DomainXmlError('a DTD or declaration (<!…>): libvirt writes none, and none is read');
     else {
       let j = lt + 1;
-      for (let q = 0; j < xml.length; j++) { // the '>' that ends the tag, outside quoted values
+      for (let q = 0; j < xml.length; j++) {
+        // the '>' that ends the tag, outside quoted values
         const c = xml.charCodeAt(j);
-        if (q) { if (c === q) q = 0; } else if (c === 34 || c === 39) q = c; else if (c === 62) break;
+        if (q) {
+          if (c === q) q = 0;
+        } else if (c === 34 || c === 39) q = c;
+        else if (c === 62) break;
       }
       if (j >= xml.length) throw new DomainXmlError('cut off inside a tag');
       i = j + 1;

@@ -17,7 +17,10 @@ const virsh = (uri: string, args: string[], timeoutMs = 60_000) => run('virsh', 
 /** A domain name as libvirt would take it, refused otherwise (libvirt refuses '/' in names; an argument cannot hold NUL). */
 export class DomainNameError extends UserError {
   override name = 'DomainNameError';
-  constructor(readonly domain: string, why: string) {
+  constructor(
+    readonly domain: string,
+    why: string,
+  ) {
     super(`${JSON.stringify(domain.slice(0, 200))} is not a libvirt domain name (${why}): use the name \`virsh list --all\` shows`);
   }
 }
@@ -28,7 +31,7 @@ const MAX_NAME = 1024;
 export function checkDomainName(name: string): string {
   if (typeof name !== 'string' || name === '') throw new DomainNameError(String(name ?? ''), 'empty');
   if (name.length > MAX_NAME) throw new DomainNameError(name, `longer than ${MAX_NAME} characters`);
-  if (/[\0\n\/]/.test(name)) throw new DomainNameError(name, 'it holds a NUL, a newline or a /');
+  if (/[\0\n/]/.test(name)) throw new DomainNameError(name, 'it holds a NUL, a newline or a /');
   return name;
 }
 
@@ -94,7 +97,10 @@ export interface DomainInterface {
 
 export async function domainInterfaces(uri: string, name: string): Promise<DomainInterface[]> {
   const out = await virsh(uri, domainCommand('domiflist', name));
-  return out.split('\n').map((l) => l.trim().split(/\s+/)).filter((c) => c.length === 5 && /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(c[4]!))
+  return out
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/))
+    .filter((c) => c.length === 5 && /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(c[4]!))
     .map(([tap, type, source, model, mac]) => ({ tap: tap!, type: type!, source: source!, model: model!, mac: mac!.toLowerCase() }));
 }
 
@@ -153,7 +159,9 @@ export async function completedJob(uri: string, name: string): Promise<Record<st
  */
 export async function domainAddresses(uri: string, name: string, source: 'lease' | 'arp'): Promise<string[]> {
   // Unanswered, or a name virsh cannot take: libvirt knows no address then, as the doc above says.
-  const out = await Promise.resolve().then(() => virsh(uri, domainCommand('domifaddr', name, ['--source', source]), 10_000)).catch(() => '');
+  const out = await Promise.resolve()
+    .then(() => virsh(uri, domainCommand('domifaddr', name, ['--source', source]), 10_000))
+    .catch(() => '');
   const addrs = new Set<string>();
   for (const line of out.split('\n')) {
     const m = /\s(ipv4|ipv6)\s+([0-9a-fA-F.:]+)\/\d+/.exec(line);

@@ -54,7 +54,12 @@ export async function execute(redis: Redis, moves: MoveOrder[], routes: Map<stri
         continue;
       }
       started = true;
-      running.set(m, migrateOne(redis, m, routes, opts).then((r) => void done.push(r)).finally(() => running.delete(m)));
+      running.set(
+        m,
+        migrateOne(redis, m, routes, opts)
+          .then((r) => void done.push(r))
+          .finally(() => running.delete(m)),
+      );
     }
     if (running.size) await Promise.race(running.values());
     else if (!started) break;
@@ -81,7 +86,9 @@ export async function migrateOne(redis: Redis, m: MoveOrder, routes: Map<string,
   let aborted = false;
   let migrating = true;
   const job = migrateDomain(src.uri, m.vm, dst.uri, {
-    ...(dst.migrateUri ? { migrateUri: dst.migrateUri } : {}), autoConverge: opts.autoConverge, timeoutMs: opts.timeoutMs + 120_000,
+    ...(dst.migrateUri ? { migrateUri: dst.migrateUri } : {}),
+    autoConverge: opts.autoConverge,
+    timeoutMs: opts.timeoutMs + 120_000,
   }).finally(() => {
     migrating = false;
   });
@@ -95,7 +102,7 @@ export async function migrateOne(redis: Redis, m: MoveOrder, routes: Map<string,
         await abortJob(src.uri, m.vm).catch((err) => log.error({ err, vm: m.vm }, 'domjobabort failed'));
         continue;
       }
-      const info = await jobInfo(src.uri, m.vm).catch(() => ({} as Record<string, string>));
+      const info = await jobInfo(src.uri, m.vm).catch(() => ({}) as Record<string, string>);
       const processed = mib(info['Data processed'] ?? info['Memory processed']);
       const total = mib(info['Data total'] ?? info['Memory total']);
       const rate = mib(info['Memory bandwidth']);
@@ -116,7 +123,7 @@ export async function migrateOne(redis: Redis, m: MoveOrder, routes: Map<string,
   await watch;
   rec.seconds = (Date.now() - at) / 1000;
   if (rec.outcome === 'ok') {
-    const done = await completedJob(dst.uri, m.vm).catch(() => ({} as Record<string, string>));
+    const done = await completedJob(dst.uri, m.vm).catch(() => ({}) as Record<string, string>);
     const downtime = /^(\d+)/.exec(done['Total downtime'] ?? '');
     if (downtime) rec.downtimeMs = Number(downtime[1]);
     const data = mib(done['Data processed'] ?? done['Memory processed']);

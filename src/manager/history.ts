@@ -21,7 +21,9 @@ export interface MigrationRecord {
 const MAXLEN = 100_000;
 
 export async function recordMigration(redis: Redis, r: MigrationRecord): Promise<void> {
-  const fields = Object.entries(r).filter(([, v]) => v !== undefined).flatMap(([k, v]) => [k, String(v)]);
+  const fields = Object.entries(r)
+    .filter(([, v]) => v !== undefined)
+    .flatMap(([k, v]) => [k, String(v)]);
   await redis.xadd(K.migrations, 'MAXLEN', '~', MAXLEN, '*', ...fields);
 }
 
@@ -33,9 +35,17 @@ export async function readHistory(redis: Redis, count = 50, vm?: string): Promis
     for (let i = 0; i + 1 < f.length; i += 2) o[f[i]!] = f[i + 1]!;
     if (vm && o.vm !== vm) continue;
     out.push({
-      vm: o.vm!, from: o.from!, to: o.to!, outcome: o.outcome as Outcome, at: Number(o.at), seconds: Number(o.seconds),
-      ...(o.downtimeMs ? { downtimeMs: Number(o.downtimeMs) } : {}), ...(o.dataMiB ? { dataMiB: Number(o.dataMiB) } : {}),
-      ...(o.reason ? { reason: o.reason } : {}), ...(o.error ? { error: o.error } : {}), ...(o.manager ? { manager: o.manager } : {}),
+      vm: o.vm!,
+      from: o.from!,
+      to: o.to!,
+      outcome: o.outcome as Outcome,
+      at: Number(o.at),
+      seconds: Number(o.seconds),
+      ...(o.downtimeMs ? { downtimeMs: Number(o.downtimeMs) } : {}),
+      ...(o.dataMiB ? { dataMiB: Number(o.dataMiB) } : {}),
+      ...(o.reason ? { reason: o.reason } : {}),
+      ...(o.error ? { error: o.error } : {}),
+      ...(o.manager ? { manager: o.manager } : {}),
     });
     if (out.length >= count) break;
   }

@@ -21,16 +21,21 @@ export class LeaderLock {
   private leader = false;
   private timer?: NodeJS.Timeout;
 
-  constructor(private readonly redis: Redis, readonly ttlMs: number, private readonly onChange: (leader: boolean) => void = () => undefined) {}
+  constructor(
+    private readonly redis: Redis,
+    readonly ttlMs: number,
+    private readonly onChange: (leader: boolean) => void = () => undefined,
+  ) {}
 
   get isLeader(): boolean {
     return this.leader;
   }
 
   start(): void {
-    const tick = () => void this.tick().finally(() => {
-      this.timer = setTimeout(tick, Math.max(100, this.ttlMs / 3));
-    });
+    const tick = () =>
+      void this.tick().finally(() => {
+        this.timer = setTimeout(tick, Math.max(100, this.ttlMs / 3));
+      });
     tick();
   }
 

@@ -11,7 +11,7 @@ import { logger } from '../util/log.js';
 import type { ManagerConfig } from './config.js';
 import { execute, type HostRoute, type MoveOrder } from './executor.js';
 import type { MigrationRecord } from './history.js';
-import { LeaderLock } from './lock.js';
+import type { LeaderLock } from './lock.js';
 import { RouteVetter, routePolicy } from './trust.js';
 import { describeHold, whyHeld } from './safety.js';
 
@@ -54,7 +54,12 @@ export class Manager {
   /** host → the refusal last logged, so each is logged once, not every round. */
   private said = new Map<string, string>();
 
-  constructor(readonly redis: Redis, readonly cfg: ManagerConfig, readonly lock: LeaderLock, private readonly onRound: (r: Round) => void = () => undefined) {
+  constructor(
+    readonly redis: Redis,
+    readonly cfg: ManagerConfig,
+    readonly lock: LeaderLock,
+    private readonly onRound: (r: Round) => void = () => undefined,
+  ) {
     this.vetter = new RouteVetter(routePolicy(cfg));
     for (const p of this.vetter.problems) log.error(`${p}: this entry is ignored; correct it (docs/security.md)`);
   }
@@ -82,11 +87,16 @@ export class Manager {
       const wait = msToNextBoundary(Date.now(), every) + this.cfg.settleMs;
       this.timer = setTimeout(() => {
         const began = Date.now();
-        this.busy = this.round().then((r) => (managerMetrics.round(r, (Date.now() - began) / 1000), r)).catch((err) => {
-          managerMetrics.round(undefined, (Date.now() - began) / 1000);
-          log.error({ err }, 'round failed; trying again at the next one');
-          return { n: this.rounds, at: Date.now(), groups: [], interSite: 0, moves: [], skipped: [], done: [], refused: [], note: (err as Error).message } as Round;
-        });
+        this.busy = this.round()
+          .then((r) => {
+            managerMetrics.round(r, (Date.now() - began) / 1000);
+            return r;
+          })
+          .catch((err) => {
+            managerMetrics.round(undefined, (Date.now() - began) / 1000);
+            log.error({ err }, 'round failed; trying again at the next one');
+            return { n: this.rounds, at: Date.now(), groups: [], interSite: 0, moves: [], skipped: [], done: [], refused: [], note: (err as Error).message } as Round;
+          });
         void this.busy.then((r) => this.onRound(r)).finally(() => this.schedule());
       }, wait);
     });
@@ -115,12 +125,22 @@ export class Manager {
     }
     const byVm = new Map(view.vms.map((v) => [v.name, v]));
     r.interSite = interSiteShare(view);
-    r.groups = detectGroups(buildGraph(view.traffic, view.vms.map((v) => v.name)), { method: 'louvain', measure: 'bytes' })
-      .map((g) => g.members).filter((m) => m.length > 1);
+    r.groups = detectGroups(
+      buildGraph(
+        view.traffic,
+        view.vms.map((v) => v.name),
+      ),
+      { method: 'louvain', measure: 'bytes' },
+    )
+      .map((g) => g.members)
+      .filter((m) => m.length > 1);
     const closed = (h: string) => draining.has(h) || untrusted.has(h); // nothing planned onto them
     const env: Environment = { ...view.environment, hosts: view.environment.hosts.map((h) => (closed(h.name) ? { ...h, reporting: false } : h)) };
     const plan = planMoves(view.traffic, view.vms, env, {
-      objective: this.cfg.objective, horizonSeconds: this.cfg.horizonSeconds, maxMoves: this.cfg.maxMoves, exclude: this.cfg.exclude,
+      objective: this.cfg.objective,
+      horizonSeconds: this.cfg.horizonSeconds,
+      maxMoves: this.cfg.maxMoves,
+      exclude: this.cfg.exclude,
     });
     r.plan = plan;
 
@@ -136,9 +156,19 @@ export class Manager {
     for (const m of plan.moves) {
       const untrustedWhy = [m.from, m.to].filter((h) => untrusted.has(h)).map((h) => `${h}: ${untrusted.get(h)}`)[0];
       // The plan's order keeps capacity right move after move: no room check here.
-      const hold = untrustedWhy ? undefined : await whyHeld(this.redis, m, { hosts: view.registry, vms: view.directory }, {
-        room: false, draining: true, cooldown: true, confirm: { rounds: this.cfg.confirmRounds, seen: this.streak.get(pairMember(m.vm, m.to)) ?? 0 },
-      });
+      const hold = untrustedWhy
+        ? undefined
+        : await whyHeld(
+            this.redis,
+            m,
+            { hosts: view.registry, vms: view.directory },
+            {
+              room: false,
+              draining: true,
+              cooldown: true,
+              confirm: { rounds: this.cfg.confirmRounds, seen: this.streak.get(pairMember(m.vm, m.to)) ?? 0 },
+            },
+          );
       const why = untrustedWhy ?? (hold ? describeHold(hold) : undefined);
       if (why) r.skipped.push({ vm: m.vm, to: m.to, why });
       else orders.push({ vm: m.vm, from: m.from, to: m.to, reason: m.reason });
@@ -158,8 +188,13 @@ export class Manager {
       return r;
     }
     r.done = await execute(this.redis, r.moves, trusted.routes, {
-      maxPerHost: this.cfg.maxPerHost, maxConcurrent: this.cfg.maxConcurrent, timeoutMs: this.cfg.timeoutMs,
-      autoConverge: this.cfg.autoConverge, cooldownMs: this.cfg.cooldownMs, mayAct: () => this.lock.isLeader, manager: this.lock.id,
+      maxPerHost: this.cfg.maxPerHost,
+      maxConcurrent: this.cfg.maxConcurrent,
+      timeoutMs: this.cfg.timeoutMs,
+      autoConverge: this.cfg.autoConverge,
+      cooldownMs: this.cfg.cooldownMs,
+      mayAct: () => this.lock.isLeader,
+      manager: this.lock.id,
       ...(this.progress ? { onProgress: this.progress } : {}),
     });
     for (const d of r.done) this.streak.delete(pairMember(d.vm, d.to));
@@ -218,8 +253,10 @@ export function drainMoves(view: CollectorView, draining: Set<string>, planned: 
   const out: MoveOrder[] = [];
   for (const v of view.vms) {
     if (!draining.has(v.host) || moving.has(v.name)) continue;
-    const peers = view.traffic.filter((p) => p.src === v.name || p.dst === v.name)
-      .map((p) => ({ peer: p.src === v.name ? p.dst : p.src, bytes: p.bytes })).sort((a, b) => b.bytes - a.bytes);
+    const peers = view.traffic
+      .filter((p) => p.src === v.name || p.dst === v.name)
+      .map((p) => ({ peer: p.src === v.name ? p.dst : p.src, bytes: p.bytes }))
+      .sort((a, b) => b.bytes - a.bytes);
     let to: string | undefined;
     for (const p of peers) {
       const h = where.get(p.peer)?.host;
@@ -228,7 +265,8 @@ export function drainMoves(view: CollectorView, draining: Set<string>, planned: 
         break;
       }
     }
-    to ??= [...free].filter(([, f]) => f >= v.memoryKiB)
+    to ??= [...free]
+      .filter(([, f]) => f >= v.memoryKiB)
       .sort((a, b) => Number(view.hosts.find((h) => h.name === b[0])?.site === v.site) - Number(view.hosts.find((h) => h.name === a[0])?.site === v.site) || b[1] - a[1])[0]?.[0];
     if (!to) {
       log.error({ vm: v.name, host: v.host }, 'cannot drain: no live host has room for this VM');

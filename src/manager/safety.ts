@@ -66,15 +66,24 @@ export async function whyHeld(redis: Redis, move: { vm: string; to: string }, fa
 /** A hold in a few words, as a round lists it (`held VM -> HOST: ...`). */
 export function describeHold(h: Hold): string {
   switch (h.kind) {
-    case 'unknown-vm': return `${h.vm} is not in the VM directory`;
-    case 'unknown-host': return `${h.host} is not in the host registry`;
-    case 'pinned': return `pinned by its domain metadata (${h.optOut ? 'count="no"' : 'move="never"'})`;
-    case 'not-running': return `${h.vm} is ${h.state}, not running`;
-    case 'already-there': return `already on ${h.host}`;
-    case 'no-room': return `${h.host} has ${Math.floor(h.freeKiB / 1024)} MiB free, ${h.vm} needs ${Math.ceil(h.needKiB / 1024)} MiB`;
-    case 'draining': return `${h.host} is draining`;
-    case 'cooldown': return `in cooldown until ${new Date(h.until).toISOString()}`;
-    case 'unconfirmed': return `proposed ${h.seen} round(s) in a row; moves after ${h.needed}`;
+    case 'unknown-vm':
+      return `${h.vm} is not in the VM directory`;
+    case 'unknown-host':
+      return `${h.host} is not in the host registry`;
+    case 'pinned':
+      return `pinned by its domain metadata (${h.optOut ? 'count="no"' : 'move="never"'})`;
+    case 'not-running':
+      return `${h.vm} is ${h.state}, not running`;
+    case 'already-there':
+      return `already on ${h.host}`;
+    case 'no-room':
+      return `${h.host} has ${Math.floor(h.freeKiB / 1024)} MiB free, ${h.vm} needs ${Math.ceil(h.needKiB / 1024)} MiB`;
+    case 'draining':
+      return `${h.host} is draining`;
+    case 'cooldown':
+      return `in cooldown until ${new Date(h.until).toISOString()}`;
+    case 'unconfirmed':
+      return `proposed ${h.seen} round(s) in a row; moves after ${h.needed}`;
   }
 }
 

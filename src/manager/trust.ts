@@ -29,7 +29,7 @@ export interface Route {
 
 export type Vetted = { ok: true; route: Route } | { ok: false; why: string };
 
-const FIX = 'correct agent.libvirtUri on that host, or the manager\'s manager.hostRoutes / manager.hostUris';
+const FIX = "correct agent.libvirtUri on that host, or the manager's manager.hostRoutes / manager.hostUris";
 
 /** Why a migration URI's shape is refused: only tcp://ADDRESS[:PORT], nothing else in it. */
 function migrateShapeProblem(uri: string): string | undefined {
@@ -77,7 +77,8 @@ export class RouteVetter {
     if (pinned ? pinned.uri !== uri : !this.patterns.some((re) => re.test(uri.toLowerCase()))) {
       return {
         ok: false,
-        why: pinned ? `registered libvirt URI ${uri} is not the one manager.hostRoutes gives it (${pinned.uri}): ${FIX}`
+        why: pinned
+          ? `registered libvirt URI ${uri} is not the one manager.hostRoutes gives it (${pinned.uri}): ${FIX}`
           : `libvirt URI ${uri} matches no manager.hostUris pattern${this.empty ? ' (none is configured)' : ''}: add the host to manager.hostRoutes or a pattern to manager.hostUris, see docs/security.md`,
       };
     }
@@ -90,7 +91,8 @@ export class RouteVetter {
       if (pinned?.migrateUri ? pinned.migrateUri !== migrateUri && !inNetwork : !inNetwork) {
         return {
           ok: false,
-          why: `migration URI ${migrateUri} is ${pinned?.migrateUri ? `not the one manager.hostRoutes gives it (${pinned.migrateUri}) nor` : 'not'} in manager.migrateNetworks` +
+          why:
+            `migration URI ${migrateUri} is ${pinned?.migrateUri ? `not the one manager.hostRoutes gives it (${pinned.migrateUri}) nor` : 'not'} in manager.migrateNetworks` +
             ` (${this.policy.migrateNetworks.join(', ') || 'none is configured'}): add its network there, or correct agent.migrateUri on that host`,
         };
       }

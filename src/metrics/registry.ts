@@ -29,11 +29,17 @@ const mapEntries = new Gauge({ name: 'virt_cohort_agent_flow_map_entries', help:
 const mapFill = new Gauge({ name: 'virt_cohort_agent_flow_map_fill_ratio', help: 'Flows at the last period close over the map capacity (eBPF)', ...reg });
 const periods = new Counter({ name: 'virt_cohort_agent_periods_closed_total', help: 'Periods closed (read, spooled)', ...reg });
 const late = new Counter({ name: 'virt_cohort_agent_periods_late_total', help: 'Periods read more than max(1 s, a tenth of the period) after their boundary', ...reg });
-const missing = new Counter({ name: 'virt_cohort_agent_periods_missing_total', help: 'Whole periods with no read of their own (the agent was down or stalled): their counts went into the next report', ...reg });
+const missing = new Counter({
+  name: 'virt_cohort_agent_periods_missing_total',
+  help: 'Whole periods with no read of their own (the agent was down or stalled): their counts went into the next report',
+  ...reg,
+});
 const closeDelay = new Gauge({ name: 'virt_cohort_agent_period_close_delay_seconds', help: 'How long after its boundary the last period was read', ...reg });
 const publish = new Histogram({
-  name: 'virt_cohort_agent_publish_seconds', help: 'Time to write one report to Redis',
-  buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15], ...reg,
+  name: 'virt_cohort_agent_publish_seconds',
+  help: 'Time to write one report to Redis',
+  buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15],
+  ...reg,
 });
 const publishFailures = new Counter({ name: 'virt_cohort_agent_publish_failures_total', help: 'Report writes that failed (the report stays in the spool)', ...reg });
 const taps = new Gauge({ name: 'virt_cohort_agent_taps', help: 'VM taps the agent wants counted at the last reconcile', ...reg });
@@ -44,16 +50,28 @@ const live = {
   lock: undefined as { isLeader: boolean } | undefined,
 };
 new Gauge({
-  name: 'virt_cohort_agent_spool_reports', help: 'Reports on disk waiting for Redis', ...reg,
-  async collect() { if (live.spool) this.set(await live.spool.size().catch(() => 0)); },
+  name: 'virt_cohort_agent_spool_reports',
+  help: 'Reports on disk waiting for Redis',
+  ...reg,
+  async collect() {
+    if (live.spool) this.set(await live.spool.size().catch(() => 0));
+  },
 });
 new Gauge({
-  name: 'virt_cohort_agent_spool_dropped_reports', help: 'Reports dropped since start because the spool was full', ...reg,
-  collect() { if (live.spool) this.set(live.spool.dropped); },
+  name: 'virt_cohort_agent_spool_dropped_reports',
+  help: 'Reports dropped since start because the spool was full',
+  ...reg,
+  collect() {
+    if (live.spool) this.set(live.spool.dropped);
+  },
 });
 new Gauge({
-  name: 'virt_cohort_redis_connected', help: '1 while the connection to Redis is ready', ...reg,
-  collect() { if (live.redis) this.set(live.redis.status === 'ready' ? 1 : 0); },
+  name: 'virt_cohort_redis_connected',
+  help: '1 while the connection to Redis is ready',
+  ...reg,
+  collect() {
+    if (live.redis) this.set(live.redis.status === 'ready' ? 1 : 0);
+  },
 });
 
 export const agentMetrics = {
@@ -101,20 +119,45 @@ export const agentMetrics = {
 
 // ---- manager --------------------------------------------------------------
 
-const rounds = new Counter({ name: 'virt_cohort_manager_rounds_total', help: 'Decision rounds by result: planned, standby (not the leader), no_data (the collector had no answer), failed', labelNames: ['result'], ...reg });
-const roundSeconds = new Histogram({ name: 'virt_cohort_manager_round_seconds', help: 'Duration of a round, migrations included', buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900], ...reg });
+const rounds = new Counter({
+  name: 'virt_cohort_manager_rounds_total',
+  help: 'Decision rounds by result: planned, standby (not the leader), no_data (the collector had no answer), failed',
+  labelNames: ['result'],
+  ...reg,
+});
+const roundSeconds = new Histogram({
+  name: 'virt_cohort_manager_round_seconds',
+  help: 'Duration of a round, migrations included',
+  buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900],
+  ...reg,
+});
 const proposed = new Counter({ name: 'virt_cohort_manager_moves_proposed_total', help: 'Moves the plans proposed', ...reg });
 const held = new Counter({ name: 'virt_cohort_manager_moves_held_total', help: 'Proposed moves held back (cooldown, hysteresis, draining destination)', ...reg });
 const ordered = new Counter({ name: 'virt_cohort_manager_moves_ordered_total', help: 'Moves ordered (made with --apply, reported in a dry run)', ...reg });
 const interSite = new Gauge({ name: 'virt_cohort_manager_inter_site_ratio', help: 'Share of VM-to-VM bytes crossing sites at the last round', ...reg });
 const groups = new Gauge({ name: 'virt_cohort_manager_groups', help: 'Groups of communicating VMs found at the last round', ...reg });
 new Gauge({
-  name: 'virt_cohort_manager_leader', help: '1 while this manager holds the leader lock', ...reg,
-  collect() { if (live.lock) this.set(live.lock.isLeader ? 1 : 0); },
+  name: 'virt_cohort_manager_leader',
+  help: '1 while this manager holds the leader lock',
+  ...reg,
+  collect() {
+    if (live.lock) this.set(live.lock.isLeader ? 1 : 0);
+  },
 });
 const migrations = new Counter({ name: 'virt_cohort_migrations_total', help: 'Live migrations by outcome (ok, failed, aborted)', labelNames: ['outcome'], ...reg });
-const migrationSeconds = new Histogram({ name: 'virt_cohort_migration_duration_seconds', help: 'Live migration duration by outcome', labelNames: ['outcome'], buckets: [1, 2, 5, 10, 20, 30, 60, 120, 300, 600], ...reg });
-const downtime = new Histogram({ name: 'virt_cohort_migration_downtime_seconds', help: 'Downtime of successful live migrations (libvirt)', buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], ...reg });
+const migrationSeconds = new Histogram({
+  name: 'virt_cohort_migration_duration_seconds',
+  help: 'Live migration duration by outcome',
+  labelNames: ['outcome'],
+  buckets: [1, 2, 5, 10, 20, 30, 60, 120, 300, 600],
+  ...reg,
+});
+const downtime = new Histogram({
+  name: 'virt_cohort_migration_downtime_seconds',
+  help: 'Downtime of successful live migrations (libvirt)',
+  buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+  ...reg,
+});
 
 /** The fields of a migration the metrics read (manager/history.ts's MigrationRecord): the manager sits above the metrics. */
 interface MigrationLike {

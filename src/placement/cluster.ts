@@ -39,19 +39,25 @@ const above0 = (whole = false) => {
   return whole ? n.int({ error }) : n;
 };
 
-const vmSchema = z.strictObject({
-  name: z.string({ error: "must be a name of letters, digits, '.', '_' or '-'" }).regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, { error: "must be a name of letters, digits, '.', '_' or '-'" }),
-  memoryMiB: above0(),
-  vcpus: above0(true),
-}, { error: 'must be a JSON object' });
+const vmSchema = z.strictObject(
+  {
+    name: z.string({ error: "must be a name of letters, digits, '.', '_' or '-'" }).regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, { error: "must be a name of letters, digits, '.', '_' or '-'" }),
+    memoryMiB: above0(),
+    vcpus: above0(true),
+  },
+  { error: 'must be a JSON object' },
+);
 
-const clusterSchema = z.strictObject({
-  vms: z.array(vmSchema, { error: 'must be a non-empty list of { "name", "memoryMiB", "vcpus" }' }).min(1, { error: 'must be a non-empty list of { "name", "memoryMiB", "vcpus" }' }),
-  pattern: z.string({ error: 'must be a string such as "groups:2"' }).optional(),
-  messagesPerSecond: above0().optional(),
-  bytesPerMessage: above0().optional(),
-  template: z.string({ error: 'must be the path of a libvirt domain XML file' }).optional(),
-}, { error: 'must be a JSON object' });
+const clusterSchema = z.strictObject(
+  {
+    vms: z.array(vmSchema, { error: 'must be a non-empty list of { "name", "memoryMiB", "vcpus" }' }).min(1, { error: 'must be a non-empty list of { "name", "memoryMiB", "vcpus" }' }),
+    pattern: z.string({ error: 'must be a string such as "groups:2"' }).optional(),
+    messagesPerSecond: above0().optional(),
+    bytesPerMessage: above0().optional(),
+    template: z.string({ error: 'must be the path of a libvirt domain XML file' }).optional(),
+  },
+  { error: 'must be a JSON object' },
+);
 
 type Path = readonly PropertyKey[];
 

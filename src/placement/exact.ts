@@ -14,7 +14,10 @@ export function exactOptimum(p: Problem, limitVms = 12): { placement: Placement;
   const g = p.graph;
   const S = p.nSite;
   const H = p.horizonSeconds;
-  const pl = new Placement(p, Int32Array.from(p.origin, (h, v) => (p.movable[v] ? -1 : h)));
+  const pl = new Placement(
+    p,
+    Int32Array.from(p.origin, (h, v) => (p.movable[v] ? -1 : h)),
+  );
   // Visit VMs by descending degree: heavy edges get fixed early and the bound bites sooner.
   const order = Array.from({ length: p.nVm }, (_, v) => v)
     .filter((v) => p.movable[v])
@@ -22,7 +25,16 @@ export function exactOptimum(p: Problem, limitVms = 12): { placement: Placement;
   const twin = new Int32Array(p.nHost).fill(-1);
   for (let h = 0; h < p.nHost; h++) {
     for (let k = 0; k < h; k++) {
-      if (twin[k] === -1 && p.hostSite[k] === p.hostSite[h] && p.memCap[k] === p.memCap[h] && p.cpuCap[k] === p.cpuCap[h] && p.hostFixed[k] === p.hostFixed[h] && p.hostPerCpu[k] === p.hostPerCpu[h] && p.hostPerGiB[k] === p.hostPerGiB[h] && p.destination[k] === p.destination[h]) {
+      if (
+        twin[k] === -1 &&
+        p.hostSite[k] === p.hostSite[h] &&
+        p.memCap[k] === p.memCap[h] &&
+        p.cpuCap[k] === p.cpuCap[h] &&
+        p.hostFixed[k] === p.hostFixed[h] &&
+        p.hostPerCpu[k] === p.hostPerCpu[h] &&
+        p.hostPerGiB[k] === p.hostPerGiB[h] &&
+        p.destination[k] === p.destination[h]
+      ) {
         twin[h] = k;
         break;
       }

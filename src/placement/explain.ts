@@ -47,7 +47,11 @@ export function explainMove(pl: Placement, v: number, to: number, gain: number, 
     } else if (s === fs) fromBytes += b;
   }
   peers.sort((a, b) => b[1] - a[1]);
-  const names = peers.slice(0, 3).map((x) => x[0]).join(', ') + (peers.length > 3 ? ` and ${peers.length - 3} more` : '');
+  const names =
+    peers
+      .slice(0, 3)
+      .map((x) => x[0])
+      .join(', ') + (peers.length > 3 ? ` and ${peers.length - 3} more` : '');
   const where = fs === ts ? `within site ${p.siteNames[fs]}` : `from site ${p.siteNames[fs]} to site ${p.siteNames[ts]}`;
   const parts = [`${g.names[v]} moves from ${p.hostNames[from]} to ${p.hostNames[to]} (${where})`];
   if (fs !== ts) {

@@ -109,8 +109,9 @@ export async function readInventory(redis: Redis, opts: Omit<CollectorReadOption
   const hosts = registry.filter((h) => h.lastSeen >= liveSince).map(hostInfo);
   const defaulted = opts.env === undefined;
   const base = opts.env ?? defaultEnvironment(registry, { ...defaultLinks, ...opts.defaults });
-  const notes: string[] = registry.filter((h) => h.lastSeen < liveSince).map((h) =>
-    `host ${h.host} has been silent for over ${LIVE_PERIODS} periods (${LIVE_PERIODS * periodSeconds} s): it receives no VM this round`);
+  const notes: string[] = registry
+    .filter((h) => h.lastSeen < liveSince)
+    .map((h) => `host ${h.host} has been silent for over ${LIVE_PERIODS} periods (${LIVE_PERIODS * periodSeconds} s): it receives no VM this round`);
   const environment = withSilentHosts(mergeLive(base, hosts), registry, directory, notes);
   const known = new Set(environment.hosts.map((h) => h.name));
   const live = new Set(hosts.map((h) => h.name));
@@ -154,9 +155,14 @@ export function defaultEnvironmentJson(registry: readonly HostEntry[], links: De
   return {
     sites: Object.fromEntries(sites.map((s) => [s, {}])),
     hosts: Object.fromEntries(registry.map((h) => [h.host, { site: h.site }])),
-    links: sites.flatMap((a, i) => sites.slice(i + 1).map((b) => ({
-      sites: [a, b], latencyMs: links.latencyMs, bandwidthMbit: links.bandwidthMbit, transferPricePerGB: 0,
-    }))),
+    links: sites.flatMap((a, i) =>
+      sites.slice(i + 1).map((b) => ({
+        sites: [a, b],
+        latencyMs: links.latencyMs,
+        bandwidthMbit: links.bandwidthMbit,
+        transferPricePerGB: 0,
+      })),
+    ),
   };
 }
 
@@ -174,8 +180,15 @@ function withSilentHosts(env: Environment, registry: readonly HostEntry[], direc
     if (!sites.has(h.site)) continue; // its VMs are then left out, with a note
     notes.push(`host ${h.host} is silent and not in the environment file: its VMs stay where they are this round`);
     extra.push({
-      name: h.host, site: h.site, vcpus: h.cpus, memoryKiB: h.memoryKiB, freeMemoryKiB: h.freeMemoryKiB, speed: 1,
-      price: { perVmHour: 0, perVcpuHour: 0, perGiBHour: 0 }, availableUntil: undefined, reporting: false,
+      name: h.host,
+      site: h.site,
+      vcpus: h.cpus,
+      memoryKiB: h.memoryKiB,
+      freeMemoryKiB: h.freeMemoryKiB,
+      speed: 1,
+      price: { perVmHour: 0, perVcpuHour: 0, perGiBHour: 0 },
+      availableUntil: undefined,
+      reporting: false,
     });
   }
   return extra.length ? Object.freeze({ ...env, hosts: Object.freeze([...env.hosts, ...extra]) }) : env;

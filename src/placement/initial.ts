@@ -56,7 +56,10 @@ export function placeCluster(spec: ClusterSpec, env: Environment, opts: PlaceOpt
   }
   const traffic = spec.traffic ?? patternTraffic(spec);
   const all = [...spec.vms.map((v) => ({ ...v, host: undefined, pinned: false })), ...existing.map((v) => ({ ...v, pinned: true }))];
-  const g = buildGraph(traffic, all.map((v) => v.name));
+  const g = buildGraph(
+    traffic,
+    all.map((v) => v.name),
+  );
   const p = buildProblem(g, all, env, opts.objective, opts.horizonSeconds ?? 3600, opts.now ?? Date.now());
   checkRoom(spec.vms, p.memCap, p.cpuCap, p.destination, existing);
   const best = optimise(p, opts.measure ?? 'bytes');

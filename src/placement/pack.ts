@@ -11,7 +11,10 @@ import { hostingRate, oneOff, Placement, scratch, siteCosts } from './state.js';
  * Returns null when some VM fits nowhere.
  */
 export function packGroups(p: Problem, labels: Int32Array): Placement | null {
-  const pl = new Placement(p, Int32Array.from(p.origin, (h, v) => (p.movable[v] ? -1 : h)));
+  const pl = new Placement(
+    p,
+    Int32Array.from(p.origin, (h, v) => (p.movable[v] ? -1 : h)),
+  );
   const byLabel = new Map<number, number[]>();
   for (let v = 0; v < p.nVm; v++) {
     if (!p.movable[v] && p.origin[v]! >= 0) continue;

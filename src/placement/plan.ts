@@ -54,7 +54,10 @@ export function planMoves(traffic: readonly PairTraffic[], vms: readonly VmInfo[
   const horizon = opts.horizonSeconds ?? 3600;
   const maxMoves = opts.maxMoves ?? 5;
   const excluded = new Set(opts.exclude ?? []);
-  const g = buildGraph(traffic, vms.map((v) => v.name));
+  const g = buildGraph(
+    traffic,
+    vms.map((v) => v.name),
+  );
   const p = buildProblem(
     g,
     vms.map((v) => ({ name: v.name, memoryKiB: v.memoryKiB, vcpus: v.vcpus, host: v.host, pinned: v.pinned === true || excluded.has(v.name) })),

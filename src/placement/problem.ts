@@ -1,5 +1,5 @@
 import type { TrafficGraph } from '../analysis/graph.js';
-import { OBJECTIVES } from '../config/schema.js';
+import type { OBJECTIVES } from '../config/schema.js';
 import { UserError } from '../util/errors.js';
 import type { Environment } from './env.js';
 
@@ -70,14 +70,7 @@ export interface ProblemVm {
 }
 
 /** Indexes everything once so that the search touches only typed arrays. */
-export function buildProblem(
-  g: TrafficGraph,
-  vms: readonly ProblemVm[],
-  env: Environment,
-  objective: Objective,
-  horizonSeconds: number,
-  now: number,
-): Problem {
+export function buildProblem(g: TrafficGraph, vms: readonly ProblemVm[], env: Environment, objective: Objective, horizonSeconds: number, now: number): Problem {
   if (vms.length !== g.vmCount || vms.some((v, i) => g.names[i] !== v.name)) {
     throw new Error('buildProblem: the graph must be built from the same VM list, in the same order');
   }
@@ -123,7 +116,10 @@ export function buildProblem(
   for (const l of env.links) {
     const a = siteIndex.get(l.sites[0])!;
     const b = siteIndex.get(l.sites[1])!;
-    for (const [x, y] of [[a, b], [b, a]] as const) {
+    for (const [x, y] of [
+      [a, b],
+      [b, a],
+    ] as const) {
       latency[x * S + y] = l.latencyMs / 1000;
       bps[x * S + y] = l.bandwidthMbit * 1e6;
       pricePerByte[x * S + y] = l.transferPricePerGB / 1e9;

@@ -64,7 +64,13 @@ export function ramp(t: number): string {
   const f = x - i;
   const a = hex(RAMP[i]!);
   const b = hex(RAMP[i + 1]!);
-  return '#' + a.map((c, k) => Math.round(c + f * (b[k]! - c)).toString(16).padStart(2, '0')).join('');
+  return `#${a
+    .map((c, k) =>
+      Math.round(c + f * (b[k]! - c))
+        .toString(16)
+        .padStart(2, '0'),
+    )
+    .join('')}`;
 }
 
 function hex(c: string): number[] {
@@ -91,8 +97,7 @@ export function legend(scale: LogScale, height: number, unit: (v: number) => str
   const ticks = scale.ticks();
   const yOf = (v: number) => top + (1 - scale.position(v)) * h;
   // Both ends always; a decade between them only where its label does not touch another.
-  const shown = ticks.filter((v, i) => i === 0 || i === ticks.length - 1 ||
-    (Math.abs(yOf(v) - yOf(ticks[0]!)) >= 18 && Math.abs(yOf(v) - yOf(ticks[ticks.length - 1]!)) >= 18));
+  const shown = ticks.filter((v, i) => i === 0 || i === ticks.length - 1 || (Math.abs(yOf(v) - yOf(ticks[0]!)) >= 18 && Math.abs(yOf(v) - yOf(ticks[ticks.length - 1]!)) >= 18));
   for (const v of shown) {
     const y = yOf(v);
     const label = unit(v);
@@ -103,4 +108,3 @@ export function legend(scale: LogScale, height: number, unit: (v: number) => str
   body.push(text(0, top + h + 44, 'log scale', 'fill="#666"'));
   return { body: body.join('\n'), width, height: top + h + 48 };
 }
-

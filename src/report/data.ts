@@ -103,24 +103,33 @@ export async function collectReport(redis: Redis, o: ReportOptions): Promise<{ v
   const names = view.vms.map((v) => v.name);
   const g = buildGraph(view.traffic, names);
   const found = detectGroups(g, {
-    method: o.method, measure: o.measure,
-    demand: view.vms.map((v) => ({ memoryKiB: v.memoryKiB, vcpus: v.vcpus })), hostLimit: largestHost(view.environment),
+    method: o.method,
+    measure: o.measure,
+    demand: view.vms.map((v) => ({ memoryKiB: v.memoryKiB, vcpus: v.vcpus })),
+    hostLimit: largestHost(view.environment),
   });
   const where = new Map(view.vms.map((v) => [v.name, v]));
   const groups = found
     .map((grp) => ({ ...grp, members: [...grp.members].sort(byName) }))
     .sort((x, y) => y.members.length - x.members.length || y.internal - x.internal || byName(x.members[0]!, y.members[0]!))
-    .map((grp, i): ReportGroup => ({
-      id: i + 1, members: grp.members, internal: grp.internal, external: grp.external,
-      sites: [...new Set(grp.members.map((m) => where.get(m)!.site))].sort(byName),
-      hosts: [...new Set(grp.members.map((m) => where.get(m)!.host))].sort(byName),
-    }));
+    .map(
+      (grp, i): ReportGroup => ({
+        id: i + 1,
+        members: grp.members,
+        internal: grp.internal,
+        external: grp.external,
+        sites: [...new Set(grp.members.map((m) => where.get(m)!.site))].sort(byName),
+        hosts: [...new Set(grp.members.map((m) => where.get(m)!.host))].sort(byName),
+      }),
+    );
   const groupOf = new Map<string, number>();
   groups.forEach((grp, i) => grp.members.forEach((m) => groupOf.set(m, i)));
-  const vms: ReportVm[] = groups.flatMap((grp, i) => grp.members.map((m) => {
-    const v = where.get(m)!;
-    return { name: m, host: v.host, site: v.site, group: i, pinned: Boolean(v.pinned) };
-  }));
+  const vms: ReportVm[] = groups.flatMap((grp, i) =>
+    grp.members.map((m) => {
+      const v = where.get(m)!;
+      return { name: m, host: v.host, site: v.site, group: i, pinned: Boolean(v.pinned) };
+    }),
+  );
 
   const row = new Map(vms.map((v, i) => [v.name, i]));
   const cells = new Map<string, MatrixCell>();
@@ -160,8 +169,13 @@ export async function collectReport(redis: Redis, o: ReportOptions): Promise<{ v
   const hostNames = [...new Set([...view.registry.map((h) => h.host), ...vms.map((v) => v.host)])].sort(byName);
   const hostSite = new Map([...view.registry.map((h) => [h.host, h.site] as const), ...vms.map((v) => [v.host, v.site] as const)]);
   const hosts = hostNames.map((h) => ({
-    name: h, site: hostSite.get(h) ?? '', live: live.has(h),
-    vms: vms.filter((v) => v.host === h).map((v) => v.name).sort(byName),
+    name: h,
+    site: hostSite.get(h) ?? '',
+    live: live.has(h),
+    vms: vms
+      .filter((v) => v.host === h)
+      .map((v) => v.name)
+      .sort(byName),
   }));
   const siteNames = [...new Set(hosts.map((h) => h.site))].sort(byName);
   const sites = siteNames.map((s) => ({ name: s, hosts: hosts.filter((h) => h.site === s).map((h) => h.name) }));
@@ -176,22 +190,35 @@ export async function collectReport(redis: Redis, o: ReportOptions): Promise<{ v
   const data: ReportData = {
     generatedAt: new Date(o.now).toISOString(),
     span: {
-      type: a.type, ...(a.type === 'weighted' && a.coefficient !== undefined && { coefficient: a.coefficient }),
-      periods: a.periods.length, periodSeconds: L, from: new Date(spanFrom).toISOString(), to: new Date(spanTo).toISOString(),
-      approximate: a.approximate, estimated: a.estimated,
+      type: a.type,
+      ...(a.type === 'weighted' && a.coefficient !== undefined && { coefficient: a.coefficient }),
+      periods: a.periods.length,
+      periodSeconds: L,
+      from: new Date(spanFrom).toISOString(),
+      to: new Date(spanTo).toISOString(),
+      approximate: a.approximate,
+      estimated: a.estimated,
     },
-    method: o.method, measure: o.measure, vms, groups, sites, hosts,
+    method: o.method,
+    measure: o.measure,
+    vms,
+    groups,
+    sites,
+    hosts,
     matrix: {
-      vms: vms.map((v) => v.name), cells: matrixCells,
+      vms: vms.map((v) => v.name),
+      cells: matrixCells,
       max: { messages: matrixCells.reduce((m, c) => Math.max(m, c.messages), 0), bytes: matrixCells.reduce((m, c) => Math.max(m, c.bytes), 0) },
     },
     outside,
     interSite: {
-      share: interSiteShare(view), bytes: crossBytes, totalBytes,
+      share: interSiteShare(view),
+      bytes: crossBytes,
+      totalBytes,
       pairs: [...sitePairs.values()].sort((x, y) => y.bytes - x.bytes),
     },
-    migrations, notes,
+    migrations,
+    notes,
   };
   return { view, data };
 }
-

@@ -21,7 +21,12 @@ export function heatmap(input: HeatmapInput): Fragment {
   const index = new Map(input.vms.map((v, i) => [v.name, i]));
   const cell = Math.max(2, Math.min(28, Math.floor(560 / Math.max(1, n))));
   const labelled = cell >= 9;
-  const longest = labelled ? Math.min(220, input.vms.reduce((m, v) => Math.max(m, textWidth(v.label)), 0)) : 0;
+  const longest = labelled
+    ? Math.min(
+        220,
+        input.vms.reduce((m, v) => Math.max(m, textWidth(v.label)), 0),
+      )
+    : 0;
   const left = labelled ? longest + 16 : 10;
   const top = labelled ? longest + 16 : 10;
   const size = n * cell;
@@ -42,8 +47,7 @@ export function heatmap(input: HeatmapInput): Fragment {
     const r = index.get(c.src);
     const k = index.get(c.dst);
     if (r === undefined || k === undefined || !(c.value > 0)) continue;
-    body.push(rect(left + k * cell, top + r * cell, cell, cell, `fill="${scale.colour(c.value)}"${stroke}`,
-      `${c.src} → ${c.dst}: ${input.unit(c.value)}`));
+    body.push(rect(left + k * cell, top + r * cell, cell, cell, `fill="${scale.colour(c.value)}"${stroke}`, `${c.src} → ${c.dst}: ${input.unit(c.value)}`));
   }
   for (const g of input.groups) {
     const ids = g.members.map((m) => index.get(m)).filter((x): x is number => x !== undefined);

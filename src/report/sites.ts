@@ -14,7 +14,13 @@ const PER_ROW = 4; // sites side by side before wrapping
  */
 export function siteDiagram(d: ReportData): Fragment {
   const groupOf = new Map(d.vms.map((v) => [v.name, v.group]));
-  const boxes = d.sites.map((s) => siteBox(s.name, d.hosts.filter((h) => h.site === s.name), groupOf));
+  const boxes = d.sites.map((s) =>
+    siteBox(
+      s.name,
+      d.hosts.filter((h) => h.site === s.name),
+      groupOf,
+    ),
+  );
   const body: string[] = [];
   let y = 0;
   let width = 0;
@@ -61,6 +67,7 @@ function siteBox(name: string, hosts: ReportData['hosts'], groupOf: Map<string, 
   const height = y + 2;
   return {
     body: [rect(0, 0, SITE_W, height, 'rx="8" fill="#f4f6fa" stroke="#556"'), text(PAD, 20, `site ${name}`, 'font-size="13" font-weight="bold"'), ...body].join('\n'),
-    width: SITE_W, height,
+    width: SITE_W,
+    height,
   };
 }

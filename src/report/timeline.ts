@@ -34,15 +34,15 @@ export function timeline(migrations: MigrationRecord[], fromMs: number, toMs: nu
     const y = top + vms.indexOf(m.vm) * ROW;
     const x0 = x(m.at);
     const w = Math.max(4, x(m.at + m.seconds * 1000) - x0);
-    const tip = `${new Date(m.at).toISOString()} ${m.vm} ${m.from} → ${m.to}: ${m.outcome}, ${m.seconds.toFixed(1)} s` +
-      (m.downtimeMs !== undefined ? `, downtime ${m.downtimeMs} ms` : '') + (m.error ? `: ${m.error}` : m.reason ? `: ${m.reason}` : '');
+    const tip =
+      `${new Date(m.at).toISOString()} ${m.vm} ${m.from} → ${m.to}: ${m.outcome}, ${m.seconds.toFixed(1)} s` +
+      (m.downtimeMs !== undefined ? `, downtime ${m.downtimeMs} ms` : '') +
+      (m.error ? `: ${m.error}` : m.reason ? `: ${m.reason}` : '');
     body.push(rect(x0, y + 4, w, ROW - 8, `rx="2" fill="${OUTCOME_COLOUR[m.outcome] ?? '#888'}"`, tip));
     const label = `${m.from} → ${m.to}`;
     const after = x0 + w + 4;
     // Labels go right of the bar, or left of it near the end of the axis.
-    body.push(after + textWidth(label, 10) < left + AXIS_W + 120
-      ? text(after, y + 15, label, 'font-size="10"')
-      : text(x0 - 4, y + 15, label, 'font-size="10" text-anchor="end"'));
+    body.push(after + textWidth(label, 10) < left + AXIS_W + 120 ? text(after, y + 15, label, 'font-size="10"') : text(x0 - 4, y + 15, label, 'font-size="10" text-anchor="end"'));
   }
   let lx = left;
   const ly = bottom + 34;

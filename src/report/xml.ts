@@ -30,8 +30,10 @@ export function translate(f: Fragment, x: number, y: number): string {
 export function svgElement(f: Fragment, label?: string): string {
   const w = Math.ceil(f.width);
   const h = Math.ceil(f.height);
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" font-family="sans-serif" font-size="11"` +
-    `${label ? ` role="img" aria-label="${esc(label)}"` : ''}>\n${f.body}\n</svg>`;
+  return (
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" font-family="sans-serif" font-size="11"` +
+    `${label ? ` role="img" aria-label="${esc(label)}"` : ''}>\n${f.body}\n</svg>`
+  );
 }
 
 /** Fragments one under the other, `gap` apart. */

@@ -9,7 +9,10 @@ export const BPFFS = '/sys/fs/bpf';
 /** Why the BPF filesystem is not there and could not be mounted; `fix` is what to type. */
 export class BpffsError extends UserError {
   override name = 'BpffsError';
-  constructor(readonly reason: string, readonly fix: string) {
+  constructor(
+    readonly reason: string,
+    readonly fix: string,
+  ) {
     super(`no BPF filesystem at ${BPFFS} (${reason}): ${fix}`);
   }
 }
@@ -38,8 +41,7 @@ export async function ensureBpffs(): Promise<boolean> {
     await run('mount', ['-t', 'bpf', 'bpf', BPFFS], { timeoutMs: 10_000 });
   } catch (err) {
     const why = (err as Error).message.split('\n').pop() ?? '';
-    throw new BpffsError(`mounting it failed: ${why}`,
-      `mount -t bpf bpf ${BPFFS} as root on the host (in a container: give it CAP_SYS_ADMIN or bind-mount the host's ${BPFFS})`);
+    throw new BpffsError(`mounting it failed: ${why}`, `mount -t bpf bpf ${BPFFS} as root on the host (in a container: give it CAP_SYS_ADMIN or bind-mount the host's ${BPFFS})`);
   }
   log.info({ path: BPFFS }, `mounted the BPF filesystem at ${BPFFS} (it was missing)`);
   return true;

@@ -5,10 +5,7 @@ import { UserError } from '../util/errors.js';
 import { run } from '../util/exec.js';
 import { logger } from '../util/log.js';
 import { BPFFS, ensureBpffs } from './bpffs.js';
-import {
-  COUNTS, KEY, LAYOUT_VERSION, MAX_FLOWS, MAX_TAPS, STAT, TAP,
-  decodeFlow, encodeTap, mergeFlows, u32, type FlowCounts,
-} from './layout.js';
+import { COUNTS, KEY, LAYOUT_VERSION, MAX_FLOWS, MAX_TAPS, STAT, TAP, decodeFlow, encodeTap, mergeFlows, u32, type FlowCounts } from './layout.js';
 import { checkTapName, type Attachment, type Reading, type ReconcileResult, type Sensor } from './sensor.js';
 import { clearOurFilters, ensureClsact, ourFilters, replaceFilters } from './tc.js';
 
@@ -266,9 +263,11 @@ function drain(map: bpf.RawMap): FlowCounts[] {
   return flows;
 }
 
-
 async function exists(path: string): Promise<boolean> {
-  return stat(path).then(() => true, () => false);
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** The pin root must sit on bpffs, which is mounted here if missing (the agent runs as root). */
@@ -283,10 +282,11 @@ async function load(object: string, dir: string): Promise<void> {
   try {
     await run('bpftool', ['prog', 'loadall', object, join(dir, 'progs'), 'type', 'classifier', 'pinmaps', join(dir, 'maps')]);
   } catch (err) {
-    throw new UserError(`the kernel refused the BPF program (${(err as Error).message.split('\n')[0]}): ` +
-      'it needs BPF, cls_bpf and map-in-map support (Linux 5.6+; see dmesg and `virt-cohort doctor`); ' +
-      'or count with libpcap on this host (agent.sensor: pcap), at a far higher CPU cost');
+    throw new UserError(
+      `the kernel refused the BPF program (${(err as Error).message.split('\n')[0]}): ` +
+        'it needs BPF, cls_bpf and map-in-map support (Linux 5.6+; see dmesg and `virt-cohort doctor`); ' +
+        'or count with libpcap on this host (agent.sensor: pcap), at a far higher CPU cost',
+    );
   }
   log.info({ dir }, 'loaded and pinned the counting programs');
 }
-

@@ -28,8 +28,11 @@ export async function openSensor(opts: SensorOptions): Promise<Sensor> {
   } catch (err) {
     const sensor = PcapSensor.open(pcap);
     sensor.fallbackReason = (err as Error).message;
-    log.warn({ err }, `eBPF sensor unavailable, so this agent counts with libpcap: ${(err as Error).message}. ${PCAP_COST} ` +
-      'To count in the kernel, fix the cause above and restart the agent; agent.sensor: ebpf makes this an error instead of a fallback.');
+    log.warn(
+      { err },
+      `eBPF sensor unavailable, so this agent counts with libpcap: ${(err as Error).message}. ${PCAP_COST} ` +
+        'To count in the kernel, fix the cause above and restart the agent; agent.sensor: ebpf makes this an error instead of a fallback.',
+    );
     return sensor;
   }
 }

@@ -11,7 +11,10 @@ export const KEY = { size: 24, vm: 0, dir: 4, family: 5, ethertype: 6, peer: 8 }
 export const COUNTS = { size: 16, packets: 0, bytes: 8 } as const;
 export const TAP = { size: 8, vm: 0, flags: 4 } as const;
 
-export const enum Dir { Rx = 0, Tx = 1 }
+export enum Dir {
+  Rx = 0,
+  Tx = 1,
+}
 export const STAT = { full: 0, fullBytes: 1, unknownTap: 2, size: 8 } as const;
 
 export interface FlowKey {
@@ -85,12 +88,19 @@ export function u32(n: number): Buffer {
 /** RFC 5952 text form: lowercase, the longest run of two or more zero groups as '::'. */
 export function ipv6(b: Buffer): string {
   const groups = Array.from({ length: 8 }, (_, i) => b.readUInt16BE(i * 2));
-  let best = -1, bestLen = 0;
+  let best = -1,
+    bestLen = 0;
   for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) { i++; continue; }
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
     let j = i;
     while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) { best = i; bestLen = j - i; }
+    if (j - i > bestLen && j - i >= 2) {
+      best = i;
+      bestLen = j - i;
+    }
     i = j;
   }
   const hex = groups.map((g) => g.toString(16));

@@ -45,10 +45,13 @@ function addon(): Native {
 }
 
 /** What libpcap costs, said wherever it is chosen (agent log, doctor); measured by test/bench/sensor.ts. */
-export const PCAP_COST = 'libpcap wakes user space for every frame: it costs far more CPU per packet than eBPF ' +
-  '(see docs/measurements.md, "Sensor cost") and slows the VMs\' network-heavy applications.';
+export const PCAP_COST =
+  'libpcap wakes user space for every frame: it costs far more CPU per packet than eBPF ' + '(see docs/measurements.md, "Sensor cost") and slows the VMs\' network-heavy applications.';
 
-interface Flow { packets: number; bytes: number }
+interface Flow {
+  packets: number;
+  bytes: number;
+}
 
 interface Capture {
   handle: object;
@@ -247,7 +250,6 @@ function flowsOf(c: Capture, keep = false): FlowCounts[] {
   return out;
 }
 
-
 /**
  * Counts one frame: `caplen` bytes of it at `at` in `buf`, `wire` its length
  * on the tap (a GSO/GRO super-packet's whole length).
@@ -303,8 +305,17 @@ function count(c: Capture, buf: Buffer, at: number, caplen: number, wire: number
  * Linux uses: the MTU less the headers (TCP options included), capped by the
  * smallest MSS the two ends announced in their SYNs, when this capture saw them.
  */
-export function segments(c: Pick<Capture, 'mtu' | 'mss'>, buf: Buffer, end: number, wire: number,
-  l4: number, l3Payload: number, proto: number, ipHdr: number, peerKey: number | string): { segs: number; bytes: number } {
+export function segments(
+  c: Pick<Capture, 'mtu' | 'mss'>,
+  buf: Buffer,
+  end: number,
+  wire: number,
+  l4: number,
+  l3Payload: number,
+  proto: number,
+  ipHdr: number,
+  peerKey: number | string,
+): { segs: number; bytes: number } {
   if (proto === 6 && end >= l4 + 20) {
     const tcpHdr = (buf[l4 + 12]! >> 4) * 4;
     if (buf[l4 + 13]! & 0x02) {
@@ -328,10 +339,13 @@ export function segments(c: Pick<Capture, 'mtu' | 'mss'>, buf: Buffer, end: numb
 
 /** The MSS option (kind 2) of a SYN's TCP header, or 0. */
 function synMss(frame: Buffer, l4: number, end: number): number {
-  for (let i = l4 + 20; i + 1 < end;) {
+  for (let i = l4 + 20; i + 1 < end; ) {
     const kind = frame[i]!;
     if (kind === 0) break;
-    if (kind === 1) { i++; continue; }
+    if (kind === 1) {
+      i++;
+      continue;
+    }
     const len = frame[i + 1]!;
     if (len < 2) break;
     if (kind === 2 && len === 4 && i + 3 < end) return frame.readUInt16BE(i + 2);

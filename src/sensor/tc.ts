@@ -25,7 +25,12 @@ export async function ensureClsact(dev: string, netns?: string): Promise<void> {
   }
 }
 
-interface Filter { hook: Hook; pref: number; kind: string; name: string }
+interface Filter {
+  hook: Hook;
+  pref: number;
+  kind: string;
+  name: string;
+}
 
 /**
  * The filters on a device, from `tc filter show`: kind (bpf, u32 ...) and, for
@@ -62,8 +67,7 @@ export async function replaceFilters(dev: string, programs: Record<Hook, string>
     );
   }
   for (const hook of ['ingress', 'egress'] as const) {
-    await tc(['filter', 'replace', 'dev', dev, hook, 'pref', String(TC_PRIORITY), 'handle', HANDLE,
-      'bpf', 'direct-action', 'object-pinned', programs[hook]], netns);
+    await tc(['filter', 'replace', 'dev', dev, hook, 'pref', String(TC_PRIORITY), 'handle', HANDLE, 'bpf', 'direct-action', 'object-pinned', programs[hook]], netns);
   }
 }
 

@@ -4,7 +4,10 @@
  */
 export class UserError extends Error {
   override name = 'UserError';
-  constructor(message: string, readonly exitCode = 2) {
+  constructor(
+    message: string,
+    readonly exitCode = 2,
+  ) {
     super(message);
   }
 }
@@ -51,7 +54,10 @@ export class NoHostsError extends UserError {
 /** A registered host lacks what is needed of it: its site, or its libvirt URI. */
 export class IncompleteHostError extends UserError {
   override name = 'IncompleteHostError';
-  constructor(readonly host: string, readonly missing: 'site' | 'uri') {
+  constructor(
+    readonly host: string,
+    readonly missing: 'site' | 'uri',
+  ) {
     super(missing === 'site' ? `host ${host} registered without a site: restart its agent with a site` : `host ${host} has no libvirt URI in the registry: restart its agent with its libvirt URI`);
   }
 }
@@ -59,7 +65,12 @@ export class IncompleteHostError extends UserError {
 /** A server of ours cannot listen (`code`: the system's, e.g. EADDRINUSE). */
 export class ListenError extends UserError {
   override name = 'ListenError';
-  constructor(readonly what: string, readonly bind: string, readonly port: number, readonly code: string) {
+  constructor(
+    readonly what: string,
+    readonly bind: string,
+    readonly port: number,
+    readonly code: string,
+  ) {
     super(`cannot serve ${what} on ${bind}:${port} (${code}): ${code === 'EADDRINUSE' ? `another process holds that port: choose another ${what}Port` : `check ${what}Bind`}`);
   }
 }

@@ -14,23 +14,16 @@ export interface RunOptions {
  * CommandError that carries stdout and stderr when it fails.
  */
 export function run(command: string, args: readonly string[], opts: RunOptions = {}): Promise<string> {
-  const [cmd, argv] = opts.netns
-    ? ['nsenter', [`--net=/run/netns/${opts.netns}`, '--', command, ...args]]
-    : [command, [...args]];
+  const [cmd, argv] = opts.netns ? ['nsenter', [`--net=/run/netns/${opts.netns}`, '--', command, ...args]] : [command, [...args]];
   return new Promise((resolve, reject) => {
-    const child = execFile(
-      cmd,
-      argv,
-      { timeout: opts.timeoutMs ?? 60_000, maxBuffer: 64 * 1024 * 1024, env: opts.env ?? process.env },
-      (err, stdout, stderr) => {
-        if (err) {
-          const code = (err as NodeJS.ErrnoException & { code?: number | string }).code ?? null;
-          reject(new CommandError(command, args, err.killed ? 'timeout' : code, stdout, stderr));
-        } else {
-          resolve(stdout);
-        }
-      },
-    );
+    const child = execFile(cmd, argv, { timeout: opts.timeoutMs ?? 60_000, maxBuffer: 64 * 1024 * 1024, env: opts.env ?? process.env }, (err, stdout, stderr) => {
+      if (err) {
+        const code = (err as NodeJS.ErrnoException & { code?: number | string }).code ?? null;
+        reject(new CommandError(command, args, err.killed ? 'timeout' : code, stdout, stderr));
+      } else {
+        resolve(stdout);
+      }
+    });
     if (opts.input !== undefined) child.stdin?.end(opts.input);
   });
 }

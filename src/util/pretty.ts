@@ -4,7 +4,12 @@
  * stack below. Small on purpose: no pino-pretty dependency.
  */
 const LEVELS: Record<number, [string, string]> = {
-  10: ['TRACE', '90'], 20: ['DEBUG', '36'], 30: ['INFO ', '32'], 40: ['WARN ', '33'], 50: ['ERROR', '31'], 60: ['FATAL', '35'],
+  10: ['TRACE', '90'],
+  20: ['DEBUG', '36'],
+  30: ['INFO ', '32'],
+  40: ['WARN ', '33'],
+  50: ['ERROR', '31'],
+  60: ['FATAL', '35'],
 };
 
 export function prettyLine(json: string, colour = false): string {
@@ -24,5 +29,5 @@ export function prettyLine(json: string, colour = false): string {
     const x = err as { message?: string; stack?: string };
     out += x.stack ? `\n    ${x.stack.split('\n').join('\n    ')}` : ` err=${x.message ?? JSON.stringify(err)}`;
   } else if (err !== undefined) out += ` err=${JSON.stringify(err)}`;
-  return out + '\n';
+  return `${out}\n`;
 }

@@ -60,10 +60,14 @@ async function agentFor(host: string, libvirt: FakeLibvirt): Promise<{ agent: Ag
   const socket = join(stateDir, 'agent.sock');
   const cfg = loadConfig(undefined, { host, site: 's1', redis: server.url, stateDir, socket, pinRoot: join(stateDir, 'pins'), periodSeconds: 3600, reconcileSeconds: 3600 });
   const sensor = new FakeSensor();
-  const agent = await Agent.start(cfg, async () => {
-    if (libvirt.down) throw new Error('cannot connect: libvirtd is not running');
-    return libvirt;
-  }, sensor);
+  const agent = await Agent.start(
+    cfg,
+    async () => {
+      if (libvirt.down) throw new Error('cannot connect: libvirtd is not running');
+      return libvirt;
+    },
+    sensor,
+  );
   agents.push(agent);
   return { agent, sensor, socket };
 }
@@ -74,7 +78,7 @@ const periodOf = (end: number) => end / 1000 - 3600;
 
 function hook(socket: string, event: object): Promise<void> {
   return new Promise((resolve, reject) => {
-    const c = createConnection(socket, () => c.end(JSON.stringify({ v: 1, subOperation: 'begin', extra: '-', at: Date.now(), ...event }) + '\n'));
+    const c = createConnection(socket, () => c.end(`${JSON.stringify({ v: 1, subOperation: 'begin', extra: '-', at: Date.now(), ...event })}\n`));
     c.on('close', () => resolve());
     c.on('error', reject);
   });
@@ -93,8 +97,14 @@ test("a period's counts reach Redis exactly once: sent at once, spooled through 
   sensor.count('vnet1', 'tx', '10.0.0.9', 10, 1000);
   sensor.count('vnet1', 'rx', '10.0.0.9', 4, 400);
   const a = await agent.closePeriod(boundary(3));
-  assert.deepEqual(a.pairs.sort(), [['10.0.0.9>vm1', 4, 400], ['vm1>10.0.0.9', 10, 1000]]);
-  const want = new Map([['vm1>10.0.0.9', [10, 1000]], ['10.0.0.9>vm1', [4, 400]]]);
+  assert.deepEqual(a.pairs.sort(), [
+    ['10.0.0.9>vm1', 4, 400],
+    ['vm1>10.0.0.9', 10, 1000],
+  ]);
+  const want = new Map([
+    ['vm1>10.0.0.9', [10, 1000]],
+    ['10.0.0.9>vm1', [4, 400]],
+  ]);
   assert.deepEqual(await hostPart(redis, periodOf(boundary(3)), 'h1'), want);
 
   // Redis goes away: the next period waits in the spool, and is sent once Redis is back.
@@ -155,5 +165,11 @@ test('libvirt failing does not stop counting, nor detach a tap', async () => {
   sensor.count('vnet3', 'tx', '10.0.0.7', 5, 500);
   sensor.count('vnet4', 'tx', '10.0.0.7', 6, 600);
   await agent.closePeriod(boundary(3));
-  assert.deepEqual(await hostPart(redis, periodOf(boundary(3)), 'h3'), new Map([['vm3>10.0.0.7', [5, 500]], ['vm4>10.0.0.7', [6, 600]]]));
+  assert.deepEqual(
+    await hostPart(redis, periodOf(boundary(3)), 'h3'),
+    new Map([
+      ['vm3>10.0.0.7', [5, 500]],
+      ['vm4>10.0.0.7', [6, 600]],
+    ]),
+  );
 });

@@ -22,7 +22,13 @@ function fakeDomains(n: number): DomainSnapshot[] {
   return Array.from({ length: n }, (_, i) => {
     const hex = (i + 1).toString(16).padStart(8, '0');
     return {
-      name: `bench-vm${i}`, pinned: false, optOut: false, uuid: `${hex}-0000-4000-8000-000000000000`, state: 'running' as const, memoryKiB: 1 << 20, vcpus: 1,
+      name: `bench-vm${i}`,
+      pinned: false,
+      optOut: false,
+      uuid: `${hex}-0000-4000-8000-000000000000`,
+      state: 'running' as const,
+      memoryKiB: 1 << 20,
+      vcpus: 1,
       interfaces: [{ mac: `52:54:00:${hex.slice(2, 4)}:${hex.slice(4, 6)}:${hex.slice(6, 8)}`, tap: tapName(i), addresses: [] }],
     };
   });
@@ -43,7 +49,7 @@ async function child(taps: number, redisUrl: string, stateDir: string, pinRoot: 
   await sleep(12_000); // two periods and two reconciles with everything attached
   const status = await readFile('/proc/self/status', 'utf8');
   const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
-  process.stdout.write(JSON.stringify({ taps, attachS, rssMB: kb('VmRSS') / 1024, peakMB: kb('VmHWM') / 1024, heapMB: process.memoryUsage().heapUsed / 2 ** 20 }) + '\n');
+  process.stdout.write(`${JSON.stringify({ taps, attachS, rssMB: kb('VmRSS') / 1024, peakMB: kb('VmHWM') / 1024, heapMB: process.memoryUsage().heapUsed / 2 ** 20 })}\n`);
   await agent.stop();
 }
 
@@ -51,7 +57,7 @@ async function main(): Promise<void> {
   const { writeDocs, args } = benchArgs();
   const taps = Number(args[0] ?? 1000);
   const lines = ['| agent run | memory | peak | JS heap | attach |', '|---|---|---|---|---|'];
-  process.stdout.write(lines.join('\n') + '\n');
+  process.stdout.write(`${lines.join('\n')}\n`);
   const id = uniqueName('b', 5);
   const ns = `vcb-${id}`;
   const dir = await mkdtemp(join(tmpdir(), 'vc-bench-agent-'));
@@ -63,7 +69,7 @@ async function main(): Promise<void> {
     redis = await TestRedis.start(ns);
     const url = redis.url;
     const cmds = Array.from({ length: taps }, (_, i) => `tuntap add dev ${tapName(i)} mode tap\nlink set ${tapName(i)} up`).join('\n');
-    await run('ip', ['-n', ns, '-batch', '-'], { input: cmds + '\n', timeoutMs: 600_000 });
+    await run('ip', ['-n', ns, '-batch', '-'], { input: `${cmds}\n`, timeoutMs: 600_000 });
     const self = fileURLToPath(import.meta.url);
     // Side by side: Node's defaults, then the flags the agent is deployed with.
     for (const flags of [[], AGENT_NODE_FLAGS]) {
@@ -77,7 +83,7 @@ async function main(): Promise<void> {
       const r = JSON.parse(out.trim().split('\n').pop()!) as { taps: number; attachS: number; rssMB: number; peakMB: number; heapMB: number };
       const line = `| agent, ${r.taps} taps, node ${flags.join(' ') || '(defaults)'} | RSS ${r.rssMB.toFixed(0)} MB | peak ${r.peakMB.toFixed(0)} MB | JS heap ${r.heapMB.toFixed(0)} MB | attach of all taps ${r.attachS.toFixed(0)} s |`;
       lines.push(line);
-      process.stdout.write(line + '\n');
+      process.stdout.write(`${line}\n`);
     }
     await maybeWriteBlock(writeDocs, 'agent', lines.join('\n'));
   } finally {

@@ -43,7 +43,10 @@ const MiB = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
 /** Before: measured on this machine at HEAD 0a59b75 (the caller's numbers). */
 const BEFORE = { publish: '3.7 s (zsets included)', merge: '12.8 s', query: '5.3 s', memory: '209 MiB' };
 
-interface Publish { queryable: number; zsets: number }
+interface Publish {
+  queryable: number;
+  zsets: number;
+}
 
 async function publish(store: Store, r: Report): Promise<Publish> {
   const t0 = process.hrtime.bigint();
@@ -92,8 +95,12 @@ async function main(): Promise<void> {
     void warm;
     row('publish 10,000 VMs x 50 peers (500k pairs), one host, steady agent (members known), median of 3', BEFORE.publish, fmt(med(steady)), '<= 2000 ms');
     row('the same into an empty Redis (the dictionary learns 500k members), median of 3', BEFORE.publish, fmt(med(cold)), '');
-    row('Redis memory for that period', BEFORE.memory,
-      `${MiB(mem)}: packed report ${MiB(parts.blob)}, msgs+bytes zsets ${MiB(parts.zsets)}, pair dictionary ${MiB(parts.dict)} (kept across periods)`, '');
+    row(
+      'Redis memory for that period',
+      BEFORE.memory,
+      `${MiB(mem)}: packed report ${MiB(parts.blob)}, msgs+bytes zsets ${MiB(parts.zsets)}, pair dictionary ${MiB(parts.dict)} (kept across periods)`,
+      '',
+    );
     row("a second host's 500k pairs merged into the same period", BEFORE.merge, fmt(merge), '');
     row(`the same report re-sent (applied: ${again})`, '', `${replay.toFixed(0)} ms`, 'counts once');
 
@@ -126,7 +133,7 @@ async function main(): Promise<void> {
     row('Redis memory for those 120 periods', '', MiB(await usedMemory(redis)), '');
 
     const block = ['| measurement | before | now | target |', '|---|---|---|---|', ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
-    process.stdout.write(block + '\n');
+    process.stdout.write(`${block}\n`);
     await maybeWriteBlock(writeDocs, 'collector', block);
   } finally {
     redis.disconnect();

@@ -36,7 +36,10 @@ async function timedMigration(vm: string, to: string, watcher: string, ip: strin
 try {
   const lab = await labUp({ name, sites: 2, hostsPerSite: 2, delayMs: 20, rateMbit });
   const boots: number[] = [];
-  for (const [vm, host, index] of [['vm1', 'a1', 1], ['vm2', 'a2', 2]] as const) {
+  for (const [vm, host, index] of [
+    ['vm1', 'a1', 1],
+    ['vm2', 'a2', 2],
+  ] as const) {
     const added = await addVm(name, { name: vm, host, index, pattern: 'pairs', cluster: 2, rate: RATE, size: 256, memoryMiB: 128, wait: true });
     boots.push(added.bootSeconds!);
   }
@@ -53,9 +56,11 @@ try {
   }
   const row = (label: string, ms: Result[]) => {
     const gaps = ms.map((m) => m.gapMs);
-    return `| ${label} | ${ms.length} | ${median(ms.map((m) => m.seconds)).toFixed(2)} s | ${median(ms.map((m) => m.downtimeMs ?? NaN))} ms | ` +
+    return (
+      `| ${label} | ${ms.length} | ${median(ms.map((m) => m.seconds)).toFixed(2)} s | ${median(ms.map((m) => m.downtimeMs ?? NaN))} ms | ` +
       `${median(gaps)} ms (${Math.min(...gaps)} – ${Math.max(...gaps)}) | ${median(ms.map((m) => m.dataMiB ?? NaN)).toFixed(1)} MiB | ` +
-      `${ms.reduce((n, m) => n + m.kernelErrors, 0)} |`;
+      `${ms.reduce((n, m) => n + m.kernelErrors, 0)} |`
+    );
   };
   const ratio = median(wan.map((m) => m.seconds)) / median(lan.map((m) => m.seconds));
   const rate = rateMbit >= 1000 && rateMbit % 1000 === 0 ? `${rateMbit / 1000} Gbit/s` : `${rateMbit} Mbit/s`;

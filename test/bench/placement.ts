@@ -149,8 +149,18 @@ interface Row {
 }
 
 function problemFor(s: Scenario, env: Environment, vms: VmInfo[], horizon: number): Problem {
-  const g = buildGraph(s.rows, vms.map((v) => v.name));
-  return buildProblem(g, vms.map((v) => ({ ...v })), env, 'time', horizon, Date.now());
+  const g = buildGraph(
+    s.rows,
+    vms.map((v) => v.name),
+  );
+  return buildProblem(
+    g,
+    vms.map((v) => ({ ...v })),
+    env,
+    'time',
+    horizon,
+    Date.now(),
+  );
 }
 
 function measure(s: Scenario, seed: number): Row {
@@ -220,17 +230,17 @@ function quality(): string {
 function speed(): string {
   console.log('\n### Speed: one planning round from collector rows (horizon 1 h, at most 5 moves)\n');
   const later = runs > 1 ? `median of ${runs} later runs` : '2nd run';
-  const lines = [
-    `| scenario | VMs | edges | collector rows | build graph ms | whole round ms, 1st run (cold JIT) | whole round ms, ${later} | moves |`,
-    '|---|---:|---:|---:|---:|---:|---:|---:|',
-  ];
+  const lines = [`| scenario | VMs | edges | collector rows | build graph ms | whole round ms, 1st run (cold JIT) | whole round ms, ${later} | moves |`, '|---|---:|---:|---:|---:|---:|---:|---:|'];
   for (const l of lines) console.log(l);
   const big = quick ? [planted(1000, 100, 0.9, 5000, 7)] : [planted(10000, 100, 0.9, 55000, 7), planted(10000, 20, 0.5, 400000, 8), stencil(10000)];
   for (const s of big) {
     const env = environment(s.n);
     const vms = randomStart(s.n, env, 99);
     const t0 = performance.now();
-    const g = buildGraph(s.rows, vms.map((v) => v.name));
+    const g = buildGraph(
+      s.rows,
+      vms.map((v) => v.name),
+    );
     const t1 = performance.now();
     const times: number[] = [];
     let moves = 0;

@@ -40,26 +40,48 @@ const pcapRead = join(packageRoot, 'dist', 'test', 'helpers', 'pcap-read.js');
 const STATS_SYSCTL = '/proc/sys/kernel/bpf_stats_enabled';
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const out = (s: string) => process.stdout.write(s + '\n');
+const out = (s: string) => process.stdout.write(`${s}\n`);
 // A loss: negative means faster than with no sensor (noise).
 const pct = (x: number) => `${x.toFixed(1)} %`;
 const int = (x: number) => Math.round(x).toLocaleString('en-US');
 
 // ---------------------------------------------------------------- workloads
 
-interface Workload { name: 'tcp' | 'udp'; label: string; unit: string; args: string[]; rate(json: IperfJson): number; format(x: number): string }
-interface IperfSum { bits_per_second: number; packets?: number; lost_packets?: number; seconds: number }
-interface IperfJson { end: { sum?: IperfSum; sum_received?: IperfSum }; server_output_json?: IperfJson; error?: string }
+interface Workload {
+  name: 'tcp' | 'udp';
+  label: string;
+  unit: string;
+  args: string[];
+  rate(json: IperfJson): number;
+  format(x: number): string;
+}
+interface IperfSum {
+  bits_per_second: number;
+  packets?: number;
+  lost_packets?: number;
+  seconds: number;
+}
+interface IperfJson {
+  end: { sum?: IperfSum; sum_received?: IperfSum };
+  server_output_json?: IperfJson;
+  error?: string;
+}
 
 const WORKLOADS: Workload[] = [
   {
-    name: 'tcp', label: 'TCP bulk', unit: 'Gbit/s', args: [],
+    name: 'tcp',
+    label: 'TCP bulk',
+    unit: 'Gbit/s',
+    args: [],
     rate: (j) => j.end.sum_received!.bits_per_second / 1e9,
     format: (x) => x.toFixed(2),
   },
   {
     // 64-byte datagrams as fast as the sender can: the per-packet cost dominates.
-    name: 'udp', label: 'UDP 64 B max rate', unit: 'pkt/s', args: ['-u', '-l', '64', '-b', '0'],
+    name: 'udp',
+    label: 'UDP 64 B max rate',
+    unit: 'pkt/s',
+    args: ['-u', '-l', '64', '-b', '0'],
     // Receiver side: the server's own sum (highest sequence seen minus the gaps).
     rate: (j) => {
       const s = (j.server_output_json ?? j).end.sum!;
@@ -71,8 +93,7 @@ const WORKLOADS: Workload[] = [
 
 /** One iperf3 run, client in the VM namespace, server on the host side of the tap. */
 async function iperf(w: Workload): Promise<number> {
-  const text = await run('iperf3', ['-c', pair.peers[0]!, '-t', String(SECONDS), '-J', '--get-server-output', ...w.args],
-    { netns: pair.vm, timeoutMs: (SECONDS + 30) * 1000 });
+  const text = await run('iperf3', ['-c', pair.peers[0]!, '-t', String(SECONDS), '-J', '--get-server-output', ...w.args], { netns: pair.vm, timeoutMs: (SECONDS + 30) * 1000 });
   const json = JSON.parse(text) as IperfJson;
   if (json.error) throw new Error(`iperf3: ${json.error}`);
   return w.rate(json);
@@ -112,10 +133,14 @@ let pcapAvailable = existsSync(pcapRead);
 
 async function measure(config: Config, w: Workload): Promise<Sample> {
   switch (config) {
-    case 'none': return { rate: await iperf(w) };
-    case 'ebpf': return withEbpf(async () => ({ rate: await iperf(w) }));
-    case 'ebpf+stats': return withEbpf(() => withBpfStats(() => iperf(w)));
-    case 'pcap': return withPcap(() => iperf(w));
+    case 'none':
+      return { rate: await iperf(w) };
+    case 'ebpf':
+      return withEbpf(async () => ({ rate: await iperf(w) }));
+    case 'ebpf+stats':
+      return withEbpf(() => withBpfStats(() => iperf(w)));
+    case 'pcap':
+      return withPcap(() => iperf(w));
   }
 }
 
@@ -133,7 +158,8 @@ async function withEbpf<T>(body: () => Promise<T>): Promise<T> {
 
 /** Summed run time and run count of our two programs, by their pins (other copies may be loaded). */
 async function progStats(): Promise<{ ns: number; runs: number }> {
-  let ns = 0, runs = 0;
+  let ns = 0,
+    runs = 0;
   for (const prog of ['vc_from_vm', 'vc_to_vm']) {
     const info = JSON.parse(await run('bpftool', ['-j', 'prog', 'show', 'pinned', join(sensor.pinDir, 'progs', prog)])) as { run_time_ns?: number; run_cnt?: number };
     ns += info.run_time_ns ?? 0;
@@ -179,8 +205,11 @@ async function testRunNs(): Promise<number> {
     ctx.writeUInt32LE(ifindex, 40);
     await writeFile(join(dir, 'frame'), frame);
     await writeFile(join(dir, 'ctx'), ctx);
-    const res = JSON.parse(await run('bpftool', ['-j', 'prog', 'run', 'pinned', join(sensor.pinDir, 'progs', 'vc_from_vm'),
-      'data_in', join(dir, 'frame'), 'ctx_in', join(dir, 'ctx'), 'repeat', '1000000'], { netns: pair.host })) as { duration: number };
+    const res = JSON.parse(
+      await run('bpftool', ['-j', 'prog', 'run', 'pinned', join(sensor.pinDir, 'progs', 'vc_from_vm'), 'data_in', join(dir, 'frame'), 'ctx_in', join(dir, 'ctx'), 'repeat', '1000000'], {
+        netns: pair.host,
+      }),
+    ) as { duration: number };
     return res.duration;
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -205,7 +234,10 @@ async function cpuNs(pid: number): Promise<number | undefined> {
 function lineWaiter(child: ChildProcess) {
   const lines: string[] = [];
   const waiters: (() => void)[] = [];
-  createInterface({ input: child.stdout! }).on('line', (l) => { lines.push(l); waiters.splice(0).forEach((w) => w()); });
+  createInterface({ input: child.stdout! }).on('line', (l) => {
+    lines.push(l);
+    waiters.splice(0).forEach((w) => w());
+  });
   child.once('exit', () => waiters.splice(0).forEach((w) => w()));
   return async (match: (l: string) => boolean, what: string, timeoutMs: number): Promise<string> => {
     const deadline = Date.now() + timeoutMs;
@@ -214,7 +246,10 @@ function lineWaiter(child: ChildProcess) {
       if (found) return found;
       if (child.exitCode !== null || child.signalCode !== null) throw new Error(`pcap-read exited (${child.exitCode ?? child.signalCode}) before ${what}`);
       if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} from pcap-read`);
-      await new Promise<void>((r) => { waiters.push(r); setTimeout(r, 200); });
+      await new Promise<void>((r) => {
+        waiters.push(r);
+        setTimeout(r, 200);
+      });
     }
   };
 }
@@ -222,9 +257,10 @@ function lineWaiter(child: ChildProcess) {
 async function withPcap(traffic: () => Promise<number>): Promise<Sample> {
   // Longer than the traffic, so the capture is still running when we read its CPU.
   const captureSeconds = SECONDS + 4;
-  const child = spawn('nsenter', [`--net=/run/netns/${pair.host}`, '--', process.execPath, pcapRead,
-    '--tap', 'tap0', '--vm', String(VM), '--mac', vmMac, '--seconds', String(captureSeconds)],
-  { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, VIRT_COHORT_LOG_LEVEL: 'warn' } });
+  const child = spawn('nsenter', [`--net=/run/netns/${pair.host}`, '--', process.execPath, pcapRead, '--tap', 'tap0', '--vm', String(VM), '--mac', vmMac, '--seconds', String(captureSeconds)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, VIRT_COHORT_LOG_LEVEL: 'warn' },
+  });
   pcapChild = child;
   const next = lineWaiter(child);
   try {
@@ -328,8 +364,12 @@ async function timeRead(): Promise<ReadSample> {
   gc();
   const retained = process.memoryUsage().heapUsed - before.heapUsed;
   return {
-    ms, kernelMs, rssMiB: mib(after.rss - before.rss), heapMiB: mib(after.heapUsed - before.heapUsed),
-    retainedMiB: mib(retained), flows: reading.flows.length, // `reading` is alive until here
+    ms,
+    kernelMs,
+    rssMiB: mib(after.rss - before.rss),
+    heapMiB: mib(after.heapUsed - before.heapUsed),
+    retainedMiB: mib(retained),
+    flows: reading.flows.length, // `reading` is alive until here
   };
 }
 
@@ -359,8 +399,10 @@ function throughputTable(results: Results): string {
     const range = `(${w.format(Math.min(...rates))}-${w.format(Math.max(...rates))})`;
     return [`${w.format(median(rates))} ${range}`, c === 'none' ? '-' : pct(100 * (1 - median(rates) / base))];
   };
-  return table(['SENSOR', ...WORKLOADS.flatMap((w) => [`${w.label} ${w.unit} (MIN-MAX)`, 'LOSS'])],
-    CONFIGS.map((c) => [LABEL[c], ...WORKLOADS.flatMap((w) => cells(w, c))]));
+  return table(
+    ['SENSOR', ...WORKLOADS.flatMap((w) => [`${w.label} ${w.unit} (MIN-MAX)`, 'LOSS'])],
+    CONFIGS.map((c) => [LABEL[c], ...WORKLOADS.flatMap((w) => cells(w, c))]),
+  );
 }
 
 function cpuPerFrame(results: Results, w: Workload, c: Config): number | undefined {
@@ -369,20 +411,28 @@ function cpuPerFrame(results: Results, w: Workload, c: Config): number | undefin
 }
 
 function cpuTable(results: Results): string {
-  const row = (c: Config, what: string) => [LABEL[c], what, ...WORKLOADS.flatMap((w) => {
-    const ns = cpuPerFrame(results, w, c);
-    const fps = (results.get(key(w, c)) ?? []).map((x) => x.framesPerS ?? 0);
-    return ns === undefined ? ['not available', ''] : [ns.toFixed(ns < 100 ? 1 : 0), int(median(fps))];
-  })];
-  const ratio = ['pcap / eBPF', 'CPU per frame', ...WORKLOADS.flatMap((w) => {
-    const e = cpuPerFrame(results, w, 'ebpf+stats'), p = cpuPerFrame(results, w, 'pcap');
-    return [e && p ? `${(p / e).toFixed(0)}x` : 'n/a', ''];
-  })];
-  return table(['SENSOR', 'MEASURED', ...WORKLOADS.flatMap((w) => [`${w.label} NS/FRAME`, 'FRAMES/S SEEN'])], [
-    row('ebpf+stats', 'run_time_ns / run_cnt of vc_from_vm + vc_to_vm'),
-    row('pcap', 'capture process utime+stime / frames counted'),
-    ratio,
-  ]);
+  const row = (c: Config, what: string) => [
+    LABEL[c],
+    what,
+    ...WORKLOADS.flatMap((w) => {
+      const ns = cpuPerFrame(results, w, c);
+      const fps = (results.get(key(w, c)) ?? []).map((x) => x.framesPerS ?? 0);
+      return ns === undefined ? ['not available', ''] : [ns.toFixed(ns < 100 ? 1 : 0), int(median(fps))];
+    }),
+  ];
+  const ratio = [
+    'pcap / eBPF',
+    'CPU per frame',
+    ...WORKLOADS.flatMap((w) => {
+      const e = cpuPerFrame(results, w, 'ebpf+stats'),
+        p = cpuPerFrame(results, w, 'pcap');
+      return [e && p ? `${(p / e).toFixed(0)}x` : 'n/a', ''];
+    }),
+  ];
+  return table(
+    ['SENSOR', 'MEASURED', ...WORKLOADS.flatMap((w) => [`${w.label} NS/FRAME`, 'FRAMES/S SEEN'])],
+    [row('ebpf+stats', 'run_time_ns / run_cnt of vc_from_vm + vc_to_vm'), row('pcap', 'capture process utime+stime / frames counted'), ratio],
+  );
 }
 
 interface Bench {
@@ -393,7 +443,11 @@ interface Bench {
   wallSeconds: number;
 }
 
-interface Target { what: string; measured: string; pass: boolean | undefined }
+interface Target {
+  what: string;
+  measured: string;
+  pass: boolean | undefined;
+}
 
 function lossOf(results: Results, w: Workload, c: Config): number {
   return 100 * (1 - median(results.get(key(w, c))!.map((x) => x.rate)) / median(results.get(key(w, 'none'))!.map((x) => x.rate)));
@@ -436,11 +490,19 @@ const range = (xs: number[], digits = 0) => `${median(xs).toFixed(digits)} (${Ma
 
 function readTable(reads: ReadSample[]): string {
   const each = (f: (r: ReadSample) => number) => reads.map((r) => f(r).toFixed(1)).join(', ');
-  return table(['SENSOR.READ() MS', 'BARE BATCH GET+DELETE MS', 'RSS GROWTH MIB (EACH)', 'HEAP GROWTH MIB', 'HEAP RETAINED MIB', 'FLOWS RETURNED'], [[
-    range(reads.map((r) => r.ms)), range(reads.map((r) => r.kernelMs)), each((r) => r.rssMiB),
-    median(reads.map((r) => r.heapMiB)).toFixed(1), median(reads.map((r) => r.retainedMiB)).toFixed(1),
-    reads.map((r) => int(r.flows)).join(', '),
-  ]]);
+  return table(
+    ['SENSOR.READ() MS', 'BARE BATCH GET+DELETE MS', 'RSS GROWTH MIB (EACH)', 'HEAP GROWTH MIB', 'HEAP RETAINED MIB', 'FLOWS RETURNED'],
+    [
+      [
+        range(reads.map((r) => r.ms)),
+        range(reads.map((r) => r.kernelMs)),
+        each((r) => r.rssMiB),
+        median(reads.map((r) => r.heapMiB)).toFixed(1),
+        median(reads.map((r) => r.retainedMiB)).toFixed(1),
+        reads.map((r) => int(r.flows)).join(', '),
+      ],
+    ],
+  );
 }
 
 function report(b: Bench): void {
@@ -450,13 +512,17 @@ function report(b: Bench): void {
   out(`run-to-run spread with no sensor (half the min-max range): ${noise.join(', ')}; a negative loss is noise`);
   out(`\nSensor CPU per frame seen on the tap (median; a GSO super-packet is one frame)`);
   out(cpuTable(b.results));
-  out(`eBPF program alone (BPF_PROG_TEST_RUN x 1,000,000 on one 64 B UDP frame, hot cache, no bpf_stats; ` +
-    `includes the test harness's own per-run cost): ${range(b.testRun)} ns per run`);
+  out(`eBPF program alone (BPF_PROG_TEST_RUN x 1,000,000 on one 64 B UDP frame, hot cache, no bpf_stats; ` + `includes the test harness's own per-run cost): ${range(b.testRun)} ns per run`);
   if (!pcapAvailable) out('pcap: not available (dist/test/helpers/pcap-read.js is missing)');
   out(`\nReading ${int(FLOWS)} flows out of the active map (${b.reads.length} runs, median (min-max))`);
   out(readTable(b.reads));
   out('\nTargets');
-  out(table(['TARGET', 'MEASURED', 'RESULT'], targets(b).map((t) => [t.what, t.measured, verdict(t)])));
+  out(
+    table(
+      ['TARGET', 'MEASURED', 'RESULT'],
+      targets(b).map((t) => [t.what, t.measured, verdict(t)]),
+    ),
+  );
   out(`\nSummary for the README (${b.wallSeconds.toFixed(0)} s run, kernel ${kernel}, ${cpus} CPUs):\n`);
   out(readmeBlock(b));
 }
@@ -468,15 +534,15 @@ function readmeBlock(b: Bench): string {
     const change = -lossOf(b.results, w, c);
     return `${w.format(median(s.map((x) => x.rate)))} ${w.unit}${c === 'none' ? '' : ` (${change >= 0 ? '+' : ''}${change.toFixed(1)} %)`}`;
   };
-  const cpu = (c: Config) => WORKLOADS.map((w) => {
-    const ns = cpuPerFrame(b.results, w, c);
-    return ns === undefined ? 'n/a' : `${ns.toFixed(0)} ns`;
-  }).join(' / ');
+  const cpu = (c: Config) =>
+    WORKLOADS.map((w) => {
+      const ns = cpuPerFrame(b.results, w, c);
+      return ns === undefined ? 'n/a' : `${ns.toFixed(0)} ns`;
+    }).join(' / ');
   return [
     `| sensor | ${WORKLOADS.map((w) => w.label).join(' | ')} | CPU per frame (${WORKLOADS.map((w) => w.name.toUpperCase()).join(' / ')}) |`,
     `|---|${WORKLOADS.map(() => '---|').join('')}---|`,
-    ...(['none', 'ebpf', 'pcap'] as Config[]).map((c) =>
-      `| ${LABEL[c]} | ${WORKLOADS.map((w) => tput(w, c)).join(' | ')} | ${c === 'none' ? '-' : cpu(c === 'ebpf' ? 'ebpf+stats' : c)} |`),
+    ...(['none', 'ebpf', 'pcap'] as Config[]).map((c) => `| ${LABEL[c]} | ${WORKLOADS.map((w) => tput(w, c)).join(' | ')} | ${c === 'none' ? '-' : cpu(c === 'ebpf' ? 'ebpf+stats' : c)} |`),
     `| read ${int(FLOWS)} flows | ${median(b.reads.map((r) => r.ms)).toFixed(0)} ms | heap +${median(b.reads.map((r) => r.retainedMiB)).toFixed(0)} MiB retained | |`,
     '',
     '| target | measured | |',

@@ -26,8 +26,9 @@ const open: Redis[] = [];
 
 function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; out: string; err: string }> {
   const { VIRT_COHORT_REDIS: _r, VIRT_COHORT_CONFIG: _c, ...base } = process.env;
-  return new Promise((resolve) => execFile(process.execPath, [MAIN, ...args], { env: { ...base, ...env }, timeout: 30_000 }, (e, out, err) =>
-    resolve({ code: e ? Number((e as { code?: number }).code ?? 1) : 0, out, err })));
+  return new Promise((resolve) =>
+    execFile(process.execPath, [MAIN, ...args], { env: { ...base, ...env }, timeout: 30_000 }, (e, out, err) => resolve({ code: e ? Number((e as { code?: number }).code ?? 1) : 0, out, err })),
+  );
 }
 
 /** A connection as one of the generated users, the way the daemons make theirs (redis.username, redis.passwordFile). */
@@ -61,7 +62,7 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-test('an agent\'s Store writes work with its own credentials: registry, directory, reports (inline and materialised), events', async () => {
+test("an agent's Store writes work with its own credentials: registry, directory, reports (inline and materialised), events", async () => {
   for (const h of ['a1', 'b1']) {
     const conn = await as(`vc-agent-${h}`);
     const store = new Store(conn, { inlinePairs: h === 'a1' ? 10 : 0 }); // b1: the large-report path
@@ -76,11 +77,11 @@ test('an agent\'s Store writes work with its own credentials: registry, director
     assert.equal(await registry.vmGone(`${h}-vm`, h), true);
   }
   assert.deepEqual((await admin.smembers(K.reported(P))).sort(), ['a1', 'b1']);
-  assert.equal(Number(await admin.zscore(K.msgs(P), 'b1-vm>x')), 5, 'b1\'s report was materialised');
+  assert.equal(Number(await admin.zscore(K.msgs(P), 'b1-vm>x')), 5, "b1's report was materialised");
   assert.equal(await admin.xlen(K.events('a1')), 1);
 });
 
-test('one host\'s credentials cannot write another host\'s entry, report or events, nor the lock, cooldowns, history or settings', async () => {
+test("one host's credentials cannot write another host's entry, report or events, nor the lock, cooldowns, history or settings", async () => {
   const a1 = await as('vc-agent-a1');
   const store = new Store(a1);
   await assert.rejects(new Registry(a1).registerHost('b1', { ...hostRecord(), uri: 'qemu+ext:///system?command=/tmp/evil' }), NOPERM);
@@ -97,7 +98,7 @@ test('one host\'s credentials cannot write another host\'s entry, report or even
   await assert.rejects(startCooldown(a1, 'v', 1000), NOPERM);
   await assert.rejects(a1.hset(K.settings, 'periodSeconds', 1), NOPERM);
   await assert.rejects(a1.srem(K.hosts, 'b1'), NOPERM);
-  await assert.rejects(a1.unlink(K.hostPairs(P, 'b1')), NOPERM, 'without --agents-trim, no deleting others\' reports either');
+  await assert.rejects(a1.unlink(K.hostPairs(P, 'b1')), NOPERM, "without --agents-trim, no deleting others' reports either");
   assert.equal(await admin.hget(K.host('b1'), 'uri'), 'qemu:///system');
 });
 
@@ -111,7 +112,7 @@ test('with --agents-trim an agent deletes whole old periods, and still writes on
   assert.equal(await admin.exists(K.hostPairs(P, 'a1')), 0);
 });
 
-test('the manager\'s writes work with its own: lock, cooldown, history, drain; it cannot write reports or events', async () => {
+test("the manager's writes work with its own: lock, cooldown, history, drain; it cannot write reports or events", async () => {
   const m = await as('vc-manager');
   const lock = new LeaderLock(m, 10_000);
   assert.equal(await lock.tick(), true);
@@ -121,7 +122,10 @@ test('the manager\'s writes work with its own: lock, cooldown, history, drain; i
   await recordMigration(m, { vm: 'a1-vm', from: 'a1', to: 'b1', outcome: 'ok', at: Date.now(), seconds: 2 });
   assert.ok((await startCooldown(m, 'a1-vm', 60_000)) > Date.now());
   assert.equal((await readHistory(m, 1))[0]?.vm, 'a1-vm');
-  assert.deepEqual((await new Registry(m).hosts()).map((h) => h.host), ['a1', 'b1', 'c1']);
+  assert.deepEqual(
+    (await new Registry(m).hosts()).map((h) => h.host),
+    ['a1', 'b1', 'c1'],
+  );
   assert.equal((await query(m, { type: 'mean', span: 1 })).status !== undefined, true);
   const env = { VIRT_COHORT_REDIS_USERNAME: 'vc-manager', VIRT_COHORT_REDIS_PASSWORD_FILE: join(dir, 'secrets', 'vc-manager.password') };
   const drain = await cli(['host', 'drain', 'a1', '--redis', server.url], env);
@@ -132,7 +136,7 @@ test('the manager\'s writes work with its own: lock, cooldown, history, drain; i
   await assert.rejects(m.set(K.host('a1'), 'x'), NOPERM);
 });
 
-test('the commands\' user reads everything and writes nothing', async () => {
+test("the commands' user reads everything and writes nothing", async () => {
   const r = await as('vc-reader');
   assert.equal((await new Registry(r).hosts()).length, 3);
   assert.equal((await readHistory(r, 5)).length, 1);
@@ -143,8 +147,13 @@ test('the commands\' user reads everything and writes nothing', async () => {
   const drain = await cli(['host', 'undrain', 'a1', '--redis', server.url], env);
   assert.notEqual(drain.code, 0);
   assert.match(drain.err, /^virt-cohort: Redis refused it \(NOPERM .*\): the Redis user in use .* may not do this; .*need vc-manager/);
-  for (const write of [() => r.set(K.managerLock, 'x'), () => r.hset(K.host('a1'), 'draining', '0'), () => recordMigration(r, { vm: 'v', from: 'a', to: 'b', outcome: 'ok', at: 0, seconds: 0 }),
-    () => new Registry(r).registerHost('r', hostRecord()), () => r.eval('return 1', 0)]) {
+  for (const write of [
+    () => r.set(K.managerLock, 'x'),
+    () => r.hset(K.host('a1'), 'draining', '0'),
+    () => recordMigration(r, { vm: 'v', from: 'a', to: 'b', outcome: 'ok', at: 0, seconds: 0 }),
+    () => new Registry(r).registerHost('r', hostRecord()),
+    () => r.eval('return 1', 0),
+  ]) {
     await assert.rejects(write(), NOPERM);
   }
 });

@@ -8,8 +8,7 @@ import { fileRedis, hostRecord, report } from './fixtures.js';
 const r = fileRedis();
 let registry: Registry;
 
-const vm = (host: string, state: VmRecord['state'], addresses: string[] = []): VmRecord =>
-  ({ uuid: 'u-1', host, site: 's', state, mac: '52:54:00:00:00:01', addresses, memoryKiB: 65536, vcpus: 1 });
+const vm = (host: string, state: VmRecord['state'], addresses: string[] = []): VmRecord => ({ uuid: 'u-1', host, site: 's', state, mac: '52:54:00:00:00:01', addresses, memoryKiB: 65536, vcpus: 1 });
 const web = async () => (await registry.vms()).find((v) => v.name === 'web')!;
 
 test('a VM record: since moves only when its host or state changes; its addresses point at it', async () => {
@@ -17,11 +16,19 @@ test('a VM record: since moves only when its host or state changes; its addresse
   await registry.putVm('web', vm('h1', 'running', ['10.0.0.1', 'fd00::1']), 1000);
   await registry.putVm('web', vm('h1', 'running', ['10.0.0.1', 'fd00::1']), 2000);
   assert.equal((await web()).since, 1000, 'the same host and state: since stays');
-  assert.deepEqual(await registry.addresses(), new Map([['10.0.0.1', 'web'], ['fd00::1', 'web']]));
+  assert.deepEqual(
+    await registry.addresses(),
+    new Map([
+      ['10.0.0.1', 'web'],
+      ['fd00::1', 'web'],
+    ]),
+  );
   await registry.putVm('web', { ...vm('h2', 'arriving'), pinned: true }, 3000);
   const rec = await web();
-  assert.deepEqual({ host: rec.host, state: rec.state, since: rec.since, pinned: rec.pinned, optOut: rec.optOut, addresses: rec.addresses },
-    { host: 'h2', state: 'arriving', since: 3000, pinned: true, optOut: false, addresses: [] });
+  assert.deepEqual(
+    { host: rec.host, state: rec.state, since: rec.since, pinned: rec.pinned, optOut: rec.optOut, addresses: rec.addresses },
+    { host: 'h2', state: 'arriving', since: 3000, pinned: true, optOut: false, addresses: [] },
+  );
   await registry.putVm('web', vm('h2', 'running'), 4000);
   assert.equal((await web()).since, 4000);
 });
@@ -48,5 +55,5 @@ test('a command that fails inside a transaction fails the call (registration, re
   assert.deepEqual(await r.redis.zrange(K.periods, '0', '-1'), ['1800000030'], 'Redis ran the rest of the MULTI (no rollback): the error still reaches the caller');
   await r.redis.del(K.pending);
   await r.redis.set(K.msgs(1_800_000_060), 'not a zset');
-  await assert.rejects(store.apply(report('h1', 1_800_000_060, [['a>b', 1, 1]])), /WRONGTYPE/, 'the script\'s error, not a reply');
+  await assert.rejects(store.apply(report('h1', 1_800_000_060, [['a>b', 1, 1]])), /WRONGTYPE/, "the script's error, not a reply");
 });

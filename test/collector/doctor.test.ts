@@ -43,10 +43,10 @@ async function setup(password: string) {
   const socket = join(dir, 'agent.sock');
   await installHook(hooksDir, socket);
   const config = join(dir, `config-${password}.yaml`);
-  await writeFile(config, [
-    'agent:', `  stateDir: ${stateDir}`, `  socket: ${socket}`, '  libvirtUri: qemu:///system',
-    'redis:', `  url: redis://127.0.0.1:${server.port}`, `  passwordFile: ${pw}`, '',
-  ].join('\n'));
+  await writeFile(
+    config,
+    ['agent:', `  stateDir: ${stateDir}`, `  socket: ${socket}`, '  libvirtUri: qemu:///system', 'redis:', `  url: redis://127.0.0.1:${server.port}`, `  passwordFile: ${pw}`, ''].join('\n'),
+  );
   return { config, hooksDir };
 }
 

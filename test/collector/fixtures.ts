@@ -13,8 +13,17 @@ export function hostRecord(site = 'site-a'): HostRecord {
 
 export function report(host: string, period: number, pairs: [string, number, number][]): Report {
   return {
-    v: 1, host, site: 'site-a', period, length: L, from: period * 1000, to: (period + L) * 1000,
-    pairs, overflow: { packets: 0, bytes: 0 }, unknownTap: 0, vms: [],
+    v: 1,
+    host,
+    site: 'site-a',
+    period,
+    length: L,
+    from: period * 1000,
+    to: (period + L) * 1000,
+    pairs,
+    overflow: { packets: 0, bytes: 0 },
+    unknownTap: 0,
+    vms: [],
   };
 }
 

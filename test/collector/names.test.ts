@@ -37,7 +37,13 @@ test('VM names with >, :, {, }, spaces and unicode go through the agent, the sto
   // Each VM sends i+1 packets to the next one (by address, as the sensor sees it).
   const ids = new Map(ODD_NAMES.map((n, i) => [i, n]));
   const flows: FlowCounts[] = ODD_NAMES.map((_, i) => ({
-    vm: i, dir: 'tx', peer: ip((i + 1) % ODD_NAMES.length), family: 4, ethertype: 0x0800, packets: i + 1, bytes: 100 * (i + 1),
+    vm: i,
+    dir: 'tx',
+    peer: ip((i + 1) % ODD_NAMES.length),
+    family: 4,
+    ethertype: 0x0800,
+    packets: i + 1,
+    bytes: 100 * (i + 1),
   }));
   const { pairs } = toPairs(flows, (id) => ids.get(id)!, await new Registry(redis).addresses());
   assert.equal(await store.apply(report('A', P, pairs)), true);

@@ -23,7 +23,11 @@ const dbs: Redis[] = [];
 
 const { VIRT_COHORT_REDIS: _ignored, ...childEnv } = process.env;
 
-interface Run { code: number; out: string; err: string }
+interface Run {
+  code: number;
+  out: string;
+  err: string;
+}
 
 function cli(...args: string[]): Promise<Run> {
   return new Promise((resolve) => {
@@ -62,8 +66,20 @@ async function fill(db: number, perPeriod: number, uri = 'qemu:///system'): Prom
   await registry.putVm('gone', { ...vm('b1', 'b'), state: 'stopped' });
   const bytes = perPeriod * 1000;
   for (let p = current - 20 * L; p <= current + 5 * L; p += L) {
-    await store.apply({ ...report('a1', p, [['x2>x1', perPeriod, bytes], ['y2>y1', perPeriod, bytes]]), site: 'a' });
-    await store.apply({ ...report('b1', p, [['x1>x2', perPeriod, bytes], ['y1>y2', perPeriod, bytes]]), site: 'b' });
+    await store.apply({
+      ...report('a1', p, [
+        ['x2>x1', perPeriod, bytes],
+        ['y2>y1', perPeriod, bytes],
+      ]),
+      site: 'a',
+    });
+    await store.apply({
+      ...report('b1', p, [
+        ['x1>x2', perPeriod, bytes],
+        ['y1>y2', perPeriod, bytes],
+      ]),
+      site: 'b',
+    });
   }
   // Registered last, so the hosts are live (seen within 2 periods) for the whole test.
   await registry.registerHost('a1', hostRecord('a', uri), Date.now() + 600_000);
@@ -83,7 +99,17 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-interface MoveJson { vm: string; from: string; to: string; fromSite: string; toSite: string; gain: number; migrationSeconds: number; paybackSeconds: number; reason: string }
+interface MoveJson {
+  vm: string;
+  from: string;
+  to: string;
+  fromSite: string;
+  toSite: string;
+  gain: number;
+  migrationSeconds: number;
+  paybackSeconds: number;
+  reason: string;
+}
 
 test('plan --json: moves bring each split pair into one site, each with its reason', async () => {
   const r = await cli('plan', '--redis', url(0), '--json');
@@ -94,7 +120,12 @@ test('plan --json: moves bring each split pair into one site, each with its reas
   assert.equal(plan.answer.periods.length, 10);
   assert.equal(plan.noMove, undefined);
   assert.equal(plan.moves.length, 2, JSON.stringify(plan.moves));
-  const site = new Map([['x1', 'a'], ['y1', 'a'], ['x2', 'b'], ['y2', 'b']]);
+  const site = new Map([
+    ['x1', 'a'],
+    ['y1', 'a'],
+    ['x2', 'b'],
+    ['y2', 'b'],
+  ]);
   for (const m of plan.moves) {
     assert.equal(site.get(m.vm), m.fromSite);
     site.set(m.vm, m.toSite);
@@ -138,7 +169,14 @@ test('groups --json finds the two pairs, each split across the sites', async () 
     const r = await cli('groups', '--redis', url(0), '--json', '--method', method);
     assert.equal(r.code, 0, r.err);
     const out = JSON.parse(r.out) as { groups: { members: string[]; internal: number; external: number; sites: string[] }[] };
-    assert.deepEqual(out.groups.map((g) => g.members).sort(), [['x1', 'x2'], ['y1', 'y2']], method);
+    assert.deepEqual(
+      out.groups.map((g) => g.members).sort(),
+      [
+        ['x1', 'x2'],
+        ['y1', 'y2'],
+      ],
+      method,
+    );
     for (const g of out.groups) {
       assert.equal(g.internal, 200_000); // bytes/s, both directions
       assert.equal(g.external, 0);
@@ -152,8 +190,14 @@ test('groups --json finds the two pairs, each split across the sites', async () 
 test('lab env: the environment round-trips through parseEnvironment and drives plan --env', async () => {
   const lab = { name: 't', index: 101, sites: 3, hostsPerSite: 2, delayMs: 25, rateMbit: 500, redisPort: 16401 };
   const env = parseEnvironment(JSON.parse(JSON.stringify(labEnvironment(lab))), 'lab env');
-  assert.deepEqual(env.sites.map((s) => s.name), ['a', 'b', 'c']);
-  assert.deepEqual(env.hosts.map((h) => `${h.name}@${h.site}`), ['a1@a', 'a2@a', 'b1@b', 'b2@b', 'c1@c', 'c2@c']);
+  assert.deepEqual(
+    env.sites.map((s) => s.name),
+    ['a', 'b', 'c'],
+  );
+  assert.deepEqual(
+    env.hosts.map((h) => `${h.name}@${h.site}`),
+    ['a1@a', 'a2@a', 'b1@b', 'b2@b', 'c1@c', 'c2@c'],
+  );
   assert.equal(env.links.length, 3);
   for (const l of env.links) assert.deepEqual([l.latencyMs, l.bandwidthMbit, l.transferPricePerGB], [25, 500, 0]);
   assert.equal(env.cpuOvercommit, 16);
@@ -173,11 +217,20 @@ test('the exported planFromCollector gives the same plan and the inventory behin
   const r = await planFromCollector(redis, { objective: 'time', horizonSeconds: 3600, maxMoves: 5 });
   assert.equal(r.answer.status, 'ok');
   assert.equal(r.plan?.moves.length, 2);
-  assert.deepEqual(r.vms.map((v) => v.name), ['x1', 'x2', 'y1', 'y2']); // the stopped VM is left out
-  assert.deepEqual(r.hosts.map((h) => h.name), ['a1', 'b1']);
+  assert.deepEqual(
+    r.vms.map((v) => v.name),
+    ['x1', 'x2', 'y1', 'y2'],
+  ); // the stopped VM is left out
+  assert.deepEqual(
+    r.hosts.map((h) => h.name),
+    ['a1', 'b1'],
+  );
   assert.equal(r.defaultEnvironment, true);
   assert.equal(r.traffic.find((t) => t.src === 'x1' && t.dst === 'x2')?.messages, 100); // per second
-  assert.deepEqual(defaultEnvironment(r.registry).links.map((l) => l.sites), [['a', 'b']]);
+  assert.deepEqual(
+    defaultEnvironment(r.registry).links.map((l) => l.sites),
+    [['a', 'b']],
+  );
 });
 
 test('bad input exits 2 with a message that says what to do', async () => {
@@ -223,9 +276,15 @@ test('place without --apply assigns every new VM within capacity, each group in 
   const r = await cli('place', file, '--redis', url(0), '--json');
   assert.equal(r.code, 0, r.err);
   const placed = JSON.parse(r.out) as { assignment: { vm: string; host: string; site: string }[] };
-  assert.deepEqual(placed.assignment.map((a) => a.vm), vms.map((v) => v.name));
+  assert.deepEqual(
+    placed.assignment.map((a) => a.vm),
+    vms.map((v) => v.name),
+  );
   // Each host: 8 GiB, 6 GiB free with 2 GiB of running VMs; 8 CPUs with 2 vCPUs used.
-  const load = new Map([['a1', 2], ['b1', 2]]);
+  const load = new Map([
+    ['a1', 2],
+    ['b1', 2],
+  ]);
   for (const a of placed.assignment) load.set(a.host, load.get(a.host)! + 1);
   for (const [h, n] of load) assert.ok(n <= 8, `${h} holds ${n} GiB`);
   const siteOf = new Map(placed.assignment.map((a) => [a.vm, a.site] as const));

@@ -57,7 +57,10 @@ test('mean: the plain average per period over the span', async () => {
   const r = ok(await query(redis, { type: 'mean', span: 3, now: NOW }));
   assert.deepEqual(r.periods, [P1, P2, P3]);
   assert.equal(r.approximate, false);
-  assert.deepEqual(r.pairs, [{ src: 'a1', dst: 'b1', messages: 20, bytes: 2000 }, { src: 'b1', dst: 'a1', messages: 2, bytes: 200 }]);
+  assert.deepEqual(r.pairs, [
+    { src: 'a1', dst: 'b1', messages: 20, bytes: 2000 },
+    { src: 'b1', dst: 'a1', messages: 2, bytes: 200 },
+  ]);
   // a duration is rounded up to whole periods: 1m is the newest two, 61s three.
   assert.deepEqual(ok(await query(redis, { type: 'mean', span: '1m', now: NOW })).pairs[0], { src: 'a1', dst: 'b1', messages: 25, bytes: 2500 });
   assert.deepEqual(ok(await query(redis, { type: 'mean', span: '61s', now: NOW })).periods, [P1, P2, P3]);
@@ -83,11 +86,19 @@ test('weighted: each period counts the coefficient times the one before, normali
 
 test('detail: every period on its own', async () => {
   await twoHosts();
-  const r = await query(redis, { type: 'detail', span: 3, now: NOW }) as DetailAnswer;
+  const r = (await query(redis, { type: 'detail', span: 3, now: NOW })) as DetailAnswer;
   assert.equal(r.status, 'ok');
-  assert.deepEqual(r.detail.map((d) => d.period), [P1, P2, P3]);
-  assert.deepEqual(r.detail.map((d) => d.pairs), [1, 2, 3].map((k) => [
-    { src: 'a1', dst: 'b1', messages: 10 * k, bytes: 1000 * k }, { src: 'b1', dst: 'a1', messages: k, bytes: 100 * k }]));
+  assert.deepEqual(
+    r.detail.map((d) => d.period),
+    [P1, P2, P3],
+  );
+  assert.deepEqual(
+    r.detail.map((d) => d.pairs),
+    [1, 2, 3].map((k) => [
+      { src: 'a1', dst: 'b1', messages: 10 * k, bytes: 1000 * k },
+      { src: 'b1', dst: 'a1', messages: k, bytes: 100 * k },
+    ]),
+  );
 });
 
 test('wait: a report that arrives during the wait completes the answer', async () => {
@@ -124,7 +135,7 @@ test('approximate: a missing host is estimated from its own period before, and f
 test('reformulate: no wait, no approximation: says which host is missing and when the query is answerable', async () => {
   await twoHosts({ skipB3: true });
   const t0 = Date.now();
-  const r = await query(redis, { type: 'mean', span: 3, now: NOW, maxWaitMs: 300 }) as Reformulate;
+  const r = (await query(redis, { type: 'mean', span: 3, now: NOW, maxWaitMs: 300 })) as Reformulate;
   assert.ok(Date.now() - t0 >= 290, 'waited the 300 ms allowed first');
   assert.equal(r.status, 'reformulate');
   assert.deepEqual(r.missing, [{ period: P3, host: 'B' }]);
@@ -140,9 +151,12 @@ test('a host dead beyond the grace time does not block; a host that registered a
   const r = ok(await query(redis, { type: 'mean', span: 3, now: NOW }));
   assert.equal(r.approximate, false);
   // with a longer grace, C is still alive and blocks every period it has not reported
-  const blocked = await query(redis, { type: 'mean', span: 3, now: NOW, graceMs: 5 * 60_000 }) as Reformulate;
+  const blocked = (await query(redis, { type: 'mean', span: 3, now: NOW, graceMs: 5 * 60_000 })) as Reformulate;
   assert.equal(blocked.status, 'reformulate');
-  assert.deepEqual(blocked.missing, [P1, P2, P3].map((period) => ({ period, host: 'C' })));
+  assert.deepEqual(
+    blocked.missing,
+    [P1, P2, P3].map((period) => ({ period, host: 'C' })),
+  );
   assert.equal(blocked.answerableAt, NOW - GRACE - 1 + 5 * 60_000);
 });
 
@@ -161,18 +175,22 @@ test('addresses are named by the VM directory; receiver-side copies of a measure
   await host(store, 'B', NOW - 600_000, NOW - 1000);
   await redis.sadd(K.vms, 'a1', 'b1', 'c1');
   await redis.hset(K.addr, '10.0.0.1', 'a1', '10.0.0.2', 'b1', 'fd00::2', 'b1', '10.0.0.3', 'c1');
-  await store.apply(report('A', P3, [
-    ['a1>10.0.0.2', 10, 1000], // a1 sent to b1 (v4)
-    ['a1>fd00::2', 1, 100], //   and to b1 (v6): summed with the line above
-    ['10.0.0.2>a1', 5, 500], // a1 received from b1: b1's host measured it too (dropped)
-    ['10.0.0.3>a1', 7, 700], // a1 received from c1, whose host runs no agent (kept, as c1)
-    ['198.51.100.7>a1', 3, 300], // an outside peer: stays an address
-    ['a1>198.51.100.7', 4, 400],
-  ]));
-  await store.apply(report('B', P3, [
-    ['b1>10.0.0.1', 6, 600], // b1 sent to a1 (its own count wins over a1's 5)
-    ['10.0.0.1>b1', 11, 1100], // b1 received from a1: a1's host measured it (dropped)
-  ]));
+  await store.apply(
+    report('A', P3, [
+      ['a1>10.0.0.2', 10, 1000], // a1 sent to b1 (v4)
+      ['a1>fd00::2', 1, 100], //   and to b1 (v6): summed with the line above
+      ['10.0.0.2>a1', 5, 500], // a1 received from b1: b1's host measured it too (dropped)
+      ['10.0.0.3>a1', 7, 700], // a1 received from c1, whose host runs no agent (kept, as c1)
+      ['198.51.100.7>a1', 3, 300], // an outside peer: stays an address
+      ['a1>198.51.100.7', 4, 400],
+    ]),
+  );
+  await store.apply(
+    report('B', P3, [
+      ['b1>10.0.0.1', 6, 600], // b1 sent to a1 (its own count wins over a1's 5)
+      ['10.0.0.1>b1', 11, 1100], // b1 received from a1: a1's host measured it (dropped)
+    ]),
+  );
   await store.apply(report('A', P2, [])); // older periods exist, empty
   await store.apply(report('B', P2, []));
   const r = ok(await query(redis, { type: 'detail', span: 1, now: NOW })) as unknown as DetailAnswer;
@@ -185,32 +203,31 @@ test('addresses are named by the VM directory; receiver-side copies of a measure
   ]);
   const c1 = ok(await query(redis, { type: 'mean', span: 1, now: NOW, vm: 'c1' }));
   assert.deepEqual(c1.pairs, [{ src: 'c1', dst: 'a1', messages: 7, bytes: 700 }]);
-  await assert.rejects(query(redis, { type: 'mean', span: 1, now: NOW, vm: 'zz' }),
-    (e: unknown) => e instanceof UnknownVmError && e.vm === 'zz' && /unknown VM 'zz'/.test(e.message)); // the CLI adds `virt-cohort stats --vms`
+  await assert.rejects(query(redis, { type: 'mean', span: 1, now: NOW, vm: 'zz' }), (e: unknown) => e instanceof UnknownVmError && e.vm === 'zz' && /unknown VM 'zz'/.test(e.message)); // the CLI adds `virt-cohort stats --vms`
 });
 
 test('a span older than the data is handed back with how many periods exist', async () => {
   await twoHosts();
-  const r = await query(redis, { type: 'mean', span: 10, now: NOW }) as Reformulate;
+  const r = (await query(redis, { type: 'mean', span: 10, now: NOW })) as Reformulate;
   assert.equal(r.status, 'reformulate');
   assert.equal(r.periodsAvailable, 3);
   assert.match(r.reason, /holds 3 period\(s\).*at most 3/);
   assert.equal(r.answerableAt, (P1 + 10 * L) * 1000);
   // with a retention shorter than the span it never will be
   await redis.hset(K.settings, 'retention', 5);
-  const never = await query(redis, { type: 'mean', span: 10, now: NOW }) as Reformulate;
+  const never = (await query(redis, { type: 'mean', span: 10, now: NOW })) as Reformulate;
   assert.equal(never.answerableAt, null);
   assert.match(never.reason, /retention keeps 5/);
   // nothing at all yet
   await redis.flushall();
-  const none = await query(redis, { type: 'mean', span: 1, now: NOW }) as Reformulate;
+  const none = (await query(redis, { type: 'mean', span: 1, now: NOW })) as Reformulate;
   assert.match(none.reason, /no period has been reported yet/);
   assert.equal(none.periodsAvailable, 0);
 });
 
 test('bad input: a clear UserError before anything is read', async () => {
-  const bad = async (o: object, re: RegExp) => assert.rejects(query(redis, { type: 'mean', span: 3, now: NOW, ...o }),
-    (e: unknown) => e instanceof UserError && e.exitCode === 2 && re.test(e.message));
+  const bad = async (o: object, re: RegExp) =>
+    assert.rejects(query(redis, { type: 'mean', span: 3, now: NOW, ...o }), (e: unknown) => e instanceof UserError && e.exitCode === 2 && re.test(e.message));
   await bad({ span: -1 }, /at least one period/);
   await bad({ span: 0 }, /at least one period/);
   await bad({ span: '' }, /span is empty/);

@@ -43,11 +43,17 @@ test('a command connects with the password (given or from a file), and says what
   assert.equal(await inUrl.ping(), 'PONG');
   inUrl.disconnect();
 
-  const wrong = await connectChecked(`redis://:url-secret@127.0.0.1:${server.port}`, { password: 'not-it' }).then(() => assert.fail('connected'), (e: unknown) => e);
+  const wrong = await connectChecked(`redis://:url-secret@127.0.0.1:${server.port}`, { password: 'not-it' }).then(
+    () => assert.fail('connected'),
+    (e: unknown) => e,
+  );
   assert.ok(wrong instanceof RedisConnectError);
   assert.match(wrong.message, /^NOAUTH\/WRONGPASS: Redis at redis:\/\/:\*\*\*@127\.0\.0\.1:\d+ refused the credentials .*: check redis\.password/);
   assert.doesNotMatch(wrong.message, /not-it|url-secret/);
-  const none = await connectChecked(server.url, undefined).then(() => assert.fail('connected'), (e: unknown) => e as Error);
+  const none = await connectChecked(server.url, undefined).then(
+    () => assert.fail('connected'),
+    (e: unknown) => e as Error,
+  );
   assert.match(none.message, /^NOAUTH\/WRONGPASS: Redis at redis:\/\/127\.0\.0\.1:\d+ needs a password and none was given: check redis\.password/);
 });
 
@@ -87,9 +93,36 @@ test('TLS: rediss:// with our CA, a client certificate, and a clear message with
     const c = 20000 + Math.floor(Math.random() * 20000);
     if (await portFree(c)) port = c;
   }
-  await run('redis-server', ['--port', '0', '--tls-port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-    '--tls-cert-file', p('server.pem'), '--tls-key-file', p('server.key'), '--tls-ca-cert-file', p('ca.pem'), '--tls-auth-clients', 'optional',
-    '--requirepass', PASSWORD, '--daemonize', 'yes', '--pidfile', p('tls.pid'), '--logfile', p('tls.log'), '--dir', dir]);
+  await run('redis-server', [
+    '--port',
+    '0',
+    '--tls-port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--tls-cert-file',
+    p('server.pem'),
+    '--tls-key-file',
+    p('server.key'),
+    '--tls-ca-cert-file',
+    p('ca.pem'),
+    '--tls-auth-clients',
+    'optional',
+    '--requirepass',
+    PASSWORD,
+    '--daemonize',
+    'yes',
+    '--pidfile',
+    p('tls.pid'),
+    '--logfile',
+    p('tls.log'),
+    '--dir',
+    dir,
+  ]);
   try {
     const url = `rediss://127.0.0.1:${port}`;
     const r = await waitFor('the TLS Redis', async () => connectChecked(url, { password: PASSWORD, tls: { ca: p('ca.pem') } }).catch(() => undefined), 10_000, 100);
@@ -98,9 +131,15 @@ test('TLS: rediss:// with our CA, a client certificate, and a clear message with
     const withCert = await connectChecked(url, { password: PASSWORD, tls: { ca: p('ca.pem'), cert: p('client.pem'), key: p('client.key') } });
     assert.equal(await withCert.ping(), 'PONG');
     withCert.disconnect();
-    const untrusted = await connectChecked(url, { password: PASSWORD }).then(() => assert.fail('connected without the CA'), (e: Error) => e);
+    const untrusted = await connectChecked(url, { password: PASSWORD }).then(
+      () => assert.fail('connected without the CA'),
+      (e: Error) => e,
+    );
     assert.match(untrusted.message, /^TLS with Redis at rediss:\/\/127\.0\.0\.1:\d+ failed \(.*(certificate|self.signed).*\): check redis\.tls\.ca/i);
-    const plain = await connectChecked(`redis://127.0.0.1:${port}`, { password: PASSWORD }, 2000).then(() => assert.fail('connected in clear'), (e: Error) => e);
+    const plain = await connectChecked(`redis://127.0.0.1:${port}`, { password: PASSWORD }, 2000).then(
+      () => assert.fail('connected in clear'),
+      (e: Error) => e,
+    );
     assert.match(plain.message, /rediss:\/\/|no answer|closed/);
   } finally {
     const pid = Number((await readFile(p('tls.pid'), 'utf8').catch(() => '0')).trim());

@@ -24,7 +24,11 @@ let filledAt = 0;
 
 const { VIRT_COHORT_REDIS: _ignored, ...childEnv } = process.env;
 
-interface Run { code: number; out: string; err: string }
+interface Run {
+  code: number;
+  out: string;
+  err: string;
+}
 
 function cli(...args: string[]): Promise<Run> {
   return new Promise((resolve) => {
@@ -42,12 +46,23 @@ function hostRecord(site: string): HostRecord {
 
 /** Where each VM runs: group web (web1..web3) and group db (db1, db2), both split over sites a and b. */
 const PLACE: Record<string, [host: string, site: string]> = {
-  web1: ['a1', 'a'], web2: ['a1', 'a'], web3: ['b1', 'b'], db1: ['a2', 'a'], db2: ['b1', 'b'],
+  web1: ['a1', 'a'],
+  web2: ['a1', 'a'],
+  web3: ['b1', 'b'],
+  db1: ['a2', 'a'],
+  db2: ['b1', 'b'],
 };
 /** Messages per period, sender > receiver; bytes are 500 per message. The 1-message pair joins the groups faintly. */
 const TRAFFIC: [string, number][] = [
-  ['web1>web2', 3000], ['web2>web1', 3000], ['web1>web3', 1500], ['web3>web1', 1500], ['web2>web3', 600], ['web3>web2', 600],
-  ['db1>db2', 900], ['db2>db1', 900], ['web1>db1', 3],
+  ['web1>web2', 3000],
+  ['web2>web1', 3000],
+  ['web1>web3', 1500],
+  ['web3>web1', 1500],
+  ['web2>web3', 600],
+  ['web3>web2', 600],
+  ['db1>db2', 900],
+  ['db2>db1', 900],
+  ['web1>db1', 3],
 ];
 
 /** Periods from 130 periods ago (a 1 h span at 30 s needs 120) to a few ahead, so every span the CLI asks is complete. */
@@ -59,7 +74,13 @@ async function fill(db: number, opts: { periods?: boolean } = {}): Promise<void>
   const now = Date.now();
   const current = Math.floor(now / 1000 / L) * L;
   await redis.hset(K.settings, 'periodSeconds', L);
-  for (const [h, s] of [['a1', 'a'], ['a2', 'a'], ['b1', 'b'], ['b2', 'b']] as const) await registry.registerHost(h, hostRecord(s), now - 3 * 3_600_000);
+  for (const [h, s] of [
+    ['a1', 'a'],
+    ['a2', 'a'],
+    ['b1', 'b'],
+    ['b2', 'b'],
+  ] as const)
+    await registry.registerHost(h, hostRecord(s), now - 3 * 3_600_000);
   for (const [vm, [h, s]] of Object.entries(PLACE)) {
     await registry.putVm(vm, { uuid: '', host: h, site: s, state: 'running', mac: '', addresses: [], memoryKiB: GiB, vcpus: 1 });
   }
@@ -71,12 +92,23 @@ async function fill(db: number, opts: { periods?: boolean } = {}): Promise<void>
       byHost.set(host, [...(byHost.get(host) ?? []), [pair, n, n * 500]]);
     }
     for (let p = current - 130 * L; p <= current + 5 * L; p += L) {
-      for (const [h, s] of [['a1', 'a'], ['a2', 'a'], ['b1', 'b'], ['b2', 'b']] as const) {
+      for (const [h, s] of [
+        ['a1', 'a'],
+        ['a2', 'a'],
+        ['b1', 'b'],
+        ['b2', 'b'],
+      ] as const) {
         await store.apply({ ...report(h, p, byHost.get(h) ?? []), site: s });
       }
     }
   }
-  for (const [h, s] of [['a1', 'a'], ['a2', 'a'], ['b1', 'b'], ['b2', 'b']] as const) await registry.registerHost(h, hostRecord(s), Date.now() + 600_000);
+  for (const [h, s] of [
+    ['a1', 'a'],
+    ['a2', 'a'],
+    ['b1', 'b'],
+    ['b2', 'b'],
+  ] as const)
+    await registry.registerHost(h, hostRecord(s), Date.now() + 600_000);
 }
 
 before(async () => {
@@ -150,7 +182,10 @@ test('report --svg --html: a well-formed SVG and a self-contained page with the 
   const html = join(dir, 'r.html');
   const r = await cli('report', '--redis', url(0), '--svg', svg, '--html', html);
   assert.equal(r.code, 0, r.err);
-  assert.match(r.out, /^mean over 120 period\(s\) of 30 s, .*\n5 running VM\(s\) in 2 group\(s\) of 2 or more, on 4 host\(s\) in 2 site\(s\); inter-site [\d.]+ % of VM-to-VM bytes; 3 migration\(s\) \(1 ok\)\n/);
+  assert.match(
+    r.out,
+    /^mean over 120 period\(s\) of 30 s, .*\n5 running VM\(s\) in 2 group\(s\) of 2 or more, on 4 host\(s\) in 2 site\(s\); inter-site [\d.]+ % of VM-to-VM bytes; 3 migration\(s\) \(1 ok\)\n/,
+  );
   assert.match(r.out, new RegExp(`wrote ${svg}\nwrote ${html}\n$`));
 
   const s = await readFile(svg, 'utf8');
@@ -175,7 +210,10 @@ test('report --svg --html: a well-formed SVG and a self-contained page with the 
   assert.match(h, /a ↔ b/);
   const rows = h.match(/<tr class="migration">.*<\/tr>/g) ?? [];
   assert.equal(rows.length, 3);
-  assert.match(rows[0]!, />web3<\/span><\/td><td>b1 → a2<\/td><td class="ok"[^>]*>ok<\/td><td class="num">2.4 s<\/td><td class="num">163 ms<\/td><td class="num">69.9 MiB<\/td><td>with web1, web2<\/td>/);
+  assert.match(
+    rows[0]!,
+    />web3<\/span><\/td><td>b1 → a2<\/td><td class="ok"[^>]*>ok<\/td><td class="num">2.4 s<\/td><td class="num">163 ms<\/td><td class="num">69.9 MiB<\/td><td>with web1, web2<\/td>/,
+  );
   assert.match(rows[1]!, />db2<\/span><\/td><td>b1 → a2<\/td><td class="failed"[^>]*>failed<\/td><td class="num">7.5 s<\/td><td class="num">-<\/td>.*destination &lt;refused&gt; &amp; gone/);
   assert.match(rows[2]!, />web3<\/span><\/td><td>a2 → b1<\/td><td class="aborted"/);
   assert.ok(!h.includes('oldvm'));
@@ -188,10 +226,25 @@ test('report --json: the matrix numbers per second, the groups, the sites and th
   assert.equal(d.span.type, 'mean');
   assert.equal(d.span.periods, 20);
   assert.equal(d.span.approximate, false);
-  assert.deepEqual(d.groups.map((g) => g.members), [['web1', 'web2', 'web3'], ['db1', 'db2']]);
-  assert.deepEqual(d.groups.map((g) => g.sites), [['a', 'b'], ['a', 'b']]);
+  assert.deepEqual(
+    d.groups.map((g) => g.members),
+    [
+      ['web1', 'web2', 'web3'],
+      ['db1', 'db2'],
+    ],
+  );
+  assert.deepEqual(
+    d.groups.map((g) => g.sites),
+    [
+      ['a', 'b'],
+      ['a', 'b'],
+    ],
+  );
   assert.deepEqual(d.matrix.vms, ['web1', 'web2', 'web3', 'db1', 'db2']);
-  assert.deepEqual(d.vms.map((v) => v.group), [0, 0, 0, 1, 1]);
+  assert.deepEqual(
+    d.vms.map((v) => v.group),
+    [0, 0, 0, 1, 1],
+  );
   assert.equal(d.matrix.cells.length, TRAFFIC.length);
   for (const [pair, n] of TRAFFIC) {
     const [src, dst] = pair.split('>');
@@ -204,16 +257,36 @@ test('report --json: the matrix numbers per second, the groups, the sites and th
   }
   assert.equal(d.matrix.max.messages, 100);
   // Crossing sites: web1<>web3, web2<>web3, db1<>db2 (web1>db1 stays in site a).
-  const cross = (1500 + 1500 + 600 + 600 + 900 + 900) * 500 / L;
-  const total = TRAFFIC.reduce((s, [, n]) => s + n, 0) * 500 / L;
+  const cross = ((1500 + 1500 + 600 + 600 + 900 + 900) * 500) / L;
+  const total = (TRAFFIC.reduce((s, [, n]) => s + n, 0) * 500) / L;
   assert.ok(Math.abs(d.interSite.bytes - cross) < 1e-3);
   assert.ok(Math.abs(d.interSite.totalBytes - total) < 1e-3);
   assert.ok(Math.abs(d.interSite.share - cross / total) < 1e-9);
-  assert.deepEqual(d.interSite.pairs.map((p) => p.sites), [['a', 'b']]);
-  assert.deepEqual(d.sites, [{ name: 'a', hosts: ['a1', 'a2'] }, { name: 'b', hosts: ['b1', 'b2'] }]);
-  assert.deepEqual(d.hosts.map((h) => [h.name, h.live, h.vms]), [['a1', true, ['web1', 'web2']], ['a2', true, ['db1']], ['b1', true, ['db2', 'web3']], ['b2', true, []]]);
+  assert.deepEqual(
+    d.interSite.pairs.map((p) => p.sites),
+    [['a', 'b']],
+  );
+  assert.deepEqual(d.sites, [
+    { name: 'a', hosts: ['a1', 'a2'] },
+    { name: 'b', hosts: ['b1', 'b2'] },
+  ]);
+  assert.deepEqual(
+    d.hosts.map((h) => [h.name, h.live, h.vms]),
+    [
+      ['a1', true, ['web1', 'web2']],
+      ['a2', true, ['db1']],
+      ['b1', true, ['db2', 'web3']],
+      ['b2', true, []],
+    ],
+  );
   // The 10 min span began after the first migration ended: only the two later ones.
-  assert.deepEqual(d.migrations.map((m) => [m.vm, m.outcome]), [['db2', 'failed'], ['web3', 'aborted']]);
+  assert.deepEqual(
+    d.migrations.map((m) => [m.vm, m.outcome]),
+    [
+      ['db2', 'failed'],
+      ['web3', 'aborted'],
+    ],
+  );
 
   const w = await cli('report', '--redis', url(0), '--json', '--span', '4', '--type', 'weighted', '--measure', 'messages', '--method', 'seed');
   assert.equal(w.code, 0, w.err);
@@ -241,7 +314,7 @@ test('report: bad input exits 2 with a message; a span the collector cannot answ
     const r = await cli('report', ...args);
     assert.equal(r.code, 2, `${args.join(' ')}: ${r.err}`);
     assert.match(r.err, msg, args.join(' '));
-    assert.doesNotMatch(r.err, /unexpected error|    at /);
+    assert.doesNotMatch(r.err, /unexpected error| {4}at /);
   }
   await assert.rejects(readFile(out), 'nothing written on bad input');
 
@@ -259,8 +332,19 @@ test('report: bad input exits 2 with a message; a span the collector cannot answ
 });
 
 test('matrixSvg (the demo picture) is well-formed and escapes names', () => {
-  const s = matrixSvg('demo <1> & co', [{ name: 'vm1', site: 'a' }, { name: 'vm"2', site: 'b' }, { name: 'vm3', site: 'a' }],
-    [['vm1', 'vm"2'], ['vm3']], [{ src: 'vm1', dst: 'vm"2', messages: 50, bytes: 1 }, { src: 'vm"2', dst: 'vm1', messages: 0.5, bytes: 1 }]);
+  const s = matrixSvg(
+    'demo <1> & co',
+    [
+      { name: 'vm1', site: 'a' },
+      { name: 'vm"2', site: 'b' },
+      { name: 'vm3', site: 'a' },
+    ],
+    [['vm1', 'vm"2'], ['vm3']],
+    [
+      { src: 'vm1', dst: 'vm"2', messages: 50, bytes: 1 },
+      { src: 'vm"2', dst: 'vm1', messages: 0.5, bytes: 1 },
+    ],
+  );
   checkXml(s);
   assert.match(s, /demo &lt;1&gt; &amp; co/);
   assert.match(s, /vm&quot;2 \(b\)/);

@@ -16,8 +16,17 @@ const FORGED = 'qemu+ext:///system?command=/tmp/evil';
 let server: TestRedis;
 let redis: Redis;
 
-const hostRecord = (site: string, uri: string, migrateUri = ''): HostRecord =>
-  ({ site, uri, migrateUri, cpus: 8, memoryKiB: 8 * GiB, freeMemoryKiB: 6 * GiB, vms: 2, sensor: 'ebpf', periodSeconds: L });
+const hostRecord = (site: string, uri: string, migrateUri = ''): HostRecord => ({
+  site,
+  uri,
+  migrateUri,
+  cpus: 8,
+  memoryKiB: 8 * GiB,
+  freeMemoryKiB: 6 * GiB,
+  vms: 2,
+  sensor: 'ebpf',
+  periodSeconds: L,
+});
 
 /** Pairs x1-x2 and y1-y2 split between a1 (site a) and b1 (site b): every plan moves a VM between them. b1's agent registered a forged URI. */
 before(async () => {
@@ -34,10 +43,28 @@ before(async () => {
     await registry.registerHost('b1', b1, at);
     if (at > now) break;
     const vm = (host: string, site: string) => ({ uuid: '', host, site, state: 'running' as const, mac: '', addresses: [], memoryKiB: GiB, vcpus: 1 });
-    for (const [name, host, site] of [['x1', 'a1', 'a'], ['y1', 'a1', 'a'], ['x2', 'b1', 'b'], ['y2', 'b1', 'b']] as const) await registry.putVm(name, vm(host, site));
+    for (const [name, host, site] of [
+      ['x1', 'a1', 'a'],
+      ['y1', 'a1', 'a'],
+      ['x2', 'b1', 'b'],
+      ['y2', 'b1', 'b'],
+    ] as const)
+      await registry.putVm(name, vm(host, site));
     for (let p = current - 20 * L; p <= current + 5 * L; p += L) {
-      await store.apply({ ...report('a1', p, [['x2>x1', 3000, 3e6], ['y2>y1', 3000, 3e6]]), site: 'a' });
-      await store.apply({ ...report('b1', p, [['x1>x2', 3000, 3e6], ['y1>y2', 3000, 3e6]]), site: 'b' });
+      await store.apply({
+        ...report('a1', p, [
+          ['x2>x1', 3000, 3e6],
+          ['y2>y1', 3000, 3e6],
+        ]),
+        site: 'a',
+      });
+      await store.apply({
+        ...report('b1', p, [
+          ['x1>x2', 3000, 3e6],
+          ['y1>y2', 3000, 3e6],
+        ]),
+        site: 'b',
+      });
     }
   }
 });
@@ -53,7 +80,10 @@ test('the manager leaves a host alone whose registered routes its configuration 
   try {
     const r = await m.round();
     assert.equal(r.view?.answer.status, 'ok', r.note);
-    assert.deepEqual(r.refused.map((x) => x.host), ['b1']);
+    assert.deepEqual(
+      r.refused.map((x) => x.host),
+      ['b1'],
+    );
     assert.match(r.refused[0]!.why, /the ext transport runs a program of the URI's choosing/);
     assert.ok(r.plan!.moves.length > 0, 'the plan still proposes moves');
     assert.deepEqual(r.moves, [], 'none is made: each touches b1');
@@ -70,7 +100,10 @@ test('a forged migration URI alone is refused too, with what to configure', asyn
   const m = new Manager(redis, { ...DEFAULT_MANAGER, confirmRounds: 1, ...routes }, new LeaderLock(redis, 10_000));
   try {
     const r = await m.round();
-    assert.deepEqual(r.refused.map((x) => x.host), ['b1']);
+    assert.deepEqual(
+      r.refused.map((x) => x.host),
+      ['b1'],
+    );
     assert.match(r.refused[0]!.why, /migration URI tcp:\/\/203\.0\.113\.66 is not in manager\.migrateNetworks \(10\.0\.1\.0\/24\)/);
   } finally {
     await m.stop();
@@ -85,6 +118,9 @@ test('doctor --manager names each host the manager leaves alone, and why', async
   assert.equal(vouched.status, 'ok', vouched.detail);
   const r = await checkRoutes({ ...c, routes: { hostRoutes: { b1: { uri: 'qemu+tls://b1.hv.example/system', migrateUri: 'tcp://10.0.1.2' } }, hostUris: [], migrateNetworks: [] } });
   assert.equal(r.status, 'fail');
-  assert.match(r.detail, /^2 of 2 host\(s\) left alone .*a1: libvirt URI qemu\+tls:\/\/a1\.hv\.example\/system matches no manager\.hostUris pattern.*; b1: migration URI tcp:\/\/203\.0\.113\.66 is not the one manager\.hostRoutes gives it/);
+  assert.match(
+    r.detail,
+    /^2 of 2 host\(s\) left alone .*a1: libvirt URI qemu\+tls:\/\/a1\.hv\.example\/system matches no manager\.hostUris pattern.*; b1: migration URI tcp:\/\/203\.0\.113\.66 is not the one manager\.hostRoutes gives it/,
+  );
   assert.match(r.fix ?? '', /docs\/security\.md/);
 });

@@ -26,8 +26,7 @@ function migrate(...args: string[]): Promise<{ code: number; err: string }> {
   });
 }
 
-const vm = (host: string, extra: Partial<VmRecord> = {}): VmRecord =>
-  ({ uuid: '', host, site: 'site-a', state: 'running', mac: '', addresses: [], memoryKiB: 512 * MiB, vcpus: 1, ...extra });
+const vm = (host: string, extra: Partial<VmRecord> = {}): VmRecord => ({ uuid: '', host, site: 'site-a', state: 'running', mac: '', addresses: [], memoryKiB: 512 * MiB, vcpus: 1, ...extra });
 
 // Hosts a (room for 1 GiB) and b (256 MiB free), c draining; VMs on a: free, pinned, opted out, stopped, cooling down.
 before(async () => {
@@ -73,7 +72,7 @@ test('whyHeld: each reason, the first found in a fixed order', async () => {
   assert.equal(await held('free', 'b', ROUND(1)), 'unconfirmed');
 });
 
-test('describeHold words a round\'s held moves as the manager always has', async () => {
+test("describeHold words a round's held moves as the manager always has", async () => {
   const facts = { hosts: await registry.hosts(), vms: await registry.vms() };
   assert.equal(describeHold((await whyHeld(redis, { vm: 'free', to: 'c' }, facts, ROUND(2)))!), 'c is draining');
   assert.match(describeHold((await whyHeld(redis, { vm: 'cool', to: 'b' }, facts, ROUND(2)))!), /^in cooldown until \d{4}-\d\d-\d\dT/);
@@ -84,7 +83,18 @@ test('whyWait: the cluster limit, a busy host, the per-host outbound limit', () 
   const limits = { maxPerHost: 1, maxConcurrent: 2 };
   const ab = { from: 'a', to: 'b' };
   assert.equal(whyWait(ab, [], [], limits), undefined);
-  assert.equal(whyWait(ab, [{ from: 'c', to: 'd' }, { from: 'e', to: 'f' }], [], limits), 'cluster-full');
+  assert.equal(
+    whyWait(
+      ab,
+      [
+        { from: 'c', to: 'd' },
+        { from: 'e', to: 'f' },
+      ],
+      [],
+      limits,
+    ),
+    'cluster-full',
+  );
   assert.equal(whyWait(ab, [], [{ from: 'x', to: 'b' }], limits), 'host-busy', 'a queued earlier move into its destination');
   assert.equal(whyWait({ from: 'a', to: 'x' }, [{ from: 'a', to: 'y' }], [], limits), 'source-full');
   assert.equal(whyWait({ from: 'a', to: 'x' }, [{ from: 'a', to: 'y' }], [], { ...limits, maxPerHost: 2 }), undefined);

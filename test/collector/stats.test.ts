@@ -59,12 +59,19 @@ test('stats --hosts and --vms print the registry and the directory', async () =>
   assert.match(hosts.out, /^HOST +SITE +STATE/);
   assert.match(hosts.out, /\nA +site-a +dead/);
   const vms = JSON.parse((await cli('--vms', '--json')).out);
-  assert.deepEqual(vms.map((v: { name: string }) => v.name), ['a1', 'b1']);
+  assert.deepEqual(
+    vms.map((v: { name: string }) => v.name),
+    ['a1', 'b1'],
+  );
 });
 
 test('stats: a live host that has not reported: exit 3 with when to ask again, or an approximate answer with --approx', async () => {
   const lastSeen = Date.now() + 3_600_000; // alive for the whole test
-  await redis.multi().sadd(K.hosts, 'Late').hset(K.host('Late'), 'firstSeen', Date.now() - 3_600_000, 'lastSeen', lastSeen).exec();
+  await redis
+    .multi()
+    .sadd(K.hosts, 'Late')
+    .hset(K.host('Late'), 'firstSeen', Date.now() - 3_600_000, 'lastSeen', lastSeen)
+    .exec();
   try {
     const back = await cli('--span', '2');
     assert.equal(back.code, 3, back.err);
@@ -103,8 +110,9 @@ test('stats: bad input exits 2 with a message that says what to do', async () =>
 });
 
 test('stats: an unreachable Redis is reported within a few seconds, exit 2', async () => {
-  const r = await new Promise<{ code: number; err: string }>((resolve) => execFile(process.execPath, [MAIN, 'stats', '--redis', 'redis://127.0.0.1:1'],
-    { timeout: 20_000 }, (e, _out, err) => resolve({ code: e ? Number((e as { code?: number }).code) : 0, err })));
+  const r = await new Promise<{ code: number; err: string }>((resolve) =>
+    execFile(process.execPath, [MAIN, 'stats', '--redis', 'redis://127.0.0.1:1'], { timeout: 20_000 }, (e, _out, err) => resolve({ code: e ? Number((e as { code?: number }).code) : 0, err })),
+  );
   assert.equal(r.code, 2);
   assert.match(r.err, /nothing listens at redis:\/\/127\.0\.0\.1:1 \(connect ECONNREFUSED.*: start Redis/);
 });

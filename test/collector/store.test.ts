@@ -26,7 +26,11 @@ after(async () => {
 const BIG = 20_000;
 /** Host X: BIG pairs, pair i counts i+1 messages; host Z: the same pairs, 1 message each, so the sum is known per pair. */
 const bigReport = (host: 'X' | 'Z', period: number): Report =>
-  report(host, period, Array.from({ length: BIG }, (_, i) => [`v${i}>w`, host === 'X' ? i + 1 : 1, host === 'X' ? 100 * (i + 1) : 100] as [string, number, number]));
+  report(
+    host,
+    period,
+    Array.from({ length: BIG }, (_, i) => [`v${i}>w`, host === 'X' ? i + 1 : 1, host === 'X' ? 100 * (i + 1) : 100] as [string, number, number]),
+  );
 
 /** Every pair of the period counted exactly once for both hosts: in the packed reports the queries read, and in the zsets. */
 async function assertOnce(period: number): Promise<void> {
@@ -113,7 +117,7 @@ test('a report applied by an agent that died before materialising it is summed b
   await dying.apply(bigReport('Z', p));
   await dying.apply(bigReport('X', p));
   dying.redis.disconnect();
-  assert.deepEqual((await admin.hgetall(K.pending)), { [pendingField(p, 'Z')]: '0', [pendingField(p, 'X')]: '0' });
+  assert.deepEqual(await admin.hgetall(K.pending), { [pendingField(p, 'Z')]: '0', [pendingField(p, 'X')]: '0' });
   // two callers at once, with other chunk sizes: each pair once
   const a = new Store(connectDaemon(server.url), { chunkPairs: 3000 });
   const b = new Store(connectDaemon(server.url), { chunkPairs: 7000 });
@@ -154,14 +158,27 @@ test('pair ids cached by a Store are not trusted across a dictionary re-created 
   try {
     const store = new Store(redis);
     const p = 1_800_000_000;
-    await store.apply(report('X', p, [['a>b', 1, 10], ['b>a', 2, 20]]));
+    await store.apply(
+      report('X', p, [
+        ['a>b', 1, 10],
+        ['b>a', 2, 20],
+      ]),
+    );
     // re-created: a new epoch, ids from 0 again
     await a.flushall();
     await a.hset(K.pairDict, 'epoch', 'feedfeedfeedfeed', 'next', 1);
     await a.hset(K.pairIds, 'x>y', 0);
     await a.hset(K.pairNames, 0, 'x>y'); // segment 0: id 0
-    await store.apply(report('X', p, [['a>b', 1, 10], ['b>a', 2, 20]]));
-    assert.deepEqual([...(await hostPart(a, p, 'X'))].sort(), [['a>b', [1, 10]], ['b>a', [2, 20]]]);
+    await store.apply(
+      report('X', p, [
+        ['a>b', 1, 10],
+        ['b>a', 2, 20],
+      ]),
+    );
+    assert.deepEqual([...(await hostPart(a, p, 'X'))].sort(), [
+      ['a>b', [1, 10]],
+      ['b>a', [2, 20]],
+    ]);
     // restarted from a snapshot that lacks the latest ids, which meanwhile went to other members
     await store.apply(report('X', p + 30, [['c>d', 3, 30]])); // c>d: id 3 in the Store's cache
     assert.equal(await a.hget(K.pairNames, '0'), 'x>y\0a>b\0b>a\0c>d');
@@ -171,10 +188,13 @@ test('pair ids cached by a Store are not trusted across a dictionary re-created 
     await a.hset(K.pairIds, 'e>f', 3);
     await store.apply(report('X', p + 60, [['c>d', 4, 40]]));
     assert.deepEqual([...(await hostPart(a, p + 60, 'X'))], [['c>d', [4, 40]]]);
-    await assert.rejects(hostPart(a, p, 'X').then(async () => {
-      await a.hset(K.pairDict, 'epoch', '0123456789abcdef');
-      return hostPart(a, p, 'X');
-    }), /dictionary/);
+    await assert.rejects(
+      hostPart(a, p, 'X').then(async () => {
+        await a.hset(K.pairDict, 'epoch', '0123456789abcdef');
+        return hostPart(a, p, 'X');
+      }),
+      /dictionary/,
+    );
   } finally {
     a.disconnect();
     redis.disconnect();
@@ -193,7 +213,10 @@ class ReplyEater {
   port = 0;
   armed = false;
   eaten = 0;
-  constructor(private readonly upstream: number, private readonly applied: () => Promise<boolean>) {}
+  constructor(
+    private readonly upstream: number,
+    private readonly applied: () => Promise<boolean>,
+  ) {}
 
   async start(): Promise<void> {
     this.server = createServer((client) => this.relay(client));
@@ -205,7 +228,10 @@ class ReplyEater {
     const up = createConnection(this.upstream, '127.0.0.1');
     let eating = false;
     let tail = '';
-    const cut = () => { client.destroy(); up.destroy(); };
+    const cut = () => {
+      client.destroy();
+      up.destroy();
+    };
     client.on('data', (d) => {
       up.write(d);
       const seen = tail + d.toString('latin1');
@@ -220,7 +246,9 @@ class ReplyEater {
         })();
       }
     });
-    up.on('data', (d) => { if (!eating) client.write(d); });
+    up.on('data', (d) => {
+      if (!eating) client.write(d);
+    });
     client.on('error', cut).on('close', cut);
     up.on('error', cut).on('close', cut);
   }
@@ -261,7 +289,9 @@ test('connections killed mid-flight (CLIENT KILL, disconnect(true)) at many inst
   // Where the writer was when its connection went down: the kill landed mid-write unless 'done'.
   let phase: Phase = 'done';
   let closedIn: Phase | undefined;
-  redis.on('close', () => { closedIn ??= phase; });
+  redis.on('close', () => {
+    closedIn ??= phase;
+  });
   redis.on('error', () => {}); // the kills below; each failed write is retried and checked
   const outcomes = { closedAfterAnswer: 0, closedWhileMaterialising: 0, failedThenRetried: 0, replayedNotYetApplied: 0, replayedAlreadyApplied: 0 };
   const whileApplying = () => outcomes.failedThenRetried + outcomes.replayedNotYetApplied + outcomes.replayedAlreadyApplied;
@@ -300,8 +330,7 @@ test('connections killed mid-flight (CLIENT KILL, disconnect(true)) at many inst
       })();
       if (aimAtApply) {
         try {
-          await waitFor('the report transaction held by CLIENT PAUSE', async () =>
-            (/ flags=\w*b/.test(String(await admin.client('LIST', 'ID', String(id)))) ? true : undefined), 10_000, 2);
+          await waitFor('the report transaction held by CLIENT PAUSE', async () => (/ flags=\w*b/.test(String(await admin.client('LIST', 'ID', String(id)))) ? true : undefined), 10_000, 2);
           await kill();
           await waitFor('the killed connection to close', async () => closedIn, 2000, 5).catch(() => undefined);
         } finally {

@@ -17,6 +17,5 @@ export const WITH_METADATA_NIC = `<domain type='qemu'><name>vm1</name><uuid>${UU
  * of them, time quadratic in n (4,000 took 70 ms, ~4x per doubling).
  */
 export function manyElements(n: number): string {
-  return `<domain type='qemu'><name>vm1</name><uuid>${UUID}</uuid><metadata><m xmlns="http://tenant.example/1">${'<interface/>'.repeat(n)}` +
-    '</m></metadata><devices><disk/></devices></domain>';
+  return `<domain type='qemu'><name>vm1</name><uuid>${UUID}</uuid><metadata><m xmlns="http://tenant.example/1">${'<interface/>'.repeat(n)}` + '</m></metadata><devices><disk/></devices></domain>';
 }

@@ -59,8 +59,27 @@ export class TapPair {
 
   /** Sends `count` datagrams of `size` bytes to each address, from inside a namespace. */
   async send(ns: string, to: string[], count: number, size: number, intervalMs = 0, port = 9999): Promise<void> {
-    await run('nsenter', [`--net=/run/netns/${ns}`, '--', process.execPath, UDP, 'send', '--to', to.join(','), '--port', String(port),
-      '--count', String(count), '--size', String(size), '--interval-ms', String(intervalMs)], { timeoutMs: 120_000 });
+    await run(
+      'nsenter',
+      [
+        `--net=/run/netns/${ns}`,
+        '--',
+        process.execPath,
+        UDP,
+        'send',
+        '--to',
+        to.join(','),
+        '--port',
+        String(port),
+        '--count',
+        String(count),
+        '--size',
+        String(size),
+        '--interval-ms',
+        String(intervalMs),
+      ],
+      { timeoutMs: 120_000 },
+    );
   }
 
   /** The MAC address of the VM's NIC (eth0 in the vm namespace). */
@@ -80,7 +99,10 @@ export class TapPair {
   /** A TCP counter of the namespace's stack from /proc/net/snmp (InSegs counts gso_segs of what arrives). */
   async tcpStat(ns: string, name: 'InSegs' | 'OutSegs' | 'RetransSegs'): Promise<number> {
     const snmp = await run('cat', ['/proc/net/snmp'], { netns: ns });
-    const [names, values] = snmp.split('\n').filter((l) => l.startsWith('Tcp:')).map((l) => l.split(/\s+/));
+    const [names, values] = snmp
+      .split('\n')
+      .filter((l) => l.startsWith('Tcp:'))
+      .map((l) => l.split(/\s+/));
     return Number(values![names!.indexOf(name)]);
   }
 

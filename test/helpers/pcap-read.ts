@@ -7,8 +7,13 @@ import { openSensor } from '../../src/sensor/index.js';
 
 const { values } = parseArgs({
   options: {
-    tap: { type: 'string' }, vm: { type: 'string' }, mac: { type: 'string' }, seconds: { type: 'string' },
-    backend: { type: 'string' }, object: { type: 'string' }, 'pin-root': { type: 'string' },
+    tap: { type: 'string' },
+    vm: { type: 'string' },
+    mac: { type: 'string' },
+    seconds: { type: 'string' },
+    backend: { type: 'string' },
+    object: { type: 'string' },
+    'pin-root': { type: 'string' },
   },
 });
 const sensor = await openSensor({
@@ -20,6 +25,6 @@ await sensor.attach(values.tap!, Number(values.vm), values.mac);
 await sensor.read();
 process.stdout.write(`ready ${sensor.kind}\n`);
 await new Promise((r) => setTimeout(r, Number(values.seconds ?? 3) * 1000));
-process.stdout.write(JSON.stringify(await sensor.read()) + '\n');
+process.stdout.write(`${JSON.stringify(await sensor.read())}\n`);
 await sensor.close();
 process.exit(0);

@@ -7,7 +7,13 @@ import { alive } from '../../src/util/process.js';
 
 /** A private Redis on a free loopback port, for one test file; stopped by its pid. */
 export class TestRedis {
-  private constructor(readonly port: number, readonly dir: string, readonly netns?: string, readonly password?: string, readonly aclfile?: string) {}
+  private constructor(
+    readonly port: number,
+    readonly dir: string,
+    readonly netns?: string,
+    readonly password?: string,
+    readonly aclfile?: string,
+  ) {}
 
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
@@ -31,10 +37,30 @@ export class TestRedis {
 
   /** (Re)starts the server on the same port: a Redis outage ends. */
   async launch(): Promise<void> {
-    await run('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-      '--daemonize', 'yes', '--pidfile', join(this.dir, 'redis.pid'), '--logfile', join(this.dir, 'redis.log'), '--dir', this.dir,
-      ...(this.password ? ['--requirepass', this.password] : []), ...(this.aclfile ? ['--aclfile', this.aclfile] : [])],
-      this.netns ? { netns: this.netns } : {});
+    await run(
+      'redis-server',
+      [
+        '--port',
+        String(this.port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--daemonize',
+        'yes',
+        '--pidfile',
+        join(this.dir, 'redis.pid'),
+        '--logfile',
+        join(this.dir, 'redis.log'),
+        '--dir',
+        this.dir,
+        ...(this.password ? ['--requirepass', this.password] : []),
+        ...(this.aclfile ? ['--aclfile', this.aclfile] : []),
+      ],
+      this.netns ? { netns: this.netns } : {},
+    );
     await waitFor(`test Redis on port ${this.port}`, async () => ((await this.cli('ping')) ? true : undefined), 10_000, 50);
   }
 

@@ -12,8 +12,12 @@ const port = Number(values.port ?? 9999);
 
 if (positionals[0] === 'sink') {
   let n = 0;
-  const s4 = createSocket('udp4').on('message', () => n++).bind(port, '0.0.0.0');
-  const s6 = createSocket({ type: 'udp6', ipv6Only: true }).on('message', () => n++).bind(port, '::');
+  const s4 = createSocket('udp4')
+    .on('message', () => n++)
+    .bind(port, '0.0.0.0');
+  const s6 = createSocket({ type: 'udp6', ipv6Only: true })
+    .on('message', () => n++)
+    .bind(port, '::');
   s4.once('listening', () => process.stdout.write('ready\n'));
   process.on('SIGTERM', () => {
     process.stdout.write(`${n}\n`);

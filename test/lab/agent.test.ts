@@ -36,204 +36,229 @@ const SLIP = PER_PERIOD / 10;
 for (const sensor of labSensors()) agentSuite(sensor);
 
 function agentSuite(sensor: 'ebpf' | 'pcap'): void {
-const name = uniqueName();
-let lab: LabState;
-let redis: Redis;
-let a: LabHost;
-let b: LabHost;
-let vm1: string;
-let vm2: string;
+  const name = uniqueName();
+  let lab: LabState;
+  let redis: Redis;
+  let a: LabHost;
+  let b: LabHost;
+  let vm1: string;
+  let vm2: string;
 
-const pair = (s: string, d: string) => `${s}>${d}`;
-const score = async (key: string, member: string) => Number((await redis.zscore(key, member)) ?? 0);
-const lastPeriod = () => Math.floor(Date.now() / 1000 / PERIOD) * PERIOD - PERIOD;
+  const pair = (s: string, d: string) => `${s}>${d}`;
+  const score = async (key: string, member: string) => Number((await redis.zscore(key, member)) ?? 0);
+  const lastPeriod = () => Math.floor(Date.now() / 1000 / PERIOD) * PERIOD - PERIOD;
 
-/** Waits until every host reported period p (the agents publish just after each boundary). */
-async function reported(p: number, hostNames: string[], timeoutMs = 20_000): Promise<void> {
-  await waitFor(`period ${p} reported by ${hostNames.join(', ')}`, async () => {
-    const got = await redis.smembers(K.reported(p));
-    return hostNames.every((h) => got.includes(h)) ? true : undefined;
-  }, timeoutMs, 200);
-}
-
-async function untilInPeriod(fromS: number, toS: number): Promise<void> {
-  for (;;) {
-    const inP = (Date.now() / 1000) % PERIOD;
-    if (inP >= fromS && inP < toS) return;
-    await sleep(100);
+  /** Waits until every host reported period p (the agents publish just after each boundary). */
+  async function reported(p: number, hostNames: string[], timeoutMs = 20_000): Promise<void> {
+    await waitFor(
+      `period ${p} reported by ${hostNames.join(', ')}`,
+      async () => {
+        const got = await redis.smembers(K.reported(p));
+        return hostNames.every((h) => got.includes(h)) ? true : undefined;
+      },
+      timeoutMs,
+      200,
+    );
   }
-}
 
-describe(`agents (${sensor}) on lab ${name}`, { concurrency: 1 }, () => {
-  before(async () => {
-    lab = await labUp({ name, sites: 2, hostsPerSite: 1, delayMs: 5, rateMbit: 1000, periodSeconds: PERIOD, sensor });
-    [a, b] = hosts(lab) as [LabHost, LabHost];
-    redis = new Redis(labRedisUrl(lab), { maxRetriesPerRequest: null });
-    redis.on('error', () => undefined); // the Redis outage test stops it on purpose
-    for (const [vm, host, index] of [['vm1', a, 1], ['vm2', b, 2]] as const) {
-      await addVm(name, { name: vm, host: host.name, index, pattern: 'all', cluster: 2, rate: RATE, size: SIZE, memoryMiB: 128, wait: true });
+  async function untilInPeriod(fromS: number, toS: number): Promise<void> {
+    for (;;) {
+      const inP = (Date.now() / 1000) % PERIOD;
+      if (inP >= fromS && inP < toS) return;
+      await sleep(100);
     }
-    vm1 = domainName(lab, 'vm1');
-    vm2 = domainName(lab, 'vm2');
-  });
-  after(async () => {
-    redis?.disconnect();
-    await labDown(name);
-  });
+  }
 
-  it('publishes each period: per-pair counts match the generators, VMs and hosts are registered', async () => {
-    const first = lastPeriod() + 2 * PERIOD; // a period that starts after both guests are up
-    await reported(first + 2 * PERIOD, [a.name, b.name], 40_000);
-    for (let p = first; p <= first + 2 * PERIOD; p += PERIOD) {
-      for (const [s, d] of [[vm1, vm2], [vm2, vm1]]) {
-        const msgs = await score(K.msgs(p), pair(s!, d!));
-        assert.ok(Math.abs(msgs - PER_PERIOD) <= EDGE, `period ${p}: ${s}>${d} ${msgs} messages, expected ${PER_PERIOD} ± ${EDGE} ` +
-          `(the period holds: ${(await redis.zrange(K.msgs(p), '0', '-1', 'WITHSCORES')).join(' ')})`);
-        assert.equal(await score(K.bytes(p), pair(s!, d!)), msgs * WIRE, 'bytes are wire bytes');
+  describe(`agents (${sensor}) on lab ${name}`, { concurrency: 1 }, () => {
+    before(async () => {
+      lab = await labUp({ name, sites: 2, hostsPerSite: 1, delayMs: 5, rateMbit: 1000, periodSeconds: PERIOD, sensor });
+      [a, b] = hosts(lab) as [LabHost, LabHost];
+      redis = new Redis(labRedisUrl(lab), { maxRetriesPerRequest: null });
+      redis.on('error', () => undefined); // the Redis outage test stops it on purpose
+      for (const [vm, host, index] of [
+        ['vm1', a, 1],
+        ['vm2', b, 2],
+      ] as const) {
+        await addVm(name, { name: vm, host: host.name, index, pattern: 'all', cluster: 2, rate: RATE, size: SIZE, memoryMiB: 128, wait: true });
       }
-      // Each message once: sender-side only, no receiver-side copy under the peer's address.
-      const members = await redis.zrange(K.msgs(p), '0', '-1');
-      assert.ok(!members.some((m) => m.startsWith(`10.${lab.index}.200.`)), members.join(' '));
-    }
-    const v1 = await redis.hgetall(K.vm(vm1));
-    assert.equal(v1.host, a.name);
-    assert.equal(v1.site, a.site);
-    assert.equal(v1.state, 'running');
-    assert.equal(v1.addresses, `10.${lab.index}.200.1`, 'address learned from the ARP the guest sent');
-    assert.equal(await redis.hget(K.addr, `10.${lab.index}.200.2`), vm2);
-    const h = await redis.hgetall(K.host(b.name));
-    assert.equal(h.site, b.site);
-    assert.equal(h.sensor, sensor, 'the backend asked for, published in the host registry');
-    assert.ok(Number(h.cpus) >= 1 && Number(h.memoryKiB) > Number(h.freeMemoryKiB));
-    assert.ok(Date.now() - Number(h.lastSeen) < 15_000);
-  });
+      vm1 = domainName(lab, 'vm1');
+      vm2 = domainName(lab, 'vm2');
+    });
+    after(async () => {
+      redis?.disconnect();
+      await labDown(name);
+    });
 
-  it('a VM migrated in the middle of a period: the two hosts add up to what was sent; the directory follows', async () => {
-    await untilInPeriod(1, 2);
-    const p = Math.floor(Date.now() / 1000 / PERIOD) * PERIOD;
-    await migrateVm(name, 'vm1', b.name);
-    await reported(p + PERIOD, [a.name, b.name]);
-    const fromA = (await hostPart(redis, p, a.name)).get(pair(vm1, vm2))?.[0] ?? 0;
-    const fromB = (await hostPart(redis, p, b.name)).get(pair(vm1, vm2))?.[0] ?? 0;
-    assert.ok(fromA > 0 && fromB > 0, `both hosts counted part of the period (a: ${fromA}, b: ${fromB})`);
-    assert.equal(await score(K.msgs(p), pair(vm1, vm2)), fromA + fromB);
-    // The guest pauses for the switch-over, so a few datagrams may move to the next period: compare two periods.
-    const two = fromA + fromB + (await score(K.msgs(p + PERIOD), pair(vm1, vm2)));
-    assert.ok(Math.abs(two - 2 * PER_PERIOD) <= 2 * EDGE, `${two} messages over the migration's two periods, expected ${2 * PER_PERIOD}`);
-    await waitFor('the directory to place vm1 on the destination', async () =>
-      ((await redis.hget(K.vm(vm1), 'host')) === b.name ? true : undefined), 15_000);
-    assert.equal(await redis.hget(K.vm(vm1), 'state'), 'running');
-    const events = (await Promise.all([a, b].map((h) => redis.xrange(K.events(h.name), '-', '+')))).flat().map(([, f]) => Object.fromEntries(pairsOf(f)));
-    assert.ok(events.some((e) => e.host === b.name && e.domain === vm1 && e.operation === 'migrate'), 'destination hook seen');
-    assert.ok(events.some((e) => e.host === a.name && e.domain === vm1 && e.operation === 'release'), 'source hook seen');
-  });
+    it('publishes each period: per-pair counts match the generators, VMs and hosts are registered', async () => {
+      const first = lastPeriod() + 2 * PERIOD; // a period that starts after both guests are up
+      await reported(first + 2 * PERIOD, [a.name, b.name], 40_000);
+      for (let p = first; p <= first + 2 * PERIOD; p += PERIOD) {
+        for (const [s, d] of [
+          [vm1, vm2],
+          [vm2, vm1],
+        ]) {
+          const msgs = await score(K.msgs(p), pair(s!, d!));
+          assert.ok(
+            Math.abs(msgs - PER_PERIOD) <= EDGE,
+            `period ${p}: ${s}>${d} ${msgs} messages, expected ${PER_PERIOD} ± ${EDGE} ` + `(the period holds: ${(await redis.zrange(K.msgs(p), '0', '-1', 'WITHSCORES')).join(' ')})`,
+          );
+          assert.equal(await score(K.bytes(p), pair(s!, d!)), msgs * WIRE, 'bytes are wire bytes');
+        }
+        // Each message once: sender-side only, no receiver-side copy under the peer's address.
+        const members = await redis.zrange(K.msgs(p), '0', '-1');
+        assert.ok(!members.some((m) => m.startsWith(`10.${lab.index}.200.`)), members.join(' '));
+      }
+      const v1 = await redis.hgetall(K.vm(vm1));
+      assert.equal(v1.host, a.name);
+      assert.equal(v1.site, a.site);
+      assert.equal(v1.state, 'running');
+      assert.equal(v1.addresses, `10.${lab.index}.200.1`, 'address learned from the ARP the guest sent');
+      assert.equal(await redis.hget(K.addr, `10.${lab.index}.200.2`), vm2);
+      const h = await redis.hgetall(K.host(b.name));
+      assert.equal(h.site, b.site);
+      assert.equal(h.sensor, sensor, 'the backend asked for, published in the host registry');
+      assert.ok(Number(h.cpus) >= 1 && Number(h.memoryKiB) > Number(h.freeMemoryKiB));
+      assert.ok(Date.now() - Number(h.lastSeen) < 15_000);
+    });
 
-  it('an agent killed with SIGKILL and restarted loses nothing it counted and counts nothing twice', async () => {
-    await reported(lastPeriod(), [b.name]);
-    const start = lastPeriod() + PERIOD; // the period in which the agent dies
-    await untilInPeriod(2, 3);
-    const pid = (await livePid(agentPaths(lab, b).pid))!;
-    const killedAt = Date.now();
-    process.kill(pid, 'SIGKILL');
-    await waitFor('the killed agent to go', async () => (alive(pid) ? undefined : true), 5000);
-    await sleep(PERIOD * 1000 + 500); // misses a boundary
-    await startAgent(lab, b);
-    const end = lastPeriod() + 2 * PERIOD;
-    await reported(end, [b.name], 30_000);
-    let sum = 0;
-    for (let p = start; p <= end; p += PERIOD) sum += await score(K.msgs(p), pair(vm1, vm2));
-    const n = (end - start) / PERIOD + 1;
-    // eBPF counts in the kernel while no agent runs. libpcap counts nothing then (no process holds the
-    // capture), and the killed agent's last 250 ms may not have reached its checkpoint file.
-    const missed = sensor === 'ebpf' ? 0 : RATE * ((await firstCapture(agentPaths(lab, b).log, killedAt)) - killedAt) / 1000;
-    const slack = 2 * EDGE + (sensor === 'ebpf' ? 0 : RATE / 4);
-    assert.ok(Math.abs(sum - (n * PER_PERIOD - missed)) <= slack,
-      `${sum} messages over ${n} periods around the restart, expected ${n * PER_PERIOD}${missed ? ` less the ${missed.toFixed(0)} sent while no agent captured` : ''} (± ${slack})`);
-    assert.equal((await redis.smembers(K.reported(start))).includes(b.name), false,
-      'no report for the boundary the agent missed: its counts went into the next one');
-    const meta = JSON.parse((await redis.hget(K.meta(start + PERIOD), b.name))!) as { from: number };
-    assert.ok(meta.from < start * 1000 + PERIOD * 1000, 'that report says it covers from before its period');
-  });
+    it('a VM migrated in the middle of a period: the two hosts add up to what was sent; the directory follows', async () => {
+      await untilInPeriod(1, 2);
+      const p = Math.floor(Date.now() / 1000 / PERIOD) * PERIOD;
+      await migrateVm(name, 'vm1', b.name);
+      await reported(p + PERIOD, [a.name, b.name]);
+      const fromA = (await hostPart(redis, p, a.name)).get(pair(vm1, vm2))?.[0] ?? 0;
+      const fromB = (await hostPart(redis, p, b.name)).get(pair(vm1, vm2))?.[0] ?? 0;
+      assert.ok(fromA > 0 && fromB > 0, `both hosts counted part of the period (a: ${fromA}, b: ${fromB})`);
+      assert.equal(await score(K.msgs(p), pair(vm1, vm2)), fromA + fromB);
+      // The guest pauses for the switch-over, so a few datagrams may move to the next period: compare two periods.
+      const two = fromA + fromB + (await score(K.msgs(p + PERIOD), pair(vm1, vm2)));
+      assert.ok(Math.abs(two - 2 * PER_PERIOD) <= 2 * EDGE, `${two} messages over the migration's two periods, expected ${2 * PER_PERIOD}`);
+      await waitFor('the directory to place vm1 on the destination', async () => ((await redis.hget(K.vm(vm1), 'host')) === b.name ? true : undefined), 15_000);
+      assert.equal(await redis.hget(K.vm(vm1), 'state'), 'running');
+      const events = (await Promise.all([a, b].map((h) => redis.xrange(K.events(h.name), '-', '+')))).flat().map(([, f]) => Object.fromEntries(pairsOf(f)));
+      assert.ok(
+        events.some((e) => e.host === b.name && e.domain === vm1 && e.operation === 'migrate'),
+        'destination hook seen',
+      );
+      assert.ok(
+        events.some((e) => e.host === a.name && e.domain === vm1 && e.operation === 'release'),
+        'source hook seen',
+      );
+    });
 
-  it('Redis stopped for 2 minutes then restarted: every period arrives, each once', async () => {
-    const before = lastPeriod();
-    await reported(before, [a.name, b.name]);
-    const pid = (await livePid(redisPidFile(name)))!;
-    await run('redis-cli', ['-p', String(lab.redisPort), 'shutdown', 'save']).catch(() => undefined);
-    await waitFor('Redis to stop', async () => (alive(pid) ? undefined : true), 10_000);
-    await sleep(120_000);
-    const spooled = (await readdir(join(agentPaths(lab, b).stateDir, 'spool'))).filter((f) => f.endsWith('.json'));
-    assert.ok(spooled.length >= 20, `reports spooled on disk during the outage (${spooled.length})`);
-    await startRedis(lab);
-    const last = lastPeriod();
-    await reported(last, [a.name, b.name], 60_000);
-    let sum = 0;
-    for (let p = before + PERIOD; p <= last; p += PERIOD) {
-      assert.deepEqual((await redis.smembers(K.reported(p))).sort(), [a.name, b.name].sort(), `period ${p} from both hosts`);
+    it('an agent killed with SIGKILL and restarted loses nothing it counted and counts nothing twice', async () => {
+      await reported(lastPeriod(), [b.name]);
+      const start = lastPeriod() + PERIOD; // the period in which the agent dies
+      await untilInPeriod(2, 3);
+      const pid = (await livePid(agentPaths(lab, b).pid))!;
+      const killedAt = Date.now();
+      process.kill(pid, 'SIGKILL');
+      await waitFor('the killed agent to go', async () => (alive(pid) ? undefined : true), 5000);
+      await sleep(PERIOD * 1000 + 500); // misses a boundary
+      await startAgent(lab, b);
+      const end = lastPeriod() + 2 * PERIOD;
+      await reported(end, [b.name], 30_000);
+      let sum = 0;
+      for (let p = start; p <= end; p += PERIOD) sum += await score(K.msgs(p), pair(vm1, vm2));
+      const n = (end - start) / PERIOD + 1;
+      // eBPF counts in the kernel while no agent runs. libpcap counts nothing then (no process holds the
+      // capture), and the killed agent's last 250 ms may not have reached its checkpoint file.
+      const missed = sensor === 'ebpf' ? 0 : (RATE * ((await firstCapture(agentPaths(lab, b).log, killedAt)) - killedAt)) / 1000;
+      const slack = 2 * EDGE + (sensor === 'ebpf' ? 0 : RATE / 4);
+      assert.ok(
+        Math.abs(sum - (n * PER_PERIOD - missed)) <= slack,
+        `${sum} messages over ${n} periods around the restart, expected ${n * PER_PERIOD}${missed ? ` less the ${missed.toFixed(0)} sent while no agent captured` : ''} (± ${slack})`,
+      );
+      assert.equal((await redis.smembers(K.reported(start))).includes(b.name), false, 'no report for the boundary the agent missed: its counts went into the next one');
+      const meta = JSON.parse((await redis.hget(K.meta(start + PERIOD), b.name))!) as { from: number };
+      assert.ok(meta.from < start * 1000 + PERIOD * 1000, 'that report says it covers from before its period');
+    });
+
+    it('Redis stopped for 2 minutes then restarted: every period arrives, each once', async () => {
+      const before = lastPeriod();
+      await reported(before, [a.name, b.name]);
+      const pid = (await livePid(redisPidFile(name)))!;
+      await run('redis-cli', ['-p', String(lab.redisPort), 'shutdown', 'save']).catch(() => undefined);
+      await waitFor('Redis to stop', async () => (alive(pid) ? undefined : true), 10_000);
+      await sleep(120_000);
+      const spooled = (await readdir(join(agentPaths(lab, b).stateDir, 'spool'))).filter((f) => f.endsWith('.json'));
+      assert.ok(spooled.length >= 20, `reports spooled on disk during the outage (${spooled.length})`);
+      await startRedis(lab);
+      const last = lastPeriod();
+      await reported(last, [a.name, b.name], 60_000);
+      let sum = 0;
+      for (let p = before + PERIOD; p <= last; p += PERIOD) {
+        assert.deepEqual((await redis.smembers(K.reported(p))).sort(), [a.name, b.name].sort(), `period ${p} from both hosts`);
+        const msgs = await score(K.msgs(p), pair(vm1, vm2));
+        sum += msgs;
+        // A period applied twice would hold twice its count, a lost one none. While the agents send
+        // their spools, the TCG guests get less CPU and a few datagrams slip into the next period.
+        assert.ok(
+          Math.abs(msgs - PER_PERIOD) <= SLIP,
+          `period ${p} after the outage: ${msgs} messages, expected ${PER_PERIOD} ± ${SLIP} ` + `(the period holds: ${(await redis.zrange(K.msgs(p), '0', '-1', 'WITHSCORES')).join(' ')})`,
+        );
+      }
+      const n = (last - before) / PERIOD;
+      assert.ok(Math.abs(sum - n * PER_PERIOD) <= 2 * SLIP, `${sum} messages over the ${n} periods of the outage, expected ${n * PER_PERIOD}`);
+      for (const h of [a, b]) {
+        const left = (await readdir(join(agentPaths(lab, h).stateDir, 'spool'))).filter((f) => f.endsWith('.json'));
+        assert.deepEqual(left, [], `the spool of ${h.name} is empty again`);
+      }
+    });
+
+    it("a guest announcing another guest's address does not take its traffic; one announcing 10,000 random addresses stays within the caps", async () => {
+      const ip2 = `10.${lab.index}.200.2`;
+      await addVm(name, { name: 'spoof', host: a.name, index: 3, pattern: 'idle', cluster: 3, rate: 1, size: 64, memoryMiB: 96, wait: true, arp: `as:${ip2}:5` });
+      await addVm(name, { name: 'flood', host: b.name, index: 4, pattern: 'idle', cluster: 4, rate: 1, size: 64, memoryMiB: 96, wait: true, arp: 'random:10000' });
+      const spoof = domainName(lab, 'spoof');
+      const flood = domainName(lab, 'flood');
+      const p = lastPeriod() + 2 * PERIOD; // after the five announcements
+      await reported(p, [a.name, b.name], 40_000);
+      assert.equal(await redis.hget(K.addr, ip2), vm2, "the address stays vm2's");
+      assert.ok(!(await redis.hget(K.vm(spoof), 'addresses'))?.split(',').includes(ip2), "not the spoofer's");
       const msgs = await score(K.msgs(p), pair(vm1, vm2));
-      sum += msgs;
-      // A period applied twice would hold twice its count, a lost one none. While the agents send
-      // their spools, the TCG guests get less CPU and a few datagrams slip into the next period.
-      assert.ok(Math.abs(msgs - PER_PERIOD) <= SLIP, `period ${p} after the outage: ${msgs} messages, expected ${PER_PERIOD} ± ${SLIP} ` +
-        `(the period holds: ${(await redis.zrange(K.msgs(p), '0', '-1', 'WITHSCORES')).join(' ')})`);
-    }
-    const n = (last - before) / PERIOD;
-    assert.ok(Math.abs(sum - n * PER_PERIOD) <= 2 * SLIP, `${sum} messages over the ${n} periods of the outage, expected ${n * PER_PERIOD}`);
-    for (const h of [a, b]) {
-      const left = (await readdir(join(agentPaths(lab, h).stateDir, 'spool'))).filter((f) => f.endsWith('.json'));
-      assert.deepEqual(left, [], `the spool of ${h.name} is empty again`);
-    }
-  });
+      assert.ok(Math.abs(msgs - PER_PERIOD) <= SLIP, `vm1 still sends vm2 ${msgs} messages a period, expected ${PER_PERIOD} ± ${SLIP} (two guests booted meanwhile)`);
+      const members = await redis.zrange(K.msgs(p), '0', '-1');
+      assert.ok(!members.includes(pair(vm1, spoof)) && !members.includes(pair(vm2, spoof)), `no traffic to vm2's address is counted as the spoofer's: ${members.join(' ')}`);
+      const logA = await readFile(agentPaths(lab, a).log, 'utf8');
+      assert.equal(logA.split('\n').filter((l) => l.includes(`announced ${ip2}`)).length, 1, 'the spoofed claim is logged once');
 
-  it('a guest announcing another guest\'s address does not take its traffic; one announcing 10,000 random addresses stays within the caps', async () => {
-    const ip2 = `10.${lab.index}.200.2`;
-    await addVm(name, { name: 'spoof', host: a.name, index: 3, pattern: 'idle', cluster: 3, rate: 1, size: 64, memoryMiB: 96, wait: true, arp: `as:${ip2}:5` });
-    await addVm(name, { name: 'flood', host: b.name, index: 4, pattern: 'idle', cluster: 4, rate: 1, size: 64, memoryMiB: 96, wait: true, arp: 'random:10000' });
-    const spoof = domainName(lab, 'spoof');
-    const flood = domainName(lab, 'flood');
-    const p = lastPeriod() + 2 * PERIOD; // after the five announcements
-    await reported(p, [a.name, b.name], 40_000);
-    assert.equal(await redis.hget(K.addr, ip2), vm2, 'the address stays vm2\'s');
-    assert.ok(!(await redis.hget(K.vm(spoof), 'addresses'))?.split(',').includes(ip2), 'not the spoofer\'s');
-    const msgs = await score(K.msgs(p), pair(vm1, vm2));
-    assert.ok(Math.abs(msgs - PER_PERIOD) <= SLIP, `vm1 still sends vm2 ${msgs} messages a period, expected ${PER_PERIOD} ± ${SLIP} (two guests booted meanwhile)`);
-    const members = await redis.zrange(K.msgs(p), '0', '-1');
-    assert.ok(!members.includes(pair(vm1, spoof)) && !members.includes(pair(vm2, spoof)), `no traffic to vm2's address is counted as the spoofer's: ${members.join(' ')}`);
-    const logA = await readFile(agentPaths(lab, a).log, 'utf8');
-    assert.equal(logA.split('\n').filter((l) => l.includes(`announced ${ip2}`)).length, 1, 'the spoofed claim is logged once');
+      const floodAddrs = (await redis.hget(K.vm(flood), 'addresses'))?.split(',').filter(Boolean) ?? [];
+      assert.ok(floodAddrs.length <= MAX_LEARNED_PER_VM, `${floodAddrs.length} addresses kept for the flooding guest`);
+      const held = await redis.hlen(K.addr);
+      assert.ok(held <= 4 + MAX_LEARNED_PER_VM, `${held} addresses in vc:addr`);
+      const rss = Number(/VmRSS:\s+(\d+)/.exec(await readFile(`/proc/${(await livePid(agentPaths(lab, b).pid))!}/status`, 'utf8'))![1]) / 1024;
+      assert.ok(rss < 256, `the agent of ${b.name} uses ${rss.toFixed(0)} MiB`);
+    });
 
-    const floodAddrs = (await redis.hget(K.vm(flood), 'addresses'))?.split(',').filter(Boolean) ?? [];
-    assert.ok(floodAddrs.length <= MAX_LEARNED_PER_VM, `${floodAddrs.length} addresses kept for the flooding guest`);
-    const held = await redis.hlen(K.addr);
-    assert.ok(held <= 4 + MAX_LEARNED_PER_VM, `${held} addresses in vc:addr`);
-    const rss = Number(/VmRSS:\s+(\d+)/.exec(await readFile(`/proc/${(await livePid(agentPaths(lab, b).pid))!}/status`, 'utf8'))![1]) / 1024;
-    assert.ok(rss < 256, `the agent of ${b.name} uses ${rss.toFixed(0)} MiB`);
+    it('the installed hook: garbage XML still reaches the agent, unknown operations do not, an agent down costs nothing', async () => {
+      const hook = join(agentPaths(lab, a).hooksDir, 'qemu.d', 'virt-cohort');
+      const call = (args: string[], input: string, env: NodeJS.ProcessEnv = {}) => {
+        const t0 = Date.now();
+        const r = spawnSync(hook, args, { input, env: { PATH: process.env.PATH, ...env }, timeout: 5000 });
+        return { status: r.status, ms: Date.now() - t0, stdout: r.stdout.toString() };
+      };
+      const garbage = call(['vc-nosuch', 'started', 'begin', '-'], '<domain><name>x</nam<<interface');
+      assert.equal(garbage.status, 0);
+      assert.equal(garbage.stdout, '');
+      const unknown = call(['vc-nosuch', 'frobnicate', 'begin', '-'], '<domain/>');
+      assert.equal(unknown.status, 0);
+      await waitFor(
+        'the garbage event in the stream',
+        async () => {
+          const ev = (await redis.xrange(K.events(a.name), '-', '+')).map(([, f]) => Object.fromEntries(pairsOf(f)));
+          return ev.some((e) => e.domain === 'vc-nosuch' && e.operation === 'started') ? ev : undefined;
+        },
+        10_000,
+      ).then((ev) => assert.ok(!ev.some((e) => e.operation === 'frobnicate')));
+      assert.ok(alive((await livePid(agentPaths(lab, a).pid))!), 'the agent survived the garbage');
+      const down = call(['vc-nosuch', 'stopped', 'end', '-'], '<domain/>', { VIRT_COHORT_HOOK_SOCKET: join(agentPaths(lab, a).stateDir, 'nosuch.sock') });
+      assert.equal(down.status, 0);
+      assert.ok(down.ms < 1000, `exit within 1 s with the agent down (${down.ms} ms)`);
+      const log = await readFile(agentPaths(lab, a).log, 'utf8');
+      assert.match(log, /"operation":"started"/);
+    });
   });
-
-  it('the installed hook: garbage XML still reaches the agent, unknown operations do not, an agent down costs nothing', async () => {
-    const hook = join(agentPaths(lab, a).hooksDir, 'qemu.d', 'virt-cohort');
-    const call = (args: string[], input: string, env: NodeJS.ProcessEnv = {}) => {
-      const t0 = Date.now();
-      const r = spawnSync(hook, args, { input, env: { PATH: process.env.PATH, ...env }, timeout: 5000 });
-      return { status: r.status, ms: Date.now() - t0, stdout: r.stdout.toString() };
-    };
-    const garbage = call(['vc-nosuch', 'started', 'begin', '-'], '<domain><name>x</nam<<interface');
-    assert.equal(garbage.status, 0);
-    assert.equal(garbage.stdout, '');
-    const unknown = call(['vc-nosuch', 'frobnicate', 'begin', '-'], '<domain/>');
-    assert.equal(unknown.status, 0);
-    await waitFor('the garbage event in the stream', async () => {
-      const ev = (await redis.xrange(K.events(a.name), '-', '+')).map(([, f]) => Object.fromEntries(pairsOf(f)));
-      return ev.some((e) => e.domain === 'vc-nosuch' && e.operation === 'started') ? ev : undefined;
-    }, 10_000).then((ev) => assert.ok(!ev.some((e) => e.operation === 'frobnicate')));
-    assert.ok(alive((await livePid(agentPaths(lab, a).pid))!), 'the agent survived the garbage');
-    const down = call(['vc-nosuch', 'stopped', 'end', '-'], '<domain/>', { VIRT_COHORT_HOOK_SOCKET: join(agentPaths(lab, a).stateDir, 'nosuch.sock') });
-    assert.equal(down.status, 0);
-    assert.ok(down.ms < 1000, `exit within 1 s with the agent down (${down.ms} ms)`);
-    const log = await readFile(agentPaths(lab, a).log, 'utf8');
-    assert.match(log, /"operation":"started"/);
-  });
-});
 }
 
 /** When the agent whose log this is began capturing again after `after` (ms), from its own log lines. */

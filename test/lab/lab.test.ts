@@ -66,21 +66,36 @@ describe(`lab ${name}`, { concurrency: 1 }, () => {
     const placement = ['a1', 'b1', 'a2', 'b2'];
     for (let i = 1; i <= 4; i++) {
       const vm = await addVm(name, {
-        name: `vm${i}`, host: placement[i - 1]!, index: i, pattern: 'all', cluster: 4,
-        rate: RATE, size: 200, memoryMiB: 128, wait: true,
+        name: `vm${i}`,
+        host: placement[i - 1]!,
+        index: i,
+        pattern: 'all',
+        cluster: 4,
+        rate: RATE,
+        size: 200,
+        memoryMiB: 128,
+        wait: true,
       });
       assert.ok(vm.bootSeconds! < 60, `vm${i} booted in ${vm.bootSeconds} s`);
     }
     lab = await requireLab(name);
     const vms = await listVms(lab);
-    assert.deepEqual(vms.map((v) => `${v.name}@${v.host}:${v.state}`), ['vm1@a1:running', 'vm2@b1:running', 'vm3@a2:running', 'vm4@b2:running']);
+    assert.deepEqual(
+      vms.map((v) => `${v.name}@${v.host}:${v.state}`),
+      ['vm1@a1:running', 'vm2@b1:running', 'vm3@a2:running', 'vm4@b2:running'],
+    );
     // Every guest hears from every other: vm1 (a1) from vm3 (same site) and vm2, vm4 (other site).
     for (let i = 1; i <= 4; i++) {
-      await waitFor(`vm${i} to receive from its 3 peers`, async () => {
-        const r = last(await guestReports(name, `vm${i}`));
-        const heard = Object.values(r?.rx ?? {}).filter((x) => x.n >= RATE);
-        return heard.length === 3 ? true : undefined;
-      }, 60_000, 500);
+      await waitFor(
+        `vm${i} to receive from its 3 peers`,
+        async () => {
+          const r = last(await guestReports(name, `vm${i}`));
+          const heard = Object.values(r?.rx ?? {}).filter((x) => x.n >= RATE);
+          return heard.length === 3 ? true : undefined;
+        },
+        60_000,
+        500,
+      );
     }
   });
 
@@ -129,7 +144,11 @@ describe(`lab ${name}`, { concurrency: 1 }, () => {
     assert.equal(m.from, 'a1');
     assert.equal(m.to, 'b2');
     const places = (await listVms(lab)).filter((v) => v.name === 'vm1');
-    assert.deepEqual(places.map((p) => `${p.host}:${p.state}`), ['b2:running'], 'vm1 is defined and running on b2 only');
+    assert.deepEqual(
+      places.map((p) => `${p.host}:${p.state}`),
+      ['b2:running'],
+      'vm1 is defined and running on b2 only',
+    );
     // vm2 keeps receiving from vm1's unchanged address, now over the overlay from b2.
     await sleep(5000);
     const after = await guestReports(name, 'vm2', offset);

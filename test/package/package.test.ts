@@ -19,15 +19,32 @@ const LIB = '/usr/lib/virt-cohort';
 const UNITS = ['virt-cohort-agent.service', 'virt-cohort-manager.service'];
 const PIN_ROOT = '/sys/fs/bpf/virt-cohort';
 // Paths the package or its scripts create that hold nothing but ours.
-const OURS = [LIB, '/etc/virt-cohort', '/var/lib/virt-cohort', '/usr/share/doc/virt-cohort', PIN_ROOT, '/run/virt-cohort/agent.sock',
-  '/usr/bin/virt-cohort', '/etc/libvirt/hooks/qemu.d/virt-cohort', '/etc/libvirt/hooks/virt-cohort.socket',
-  ...UNITS.flatMap((u) => [`/lib/systemd/system/${u}`, `/etc/systemd/system/multi-user.target.wants/${u}`,
+const OURS = [
+  LIB,
+  '/etc/virt-cohort',
+  '/var/lib/virt-cohort',
+  '/usr/share/doc/virt-cohort',
+  PIN_ROOT,
+  '/run/virt-cohort/agent.sock',
+  '/usr/bin/virt-cohort',
+  '/etc/libvirt/hooks/qemu.d/virt-cohort',
+  '/etc/libvirt/hooks/virt-cohort.socket',
+  ...UNITS.flatMap((u) => [
+    `/lib/systemd/system/${u}`,
+    `/etc/systemd/system/multi-user.target.wants/${u}`,
     `/var/lib/systemd/deb-systemd-helper-enabled/multi-user.target.wants/${u}`,
-    `/var/lib/systemd/deb-systemd-helper-enabled/${u}.dsh-also`, `/var/lib/systemd/deb-systemd-helper-masked/${u}`])];
+    `/var/lib/systemd/deb-systemd-helper-enabled/${u}.dsh-also`,
+    `/var/lib/systemd/deb-systemd-helper-masked/${u}`,
+  ]),
+];
 // Left by a run that was killed before its `after`: its installation may be purged.
 const MARKER = '/run/virt-cohort-package-test';
 
-interface Result { code: number | null; stdout: string; stderr: string }
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
 function sh(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Result {
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: opts.timeoutMs ?? 120_000, env: { ...process.env, ...opts.env }, cwd: packageRoot });
   if (r.error) throw r.error;
@@ -39,9 +56,17 @@ function ok(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; timeou
   return r.stdout;
 }
 const has = (cmd: string) => sh('sh', ['-c', `command -v ${cmd}`]).code === 0;
-const present = (p: string) => { try { lstatSync(p); return true; } catch { return false; } };
+const present = (p: string) => {
+  try {
+    lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+};
 /** dpkg knows the package (installed, or removed with its configuration left). */
 const known = () => {
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format syntax, not a template
   const r = sh('dpkg-query', ['-W', '-f=${Status}', 'virt-cohort']);
   return r.code === 0 && r.stdout.trim() !== '' && !/not-installed/.test(r.stdout);
 };
@@ -49,31 +74,69 @@ const dpkgEnv = { DEBIAN_FRONTEND: 'noninteractive' };
 
 /** The deb's entries: path (without the leading .), type and mode. */
 function contents(): { path: string; type: string; mode: number; target?: string }[] {
-  return ok('dpkg-deb', ['-c', DEB]).trim().split('\n').map((line) => {
-    const m = /^([dl-])([rwxsStT-]{9}) \S+\s+\d+ \S+ \S+ \.(\/\S*)(?: -> (\S+))?$/.exec(line);
-    assert.ok(m, `unexpected dpkg-deb -c line: ${line}`);
-    const bits = m[2]!;
-    let mode = 0;
-    for (let i = 0; i < 9; i++) if (bits[i] !== '-') mode |= 1 << (8 - i);
-    return { path: m[3]!.replace(/\/$/, '') || '/', type: m[1]!, mode, target: m[4] };
-  });
+  return ok('dpkg-deb', ['-c', DEB])
+    .trim()
+    .split('\n')
+    .map((line) => {
+      const m = /^([dl-])([rwxsStT-]{9}) \S+\s+\d+ \S+ \S+ \.(\/\S*)(?: -> (\S+))?$/.exec(line);
+      assert.ok(m, `unexpected dpkg-deb -c line: ${line}`);
+      const bits = m[2]!;
+      let mode = 0;
+      for (let i = 0; i < 9; i++) if (bits[i] !== '-') mode |= 1 << (8 - i);
+      return { path: m[3]!.replace(/\/$/, '') || '/', type: m[1]!, mode, target: m[4] };
+    });
 }
 
 /** The unit's CapabilityBoundingSet as a setpriv --bounding-set argument. */
 function boundingSet(unit: string): string {
   const line = /^CapabilityBoundingSet=(.*)$/m.exec(readFileSync(unit, 'utf8'))?.[1] ?? '';
-  return ['-all', ...line.trim().split(/\s+/).filter(Boolean).map((c) => `+${c.replace(/^CAP_/, '').toLowerCase()}`)].join(',');
+  return [
+    '-all',
+    ...line
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map((c) => `+${c.replace(/^CAP_/, '').toLowerCase()}`),
+  ].join(',');
 }
 
 /** A parser of our own for where systemd-analyze is missing: known sections and keys, absolute executables. */
 function checkUnit(path: string): string[] {
   const keys: Record<string, string[]> = {
     Unit: ['Description', 'Documentation', 'After', 'Wants', 'StartLimitIntervalSec', 'StartLimitBurst'],
-    Service: ['Type', 'ExecStartPre', 'ExecStart', 'Restart', 'RestartSec', 'TimeoutStopSec', 'StateDirectory', 'StateDirectoryMode',
-      'RuntimeDirectory', 'RuntimeDirectoryMode', 'UMask', 'CapabilityBoundingSet', 'NoNewPrivileges', 'LimitMEMLOCK', 'ProtectSystem',
-      'ReadWritePaths', 'ProtectHome', 'PrivateTmp', 'PrivateDevices', 'ProtectKernelTunables', 'ProtectKernelModules', 'ProtectKernelLogs',
-      'ProtectControlGroups', 'ProtectClock', 'ProtectHostname', 'RestrictNamespaces', 'RestrictRealtime', 'RestrictSUIDSGID',
-      'LockPersonality', 'SystemCallArchitectures', 'RestrictAddressFamilies'],
+    Service: [
+      'Type',
+      'ExecStartPre',
+      'ExecStart',
+      'Restart',
+      'RestartSec',
+      'TimeoutStopSec',
+      'StateDirectory',
+      'StateDirectoryMode',
+      'RuntimeDirectory',
+      'RuntimeDirectoryMode',
+      'UMask',
+      'CapabilityBoundingSet',
+      'NoNewPrivileges',
+      'LimitMEMLOCK',
+      'ProtectSystem',
+      'ReadWritePaths',
+      'ProtectHome',
+      'PrivateTmp',
+      'PrivateDevices',
+      'ProtectKernelTunables',
+      'ProtectKernelModules',
+      'ProtectKernelLogs',
+      'ProtectControlGroups',
+      'ProtectClock',
+      'ProtectHostname',
+      'RestrictNamespaces',
+      'RestrictRealtime',
+      'RestrictSUIDSGID',
+      'LockPersonality',
+      'SystemCallArchitectures',
+      'RestrictAddressFamilies',
+    ],
     Install: ['WantedBy'],
   };
   const problems: string[] = [];
@@ -82,9 +145,16 @@ function checkUnit(path: string): string[] {
     const line = raw.trim();
     if (!line || line.startsWith('#')) continue;
     const s = /^\[(\w+)\]$/.exec(line);
-    if (s) { section = s[1]!; if (!keys[section]) problems.push(`${path}:${i + 1}: unknown section ${line}`); continue; }
+    if (s) {
+      section = s[1]!;
+      if (!keys[section]) problems.push(`${path}:${i + 1}: unknown section ${line}`);
+      continue;
+    }
     const kv = /^(\w+)=(.*)$/.exec(line);
-    if (!kv) { problems.push(`${path}:${i + 1}: not KEY=VALUE`); continue; }
+    if (!kv) {
+      problems.push(`${path}:${i + 1}: not KEY=VALUE`);
+      continue;
+    }
     if (!keys[section]?.includes(kv[1]!)) problems.push(`${path}:${i + 1}: unknown key ${kv[1]} in [${section}]`);
     if (kv[1]!.startsWith('Exec')) {
       const exe = kv[2]!.split(/\s+/)[0]!;
@@ -94,11 +164,16 @@ function checkUnit(path: string): string[] {
   return problems;
 }
 
-const skip = process.getuid?.() !== 0 ? 'needs root (dpkg -i)'
-  : !has('dpkg-deb') || !has('lintian') ? 'needs dpkg-dev and lintian (npm run setup)'
-  : known() && !existsSync(MARKER) ? 'virt-cohort is installed as a package on this machine: not touching it'
-  : [PIN_ROOT, '/etc/virt-cohort', '/var/lib/virt-cohort'].some((p) => present(p) && !existsSync(MARKER)) ? `virt-cohort state exists on this machine (${PIN_ROOT}, /etc/virt-cohort or /var/lib/virt-cohort): not touching it`
-  : false;
+const skip =
+  process.getuid?.() !== 0
+    ? 'needs root (dpkg -i)'
+    : !has('dpkg-deb') || !has('lintian')
+      ? 'needs dpkg-dev and lintian (npm run setup)'
+      : known() && !existsSync(MARKER)
+        ? 'virt-cohort is installed as a package on this machine: not touching it'
+        : [PIN_ROOT, '/etc/virt-cohort', '/var/lib/virt-cohort'].some((p) => present(p) && !existsSync(MARKER))
+          ? `virt-cohort state exists on this machine (${PIN_ROOT}, /etc/virt-cohort or /var/lib/virt-cohort): not touching it`
+          : false;
 
 describe('the Debian package', { skip, concurrency: 1, timeout: 300_000 }, () => {
   const saved = mkdtempSync(join(tmpdir(), 'vc-package-test-'));
@@ -110,8 +185,10 @@ describe('the Debian package', { skip, concurrency: 1, timeout: 300_000 }, () =>
   const restore = () => {
     if (known()) sh('dpkg', ['--purge', 'virt-cohort'], { env: dpkgEnv });
     const bin = '/usr/bin/virt-cohort';
-    if (link.kind === 'symlink') { rmSync(bin, { force: true }); symlinkSync(link.target, bin); }
-    else if (link.kind === 'file') cpSync(join(saved, 'virt-cohort'), bin, { preserveTimestamps: true });
+    if (link.kind === 'symlink') {
+      rmSync(bin, { force: true });
+      symlinkSync(link.target, bin);
+    } else if (link.kind === 'file') cpSync(join(saved, 'virt-cohort'), bin, { preserveTimestamps: true });
     else rmSync(bin, { force: true });
     for (const f of ['/etc/libvirt/hooks/qemu.d/virt-cohort', '/etc/libvirt/hooks/virt-cohort.socket']) {
       const copy = join(saved, f.replaceAll('/', '_'));
@@ -134,7 +211,10 @@ describe('the Debian package', { skip, concurrency: 1, timeout: 300_000 }, () =>
     const bin = '/usr/bin/virt-cohort';
     if (present(bin)) {
       if (lstatSync(bin).isSymbolicLink()) link = { kind: 'symlink', target: readlinkSync(bin) };
-      else { link = { kind: 'file' }; cpSync(bin, join(saved, 'virt-cohort'), { preserveTimestamps: true }); }
+      else {
+        link = { kind: 'file' };
+        cpSync(bin, join(saved, 'virt-cohort'), { preserveTimestamps: true });
+      }
     }
     for (const f of ['/etc/libvirt/hooks/qemu.d/virt-cohort', '/etc/libvirt/hooks/virt-cohort.socket']) {
       if (present(f)) cpSync(f, join(saved, f.replaceAll('/', '_')), { preserveTimestamps: true });
@@ -162,17 +242,30 @@ describe('the Debian package', { skip, concurrency: 1, timeout: 300_000 }, () =>
     assert.equal(field('Architecture'), 'amd64');
     const depends = field('Depends');
     for (const d of ['libc6', 'libstdc++6', 'libvirt0', 'libpcap0.8', 'nodejs (>= 20)', 'iproute2', 'bpftool', 'libvirt-clients']) {
-      assert.ok(depends.split(/,\s*/).some((x) => x === d || x.startsWith(`${d} `)), `Depends has ${d}: ${depends}`);
+      assert.ok(
+        depends.split(/,\s*/).some((x) => x === d || x.startsWith(`${d} `)),
+        `Depends has ${d}: ${depends}`,
+      );
     }
     assert.doesNotMatch(depends, /nodejs \(<</, 'every addon is Node-API: any Node.js major from 20 on loads it');
     assert.doesNotMatch(depends, /redis|libbpf/, 'production code runs no redis-cli; the bpf addon links no libbpf');
     assert.equal(field('Recommends'), 'libvirt-daemon-system');
     entries = contents();
     const paths = new Set(entries.map((e) => e.path));
-    for (const p of [`${LIB}/dist/src/cli/main.js`, `${LIB}/dist/bpf/counter.bpf.o`, `${LIB}/package.json`, `${LIB}/hooks/qemu`,
-      `${LIB}/node_modules/bpf/prebuilds/linux-x64/node.napi.node`, `${LIB}/dist/native/vc_pcap.node`,
-      `${LIB}/node_modules/@unraid/libvirt/build/Release/libvirt.node`, `${LIB}/libexec/preflight`, '/usr/bin/virt-cohort',
-      '/etc/libvirt/hooks/qemu.d/virt-cohort', '/etc/virt-cohort/config.yaml', ...UNITS.map((u) => `/lib/systemd/system/${u}`)]) {
+    for (const p of [
+      `${LIB}/dist/src/cli/main.js`,
+      `${LIB}/dist/bpf/counter.bpf.o`,
+      `${LIB}/package.json`,
+      `${LIB}/hooks/qemu`,
+      `${LIB}/node_modules/bpf/prebuilds/linux-x64/node.napi.node`,
+      `${LIB}/dist/native/vc_pcap.node`,
+      `${LIB}/node_modules/@unraid/libvirt/build/Release/libvirt.node`,
+      `${LIB}/libexec/preflight`,
+      '/usr/bin/virt-cohort',
+      '/etc/libvirt/hooks/qemu.d/virt-cohort',
+      '/etc/virt-cohort/config.yaml',
+      ...UNITS.map((u) => `/lib/systemd/system/${u}`),
+    ]) {
       assert.ok(paths.has(p), `the package holds ${p}`);
     }
     assert.ok(![...paths].some((p) => /node_modules\/(typescript|@typescript|tsx|esbuild)(\/|$)/.test(p)), 'no development dependency');
@@ -199,8 +292,14 @@ describe('the Debian package', { skip, concurrency: 1, timeout: 300_000 }, () =>
     for (const e of entries) {
       const st = lstatSync(e.path);
       // statSync: /lib is a symlink to /usr/lib on a merged /usr.
-      if (e.type === 'd') { assert.ok(statSync(e.path).isDirectory(), `${e.path} is a directory`); continue; }
-      if (e.type === 'l') { assert.equal(readlinkSync(e.path), e.target, `${e.path} links to ${e.target}`); continue; }
+      if (e.type === 'd') {
+        assert.ok(statSync(e.path).isDirectory(), `${e.path} is a directory`);
+        continue;
+      }
+      if (e.type === 'l') {
+        assert.equal(readlinkSync(e.path), e.target, `${e.path} links to ${e.target}`);
+        continue;
+      }
       assert.ok(st.isFile(), `${e.path} is a file`);
       assert.equal(st.mode & 0o7777, e.mode, `${e.path} has mode ${e.mode.toString(8)}`);
     }
@@ -257,16 +356,19 @@ describe('the Debian package', { skip, concurrency: 1, timeout: 300_000 }, () =>
     assert.match(manager, /^CapabilityBoundingSet=$/m, 'the manager has no capability');
   });
 
-  it("gives the agent exactly the capabilities the sensor needs, and preflight names a missing one", () => {
+  it('gives the agent exactly the capabilities the sensor needs, and preflight names a missing one', () => {
     const caps = boundingSet('/lib/systemd/system/virt-cohort-agent.service');
     // The installed sensor, as the agent uses it, under the unit's bounding set:
     // load and pin, attach, attach again over its own filters, read, detach, attach.
     const probe = join(saved, 'probe.mjs');
-    writeFileSync(probe, `
+    writeFileSync(
+      probe,
+      `
       const { EbpfSensor } = await import('${LIB}/dist/src/sensor/ebpf.js');
       const s = await EbpfSensor.open({ pinRoot: '${PIN_ROOT}', object: '${LIB}/dist/bpf/counter.bpf.o' });
       await s.attach('${tap}', 5); await s.attach('${tap}', 5); await s.read(); await s.detach('${tap}'); await s.attach('${tap}', 6);
-      await s.close(); console.log('PROBE-OK');`);
+      await s.close(); console.log('PROBE-OK');`,
+    );
     const r = sh('setpriv', ['--bounding-set', caps, '--inh-caps', '-all', '--', '/usr/bin/node', probe]);
     assert.match(r.stdout, /PROBE-OK/, `the sensor works with ${caps}:\n${r.stdout}\n${r.stderr}`);
     for (const hook of ['ingress', 'egress']) assert.match(ok('tc', ['filter', 'show', 'dev', tap, hook]), /pref 49344 bpf .*handle 0xc0c0 vc_(from|to)_vm/);
@@ -276,7 +378,10 @@ describe('the Debian package', { skip, concurrency: 1, timeout: 300_000 }, () =>
     const preflight = `${LIB}/libexec/preflight`;
     const good = sh('setpriv', ['--bounding-set', caps, '--inh-caps', '-all', '--', preflight, 'agent']);
     assert.equal(good.code, 0, `preflight passes with the unit's capabilities:\n${good.stderr}`);
-    const less = caps.split(',').filter((c) => c !== '+net_admin').join(',');
+    const less = caps
+      .split(',')
+      .filter((c) => c !== '+net_admin')
+      .join(',');
     const bad = sh('setpriv', ['--bounding-set', less, '--inh-caps', '-all', '--', preflight, 'agent']);
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /needs CAP_NET_ADMIN/);
@@ -285,7 +390,7 @@ describe('the Debian package', { skip, concurrency: 1, timeout: 300_000 }, () =>
 
   it('an upgrade keeps an edited configuration, our filters and our pins', () => {
     const conf = '/etc/virt-cohort/config.yaml';
-    const edited = readFileSync(conf, 'utf8') + '# edited by the operator\n';
+    const edited = `${readFileSync(conf, 'utf8')}# edited by the operator\n`;
     writeFileSync(conf, edited);
     const r = sh('dpkg', ['-i', DEB], { env: dpkgEnv });
     assert.equal(r.code, 0, `dpkg -i over the installed package failed:\n${r.stdout}\n${r.stderr}`);
@@ -309,9 +414,16 @@ describe('the Debian package', { skip, concurrency: 1, timeout: 300_000 }, () =>
     assert.equal(r.code, 0, `dpkg --purge failed:\n${r.stdout}\n${r.stderr}`);
     assert.ok(!known(), 'dpkg no longer knows the package');
     assert.deepEqual(OURS.filter(present), [], 'nothing of ours remains');
-    assert.deepEqual(entries.filter((e) => e.type !== 'd' && present(e.path)).map((e) => e.path), [], 'no file of the package remains');
+    assert.deepEqual(
+      entries.filter((e) => e.type !== 'd' && present(e.path)).map((e) => e.path),
+      [],
+      'no file of the package remains',
+    );
     // Directories the package brought (e.g. /etc/libvirt/hooks/qemu.d) go; shared ones stay.
-    assert.deepEqual(entries.filter((e) => e.type === 'd' && present(e.path) !== before0.get(e.path)).map((e) => e.path), []);
-    assert.ok(present(dirname('/etc/libvirt/hooks/qemu.d')), 'libvirt\'s hook directory stays');
+    assert.deepEqual(
+      entries.filter((e) => e.type === 'd' && present(e.path) !== before0.get(e.path)).map((e) => e.path),
+      [],
+    );
+    assert.ok(present(dirname('/etc/libvirt/hooks/qemu.d')), "libvirt's hook directory stays");
   });
 });

@@ -11,8 +11,14 @@ const BPFFS = join(packageRoot, 'dist', 'src', 'sensor', 'bpffs.js');
 function inFreshNamespace(script: string, user?: number): Promise<string> {
   const node = `${process.execPath} --input-type=module -e '${script.replaceAll("'", "'\\''")}'`;
   const as = user === undefined ? node : `setpriv --reuid=${user} --regid=${user} --clear-groups ${node}`;
-  return run('unshare', ['--mount', '--propagation', 'private', 'sh', '-c',
-    `while grep -q " /sys/fs/bpf bpf " /proc/self/mounts; do umount /sys/fs/bpf; done; ${as} 2>&1; echo "mounts: $(grep -c " /sys/fs/bpf bpf " /proc/self/mounts)"`]);
+  return run('unshare', [
+    '--mount',
+    '--propagation',
+    'private',
+    'sh',
+    '-c',
+    `while grep -q " /sys/fs/bpf bpf " /proc/self/mounts; do umount /sys/fs/bpf; done; ${as} 2>&1; echo "mounts: $(grep -c " /sys/fs/bpf bpf " /proc/self/mounts)"`,
+  ]);
 }
 
 describe('bpffs on a machine that has none', () => {

@@ -18,8 +18,7 @@ const object = bpfObject;
 const VM = 7;
 let sensor: EbpfSensor;
 
-const flow = (flows: FlowCounts[], dir: 'rx' | 'tx', peer: string) =>
-  flows.find((f) => f.vm === VM && f.dir === dir && f.peer === peer) ?? { packets: 0, bytes: 0 };
+const flow = (flows: FlowCounts[], dir: 'rx' | 'tx', peer: string) => flows.find((f) => f.vm === VM && f.dir === dir && f.peer === peer) ?? { packets: 0, bytes: 0 };
 
 describe(`eBPF sensor on ${pair.host}/tap0`, { concurrency: 1 }, () => {
   before(async () => {
@@ -81,17 +80,24 @@ describe(`eBPF sensor on ${pair.host}/tap0`, { concurrency: 1 }, () => {
     await pair.send(pair.vm, ['10.77.0.9'], 1, 10);
     // The kernel sends the ARP request for the unknown neighbour on its own schedule: read until it is counted.
     let arp = 0;
-    await waitFor('the ARP request from the VM to be counted', async () => {
-      arp += flow((await sensor.read()).flows, 'tx', 'ether:0x0806').packets;
-      return arp >= 1 ? true : undefined;
-    }, 10_000, 50);
+    await waitFor(
+      'the ARP request from the VM to be counted',
+      async () => {
+        arp += flow((await sensor.read()).flows, 'tx', 'ether:0x0806').packets;
+        return arp >= 1 ? true : undefined;
+      },
+      10_000,
+      50,
+    );
   });
 
   it('reads a period while traffic flows and neither loses nor doubles a packet, across a sensor restart', async () => {
     // ~2 s of traffic, one datagram a millisecond: reads land on both sides of the restart while it flows.
     const N = 2000;
     let sent = false;
-    const sending = pair.send(pair.vm, [pair.peers[1]!], N, 50, 1).finally(() => { sent = true; });
+    const sending = pair.send(pair.vm, [pair.peers[1]!], N, 50, 1).finally(() => {
+      sent = true;
+    });
     let total = 0;
     let afterRestart = 0;
     let restarted = false;
@@ -130,10 +136,16 @@ describe(`eBPF sensor on ${pair.host}/tap0`, { concurrency: 1 }, () => {
     await run('ip', ['-n', pair.host, 'link', 'add', 'tapx', 'type', 'veth', 'peer', 'name', 'tapy']);
     await run('tc', ['qdisc', 'add', 'dev', 'tapx', 'clsact'], { netns: pair.host });
     await run('tc', ['filter', 'add', 'dev', 'tapx', 'ingress', 'pref', '49344', 'protocol', 'all', 'u32', 'match', 'u32', '0', '0'], { netns: pair.host });
-    const r = await sensor.reconcile([{ tap: 'tap0', vm: VM }, { tap: 'tapx', vm: 8 }]);
+    const r = await sensor.reconcile([
+      { tap: 'tap0', vm: VM },
+      { tap: 'tapx', vm: 8 },
+    ]);
     assert.equal(r.failed.length, 1);
     assert.match(r.failed[0]!.error, /not ours .* at priority 49344 on tapx ingress: virt-cohort will not replace it/);
-    assert.deepEqual((await sensor.attached()).map((a) => a.tap), ['tap0']);
+    assert.deepEqual(
+      (await sensor.attached()).map((a) => a.tap),
+      ['tap0'],
+    );
     await run('ip', ['-n', pair.host, 'link', 'del', 'tapx']);
     // Maps pinned by another layout (a smaller flow map, as an older build had).
     const other = `${pinRoot}-old`;
@@ -150,17 +162,22 @@ describe(`eBPF sensor on ${pair.host}/tap0`, { concurrency: 1 }, () => {
   it('virt-cohort top --once --json shows the live rate without draining the period', async () => {
     await sensor.read();
     const sending = pair.send(pair.vm, [pair.peers[2]!], 3000, 100, 1); // ~3 s: top's window falls inside
-    const out = await run(process.execPath, [join(packageRoot, 'dist', 'src', 'cli', 'main.js'), 'top', '--once', '--json',
-      '--interval', '0.3', '--pin-root', pinRoot, '--netns', pair.host]);
+    const out = await run(process.execPath, [join(packageRoot, 'dist', 'src', 'cli', 'main.js'), 'top', '--once', '--json', '--interval', '0.3', '--pin-root', pinRoot, '--netns', pair.host]);
     await sending;
     const view = JSON.parse(out) as { rates: { vm: number; peer: string; txPps: number }[] };
-    assert.ok(view.rates.some((r) => r.vm === VM && r.peer === pair.peers[2] && r.txPps > 0), out);
+    assert.ok(
+      view.rates.some((r) => r.vm === VM && r.peer === pair.peers[2] && r.txPps > 0),
+      out,
+    );
     assert.equal(flow((await sensor.read()).flows, 'tx', pair.peers[2]!).packets, 3000, 'top took nothing from the period');
   });
 
   it('reports what finds the flow map full instead of dropping it silently', async () => {
     // 132,000 distinct peers: more than the 131,072 flows a period can hold.
-    const peers = Array.from({ length: 132_000 }, (_, i) => { const a = Math.floor(i / 254); return `10.${128 + (a >> 8)}.${a & 255}.${1 + (i % 254)}`; });
+    const peers = Array.from({ length: 132_000 }, (_, i) => {
+      const a = Math.floor(i / 254);
+      return `10.${128 + (a >> 8)}.${a & 255}.${1 + (i % 254)}`;
+    });
     for (let i = 0; i < peers.length; i += 6000) await pair.send(pair.vm, peers.slice(i, i + 6000), 1, 20);
     const r = await sensor.read();
     const counted = r.flows.filter((f) => f.dir === 'tx' && /^10\.(12[89]|13\d)\./.test(f.peer)).reduce((n, f) => n + f.packets, 0);

@@ -6,7 +6,12 @@ import { run } from '../../src/util/exec.js';
 import { bpfObject, packageRoot } from '../../src/paths.js';
 import { COUNTS, Dir, KEY, LAYOUT_VERSION, MAX_FLOWS, MAX_TAPS, STAT, TAP, decodeFlow } from '../../src/sensor/layout.js';
 
-interface BtfType { kind: string; name: string; attrs: string; members: Record<string, { type: number; bits: number }> }
+interface BtfType {
+  kind: string;
+  name: string;
+  attrs: string;
+  members: Record<string, { type: number; bits: number }>;
+}
 
 /** The compiled object's BTF: every type by id, with its members' types and bit offsets. */
 async function btf(): Promise<Map<number, BtfType>> {
@@ -51,7 +56,10 @@ function header(): { defines: Record<string, number>; enums: Record<string, Reco
   const enums: Record<string, Record<string, number>> = {};
   for (const [, name, body] of h.matchAll(/enum (\w+) \{([^}]*)\}/g)) {
     enums[name!] = {};
-    for (const item of body!.split(',').map((s) => s.trim()).filter(Boolean)) {
+    for (const item of body!
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)) {
       const m = /^(\w+) = (\d+)$/.exec(item);
       assert.ok(m, `enum ${name}: '${item}' has no value written out (the test reads values, not positions)`);
       enums[name!]![m[1]!] = Number(m[2]);

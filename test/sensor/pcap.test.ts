@@ -27,11 +27,13 @@ function reader(args: string[]): Promise<{ kind: string; reading: Promise<Readin
   let err = '';
   child.stderr.on('data', (d) => (err += d));
   return new Promise((resolve, reject) => {
-    const reading = new Promise<Reading>((res, rej) => child.on('exit', (code) => {
-      const last = out.trim().split('\n').pop() ?? '';
-      if (code === 0) res(JSON.parse(last) as Reading);
-      else rej(new Error(`reader exited ${code}: ${err}`));
-    }));
+    const reading = new Promise<Reading>((res, rej) =>
+      child.on('exit', (code) => {
+        const last = out.trim().split('\n').pop() ?? '';
+        if (code === 0) res(JSON.parse(last) as Reading);
+        else rej(new Error(`reader exited ${code}: ${err}`));
+      }),
+    );
     child.stdout.on('data', (d) => {
       out += d;
       const m = /^ready (\w+)$/m.exec(out);
@@ -42,7 +44,10 @@ function reader(args: string[]): Promise<{ kind: string; reading: Promise<Readin
 }
 
 const ipFlows = (r: { flows: FlowCounts[] }) =>
-  r.flows.filter((f) => f.family === 4).map((f) => `${f.vm} ${f.dir} ${f.peer} ${f.packets} ${f.bytes}`).sort();
+  r.flows
+    .filter((f) => f.family === 4)
+    .map((f) => `${f.vm} ${f.dir} ${f.peer} ${f.packets} ${f.bytes}`)
+    .sort();
 
 describe(`pcap sensor on ${pair.host}/tap0`, { concurrency: 1 }, () => {
   before(async () => {
@@ -66,10 +71,15 @@ describe(`pcap sensor on ${pair.host}/tap0`, { concurrency: 1 }, () => {
     const fromPcap = await pcap.reading;
     const fromEbpf = await ebpf.read();
     assert.deepEqual(ipFlows(fromPcap), ipFlows(fromEbpf));
-    assert.deepEqual(ipFlows(fromPcap), [
-      '1 rx 10.77.0.1 100 342',
-      ...pair.peers.map((p) => `1 tx ${p} 150 162`),
-    ].map((l) => { const [vm, dir, peer, n, size] = l.split(' '); return `${vm} ${dir} ${peer} ${n} ${Number(n) * Number(size)}`; }).sort());
+    assert.deepEqual(
+      ipFlows(fromPcap),
+      ['1 rx 10.77.0.1 100 342', ...pair.peers.map((p) => `1 tx ${p} 150 162`)]
+        .map((l) => {
+          const [vm, dir, peer, n, size] = l.split(' ');
+          return `${vm} ${dir} ${peer} ${n} ${Number(n) * Number(size)}`;
+        })
+        .sort(),
+    );
   });
 
   it('counts wire segments on TCP bulk as eBPF does (GSO super-packets split by the MSS), bytes alike', async () => {
@@ -81,10 +91,11 @@ describe(`pcap sensor on ${pair.host}/tap0`, { concurrency: 1 }, () => {
     await pair.sendTcpAndWait(64 << 20);
     const fromPcap = await pcap.reading;
     const fromEbpf = await ebpf.read();
-    const sum = (r: Reading, dir: 'tx' | 'rx') => r.flows.filter((f) => f.family === 4 && f.dir === dir && f.peer === pair.peers[0])
-      .reduce((a, f) => ({ packets: a.packets + f.packets, bytes: a.bytes + f.bytes }), { packets: 0, bytes: 0 });
+    const sum = (r: Reading, dir: 'tx' | 'rx') =>
+      r.flows.filter((f) => f.family === 4 && f.dir === dir && f.peer === pair.peers[0]).reduce((a, f) => ({ packets: a.packets + f.packets, bytes: a.bytes + f.bytes }), { packets: 0, bytes: 0 });
     for (const dir of ['tx', 'rx'] as const) {
-      const e = sum(fromEbpf, dir), p = sum(fromPcap, dir);
+      const e = sum(fromEbpf, dir),
+        p = sum(fromPcap, dir);
       // Both watch the same tap; libpcap may miss a frame under load, and its MSS is an estimate of gso_size.
       assert.ok(e.packets > (dir === 'tx' ? 10_000 : 50), `${dir}: eBPF counted ${e.packets} segments`);
       console.log(`TCP bulk ${dir}: eBPF ${e.packets} packets ${e.bytes} bytes, pcap ${p.packets} packets ${p.bytes} bytes`);
@@ -111,8 +122,7 @@ describe(`pcap sensor on ${pair.host}/tap0`, { concurrency: 1 }, () => {
     const bad = join(tmpdir(), `vc-${id}-not-bpf.o`);
     await writeFile(bad, 'this is not an ELF object');
     try {
-      const r = await reader(['--tap', 'tap0', '--vm', '2', '--mac', await pair.vmMac(), '--seconds', '1',
-        '--backend', 'auto', '--object', bad, '--pin-root', `${pinRoot}-auto`]);
+      const r = await reader(['--tap', 'tap0', '--vm', '2', '--mac', await pair.vmMac(), '--seconds', '1', '--backend', 'auto', '--object', bad, '--pin-root', `${pinRoot}-auto`]);
       assert.equal(r.kind, 'pcap');
       await r.reading;
       assert.match(r.log(), /eBPF sensor unavailable, so this agent counts with libpcap: the kernel refused the BPF program/);

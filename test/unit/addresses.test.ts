@@ -11,9 +11,11 @@ describe('AddressBook: which address is which VM', () => {
     b.observe(claims({ vm1: ['10.0.0.1'], vm2: ['10.0.0.2'] }), none, 0);
     assert.deepEqual(b.observe(claims({ vm1: ['10.0.0.2'] }), none, 1), new Map(), 'vm2 announced it first here');
     assert.equal(b.entries(2).get('10.0.0.2'), 'vm2');
-    const cluster: Owners = new Map([['10.0.0.9', { vm: 'vm9', live: true }], ['10.0.0.8', { vm: 'vm8', live: false }]]);
-    assert.deepEqual(b.observe(claims({ vm1: ['10.0.0.9', '10.0.0.8'] }), cluster, 3), new Map([['vm1', ['10.0.0.8']]]),
-      'vm9 runs elsewhere; vm8 stopped, so its address is free');
+    const cluster: Owners = new Map([
+      ['10.0.0.9', { vm: 'vm9', live: true }],
+      ['10.0.0.8', { vm: 'vm8', live: false }],
+    ]);
+    assert.deepEqual(b.observe(claims({ vm1: ['10.0.0.9', '10.0.0.8'] }), cluster, 3), new Map([['vm1', ['10.0.0.8']]]), 'vm9 runs elsewhere; vm8 stopped, so its address is free');
   });
 
   it('addresses libvirt knows win over what a guest announces', () => {

@@ -62,7 +62,7 @@ test('seed greedy on the seed lu.A.8 shape: two groups of 4 with weak cross traf
 /** Planted partition: k groups of size s, dense inside, sparse noise across. */
 function planted(k: number, s: number, seed: number): { rows: PairTraffic[]; truth: number[] } {
   let x = seed;
-  const rnd = () => ((x = (x * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const rnd = () => (x = (x * 1103515245 + 12345) % 2147483648) / 2147483648;
   const rows: PairTraffic[] = [];
   const n = k * s;
   const truth = Array.from({ length: n }, (_, i) => Math.floor(i / s));
@@ -91,8 +91,14 @@ test('capacity refinement splits a community larger than a host, never leaves on
   const labels = refineUnderCapacity(g, 'messages', louvain(vmCsr(g, 'messages')), demand, { memoryKiB: 4096, vcpus: 8 });
   const sizes = new Map<number, number>();
   labels.forEach((l) => sizes.set(l, (sizes.get(l) ?? 0) + 1));
-  assert.ok([...sizes.values()].every((s) => s <= 4), `parts ${[...sizes.values()]}`);
-  assert.equal([...sizes.values()].reduce((a, b) => a + b), 10);
+  assert.ok(
+    [...sizes.values()].every((s) => s <= 4),
+    `parts ${[...sizes.values()]}`,
+  );
+  assert.equal(
+    [...sizes.values()].reduce((a, b) => a + b),
+    10,
+  );
 });
 
 test('idle and empty graphs: every VM is its own group, no crash', () => {

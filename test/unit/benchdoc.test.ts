@@ -45,7 +45,7 @@ test('replacing twice with the same content is the same as once; content with $ 
 test('a missing, repeated or misplaced marker and a bad name are refused with what to do', () => {
   assert.throws(() => replaceBlock(doc, 'sensor', 'x', 'm.md'), /m\.md has no <!-- bench:sensor -->: add the marker pair/);
   assert.throws(() => replaceBlock(doc.replace('<!-- /bench:lab -->', ''), 'lab', 'x'), /no <!-- \/bench:lab -->/);
-  assert.throws(() => replaceBlock(doc + '<!-- bench:lab -->\n', 'lab', 'x'), /more than once/);
+  assert.throws(() => replaceBlock(`${doc}<!-- bench:lab -->\n`, 'lab', 'x'), /more than once/);
   const swapped = '<!-- /bench:lab -->\nx\n<!-- bench:lab -->\n';
   assert.throws(() => replaceBlock(swapped, 'lab', 'y'), /comes before/);
   assert.throws(() => replaceBlock(doc, 'Lab Table', 'x'), /bad block name/);
@@ -74,7 +74,7 @@ test('--write-docs is taken out of the bench arguments, wherever it is', () => {
   assert.deepEqual(benchArgs(['3', '--write-docs']), { writeDocs: true, args: ['3'] });
 });
 
-test('the checkout\'s docs/measurements.md holds each bench block exactly once', async () => {
+test("the checkout's docs/measurements.md holds each bench block exactly once", async () => {
   if (!existsSync(MEASUREMENTS)) return; // an installed package ships no docs
   const text = await readFile(MEASUREMENTS, 'utf8');
   for (const name of ['lab', 'sensor', 'collector', 'agent', 'placement-quality', 'placement-speed']) {

@@ -7,18 +7,26 @@ const F = '/srv/clusters/web.json';
 const vm = { name: 'web1', memoryMiB: 512, vcpus: 1 };
 
 function refused(raw: unknown, ...res: RegExp[]): void {
-  assert.throws(() => parseCluster(raw, F), (e: unknown) => {
-    assert.ok(e instanceof UserError && e.exitCode === 2, String(e));
-    for (const re of res) assert.match(e.message, re);
-    return true;
-  });
+  assert.throws(
+    () => parseCluster(raw, F),
+    (e: unknown) => {
+      assert.ok(e instanceof UserError && e.exitCode === 2, String(e));
+      for (const re of res) assert.match(e.message, re);
+      return true;
+    },
+  );
 }
 
 test('a cluster file is read into the placement spec, its template relative to the file', () => {
   const c = parseCluster({ vms: [vm, { ...vm, name: 'web2', vcpus: 2 }], pattern: 'pairs', messagesPerSecond: 5, template: '../domain.xml' }, F);
   assert.equal(c.template, '/srv/domain.xml');
   assert.deepEqual(clusterSpec(c), {
-    vms: [{ name: 'web1', memoryKiB: 512 * 1024, vcpus: 1 }, { name: 'web2', memoryKiB: 512 * 1024, vcpus: 2 }], pattern: 'pairs', messagesPerSecond: 5,
+    vms: [
+      { name: 'web1', memoryKiB: 512 * 1024, vcpus: 1 },
+      { name: 'web2', memoryKiB: 512 * 1024, vcpus: 2 },
+    ],
+    pattern: 'pairs',
+    messagesPerSecond: 5,
   });
 });
 

@@ -81,16 +81,10 @@ test('an unknown key is refused with its line and the likely key', async () => {
 });
 
 test('a wrong type names the key, the line and the fix; every problem is listed', async () => {
-  const f = await file('types.yaml', [
-    'agent:',
-    '  periodSeconds: "30s"',
-    '  sensor: bpf',
-    'manager:',
-    '  apply: yes',
-    '  cooldown: ten minutes',
-    '  exclude: vm1',
-    '', 'log:', '  level: loud',
-  ].join('\n'));
+  const f = await file(
+    'types.yaml',
+    ['agent:', '  periodSeconds: "30s"', '  sensor: bpf', 'manager:', '  apply: yes', '  cooldown: ten minutes', '  exclude: vm1', '', 'log:', '  level: loud'].join('\n'),
+  );
   const ps = problems(() => loadSettings({ file: f, env: {} }));
   assert.equal(ps.length, 6, ps.join('\n'));
   const find = (re: RegExp) => ps.find((p) => re.test(p)) ?? assert.fail(`no problem matches ${re}:\n${ps.join('\n')}`);
@@ -103,20 +97,41 @@ test('a wrong type names the key, the line and the fix; every problem is listed'
   // Values that pass types but not sense.
   const g = await file('range.yaml', 'agent:\n  periodSeconds: 7\n  metricsPort: 70000\n');
   const qs = problems(() => loadSettings({ file: g, env: {} }));
-  assert.ok(qs.some((q) => /:2:3: agent.periodSeconds must be a whole number of seconds that divides an hour/.test(q)), qs.join('\n'));
-  assert.ok(qs.some((q) => /:3:3: agent.metricsPort must be at most 65535/.test(q)), qs.join('\n'));
+  assert.ok(
+    qs.some((q) => /:2:3: agent.periodSeconds must be a whole number of seconds that divides an hour/.test(q)),
+    qs.join('\n'),
+  );
+  assert.ok(
+    qs.some((q) => /:3:3: agent.metricsPort must be at most 65535/.test(q)),
+    qs.join('\n'),
+  );
   // Settings that contradict each other.
   const h = await file('tls.yaml', `redis:\n  url: redis://r:6379\n  tls:\n    ca: ${join(dir, 'nope.pem')}\n`);
   const rs = problems(() => loadSettings({ file: h, env: {} }));
-  assert.ok(rs.some((r) => /:3:3: redis.tls is set but redis.url is not rediss:\/\//.test(r)), rs.join('\n'));
-  assert.ok(rs.some((r) => /:4:5: redis.tls.ca names .*nope.pem, which does not exist: create it, or correct the path/.test(r)), rs.join('\n'));
+  assert.ok(
+    rs.some((r) => /:3:3: redis.tls is set but redis.url is not rediss:\/\//.test(r)),
+    rs.join('\n'),
+  );
+  assert.ok(
+    rs.some((r) => /:4:5: redis.tls.ca names .*nope.pem, which does not exist: create it, or correct the path/.test(r)),
+    rs.join('\n'),
+  );
 });
 
 test('precedence: defaults < file < environment < flags, each error naming its source', async () => {
   const f = await file('layers.yaml', 'agent:\n  site: from-file\n  periodSeconds: 60\n  spoolMax: 5\nredis:\n  url: redis://file:6379\nlog:\n  level: debug\n');
   const env = { VIRT_COHORT_REDIS: 'redis://env:6379', VIRT_COHORT_SITE: 'from-env', VIRT_COHORT_LOG_PRETTY: 'true' };
-  const { config, file: read, overrides } = loadSettings({
-    file: f, env, flags: [{ path: 'agent.site', flag: '--site', value: 'from-flag' }, { path: 'agent.retention', flag: '--retention', value: undefined }],
+  const {
+    config,
+    file: read,
+    overrides,
+  } = loadSettings({
+    file: f,
+    env,
+    flags: [
+      { path: 'agent.site', flag: '--site', value: 'from-flag' },
+      { path: 'agent.retention', flag: '--retention', value: undefined },
+    ],
   });
   assert.equal(read, f);
   assert.equal(config.agent.site, 'from-flag');
@@ -133,10 +148,14 @@ test('precedence: defaults < file < environment < flags, each error naming its s
   assert.equal(loadSettings({ env: { VIRT_COHORT_CONFIG: f } }).config.agent.site, 'from-file');
   assert.equal(loadSettings({ file: false, env: { VIRT_COHORT_CONFIG: f } }).config.agent.site, 'default');
   // Errors say which layer gave the bad value.
-  assert.match(problems(() => loadSettings({ file: f, env: { VIRT_COHORT_AGENT_METRICS_PORT: 'abc' } }))[0]!,
-    /^environment VIRT_COHORT_AGENT_METRICS_PORT: agent.metricsPort must be a number, not "abc": set e.g. VIRT_COHORT_AGENT_METRICS_PORT=0/);
-  assert.match(problems(() => loadSettings({ file: f, env: {}, flags: [{ path: 'agent.periodSeconds', flag: '--period', value: 7 }] }))[0]!,
-    /^option --period: agent.periodSeconds must be a whole number of seconds that divides an hour .*give e.g. --period 30/);
+  assert.match(
+    problems(() => loadSettings({ file: f, env: { VIRT_COHORT_AGENT_METRICS_PORT: 'abc' } }))[0]!,
+    /^environment VIRT_COHORT_AGENT_METRICS_PORT: agent.metricsPort must be a number, not "abc": set e.g. VIRT_COHORT_AGENT_METRICS_PORT=0/,
+  );
+  assert.match(
+    problems(() => loadSettings({ file: f, env: {}, flags: [{ path: 'agent.periodSeconds', flag: '--period', value: 7 }] }))[0]!,
+    /^option --period: agent.periodSeconds must be a whole number of seconds that divides an hour .*give e.g. --period 30/,
+  );
   // The flat API the benchmark uses still works, through the same layers.
   const cfg = loadConfig(f, { host: 'bench', redis: 'redis://:pw@flag:6380/2', periodSeconds: 5 });
   assert.equal(cfg.host, 'bench');
@@ -153,7 +172,10 @@ test('Redis credentials: the settings win over the URL; TLS files are read for r
   const pw = await file('pw', 'from-file\n');
   assert.deepEqual(withoutCredentials({ ...base, url: 'redis://:old@h', passwordFile: pw }).auth, { passwordFile: pw });
   const o = connectionOptions('redis://h:6390/4', { passwordFile: pw, username: 'vc' });
-  assert.deepEqual({ host: o.host, port: o.port, db: o.db, username: o.username, password: o.password, tls: o.tls }, { host: 'h', port: 6390, db: 4, username: 'vc', password: 'from-file', tls: undefined });
+  assert.deepEqual(
+    { host: o.host, port: o.port, db: o.db, username: o.username, password: o.password, tls: o.tls },
+    { host: 'h', port: 6390, db: 4, username: 'vc', password: 'from-file', tls: undefined },
+  );
   const ca = await file('ca.pem', 'PEM');
   const t = connectionOptions('rediss://redis.example.org', { tls: { ca } });
   assert.deepEqual(t.tls, { ca: 'PEM', servername: 'redis.example.org' });
@@ -179,7 +201,10 @@ test('config check prints the effective configuration with secrets redacted, and
   assert.deepEqual(j.overrides, ['redis.password ← VIRT_COHORT_REDIS_PASSWORD']);
   assert.doesNotMatch(viaEnv.stdout, /env-secret/);
   const bad = await file('bad.yaml', 'redis:\n  password: 12345\n  urll: x\n');
-  const failed = await run(process.execPath, [CLI, 'config', 'check', bad], { env }).then(() => assert.fail('exit 0'), (e: { code: number; stdout: string; stderr: string }) => e);
+  const failed = await run(process.execPath, [CLI, 'config', 'check', bad], { env }).then(
+    () => assert.fail('exit 0'),
+    (e: { code: number; stdout: string; stderr: string }) => e,
+  );
   assert.equal(failed.code, 2);
   assert.match(failed.stderr, /:2:3: redis.password must be a string, not \*\*\*/);
   assert.match(failed.stderr, /:3:3: unknown key 'redis.urll': did you mean 'url'\?/);

@@ -17,8 +17,15 @@ function entry(k: { vm: number; dir: Dir; family: number; ethertype: number; pee
 }
 
 test('an IPv4 flow decodes to VM, direction, peer and exact counts', () => {
-  assert.deepEqual(decodeFlow(...entry({ vm: 42, dir: Dir.Tx, family: 4, ethertype: 0x0800, peer: [10, 0, 0, 7] }, 3n, 2n ** 50n)),
-    { vm: 42, dir: 'tx', peer: '10.0.0.7', family: 4, ethertype: 0x0800, packets: 3, bytes: 2 ** 50 });
+  assert.deepEqual(decodeFlow(...entry({ vm: 42, dir: Dir.Tx, family: 4, ethertype: 0x0800, peer: [10, 0, 0, 7] }, 3n, 2n ** 50n)), {
+    vm: 42,
+    dir: 'tx',
+    peer: '10.0.0.7',
+    family: 4,
+    ethertype: 0x0800,
+    packets: 3,
+    bytes: 2 ** 50,
+  });
   assert.equal(decodeFlow(...entry({ vm: 4_000_000_000, dir: Dir.Rx, family: 4, ethertype: 0x0800, peer: [192, 0, 2, 1] }, 1n, 64n)).dir, 'rx');
 });
 

@@ -11,13 +11,16 @@ test('only /domain/devices/interface is a NIC: one in metadata or in a comment i
   assert.deepEqual(policyOf(d), { pinned: true, optOut: false });
 });
 
-test('the policy counts only in virt-cohort\'s namespace, with the prefix declared where libvirt puts it', () => {
+test("the policy counts only in virt-cohort's namespace, with the prefix declared where libvirt puts it", () => {
   const doc = (meta: string) => readDomainXml(`<domain><metadata xmlns:x="http://virt-cohort.org/xmlns/libvirt/1">${meta}</metadata></domain>`);
   assert.deepEqual(policyOf(doc('<x:policy count="no"/>')), { pinned: true, optOut: true });
   assert.deepEqual(policyOf(doc('<y:policy xmlns:y="http://other.example/" move="never"/>')), { pinned: false, optOut: false });
   assert.deepEqual(policyOf(doc('<policy xmlns="http://virt-cohort.org/xmlns/libvirt/1" move=\'never\'/>')), { pinned: true, optOut: false });
-  assert.deepEqual(policyOf(readDomainXml('<domain><devices><x:policy xmlns:x="http://virt-cohort.org/xmlns/libvirt/1" move="never"/></devices></domain>')),
-    { pinned: false, optOut: false }, 'outside <metadata> it is nobody\'s policy');
+  assert.deepEqual(
+    policyOf(readDomainXml('<domain><devices><x:policy xmlns:x="http://virt-cohort.org/xmlns/libvirt/1" move="never"/></devices></domain>')),
+    { pinned: false, optOut: false },
+    "outside <metadata> it is nobody's policy",
+  );
 });
 
 test('a DTD, a cut-off document, mismatched tags and oversized input are refused, not guessed at', () => {

@@ -45,12 +45,16 @@ function sources(dir: string): string[] {
 /** Every module a file names: import and export ... from, import type, and import() of a literal (`dynamic`). */
 function imports(text: string): { spec: string; dynamic: boolean }[] {
   const code = text.replace(/\/\*[\s\S]*?\*\//g, '').replace(/^\s*\/\/.*$/gm, '');
-  return [...code.matchAll(/(?:^|[\s;])(?:import|export)\s[^'"`;]*?\sfrom\s*['"]([^'"]+)['"]|\bimport\s*\(\s*['"]([^'"]+)['"]\s*\)|^import\s+['"]([^'"]+)['"]/gm)]
-    .map((m) => ({ spec: m[1] ?? m[2] ?? m[3]!, dynamic: m[2] !== undefined }));
+  return [...code.matchAll(/(?:^|[\s;])(?:import|export)\s[^'"`;]*?\sfrom\s*['"]([^'"]+)['"]|\bimport\s*\(\s*['"]([^'"]+)['"]\s*\)|^import\s+['"]([^'"]+)['"]/gm)].map((m) => ({
+    spec: m[1] ?? m[2] ?? m[3]!,
+    dynamic: m[2] !== undefined,
+  }));
 }
 
 test('every module of src/ sits in a layer', () => {
-  const unplaced = sources(SRC).filter((f) => !layerOf(f)).map((f) => relative(packageRoot, f));
+  const unplaced = sources(SRC)
+    .filter((f) => !layerOf(f))
+    .map((f) => relative(packageRoot, f));
   assert.deepEqual(unplaced, [], 'add its folder to LAYERS in test/unit/layers.test.ts');
 });
 
@@ -72,10 +76,13 @@ test('no module imports from a layer above its own', () => {
 });
 
 test('the import parser sees every form of import', () => {
-  const text = `import { a } from './a.js';\nimport type { B } from "../b.js";\nexport { c } from './c.js';\nexport * from './d.js';\n` +
+  const text =
+    `import { a } from './a.js';\nimport type { B } from "../b.js";\nexport { c } from './c.js';\nexport * from './d.js';\n` +
     `const e = await import('./e.js');\nimport './f.js';\nimport {\n  g,\n  h,\n} from './g.js';\n// import { x } from './commented.js';\n/* import { y } from './y.js'; */`;
-  assert.deepEqual(imports(text).map((i) => `${i.spec}${i.dynamic ? ' (dynamic)' : ''}`),
-    ['./a.js', '../b.js', './c.js', './d.js', './e.js (dynamic)', './f.js', './g.js']);
+  assert.deepEqual(
+    imports(text).map((i) => `${i.spec}${i.dynamic ? ' (dynamic)' : ''}`),
+    ['./a.js', '../b.js', './c.js', './d.js', './e.js (dynamic)', './f.js', './g.js'],
+  );
 });
 
 test('the commands load the lab only when asked: no static import from src/cli/main.ts reaches what the package leaves out', () => {

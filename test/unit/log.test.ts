@@ -30,15 +30,21 @@ test('commands log JSON to stderr; a daemon logs JSON to stdout for journald', a
 
   const daemon = await logs("configureLogging({ to: 'stdout', level: 'debug' });");
   assert.equal(daemon.stderr, '');
-  const lines = daemon.stdout.trim().split('\n').map((l) => JSON.parse(l) as { msg: string; err?: { message: string } });
-  assert.deepEqual(lines.map((l) => l.msg), ['hidden unless debug', 'waiting for Redis', 'it failed']);
+  const lines = daemon.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { msg: string; err?: { message: string } });
+  assert.deepEqual(
+    lines.map((l) => l.msg),
+    ['hidden unless debug', 'waiting for Redis', 'it failed'],
+  );
   assert.equal(lines[2]!.err?.message, 'boom');
 });
 
 test('--pretty: one readable line per entry, the stack below', async () => {
   const out = await logs("configureLogging({ to: 'stdout', pretty: true });");
   const [first, second, stack] = out.stdout.split('\n');
-  assert.match(first!, /^\d\d:\d\d:\d\d\.\d{3} WARN  agent: waiting for Redis period=12:00:00 n=3$/);
+  assert.match(first!, /^\d\d:\d\d:\d\d\.\d{3} WARN {2}agent: waiting for Redis period=12:00:00 n=3$/);
   assert.match(second!, /^\d\d:\d\d:\d\d\.\d{3} ERROR agent: it failed$/);
   assert.match(stack!, /^ {4}Error: boom$/);
   assert.equal(prettyLine('not json\n'), 'not json\n');

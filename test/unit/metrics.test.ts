@@ -17,17 +17,32 @@ test('the metrics endpoint serves the agent and manager metrics in the Prometheu
     assert.match(server.url, /^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
     const boundary = 1_700_000_040_000;
     const report: Report = {
-      v: 1, host: 'h1', site: 's', period: 1_700_000_010, length: 30,
+      v: 1,
+      host: 'h1',
+      site: 's',
+      period: 1_700_000_010,
+      length: 30,
       // The previous read was two periods before this one's start: two periods had no read of their own.
-      from: 1_700_000_010_000 - 60_000, to: boundary + 4000,
-      pairs: [['a|b', 10, 1000], ['a|c', 5, 500]], overflow: { packets: 3, bytes: 300 }, unknownTap: 1, vms: ['a'],
+      from: 1_700_000_010_000 - 60_000,
+      to: boundary + 4000,
+      pairs: [
+        ['a|b', 10, 1000],
+        ['a|c', 5, 500],
+      ],
+      overflow: { packets: 3, bytes: 300 },
+      unknownTap: 1,
+      vms: ['a'],
     };
     agentMetrics.periodClosed(report, boundary, 2, 131072);
     agentMetrics.taps(7);
     let size = 4;
     agentMetrics.watch({ size: async () => size, dropped: 1 }, { status: 'ready' });
     await agentMetrics.timePublish(async () => undefined);
-    await assert.rejects(agentMetrics.timePublish(async () => { throw new Error('down'); }));
+    await assert.rejects(
+      agentMetrics.timePublish(async () => {
+        throw new Error('down');
+      }),
+    );
     managerMetrics.round({ interSite: 0.25, groups: [['a', 'b']], view: { answer: { status: 'ok' } }, plan: { moves: [1, 2, 3] }, moves: [1], skipped: [1, 2] }, 0.3);
     managerMetrics.round({ note: 'standing by: the leader is x', interSite: 0, groups: [], moves: [], skipped: [] }, 0.01);
     managerMetrics.round(undefined, 1);
@@ -70,9 +85,15 @@ test('the metrics endpoint serves the agent and manager metrics in the Prometheu
       virt_cohort_migration_downtime_seconds_sum: 0.04,
     };
     for (const [name, value] of Object.entries(expect)) assert.equal(sample(text, name), value, name);
-    for (const l of ['virt_cohort_manager_rounds_total{result="planned"} 1', 'virt_cohort_manager_rounds_total{result="standby"} 1', 'virt_cohort_manager_rounds_total{result="failed"} 1',
-      'virt_cohort_migrations_total{outcome="ok"} 1', 'virt_cohort_migrations_total{outcome="aborted"} 1',
-      'virt_cohort_migration_duration_seconds_sum{outcome="ok"} 12.5', 'virt_cohort_migration_duration_seconds_count{outcome="aborted"} 1']) {
+    for (const l of [
+      'virt_cohort_manager_rounds_total{result="planned"} 1',
+      'virt_cohort_manager_rounds_total{result="standby"} 1',
+      'virt_cohort_manager_rounds_total{result="failed"} 1',
+      'virt_cohort_migrations_total{outcome="ok"} 1',
+      'virt_cohort_migrations_total{outcome="aborted"} 1',
+      'virt_cohort_migration_duration_seconds_sum{outcome="ok"} 12.5',
+      'virt_cohort_migration_duration_seconds_count{outcome="aborted"} 1',
+    ]) {
       assert.ok(text.split('\n').includes(l), `${l} in the scrape`);
     }
     assert.match(text, /^# HELP virt_cohort_agent_packets_total /m);

@@ -20,7 +20,13 @@ test('members of ordinary names are written as before (old reports read the same
 });
 
 test('a member resolves addresses to names with odd characters', () => {
-  const r = resolveMember(pairMember('10.0.0.1', '10.0.0.2'), new Map([['10.0.0.1', 'a>b'], ['10.0.0.2', '{j} x']]));
+  const r = resolveMember(
+    pairMember('10.0.0.1', '10.0.0.2'),
+    new Map([
+      ['10.0.0.1', 'a>b'],
+      ['10.0.0.2', '{j} x'],
+    ]),
+  );
   assert.deepEqual(r, { src: 'a>b', dst: '{j} x', received: true });
 });
 

@@ -2,7 +2,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { decodePacked, encodePacked, newEpoch } from '../../src/collector/packed.js';
 
-const pairs: [string, number, number][] = [['a>b', 3, 300], ['b>a', 2.5, 1e15], ['a>10.0.0.9', 0, 0]];
+const pairs: [string, number, number][] = [
+  ['a>b', 3, 300],
+  ['b>a', 2.5, 1e15],
+  ['a>10.0.0.9', 0, 0],
+];
 
 test('a packed report reads back as the ids, counts and dictionary epoch written', () => {
   const epoch = newEpoch();

@@ -10,7 +10,12 @@ test('pairs: 1-2, 3-4, and an odd one out is alone', () => {
 });
 
 test('ring: each VM talks to its two neighbours, wrapping around', () => {
-  assert.deepEqual(all('ring', 4), [[2, 4], [1, 3], [2, 4], [1, 3]]);
+  assert.deepEqual(all('ring', 4), [
+    [2, 4],
+    [1, 3],
+    [2, 4],
+    [1, 3],
+  ]);
   assert.deepEqual(all('ring', 2), [[2], [1]]);
   assert.deepEqual(all('ring', 1), [[]]);
 });
@@ -23,7 +28,11 @@ test('groups:2 of 8 is the seed lu.A.8 shape: VM1-4 and VM5-8', () => {
 });
 
 test('all-to-all and idle', () => {
-  assert.deepEqual(all('all', 3), [[2, 3], [1, 3], [1, 2]]);
+  assert.deepEqual(all('all', 3), [
+    [2, 3],
+    [1, 3],
+    [1, 2],
+  ]);
   assert.deepEqual(all('idle', 3), [[], [], []]);
 });
 
@@ -32,7 +41,10 @@ test('explicit peers exclude the VM itself and duplicates', () => {
 });
 
 test('bad patterns and sizes are user errors that name the fix', () => {
-  assert.throws(() => peersFor('star', 1, 4), (e: unknown) => e instanceof UserError && /unknown traffic pattern 'star'.*groups:K/.test(e.message));
+  assert.throws(
+    () => peersFor('star', 1, 4),
+    (e: unknown) => e instanceof UserError && /unknown traffic pattern 'star'.*groups:K/.test(e.message),
+  );
   assert.throws(() => peersFor('groups:9', 1, 4), UserError);
   assert.throws(() => peersFor('ring', 5, 4), /raise --cluster/);
 });

@@ -22,7 +22,11 @@ function envFile(mem = 4, extra: Record<string, unknown> = {}) {
   };
 }
 const vm = (name: string, host: string, memGiB = 1, pinned = false): VmInfo => ({ name, host, site: host[0]!, memoryKiB: memGiB * GiB, vcpus: 1, pinned });
-const rejects = (raw: unknown, re: RegExp) => assert.throws(() => parseEnvironment(raw, 'env.json'), (e: unknown) => e instanceof UserError && re.test(e.message));
+const rejects = (raw: unknown, re: RegExp) =>
+  assert.throws(
+    () => parseEnvironment(raw, 'env.json'),
+    (e: unknown) => e instanceof UserError && re.test(e.message),
+  );
 
 test('bad environment files are rejected with what to fix', () => {
   rejects({ ...envFile(), colour: 'red' }, /env.json: the top level has unknown key "colour": remove it/);
@@ -68,7 +72,7 @@ test('pinned and excluded VMs never move; maxMoves caps the round', () => {
 
 test('capacity is never exceeded, after any prefix of the plan, on random instances', () => {
   let x = 42;
-  const rnd = () => ((x = (x * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const rnd = () => (x = (x * 1103515245 + 12345) % 2147483648) / 2147483648;
   const hosts = ['a1', 'a2', 'b1', 'b2'];
   for (let round = 0; round < 30; round++) {
     const env = parseEnvironment(envFile(4));

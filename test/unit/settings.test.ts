@@ -35,38 +35,92 @@ test('every key is documented; flags and variables name one key each', () => {
 test('the commands keep their flags', () => {
   const longs = (c: Command) => c.options.map((o) => o.long).sort();
   const sorted = (s: string) => s.split(' ').sort();
-  assert.deepEqual(longs(agentCommand()), sorted('--config --no-config --host --site --libvirt-uri --redis --redis-password-file --period --reconcile ' +
-    '--socket --state-dir --spool-max --retention --sensor --pin-root --migrate-uri --metrics --metrics-bind --pretty'));
-  assert.deepEqual(longs(managerCommand()), sorted('--lab --config --no-config --pretty --apply --every --objective --env --horizon --max-moves --confirm ' +
-    '--cooldown --max-per-host --max-concurrent --timeout --auto-converge --span --exclude --once --json --metrics --metrics-bind --redis'));
+  assert.deepEqual(
+    longs(agentCommand()),
+    sorted(
+      '--config --no-config --host --site --libvirt-uri --redis --redis-password-file --period --reconcile ' +
+        '--socket --state-dir --spool-max --retention --sensor --pin-root --migrate-uri --metrics --metrics-bind --pretty',
+    ),
+  );
+  assert.deepEqual(
+    longs(managerCommand()),
+    sorted(
+      '--lab --config --no-config --pretty --apply --every --objective --env --horizon --max-moves --confirm ' +
+        '--cooldown --max-per-host --max-concurrent --timeout --auto-converge --span --exclude --once --json --metrics --metrics-bind --redis',
+    ),
+  );
   assert.deepEqual(longs(doctorCommand()), sorted('--config --no-config --libvirt-uri --hooks-dir --pin-root --redis --state-dir --socket --manager --json'));
 });
 
 test('a flag sets its key, typed; a flag not given sets nothing', () => {
   const given = (command: SettingsCommand, args: string[]) => {
     const c = settingOptions(new Command('x').exitOverride().configureOutput({ writeErr: () => undefined }), command).parse(args, { from: 'user' });
-    return Object.fromEntries(settingFlags(c.opts(), command).filter((f) => f.value !== undefined).map((f) => [`${f.flag} ${f.path}`, f.value]));
+    return Object.fromEntries(
+      settingFlags(c.opts(), command)
+        .filter((f) => f.value !== undefined)
+        .map((f) => [`${f.flag} ${f.path}`, f.value]),
+    );
   };
   assert.deepEqual(given('agent', ['--period', '60', '--redis', 'redis://r:1', '--metrics', '9', '--pretty', '--state-dir', '/s']), {
-    '--period agent.periodSeconds': 60, '--redis redis.url': 'redis://r:1', '--metrics agent.metricsPort': 9, '--pretty log.pretty': true, '--state-dir agent.stateDir': '/s',
+    '--period agent.periodSeconds': 60,
+    '--redis redis.url': 'redis://r:1',
+    '--metrics agent.metricsPort': 9,
+    '--pretty log.pretty': true,
+    '--state-dir agent.stateDir': '/s',
   });
   assert.deepEqual(given('manager', ['--exclude', 'a, b,', '--every', '3', '--env', '/e.json', '--apply', '--horizon', '5m']), {
-    '--exclude manager.exclude': ['a', 'b'], '--every manager.everyPeriods': 3, '--env manager.environment': '/e.json', '--apply manager.apply': true, '--horizon manager.horizon': '5m',
+    '--exclude manager.exclude': ['a', 'b'],
+    '--every manager.everyPeriods': 3,
+    '--env manager.environment': '/e.json',
+    '--apply manager.apply': true,
+    '--horizon manager.horizon': '5m',
   });
   assert.deepEqual(given('doctor', []), {});
   assert.throws(() => given('agent', ['--period', 'x']), /'x' is not an integer/);
 });
 
 test('the modules keep their defaults', () => {
-  assert.deepEqual({ ...DEFAULT_MANAGER }, {
-    apply: false, everyPeriods: 2, settleMs: 2000, objective: 'time', horizonSeconds: 3600, maxMoves: 5, confirmRounds: 2, cooldownMs: 600_000,
-    maxPerHost: 1, maxConcurrent: 2, timeoutMs: 300_000, autoConverge: false, lockTtlMs: 15_000, span: 4, coefficient: 2, maxWaitMs: 5000, exclude: [],
-    hostRoutes: {}, hostUris: [], migrateNetworks: [], // no route is trusted until configured (docs/security.md)
-  });
+  assert.deepEqual(
+    { ...DEFAULT_MANAGER },
+    {
+      apply: false,
+      everyPeriods: 2,
+      settleMs: 2000,
+      objective: 'time',
+      horizonSeconds: 3600,
+      maxMoves: 5,
+      confirmRounds: 2,
+      cooldownMs: 600_000,
+      maxPerHost: 1,
+      maxConcurrent: 2,
+      timeoutMs: 300_000,
+      autoConverge: false,
+      lockTtlMs: 15_000,
+      span: 4,
+      coefficient: 2,
+      maxWaitMs: 5000,
+      exclude: [],
+      hostRoutes: {},
+      hostUris: [],
+      migrateNetworks: [], // no route is trusted until configured (docs/security.md)
+    },
+  );
   const { host, ...agent } = DEFAULTS;
   assert.ok(host);
   assert.deepEqual(agent, {
-    site: 'default', libvirtUri: 'qemu:///system', redis: 'redis://127.0.0.1:6379', periodSeconds: 30, reconcileSeconds: 10, socket: '/run/virt-cohort/agent.sock',
-    stateDir: '/var/lib/virt-cohort', spoolMax: 2880, retention: 0, sensor: 'auto', pinRoot: '/sys/fs/bpf/virt-cohort', migrateUri: '', metricsPort: 0, metricsBind: '127.0.0.1',
+    site: 'default',
+    libvirtUri: 'qemu:///system',
+    redis: 'redis://127.0.0.1:6379',
+    periodSeconds: 30,
+    reconcileSeconds: 10,
+    socket: '/run/virt-cohort/agent.sock',
+    stateDir: '/var/lib/virt-cohort',
+    spoolMax: 2880,
+    retention: 0,
+    sensor: 'auto',
+    pinRoot: '/sys/fs/bpf/virt-cohort',
+    migrateUri: '',
+    metricsPort: 0,
+    metricsBind: '127.0.0.1',
   });
 });

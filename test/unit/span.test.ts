@@ -5,10 +5,22 @@ import { parseDuration, spanPeriods, spanStarts } from '../../src/collector/span
 import { UserError } from '../../src/util/errors.js';
 
 test('durations as people type them; a bare number is seconds', () => {
-  const cases: [string, number][] = [['500ms', 500], ['30s', 30_000], ['5m', 300_000], ['1h', 3_600_000], ['1d', 86_400_000], ['1.5', 1500], [' 2 m ', 120_000]];
+  const cases: [string, number][] = [
+    ['500ms', 500],
+    ['30s', 30_000],
+    ['5m', 300_000],
+    ['1h', 3_600_000],
+    ['1d', 86_400_000],
+    ['1.5', 1500],
+    [' 2 m ', 120_000],
+  ];
   for (const [text, ms] of cases) assert.equal(parseDuration(text, '--since'), ms, text);
   for (const bad of ['', 'abc', '5 minutes', '-1s', '1e3']) {
-    assert.throws(() => parseDuration(bad, '--since'), (e) => e instanceof UserError && /--since '.*' is not a duration: write e\.g\. 30s/.test(e.message), bad);
+    assert.throws(
+      () => parseDuration(bad, '--since'),
+      (e) => e instanceof UserError && /--since '.*' is not a duration: write e\.g\. 30s/.test(e.message),
+      bad,
+    );
   }
 });
 
@@ -34,7 +46,10 @@ test('the span ends with the newest period that has ended', () => {
 });
 
 test('pair members are named by VM where an address is a known VM; a known source means measured at the receiver', () => {
-  const addr = new Map([['10.0.0.1', 'a'], ['10.0.0.2', 'b']]);
+  const addr = new Map([
+    ['10.0.0.1', 'a'],
+    ['10.0.0.2', 'b'],
+  ]);
   assert.deepEqual(resolveMember('10.0.0.1>10.0.0.2', addr), { src: 'a', dst: 'b', received: true });
   assert.deepEqual(resolveMember('a>10.0.0.2', addr), { src: 'a', dst: 'b', received: false });
   assert.deepEqual(resolveMember('a>192.0.2.7', addr), { src: 'a', dst: '192.0.2.7', received: false });

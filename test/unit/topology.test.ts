@@ -7,9 +7,18 @@ const lab: LabSettings = { name: 'lab', index: 101, sites: 2, hostsPerSite: 2, d
 
 test('hosts are named by site letter and carry distinct management and data addresses', () => {
   const h = hosts(lab);
-  assert.deepEqual(h.map((x) => x.name), ['a1', 'a2', 'b1', 'b2']);
-  assert.deepEqual(h.map((x) => x.uri), [1, 2, 3, 4].map((k) => `qemu+tcp://10.101.0.${k}/system`));
-  assert.deepEqual(h.map((x) => x.dataIp), ['10.101.1.1', '10.101.1.2', '10.101.2.3', '10.101.2.4']);
+  assert.deepEqual(
+    h.map((x) => x.name),
+    ['a1', 'a2', 'b1', 'b2'],
+  );
+  assert.deepEqual(
+    h.map((x) => x.uri),
+    [1, 2, 3, 4].map((k) => `qemu+tcp://10.101.0.${k}/system`),
+  );
+  assert.deepEqual(
+    h.map((x) => x.dataIp),
+    ['10.101.1.1', '10.101.1.2', '10.101.2.3', '10.101.2.4'],
+  );
   assert.equal(new Set(h.map((x) => x.netns)).size, 4);
 });
 

@@ -37,13 +37,18 @@ test('transports that run a program or stay local, query parameters and odd path
 test('patterns: `*` is one label, the rest must match exactly', () => {
   assert.deepEqual(tls.vet('hv01', 'qemu+tls://hv01.hv.example/system'), { ok: true, route: { uri: 'qemu+tls://hv01.hv.example/system' } });
   assert.equal(tls.vet('hv01', 'qemu+tls://HV01.hv.example/system').ok, true, 'host names are case-insensitive');
-  for (const uri of ['qemu+tls://evil.example/system', 'qemu+tls://a.b.hv.example/system', 'qemu+tls://hv01.hv.example:1/system',
-    'qemu+tcp://hv01.hv.example/system', 'qemu+tls://hv01.hv.example.evil.example/system']) {
+  for (const uri of [
+    'qemu+tls://evil.example/system',
+    'qemu+tls://a.b.hv.example/system',
+    'qemu+tls://hv01.hv.example:1/system',
+    'qemu+tcp://hv01.hv.example/system',
+    'qemu+tls://hv01.hv.example.evil.example/system',
+  ]) {
     refused(tls.vet('hv01', uri), /matches no manager.hostUris pattern/);
   }
 });
 
-test('migration URIs: tcp://ADDRESS[:PORT] in a configured network, or empty (the libvirt URI\'s host)', () => {
+test("migration URIs: tcp://ADDRESS[:PORT] in a configured network, or empty (the libvirt URI's host)", () => {
   const uri = 'qemu+tls://hv01.hv.example/system';
   assert.deepEqual(tls.vet('hv01', uri, 'tcp://10.0.1.5:49152'), { ok: true, route: { uri, migrateUri: 'tcp://10.0.1.5:49152' } });
   assert.equal(tls.vet('hv01', uri, 'tcp://[fd00:1::5]').ok, true);
@@ -68,7 +73,7 @@ test('no policy: nothing is trusted, and the message says what to configure; bad
   assert.equal(bad.empty, true);
 });
 
-test('a lab\'s manager vouches for exactly the routes its agents register (qemu+tcp://10.L.0.k/system, tcp://10.L.s.k)', () => {
+test("a lab's manager vouches for exactly the routes its agents register (qemu+tcp://10.L.0.k/system, tcp://10.L.s.k)", () => {
   const lab = (index: number): LabSettings => ({ name: `l${index}`, index, sites: 2, hostsPerSite: 2, delayMs: 10, rateMbit: 1000, redisPort: 6390 });
   const v = new RouteVetter(labRoutes(lab(7)));
   assert.deepEqual(v.problems, []);

@@ -5,15 +5,30 @@ import { succeeds } from '../../src/util/exec.js';
 
 test('a domain named like an option stays a name: every positional comes after --', () => {
   const args = migrateArgs('--domain=victim', 'qemu+tls://b.hv.example/system', { migrateUri: 'tcp://10.0.1.2', autoConverge: true });
-  assert.deepEqual(args, ['migrate', '--live', '--p2p', '--persistent', '--undefinesource', '--migrateuri', 'tcp://10.0.1.2', '--auto-converge',
-    '--', '--domain=victim', 'qemu+tls://b.hv.example/system']);
+  assert.deepEqual(args, [
+    'migrate',
+    '--live',
+    '--p2p',
+    '--persistent',
+    '--undefinesource',
+    '--migrateuri',
+    'tcp://10.0.1.2',
+    '--auto-converge',
+    '--',
+    '--domain=victim',
+    'qemu+tls://b.hv.example/system',
+  ]);
   assert.deepEqual(domainCommand('domjobinfo', '--all', ['--completed']), ['domjobinfo', '--completed', '--', '--all']);
 });
 
 test('names libvirt allows pass; names it cannot hold are refused with what to do', () => {
   for (const n of ['vm1', 'a>b', 'x:y', '{j}', 'with space', 'ünï', '-x', '--']) assert.equal(checkDomainName(n), n);
   for (const n of ['', 'a/b', 'a\nb', 'a\0b', 'x'.repeat(2000)]) {
-    assert.throws(() => checkDomainName(n), (e: Error) => e instanceof DomainNameError && /virsh list --all/.test(e.message), JSON.stringify(n.slice(0, 10)));
+    assert.throws(
+      () => checkDomainName(n),
+      (e: Error) => e instanceof DomainNameError && /virsh list --all/.test(e.message),
+      JSON.stringify(n.slice(0, 10)),
+    );
   }
 });
 
