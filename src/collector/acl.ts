@@ -111,7 +111,7 @@ export function readerUser(): AclUser {
 
 export function aclUsers(o: AclOptions): AclUser[] {
   const hosts = [...new Set(o.hosts)];
-  if (!hosts.length) throw new UserError("no host given: name every agent's host (--hosts a1,b1), as in `virt-cohort stats --hosts`");
+  if (!hosts.length) throw new UserError("no host given: name every agent's host, as the host registry lists them (virt-cohort stats --hosts)");
   return [...hosts.map((h) => agentUser(h, o.agentsTrim)), managerUser(), readerUser()];
 }
 

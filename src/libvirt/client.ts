@@ -44,7 +44,7 @@ export class LibvirtClient {
     try {
       await hv.connectOpen();
     } catch (err) {
-      throw new UserError(`cannot connect to libvirt at ${uri} (${(err as Error).message}): is libvirtd running, and is the URI right (--libvirt-uri)?`);
+      throw new UserError(`cannot connect to libvirt at ${uri} (${(err as Error).message}): is libvirtd running, and is the URI right (agent.libvirtUri)?`);
     }
     return new LibvirtClient(uri, hv);
   }

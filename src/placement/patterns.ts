@@ -15,7 +15,7 @@ export function peersFor(pattern: string, i: number, n: number): number[] {
   const others = (list: number[]) => [...new Set(list)].filter((j) => j !== i && j >= 1).sort((a, b) => a - b);
   if (pattern === 'idle') return [];
   if (i > n && !pattern.startsWith('peers:')) {
-    throw new UserError(`VM index ${i} is outside its cluster of ${n} VMs: raise --cluster to at least ${i}`);
+    throw new UserError(`VM index ${i} is outside its cluster of ${n} VMs: make the cluster at least ${i} VMs`);
   }
   if (pattern === 'pairs') {
     const partner = i % 2 === 1 ? i + 1 : i - 1;
@@ -33,5 +33,5 @@ export function peersFor(pattern: string, i: number, n: number): number[] {
   }
   const explicit = /^peers:(\d+(?:,\d+)*)$/.exec(pattern);
   if (explicit) return others(explicit[1]!.split(',').map(Number));
-  throw new UserError(`unknown traffic pattern '${pattern}': use one of ${PATTERNS.join(', ')} (e.g. --pattern groups:2)`);
+  throw new UserError(`unknown traffic pattern '${pattern}': use one of ${PATTERNS.join(', ')} (e.g. groups:2)`);
 }

@@ -54,7 +54,7 @@ export class EbpfSensor implements Sensor {
     const dir = join(opts.pinRoot, `v${LAYOUT_VERSION}`);
     await requireBpffs(opts.pinRoot);
     if (!(await exists(join(dir, 'progs', PROG_FROM_VM)))) {
-      if (opts.load === false) throw new UserError(`no sensor is pinned at ${dir}: is the agent running on this host (or pass the right --pin-root)?`);
+      if (opts.load === false) throw new UserError(`no sensor is pinned at ${dir}: is the agent running on this host, and is this its pin root (agent.pinRoot)?`);
       await load(opts.object, dir);
     }
     const open = (name: string, keySize: number, valueSize: number, maxEntries?: number) => {

@@ -46,5 +46,5 @@ test('bad patterns and sizes are user errors that name the fix', () => {
     (e: unknown) => e instanceof UserError && /unknown traffic pattern 'star'.*groups:K/.test(e.message),
   );
   assert.throws(() => peersFor('groups:9', 1, 4), UserError);
-  assert.throws(() => peersFor('ring', 5, 4), /raise --cluster/);
+  assert.throws(() => peersFor('ring', 5, 4), /make the cluster at least 5 VMs/);
 });
