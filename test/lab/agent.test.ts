@@ -198,8 +198,9 @@ function agentSuite(sensor: 'ebpf' | 'pcap'): void {
           `period ${p} after the outage: ${msgs} messages, expected ${PER_PERIOD} ± ${SLIP} ` + `(the period holds: ${(await redis.zrange(K.msgs(p), '0', '-1', 'WITHSCORES')).join(' ')})`,
         );
       }
+      // A period lost or applied twice moves the sum by a whole period (100); a busy lab's generators drift by ~1 %.
       const n = (last - before) / PERIOD;
-      assert.ok(Math.abs(sum - n * PER_PERIOD) <= 2 * SLIP, `${sum} messages over the ${n} periods of the outage, expected ${n * PER_PERIOD}`);
+      assert.ok(Math.abs(sum - n * PER_PERIOD) < PER_PERIOD / 2, `${sum} messages over the ${n} periods of the outage, expected ${n * PER_PERIOD} (no period lost or doubled)`);
       for (const h of [a, b]) {
         const left = (await readdir(join(agentPaths(lab, h).stateDir, 'spool'))).filter((f) => f.endsWith('.json'));
         assert.deepEqual(left, [], `the spool of ${h.name} is empty again`);
