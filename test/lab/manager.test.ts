@@ -1,10 +1,11 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { cp, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { msToNextBoundary } from '../../src/util/period.js';
 import { K } from '../../src/collector/keys.js';
+import { hostPart } from '../../src/collector/store.js';
 import { startGuests } from '../../src/cli/lab.js';
 import { labRoutes } from '../../src/lab/agents.js';
 import { labRedisUrl } from '../../src/lab/agents.js';
@@ -12,7 +13,7 @@ import { labEnvironment } from '../../src/lab/environment.js';
 import { labDown, labUp } from '../../src/lab/lab.js';
 import { libvirtdPidFile, restartLibvirtd } from '../../src/lab/libvirtd.js';
 import { domainName, hosts, type LabHost } from '../../src/lab/topology.js';
-import { hostDir, type LabState } from '../../src/lab/state.js';
+import { hostDir, labDir, type LabState } from '../../src/lab/state.js';
 import { listDomains, domainState } from '../../src/libvirt/virsh.js';
 import { migrateOne, type HostRoute } from '../../src/manager/executor.js';
 import { cooldownUntil, readHistory } from '../../src/manager/history.js';
@@ -57,9 +58,15 @@ function managerSuite(sensor: 'ebpf' | 'pcap'): void {
     const last = Math.floor(to / 1000 / PERIOD) * PERIOD + PERIOD;
     await waitFor(`period ${last} reported`, async () => ((await redis.scard(K.reported(last))) >= 4 ? true : undefined), 30_000);
     let sum = 0;
-    for (let p = first; p <= last; p += PERIOD) sum += Number((await redis.zscore(K.msgs(p), `${vm}>${peer}`)) ?? 0);
+    const seen: string[] = [];
+    for (let p = first; p <= last; p += PERIOD) {
+      const n = Number((await redis.zscore(K.msgs(p), `${vm}>${peer}`)) ?? 0);
+      sum += n;
+      const parts = await Promise.all(hosts(lab).map(async (h) => `${h.name} ${(await hostPart(redis, p, h.name)).get(`${vm}>${peer}`)?.[0] ?? 0}`));
+      seen.push(`${p}: ${n} (${parts.join(', ')})`);
+    }
     const expected = RATE * (last - first + PERIOD);
-    assert.ok(Math.abs(sum - expected) <= RATE + 4, `${vm} sent ${sum} messages around its move, expected ${expected}`);
+    assert.ok(Math.abs(sum - expected) <= RATE + 4, `${vm} sent ${sum} messages around its move (${from}-${to}), expected ${expected}; by period and host: ${seen.join('; ')}`);
   }
 
   describe(`manager (${sensor}) on lab ${name}`, { concurrency: 1 }, () => {
@@ -74,6 +81,8 @@ function managerSuite(sensor: 'ebpf' | 'pcap'): void {
     });
     after(async () => {
       redis?.disconnect();
+      // For a person debugging a failure: the agents' logs, kept where VIRT_COHORT_TEST_LOGS says.
+      if (process.env.VIRT_COHORT_TEST_LOGS) await cp(labDir(lab.name), join(process.env.VIRT_COHORT_TEST_LOGS, name), { recursive: true }).catch(() => undefined);
       await labDown(name);
     });
 
