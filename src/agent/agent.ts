@@ -17,7 +17,7 @@ import type { AgentConfig } from './config.js';
 import { listenHooks, type HookEvent } from './hookserver.js';
 import { arpClaims, toPairs } from './pairs.js';
 import { AddressBook, type Owners } from './addresses.js';
-import { domainAddresses } from '../libvirt/virsh.js';
+import { Leases } from './leases.js';
 import { msToNextBoundary, periodAt, periodLabel } from '../util/period.js';
 import { Spool } from './spool.js';
 import { VmIds } from './vmids.js';
@@ -37,9 +37,6 @@ const WRITE_TIMEOUT_MS = 15_000;
 const LIBVIRT_TIMEOUT_MS = 20_000;
 /** How long the taps a `started` hook announced are counted without libvirt confirming them. */
 const ANNOUNCED_MS = 60_000;
-/** How often a VM's DHCP leases and neighbour entries are asked of libvirt, and for how many VMs per reconcile. */
-const LEASES_EVERY_MS = 5 * 60_000;
-const LEASES_PER_RECONCILE = 4;
 const MAX_PENDING_EVENTS = 10_000;
 
 /**
@@ -59,10 +56,7 @@ export class Agent {
   /** VMs this host ran at the last reconcile, with what libvirt said of them. */
   private local = new Map<string, DomainSnapshot>();
   private book = new AddressBook();
-  /** What libvirt's DHCP leases and neighbour table said of each VM, and when it was asked. */
-  private leases = new Map<string, string[]>();
-  private leasesAsked = new Map<string, number>();
-  private askingLeases = false;
+  private readonly leases: Leases;
   private pendingEvents: Record<string, string | number>[] = [];
   /** Taps a `started` hook named, counted at once: libvirt may not answer yet (restarting, or a stale connection). */
   private announced = new Map<string, { vm: number; mac: string; domain: string; until: number }>();
@@ -82,6 +76,7 @@ export class Agent {
     private readonly connect: (uri: string) => Promise<DomainSource>,
   ) {
     this.lastRead = Date.now();
+    this.leases = new Leases(cfg.libvirtUri);
   }
 
   /** `sensor`: count with this one instead of opening the configured backend (a fake in tests: test/helpers/sensor.ts). */
@@ -147,7 +142,8 @@ export class Agent {
     const name = (id: number) => this.ids.name(id);
     // ARP claims first, each accepted or refused: a spoofed claim never renames a peer of this period.
     const cluster = await this.clusterAddresses();
-    this.book.observe(arpClaims(reading.flows, name), await this.owners(cluster));
+    const claims = arpClaims(reading.flows, name);
+    this.book.observe(claims, await this.owners(cluster, claims));
     for (const [a, vm] of this.book.entries()) cluster.set(a, vm);
     const { pairs, vms } = toPairs(reading.flows, name, cluster);
     const report: Report = {
@@ -219,12 +215,18 @@ export class Agent {
     }
   }
 
-  /** Owners of the cluster's addresses, each with whether the directory still holds it as running or arriving. */
-  private async owners(cluster: Map<string, string>): Promise<Owners> {
+  /**
+   * The directory's owners of the addresses claimed this period by another VM
+   * than the one holding them, with whether that owner still runs: usually
+   * none, so no VM state is read.
+   */
+  private async owners(cluster: Map<string, string>, claims: Map<string, Set<string>>): Promise<Owners> {
+    const contested = new Map<string, string>();
+    for (const [vm, addrs] of claims) for (const a of addrs) if (cluster.has(a) && cluster.get(a) !== vm) contested.set(a, cluster.get(a)!);
     const owners: Owners = new Map();
-    if (!cluster.size) return owners;
-    const states = await withTimeout(this.registry.vmStates([...new Set(cluster.values())]), 5000, 'VM states').catch(() => undefined);
-    for (const [a, vm] of cluster) owners.set(a, { vm, live: !states || states.get(vm) === 'running' || states.get(vm) === 'arriving' });
+    if (!contested.size) return owners;
+    const states = await withTimeout(this.registry.vmStates([...new Set(contested.values())]), 5000, 'VM states').catch(() => undefined);
+    for (const [a, vm] of contested) owners.set(a, { vm, live: !states || states.get(vm) === 'running' || states.get(vm) === 'arriving' });
     return owners;
   }
 
@@ -279,7 +281,7 @@ export class Agent {
       const vm = this.ids.idFor(d.uuid, d.name);
       // A VM that opted out (domain metadata count="no") is not watched.
       if (!d.optOut) for (const i of d.interfaces) if (i.tap) want.push({ tap: i.tap, vm, mac: i.mac });
-      this.book.trust(d.name, [...d.interfaces.flatMap((i) => i.addresses), ...(this.leases.get(d.name) ?? [])]);
+      this.book.trust(d.name, [...d.interfaces.flatMap((i) => i.addresses), ...this.leases.of(d.name)]);
     }
     want.push(...this.announcedTaps(domains));
     await this.attachAll(want, true);
@@ -288,7 +290,7 @@ export class Agent {
     const gone = [...this.local.keys()].filter((n) => !domains.some((d) => d.name === n));
     this.local = new Map(domains.map((d) => [d.name, d]));
     this.book.keepOnly(new Set(this.local.keys()));
-    void this.askLeases(domains);
+    void this.leases.refresh(domains);
     this.waitingFor = '';
     if (this.redis.status !== 'ready') return;
     await this.publishDirectory(domains, gone);
@@ -318,28 +320,6 @@ export class Agent {
       }
     }
     return undefined;
-  }
-
-  /**
-   * Asks libvirt (`domifaddr`, leases then neighbour table) for the addresses
-   * of a few VMs whose answer is older than LEASES_EVERY_MS: one virsh per
-   * VM and source, so never all at once, and never holding up a reconcile.
-   */
-  private async askLeases(domains: DomainSnapshot[]): Promise<void> {
-    if (this.askingLeases || this.cfg.libvirtUri === '') return;
-    this.askingLeases = true;
-    try {
-      const now = Date.now();
-      const due = domains.filter((d) => now - (this.leasesAsked.get(d.name) ?? 0) > LEASES_EVERY_MS).slice(0, LEASES_PER_RECONCILE);
-      for (const d of due) {
-        this.leasesAsked.set(d.name, now);
-        const found = [...(await domainAddresses(this.cfg.libvirtUri, d.name, 'lease')), ...(await domainAddresses(this.cfg.libvirtUri, d.name, 'arp'))];
-        this.leases.set(d.name, [...new Set(found)]);
-      }
-      for (const name of [...this.leases.keys()]) if (!this.local.has(name)) this.leases.delete(name);
-    } finally {
-      this.askingLeases = false;
-    }
   }
 
   /** Hook-announced taps libvirt does not list (yet), while their announcement is fresh. */
