@@ -9,13 +9,17 @@ export const redisPidFile = (name: string) => join(labDir(name), 'redis.pid');
 /** The lab's Redis listens on loopback and on the management network, so every lab host reaches it. */
 export async function startRedis(lab: LabSettings): Promise<void> {
   const dir = labDir(lab.name);
-  await run('redis-server', [
+  await run('redis-server', [...redisServerArgs({ port: lab.redisPort, bind: `127.0.0.1 ${rootIp(lab)}`, dir }), '--protected-mode', 'no']);
+  await waitFor(`the lab's Redis on port ${lab.redisPort} (see ${join(dir, 'redis.log')})`, async () => ((await redisPing(lab)) ? true : undefined), 10_000, 50);
+}
+
+/** A throw-away redis-server: no persistence, daemonized, its pid file, log and files in `dir` unless named. */
+export function redisServerArgs(o: { port: number; bind: string; dir: string; pidfile?: string; logfile?: string }): string[] {
+  return [
     '--port',
-    String(lab.redisPort),
+    String(o.port),
     '--bind',
-    `127.0.0.1 ${rootIp(lab)}`,
-    '--protected-mode',
-    'no',
+    o.bind,
     '--save',
     '',
     '--appendonly',
@@ -23,13 +27,12 @@ export async function startRedis(lab: LabSettings): Promise<void> {
     '--daemonize',
     'yes',
     '--pidfile',
-    redisPidFile(lab.name),
+    o.pidfile ?? join(o.dir, 'redis.pid'),
     '--logfile',
-    join(dir, 'redis.log'),
+    o.logfile ?? join(o.dir, 'redis.log'),
     '--dir',
-    dir,
-  ]);
-  await waitFor(`the lab's Redis on port ${lab.redisPort} (see ${join(dir, 'redis.log')})`, async () => ((await redisPing(lab)) ? true : undefined), 10_000, 50);
+    o.dir,
+  ];
 }
 
 export function redisPing(lab: LabSettings): Promise<boolean> {

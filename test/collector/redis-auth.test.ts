@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { pino } from 'pino';
 import { connectChecked, connectDaemon, RedisConnectError } from '../../src/config/redis.js';
-import { portFree } from '../../src/lab/redis.js';
+import { portFree, redisServerArgs } from '../../src/lab/redis.js';
 import { run, sleep, waitFor } from '../../src/util/exec.js';
 import { alive } from '../../src/util/process.js';
 import { TestRedis } from '../helpers/redis.js';
@@ -94,16 +94,9 @@ test('TLS: rediss:// with our CA, a client certificate, and a clear message with
     if (await portFree(c)) port = c;
   }
   await run('redis-server', [
-    '--port',
-    '0',
+    ...redisServerArgs({ port: 0, bind: '127.0.0.1', dir, pidfile: p('tls.pid'), logfile: p('tls.log') }),
     '--tls-port',
     String(port),
-    '--bind',
-    '127.0.0.1',
-    '--save',
-    '',
-    '--appendonly',
-    'no',
     '--tls-cert-file',
     p('server.pem'),
     '--tls-key-file',
@@ -114,14 +107,6 @@ test('TLS: rediss:// with our CA, a client certificate, and a clear message with
     'optional',
     '--requirepass',
     PASSWORD,
-    '--daemonize',
-    'yes',
-    '--pidfile',
-    p('tls.pid'),
-    '--logfile',
-    p('tls.log'),
-    '--dir',
-    dir,
   ]);
   try {
     const url = `rediss://127.0.0.1:${port}`;

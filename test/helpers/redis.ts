@@ -1,7 +1,7 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { portFree } from '../../src/lab/redis.js';
+import { portFree, redisServerArgs } from '../../src/lab/redis.js';
 import { run, sleep, succeeds, waitFor } from '../../src/util/exec.js';
 import { alive } from '../../src/util/process.js';
 
@@ -39,26 +39,7 @@ export class TestRedis {
   async launch(): Promise<void> {
     await run(
       'redis-server',
-      [
-        '--port',
-        String(this.port),
-        '--bind',
-        '127.0.0.1',
-        '--save',
-        '',
-        '--appendonly',
-        'no',
-        '--daemonize',
-        'yes',
-        '--pidfile',
-        join(this.dir, 'redis.pid'),
-        '--logfile',
-        join(this.dir, 'redis.log'),
-        '--dir',
-        this.dir,
-        ...(this.password ? ['--requirepass', this.password] : []),
-        ...(this.aclfile ? ['--aclfile', this.aclfile] : []),
-      ],
+      [...redisServerArgs({ port: this.port, bind: '127.0.0.1', dir: this.dir }), ...(this.password ? ['--requirepass', this.password] : []), ...(this.aclfile ? ['--aclfile', this.aclfile] : [])],
       this.netns ? { netns: this.netns } : {},
     );
     await waitFor(`test Redis on port ${this.port}`, async () => ((await this.cli('ping')) ? true : undefined), 10_000, 50);
