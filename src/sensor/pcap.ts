@@ -66,6 +66,9 @@ interface Capture {
   mac2: number;
   /** The tap's MTU: an IP packet larger than it is a GSO/GRO super-packet, split into segments on the wire. */
   mtu: number;
+  /** The tap's kernel index: a tap deleted and created again under the same name (a VM that left and came back) is a new one. */
+  ifindex: number;
+  mac: string;
   /** IPv4 flows by (direction, peer) as one number: no string per packet. */
   v4: Map<number, Flow>;
   /** IPv6, ARP and other frames, by their FlowKey text. */
@@ -124,7 +127,12 @@ export class PcapSensor implements Sensor {
       throw new UserError(`the pcap backend needs the VM's MAC address to tell its directions apart (tap ${tap}, got '${mac ?? ''}')`);
     }
     await this.detach(tap);
-    const mtu = await linkMtu(tap);
+    const { mtu, ifindex } = await linkInfo(tap);
+    this.open(tap, vm, mac, mtu, ifindex);
+    log.info({ tap, vm, mtu }, 'capturing');
+  }
+
+  private open(tap: string, vm: number, mac: string, mtu: number, ifindex: number): void {
     let handle: object;
     try {
       handle = addon().open(tap, SNAPLEN, KERNEL_BUFFER);
@@ -132,9 +140,9 @@ export class PcapSensor implements Sensor {
       throw new UserError(`libpcap cannot capture on ${tap}: ${(err as Error).message}`);
     }
     const m = Buffer.from(mac.replace(/:/g, ''), 'hex');
-    this.captures.set(tap, { handle, tap, vm, dropped: 0, mac4: m.readUInt32BE(0), mac2: m.readUInt16BE(4), mtu, v4: new Map(), other: new Map(), mss: new Map() });
+    const c: Capture = { handle, tap, vm, dropped: 0, mac4: m.readUInt32BE(0), mac2: m.readUInt16BE(4), mtu, ifindex, mac, v4: new Map(), other: new Map(), mss: new Map() };
+    this.captures.set(tap, c);
     this.poller ??= setInterval(() => this.poll(), POLL_MS).unref();
-    log.info({ tap, vm, mtu }, 'capturing');
   }
 
   async detach(tap: string): Promise<void> {
@@ -181,8 +189,21 @@ export class PcapSensor implements Sensor {
       c.dropped = dropped;
     } catch (err) {
       // The tap went away (the VM stopped or left): what was read is kept.
-      log.info({ tap: c.tap, vm: c.vm, why: (err as Error).message }, 'capture ended');
       this.closeCapture(c);
+      log.info({ tap: c.tap, vm: c.vm, why: (err as Error).message }, 'capture ended');
+      void this.reopen(c);
+    }
+  }
+
+  /** A capture that failed on a tap that is still there (it went down, or the socket failed) is opened again at once, not at the next reconcile. */
+  private async reopen(c: Capture): Promise<void> {
+    const now = (await links().catch(() => new Map<string, LinkInfo>())).get(c.tap);
+    if (now?.ifindex !== c.ifindex || this.captures.has(c.tap)) return;
+    try {
+      this.open(c.tap, c.vm, c.mac, now.mtu, now.ifindex);
+      log.warn({ tap: c.tap, vm: c.vm }, 'the tap is still there: capturing again');
+    } catch (err) {
+      log.warn({ tap: c.tap, vm: c.vm, why: (err as Error).message }, 'the tap is still there but cannot be captured again now; the next reconcile tries');
     }
   }
 
@@ -205,8 +226,11 @@ export class PcapSensor implements Sensor {
   async reconcile(want: (Attachment & { mac?: string })[]): Promise<ReconcileResult> {
     const r: ReconcileResult = { attached: [], removed: [], failed: [] };
     const wanted = new Set(want.map((w) => w.tap));
+    const now = await links();
     for (const w of want) {
-      if (this.captures.get(w.tap)?.vm === w.vm) continue;
+      const c = this.captures.get(w.tap);
+      // A tap deleted and made again under the same name is a new interface: the old capture sees nothing of it.
+      if (c?.vm === w.vm && now.get(w.tap)?.ifindex === c.ifindex) continue;
       try {
         await this.attach(w.tap, w.vm, w.mac);
         r.attached.push(w.tap);
@@ -356,10 +380,21 @@ function synMss(frame: Buffer, l4: number, end: number): number {
   return 0;
 }
 
-async function linkMtu(tap: string): Promise<number> {
+interface LinkInfo {
+  mtu: number;
+  ifindex: number;
+}
+
+/** Every interface of this network namespace (netlink, so right inside `nsenter --net`, where /sys is the host's). */
+async function links(): Promise<Map<string, LinkInfo>> {
+  const all = JSON.parse(await run('ip', ['-j', 'link', 'show'])) as { ifname: string; mtu?: number; ifindex: number }[];
+  return new Map(all.map((l) => [l.ifname, { mtu: l.mtu ?? 1500, ifindex: l.ifindex }]));
+}
+
+async function linkInfo(tap: string): Promise<LinkInfo> {
   try {
-    const [link] = JSON.parse(await run('ip', ['-j', 'link', 'show', 'dev', tap])) as { mtu?: number }[];
-    return link?.mtu ?? 1500;
+    const [link] = JSON.parse(await run('ip', ['-j', 'link', 'show', 'dev', tap])) as { mtu?: number; ifindex?: number }[];
+    return { mtu: link?.mtu ?? 1500, ifindex: link?.ifindex ?? -1 };
   } catch (err) {
     throw new UserError(`no interface '${tap}' here (${(err as Error).message.split('\n').pop()}): is the VM running?`);
   }

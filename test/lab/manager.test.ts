@@ -67,7 +67,25 @@ function managerSuite(sensor: 'ebpf' | 'pcap'): void {
       seen.push(`${p}: ${n} (${parts.join(', ')})`);
     }
     const expected = RATE * (last - first + PERIOD);
-    assert.ok(Math.abs(sum - expected) <= RATE + 4, `${vm} sent ${sum} messages around its move (${from}-${to}), expected ${expected}; by period and host: ${seen.join('; ')}`);
+    if (Math.abs(sum - expected) <= RATE + 4) return;
+    // What each agent said about taps over those periods, for whoever reads a failure in CI.
+    const said: string[] = [];
+    for (const h of hosts(lab)) {
+      const lines = (await readFile(join(hostDir(lab.name, h.name), 'agent.log'), 'utf8').catch(() => '')).split('\n');
+      for (const l of lines) {
+        const j = (() => {
+          try {
+            return JSON.parse(l) as { time: number; msg: string; [k: string]: unknown };
+          } catch {
+            return undefined;
+          }
+        })();
+        if (!j || j.time < first * 1000 || j.time > (last + PERIOD) * 1000 || !/hook|captur|reconcil|tap|libvirt|waiting/.test(j.msg)) continue;
+        const { level: _l, time, pid: _p, hostname: _h, msg, ...rest } = j;
+        said.push(`${h.name} ${new Date(time).toISOString().slice(11, 23)} ${msg} ${JSON.stringify(rest)}`);
+      }
+    }
+    assert.fail(`${vm} sent ${sum} messages around its move (${from}-${to}), expected ${expected}; by period and host: ${seen.join('; ')}\nthe agents said:\n${said.join('\n')}`);
   }
 
   describe(`manager (${sensor}) on lab ${name}`, { concurrency: 1 }, () => {
