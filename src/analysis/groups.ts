@@ -7,6 +7,26 @@ export interface Group {
   internal: number;
   /** Traffic between members and anything outside the group, fixed endpoints included. */
   external: number;
+  /** Two or more VMs whose traffic inside is above the significance floor (see detectGroups). */
+  significant?: boolean;
+  /** The cheapest split of the group (cohesive method), and recursively of its parts. */
+  split?: GroupSplit;
+}
+
+export interface GroupSplit {
+  /** Traffic between the two parts, in the group's measure. */
+  cut: number;
+  /** cut / the group's internal traffic: what splitting it would cost. */
+  share: number;
+  /** The cut over the boundary VMs' traffic: below the criterion, the parts would be groups of their own. */
+  boundary: number;
+  parts: [GroupPart, GroupPart];
+}
+
+export interface GroupPart {
+  members: string[];
+  internal: number;
+  split?: GroupSplit;
 }
 
 /** Turns per-VM labels (any integers) into groups, largest internal traffic first, then by first member's name. */

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import type { Redis } from 'ioredis';
-import { detectGroups, type GroupMethod } from '../analysis/index.js';
+import { checkCohesive, COHESIVE_DEFAULTS, detectGroups, GROUP_METHODS, paybackFloor, type Group } from '../analysis/index.js';
 import { buildGraph, type TrafficMeasure } from '../analysis/graph.js';
 import { connectOnce } from '../config/redis.js';
 import { OBJECTIVES } from '../config/schema.js';
@@ -16,7 +16,6 @@ import { redisOption } from './settings.js';
 import { EXIT_REFORMULATE, render } from './stats.js';
 import { table } from './table.js';
 
-const METHODS: readonly GroupMethod[] = ['seed', 'louvain'];
 const MEASURES: readonly TrafficMeasure[] = ['bytes', 'messages'];
 
 /** Options every command that reads the collector and the environment shares (groups, plan, place). */
@@ -122,12 +121,22 @@ const exitNote = '\nExit status: 0 answered, 3 the collector handed the query ba
 export function groupsCommand(): Command {
   const cmd = new Command('groups').description("communication groups of the running VMs, from the collector's traffic: members, traffic inside vs. out of each group");
   queryOptions(environmentOptions(cmd))
-    .option('--method <m>', "seed: the seed's greedy algorithm; louvain: modularity, split to fit the largest host", 'louvain')
+    .option('--method <m>', "cohesive: groups that no cheap split separates (see docs/groups.md); louvain: modularity, split to fit the largest host; seed: the seed's greedy algorithm", 'cohesive')
     .option('--measure <m>', 'bytes|messages: the traffic that defines a group', 'bytes')
+    .option('--max-cut <share>', "cohesive: a set splits only where the traffic across is below this share of its boundary VMs' traffic", String(COHESIVE_DEFAULTS.maxCut))
+    .option('--noise <share>', "cohesive: a pair below this share of either VM's strongest pair is noise", String(COHESIVE_DEFAULTS.noise))
+    .option('--horizon <duration>', "a group is significant when its traffic over this time is at least its smallest member's memory (what one move sends)", '1h')
+    .option('--floor <bytes/s>', 'a group is significant from this traffic inside it (bytes/s), instead of the --horizon rule')
+    .option('--depth <n>', 'levels of splits shown below each group with --json (the text shows the first)', '1')
     .addHelpText('after', exitNote)
     .action(async (o) => {
-      const method = oneOf(o.method, METHODS, '--method');
+      const method = oneOf(o.method, GROUP_METHODS, '--method');
       const measure = oneOf(o.measure, MEASURES, '--measure');
+      const cohesive = { maxCut: Number(o.maxCut), noise: Number(o.noise), depth: wholeNumber(o.depth, '--depth') };
+      checkCohesive(cohesive);
+      const horizonSeconds = parseDuration(o.horizon, '--horizon') / 1000;
+      if (!(horizonSeconds > 0)) throw new UserError(`--horizon '${o.horizon}' must be above 0 (e.g. 1h)`);
+      const minBytes = o.floor === undefined ? undefined : nonNegative(String(o.floor), '--floor');
       const q = checkedQuery(o);
       const args = await environmentArgs(cmd, o);
       await withRedis(args.redis, async (redis) => {
@@ -144,25 +153,69 @@ export function groupsCommand(): Command {
           measure,
           demand: view.vms.map((v) => ({ memoryKiB: v.memoryKiB, vcpus: v.vcpus })),
           hostLimit: limit,
+          cohesive,
+          floor: paybackFloor(new Map(view.vms.map((v) => [v.name, v.memoryKiB])), horizonSeconds, minBytes),
         });
         const siteOf = new Map(view.vms.map((v) => [v.name, v.site] as const));
         const out = groups.map((grp) => ({ ...grp, sites: [...new Set(grp.members.map((m) => siteOf.get(m) ?? '?'))].sort() }));
-        if (o.json) return printJson({ method, measure, unit: measure === 'bytes' ? 'bytes/s' : 'messages/s', answer: summary(view), groups: out });
+        if (o.json)
+          return printJson({
+            method,
+            measure,
+            unit: measure === 'bytes' ? 'bytes/s' : 'messages/s',
+            criterion: method === 'cohesive' ? { ...COHESIVE_DEFAULTS, ...cohesive } : undefined,
+            answer: summary(view),
+            groups: out,
+          });
         const rate = (x: number) => (measure === 'bytes' ? fmtBytesRate(x) : `${x.toFixed(x < 10 ? 1 : 0)} msg/s`);
+        const real = out.filter((grp) => grp.significant);
+        const faint = out.filter((grp) => grp.members.length > 1 && !grp.significant);
+        const alone = out.filter((grp) => grp.members.length === 1);
         process.stdout.write(`${view.vms.length} running VM(s), ${method} groups by ${measure}; traffic: ${describe(view)}\n\n`);
+        if (!out.length) return void process.stdout.write('(no running VM in the directory)\n');
         process.stdout.write(
-          `${
-            out.length
-              ? table(
-                  ['GROUP', 'VMS', 'INTERNAL', 'EXTERNAL', 'SITES', 'MEMBERS'],
-                  out.map((grp, i) => [i + 1, grp.members.length, rate(grp.internal), rate(grp.external), grp.sites.join(','), grp.members.join(',')]),
-                )
-              : '(no running VM in the directory)'
-          }\n`,
+          real.length
+            ? `${table(
+                ['GROUP', 'VMS', 'INTERNAL', 'EXTERNAL', 'INSIDE', 'SPLIT COST', 'SITES', 'MEMBERS'],
+                real.map((grp, i) => [
+                  i + 1,
+                  grp.members.length,
+                  rate(grp.internal),
+                  rate(grp.external),
+                  pct(share(grp)),
+                  grp.split ? pct(grp.split.share) : '-',
+                  grp.sites.join(','),
+                  grp.members.join(','),
+                ]),
+              )}\n`
+            : 'no significant group\n',
         );
+        if (method === 'cohesive') for (const [i, grp] of real.entries()) process.stdout.write(`  ${i + 1}: ${verdict(grp, cohesive.maxCut, rate)}\n`);
+        if (faint.length)
+          process.stdout.write(
+            `\n${faint.length} set(s) of VMs exchange too little to count as groups (below the floor: ${o.floor === undefined ? `their traffic over ${o.horizon} is less than moving their smallest VM once` : `${fmtBytesRate(minBytes!)} inside`}): ${faint.map((grp) => `{${grp.members.join(' ')}} ${rate(grp.internal)}`).join(', ')}\n`,
+          );
+        if (alone.length) process.stdout.write(`${alone.length} VM(s) in no group: ${alone.map((grp) => grp.members[0]).join(', ')}\n`);
       });
     });
   return cmd;
+}
+
+const pct = (x: number) => `${(100 * x).toFixed(x < 0.1 ? 1 : 0)} %`;
+const share = (grp: Group) => (grp.internal + grp.external > 0 ? grp.internal / (grp.internal + grp.external) : 0);
+
+/** Why a group is one: its cheapest split cuts too much of the traffic on the cut; and what ties it to the rest. */
+function verdict(grp: Group, maxCut: number, rate: (x: number) => number | string): string {
+  const inside = grp.split
+    ? `kept whole: its cheapest split ({${grp.split.parts[0].members.join(' ')}} | {${grp.split.parts[1].members.join(' ')}}) cuts ${rate(grp.split.cut)}, ${pct(grp.split.boundary)} of the traffic of the VMs on the cut (it splits below ${pct(maxCut)})`
+    : 'one VM pair';
+  const outside = grp.external > 0 ? `; what it exchanges with the rest (${rate(grp.external)}) is noise or below ${pct(maxCut)} at every boundary` : '; it exchanges nothing with the rest';
+  return inside + outside;
+}
+
+function wholeNumber(v: string, what: string): number {
+  if (!/^\s*\d+\s*$/.test(v)) throw new UserError(`${what} '${v}' is not a whole number, 0 or more`);
+  return Number(v);
 }
 
 export function planCommand(): Command {

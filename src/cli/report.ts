@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
-import type { GroupMethod, TrafficMeasure } from '../analysis/index.js';
+import { GROUP_METHODS, type GroupMethod, type TrafficMeasure } from '../analysis/index.js';
 import { connectOnce } from '../config/redis.js';
 import { checkQuery, type QueryOptions } from '../collector/query.js';
 import { parseDuration } from '../collector/span.js';
@@ -14,7 +14,7 @@ import { redisOption } from './settings.js';
 import { EXIT_REFORMULATE, render } from './stats.js';
 
 const TYPES = ['mean', 'weighted'] as const;
-const METHODS: readonly GroupMethod[] = ['louvain', 'seed'];
+const METHODS: readonly GroupMethod[] = GROUP_METHODS;
 const MEASURES: readonly TrafficMeasure[] = ['bytes', 'messages'];
 
 export function reportCommand(): Command {
@@ -31,7 +31,7 @@ export function reportCommand(): Command {
     .option('--span <n|duration>', 'traffic to show, ending with the newest ended period: a count of periods (120) or a duration (1h, 15m)', '1h')
     .option('--type <type>', 'mean|weighted: the plain average over the span, or each period counting --coefficient times the one before', 'mean')
     .option('--coefficient <n>', 'weighted: how many times a period counts the one before it (> 0)', '2')
-    .option('--method <m>', 'louvain|seed: how the groups are found (as virt-cohort groups)', 'louvain')
+    .option('--method <m>', 'cohesive|louvain|seed: how the groups are found (as virt-cohort groups)', 'cohesive')
     .option('--measure <m>', 'bytes|messages: what defines the groups and colours the matrix', 'bytes')
     .option('--wait <duration>', 'how long to wait for hosts that have not reported the newest period yet', '0')
     .option('--approx', "if reports are still missing after the wait, estimate them from each host's period before (the report says so)")

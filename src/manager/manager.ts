@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import { pairMember } from '../collector/keys.js';
 import { Registry, type HostEntry } from '../collector/registry.js';
 import { DEFAULT_PERIOD_SECONDS, msToNextBoundary } from '../util/period.js';
-import { detectGroups, buildGraph } from '../analysis/index.js';
+import { detectGroups, buildGraph, paybackFloor } from '../analysis/index.js';
 import type { Environment } from '../placement/env.js';
 import { readCollector, type CollectorView } from '../placement/fromCollector.js';
 import { planMoves, type Plan } from '../placement/index.js';
@@ -130,10 +130,11 @@ export class Manager {
         view.traffic,
         view.vms.map((v) => v.name),
       ),
-      { method: 'louvain', measure: 'bytes' },
+      // The groups people read (logs, manager --once): as `virt-cohort groups` finds them with this horizon.
+      { method: 'cohesive', measure: 'bytes', floor: paybackFloor(new Map(view.vms.map((v) => [v.name, v.memoryKiB])), this.cfg.horizonSeconds) },
     )
-      .map((g) => g.members)
-      .filter((m) => m.length > 1);
+      .filter((g) => g.significant)
+      .map((g) => g.members);
     const closed = (h: string) => draining.has(h) || untrusted.has(h); // nothing planned onto them
     const env: Environment = { ...view.environment, hosts: view.environment.hosts.map((h) => (closed(h.name) ? { ...h, reporting: false } : h)) };
     const plan = planMoves(view.traffic, view.vms, env, {
