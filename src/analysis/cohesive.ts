@@ -13,7 +13,7 @@ import { vmCsr } from './refine.js';
  *
  *     boundary share = traffic across / √(traffic of A's boundary VMs × of B's)
  *
- * (each VM's traffic counted within the set). The geometric mean keeps it
+ * (each VM's whole traffic with the VMs being grouped). The geometric mean keeps it
  * symmetric, and lets neither side's view dominate: a hub (a master, a
  * database) whose traffic is spread over several groups cannot glue them
  * together, while a VM whose only traffic goes to a hub of k such VMs scores
@@ -145,11 +145,13 @@ function merge(csr: Csr, parts: number[][], maxCut: number): GroupTree[] {
         }
         const own = acc[a]!;
         internal[a]! += own / 2;
+        let all = 0;
+        for (const b of touched) all += acc[b]!;
         for (const b of touched) {
           if (b !== a) {
             const k = a * G + b;
             cut.set(k, (cut.get(k) ?? 0) + acc[b]!);
-            vol.set(k, (vol.get(k) ?? 0) + own + acc[b]!);
+            vol.set(k, (vol.get(k) ?? 0) + all);
           }
           acc[b] = 0;
         }

@@ -110,6 +110,15 @@ export function twoBlocks(size: number, link = 0.02): Topology {
   return { name: `two blocks of ${size}, linked at ${100 * link} %`, vms, rows: b.rows, groups: [vms.slice(0, size), vms.slice(size)] };
 }
 
+/** Two all-to-all blocks whose every cross pair carries `link` times a block edge (many weak links). */
+export function crossBlocks(size: number, link = 0.05): Topology {
+  const b = new Builder(2 * size);
+  for (const base of [0, size]) for (let i = 0; i < size; i++) for (let j = i + 1; j < size; j++) b.edge(base + i, base + j);
+  for (let i = 0; i < size; i++) for (let j = 0; j < size; j++) b.edge(i, size + j, 100 * link);
+  const vms = b.vms;
+  return { name: `two blocks of ${size}, all pairs across at ${100 * link} %`, vms, rows: b.rows, groups: [vms.slice(0, size), vms.slice(size)] };
+}
+
 /** Two chains of `len` joined rung by rung at `rung` times a chain edge: the chains are the groups. */
 export function ladder(len: number, rung = 0.1): Topology {
   const b = new Builder(2 * len);
@@ -195,6 +204,8 @@ export function corpus(large = true): Topology[] {
     allToAll(8),
     pipeline(4, 3),
     twoBlocks(4),
+    twoBlocks(4, 0.1),
+    crossBlocks(4, 0.05),
     ladder(4),
     ladder(12),
     masterWorker(3, 4),
