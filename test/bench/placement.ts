@@ -17,12 +17,10 @@ import { louvainLabels, optimise } from '../../src/placement/optimise.js';
 import { packGroups } from '../../src/placement/pack.js';
 import { parseEnvironment, type Environment } from '../../src/placement/env.js';
 import { planMoves } from '../../src/placement/plan.js';
-import type { VmInfo } from '../../src/placement/live.js';
-import { buildProblem, type Problem } from '../../src/placement/problem.js';
 import { Placement, score, type Score } from '../../src/placement/state.js';
 import { benchArgs, maybeWriteBlock } from './doc.js';
+import { problemFor, randomStart, rng, vmName } from './problems.js';
 
-const GiB = 1048576;
 const quick = process.argv.includes('--quick');
 const speedOnly = process.argv.includes('--speed');
 const runsArg = process.argv.indexOf('--runs');
@@ -31,16 +29,6 @@ const { writeDocs } = benchArgs();
 // A --quick table lacks the 10,000-VM rows: it would silently shrink the document's.
 if (writeDocs && quick) throw new Error('--write-docs with --quick would drop the 10,000-VM rows from docs/measurements.md: run without --quick');
 
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 4294967296;
-  };
-}
-
 interface Scenario {
   name: string;
   n: number;
@@ -48,7 +36,6 @@ interface Scenario {
   endpoints?: string[];
 }
 
-const vmName = (i: number) => `vm${i}`;
 const both = (rows: PairTraffic[], a: string, b: string, msgs: number, bytes: number) => {
   rows.push({ src: a, dst: b, messages: msgs / 2, bytes: bytes / 2 }, { src: b, dst: a, messages: msgs / 2, bytes: bytes / 2 });
 };
@@ -123,18 +110,6 @@ function environment(n: number): Environment {
   return parseEnvironment({ sites, hosts, links, endpoints: { '10.0.9.5': 'a' } });
 }
 
-/** Where the VMs start: random hosts with room, as if created with no knowledge of the traffic. */
-function randomStart(n: number, env: Environment, seed: number): VmInfo[] {
-  const r = rng(seed);
-  const room = new Map(env.hosts.map((h) => [h.name, h.memoryKiB!]));
-  return Array.from({ length: n }, (_, i) => {
-    const free = env.hosts.filter((h) => room.get(h.name)! >= GiB);
-    const h = free[Math.floor(r() * free.length)]!;
-    room.set(h.name, room.get(h.name)! - GiB);
-    return { name: vmName(i), host: h.name, site: h.site, memoryKiB: GiB, vcpus: 1 };
-  });
-}
-
 interface Row {
   scenario: string;
   n: number;
@@ -148,25 +123,10 @@ interface Row {
   total: number;
 }
 
-function problemFor(s: Scenario, env: Environment, vms: VmInfo[], horizon: number): Problem {
-  const g = buildGraph(
-    s.rows,
-    vms.map((v) => v.name),
-  );
-  return buildProblem(
-    g,
-    vms.map((v) => ({ ...v })),
-    env,
-    'time',
-    horizon,
-    Date.now(),
-  );
-}
-
 function measure(s: Scenario, seed: number): Row {
   const env = environment(s.n);
   const vms = randomStart(s.n, env, seed);
-  const p = problemFor(s, env, vms, 1e12);
+  const p = problemFor(s.rows, env, vms, 1e12);
   const initial = score(new Placement(p, p.origin.slice()));
   const packed = (labels: Int32Array) => {
     const pl = packGroups(p, labels);
