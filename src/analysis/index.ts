@@ -12,6 +12,11 @@ export { checkCohesive, COHESIVE_DEFAULTS, type CohesiveOptions } from './cohesi
 export const GROUP_METHODS = ['cohesive', 'louvain', 'seed'] as const;
 export type GroupMethod = (typeof GROUP_METHODS)[number];
 
+export interface Traffic {
+  messages: number;
+  bytes: number;
+}
+
 export interface DetectOptions {
   method: GroupMethod;
   measure: TrafficMeasure;
@@ -24,21 +29,12 @@ export interface DetectOptions {
   /** Cohesive only: the criterion's settings, and how many levels of splits to give each group (default 1). */
   cohesive?: CohesiveOptions;
   /**
-   * The least traffic (bytes/s, inside the group) that makes a group of two or
-   * more significant, given its members; without it every group is.
+   * Whether a group of two or more, with this traffic inside (per second), is
+   * worth keeping together (see placement/significance.ts); without it every group is.
    */
-  floor?: (members: readonly string[]) => number;
-}
-
-/**
- * The significance floor "relative to what moving would save": a group is
- * worth keeping together when its traffic inside, over the payback horizon,
- * is at least the memory of its smallest member, what the cheapest move that
- * could bring it together sends. `minBytes` (bytes/s) replaces it when given.
- */
-export function paybackFloor(memoryKiB: ReadonlyMap<string, number>, horizonSeconds: number, minBytes?: number): (members: readonly string[]) => number {
-  if (minBytes !== undefined) return () => minBytes;
-  return (members) => (Math.min(...members.map((m) => memoryKiB.get(m) ?? 0)) * 1024) / horizonSeconds;
+  significant?: (members: readonly string[], inside: Traffic) => boolean;
+  /** Groups found not significant are returned as their VMs, each alone. */
+  dissolve?: boolean;
 }
 
 /** `virt-cohort groups`: the communication groups of the VMs in `g`, with their traffic. */
@@ -46,14 +42,21 @@ export function detectGroups(g: TrafficGraph, opts: DetectOptions): Group[] {
   const trees = opts.method === 'cohesive' ? cohesiveGroups(g, opts.measure, opts.cohesive) : undefined;
   const labels = trees ? treeLabels(g.vmCount, trees) : detectLabels(g, opts);
   const groups = groupsFromLabels(g, labels, opts.measure);
-  const bytes = opts.measure === 'bytes' ? groups : groupsFromLabels(g, labels, 'bytes');
-  const inBytes = new Map(bytes.map((x) => [x.members[0]!, x.internal]));
+  const other = new Map(groupsFromLabels(g, labels, opts.measure === 'bytes' ? 'messages' : 'bytes').map((x) => [x.members[0]!, x.internal]));
   for (const grp of groups) {
     const tree = trees?.[labels[g.index.get(grp.members[0]!)!]!];
     if (tree?.split) grp.split = splitOf(g, tree);
-    grp.significant = grp.members.length > 1 && (!opts.floor || inBytes.get(grp.members[0]!)! >= opts.floor(grp.members));
+    const o = other.get(grp.members[0]!)!;
+    const inside = opts.measure === 'bytes' ? { bytes: grp.internal, messages: o } : { bytes: o, messages: grp.internal };
+    grp.significant = grp.members.length > 1 && (!opts.significant || opts.significant(grp.members, inside));
   }
-  return groups;
+  if (!opts.dissolve || groups.every((grp) => grp.significant || grp.members.length === 1)) return groups;
+  let next = g.vmCount;
+  for (const grp of groups) if (!grp.significant) for (const m of grp.members) labels[g.index.get(m)!] = next++;
+  return groupsFromLabels(g, labels, opts.measure).map((grp) => {
+    const was = groups.find((x) => x.members.includes(grp.members[0]!))!;
+    return grp.members.length > 1 ? { ...grp, significant: true, ...(was.split && { split: was.split }) } : { ...grp, significant: false };
+  });
 }
 
 /** The tree below a group, by VM name. */

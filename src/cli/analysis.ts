@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import type { Redis } from 'ioredis';
-import { checkCohesive, COHESIVE_DEFAULTS, detectGroups, GROUP_METHODS, paybackFloor, type Group } from '../analysis/index.js';
+import { checkCohesive, COHESIVE_DEFAULTS, detectGroups, GROUP_METHODS, type Group } from '../analysis/index.js';
+import { keepTogetherPays } from '../placement/significance.js';
 import { buildGraph, type TrafficMeasure } from '../analysis/graph.js';
 import { connectOnce } from '../config/redis.js';
 import { OBJECTIVES } from '../config/schema.js';
@@ -154,7 +155,7 @@ export function groupsCommand(): Command {
           demand: view.vms.map((v) => ({ memoryKiB: v.memoryKiB, vcpus: v.vcpus })),
           hostLimit: limit,
           cohesive,
-          floor: paybackFloor(new Map(view.vms.map((v) => [v.name, v.memoryKiB])), horizonSeconds, minBytes),
+          significant: keepTogetherPays(view.environment, new Map(view.vms.map((v) => [v.name, v.memoryKiB])), horizonSeconds, minBytes),
         });
         const siteOf = new Map(view.vms.map((v) => [v.name, v.site] as const));
         const out = groups.map((grp) => ({ ...grp, sites: [...new Set(grp.members.map((m) => siteOf.get(m) ?? '?'))].sort() }));
@@ -193,7 +194,7 @@ export function groupsCommand(): Command {
         if (method === 'cohesive') for (const [i, grp] of real.entries()) process.stdout.write(`  ${i + 1}: ${verdict(grp, cohesive.maxCut, rate)}\n`);
         if (faint.length)
           process.stdout.write(
-            `\n${faint.length} set(s) of VMs exchange too little to count as groups (below the floor: ${o.floor === undefined ? `their traffic over ${o.horizon} is less than moving their smallest VM once` : `${fmtBytesRate(minBytes!)} inside`}): ${faint.map((grp) => `{${grp.members.join(' ')}} ${rate(grp.internal)}`).join(', ')}\n`,
+            `\n${faint.length} set(s) of VMs exchange too little to count as groups (below the floor: ${o.floor === undefined ? `split over the slowest link, they would lose less run time over ${o.horizon} than moving their smallest VM takes` : `${fmtBytesRate(minBytes!)} inside`}): ${faint.map((grp) => `{${grp.members.join(' ')}} ${rate(grp.internal)}`).join(', ')}\n`,
           );
         if (alone.length) process.stdout.write(`${alone.length} VM(s) in no group: ${alone.map((grp) => grp.members[0]).join(', ')}\n`);
       });
@@ -207,10 +208,10 @@ const share = (grp: Group) => (grp.internal + grp.external > 0 ? grp.internal / 
 /** Why a group is one: its cheapest split cuts too much of the traffic on the cut; and what ties it to the rest. */
 function verdict(grp: Group, maxCut: number, rate: (x: number) => number | string): string {
   const inside = grp.split
-    ? `kept whole: its cheapest split ({${grp.split.parts[0].members.join(' ')}} | {${grp.split.parts[1].members.join(' ')}}) cuts ${rate(grp.split.cut)}, ${pct(grp.split.boundary)} of the traffic of the VMs on the cut (it splits below ${pct(maxCut)})`
-    : 'one VM pair';
-  const outside = grp.external > 0 ? `; what it exchanges with the rest (${rate(grp.external)}) is noise or below ${pct(maxCut)} at every boundary` : '; it exchanges nothing with the rest';
-  return inside + outside;
+    ? `one group: its cheapest split ({${grp.split.parts[0].members.join(' ')}} | {${grp.split.parts[1].members.join(' ')}}) would cut ${rate(grp.split.cut)}, ${pct(grp.split.boundary)} of the traffic of the VMs on the cut (a set splits below ${pct(maxCut)})`
+    : 'one group';
+  const outside = grp.external > 0 ? `; what it exchanges with the rest (${rate(grp.external)}) is noise, or below ${pct(maxCut)} at every boundary` : '; it exchanges nothing with the rest';
+  return `${inside + outside}.`;
 }
 
 function wholeNumber(v: string, what: string): number {

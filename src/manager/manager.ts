@@ -2,7 +2,8 @@ import type { Redis } from 'ioredis';
 import { pairMember } from '../collector/keys.js';
 import { Registry, type HostEntry } from '../collector/registry.js';
 import { DEFAULT_PERIOD_SECONDS, msToNextBoundary } from '../util/period.js';
-import { detectGroups, buildGraph, paybackFloor } from '../analysis/index.js';
+import { detectGroups, buildGraph } from '../analysis/index.js';
+import { keepTogetherPays } from '../placement/significance.js';
 import type { Environment } from '../placement/env.js';
 import { readCollector, type CollectorView } from '../placement/fromCollector.js';
 import { planMoves, type Plan } from '../placement/index.js';
@@ -131,7 +132,7 @@ export class Manager {
         view.vms.map((v) => v.name),
       ),
       // The groups people read (logs, manager --once): as `virt-cohort groups` finds them with this horizon.
-      { method: 'cohesive', measure: 'bytes', floor: paybackFloor(new Map(view.vms.map((v) => [v.name, v.memoryKiB])), this.cfg.horizonSeconds) },
+      { method: 'cohesive', measure: 'bytes', significant: keepTogetherPays(view.environment, new Map(view.vms.map((v) => [v.name, v.memoryKiB])), this.cfg.horizonSeconds) },
     )
       .filter((g) => g.significant)
       .map((g) => g.members);

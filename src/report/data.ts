@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { buildGraph, detectGroups, type GroupMethod, type TrafficMeasure } from '../analysis/index.js';
+import { keepTogetherPays } from '../placement/significance.js';
 import type { QueryOptions } from '../collector/query.js';
 import { readHistory, type MigrationRecord } from '../manager/history.js';
 import { interSiteShare } from '../manager/manager.js';
@@ -16,6 +17,8 @@ export interface ReportOptions {
   /** The measure that defines the groups and colours the matrix. */
   measure: TrafficMeasure;
   env?: Environment;
+  /** Payback horizon (s) that decides which groups are significant (default 1 h, as groups and the manager). */
+  horizonSeconds?: number;
   /** Clock (ms); the span ends with the newest period ended at this time. */
   now: number;
 }
@@ -107,6 +110,9 @@ export async function collectReport(redis: Redis, o: ReportOptions): Promise<{ v
     measure: o.measure,
     demand: view.vms.map((v) => ({ memoryKiB: v.memoryKiB, vcpus: v.vcpus })),
     hostLimit: largestHost(view.environment),
+    // As `virt-cohort groups` and the manager judge it (one answer everywhere).
+    significant: keepTogetherPays(view.environment, new Map(view.vms.map((v) => [v.name, v.memoryKiB])), o.horizonSeconds ?? 3600),
+    dissolve: true,
   });
   const where = new Map(view.vms.map((v) => [v.name, v]));
   const groups = found

@@ -165,7 +165,7 @@ test('plan: stable small traffic and a short horizon give an explicit no move', 
 });
 
 test('groups --json finds the two pairs, each split across the sites', async () => {
-  for (const method of ['louvain', 'seed']) {
+  for (const method of ['cohesive', 'louvain', 'seed']) {
     const r = await cli('groups', '--redis', url(0), '--json', '--method', method);
     assert.equal(r.code, 0, r.err);
     const out = JSON.parse(r.out) as { groups: { members: string[]; internal: number; external: number; sites: string[] }[] };
@@ -184,7 +184,19 @@ test('groups --json finds the two pairs, each split across the sites', async () 
     }
   }
   const human = await cli('groups', '--redis', url(0));
-  assert.match(human.out, /GROUP +VMS +INTERNAL +EXTERNAL +SITES +MEMBERS\n1 +2 +200 KB\/s +0 B\/s +a,b +x1,x2/);
+  assert.match(human.out, /GROUP +VMS +INTERNAL +EXTERNAL +INSIDE +SPLIT COST +SITES +MEMBERS\n1 +2 +200 KB\/s +0 B\/s +100 % +100 % +a,b +x1,x2/);
+  assert.match(
+    human.out,
+    /1: one group: its cheapest split \(\{x1\} \| \{x2\}\) would cut 200 KB\/s, 100 % of the traffic of the VMs on the cut \(a set splits below 10 %\); it exchanges nothing with the rest\./,
+  );
+  const tree = JSON.parse((await cli('groups', '--redis', url(0), '--json')).out) as { groups: { split: { share: number; parts: { members: string[] }[] } }[] };
+  assert.deepEqual(
+    tree.groups.map((g) => [g.split.share, g.split.parts.map((p) => p.members.join())]),
+    [
+      [1, ['x1', 'x2']],
+      [1, ['y1', 'y2']],
+    ],
+  );
 });
 
 test('lab env: the environment round-trips through parseEnvironment and drives plan --env', async () => {
@@ -249,7 +261,11 @@ test('bad input exits 2 with a message that says what to do', async () => {
     [['plan', '--objective', 'speed'], /--objective 'speed' is not known: use one of time, cost, resources/],
     [['plan', '--horizon', 'soon'], /--horizon 'soon' is not a duration/],
     [['plan', '--type', 'detail'], /use mean or weighted/],
-    [['groups', '--method', 'magic'], /--method 'magic' is not known: use one of seed, louvain/],
+    [['groups', '--method', 'magic'], /--method 'magic' is not known: use one of cohesive, louvain, seed/],
+    [['groups', '--max-cut', '1.2'], /the split criterion \(--max-cut\) is 1.2: give a share above 0 and below 1/],
+    [['groups', '--noise', 'x'], /the noise level \(--noise\) is NaN: give a share from 0 up to below 1/],
+    [['groups', '--depth', '-1'], /--depth '-1' is not a whole number/],
+    [['groups', '--floor', '-5'], /--floor/],
     [['plan', '--default-bandwidth-mbit', '0'], /--default-bandwidth-mbit must be above 0/],
     [['plan', '--lab', 'zz9', '--redis', url(0)], /give either --redis or --lab, not both/],
   ];

@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildGraph } from '../../src/analysis/graph.js';
 import { cohesiveGroups, cohesiveLabels, type GroupTree } from '../../src/analysis/cohesive.js';
-import { detectGroups, paybackFloor } from '../../src/analysis/index.js';
+import { detectGroups } from '../../src/analysis/index.js';
+import { keepTogetherPays } from '../../src/placement/significance.js';
 import { corpus, ladder, ring, type Topology } from '../helpers/topologies.js';
 
 /** The groups found, as sorted VM name lists, without singletons. */
@@ -90,16 +91,19 @@ test("cohesive: a group too big for any site is split along its cheapest split f
   assert.deepEqual([...parts.values()].map((p) => p.sort().join(',')).sort(), t.groups.map((p) => [...p].sort().join(',')).sort(), 'cut along the rungs (6 x 20 across) rather than across the chains');
 });
 
-test('significance: a job exchanging 4 KB/s is no group beside one exchanging 100 MB/s; the floor is what one move sends over the horizon', () => {
+test("significance: in the planner's terms; a job of 4 KB/s in a few large messages is no group beside one of 100 MB/s; an explicit floor replaces the rule", () => {
   const rows = [
-    { src: 'a1', dst: 'a2', messages: 10, bytes: 2e3 },
-    { src: 'a2', dst: 'a1', messages: 10, bytes: 2e3 },
+    { src: 'a1', dst: 'a2', messages: 0.5, bytes: 2e3 },
+    { src: 'a2', dst: 'a1', messages: 0.5, bytes: 2e3 },
     { src: 'b1', dst: 'b2', messages: 1e4, bytes: 5e7 },
     { src: 'b2', dst: 'b1', messages: 1e4, bytes: 5e7 },
   ];
   const g = buildGraph(rows, ['a1', 'a2', 'b1', 'b2']);
-  const memory = new Map(['a1', 'a2', 'b1', 'b2'].map((v) => [v, 1048576]));
-  const groups = detectGroups(g, { method: 'cohesive', measure: 'bytes', floor: paybackFloor(memory, 3600) });
+  const memory = new Map(['a1', 'a2', 'b1', 'b2'].map((v) => [v, 4 * 1048576]));
+  // 20 ms and 100 Mbit/s: a1-a2 would lose 1 msg/s x 20 ms + 4 KB/s x 8 / 100 Mbit/s = 20.3 ms per second,
+  // 73 s over an hour, while moving 4 GiB over that link takes 344 s.
+  const env = { links: [{ sites: ['x', 'y'] as const, latencyMs: 20, bandwidthMbit: 100, transferPricePerGB: 0 }] };
+  const groups = detectGroups(g, { method: 'cohesive', measure: 'bytes', significant: keepTogetherPays(env, memory, 3600) });
   assert.deepEqual(
     groups.map((x) => [x.members.join(','), x.significant]),
     [
@@ -107,15 +111,24 @@ test('significance: a job exchanging 4 KB/s is no group beside one exchanging 10
       ['a1,a2', false],
     ],
   );
-  // 1 GiB over an hour is 298 KB/s: an explicit floor replaces the rule.
+  // Over 5 hours it would pay (365 s lost > 344 s to move).
   assert.equal(
-    detectGroups(g, { method: 'cohesive', measure: 'bytes', floor: paybackFloor(memory, 3600, 1000) }).every((x) => x.significant),
+    detectGroups(g, { method: 'cohesive', measure: 'bytes', significant: keepTogetherPays(env, memory, 5 * 3600) }).every((x) => x.significant),
     true,
   );
-  // The messages measure still judges significance in bytes.
+  // Many small messages make a group worth keeping even at 4 KB/s: latency, not bytes.
+  const chatty = buildGraph(
+    rows.map((r) => (r.src.startsWith('a') ? { ...r, messages: 50 } : r)),
+    ['a1', 'a2', 'b1', 'b2'],
+  );
+  assert.equal(
+    detectGroups(chatty, { method: 'cohesive', measure: 'messages', significant: keepTogetherPays(env, memory, 3600) }).every((x) => x.significant),
+    true,
+  );
+  // An explicit floor in bytes/s.
   assert.deepEqual(
-    detectGroups(g, { method: 'cohesive', measure: 'messages', floor: paybackFloor(memory, 3600) }).map((x) => x.significant),
-    [true, false],
+    detectGroups(g, { method: 'cohesive', measure: 'bytes', significant: keepTogetherPays(env, memory, 3600, 1000) }).map((x) => x.significant),
+    [true, true],
   );
 });
 
