@@ -4,15 +4,15 @@ import { checkCohesive, COHESIVE_DEFAULTS, detectGroups, GROUP_METHODS, type Gro
 import { keepTogetherPays } from '../placement/significance.js';
 import { buildGraph, type TrafficMeasure } from '../analysis/graph.js';
 import { connectOnce } from '../config/redis.js';
-import { OBJECTIVES } from '../config/schema.js';
+import { CONFIG_DEFAULTS, OBJECTIVES } from '../config/schema.js';
 import { checkQuery, QUERY_TYPES, type QueryOptions, type QueryType } from '../collector/query.js';
 import { parseDuration } from '../collector/span.js';
-import { largestHost, loadEnvironment, parseEnvironment, type Environment } from '../placement/index.js';
+import { largestHost, loadEnvironment, type Environment } from '../placement/index.js';
 import { fmtBytesRate, fmtSeconds } from '../placement/explain.js';
 import { DEFAULT_BANDWIDTH_MBIT, DEFAULT_LATENCY_MS, planFromCollector, readCollector, type CollectorView, type DefaultLinks } from '../placement/fromCollector.js';
 import { UserError } from '../util/errors.js';
 import { printJson } from './options.js';
-import { loadLab } from './labs.js';
+import { labTarget } from './labs.js';
 import { redisOption } from './settings.js';
 import { EXIT_REFORMULATE, render } from './stats.js';
 import { table } from './table.js';
@@ -20,8 +20,8 @@ import { table } from './table.js';
 const MEASURES: readonly TrafficMeasure[] = ['bytes', 'messages'];
 
 /** Options every command that reads the collector and the environment shares (groups, plan, place). */
-export function environmentOptions(cmd: Command): Command {
-  return cmd
+export function environmentOptions(cmd: Command, json = true): Command {
+  cmd
     .addOption(redisOption())
     .option('--lab <name>', 'use the Redis of this lab (virt-cohort lab up) instead of --redis, and without --env its environment (virt-cohort lab env)')
     .option(
@@ -30,7 +30,9 @@ export function environmentOptions(cmd: Command): Command {
     )
     .option('--default-latency-ms <ms>', 'without --env: latency between two sites, ms', String(DEFAULT_LATENCY_MS))
     .option('--default-bandwidth-mbit <mbit>', 'without --env: bandwidth between two sites, Mbit/s', String(DEFAULT_BANDWIDTH_MBIT))
-    .option('--json', 'print JSON, for scripts');
+    .option('--cpu-overcommit <ratio>', 'without --env: vCPUs allowed per host CPU (as manager.cpuOvercommit)', String(CONFIG_DEFAULTS.manager.cpuOvercommit))
+    .option('--reserve-memory <MiB>', 'without --env: memory kept free on every host, MiB (as manager.reserveMemory)', String(CONFIG_DEFAULTS.manager.reserveMemory));
+  return json ? cmd.option('--json', 'print JSON, for scripts') : cmd;
 }
 
 /** The traffic query options (as `virt-cohort stats`, but weighted by default and without detail). */
@@ -53,25 +55,19 @@ export interface EnvironmentArgs {
 
 /** Checks the shared options before anything is connected, so that bad input exits 2 at once. */
 export async function environmentArgs(cmd: Command, o: Record<string, string | boolean | undefined>): Promise<EnvironmentArgs> {
-  const defaults = {
+  const defaults: DefaultLinks = {
     latencyMs: nonNegative(String(o.defaultLatencyMs), '--default-latency-ms'),
     bandwidthMbit: nonNegative(String(o.defaultBandwidthMbit), '--default-bandwidth-mbit'),
+    cpuOvercommit: nonNegative(String(o.cpuOvercommit), '--cpu-overcommit'),
+    reserveMemoryMiB: nonNegative(String(o.reserveMemory), '--reserve-memory'),
   };
   if (!(defaults.bandwidthMbit > 0)) throw new UserError('--default-bandwidth-mbit must be above 0');
-  let env = typeof o.env === 'string' ? loadEnvironment(o.env) : undefined;
-  let redis = String(o.redis);
-  if (typeof o.lab === 'string') {
-    if (cmd.getOptionValueSource('redis') === 'cli') throw new UserError('give either --redis or --lab, not both');
-    const { requireLab, labRedisUrl, labEnvironment } = await loadLab();
-    const lab = await requireLab(o.lab);
-    redis = labRedisUrl(lab);
-    // The lab knows its real delay and rate: better than the registry's defaults.
-    if (env === undefined) {
-      env = parseEnvironment(labEnvironment(lab), `lab ${lab.name}`);
-      return { redis, env, defaults, labEnv: `lab '${lab.name}': ${lab.sites} site(s), ${lab.delayMs} ms and ${lab.rateMbit} Mbit/s between sites` };
-    }
-  }
-  return { redis, env, defaults };
+  if (!(defaults.cpuOvercommit! > 0 && defaults.cpuOvercommit! <= 64)) throw new UserError(`--cpu-overcommit '${o.cpuOvercommit}' must be above 0 and at most 64 (1 = one vCPU per host CPU)`);
+  const env = typeof o.env === 'string' ? loadEnvironment(o.env) : undefined;
+  const lab = await labTarget(cmd, o);
+  if (!lab) return { redis: String(o.redis), env, defaults };
+  // The lab knows its real delay and rate: better than the registry's defaults (an --env file wins).
+  return env ? { redis: lab.redis, env, defaults } : { redis: lab.redis, env: lab.env, defaults, labEnv: lab.note };
 }
 
 function checkedQuery(o: Record<string, string | boolean | undefined>): QueryOptions {
@@ -102,7 +98,8 @@ export function tell(view: Pick<CollectorView, 'defaultEnvironment' | 'notes' | 
   if (view.defaultEnvironment) {
     process.stderr.write(
       `virt-cohort: no --env given: using the registry's ${view.environment.sites.length} site(s) and ${view.environment.hosts.length} host(s), ` +
-        `links of ${defaults.latencyMs} ms and ${defaults.bandwidthMbit} Mbit/s between sites, prices 0\n`,
+        `links of ${defaults.latencyMs} ms and ${defaults.bandwidthMbit} Mbit/s between sites, prices 0, ` +
+        `${view.environment.cpuOvercommit} vCPUs per host CPU and ${view.environment.reserveMemoryKiB / 1024} MiB kept free per host\n`,
     );
   }
   for (const n of view.notes) process.stderr.write(`virt-cohort: ${n}\n`);
@@ -191,7 +188,20 @@ export function groupsCommand(): Command {
               )}\n`
             : 'no significant group\n',
         );
-        if (method === 'cohesive') for (const [i, grp] of real.entries()) process.stdout.write(`  ${i + 1}: ${verdict(grp, cohesive.maxCut, rate)}\n`);
+        const env = view.environment;
+        const room = `${fmtCpus(limit.vcpus)} vCPUs (${fmtCpus(limit.vcpus / env.cpuOvercommit)} CPUs x overcommit ${env.cpuOvercommit}) and ${fmtGiB(limit.memoryKiB)} GiB (after ${env.reserveMemoryKiB / 1024} MiB kept free)`;
+        process.stdout.write(`\nthe largest host offers ${room}\n`);
+        const demand = new Map(view.vms.map((v) => [v.name, v]));
+        for (const [i, grp] of real.entries()) {
+          const line = method === 'cohesive' ? verdict(grp, cohesive.maxCut, rate) : '';
+          const cpus = grp.members.reduce((x, m) => x + (demand.get(m)?.vcpus ?? 0), 0);
+          const mem = grp.members.reduce((x, m) => x + (demand.get(m)?.memoryKiB ?? 0), 0);
+          const big =
+            cpus > limit.vcpus || mem > limit.memoryKiB
+              ? ` Too big for one host: its ${grp.members.length} VMs need ${cpus} vCPUs and ${fmtGiB(mem)} GiB; ${method === 'louvain' ? 'louvain has split it into the groups shown' : `the planner splits it where it must, along its cheapest split${grp.split ? ` ({${grp.split.parts[0].members.join(' ')}} | {${grp.split.parts[1].members.join(' ')}})` : ''}`}.`
+              : '';
+          if (line || big) process.stdout.write(`  ${i + 1}: ${line}${big}\n`);
+        }
         if (faint.length)
           process.stdout.write(
             `\n${faint.length} set(s) of VMs exchange too little to count as groups (below the floor: ${o.floor === undefined ? `split over the slowest link, they would lose less run time over ${o.horizon} than moving their smallest VM takes` : `${fmtBytesRate(minBytes!)} inside`}): ${faint.map((grp) => `{${grp.members.join(' ')}} ${rate(grp.internal)}`).join(', ')}\n`,
@@ -202,6 +212,8 @@ export function groupsCommand(): Command {
   return cmd;
 }
 
+const fmtCpus = (x: number) => (Number.isFinite(x) ? String(Math.round(x * 10) / 10) : 'unlimited');
+const fmtGiB = (kib: number) => (Number.isFinite(kib) ? (kib / 1048576).toFixed(kib < 10 * 1048576 ? 2 : 0) : 'unlimited');
 const pct = (x: number) => `${(100 * x).toFixed(x < 0.1 ? 1 : 0)} %`;
 const share = (grp: Group) => (grp.internal + grp.external > 0 ? grp.internal / (grp.internal + grp.external) : 0);
 

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
+import { parseEnvironment, type Environment } from '../placement/env.js';
 import { UserError } from '../util/errors.js';
 
 /**
@@ -39,4 +40,28 @@ export function labCommandMissing(name: string): Command {
     .action(() => {
       throw new UserError(`${name}: ${MISSING}`);
     });
+}
+
+/** What `--lab NAME` means in every command that talks to a collector: that lab's Redis and its environment. */
+export interface LabTarget {
+  redis: string;
+  env: Environment;
+  /** A line for stderr saying which environment is in use. */
+  note: string;
+}
+
+/**
+ * Resolves `--lab` (refused beside an explicit `--redis`), or undefined when
+ * it was not given. A lab that is not up is an error naming the labs that are.
+ */
+export async function labTarget(cmd: Command, o: { lab?: unknown }): Promise<LabTarget | undefined> {
+  if (typeof o.lab !== 'string') return undefined;
+  if (cmd.getOptionValueSource('redis') === 'cli') throw new UserError('give either --redis or --lab, not both');
+  const { requireLab, labRedisUrl, labEnvironment } = await loadLab();
+  const lab = await requireLab(o.lab);
+  return {
+    redis: labRedisUrl(lab),
+    env: parseEnvironment(labEnvironment(lab), `lab ${lab.name}`),
+    note: `lab '${lab.name}': ${lab.sites} site(s), ${lab.delayMs} ms and ${lab.rateMbit} Mbit/s between sites`,
+  };
 }

@@ -8,9 +8,8 @@ import { parseDuration } from '../collector/span.js';
 import { collectReport } from '../report/data.js';
 import { reportHtml, reportSvg, spanLine, summaryLine } from '../report/render.js';
 import { UserError } from '../util/errors.js';
-import { loadLab } from './labs.js';
+import { environmentArgs, environmentOptions, tell } from './analysis.js';
 import { printJson } from './options.js';
-import { redisOption } from './settings.js';
 import { EXIT_REFORMULATE, render } from './stats.js';
 
 const TYPES = ['mean', 'weighted'] as const;
@@ -18,7 +17,7 @@ const METHODS: readonly GroupMethod[] = GROUP_METHODS;
 const MEASURES: readonly TrafficMeasure[] = ['bytes', 'messages'];
 
 export function reportCommand(): Command {
-  const cmd = new Command('report')
+  const cmd = environmentOptions(new Command('report'), false)
     .description(
       'a picture of the cluster over a span: the communication matrix as a heatmap, the groups, the sites, hosts and VMs, ' +
         'the inter-site share of traffic and the migrations, as an SVG and/or a self-contained HTML page',
@@ -26,8 +25,6 @@ export function reportCommand(): Command {
     .option('--svg <file>', 'write the report as one SVG picture')
     .option('--html <file>', 'write the report as a self-contained HTML page (inline SVG and CSS, nothing fetched)')
     .option('--json', 'print the data behind the pictures as JSON (the matrix as sparse cells, per second)')
-    .addOption(redisOption())
-    .option('--lab <name>', 'use the Redis of this lab (virt-cohort lab up) instead of --redis')
     .option('--span <n|duration>', 'traffic to show, ending with the newest ended period: a count of periods (120) or a duration (1h, 15m)', '1h')
     .option('--type <type>', 'mean|weighted: the plain average over the span, or each period counting --coefficient times the one before', 'mean')
     .option('--coefficient <n>', 'weighted: how many times a period counts the one before it (> 0)', '2')
@@ -51,16 +48,12 @@ export function reportCommand(): Command {
       if (String(o.coefficient).trim() === '' || !Number.isFinite(coefficient)) throw new UserError(`--coefficient '${o.coefficient}' is not a number`);
       const q: QueryOptions = { type: type as QueryOptions['type'], span: String(o.span), coefficient, approx: Boolean(o.approx), maxWaitMs: parseDuration(String(o.wait), '--wait') };
       checkQuery(q); // a bad span exits 2 before anything is connected
-      let url = String(o.redis);
-      if (typeof o.lab === 'string') {
-        if (cmd.getOptionValueSource('redis') === 'cli') throw new UserError('give either --redis or --lab, not both');
-        const { requireLab, labRedisUrl } = await loadLab();
-        url = labRedisUrl(await requireLab(o.lab));
-      }
-      const redis = await connectOnce(url);
+      const args = await environmentArgs(cmd, o);
+      const redis = await connectOnce(args.redis);
       try {
         const now = Date.now();
-        const { view, data } = await collectReport(redis, { query: { ...q, now }, method, measure, now });
+        const { view, data } = await collectReport(redis, { query: { ...q, now }, method, measure, now, ...(args.env && { env: args.env }), defaults: args.defaults });
+        tell({ ...view, notes: [] }, args); // its notes come with the report's own, below
         if (!data) {
           if (o.json) printJson(view.answer);
           else process.stdout.write(render(view.answer));

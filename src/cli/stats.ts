@@ -7,6 +7,7 @@ import { Registry, sensorLabel } from '../collector/registry.js';
 import { parseDuration } from '../collector/span.js';
 import { UserError } from '../util/errors.js';
 import { printJson } from './options.js';
+import { labTarget } from './labs.js';
 import { redisOption } from './settings.js';
 import { table } from './table.js';
 
@@ -14,9 +15,10 @@ import { table } from './table.js';
 export const EXIT_REFORMULATE = 3;
 
 export function statsCommand(): Command {
-  return new Command('stats')
+  const cmd: Command = new Command('stats')
     .description("the collector's traffic per VM pair over the newest periods (the seed's detail, mean and weighted queries), or its host registry and VM directory")
     .addOption(redisOption())
+    .option('--lab <name>', 'use the Redis of this lab (virt-cohort lab up) instead of --redis')
     .option('--type <type>', `${QUERY_TYPES.join('|')}: every period; the plain average; each period counting --coefficient times the one before`, 'mean')
     .option('--coefficient <n>', 'weighted: how many times a period counts the one before it (> 0)', String(DEFAULT_COEFFICIENT))
     .option('--span <n|duration>', 'periods to cover, ending with the newest ended one: a count (10) or a duration (5m, rounded up to whole periods)', '10')
@@ -47,7 +49,7 @@ export function statsCommand(): Command {
         ...(period !== undefined ? { periodSeconds: period } : {}),
         ...(graceMs !== undefined ? { graceMs } : {}),
       });
-      const redis = await connectOnce(o.redis);
+      const redis = await connectOnce((await labTarget(cmd, o))?.redis ?? o.redis);
       try {
         if (o.hosts) return await printHosts(redis, o.json, graceMs);
         if (o.vms) return await printVms(redis, o.json);
@@ -63,6 +65,7 @@ export function statsCommand(): Command {
         redis.disconnect();
       }
     });
+  return cmd;
 }
 
 function positive(value: string, what: string): number {

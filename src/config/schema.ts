@@ -172,6 +172,14 @@ export const managerSchema = z
     lockTtl: duration('15s', { description: 'Leader lock lifetime: a standby manager takes over this long after the leader dies.', flag: false }),
     exclude: z.array(z.string().min(1)).default([]).meta({ description: 'VMs never to move (also: the domain metadata policy move="never"). On the command line: a,b.', arg: 'vms' }),
     environment: z.string().default('').meta({ description: 'Environment file (sites, hosts, prices, links); empty: from the host registry.', arg: 'file' }),
+    // Nova's defaults for the same two knobs (initial_cpu_allocation_ratio 4.0, reserved_host_memory_mb 512).
+    cpuOvercommit: z
+      .number()
+      .positive()
+      .max(64)
+      .default(4)
+      .meta({ description: 'Without an environment file: vCPUs allowed per host CPU (libvirt hosts are routinely overcommitted on vCPUs; an environment file sets its own).', arg: 'ratio' }),
+    reserveMemory: int(0, 1_048_576, 512, { description: 'Without an environment file: MiB kept free on every host for the hypervisor itself.', arg: 'MiB' }),
     // Routes the manager vouches for (src/manager/trust.ts, docs/security.md): the registry's alone are never used.
     hostRoutes: z
       .record(

@@ -5,7 +5,7 @@ import { DEFAULT_PERIOD_SECONDS, msToNextBoundary } from '../util/period.js';
 import { detectGroups, buildGraph } from '../analysis/index.js';
 import { keepTogetherPays } from '../placement/significance.js';
 import type { Environment } from '../placement/env.js';
-import { readCollector, type CollectorView } from '../placement/fromCollector.js';
+import { DEFAULT_BANDWIDTH_MBIT, DEFAULT_LATENCY_MS, readCollector, type CollectorView } from '../placement/fromCollector.js';
 import { planMoves, type Plan } from '../placement/index.js';
 import { managerMetrics } from '../metrics/registry.js';
 import { logger } from '../util/log.js';
@@ -112,7 +112,9 @@ export class Manager {
     }
     const view = await readCollector(this.redis, {
       query: { type: 'weighted', span: this.cfg.span, coefficient: this.cfg.coefficient, maxWaitMs: this.cfg.maxWaitMs, approx: true },
-      ...(this.cfg.env ? { env: this.cfg.env } : {}),
+      ...(this.cfg.env
+        ? { env: this.cfg.env }
+        : { defaults: { latencyMs: DEFAULT_LATENCY_MS, bandwidthMbit: DEFAULT_BANDWIDTH_MBIT, cpuOvercommit: this.cfg.cpuOvercommit, reserveMemoryMiB: this.cfg.reserveMemory } }),
     });
     r.view = view;
     const trusted = trustedRoutes(view.registry, this.vetter);

@@ -1,3 +1,4 @@
+import { CONFIG_DEFAULTS } from '../config/schema.js';
 import type { Redis } from 'ioredis';
 import type { PairTraffic } from '../analysis/graph.js';
 import { DEFAULT_PERIOD_SECONDS } from '../util/period.js';
@@ -21,9 +22,14 @@ export const LIVE_PERIODS = 2;
 export const DEFAULT_LATENCY_MS = 20;
 export const DEFAULT_BANDWIDTH_MBIT = 1000;
 
+/** What is assumed without an environment file: the links between the registry's sites, and the hosts' capacity rules. */
 export interface DefaultLinks {
   latencyMs: number;
   bandwidthMbit: number;
+  /** vCPUs per host CPU (manager.cpuOvercommit). */
+  cpuOvercommit?: number;
+  /** MiB kept free on every host (manager.reserveMemory). */
+  reserveMemoryMiB?: number;
 }
 
 export interface CollectorReadOptions {
@@ -153,6 +159,8 @@ export function defaultEnvironmentJson(registry: readonly HostEntry[], links: De
   if (bad) throw new IncompleteHostError(bad.host, 'site');
   const sites = [...new Set(registry.map((h) => h.site))].sort();
   return {
+    cpuOvercommit: links.cpuOvercommit ?? CONFIG_DEFAULTS.manager.cpuOvercommit,
+    reserveMemoryMiB: links.reserveMemoryMiB ?? CONFIG_DEFAULTS.manager.reserveMemory,
     sites: Object.fromEntries(sites.map((s) => [s, {}])),
     hosts: Object.fromEntries(registry.map((h) => [h.host, { site: h.site }])),
     links: sites.flatMap((a, i) =>

@@ -111,7 +111,7 @@ function checkRoom(vms: readonly NewVm[], memCap: Float64Array, cpuCap: Float64A
   if (needMem > mem || needCpu > cpu) {
     const gib = (k: number) => (k / 1048576).toFixed(1);
     throw new UserError(
-      `the cluster needs ${gib(needMem)} GiB and ${needCpu} vCPUs but the available hosts have ${gib(Math.max(0, mem))} GiB and ${Math.max(0, cpu)} vCPUs free: remove VMs, shrink them, add hosts, or raise cpuOvercommit`,
+      `the cluster needs ${gib(needMem)} GiB and ${needCpu} vCPUs but the available hosts have ${gib(Math.max(0, mem))} GiB and ${Math.max(0, cpu)} vCPUs free: remove VMs, shrink them, add hosts${needCpu > cpu ? ', or raise cpuOvercommit' : ''}${needMem > mem ? ', or keep less memory free per host (reserveMemoryMiB, --reserve-memory)' : ''}`,
     );
   }
 }

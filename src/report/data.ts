@@ -5,7 +5,7 @@ import type { QueryOptions } from '../collector/query.js';
 import { readHistory, type MigrationRecord } from '../manager/history.js';
 import { interSiteShare } from '../manager/manager.js';
 import { largestHost, type Environment } from '../placement/index.js';
-import { readCollector, type CollectorView } from '../placement/fromCollector.js';
+import { readCollector, type CollectorView, type DefaultLinks } from '../placement/fromCollector.js';
 
 /** How many of the newest migration records are read before keeping those of the span. */
 export const HISTORY_LIMIT = 10_000;
@@ -17,6 +17,8 @@ export interface ReportOptions {
   /** The measure that defines the groups and colours the matrix. */
   measure: TrafficMeasure;
   env?: Environment;
+  /** Without `env`: the links assumed between the registry's sites (as groups and plan). */
+  defaults?: DefaultLinks;
   /** Payback horizon (s) that decides which groups are significant (default 1 h, as groups and the manager). */
   horizonSeconds?: number;
   /** Clock (ms); the span ends with the newest period ended at this time. */
@@ -96,7 +98,7 @@ const byName = (a: string, b: string) => a.localeCompare(b, 'en', { numeric: tru
 
 /** Reads the collector once; `data` is null when the collector handed the query back (`view.answer`). */
 export async function collectReport(redis: Redis, o: ReportOptions): Promise<{ view: CollectorView; data: ReportData | null }> {
-  const view = await readCollector(redis, { query: o.query, now: o.now, ...(o.env && { env: o.env }) });
+  const view = await readCollector(redis, { query: o.query, now: o.now, ...(o.env && { env: o.env }), ...(o.defaults && { defaults: o.defaults }) });
   const a = view.answer;
   if (a.status !== 'ok' || a.type === 'detail') return { view, data: null };
   const L = a.periodSeconds;

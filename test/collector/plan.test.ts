@@ -323,7 +323,10 @@ test('place: bad clusters exit 2 with the fix', async () => {
   await writeFile(join(dir, 'disk.xml'), '<domain><name>{{name}}</name><disk>{{disk}}</disk></domain>');
   const noTemplate = await clusterFile('plain.json', { vms: [{ name: 'n1', memoryMiB: 512, vcpus: 1 }] });
   const cases: [string[], RegExp][] = [
-    [[big, '--redis', url(0)], /the cluster needs 13\.0 GiB and 13 vCPUs but the available hosts have 12\.0 GiB and 12 vCPUs free/],
+    [
+      [big, '--redis', url(0)],
+      /the cluster needs 13\.0 GiB and 13 vCPUs but the available hosts have 11\.0 GiB and 60 vCPUs free: remove VMs, shrink them, add hosts, or keep less memory free per host \(reserveMemoryMiB, --reserve-memory\)$/m,
+    ],
     [[typo, '--redis', url(0)], /vms\[0\] has unknown key "disk"/],
     [[yaml, '--redis', url(0)], /is not valid JSON .*it is JSON, not YAML/],
     [[join(dir, 'nope.json'), '--redis', url(0)], /cannot read cluster file .*nope\.json/],

@@ -46,7 +46,7 @@ test('the commands keep their flags', () => {
     longs(managerCommand()),
     sorted(
       '--lab --config --no-config --pretty --apply --every --objective --env --horizon --max-moves --confirm ' +
-        '--cooldown --max-per-host --max-concurrent --timeout --auto-converge --span --exclude --once --json --metrics --metrics-bind --redis',
+        '--cooldown --max-per-host --max-concurrent --timeout --auto-converge --span --exclude --cpu-overcommit --reserve-memory --once --json --metrics --metrics-bind --redis',
     ),
   );
   assert.deepEqual(longs(doctorCommand()), sorted('--config --no-config --libvirt-uri --hooks-dir --pin-root --redis --state-dir --socket --manager --json'));
@@ -103,6 +103,8 @@ test('the modules keep their defaults', () => {
       hostRoutes: {},
       hostUris: [],
       migrateNetworks: [], // no route is trusted until configured (docs/security.md)
+      cpuOvercommit: 4, // without an environment file, as Nova's defaults
+      reserveMemory: 512,
     },
   );
   const { host, ...agent } = DEFAULTS;
