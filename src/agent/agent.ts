@@ -17,6 +17,7 @@ import type { AgentConfig } from './config.js';
 import { listenHooks, type HookEvent } from './hookserver.js';
 import { arpClaims, toPairs } from './pairs.js';
 import { AddressBook, type Owners } from './addresses.js';
+import { HostDirectory } from './directory.js';
 import { Leases } from './leases.js';
 import { msToNextBoundary, periodAt, periodLabel } from '../util/period.js';
 import { Spool } from './spool.js';
@@ -56,6 +57,7 @@ export class Agent {
   /** VMs this host ran at the last reconcile, with what libvirt said of them. */
   private local = new Map<string, DomainSnapshot>();
   private book = new AddressBook();
+  private readonly directory: HostDirectory;
   private readonly leases: Leases;
   private pendingEvents: Record<string, string | number>[] = [];
   /** Taps a `started` hook named, counted at once: libvirt may not answer yet (restarting, or a stale connection). */
@@ -77,6 +79,7 @@ export class Agent {
   ) {
     this.lastRead = Date.now();
     this.leases = new Leases(cfg.libvirtUri);
+    this.directory = new HostDirectory(registry, this.book, cfg.host, cfg.site);
   }
 
   /** `sensor`: count with this one instead of opening the configured backend (a fake in tests: test/helpers/sensor.ts). */
@@ -289,7 +292,7 @@ export class Agent {
     await this.ids.save();
     const gone = [...this.local.keys()].filter((n) => !domains.some((d) => d.name === n));
     this.local = new Map(domains.map((d) => [d.name, d]));
-    this.book.keepOnly(new Set(this.local.keys()));
+    this.directory.keepOnly(new Set(this.local.keys()));
     void this.leases.refresh(domains);
     this.waitingFor = '';
     if (this.redis.status !== 'ready') return;
@@ -360,36 +363,9 @@ export class Agent {
       periodSeconds: this.cfg.periodSeconds,
       migrateUri: this.cfg.migrateUri,
     });
-    for (const d of domains) {
-      const rec = {
-        uuid: d.uuid,
-        host: this.cfg.host,
-        site: this.cfg.site,
-        mac: d.interfaces.map((i) => i.mac).join(','),
-        addresses: this.book.of(d.name),
-        memoryKiB: d.memoryKiB,
-        vcpus: d.vcpus,
-        pinned: d.pinned,
-        optOut: d.optOut,
-      };
-      // Paused here while running elsewhere is an incoming migration: the directory moves once it runs here.
-      if (d.state === 'paused') {
-        const where = await this.registry.vmHost(d.name);
-        if (where && where !== this.cfg.host) continue;
-        await this.registry.putVm(d.name, { ...rec, state: 'arriving' });
-      } else {
-        await this.registry.putVm(d.name, { ...rec, state: 'running' });
-      }
-    }
-    for (const [vm, addrs] of this.book.expire()) {
-      await this.registry.dropAddresses(vm, addrs);
-      log.info({ vm, addresses: addrs }, 'learned addresses not announced again: forgotten');
-    }
-    for (const name of gone) {
-      if (await this.registry.vmGone(name, this.cfg.host)) {
-        log.info({ vm: name }, 'VM left this host');
-        this.pendingEvents.push({ host: this.cfg.host, source: 'reconcile', domain: name, operation: 'gone', at: Date.now() });
-      }
+    for (const name of await this.directory.publish(domains, gone)) {
+      log.info({ vm: name }, 'VM left this host');
+      this.pendingEvents.push({ host: this.cfg.host, source: 'reconcile', domain: name, operation: 'gone', at: Date.now() });
     }
   }
 

@@ -191,6 +191,27 @@ export class Registry {
     return new Map(Object.entries(await this.redis.hgetall(K.addr)));
   }
 
+  /**
+   * The addresses the directory knows for each VM named: those its entry lists
+   * (as its host last wrote them, or the host it left) that the address map
+   * still gives it, not one another VM took since. Two round trips.
+   */
+  async heldAddresses(names: string[]): Promise<Map<string, string[]>> {
+    const out = new Map<string, string[]>();
+    if (!names.length) return out;
+    const tx = this.redis.pipeline();
+    for (const n of names) tx.hget(K.vm(n), 'addresses');
+    const listed = (await results(tx, 'the addresses of the VMs')).map((v) => (v ? (v as string).split(',') : []));
+    const all = [...new Set(listed.flat())];
+    const holders = all.length ? await this.redis.hmget(K.addr, ...all) : [];
+    const holder = new Map(all.map((a, i) => [a, holders[i]]));
+    names.forEach((n, i) => {
+      const held = listed[i]!.filter((a) => holder.get(a) === n);
+      if (held.length) out.set(n, held);
+    });
+    return out;
+  }
+
   /** Removes `addrs` from the cluster's address map where they still point at `vm` (another VM may hold them now). */
   async dropAddresses(vm: string, addrs: string[]): Promise<void> {
     if (addrs.length) await this.redis.vcDropAddresses(K.addr, vm, ...addrs);
