@@ -1,8 +1,8 @@
 import { Command } from 'commander';
 import type { Redis } from 'ioredis';
-import { checkCohesive, COHESIVE_DEFAULTS, detectGroups, GROUP_METHODS, type Group } from '../analysis/index.js';
-import { keepTogetherPays } from '../placement/significance.js';
-import { buildGraph, type TrafficMeasure } from '../analysis/graph.js';
+import { checkCohesive, COHESIVE_DEFAULTS, GROUP_METHODS, type Group } from '../analysis/index.js';
+import { clusterGroups } from '../placement/view.js';
+import type { TrafficMeasure } from '../analysis/graph.js';
 import { connectOnce } from '../config/redis.js';
 import { CONFIG_DEFAULTS, OBJECTIVES } from '../config/schema.js';
 import { checkQuery, QUERY_TYPES, type QueryOptions, type QueryType } from '../collector/query.js';
@@ -141,21 +141,8 @@ export function groupsCommand(): Command {
         const view = await readCollector(redis, { query: q, env: args.env, defaults: args.defaults });
         tell(view, args);
         if (view.answer.status !== 'ok') return handBack(view, o.json);
-        const g = buildGraph(
-          view.traffic,
-          view.vms.map((v) => v.name),
-        );
         const limit = largestHost(view.environment);
-        const groups = detectGroups(g, {
-          method,
-          measure,
-          demand: view.vms.map((v) => ({ memoryKiB: v.memoryKiB, vcpus: v.vcpus })),
-          hostLimit: limit,
-          cohesive,
-          significant: keepTogetherPays(view.environment, new Map(view.vms.map((v) => [v.name, v.memoryKiB])), horizonSeconds, minBytes),
-        });
-        const siteOf = new Map(view.vms.map((v) => [v.name, v.site] as const));
-        const out = groups.map((grp) => ({ ...grp, sites: [...new Set(grp.members.map((m) => siteOf.get(m) ?? '?'))].sort() }));
+        const out = clusterGroups(view, { method, measure, cohesive, horizonSeconds, ...(minBytes !== undefined && { minBytes }) });
         if (o.json)
           return printJson({
             method,

@@ -2,8 +2,7 @@ import type { Redis } from 'ioredis';
 import { pairMember } from '../collector/keys.js';
 import { Registry, type HostEntry } from '../collector/registry.js';
 import { DEFAULT_PERIOD_SECONDS, msToNextBoundary } from '../util/period.js';
-import { detectGroups, buildGraph } from '../analysis/index.js';
-import { keepTogetherPays } from '../placement/significance.js';
+import { clusterGroups, interSiteShare } from '../placement/view.js';
 import type { Environment } from '../placement/env.js';
 import { DEFAULT_BANDWIDTH_MBIT, DEFAULT_LATENCY_MS, readCollector, type CollectorView } from '../placement/fromCollector.js';
 import { planMoves, type Plan } from '../placement/index.js';
@@ -128,14 +127,8 @@ export class Manager {
     }
     const byVm = new Map(view.vms.map((v) => [v.name, v]));
     r.interSite = interSiteShare(view);
-    r.groups = detectGroups(
-      buildGraph(
-        view.traffic,
-        view.vms.map((v) => v.name),
-      ),
-      // The groups people read (logs, manager --once): as `virt-cohort groups` finds them with this horizon.
-      { method: 'cohesive', measure: 'bytes', significant: keepTogetherPays(view.environment, new Map(view.vms.map((v) => [v.name, v.memoryKiB])), this.cfg.horizonSeconds) },
-    )
+    // The groups people read (logs, manager --once), as `virt-cohort groups` finds them with this horizon.
+    r.groups = clusterGroups(view, { horizonSeconds: this.cfg.horizonSeconds })
       .filter((g) => g.significant)
       .map((g) => g.members);
     const closed = (h: string) => draining.has(h) || untrusted.has(h); // nothing planned onto them
@@ -230,19 +223,7 @@ export function trustedRoutes(registry: readonly HostEntry[], vetter: RouteVette
 }
 
 /** Share of the VM-to-VM traffic (bytes/s) whose two ends sit in different sites. */
-export function interSiteShare(view: CollectorView): number {
-  const site = new Map(view.vms.map((v) => [v.name, v.site]));
-  let all = 0;
-  let cross = 0;
-  for (const p of view.traffic) {
-    const a = site.get(p.src);
-    const b = site.get(p.dst);
-    if (!a || !b) continue;
-    all += p.bytes;
-    if (a !== b) cross += p.bytes;
-  }
-  return all ? cross / all : 0;
-}
+export { interSiteShare } from '../placement/view.js';
 
 /**
  * Evacuation of draining hosts: each VM still there goes where most of its

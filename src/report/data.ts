@@ -1,10 +1,9 @@
 import type { Redis } from 'ioredis';
-import { buildGraph, detectGroups, type GroupMethod, type TrafficMeasure } from '../analysis/index.js';
-import { keepTogetherPays } from '../placement/significance.js';
+import type { GroupMethod, TrafficMeasure } from '../analysis/index.js';
+import { clusterGroups, DEFAULT_GROUPS, interSiteShare } from '../placement/view.js';
 import type { QueryOptions } from '../collector/query.js';
 import { readHistory, type MigrationRecord } from '../manager/history.js';
-import { interSiteShare } from '../manager/manager.js';
-import { largestHost, type Environment } from '../placement/index.js';
+import type { Environment } from '../placement/index.js';
 import { readCollector, type CollectorView, type DefaultLinks } from '../placement/fromCollector.js';
 
 /** How many of the newest migration records are read before keeping those of the span. */
@@ -105,17 +104,8 @@ export async function collectReport(redis: Redis, o: ReportOptions): Promise<{ v
   const spanFrom = a.periods[0]! * 1000;
   const spanTo = (a.periods[a.periods.length - 1]! + L) * 1000;
 
-  const names = view.vms.map((v) => v.name);
-  const g = buildGraph(view.traffic, names);
-  const found = detectGroups(g, {
-    method: o.method,
-    measure: o.measure,
-    demand: view.vms.map((v) => ({ memoryKiB: v.memoryKiB, vcpus: v.vcpus })),
-    hostLimit: largestHost(view.environment),
-    // As `virt-cohort groups` and the manager judge it (one answer everywhere).
-    significant: keepTogetherPays(view.environment, new Map(view.vms.map((v) => [v.name, v.memoryKiB])), o.horizonSeconds ?? 3600),
-    dissolve: true,
-  });
+  // As `virt-cohort groups` and the manager find them (one answer everywhere).
+  const found = clusterGroups(view, { method: o.method, measure: o.measure, horizonSeconds: o.horizonSeconds ?? DEFAULT_GROUPS.horizonSeconds, dissolve: true });
   const where = new Map(view.vms.map((v) => [v.name, v]));
   const groups = found
     .map((grp) => ({ ...grp, members: [...grp.members].sort(byName) }))
