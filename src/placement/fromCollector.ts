@@ -118,7 +118,8 @@ export async function readInventory(redis: Redis, opts: Omit<CollectorReadOption
   const notes: string[] = registry
     .filter((h) => h.lastSeen < liveSince)
     .map((h) => `host ${h.host} has been silent for over ${LIVE_PERIODS} periods (${LIVE_PERIODS * periodSeconds} s): it receives no VM this round`);
-  const environment = withSilentHosts(mergeLive(base, hosts), registry, directory, notes);
+  if (opts.env) notes.push(...differences(opts.env, registry));
+  const environment = withSilentHosts(mergeLive(base, hosts, notes), registry, directory, notes);
   const known = new Set(environment.hosts.map((h) => h.name));
   const live = new Set(hosts.map((h) => h.name));
   const vms: VmInfo[] = [];
@@ -133,6 +134,20 @@ export async function readInventory(redis: Redis, opts: Omit<CollectorReadOption
     vms.push({ name: v.name, host: v.host, site: v.site, memoryKiB: v.memoryKiB, vcpus: v.vcpus, ...(pinned && { pinned }) });
   }
   return { vms, hosts, registry, directory, environment, defaultEnvironment: defaulted, periodSeconds, notes };
+}
+
+/** Where an environment file and the registry disagree on hosts: listed, so that the command goes on with what is known. */
+function differences(env: Environment, registry: readonly HostEntry[]): string[] {
+  const inFile = new Map(env.hosts.map((h) => [h.name, h.site]));
+  const registered = new Map(registry.map((h) => [h.host, h.site]));
+  const out: string[] = [];
+  const sites = new Set(env.sites.map((s) => s.name));
+  // A host of a site the file does not define is left out by mergeLive, with its own note.
+  const unlisted = [...registered.keys()].filter((h) => !inFile.has(h) && sites.has(registered.get(h)!)).sort();
+  const unknown = [...inFile.keys()].filter((h) => !registered.has(h)).sort();
+  if (unlisted.length) out.push(`the environment file does not list registered host(s) ${unlisted.join(', ')}: each is taken as the registry has it (speed 1, price 0); add it to the file`);
+  if (unknown.length) out.push(`the environment file lists host(s) ${unknown.join(', ')} that no agent has registered: they receive no VM until their agent reports`);
+  return out;
 }
 
 const defaultLinks: DefaultLinks = { latencyMs: DEFAULT_LATENCY_MS, bandwidthMbit: DEFAULT_BANDWIDTH_MBIT };

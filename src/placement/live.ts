@@ -27,7 +27,7 @@ export interface HostInfo {
  * since links (latency, bandwidth) are only known per site. When `live` is given, file hosts that
  * sent nothing are kept (VMs may still be on them) but are not destinations this round.
  */
-export function mergeLive(env: Environment, live: readonly HostInfo[] | undefined): Environment {
+export function mergeLive(env: Environment, live: readonly HostInfo[] | undefined, notes: string[] = []): Environment {
   if (live === undefined) return env;
   const sites = new Set(env.sites.map((s) => s.name));
   const byName = new Map(env.hosts.map((h) => [h.name, h] as const));
@@ -38,11 +38,14 @@ export function mergeLive(env: Environment, live: readonly HostInfo[] | undefine
       throw new UserError(`live inventory of host ${l.name} has negative or missing cpus/memory: check its agent`);
     }
     const known = byName.get(l.name);
+    // A host the file describes otherwise is left out with a note: the command goes on with what is known.
     if (known && known.site !== l.site) {
-      throw new UserError(`host ${l.name} reports site '${l.site}' but the environment file puts it in '${known.site}': make them agree`);
+      notes.push(`host ${l.name} reports site '${l.site}' but the environment file puts it in '${known.site}': it is left out (and its VMs) until they agree`);
+      continue;
     }
     if (!sites.has(l.site)) {
-      throw new UserError(`host ${l.name} reports site '${l.site}', which the environment file does not define: add "sites": { "${l.site}": {} } and its links`);
+      notes.push(`host ${l.name} reports site '${l.site}', which the environment file does not define: it is left out (and its VMs); add "sites": { "${l.site}": {} } and its links`);
+      continue;
     }
     const merged: Host = {
       name: l.name,

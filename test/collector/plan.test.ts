@@ -245,18 +245,33 @@ test('the exported planFromCollector gives the same plan and the inventory behin
   );
 });
 
+test('an environment file whose hosts do not match the registry: the differences are listed and the command goes on with what is known', async () => {
+  const file = join(dir, 'mismatch.json');
+  // a1 as registered, a9 unknown to the registry, b1 registered but not listed.
+  await writeFile(file, JSON.stringify({ sites: { a: {}, b: {} }, hosts: { a1: { site: 'a' }, a9: { site: 'a' } }, links: [{ sites: ['a', 'b'], latencyMs: 10, bandwidthMbit: 1000 }] }));
+  const r = await cli('groups', '--redis', url(0), '--env', file, '--json');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, /the environment file does not list registered host\(s\) b1: each is taken as the registry has it \(speed 1, price 0\)/);
+  assert.match(r.err, /the environment file lists host\(s\) a9 that no agent has registered: they receive no VM until their agent reports/);
+  assert.equal((JSON.parse(r.out) as { groups: unknown[] }).groups.length, 2);
+  // b1's site is not in the file: b1 and its VMs are left out, the rest is answered.
+  const oneSite = join(dir, 'one-site.json');
+  await writeFile(oneSite, JSON.stringify({ sites: { a: {} } }));
+  const s = await cli('groups', '--redis', url(0), '--env', oneSite, '--json');
+  assert.equal(s.code, 0, s.err);
+  assert.match(s.err, /host b1 reports site 'b', which the environment file does not define: it is left out \(and its VMs\)/);
+  assert.deepEqual((JSON.parse(s.out) as { groups: { members: string[] }[] }).groups.flatMap((g) => g.members).sort(), ['x1', 'y1'], 'the VMs of the hosts that are known');
+});
+
 test('bad input exits 2 with a message that says what to do', async () => {
   const unknownKey = join(dir, 'typo.json');
   await writeFile(unknownKey, JSON.stringify({ sites: { a: {}, b: {} }, links: [{ sites: ['a', 'b'], latencyMs: 1, bandwidthMbit: 10, latncy: 3 }] }));
   const notJson = join(dir, 'env.yaml');
   await writeFile(notJson, 'sites:\n  a: {}\n');
-  const wrongSite = join(dir, 'one-site.json');
-  await writeFile(wrongSite, JSON.stringify({ sites: { a: {} } }));
   const cases: [string[], RegExp][] = [
     [['plan', '--env', unknownKey], /links\[0\] has unknown key "latncy": remove it or use one of sites, latencyMs/],
     [['plan', '--env', join(dir, 'missing.json')], /cannot read environment file .*missing\.json/],
     [['plan', '--env', notJson], /is not valid JSON/],
-    [['plan', '--env', wrongSite], /host b1 reports site 'b', which the environment file does not define/],
     [['groups', '--env', unknownKey], /unknown key "latncy"/],
     [['plan', '--objective', 'speed'], /--objective 'speed' is not known: use one of time, cost, resources/],
     [['plan', '--horizon', 'soon'], /--horizon 'soon' is not a duration/],

@@ -46,7 +46,14 @@ test('live inventory overrides the file, a live host in an unknown site is an er
   assert.equal(a1.vcpus, 16);
   assert.equal(a1.reporting, true);
   assert.equal(env.hosts.find((h) => h.name === 'b1')!.reporting, false);
-  assert.throws(() => mergeLive(parseEnvironment(envFile()), [{ name: 'c1', site: 'c', cpus: 1, memoryKiB: GiB, freeMemoryKiB: GiB }]), /site 'c', which the environment file does not define/);
+  const notes: string[] = [];
+  const skipped = mergeLive(parseEnvironment(envFile()), [{ name: 'c1', site: 'c', cpus: 1, memoryKiB: GiB, freeMemoryKiB: GiB }], notes);
+  assert.equal(
+    skipped.hosts.some((h) => h.name === 'c1'),
+    false,
+    'a host in a site the file does not define is left out',
+  );
+  assert.match(notes.join('\n'), /host c1 reports site 'c', which the environment file does not define: it is left out \(and its VMs\); add "sites"/);
 });
 
 test('a group split across sites is brought together, and the reason says why', () => {
