@@ -175,9 +175,7 @@ export function groupsCommand(): Command {
               )}\n`
             : 'no significant group\n',
         );
-        const env = view.environment;
-        const room = `${fmtCpus(limit.vcpus)} vCPUs (${fmtCpus(limit.vcpus / env.cpuOvercommit)} CPUs x overcommit ${env.cpuOvercommit}) and ${fmtGiB(limit.memoryKiB)} GiB (after ${env.reserveMemoryKiB / 1024} MiB kept free)`;
-        process.stdout.write(`\nthe largest host offers ${room}\n`);
+        process.stdout.write(`\ncapacity: ${capacityLine(view.environment)}\n`);
         const demand = new Map(view.vms.map((v) => [v.name, v]));
         for (const [i, grp] of real.entries()) {
           const line = method === 'cohesive' ? verdict(grp, cohesive.maxCut, rate) : '';
@@ -197,6 +195,12 @@ export function groupsCommand(): Command {
       });
     });
   return cmd;
+}
+
+/** What one host can take, as groups and plan say it. */
+function capacityLine(env: Environment): string {
+  const limit = largestHost(env);
+  return `the largest host offers ${fmtCpus(limit.vcpus)} vCPUs (${fmtCpus(limit.vcpus / env.cpuOvercommit)} CPUs x overcommit ${env.cpuOvercommit}) and ${fmtGiB(limit.memoryKiB)} GiB (after ${env.reserveMemoryKiB / 1024} MiB kept free)`;
 }
 
 const fmtCpus = (x: number) => (Number.isFinite(x) ? String(Math.round(x * 10) / 10) : 'unlimited');
@@ -265,8 +269,9 @@ export function planCommand(): Command {
         );
         process.stdout.write(
           `inter-site traffic: ${fmtBytesRate(p.before.interSiteBytes)} now, ${fmtBytesRate(p.after.interSiteBytes)} after the plan; ` +
-            `objective ${p.before.rate.toPrecision(3)} -> ${p.after.rate.toPrecision(3)}; hosts in use ${p.before.hostsUsed} -> ${p.after.hostsUsed}\n\n`,
+            `objective ${p.before.rate.toPrecision(3)} -> ${p.after.rate.toPrecision(3)}; hosts in use ${p.before.hostsUsed} -> ${p.after.hostsUsed}\n`,
         );
+        process.stdout.write(`capacity: ${capacityLine(r.environment)}\n\n`);
         if (p.moves.length === 0) {
           process.stdout.write(`no move: ${p.noMove}\n`);
           return;
