@@ -1,5 +1,5 @@
 import { legend, LogScale, ZERO } from './colour.js';
-import { px, rect, text, textWidth, translate, type Fragment } from './xml.js';
+import { esc, px, rect, text, textWidth, translate, type Fragment } from './xml.js';
 
 export interface HeatmapInput {
   /** Rows and columns, in this order (VMs ordered by group). */
@@ -47,7 +47,9 @@ export function heatmap(input: HeatmapInput): Fragment {
     const r = index.get(c.src);
     const k = index.get(c.dst);
     if (r === undefined || k === undefined || !(c.value > 0)) continue;
-    body.push(rect(left + k * cell, top + r * cell, cell, cell, `fill="${scale.colour(c.value)}"${stroke}`, `${c.src} → ${c.dst}: ${input.unit(c.value)}`));
+    body.push(
+      rect(left + k * cell, top + r * cell, cell, cell, `fill="${scale.colour(c.value)}"${stroke} data-src="${esc(c.src)}" data-dst="${esc(c.dst)}"`, `${c.src} → ${c.dst}: ${input.unit(c.value)}`),
+    );
   }
   for (const g of input.groups) {
     const ids = g.members.map((m) => index.get(m)).filter((x): x is number => x !== undefined);

@@ -138,7 +138,7 @@ p.help{color:#555;font-size:13px;margin:4px 0 8px}
 export function reportHtml(d: ReportData): string {
   const rate = rateOf(d);
   const groupOf = new Map(d.vms.map((v) => [v.name, v.group]));
-  const pill = (vm: string) => `<span class="pill" style="background:${groupOf.has(vm) ? groupColour(groupOf.get(vm)!) : '#888'}">${esc(vm)}</span>`;
+  const pill = (vm: string) => `<span class="pill" data-vm="${esc(vm)}" style="background:${groupOf.has(vm) ? groupColour(groupOf.get(vm)!) : '#888'}">${esc(vm)}</span>`;
   const split = d.groups.filter((g) => g.sites.length > 1).length;
   const failed = d.migrations.filter((m) => m.outcome !== 'ok').length;
   const card = (value: string, label: string, warn = false) => `<div class="card${warn ? ' warn' : ''}"><b>${esc(value)}</b><span>${esc(label)}</span></div>`;
@@ -192,7 +192,7 @@ export function reportHtml(d: ReportData): string {
     `<tr><th>group</th><th>VMs</th><th>inside (${esc(d.measure)}/s)</th><th>out of the group</th><th>sites</th><th>hosts</th></tr>`,
     ...d.groups.map(
       (g, i) =>
-        `<tr><td><span class="swatch" style="background:${groupColour(i)}"></span>group ${g.id}</td>` +
+        `<tr data-group="${g.id}"><td><span class="swatch" style="background:${groupColour(i)}"></span>group ${g.id}</td>` +
         `<td>${g.members.map(pill).join(' ')}</td>${num(esc(rate(g.internal)))}${num(esc(rate(g.external)))}` +
         `<td>${esc(g.sites.join(', '))}${g.sites.length > 1 ? ' <b class="failed">split</b>' : ''}</td><td>${esc(g.hosts.join(', '))}</td></tr>`,
     ),

@@ -1,3 +1,5 @@
+import { addVm } from '../../src/lab/vm.js';
+
 /**
  * The sensor backends the lab tests run with: both by default, so that the
  * libpcap fallback is proven by the same tests as eBPF. VIRT_COHORT_TEST_SENSORS
@@ -10,4 +12,24 @@ export function labSensors(): ('ebpf' | 'pcap')[] {
     .filter(Boolean);
   for (const s of asked) if (s !== 'ebpf' && s !== 'pcap') throw new Error(`VIRT_COHORT_TEST_SENSORS: '${s}' is not ebpf or pcap`);
   return asked as ('ebpf' | 'pcap')[];
+}
+
+/**
+ * Four guests in two groups of two (vm1+vm2, vm3+vm4), one group split over
+ * the sites and one inside site b, the groups sending different sizes: the
+ * share of bytes that crosses sites (about 22 %) is then neither 0, 1 nor
+ * the share of messages (50 %), so a command that counts otherwise shows.
+ */
+export const VIEW_GUESTS = [
+  { vm: 'vm1', host: 'a1', index: 1, size: 256 },
+  { vm: 'vm2', host: 'b1', index: 2, size: 256 },
+  { vm: 'vm3', host: 'b1', index: 3, size: 1024 },
+  { vm: 'vm4', host: 'b2', index: 4, size: 1024 },
+] as const;
+
+/** Starts VIEW_GUESTS on a 2 x 2 lab, `rate` datagrams/s to their group mate. */
+export async function startViewGuests(lab: string, rate: number): Promise<void> {
+  for (const g of VIEW_GUESTS) {
+    await addVm(lab, { name: g.vm, host: g.host, index: g.index, pattern: 'groups:2', cluster: VIEW_GUESTS.length, rate, size: g.size, memoryMiB: 128, wait: true });
+  }
 }
