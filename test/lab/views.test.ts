@@ -5,7 +5,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser } from 'puppeteer-core';
 import { spanStarts } from '../../src/collector/span.js';
-import { labRedisUrl } from '../../src/lab/agents.js';
 import { labDown, labUp } from '../../src/lab/lab.js';
 import type { LabState } from '../../src/lab/state.js';
 import { domainName, hosts } from '../../src/lab/topology.js';
@@ -74,8 +73,7 @@ describe(`one answer everywhere, on lab ${name}`, { concurrency: 1 }, () => {
     const startedAt = Date.now();
     const span = ['--span', String(SPAN)];
     const wait = ['--wait', '5s'];
-    // stats has no --lab: the lab's Redis URL instead.
-    const redis = ['--redis', labRedisUrl(lab)];
+    const redis = ['--lab', name];
     const [stats, directory, groups, plan, report, manager] = await Promise.all([
       cli(['stats', ...redis, ...span, ...wait, '--json']),
       cli(['stats', ...redis, '--vms', '--json']),
