@@ -1,4 +1,4 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rename } from 'node:fs/promises';
 import type { Server } from 'node:net';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
@@ -10,6 +10,7 @@ import { LibvirtClient, type DomainSnapshot, type NodeSnapshot } from '../libvir
 import { agentMetrics } from '../metrics/registry.js';
 import { bpfObject } from '../paths.js';
 import { openSensor, type Sensor } from '../sensor/index.js';
+import { mergeFlows, type FlowCounts } from '../sensor/layout.js';
 import { PCAP_COST } from '../sensor/pcap.js';
 import type { Attachment } from '../sensor/sensor.js';
 import { logger } from '../util/log.js';
@@ -19,7 +20,9 @@ import { arpClaims, toPairs } from './pairs.js';
 import { AddressBook, type Owners } from './addresses.js';
 import { HostDirectory } from './directory.js';
 import { Leases } from './leases.js';
-import { msToNextBoundary, periodAt, periodLabel } from '../util/period.js';
+import { msToNextBoundary, periodLabel } from '../util/period.js';
+import { writeDurable } from '../util/files.js';
+import { attribute, splitFlows } from './periods.js';
 import { Spool } from './spool.js';
 import { VmIds } from './vmids.js';
 
@@ -40,6 +43,14 @@ const LIBVIRT_TIMEOUT_MS = 20_000;
 const ANNOUNCED_MS = 60_000;
 const MAX_PENDING_EVENTS = 10_000;
 
+/** Wall and monotonic time (ms); tests step the wall clock with their own. */
+export interface Clock {
+  now(): number;
+  mono(): number;
+}
+
+const SYSTEM_CLOCK: Clock = { now: () => Date.now(), mono: () => performance.now() };
+
 /**
  * One agent per physical host: keeps the sensor attached to every VM tap
  * (hooks first, a periodic reconcile with libvirt to heal missed hooks),
@@ -53,7 +64,16 @@ export class Agent {
   private timers: NodeJS.Timeout[] = [];
   private boundaryTimer?: NodeJS.Timeout;
   private stopping = false;
+  /** Wall time of the last sensor read, and the monotonic clock then (unknown after a restart). */
   private lastRead: number;
+  private lastReadMono?: number;
+  /** The newest period reported (its start, s), kept on disk: a clock stepped back never reports it again. */
+  private lastClosed?: number;
+  /** Counts that belong to the next period (a read past a boundary, a period already closed), kept on disk. */
+  private carried: FlowCounts[] = [];
+  /** Period reads, one after the other; the boundaries are scheduled on the clock whatever they are doing. */
+  private closing: Promise<unknown> = Promise.resolve();
+  private flushAgain = false;
   /** VMs this host ran at the last reconcile, with what libvirt said of them. */
   private local = new Map<string, DomainSnapshot>();
   private book = new AddressBook();
@@ -76,14 +96,16 @@ export class Agent {
     readonly spool: Spool,
     readonly ids: VmIds,
     private readonly connect: (uri: string) => Promise<DomainSource>,
+    private readonly clock: Clock,
   ) {
-    this.lastRead = Date.now();
+    this.lastRead = clock.now();
+    this.lastReadMono = clock.mono();
     this.leases = new Leases(cfg.libvirtUri);
     this.directory = new HostDirectory(registry, this.book, cfg.host, cfg.site);
   }
 
   /** `sensor`: count with this one instead of opening the configured backend (a fake in tests: test/helpers/sensor.ts). */
-  static async start(cfg: AgentConfig, connect: (uri: string) => Promise<DomainSource> = (uri) => LibvirtClient.connect(uri), sensor?: Sensor): Promise<Agent> {
+  static async start(cfg: AgentConfig, connect: (uri: string) => Promise<DomainSource> = (uri) => LibvirtClient.connect(uri), sensor?: Sensor, clock: Clock = SYSTEM_CLOCK): Promise<Agent> {
     const spool = await Spool.open(join(cfg.stateDir, 'spool'), cfg.spoolMax);
     const ids = await VmIds.load(join(cfg.stateDir, 'vm-ids.json'));
     sensor ??= await openSensor({ backend: cfg.sensor, pinRoot: cfg.pinRoot, object: bpfObject, pcapCheckpoint: join(cfg.stateDir, 'pcap-counts.json') });
@@ -92,8 +114,8 @@ export class Agent {
     // Connection errors are retried by ioredis; flush() reports the wait, connectDaemon the credentials or TLS refused.
     const redis = connectDaemon(cfg.redis, cfg.redisAuth, log);
     agentMetrics.watch(spool, redis);
-    const agent = new Agent(cfg, sensor, redis, new Store(redis), new Registry(redis), spool, ids, connect);
-    agent.lastRead = Number(await readFile(agent.lastReadFile, 'utf8').catch(() => '')) || Date.now();
+    const agent = new Agent(cfg, sensor, redis, new Store(redis), new Registry(redis), spool, ids, connect, clock);
+    await agent.loadPeriodState();
     redis.on('ready', () => {
       log.info({ redis: cfg.redis }, 'Redis connected');
       void agent.flush();
@@ -107,8 +129,35 @@ export class Agent {
     return agent;
   }
 
-  private get lastReadFile(): string {
-    return join(this.cfg.stateDir, 'last-read');
+  private get stateFile(): string {
+    return join(this.cfg.stateDir, 'periods.json');
+  }
+
+  /** The last read, the last period closed and the carried counts of the agent before this one; a corrupt file is set aside. */
+  private async loadPeriodState(): Promise<void> {
+    const text = await readFile(this.stateFile, 'utf8').catch(() => undefined);
+    if (text === undefined) {
+      // An agent of the version before kept only the last read.
+      const old = Number(await readFile(join(this.cfg.stateDir, 'last-read'), 'utf8').catch(() => ''));
+      if (old) this.setRestarted(old);
+      return;
+    }
+    try {
+      const st = JSON.parse(text) as { lastRead: number; lastClosed?: number; carried?: FlowCounts[] };
+      if (!Number.isFinite(st.lastRead)) throw new Error('no lastRead');
+      this.setRestarted(st.lastRead);
+      if (st.lastClosed !== undefined) this.lastClosed = st.lastClosed;
+      this.carried = st.carried ?? [];
+    } catch (err) {
+      await rename(this.stateFile, `${this.stateFile}.bad`).catch(() => undefined);
+      log.error({ err, file: `${this.stateFile}.bad` }, 'unreadable period state set aside: the first period after this start may hold counts from before it');
+    }
+  }
+
+  private setRestarted(lastRead: number): void {
+    this.lastRead = lastRead;
+    // No monotonic reference across a restart: the wall time since the last read stands for it.
+    this.lastReadMono = undefined;
   }
 
   async stop(): Promise<void> {
@@ -125,86 +174,134 @@ export class Agent {
 
   // ---- periods ----------------------------------------------------------
 
+  /** The next boundary on the clock; each one is read after the one before, and flushed without holding up the next. */
   private scheduleBoundary(): void {
     const now = Date.now();
     const wait = msToNextBoundary(now, this.cfg.periodSeconds);
     const boundary = now + wait;
     this.boundaryTimer = setTimeout(() => {
-      void this.closePeriod(boundary)
-        .catch((err) => log.error({ err }, 'closing the period failed'))
-        .finally(() => {
-          if (!this.stopping) this.scheduleBoundary();
-        });
+      const firedAt = this.clock.now();
+      if (!this.stopping) this.scheduleBoundary();
+      this.closing = this.closing.then(() => this.readPeriod(boundary, firedAt)).catch((err) => log.error({ err }, 'closing the period failed'));
+      void this.closing.then(() => this.flush());
     }, wait);
   }
 
-  /** Reads the sensor for the period that ends at `boundary` and sends it through the spool. */
-  async closePeriod(boundary: number): Promise<Report> {
-    const period = periodAt(boundary - 1, this.cfg.periodSeconds);
+  /** Reads the sensor for the period that ends at `boundary` (see agent/periods.ts) and sends it through the spool. */
+  async closePeriod(boundary: number, firedAt = this.clock.now()): Promise<Report[]> {
+    const reports = await this.readPeriod(boundary, firedAt);
+    await this.flush();
+    return reports;
+  }
+
+  /** Reads the sensor and spools one report per period the read covers. */
+  private async readPeriod(boundary: number, firedAt: number): Promise<Report[]> {
+    const L = this.cfg.periodSeconds;
     const reading = await this.sensor.read();
+    const now = this.clock.now();
+    const mono = this.clock.mono();
+    // The read's end: the boundary it was taken for, plus how late it came (a stall before it).
+    const end = boundary + Math.max(0, now - firedAt);
+    const elapsed = this.lastReadMono === undefined ? now - this.lastRead : mono - this.lastReadMono;
+    const span = { from: end - Math.max(0, elapsed), to: end };
+    const { shares, carry, folded } = attribute(span, this.lastClosed, L);
+    if (folded.length)
+      log.warn(
+        { periods: folded.map((p) => periodLabel({ start: p, length: L })), lastClosed: this.lastClosed },
+        'the clock went back: these periods were already reported (applied once); their counts go into the next period',
+      );
+    if (shares.length > 1)
+      log.warn(
+        { periods: shares.length, from: new Date(span.from).toISOString(), to: new Date(span.to).toISOString() },
+        'one read covered several periods (agent down, or held up): its counts are split over them by time',
+      );
+    const parts = splitFlows(reading.flows, [...shares.map((x) => x.fraction), carry]);
+    const next = parts.pop()!;
+    if (shares.length) parts[0] = mergeFlows([...this.carried, ...parts[0]!]);
+    this.carried = mergeFlows(shares.length ? next : [...this.carried, ...next]);
     const name = (id: number) => this.ids.name(id);
     // ARP claims first, each accepted or refused: a spoofed claim never renames a peer of this period.
     const cluster = await this.clusterAddresses();
     const claims = arpClaims(reading.flows, name);
     this.book.observe(claims, await this.owners(cluster, claims));
     for (const [a, vm] of this.book.entries()) cluster.set(a, vm);
-    const { pairs, vms } = toPairs(reading.flows, name, cluster);
-    const report: Report = {
-      v: 1,
-      host: this.cfg.host,
-      site: this.cfg.site,
-      period: period.start,
-      length: period.length,
-      from: this.lastRead,
-      to: reading.at,
-      pairs,
-      overflow: reading.overflow,
-      unknownTap: reading.unknownTap,
-      vms: [...vms].sort(),
-    };
-    await this.spool.put(report);
-    agentMetrics.periodClosed(report, boundary, reading.flows.length, this.sensor.capacity);
-    this.lastRead = reading.at;
-    await writeFile(this.lastReadFile, String(reading.at));
+    const reports: Report[] = [];
+    for (const [i, share] of shares.entries()) {
+      const { pairs, vms } = toPairs(parts[i]!, name, cluster);
+      const overflow = i === shares.length - 1 ? reading.overflow : { packets: 0, bytes: 0 };
+      const report: Report = {
+        v: 1,
+        host: this.cfg.host,
+        site: this.cfg.site,
+        period: share.period,
+        length: L,
+        from: share.from,
+        to: share.to,
+        pairs,
+        overflow,
+        unknownTap: i === shares.length - 1 ? reading.unknownTap : 0,
+        vms: [...vms].sort(),
+      };
+      await this.spool.put(report);
+      agentMetrics.periodClosed(report, boundary, reading.flows.length, this.sensor.capacity);
+      if (report.overflow.packets) log.error({ period: periodLabel({ start: share.period, length: L }), ...report.overflow }, 'the flow map was full: these packets are counted but not per peer');
+      log.info({ period: periodLabel({ start: share.period, length: L }), pairs: pairs.length, vms: vms.size }, 'period closed');
+      reports.push(report);
+      this.lastClosed = share.period;
+    }
+    this.lastRead = now;
+    this.lastReadMono = mono;
+    await writeDurable(this.stateFile, JSON.stringify({ lastRead: this.lastRead, lastClosed: this.lastClosed, carried: this.carried }));
     await this.ids.save();
-    if (reading.overflow.packets) log.error({ period: periodLabel(period), ...reading.overflow }, 'the flow map was full: these packets are counted but not per peer');
-    log.info({ period: periodLabel(period), pairs: pairs.length, vms: vms.size, spooled: await this.spool.size() }, 'period closed');
-    await this.flush();
-    return report;
+    return reports;
   }
 
-  /** Sends what the spool holds, when Redis is there; one flush at a time. */
+  /**
+   * Sends what the spool holds, when Redis is there; one flush at a time. A
+   * flush asked for while one runs runs again after it: the running one listed
+   * the spool before the new report was written.
+   */
   flush(): Promise<void> {
-    if (this.flushing) return this.flushing;
+    if (this.flushing) {
+      this.flushAgain = true;
+      return this.flushing;
+    }
     this.flushing = (async () => {
-      try {
-        if (this.redis.status !== 'ready') {
-          this.waiting(`Redis at ${this.cfg.redis} (${await this.spool.size()} reports spooled on disk)`);
-          return;
-        }
-        const sent = await this.spool.flush((r) =>
-          agentMetrics.timePublish(() =>
-            withTimeout(
-              this.store.apply(r).then(() => undefined),
-              WRITE_TIMEOUT_MS,
-              'report write',
-            ),
-          ),
-        );
-        if (sent && this.cfg.retention > 0) await this.store.trim(this.cfg.retention);
-        await this.store.materialise({ host: this.cfg.host }); // the zsets for people; queries already count the reports
-        while (this.pendingEvents.length && this.redis.status === 'ready') {
-          await this.store.event(this.cfg.host, this.pendingEvents[0]!);
-          this.pendingEvents.shift();
-        }
-        if (sent) log.info({ sent }, 'reports sent to Redis');
-      } catch (err) {
-        log.warn({ err }, 'Redis write failed; reports stay in the spool and are sent again (each applied once)');
-      }
+      do {
+        this.flushAgain = false;
+        await this.flushOnce();
+      } while (this.flushAgain && !this.stopping);
     })().finally(() => {
       this.flushing = undefined;
     });
     return this.flushing;
+  }
+
+  private async flushOnce(): Promise<void> {
+    try {
+      if (this.redis.status !== 'ready') {
+        this.waiting(`Redis at ${this.cfg.redis} (${await this.spool.size()} reports spooled on disk)`);
+        return;
+      }
+      const sent = await this.spool.flush((r) =>
+        agentMetrics.timePublish(() =>
+          withTimeout(
+            this.store.apply(r).then(() => undefined),
+            WRITE_TIMEOUT_MS,
+            'report write',
+          ),
+        ),
+      );
+      if (sent && this.cfg.retention > 0) await this.store.trim(this.cfg.retention);
+      await this.store.materialise({ host: this.cfg.host }); // the zsets for people; queries already count the reports
+      while (this.pendingEvents.length && this.redis.status === 'ready') {
+        await this.store.event(this.cfg.host, this.pendingEvents[0]!);
+        this.pendingEvents.shift();
+      }
+      if (sent) log.info({ sent }, 'reports sent to Redis');
+    } catch (err) {
+      log.warn({ err }, 'Redis write failed; reports stay in the spool and are sent again (each applied once)');
+    }
   }
 
   /** The cluster's address → VM map (vc:addr), or an empty one while Redis cannot be read. */

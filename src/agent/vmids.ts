@@ -1,4 +1,8 @@
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile, rename } from 'node:fs/promises';
+import { writeDurable } from '../util/files.js';
+import { logger } from '../util/log.js';
+
+const log = logger('vmids');
 
 interface Entry {
   name: string;
@@ -29,8 +33,12 @@ export class VmIds {
       const saved = JSON.parse(await readFile(file, 'utf8')) as Record<string, Entry>;
       for (const [id, e] of Object.entries(saved)) byId.set(Number(id), e);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
-        throw new Error(`cannot read the VM id table ${file} (${(err as Error).message}): move it away; ids are rebuilt, counts still in the kernel then show as vm#ID`);
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+        // Set aside, and rebuilt from libvirt at the first reconcile: the agent starts.
+        await rename(file, `${file}.bad`).catch(() => undefined);
+        log.error({ err, file: `${file}.bad` }, 'unreadable VM id table set aside and rebuilt from libvirt; counts still in the kernel from before may show as vm#ID');
+        byId.clear();
+      }
     }
     return new VmIds(file, byId);
   }
@@ -63,8 +71,7 @@ export class VmIds {
       }
     }
     if (!this.dirty) return;
-    await writeFile(`${this.file}.tmp`, JSON.stringify(Object.fromEntries(this.byId)));
-    await rename(`${this.file}.tmp`, this.file);
+    await writeDurable(this.file, JSON.stringify(Object.fromEntries(this.byId)));
     this.dirty = false;
   }
 }

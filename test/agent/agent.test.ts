@@ -3,11 +3,12 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createConnection } from 'node:net';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { Agent, type DomainSource } from '../../src/agent/agent.js';
+import { Agent, type Clock, type DomainSource } from '../../src/agent/agent.js';
 import { loadConfig } from '../../src/agent/config.js';
 import { Registry } from '../../src/collector/registry.js';
 import { hostPart } from '../../src/collector/store.js';
@@ -54,9 +55,11 @@ function domain(name: string, n: number, tap: string): DomainSnapshot {
 }
 
 /** An agent for host `host` with its own state, a fake sensor and `libvirt`; long periods, so no period closes on its own during a test. */
-async function agentFor(host: string, libvirt: FakeLibvirt): Promise<{ agent: Agent; sensor: FakeSensor; socket: string }> {
-  const stateDir = await mkdtemp(join(tmpdir(), 'vc-agent-'));
-  dirs.push(stateDir);
+async function agentFor(host: string, libvirt: FakeLibvirt, clock?: Clock, stateDir?: string): Promise<{ agent: Agent; sensor: FakeSensor; socket: string; stateDir: string }> {
+  if (!stateDir) {
+    stateDir = await mkdtemp(join(tmpdir(), 'vc-agent-'));
+    dirs.push(stateDir);
+  }
   const socket = join(stateDir, 'agent.sock');
   const cfg = loadConfig(undefined, { host, site: 's1', redis: server.url, stateDir, socket, pinRoot: join(stateDir, 'pins'), periodSeconds: 3600, reconcileSeconds: 3600 });
   const sensor = new FakeSensor();
@@ -67,9 +70,10 @@ async function agentFor(host: string, libvirt: FakeLibvirt): Promise<{ agent: Ag
       return libvirt;
     },
     sensor,
+    clock,
   );
   agents.push(agent);
-  return { agent, sensor, socket };
+  return { agent, sensor, socket, stateDir };
 }
 
 /** A period an hour or more ago: its end, as the agent's clock would close it. */
@@ -96,8 +100,8 @@ test("a period's counts reach Redis exactly once: sent at once, spooled through 
 
   sensor.count('vnet1', 'tx', '10.0.0.9', 10, 1000);
   sensor.count('vnet1', 'rx', '10.0.0.9', 4, 400);
-  const a = await agent.closePeriod(boundary(3));
-  assert.deepEqual(a.pairs.sort(), [
+  const [a] = await agent.closePeriod(boundary(3));
+  assert.deepEqual(a!.pairs.sort(), [
     ['10.0.0.9>vm1', 4, 400],
     ['vm1>10.0.0.9', 10, 1000],
   ]);
@@ -111,15 +115,15 @@ test("a period's counts reach Redis exactly once: sent at once, spooled through 
   await server.stop();
   await waitFor('the agent to see Redis gone', async () => (agent.redis.status !== 'ready' ? true : undefined), 10_000, 50);
   sensor.count('vnet1', 'tx', '10.0.0.9', 7, 700);
-  const b = await agent.closePeriod(boundary(2));
+  const [b] = await agent.closePeriod(boundary(2));
   assert.equal(await agent.spool.size(), 1);
   await server.launch();
   await waitFor('the spooled report in Redis', async () => ((await agent.spool.size()) === 0 ? true : undefined), 30_000, 100);
   assert.deepEqual(await hostPart(redis, periodOf(boundary(2)), 'h1'), new Map([['vm1>10.0.0.9', [7, 700]]]));
 
   // A report sent again (a retry after a lost answer, ioredis replaying) adds nothing.
-  await agent.spool.put(a);
-  await agent.spool.put(b);
+  await agent.spool.put(a!);
+  await agent.spool.put(b!);
   await agent.flush();
   assert.equal(await agent.spool.size(), 0);
   assert.deepEqual(await hostPart(redis, periodOf(boundary(3)), 'h1'), want);
@@ -172,4 +176,104 @@ test('libvirt failing does not stop counting, nor detach a tap', async () => {
       ['vm4>10.0.0.7', [6, 600]],
     ]),
   );
+});
+
+/** A wall clock the test steps, and a monotonic one that only moves forward. */
+class TestClock implements Clock {
+  constructor(
+    public wall: number,
+    public monotonic = 0,
+  ) {}
+  now(): number {
+    return this.wall;
+  }
+  mono(): number {
+    return this.monotonic;
+  }
+  /** `ms` really pass; the wall clock moves by the same, plus a step. */
+  pass(ms: number, step = 0): void {
+    this.monotonic += ms;
+    this.wall += ms + step;
+  }
+}
+
+test('periods follow the clock: a read held past boundaries is split by time, a clock stepped back never reports a period twice, one stepped forward leaves a gap; nothing lost or doubled', async () => {
+  const libvirt = new FakeLibvirt();
+  libvirt.list = [domain('vm5', 5, 'vnet5')];
+  const H = 3_600_000;
+  const clock = new TestClock(boundary(6) + 10);
+  const { agent, sensor, stateDir } = await agentFor('h5', libvirt, clock);
+  await agent.requestReconcile();
+  const count = (n: number) => sensor.count('vnet5', 'tx', '10.0.0.5', n, n * 100);
+  const sent = async (hoursAgo: number) => (await hostPart(redis, periodOf(boundary(hoursAgo)), 'h5')).get('vm5>10.0.0.5')?.[0] ?? 0;
+
+  // An hour, read just after its boundary: one period.
+  count(100);
+  clock.pass(H);
+  assert.deepEqual(
+    (await agent.closePeriod(boundary(5))).map((r) => r.period),
+    [periodOf(boundary(5))],
+  );
+  assert.equal(await sent(5), 100);
+
+  // The read for boundary(4) is held up for an hour (a slow flush, a stalled loop): two periods, half each.
+  count(200);
+  clock.pass(2 * H);
+  const held = await agent.closePeriod(boundary(4), boundary(4) + 10);
+  assert.deepEqual(
+    held.map((r) => [r.period, r.pairs[0]?.[1]]),
+    [
+      [periodOf(boundary(4)), 100],
+      [periodOf(boundary(3)), 100],
+    ],
+  );
+
+  // The clock is stepped back an hour: the next timer closes boundary(4) again. Nothing is reported twice;
+  // the counts wait for the next period that was not reported yet.
+  count(50);
+  clock.pass(H, -H);
+  assert.deepEqual(await agent.closePeriod(boundary(4)), []);
+  assert.equal(await sent(4), 100, 'the period already reported is left as it was');
+  count(30);
+  clock.pass(H);
+  assert.deepEqual(await agent.closePeriod(boundary(3)), []);
+
+  // A restart keeps what was closed and what was carried.
+  await agent.stop();
+  const again = await agentFor('h5', libvirt, clock, stateDir);
+  await again.agent.requestReconcile();
+  again.sensor.count('vnet5', 'tx', '10.0.0.5', 20, 2000);
+  clock.pass(H);
+  assert.deepEqual(
+    (await again.agent.closePeriod(boundary(2))).map((r) => r.pairs[0]?.[1]),
+    [100],
+    '20 of this hour and the 80 carried',
+  );
+
+  // Stepped forward an hour: the timer set for boundary(1) fires when the wall clock says boundary(0).
+  again.sensor.count('vnet5', 'tx', '10.0.0.5', 10, 1000);
+  clock.pass(H, H);
+  assert.deepEqual(
+    (await again.agent.closePeriod(boundary(1), clock.now())).map((r) => [r.period, r.pairs[0]?.[1]]),
+    [[periodOf(boundary(1)), 10]],
+  );
+  assert.equal(await sent(0), 0, 'the hour the clock skipped is a gap, not a double');
+  const total = (await Promise.all([5, 4, 3, 2, 1, 0].map(sent))).reduce((a, b) => a + b, 0);
+  assert.equal(total, 100 + 200 + 50 + 30 + 20 + 10, 'every packet counted once');
+});
+
+test('state files that are garbage are set aside: the agent starts, and rebuilds its VM ids from libvirt', async () => {
+  const stateDir = await mkdtemp(join(tmpdir(), 'vc-agent-'));
+  dirs.push(stateDir);
+  await writeFile(join(stateDir, 'vm-ids.json'), '{"12": {"name": "vm');
+  await writeFile(join(stateDir, 'periods.json'), 'garbage');
+  const libvirt = new FakeLibvirt();
+  libvirt.list = [domain('vm6', 6, 'vnet6')];
+  const { agent, sensor } = await agentFor('h6', libvirt, undefined, stateDir);
+  await agent.requestReconcile();
+  sensor.count('vnet6', 'tx', '10.0.0.6', 4, 400);
+  const [r] = await agent.closePeriod(boundary(1));
+  assert.deepEqual(r!.pairs, [['vm6>10.0.0.6', 4, 400]]);
+  assert.ok(existsSync(join(stateDir, 'vm-ids.json.bad')) && existsSync(join(stateDir, 'periods.json.bad')), 'the garbage is kept aside for a person to look at');
+  assert.doesNotThrow(() => JSON.parse(readFileSync(join(stateDir, 'periods.json'), 'utf8')));
 });
