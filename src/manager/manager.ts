@@ -47,6 +47,8 @@ export class Manager {
   private stopping = false;
   private rounds = 0;
   private streak = new Map<string, number>();
+  /** The leadership term the streak was counted in: a manager elected again starts its streaks afresh. */
+  private streakTerm = 0;
   private busy?: Promise<Round>;
   /** Told of each running migration's progress (the demo prints it). */
   progress?: (vm: string, percent: number, mibPerSecond: number) => void;
@@ -108,6 +110,10 @@ export class Manager {
     if (!(await this.lock.tick())) {
       r.note = `standing by: the leader is ${await this.lock.holder()}`;
       return r;
+    }
+    if (this.lock.term !== this.streakTerm) {
+      this.streak.clear();
+      this.streakTerm = this.lock.term;
     }
     const view = await readCollector(this.redis, {
       query: { type: 'weighted', span: this.cfg.span, coefficient: this.cfg.coefficient, maxWaitMs: this.cfg.maxWaitMs, approx: true },

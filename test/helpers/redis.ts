@@ -61,6 +61,21 @@ export class TestRedis {
     }
   }
 
+  /** Freezes the server (SIGSTOP), as a stalled Redis: connections stay open, nothing answers. */
+  async pause(): Promise<void> {
+    process.kill(await this.pid(), 'SIGSTOP');
+  }
+
+  async resume(): Promise<void> {
+    process.kill(await this.pid(), 'SIGCONT');
+  }
+
+  private async pid(): Promise<number> {
+    const pid = Number((await readFile(join(this.dir, 'redis.pid'), 'utf8').catch(() => '0')).trim());
+    if (!(pid > 0)) throw new Error(`test Redis on port ${this.port} has no pid file`);
+    return pid;
+  }
+
   async close(): Promise<void> {
     await this.stop();
     await rm(this.dir, { recursive: true, force: true });
