@@ -94,11 +94,13 @@ export function managerUser(): AclUser {
       '+pexpire',
       '+del',
       '+hset',
+      '+hdel',
       '+xadd',
       '%R~vc:*',
       `~${K.managerLock}`,
       `~${K.cooldown('*')}`,
       `~${K.migrations}`,
+      `~${K.migrating}`,
       // `virt-cohort host drain|undrain` sets one field of a host's entry (the manager does not trust that entry's routes anyway).
       `(~${K.host('*')} +hset)`,
     ],

@@ -59,6 +59,8 @@ export const K = {
   managerLock: 'vc:manager:lock',
   /** HASH per VM: count and until (ms) of its migration cooldown. */
   cooldown: (vm: string) => `vc:cooldown:${vm}`,
+  /** HASH vm → JSON of the migration running now (from, to, at, manager, term): written before virsh starts, removed with its record. */
+  migrating: 'vc:migrating',
   /** STREAM of every migration: vm, from, to, outcome, seconds, downtimeMs, dataMiB, reason, error. */
   migrations: 'vc:migrations',
 } as const;

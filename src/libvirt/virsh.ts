@@ -133,6 +133,11 @@ export async function jobInfo(uri: string, name: string): Promise<Record<string,
   return parseJobInfo(await virsh(uri, domainCommand('domjobinfo', name), 10_000));
 }
 
+/** Resumes a paused domain (one a migration cut short left paused). */
+export async function resumeDomain(uri: string, name: string): Promise<void> {
+  await virsh(uri, domainCommand('resume', name), 30_000);
+}
+
 /** Aborts the domain's running job (a migration): QEMU keeps the VM running where it was. */
 export async function abortJob(uri: string, name: string): Promise<void> {
   await virsh(uri, domainCommand('domjobabort', name), 30_000);

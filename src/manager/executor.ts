@@ -4,7 +4,7 @@ import { managerMetrics } from '../metrics/registry.js';
 import { UserError } from '../util/errors.js';
 import { sleep } from '../util/exec.js';
 import { logger } from '../util/log.js';
-import { recordMigration, startCooldown, type MigrationRecord } from './history.js';
+import { clearRunning, cooldownUntil, markRunning, recordMigration, startCooldown, type MigrationRecord } from './history.js';
 import { whyWait, type Limits } from './safety.js';
 
 const log = logger('executor');
@@ -79,9 +79,12 @@ export async function migrateOne(redis: Redis, m: MoveOrder, routes: Map<string,
   const state = await domainState(src.uri, m.vm).catch((err: Error) => `unknown (${err.message.split('\n')[0]})`);
   if (state !== 'running') {
     rec.error = `${m.vm} is not running on ${m.from} (state: ${state})`;
-    await finish(redis, rec, opts);
+    await finish(redis, rec, opts, true);
     return rec;
   }
+  // Marked and cooled down before virsh starts: a manager killed now leaves the next leader what to adopt.
+  await startCooldown(redis, m.vm, opts.cooldownMs);
+  await markRunning(redis, { vm: m.vm, from: m.from, to: m.to, at, ...(opts.manager && { manager: opts.manager }), ...(m.reason && { reason: m.reason }) });
   log.info({ vm: m.vm, from: m.from, to: m.to, reason: m.reason }, 'migration starting');
   let aborted = false;
   let migrating = true;
@@ -135,14 +138,17 @@ export async function migrateOne(redis: Redis, m: MoveOrder, routes: Map<string,
     const here = await domainState(src.uri, m.vm).catch(() => 'unknown');
     log.warn({ vm: m.vm, from: m.from, to: m.to, outcome: rec.outcome, error: rec.error, stateOnSource: here }, 'migration did not happen');
   }
-  await finish(redis, rec, opts);
+  await finish(redis, rec, opts, false);
   return rec;
 }
 
-async function finish(redis: Redis, rec: MigrationRecord, opts: ExecutorOptions): Promise<void> {
+/** Records the outcome (and clears the running mark); `cool`: start the cooldown now (it was not, before virsh). */
+export async function finish(redis: Redis, rec: MigrationRecord, opts: Pick<ExecutorOptions, 'cooldownMs'>, cool: boolean): Promise<void> {
   managerMetrics.migration(rec);
-  const until = await startCooldown(redis, rec.vm, opts.cooldownMs).catch(() => 0);
+  if (cool) await startCooldown(redis, rec.vm, opts.cooldownMs).catch(() => 0);
   await recordMigration(redis, rec).catch((err) => log.error({ err, rec }, 'cannot record the migration in Redis'));
+  await clearRunning(redis, rec.vm).catch(() => undefined);
+  const until = await cooldownUntil(redis, rec.vm).catch(() => 0);
   log.info({ ...rec, cooldownUntil: until ? new Date(until).toISOString() : undefined }, 'migration recorded');
 }
 

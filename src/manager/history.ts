@@ -68,3 +68,32 @@ export async function startCooldown(redis: Redis, vm: string, baseMs: number, no
   await redis.hset(K.cooldown(vm), { count, until });
   return until;
 }
+
+/** A migration under way, as marked in Redis before virsh starts: a manager that dies leaves it for the next leader. */
+export interface Running {
+  vm: string;
+  from: string;
+  to: string;
+  at: number;
+  manager?: string;
+  reason?: string;
+}
+
+export async function markRunning(redis: Redis, r: Running): Promise<void> {
+  await redis.hset(K.migrating, r.vm, JSON.stringify(r));
+}
+
+export async function clearRunning(redis: Redis, vm: string): Promise<void> {
+  await redis.hdel(K.migrating, vm);
+}
+
+export async function readRunning(redis: Redis): Promise<Running[]> {
+  const all = await redis.hgetall(K.migrating);
+  return Object.values(all).flatMap((v) => {
+    try {
+      return [JSON.parse(v) as Running];
+    } catch {
+      return [];
+    }
+  });
+}

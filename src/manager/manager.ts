@@ -9,6 +9,7 @@ import { planMoves, type Plan } from '../placement/index.js';
 import { managerMetrics } from '../metrics/registry.js';
 import { logger } from '../util/log.js';
 import type { ManagerConfig } from './config.js';
+import { adoptRunning } from './adopt.js';
 import { execute, type HostRoute, type MoveOrder } from './executor.js';
 import type { MigrationRecord } from './history.js';
 import type { LeaderLock } from './lock.js';
@@ -126,6 +127,13 @@ export class Manager {
     r.refused = trusted.refused;
     this.sayRefused(trusted.refused);
     const untrusted = new Map(trusted.refused.map((x) => [x.host, x.why]));
+    // Migrations a previous leader started and never recorded: watched to their end before anything new.
+    const adopted = await adoptRunning(this.redis, trusted.routes, { timeoutMs: this.cfg.timeoutMs, cooldownMs: this.cfg.cooldownMs, manager: this.lock.id });
+    if (adopted.length) {
+      r.done = adopted;
+      r.note = `adopted ${adopted.length} migration(s) a previous leader started: ${adopted.map((a) => `${a.vm} ${a.outcome}`).join(', ')}; planning again next round`;
+      return r;
+    }
     const draining = new Set(view.registry.filter((h) => h.draining).map((h) => h.host));
     if (view.answer.status !== 'ok') {
       r.note = `the collector handed the query back: ${view.answer.reason}`;

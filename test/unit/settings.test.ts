@@ -1,3 +1,5 @@
+import { CONFIG_DEFAULTS, durationMs } from '../../src/config/schema.js';
+import { readFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -125,4 +127,10 @@ test('the modules keep their defaults', () => {
     metricsPort: 0,
     metricsBind: '127.0.0.1',
   });
+});
+
+test("the manager's unit waits on stop for longer than a migration may run (it is aborted and recorded by then)", () => {
+  const unit = readFileSync(join(packageRoot, 'src/package/virt-cohort-manager.service'), 'utf8');
+  const stop = Number(/^TimeoutStopSec=(\d+)s$/m.exec(unit)?.[1]);
+  assert.ok(stop * 1000 >= durationMs(CONFIG_DEFAULTS.manager.timeout) + 60_000, `TimeoutStopSec=${stop}s against a migration timeout of ${CONFIG_DEFAULTS.manager.timeout}`);
 });
