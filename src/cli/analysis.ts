@@ -210,9 +210,12 @@ const share = (grp: Group) => (grp.internal + grp.external > 0 ? grp.internal / 
 
 /** Why a group is one: its cheapest split cuts too much of the traffic on the cut; and what ties it to the rest. */
 function verdict(grp: Group, maxCut: number, rate: (x: number) => number | string): string {
-  const inside = grp.split
-    ? `one group: its cheapest split ({${grp.split.parts[0].members.join(' ')}} | {${grp.split.parts[1].members.join(' ')}}) would cut ${rate(grp.split.cut)}, ${pct(grp.split.boundary)} of the traffic of the VMs on the cut (a set splits below ${pct(maxCut)})`
-    : 'one group';
+  const inside =
+    grp.members.length === 2
+      ? `one pair: splitting it would cut all its ${rate(grp.internal)}`
+      : grp.split
+        ? `one group: its cheapest split ({${grp.split.parts[0].members.join(' ')}} | {${grp.split.parts[1].members.join(' ')}}) would cut ${rate(grp.split.cut)}, ${pct(grp.split.boundary)} of the traffic of the VMs on the cut (a set splits below ${pct(maxCut)})`
+        : 'one group';
   const outside = grp.external > 0 ? `; what it exchanges with the rest (${rate(grp.external)}) is noise, or below ${pct(maxCut)} at every boundary` : '; it exchanges nothing with the rest';
   return `${inside + outside}.`;
 }
