@@ -92,6 +92,7 @@ export function managerUser(): AclUser {
       '+evalsha',
       '+set',
       '+pexpire',
+      '+pexpireat',
       '+del',
       '+hset',
       '+hdel',

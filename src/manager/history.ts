@@ -65,7 +65,10 @@ export async function startCooldown(redis: Redis, vm: string, baseMs: number, no
   const quiet = now - Number(cur.until ?? 0) > 86_400_000;
   const count = quiet ? 1 : Number(cur.count ?? 0) + 1;
   const until = now + Math.min(86_400_000, baseMs * 2 ** (count - 1));
+  // Kept a day past its end (after a quiet day the count starts over anyway), then gone: VMs long
+  // deleted leave no key behind.
   await redis.hset(K.cooldown(vm), { count, until });
+  await redis.pexpireat(K.cooldown(vm), until + 86_400_000);
   return until;
 }
 
