@@ -1,3 +1,4 @@
+import { bisectLabels } from './bisect.js';
 import { cohesiveLabels } from '../analysis/cohesive.js';
 import { seedGreedy } from '../analysis/greedy.js';
 import { louvain } from '../analysis/louvain.js';
@@ -9,7 +10,7 @@ import { improve, type ImproveOptions } from './search.js';
 import { Placement, score, type Score } from './state.js';
 
 export interface Candidate {
-  name: 'current' | 'seed-greedy' | 'louvain' | 'cohesive';
+  name: 'current' | 'seed-greedy' | 'louvain' | 'cohesive' | 'bisection';
   placement: Placement;
   score: Score;
 }
@@ -40,6 +41,9 @@ export function optimise(p: Problem, measure: TrafficMeasure, opts: ImproveOptio
     ),
   );
   add('seed-greedy', packGroups(p, seedGreedy(p.graph, { measure })));
+  // Last, so it wins only when strictly better: the other starts' results stay as they were on ties.
+  const halves = bisectLabels(p, measure);
+  if (halves) add('bisection', packGroups(p, halves));
   if (cands.length === 0) return { name: 'current', placement: new Placement(p, p.origin.slice()), score: score(new Placement(p, p.origin.slice())) };
   return cands.reduce((a, b) => (b.score.amortised < a.score.amortised - 1e-12 * Math.abs(a.score.amortised) ? b : a));
 }
