@@ -91,28 +91,25 @@ interface Work {
   rnd: () => number;
 }
 
-/** Side 0's memory target, and the limits [memory 0, memory 1, vCPUs 0, vCPUs 1]. */
+/**
+ * Side 0's memory target, and the limits [memory 0, memory 1, vCPUs 0, vCPUs 1, room 0, room 1]:
+ * memory is balanced (the share plus slack), vCPUs and the sites' memory are hard limits.
+ */
 interface Balance {
   target: number;
   limit: Float64Array;
 }
 
-/** Shares proportional to the halves' room, limits at the share plus slack (at least one VM more) within the room. */
+/** Memory shares proportional to the halves' memory room; a side may take one VM over its share, else whole VMs may not add up. */
 function balance(g: Graph, room: Float64Array[], slack: number): Balance {
-  const bal: Balance = { target: 0, limit: new Float64Array(4) };
-  for (const r of [0, 1]) {
-    const weight = r === 0 ? g.mem : g.cpu;
-    const total = weight.reduce((a, b) => a + b, 0);
-    const heaviest = weight.reduce((a, b) => Math.max(a, b), 0);
-    const sum = room[r]![0]! + room[r]![1]!;
-    for (const s of [0, 1]) {
-      const share = sum > 0 ? (total * room[r]![s]!) / sum : total / 2;
-      if (r === 0 && s === 0) bal.target = share;
-      // One VM over the share is always allowed, else a part of whole VMs may be out of reach.
-      bal.limit[2 * r + s] = sum > 0 ? Math.max(share, Math.min(room[r]![s]!, Math.max(share * (1 + slack), share + heaviest))) : Infinity;
-    }
-  }
-  return bal;
+  const [mem0, mem1] = room[0]!;
+  const [cpu0, cpu1] = room[1]!;
+  const total = g.mem.reduce((a, b) => a + b, 0);
+  const heaviest = g.mem.reduce((a, b) => Math.max(a, b), 0);
+  const target = (total * mem0!) / (mem0! + mem1!);
+  const soft = (share: number, cap: number) => Math.max(share, Math.min(cap, Math.max(share * (1 + slack), share + heaviest)));
+  const cpu = cpu0! + cpu1! > 0;
+  return { target, limit: Float64Array.of(soft(target, mem0!), soft(total - target, mem1!), cpu ? cpu0! : Infinity, cpu ? cpu1! : Infinity, mem0!, mem1!) };
 }
 
 /** Sides 0 and 1 of g: within the limits where possible, little weight between them. */
@@ -285,7 +282,8 @@ function refine(g: Graph, part: Uint8Array, bal: Balance): number[] {
   };
   const overload = () => {
     let over = 0;
-    for (let i = 0; i < 4; i++) if (load[i]! > lim[i]!) over += (load[i]! - lim[i]!) / lim[i]!;
+    // Past a hard limit weighs a thousand times more than past the memory share.
+    for (let i = 0; i < 6; i++) if (load[i % 4]! > lim[i]!) over += ((i < 2 ? 1 : 1000) * (load[i % 4]! - lim[i]!)) / (lim[i]! || 1);
     return over;
   };
   const locked = new Uint8Array(n);
@@ -293,7 +291,9 @@ function refine(g: Graph, part: Uint8Array, bal: Balance): number[] {
   let bestOver = overload();
   for (let pass = 0; pass < 10; pass++) {
     const heaps = [new Heap(), new Heap()];
-    for (let v = 0; v < n; v++) if (ext[v]! > 0) heaps[part[v]!]!.push(2 * ext[v]! - deg[v]!, v);
+    // The boundary; all of an overfull side, as an idle or inner vertex may be what has to leave.
+    const over = [0, 1].map((s) => load[s]! > lim[s]! || load[2 + s]! > lim[2 + s]!);
+    for (let v = 0; v < n; v++) if (ext[v]! > 0 || over[part[v]!]) heaps[part[v]!]!.push(2 * ext[v]! - deg[v]!, v);
     const trail: number[] = [];
     let bestCut = cut;
     let bestLen = 0;
