@@ -1,9 +1,9 @@
-import { bisectLabels } from './bisect.js';
 import { cohesiveLabels } from '../analysis/cohesive.js';
 import { seedGreedy } from '../analysis/greedy.js';
 import { louvain } from '../analysis/louvain.js';
 import { refineUnderCapacity, vmCsr, type Capacity } from '../analysis/refine.js';
 import type { TrafficMeasure } from '../analysis/graph.js';
+import { bisectLabels } from './bisect.js';
 import { packGroups } from './pack.js';
 import type { Problem } from './problem.js';
 import { improve, type ImproveOptions } from './search.js';
@@ -16,11 +16,13 @@ export interface Candidate {
 }
 
 /**
- * The planner's best placement: four starts, each polished by local search, the lowest amortised
+ * The planner's best placement: five starts, each polished by local search, the lowest amortised
  * objective wins. Starting from the current placement favours few moves; packing Louvain groups
  * (refined so a group fits one site) or cohesive groups (split along their cheapest splits when
  * too big) finds moves of whole groups that single-VM steps cannot reach; packing the seed's greedy groups is kept in the portfolio so the result is never worse
- * than the seed's algorithm followed by the same polishing.
+ * than the seed's algorithm followed by the same polishing. The multilevel bisection (bisect.ts)
+ * cuts the graph into one part per site, sized to the sites' room: it finds the cuts no grouping
+ * gives when the graph is one big structure (a tree, a stencil, a ladder) larger than a site.
  */
 export function optimise(p: Problem, measure: TrafficMeasure, opts: ImproveOptions = {}): Candidate {
   const cands: Candidate[] = [];
