@@ -270,20 +270,37 @@ function refine(g: Graph, part: Uint8Array, bal: Balance): number[] {
     ext[v] = x;
     cut += x / 2;
   }
-  const move = (v: number) => {
-    const to = (part[v] = 1 - part[v]!);
+  // v's memory and vCPUs over to side `to`.
+  const shift = (v: number, to: number) => {
     load[to]! += mem[v]!;
     load[1 - to]! -= mem[v]!;
     load[2 + to]! += cpu[v]!;
     load[3 - to]! -= cpu[v]!;
+  };
+  const move = (v: number) => {
+    const to = (part[v] = 1 - part[v]!);
+    shift(v, to);
     cut -= 2 * ext[v]! - deg[v]!;
     ext[v] = deg[v]! - ext[v]!;
     for (let s = offsets[v]!; s < offsets[v + 1]!; s++) ext[adj[s]!]! += part[adj[s]!] === to ? -w[s]! : w[s]!;
   };
-  const overload = () => {
+  const overfull = (s: number) => load[s]! > lim[s]! || load[2 + s]! > lim[2 + s]!;
+  // A move from side s that fits the other side, or that lowers the load past hard limits (vCPUs,
+  // room). Trading memory over the share on one side for the same on the other is not one: growing
+  // a side would overshoot with a heavy coarse vertex instead of taking lighter ones.
+  const allowed = (v: number, s: number) => {
+    if (load[1 - s]! + mem[v]! <= lim[1 - s]! && load[3 - s]! + cpu[v]! <= lim[3 - s]!) return true;
+    if (!overfull(s)) return false;
+    const before = overload(2);
+    shift(v, 1 - s);
+    const after = overload(2);
+    shift(v, s);
+    return after < before;
+  };
+  // Past a hard limit weighs a thousand times more than past the memory share; from = 2: hard limits only.
+  const overload = (from = 0) => {
     let over = 0;
-    // Past a hard limit weighs a thousand times more than past the memory share.
-    for (let i = 0; i < 6; i++) if (load[i % 4]! > lim[i]!) over += ((i < 2 ? 1 : 1000) * (load[i % 4]! - lim[i]!)) / (lim[i]! || 1);
+    for (let i = from; i < 6; i++) if (load[i % 4]! > lim[i]!) over += ((i < 2 ? 1 : 1000) * (load[i % 4]! - lim[i]!)) / (lim[i]! || 1);
     return over;
   };
   const locked = new Uint8Array(n);
@@ -291,9 +308,8 @@ function refine(g: Graph, part: Uint8Array, bal: Balance): number[] {
   let bestOver = overload();
   for (let pass = 0; pass < 10; pass++) {
     const heaps = [new Heap(), new Heap()];
-    // The boundary; all of an overfull side, as an idle or inner vertex may be what has to leave.
-    const over = [0, 1].map((s) => load[s]! > lim[s]! || load[2 + s]! > lim[2 + s]!);
-    for (let v = 0; v < n; v++) if (ext[v]! > 0 || over[part[v]!]) heaps[part[v]!]!.push(2 * ext[v]! - deg[v]!, v);
+    for (let v = 0; v < n; v++) if (ext[v]! > 0) heaps[part[v]!]!.push(2 * ext[v]! - deg[v]!, v);
+    const next = [0, 0];
     const trail: number[] = [];
     let bestCut = cut;
     let bestLen = 0;
@@ -301,13 +317,21 @@ function refine(g: Graph, part: Uint8Array, bal: Balance): number[] {
       let pick = -1;
       let gain = -Infinity;
       for (let s = 0; s < 2; s++) {
-        const { keys, ids } = heaps[s]!;
-        // Stale entries (locked, moved, or a gain changed since) are dropped here.
-        while (ids.length > 0 && (locked[ids[0]!] || part[ids[0]!] !== s || keys[0] !== 2 * ext[ids[0]!]! - deg[ids[0]!]!)) heaps[s]!.pop();
-        const v = ids.length > 0 ? ids[0]! : -1;
-        const fits = v >= 0 && load[1 - s]! + mem[v]! <= lim[1 - s]! && load[3 - s]! + cpu[v]! <= lim[3 - s]!;
-        if (v < 0 || (!fits && load[s]! <= lim[s]! && load[2 + s]! <= lim[2 + s]!)) continue;
-        if (keys[0]! > gain || (keys[0] === gain && load[s]! > load[1 - s]!)) [pick, gain] = [v, keys[0]!];
+        const heap = heaps[s]!;
+        for (;;) {
+          const v = heap.ids[0] ?? -1;
+          if (v < 0) {
+            // An overfull side without a movable boundary vertex gives up its next one (idle, or in another component).
+            while (next[s]! < n && (part[next[s]!] !== s || locked[next[s]!])) next[s]!++;
+            if (!overfull(s) || next[s]! === n) break;
+            heap.push(2 * ext[next[s]!]! - deg[next[s]!]!, next[s]!++);
+          } else if (locked[v] || part[v] !== s || heap.keys[0] !== 2 * ext[v]! - deg[v]! || !allowed(v, s)) {
+            heap.pop(); // stale (moved, locked, gain changed since), or out of balance: skipped unless its gain changes
+          } else {
+            if (heap.keys[0]! > gain || (heap.keys[0] === gain && load[s]! > load[1 - s]!)) [pick, gain] = [v, heap.keys[0]!];
+            break;
+          }
+        }
       }
       if (pick < 0) break;
       heaps[part[pick]!]!.pop();
@@ -340,28 +364,22 @@ class Heap {
   readonly ids: number[] = [];
   push(key: number, id: number): void {
     let i = this.ids.length;
-    for (let up = (i - 1) >> 1; i > 0 && this.keys[up]! < key; i = up, up = (i - 1) >> 1) {
-      this.keys[i] = this.keys[up]!;
-      this.ids[i] = this.ids[up]!;
-    }
-    this.keys[i] = key;
-    this.ids[i] = id;
+    for (let up = (i - 1) >> 1; i > 0 && this.keys[up]! < key; i = up, up = (i - 1) >> 1) this.set(i, this.keys[up]!, this.ids[up]!);
+    this.set(i, key, id);
   }
   pop(): void {
     const key = this.keys.pop()!;
     const id = this.ids.pop()!;
-    const n = this.ids.length;
     let i = 0;
-    for (let c = 1; c < n; c = 2 * i + 1) {
-      if (c + 1 < n && this.keys[c + 1]! > this.keys[c]!) c++;
+    for (let c = 1; c < this.ids.length; i = c, c = 2 * i + 1) {
+      if (c + 1 < this.ids.length && this.keys[c + 1]! > this.keys[c]!) c++;
       if (this.keys[c]! <= key) break;
-      this.keys[i] = this.keys[c]!;
-      this.ids[i] = this.ids[c]!;
-      i = c;
+      this.set(i, this.keys[c]!, this.ids[c]!);
     }
-    if (n > 0) {
-      this.keys[i] = key;
-      this.ids[i] = id;
-    }
+    if (this.ids.length > 0) this.set(i, key, id);
+  }
+  private set(i: number, key: number, id: number): void {
+    this.keys[i] = key;
+    this.ids[i] = id;
   }
 }
