@@ -72,6 +72,8 @@ export function bisectLabels(p: Problem, measure: TrafficMeasure): Int32Array | 
 const COARSEST = 100;
 /** A part may take 3 % more than its share of the VMs, as far as its sites have the room. */
 const SLACK = 0.03;
+/** Tries per cut: 8 for graphs with up to an eighth of this many adjacency slots, fewer for larger ones, down to 1. */
+const SMALL = 100_000;
 
 /** Undirected graph in CSR form (both directions stored), vertex weights memory and vCPUs, weighted degree. */
 interface Graph {
@@ -112,22 +114,31 @@ function balance(g: Graph, room: Float64Array[], slack: number): Balance {
   return { target, limit: Float64Array.of(soft(target, mem0!), soft(total - target, mem1!), cpu ? cpu0! : Infinity, cpu ? cpu1! : Infinity, mem0!, mem1!) };
 }
 
-/** Sides 0 and 1 of g: within the limits where possible, little weight between them. */
+/**
+ * Sides 0 and 1 of g: within the limits where possible, little weight between them. A random
+ * matching can hide the best cut (merge across it), so a small graph gets a few independent tries.
+ */
 function bisect(g: Graph, bal: Balance, work: Work): Uint8Array {
-  const levels = [g];
-  const maps: Int32Array[] = [];
   const maxMem = (1.5 * g.mem.reduce((a, b) => a + b, 0)) / COARSEST;
-  for (let c = coarsen(g, maxMem, work); c; c = coarsen(c.graph, maxMem, work)) {
-    levels.push(c.graph);
-    maps.push(c.map);
+  let best: Uint8Array = new Uint8Array(g.n);
+  let bestScore = [Infinity, Infinity];
+  for (let t = 0; t < Math.max(1, Math.min(8, Math.floor(SMALL / g.offsets[g.n]!))); t++) {
+    const levels = [g];
+    const maps: Int32Array[] = [];
+    for (let c = coarsen(g, maxMem, work); c; c = coarsen(c.graph, maxMem, work)) {
+      levels.push(c.graph);
+      maps.push(c.map);
+    }
+    let part = initial(levels.at(-1)!, bal, work.rnd);
+    let score = refine(levels.at(-1)!, part, bal);
+    for (let l = levels.length - 2; l >= 0; l--) {
+      const fine = new Uint8Array(levels[l]!.n);
+      for (let v = 0; v < fine.length; v++) fine[v] = part[maps[l]![v]!]!;
+      score = refine(levels[l]!, (part = fine), bal);
+    }
+    if (score[0]! < bestScore[0]! || (score[0] === bestScore[0] && score[1]! < bestScore[1]!)) [best, bestScore] = [part, score];
   }
-  let part = initial(levels.at(-1)!, bal, work.rnd);
-  for (let l = levels.length - 2; l >= 0; l--) {
-    const fine = new Uint8Array(levels[l]!.n);
-    for (let v = 0; v < fine.length; v++) fine[v] = part[maps[l]![v]!]!;
-    refine(levels[l]!, (part = fine), bal);
-  }
-  return part;
+  return best;
 }
 
 /**
@@ -141,7 +152,8 @@ function coarsen(g: Graph, maxMem: number, work: Work): { graph: Graph; map: Int
   const { n, offsets, adj, w, mem } = g;
   if (n <= COARSEST) return null;
   const match = new Int32Array(n).fill(-1);
-  const order = permutation(n, work.rnd);
+  // Fewest neighbours first (ties at random): a leaf merges with its parent before the parent is taken.
+  const order = permutation(n, work.rnd).sort((a, b) => offsets[a + 1]! - offsets[a]! - offsets[b + 1]! + offsets[b]!);
   let alone = 0;
   for (const v of order) {
     if (match[v]! >= 0) continue;
@@ -159,10 +171,12 @@ function coarsen(g: Graph, maxMem: number, work: Work): { graph: Graph; map: Int
       match[best] = v;
     }
   }
-  const waiting = new Int32Array(n + 1).fill(-1); // by heaviest neighbour; idle vertices at n
+  // Low-degree vertices sharing their heaviest neighbour (leaves, idle VMs at n) pair up; not
+  // higher ones: two children of a tree's root merged would hide the root's cut.
+  const waiting = new Int32Array(n + 1).fill(-1);
   for (let i = 0; i < n && alone > 0.1 * n; i++) {
     const v = order[i]!;
-    if (match[v]! >= 0) continue;
+    if (match[v]! >= 0 || offsets[v + 1]! - offsets[v]! > 2) continue;
     let key = n;
     for (let s = offsets[v]!, heaviest = 0; s < offsets[v + 1]!; s++) if (w[s]! > heaviest) [key, heaviest] = [adj[s]!, w[s]!];
     const u = waiting[key]!;
