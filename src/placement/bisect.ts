@@ -76,31 +76,16 @@ const SLACK = 0.03;
 const SMALL = 100_000;
 
 /** Undirected graph in CSR form (both directions stored), vertex weights memory and vCPUs, weighted degree. */
-interface Graph {
-  n: number;
-  offsets: Int32Array;
-  adj: Int32Array;
-  w: Float64Array;
-  mem: Float64Array;
-  cpu: Float64Array;
-  deg: Float64Array;
-}
-
+type Graph = { n: number; offsets: Int32Array; adj: Int32Array; w: Float64Array; mem: Float64Array; cpu: Float64Array; deg: Float64Array };
 /** Room to build a contracted graph's edges in (as many slots as the whole graph), and the seeded random source. */
-interface Work {
-  adj: Int32Array;
-  w: Float64Array;
-  rnd: () => number;
-}
-
+type Work = { adj: Int32Array; w: Float64Array; rnd: () => number };
 /**
  * Side 0's memory target, and the limits [memory 0, memory 1, vCPUs 0, vCPUs 1, room 0, room 1]:
  * memory is balanced (the share plus slack), vCPUs and the sites' memory are hard limits.
  */
-interface Balance {
-  target: number;
-  limit: Float64Array;
-}
+type Balance = { target: number; limit: Float64Array };
+/** [overload, cut]: which of two results is better. */
+const better = (a: number[], b: number[]) => a[0]! < b[0]! || (a[0] === b[0] && a[1]! < b[1]!);
 
 /** Memory shares proportional to the halves' memory room; a side may take one VM over its share, else whole VMs may not add up. */
 function balance(g: Graph, room: Float64Array[], slack: number): Balance {
@@ -136,7 +121,7 @@ function bisect(g: Graph, bal: Balance, work: Work): Uint8Array {
       for (let v = 0; v < fine.length; v++) fine[v] = part[maps[l]![v]!]!;
       score = refine(levels[l]!, (part = fine), bal);
     }
-    if (score[0]! < bestScore[0]! || (score[0] === bestScore[0] && score[1]! < bestScore[1]!)) [best, bestScore] = [part, score];
+    if (better(score, bestScore)) [best, bestScore] = [part, score];
   }
   return best;
 }
@@ -258,7 +243,7 @@ function initial(g: Graph, bal: Balance, rnd: () => number): Uint8Array {
       for (let s = offsets[v]!; s < offsets[v + 1]!; s++) if (part[adj[s]!] !== grow && !skip[adj[s]!]) heap.push(2 * (conn[adj[s]!]! += w[s]!) - deg[adj[s]!]!, adj[s]!);
     }
     const score = refine(g, part, bal);
-    if (score[0]! < bestScore[0]! || (score[0] === bestScore[0] && score[1]! < bestScore[1]!)) [best, bestScore] = [part, score];
+    if (better(score, bestScore)) [best, bestScore] = [part, score];
   }
   return best;
 }
