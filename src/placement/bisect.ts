@@ -1,4 +1,4 @@
-import { slotWeights, type TrafficMeasure } from '../analysis/graph.js';
+import { slotWeights, type TrafficGraph, type TrafficMeasure } from '../analysis/graph.js';
 import type { Problem } from './problem.js';
 
 /**
@@ -38,8 +38,12 @@ export function bisectLabels(p: Problem, measure: TrafficMeasure): Int32Array | 
   const sites = Array.from({ length: p.nSite }, (_, s) => s).filter((s) => mem[s]! > 0);
   if (sites.length === 0) return null;
   let seed = 12345;
-  const slots = g.offsets[g.names.length]!;
-  const work: Work = { adj: new Int32Array(slots), w: new Float64Array(slots), rnd: () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 4294967296 };
+  // Edge arrays of all graphs built below come from one arena, kept between calls while the garbage
+  // collector leaves it: fresh arrays of this size cost page faults and full collections.
+  const arena = spare?.deref() ?? { adj: new Int32Array(0), w: new Float64Array(0), used: 0 };
+  spare = new WeakRef(arena);
+  const work: Work = { arena, rnd: () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 4294967296 };
+  arena.used = 0;
   const split = (part: Graph, ids: number[], group: number[]) => {
     if (part.n === 0 || group.length === 1) {
       for (const v of ids) labels[v] = group[0]!;
@@ -55,8 +59,10 @@ export function bisectLabels(p: Problem, measure: TrafficMeasure): Int32Array | 
       room[1]![i]! += Math.max(0, cpu[s]!);
     }
     // The 3 % slack is shared out among the levels of cuts still to come, so the last parts still meet it.
+    const mark = arena.used; // what is built from here on is freed when done with
     const side = bisect(part, balance(part, room, (1 + SLACK) ** (1 / Math.ceil(Math.log2(group.length))) - 1), work);
     for (const s of [0, 1]) {
+      arena.used = mark;
       const map = new Int32Array(part.n).fill(-1);
       const sub: number[] = [];
       for (let v = 0; v < part.n; v++) if (side[v] === s) map[v] = sub.push(ids[v]!) - 1;
@@ -64,8 +70,23 @@ export function bisectLabels(p: Problem, measure: TrafficMeasure): Int32Array | 
     }
   };
   // deg is not read when contracting, so the problem's graph can go in as it is.
-  split(contract({ n: g.names.length, offsets: g.offsets, adj: g.neighbours, w: slotWeights(g, measure), mem: p.vmMem, cpu: p.vmCpu, deg: p.vmMem }, map, ids.length, work), ids, sites);
+  const w = slotWeights(g, measure);
+  split(contract({ n: g.names.length, offsets: g.offsets, adj: g.neighbours, w, mem: p.vmMem, cpu: p.vmCpu, deg: p.vmMem }, map, ids.length, work, floors(g, w)), ids, sites);
   return labels;
+}
+
+/**
+ * On a large graph, an edge lighter than a twentieth of both its ends' heaviest edges is left out
+ * of the cut: such background traffic is cut about as much by any partition, yet it is most of the
+ * edges of a noisy graph and would be carried through every level. The local search after packing
+ * still counts it. Each node's floor (a twentieth of its heaviest edge); none on a small graph.
+ */
+function floors(g: TrafficGraph, w: Float64Array): Float64Array | undefined {
+  const n = g.names.length;
+  if (g.offsets[n]! <= LARGE) return undefined;
+  const floor = new Float64Array(n);
+  for (let v = 0; v < n; v++) for (let s = g.offsets[v]!; s < g.offsets[v + 1]!; s++) floor[v] = Math.max(floor[v]!, w[s]! / 20);
+  return floor;
 }
 
 /** Coarsen until about this many vertices: few enough that several initial cuts cost nothing. */
@@ -73,12 +94,16 @@ const COARSEST = 100;
 /** A part may take 3 % more than its share of the VMs, as far as its sites have the room. */
 const SLACK = 0.03;
 /** Tries per cut: 8 for graphs with up to an eighth of this many adjacency slots, fewer for larger ones, down to 1. */
-const SMALL = 100_000;
+const SMALL = 50_000;
+/** Graphs with more adjacency slots than this are cut without their background traffic (see floors). */
+const LARGE = 200_000;
 
 /** Undirected graph in CSR form (both directions stored), vertex weights memory and vCPUs, weighted degree. */
 type Graph = { n: number; offsets: Int32Array; adj: Int32Array; w: Float64Array; mem: Float64Array; cpu: Float64Array; deg: Float64Array };
-/** Room to build a contracted graph's edges in (as many slots as the whole graph), and the seeded random source. */
-type Work = { adj: Int32Array; w: Float64Array; rnd: () => number };
+/** Where graphs get their edge arrays (slots below `used` are taken), and the seeded random source. */
+type Arena = { adj: Int32Array; w: Float64Array; used: number };
+type Work = { arena: Arena; rnd: () => number };
+let spare: WeakRef<Arena> | undefined;
 /**
  * Side 0's memory target, and the limits [memory 0, memory 1, vCPUs 0, vCPUs 1, room 0, room 1]:
  * memory is balanced (the share plus slack), vCPUs and the sites' memory are hard limits.
@@ -107,7 +132,9 @@ function bisect(g: Graph, bal: Balance, work: Work): Uint8Array {
   const maxMem = (1.5 * g.mem.reduce((a, b) => a + b, 0)) / COARSEST;
   let best: Uint8Array = new Uint8Array(g.n);
   let bestScore = [Infinity, Infinity];
+  const mark = work.arena.used;
   for (let t = 0; t < Math.max(1, Math.min(8, Math.floor(SMALL / g.offsets[g.n]!))); t++) {
+    work.arena.used = mark;
     const levels = [g];
     const maps: Int32Array[] = [];
     for (let c = coarsen(g, maxMem, work); c; c = coarsen(c.graph, maxMem, work)) {
@@ -138,7 +165,7 @@ function coarsen(g: Graph, maxMem: number, work: Work): { graph: Graph; map: Int
   if (n <= COARSEST) return null;
   const match = new Int32Array(n).fill(-1);
   // Fewest neighbours first (ties at random): a leaf merges with its parent before the parent is taken.
-  const order = permutation(n, work.rnd).sort((a, b) => offsets[a + 1]! - offsets[a]! - offsets[b + 1]! + offsets[b]!);
+  const order = permutation(n, work.rnd, offsets);
   let alone = 0;
   for (const v of order) {
     if (match[v]! >= 0) continue;
@@ -174,8 +201,8 @@ function coarsen(g: Graph, maxMem: number, work: Work): { graph: Graph; map: Int
   return cn > 0.95 * n ? null : { graph: contract(g, map, cn, work), map };
 }
 
-/** The graph whose vertex x merges the vertices v with map[v] = x (-1: left out), parallel edges summed, loops and idle edges dropped. */
-function contract(g: Graph, map: Int32Array, cn: number, work: Work): Graph {
+/** The graph whose vertex x merges the vertices v with map[v] = x (-1: left out), parallel edges summed, loops, idle edges and edges below both ends' floor dropped. */
+function contract(g: Graph, map: Int32Array, cn: number, work: Work, floor?: Float64Array): Graph {
   const { offsets, adj, w } = g;
   const start = new Int32Array(cn + 1);
   for (let v = 0; v < map.length; v++) if (map[v]! >= 0) start[map[v]! + 1]!++;
@@ -183,31 +210,45 @@ function contract(g: Graph, map: Int32Array, cn: number, work: Work): Graph {
   const members = new Int32Array(start[cn]!);
   const fill = start.slice(0, cn);
   for (let v = 0; v < map.length; v++) if (map[v]! >= 0) members[fill[map[v]!]!++] = v;
-  const c: Graph = { n: cn, offsets: new Int32Array(cn + 1), adj: work.adj, w: work.w, mem: new Float64Array(cn), cpu: new Float64Array(cn), deg: new Float64Array(cn) };
+  const arena = work.arena;
+  const base = arena.used;
+  if (base + members.reduce((sum, v) => sum + offsets[v + 1]! - offsets[v]!, 0) > arena.adj.length) {
+    // Grown into new arrays: graphs built before keep theirs; the slots below base are left unused.
+    const size = 2 * (base + offsets[g.n]!);
+    [arena.adj, arena.w] = [new Int32Array(size), new Float64Array(size)];
+  }
+  const c: Graph = { n: cn, offsets: new Int32Array(cn + 1), adj: arena.adj, w: arena.w, mem: new Float64Array(cn), cpu: new Float64Array(cn), deg: new Float64Array(cn) };
   const at = new Int32Array(cn).fill(-1); // where the row being built holds each neighbour
-  let k = 0;
+  const { adj: cadj, w: cw } = c; // locals: the loop below runs once per slot of g
+  let k = base;
   for (let x = 0; x < cn; x++) {
     const row = k;
+    let deg = 0;
     for (let i = start[x]!; i < start[x + 1]!; i++) {
       const v = members[i]!;
+      const least = floor ? floor[v]! : 0;
       c.mem[x]! += g.mem[v]!;
       c.cpu[x]! += g.cpu[v]!;
-      for (let s = offsets[v]!; s < offsets[v + 1]!; s++) {
-        const y = map[adj[s]!]!;
-        if (y < 0 || y === x || !(w[s]! > 0)) continue;
-        c.deg[x]! += w[s]!;
-        if (at[y]! >= row) c.w[at[y]!]! += w[s]!;
+      for (let s = offsets[v]!, end = offsets[v + 1]!; s < end; s++) {
+        const u = adj[s]!;
+        const y = map[u]!;
+        const ws = w[s]!;
+        if (y < 0 || y === x || !(ws > 0) || (floor && ws < Math.min(least, floor[u]!))) continue;
+        deg += ws;
+        const a = at[y]!;
+        if (a >= row) cw[a]! += ws;
         else {
           at[y] = k;
-          c.adj[k] = y;
-          c.w[k++] = w[s]!;
+          cadj[k] = y;
+          cw[k++] = ws;
         }
       }
     }
-    c.offsets[x + 1] = k;
+    c.deg[x] = deg;
+    c.offsets[x + 1] = k - base;
   }
-  // Built in the shared buffers, kept in arrays of the exact size: no large allocation per level.
-  return { ...c, adj: work.adj.slice(0, k), w: work.w.slice(0, k) };
+  arena.used = k;
+  return { ...c, adj: arena.adj.subarray(base, k), w: arena.w.subarray(base, k) };
 }
 
 /**
@@ -348,13 +389,21 @@ function refine(g: Graph, part: Uint8Array, bal: Balance): number[] {
   return [bestOver, cut];
 }
 
-function permutation(n: number, rnd: () => number): Int32Array {
-  const a = Int32Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
+/** 0..n-1 in random order; with `offsets`, then stably by number of neighbours (a counting sort). */
+function permutation(n: number, rnd: () => number, offsets?: Int32Array): Int32Array {
+  const a = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
     const j = Math.floor(rnd() * (i + 1));
-    [a[i], a[j]] = [a[j]!, a[i]!];
+    a[i] = a[j]!;
+    a[j] = i;
   }
-  return a;
+  if (!offsets) return a;
+  const start = new Int32Array(n + 1);
+  for (let v = 0; v < n; v++) start[offsets[v + 1]! - offsets[v]!]!++;
+  for (let d = 0, sum = 0; d <= n; d++) [start[d], sum] = [sum, sum + start[d]!];
+  const out = new Int32Array(n);
+  for (const v of a) out[start[offsets[v + 1]! - offsets[v]!]!++] = v;
+  return out;
 }
 
 /** Binary max-heap of (key, id); stale entries stay in, the reader skips them. */
