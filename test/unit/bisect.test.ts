@@ -52,6 +52,13 @@ test('a binary tree of 15 over two sites of 8 is cut at one edge', () => {
   );
 });
 
+test('the same labels on every call: seeded, and the reused edge arena holds nothing over', () => {
+  const big = problem(withNoise(ring(300), 0.05, 2).rows, 300, [{ mem: 160 }, { mem: 160 }]);
+  const small = problem(binaryTree(63).rows, 63, [{ mem: 17 }, { mem: 17 }, { mem: 17 }, { mem: 17 }]);
+  const first = [bisectLabels(big, 'bytes')!, bisectLabels(small, 'bytes')!];
+  assert.deepEqual([bisectLabels(small, 'bytes')!, bisectLabels(big, 'bytes')!], first.reverse());
+});
+
 test('two blocks joined by weak links are split along the links', () => {
   const t = twoBlocks(6, 0.02);
   const p = problem(t.rows, 12, [{ mem: 7 }, { mem: 7 }]);
