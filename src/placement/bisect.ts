@@ -93,8 +93,8 @@ function floors(g: TrafficGraph, w: Float64Array): Float64Array | undefined {
 const COARSEST = 100;
 /** A part may take 3 % more than its share of the VMs, as far as its sites have the room. */
 const SLACK = 0.03;
-/** Tries per cut: 8 for graphs with up to an eighth of this many adjacency slots, fewer for larger ones, down to 1. */
-const SMALL = 50_000;
+/** Tries per cut: 8 for graphs with up to an eighth of this many vertices and adjacency slots, fewer for larger ones, down to 1. */
+const SMALL = 25_000;
 /** Graphs with more adjacency slots than this are cut without their background traffic (see floors). */
 const LARGE = 200_000;
 
@@ -133,7 +133,8 @@ function bisect(g: Graph, bal: Balance, work: Work): Uint8Array {
   let best: Uint8Array = new Uint8Array(g.n);
   let bestScore = [Infinity, Infinity];
   const mark = work.arena.used;
-  for (let t = 0; t < Math.max(1, Math.min(8, Math.floor(SMALL / g.offsets[g.n]!))); t++) {
+  const tries = g.offsets[g.n] === 0 ? 1 : Math.max(1, Math.min(8, Math.floor(SMALL / (g.n + g.offsets[g.n]!))));
+  for (let t = 0; t < tries; t++) {
     work.arena.used = mark;
     const levels = [g];
     const maps: Int32Array[] = [];
