@@ -1,7 +1,7 @@
 /**
  * Placement quality and speed, side by side: the VMs' initial (random) placement, the seed's
  * greedy groups packed onto sites, Louvain groups refined under capacity and packed, our planner
- * (best of three starts + local search), and the exact optimum by exhaustive search (≤ 12 VMs).
+ * (best of its five starts + local search), and the exact optimum by exhaustive search (≤ 12 VMs).
  * Objective: time, all inter-site links alike, so it ranks placements by inter-site traffic.
  * Quality runs use an unlimited horizon (migration cost negligible, any number of moves);
  * the timing rows run the real planMoves round (horizon 1 h, 5 moves) from the collector rows,

@@ -1,0 +1,434 @@
+import { slotWeights, type TrafficGraph, type TrafficMeasure } from '../analysis/graph.js';
+import type { Problem } from './problem.js';
+
+/**
+ * Multilevel recursive bisection, after the ideas of METIS and KaHIP (our own code): the sites are
+ * split into two sets of about equal room, the VM graph is cut in two with part sizes in the same
+ * proportion, and both halves are cut again until each part has one site. Each cut is made on a
+ * coarsened graph (heavy edges contracted first, so a dense group or a long band ends up as a few
+ * heavy vertices) and refined at every level on the way back: whole subtrees, bands and halves of
+ * a stencil change side together, which the single-VM local search cannot do.
+ * Returns a site label per VM (a pinned VM: its own site) for packGroups; null when no site has room.
+ */
+export function bisectLabels(p: Problem, measure: TrafficMeasure): Int32Array | null {
+  const mem = new Float64Array(p.nSite);
+  const cpu = new Float64Array(p.nSite);
+  for (let h = 0; h < p.nHost; h++) {
+    if (!p.destination[h]) continue;
+    mem[p.hostSite[h]!]! += p.memCap[h]!;
+    cpu[p.hostSite[h]!]! += p.cpuCap[h]!;
+  }
+  const g = p.graph;
+  const labels = new Int32Array(p.nVm);
+  const map = new Int32Array(g.names.length).fill(-1); // fixed endpoints stay at -1: their edges drop out
+  const ids: number[] = [];
+  for (let v = 0; v < p.nVm; v++) {
+    const h = p.origin[v]!;
+    if (p.movable[v] || h < 0) {
+      map[v] = ids.push(v) - 1;
+      continue;
+    }
+    // A pinned VM stays on its host: it takes room there and is left out of the cut.
+    labels[v] = p.hostSite[h]!;
+    if (p.destination[h]) {
+      mem[labels[v]!]! -= p.vmMem[v]!;
+      cpu[labels[v]!]! -= p.vmCpu[v]!;
+    }
+  }
+  const sites = Array.from({ length: p.nSite }, (_, s) => s).filter((s) => mem[s]! > 0);
+  if (sites.length === 0) return null;
+  let seed = 12345;
+  // Edge arrays of all graphs built below come from one arena, kept between calls while the garbage
+  // collector leaves it: fresh arrays of this size cost page faults and full collections.
+  const arena = spare?.deref() ?? { adj: new Int32Array(0), w: new Float64Array(0), used: 0 };
+  spare = new WeakRef(arena);
+  const work: Work = { arena, rnd: () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 4294967296 };
+  arena.used = 0;
+  const split = (part: Graph, ids: number[], group: number[]) => {
+    if (part.n === 0 || group.length === 1) {
+      for (const v of ids) labels[v] = group[0]!;
+      return;
+    }
+    // Biggest site first into the half with less room: two halves of near-equal room.
+    const halves: number[][] = [[], []];
+    const room = [new Float64Array(2), new Float64Array(2)]; // [memory, vCPUs][half]
+    for (const s of [...group].sort((a, b) => mem[b]! - mem[a]! || a - b)) {
+      const i = room[0]![0]! <= room[0]![1]! ? 0 : 1;
+      halves[i]!.push(s);
+      room[0]![i]! += mem[s]!;
+      room[1]![i]! += Math.max(0, cpu[s]!);
+    }
+    // The 3 % slack is shared out among the levels of cuts still to come, so the last parts still meet it.
+    const mark = arena.used; // what is built from here on is freed when done with
+    const side = bisect(part, balance(part, room, (1 + SLACK) ** (1 / Math.ceil(Math.log2(group.length))) - 1), work);
+    for (const s of [0, 1]) {
+      arena.used = mark;
+      const map = new Int32Array(part.n).fill(-1);
+      const sub: number[] = [];
+      for (let v = 0; v < part.n; v++) if (side[v] === s) map[v] = sub.push(ids[v]!) - 1;
+      split(contract(part, map, sub.length, work), sub, halves[s]!);
+    }
+  };
+  // deg is not read when contracting, so the problem's graph can go in as it is.
+  const w = slotWeights(g, measure);
+  split(contract({ n: g.names.length, offsets: g.offsets, adj: g.neighbours, w, mem: p.vmMem, cpu: p.vmCpu, deg: p.vmMem }, map, ids.length, work, floors(g, w)), ids, sites);
+  return labels;
+}
+
+/**
+ * On a large graph, an edge lighter than a twentieth of both its ends' heaviest edges is left out
+ * of the cut: such background traffic is cut about as much by any partition, yet it is most of the
+ * edges of a noisy graph and would be carried through every level. The local search after packing
+ * still counts it. Each node's floor (a twentieth of its heaviest edge); none on a small graph.
+ */
+function floors(g: TrafficGraph, w: Float64Array): Float64Array | undefined {
+  const n = g.names.length;
+  if (g.offsets[n]! <= LARGE) return undefined;
+  const floor = new Float64Array(n);
+  for (let v = 0; v < n; v++) for (let s = g.offsets[v]!; s < g.offsets[v + 1]!; s++) floor[v] = Math.max(floor[v]!, w[s]! / 20);
+  return floor;
+}
+
+/** Coarsen until about this many vertices: few enough that several initial cuts cost nothing. */
+const COARSEST = 100;
+/** A part may take 3 % more than its share of the VMs, as far as its sites have the room. */
+const SLACK = 0.03;
+/** Tries per cut: 8 for graphs with up to an eighth of this many vertices and adjacency slots, fewer for larger ones, down to 1. */
+const SMALL = 25_000;
+/** Graphs with more adjacency slots than this are cut without their background traffic (see floors). */
+const LARGE = 200_000;
+
+/** Undirected graph in CSR form (both directions stored), vertex weights memory and vCPUs, weighted degree. */
+type Graph = { n: number; offsets: Int32Array; adj: Int32Array; w: Float64Array; mem: Float64Array; cpu: Float64Array; deg: Float64Array };
+/** Where graphs get their edge arrays (slots below `used` are taken), and the seeded random source. */
+type Arena = { adj: Int32Array; w: Float64Array; used: number };
+type Work = { arena: Arena; rnd: () => number };
+let spare: WeakRef<Arena> | undefined;
+/**
+ * Side 0's memory target, and the limits [memory 0, memory 1, vCPUs 0, vCPUs 1, room 0, room 1]:
+ * memory is balanced (the share plus slack), vCPUs and the sites' memory are hard limits.
+ */
+type Balance = { target: number; limit: Float64Array };
+/** [overload, cut]: which of two results is better. */
+const better = (a: number[], b: number[]) => a[0]! < b[0]! || (a[0] === b[0] && a[1]! < b[1]!);
+
+/** Memory shares proportional to the halves' memory room; a side may take one VM over its share, else whole VMs may not add up. */
+function balance(g: Graph, room: Float64Array[], slack: number): Balance {
+  const [mem0, mem1] = room[0]!;
+  const [cpu0, cpu1] = room[1]!;
+  const total = g.mem.reduce((a, b) => a + b, 0);
+  const heaviest = g.mem.reduce((a, b) => Math.max(a, b), 0);
+  const target = (total * mem0!) / (mem0! + mem1!);
+  const soft = (share: number, cap: number) => Math.max(share, Math.min(cap, Math.max(share * (1 + slack), share + heaviest)));
+  const cpu = cpu0! + cpu1! > 0;
+  return { target, limit: Float64Array.of(soft(target, mem0!), soft(total - target, mem1!), cpu ? cpu0! : Infinity, cpu ? cpu1! : Infinity, mem0!, mem1!) };
+}
+
+/**
+ * Sides 0 and 1 of g: within the limits where possible, little weight between them. A random
+ * matching can hide the best cut (merge across it), so a small graph gets a few independent tries.
+ */
+function bisect(g: Graph, bal: Balance, work: Work): Uint8Array {
+  const maxMem = (1.5 * g.mem.reduce((a, b) => a + b, 0)) / COARSEST;
+  let best: Uint8Array = new Uint8Array(g.n);
+  let bestScore = [Infinity, Infinity];
+  const mark = work.arena.used;
+  const tries = g.offsets[g.n] === 0 ? 1 : Math.max(1, Math.min(8, Math.floor(SMALL / (g.n + g.offsets[g.n]!))));
+  for (let t = 0; t < tries; t++) {
+    work.arena.used = mark;
+    const levels = [g];
+    const maps: Int32Array[] = [];
+    for (let c = coarsen(g, maxMem, work); c; c = coarsen(c.graph, maxMem, work)) {
+      levels.push(c.graph);
+      maps.push(c.map);
+    }
+    let part = initial(levels.at(-1)!, bal, work.rnd);
+    let score = refine(levels.at(-1)!, part, bal);
+    for (let l = levels.length - 2; l >= 0; l--) {
+      const fine = new Uint8Array(levels[l]!.n);
+      for (let v = 0; v < fine.length; v++) fine[v] = part[maps[l]![v]!]!;
+      score = refine(levels[l]!, (part = fine), bal);
+    }
+    if (better(score, bestScore)) [best, bestScore] = [part, score];
+  }
+  return best;
+}
+
+/**
+ * Heavy-edge matching: each vertex, in random order, pairs with the unmatched neighbour it
+ * exchanges most with. When many are left alone (leaves around a hub, idle VMs), those sharing
+ * their heaviest neighbour pair up, and idle ones with each other, else a star never shrinks.
+ * No merged vertex outweighs maxMem, so the coarsest graph can still be cut in balance.
+ * Null when the graph is small or hardly shrinks any more.
+ */
+function coarsen(g: Graph, maxMem: number, work: Work): { graph: Graph; map: Int32Array } | null {
+  const { n, offsets, adj, w, mem } = g;
+  if (n <= COARSEST) return null;
+  const match = new Int32Array(n).fill(-1);
+  // Fewest neighbours first (ties at random): a leaf merges with its parent before the parent is taken.
+  const order = permutation(n, work.rnd, offsets);
+  let alone = 0;
+  for (const v of order) {
+    if (match[v]! >= 0) continue;
+    let best = -1;
+    for (let s = offsets[v]!, heaviest = 0; s < offsets[v + 1]!; s++) {
+      const u = adj[s]!;
+      if (match[u]! < 0 && u !== v && w[s]! > heaviest && mem[v]! + mem[u]! <= maxMem) {
+        best = u;
+        heaviest = w[s]!;
+      }
+    }
+    if (best < 0) alone++;
+    else {
+      match[v] = best;
+      match[best] = v;
+    }
+  }
+  // Low-degree vertices sharing their heaviest neighbour (leaves, idle VMs at n) pair up; not
+  // higher ones: two children of a tree's root merged would hide the root's cut.
+  const waiting = new Int32Array(n + 1).fill(-1);
+  for (let i = 0; i < n && alone > 0.1 * n; i++) {
+    const v = order[i]!;
+    if (match[v]! >= 0 || offsets[v + 1]! - offsets[v]! > 2) continue;
+    let key = n;
+    for (let s = offsets[v]!, heaviest = 0; s < offsets[v + 1]!; s++) if (w[s]! > heaviest) [key, heaviest] = [adj[s]!, w[s]!];
+    const u = waiting[key]!;
+    if (u >= 0 && mem[u]! + mem[v]! <= maxMem) [match[u], match[v], waiting[key]] = [v, u, -1];
+    else waiting[key] = v;
+  }
+  const map = new Int32Array(n).fill(-1);
+  let cn = 0;
+  for (let v = 0; v < n; v++) if (map[v]! < 0) map[v] = map[match[v]! >= 0 ? match[v]! : v] = cn++;
+  return cn > 0.95 * n ? null : { graph: contract(g, map, cn, work), map };
+}
+
+/** The graph whose vertex x merges the vertices v with map[v] = x (-1: left out), parallel edges summed, loops, idle edges and edges below both ends' floor dropped. */
+function contract(g: Graph, map: Int32Array, cn: number, work: Work, floor?: Float64Array): Graph {
+  const { offsets, adj, w } = g;
+  const start = new Int32Array(cn + 1);
+  for (let v = 0; v < map.length; v++) if (map[v]! >= 0) start[map[v]! + 1]!++;
+  for (let x = 0; x < cn; x++) start[x + 1]! += start[x]!;
+  const members = new Int32Array(start[cn]!);
+  const fill = start.slice(0, cn);
+  for (let v = 0; v < map.length; v++) if (map[v]! >= 0) members[fill[map[v]!]!++] = v;
+  const arena = work.arena;
+  const base = arena.used;
+  if (base + members.reduce((sum, v) => sum + offsets[v + 1]! - offsets[v]!, 0) > arena.adj.length) {
+    // Grown into new arrays: graphs built before keep theirs; the slots below base are left unused.
+    const size = 2 * (base + offsets[g.n]!);
+    [arena.adj, arena.w] = [new Int32Array(size), new Float64Array(size)];
+  }
+  const c: Graph = { n: cn, offsets: new Int32Array(cn + 1), adj: arena.adj, w: arena.w, mem: new Float64Array(cn), cpu: new Float64Array(cn), deg: new Float64Array(cn) };
+  const at = new Int32Array(cn).fill(-1); // where the row being built holds each neighbour
+  const { adj: cadj, w: cw } = c; // locals: the loop below runs once per slot of g
+  let k = base;
+  for (let x = 0; x < cn; x++) {
+    const row = k;
+    let deg = 0;
+    for (let i = start[x]!; i < start[x + 1]!; i++) {
+      const v = members[i]!;
+      const least = floor ? floor[v]! : 0;
+      c.mem[x]! += g.mem[v]!;
+      c.cpu[x]! += g.cpu[v]!;
+      for (let s = offsets[v]!, end = offsets[v + 1]!; s < end; s++) {
+        const u = adj[s]!;
+        const y = map[u]!;
+        const ws = w[s]!;
+        if (y < 0 || y === x || !(ws > 0) || (floor && ws < Math.min(least, floor[u]!))) continue;
+        deg += ws;
+        const a = at[y]!;
+        if (a >= row) cw[a]! += ws;
+        else {
+          at[y] = k;
+          cadj[k] = y;
+          cw[k++] = ws;
+        }
+      }
+    }
+    c.deg[x] = deg;
+    c.offsets[x + 1] = k - base;
+  }
+  arena.used = k;
+  return { ...c, adj: arena.adj.subarray(base, k), w: arena.w.subarray(base, k) };
+}
+
+/**
+ * Greedy graph growing from several random seeds, side 0 and side 1 in turn: the side takes, one
+ * at a time, the vertex that adds least to the cut until it reaches its share (a new seed when the
+ * component is used up); each cut is refined, the best (overload first, then cut) kept.
+ */
+function initial(g: Graph, bal: Balance, rnd: () => number): Uint8Array {
+  const { n, offsets, adj, w, mem, cpu, deg } = g;
+  let best = new Uint8Array(n);
+  let bestScore = [Infinity, Infinity];
+  for (let t = 0; t < (n <= 4 * COARSEST ? 8 : 2); t++) {
+    const grow = t % 2;
+    const target = grow === 0 ? bal.target : mem.reduce((a, b) => a + b, 0) - bal.target;
+    const part = new Uint8Array(n).fill(1 - grow);
+    const skip = new Uint8Array(n);
+    const conn = new Float64Array(n);
+    const heap = new Heap();
+    const order = permutation(n, rnd);
+    const load = [0, 0];
+    for (let next = 0; load[0]! < target; ) {
+      let v = -1;
+      for (; v < 0 && heap.ids.length > 0; heap.pop()) if (part[heap.ids[0]!] !== grow && !skip[heap.ids[0]!] && heap.keys[0] === 2 * conn[heap.ids[0]!]! - deg[heap.ids[0]!]!) v = heap.ids[0]!;
+      for (; v < 0 && next < n; next++) if (part[order[next]!] !== grow && !skip[order[next]!]) v = order[next]!;
+      if (v < 0) break;
+      if (load[0]! + mem[v]! > bal.limit[grow]! || load[1]! + cpu[v]! > bal.limit[2 + grow]!) {
+        skip[v] = 1; // would overfill this side: it stays on the other
+        continue;
+      }
+      part[v] = grow;
+      load[0]! += mem[v]!;
+      load[1]! += cpu[v]!;
+      for (let s = offsets[v]!; s < offsets[v + 1]!; s++) if (part[adj[s]!] !== grow && !skip[adj[s]!]) heap.push(2 * (conn[adj[s]!]! += w[s]!) - deg[adj[s]!]!, adj[s]!);
+    }
+    const score = refine(g, part, bal);
+    if (better(score, bestScore)) [best, bestScore] = [part, score];
+  }
+  return best;
+}
+
+/**
+ * Boundary Fiduccia–Mattheyses: move the boundary vertex of best gain whose move keeps the other
+ * side within its limits (or that leaves an overfull side), lock it, go on through losses for a
+ * while, then go back to the best point seen (least overload, then least cut): this climbs over
+ * ridges where every single move costs. Repeats while a pass gains. Returns [overload, cut].
+ */
+function refine(g: Graph, part: Uint8Array, bal: Balance): number[] {
+  const { n, offsets, adj, w, mem, cpu, deg } = g;
+  const lim = bal.limit;
+  const ext = new Float64Array(n); // weight to the other side
+  const load = new Float64Array(4); // [memory 0, memory 1, vCPUs 0, vCPUs 1]
+  let cut = 0;
+  for (let v = 0; v < n; v++) {
+    const side = part[v]!;
+    load[side]! += mem[v]!;
+    load[2 + side]! += cpu[v]!;
+    let x = 0;
+    for (let s = offsets[v]!; s < offsets[v + 1]!; s++) if (part[adj[s]!] !== side) x += w[s]!;
+    ext[v] = x;
+    cut += x / 2;
+  }
+  // v's memory and vCPUs over to side `to`.
+  const shift = (v: number, to: number) => {
+    load[to]! += mem[v]!;
+    load[1 - to]! -= mem[v]!;
+    load[2 + to]! += cpu[v]!;
+    load[3 - to]! -= cpu[v]!;
+  };
+  const move = (v: number) => {
+    const to = (part[v] = 1 - part[v]!);
+    shift(v, to);
+    cut -= 2 * ext[v]! - deg[v]!;
+    ext[v] = deg[v]! - ext[v]!;
+    for (let s = offsets[v]!; s < offsets[v + 1]!; s++) ext[adj[s]!]! += part[adj[s]!] === to ? -w[s]! : w[s]!;
+  };
+  const overfull = (s: number) => load[s]! > lim[s]! || load[2 + s]! > lim[2 + s]!;
+  // A move from side s that fits the other side, or that lowers the load past hard limits (vCPUs,
+  // room). Trading memory over the share on one side for the same on the other is not one: growing
+  // a side would overshoot with a heavy coarse vertex instead of taking lighter ones.
+  const allowed = (v: number, s: number) => {
+    if (load[1 - s]! + mem[v]! <= lim[1 - s]! && load[3 - s]! + cpu[v]! <= lim[3 - s]!) return true;
+    if (!overfull(s)) return false;
+    const before = overload(2);
+    shift(v, 1 - s);
+    const after = overload(2);
+    shift(v, s);
+    return after < before;
+  };
+  // Past a hard limit weighs a thousand times more than past the memory share; from = 2: hard limits only.
+  const overload = (from = 0) => {
+    let over = 0;
+    for (let i = from; i < 6; i++) if (load[i % 4]! > lim[i]!) over += ((i < 2 ? 1 : 1000) * (load[i % 4]! - lim[i]!)) / (lim[i]! || 1);
+    return over;
+  };
+  const locked = new Uint8Array(n);
+  const patience = Math.max(25, Math.min(100, n / 100));
+  let bestOver = overload();
+  for (let pass = 0; pass < 10; pass++) {
+    const heaps = [new Heap(), new Heap()];
+    for (let v = 0; v < n; v++) if (ext[v]! > 0) heaps[part[v]!]!.push(2 * ext[v]! - deg[v]!, v);
+    const next = [0, 0];
+    const trail: number[] = [];
+    let bestCut = cut;
+    let bestLen = 0;
+    while (trail.length - bestLen < patience) {
+      let pick = -1;
+      let gain = -Infinity;
+      for (let s = 0; s < 2; s++) {
+        const heap = heaps[s]!;
+        for (;;) {
+          const v = heap.ids[0] ?? -1;
+          if (v < 0) {
+            // An overfull side without a movable boundary vertex gives up its next one (idle, or in another component).
+            while (next[s]! < n && (part[next[s]!] !== s || locked[next[s]!])) next[s]!++;
+            if (!overfull(s) || next[s]! === n) break;
+            heap.push(2 * ext[next[s]!]! - deg[next[s]!]!, next[s]!++);
+          } else if (locked[v] || part[v] !== s || heap.keys[0] !== 2 * ext[v]! - deg[v]! || !allowed(v, s)) {
+            heap.pop(); // stale (moved, locked, gain changed since), or out of balance: skipped unless its gain changes
+          } else {
+            if (heap.keys[0]! > gain || (heap.keys[0] === gain && load[s]! > load[1 - s]!)) [pick, gain] = [v, heap.keys[0]!];
+            break;
+          }
+        }
+      }
+      if (pick < 0) break;
+      heaps[part[pick]!]!.pop();
+      move(pick);
+      locked[pick] = 1;
+      trail.push(pick);
+      for (let s = offsets[pick]!; s < offsets[pick + 1]!; s++) if (!locked[adj[s]!] && ext[adj[s]!]! > 0) heaps[part[adj[s]!]!]!.push(2 * ext[adj[s]!]! - deg[adj[s]!]!, adj[s]!);
+      const over = overload();
+      if (over < bestOver || (over === bestOver && cut < bestCut - 1e-9 * bestCut)) [bestOver, bestCut, bestLen] = [over, cut, trail.length];
+    }
+    for (let k = trail.length - 1; k >= bestLen; k--) move(trail[k]!);
+    for (const v of trail) locked[v] = 0;
+    if (bestLen === 0) break;
+  }
+  return [bestOver, cut];
+}
+
+/** 0..n-1 in random order; with `offsets`, then stably by number of neighbours (a counting sort). */
+function permutation(n: number, rnd: () => number, offsets?: Int32Array): Int32Array {
+  const a = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    const j = Math.floor(rnd() * (i + 1));
+    a[i] = a[j]!;
+    a[j] = i;
+  }
+  if (!offsets) return a;
+  const start = new Int32Array(n + 1);
+  for (let v = 0; v < n; v++) start[offsets[v + 1]! - offsets[v]!]!++;
+  for (let d = 0, sum = 0; d <= n; d++) [start[d], sum] = [sum, sum + start[d]!];
+  const out = new Int32Array(n);
+  for (const v of a) out[start[offsets[v + 1]! - offsets[v]!]!++] = v;
+  return out;
+}
+
+/** Binary max-heap of (key, id); stale entries stay in, the reader skips them. */
+class Heap {
+  readonly keys: number[] = [];
+  readonly ids: number[] = [];
+  push(key: number, id: number): void {
+    let i = this.ids.length;
+    for (let up = (i - 1) >> 1; i > 0 && this.keys[up]! < key; i = up, up = (i - 1) >> 1) this.set(i, this.keys[up]!, this.ids[up]!);
+    this.set(i, key, id);
+  }
+  pop(): void {
+    const key = this.keys.pop()!;
+    const id = this.ids.pop()!;
+    let i = 0;
+    for (let c = 1; c < this.ids.length; i = c, c = 2 * i + 1) {
+      if (c + 1 < this.ids.length && this.keys[c + 1]! > this.keys[c]!) c++;
+      if (this.keys[c]! <= key) break;
+      this.set(i, this.keys[c]!, this.ids[c]!);
+    }
+    if (this.ids.length > 0) this.set(i, key, id);
+  }
+  private set(i: number, key: number, id: number): void {
+    this.keys[i] = key;
+    this.ids[i] = id;
+  }
+}
