@@ -1,7 +1,6 @@
 import { UserError } from '../util/errors.js';
-import type { TrafficGraph, TrafficMeasure } from './graph.js';
+import { slotWeights, type TrafficGraph, type TrafficMeasure } from './graph.js';
 import { louvain, type Csr } from './louvain.js';
-import { vmCsr } from './refine.js';
 
 /**
  * Cohesive groups: sets of VMs that should not be split, each with the
@@ -80,17 +79,20 @@ export interface Split {
 }
 
 export function cohesiveGroups(g: TrafficGraph, measure: TrafficMeasure, opts: CohesiveOptions = {}): GroupTree[] {
+  return detect(g, measure, opts).trees;
+}
+
+/** The groups, and the graph without noise that their trees are cut on. */
+function detect(g: TrafficGraph, measure: TrafficMeasure, opts: CohesiveOptions): { trees: GroupTree[]; denoised: Csr } {
   checkCohesive(opts);
   const { maxCut, noise, weak } = { ...COHESIVE_DEFAULTS, ...opts };
   const depth = opts.depth ?? 1;
-  const full = vmCsr(g, measure);
-  const strongest = maxEdge(full);
-  const denoised = denoisedCsr(g, measure, noise, full, strongest);
-  const strong = filter(full, (v, u, w) => w >= weak * Math.max(strongest[v]!, strongest[u]!));
+  const { denoised, strong } = levels(g, slotWeights(g, measure), noise, weak);
   const units = louvain(strong);
   const trees = merge(denoised, bucket(units), maxCut);
   for (const t of trees) expand(denoised, t, depth);
-  return trees.sort((a, b) => b.internal - a.internal || b.nodes.length - a.nodes.length || a.nodes[0]! - b.nodes[0]!);
+  trees.sort((a, b) => b.internal - a.internal || b.nodes.length - a.nodes.length || a.nodes[0]! - b.nodes[0]!);
+  return { trees, denoised };
 }
 
 /** Splits a tree node (in place) down to `depth` levels, where its merges did not already. */
@@ -187,31 +189,48 @@ function merge(csr: Csr, parts: number[][], maxCut: number): GroupTree[] {
   }
 }
 
-function denoisedCsr(g: TrafficGraph, measure: TrafficMeasure, noise: number, full = vmCsr(g, measure), strongest = maxEdge(full)): Csr {
-  return filter(full, (v, u, w) => w >= noise * Math.max(strongest[v]!, strongest[u]!));
-}
-
-function maxEdge(csr: Csr): Float64Array {
-  const m = new Float64Array(csr.n);
-  for (let v = 0; v < csr.n; v++) for (let s = csr.offsets[v]!; s < csr.offsets[v + 1]!; s++) if (csr.weights[s]! > m[v]!) m[v] = csr.weights[s]!;
-  return m;
-}
-
-function filter(csr: Csr, keep: (v: number, u: number, w: number) => boolean): Csr {
-  const offsets = new Int32Array(csr.n + 1);
-  const targets = new Int32Array(csr.targets.length);
-  const weights = new Float64Array(csr.weights.length);
-  let k = 0;
-  for (let v = 0; v < csr.n; v++) {
-    for (let s = csr.offsets[v]!; s < csr.offsets[v + 1]!; s++) {
-      const u = csr.targets[s]!;
-      if (u === v || !keep(v, u, csr.weights[s]!)) continue;
-      targets[k] = u;
-      weights[k++] = csr.weights[s]!;
-    }
-    offsets[v + 1] = k;
+/**
+ * The VM-only graph without its noise, and without its weak links too, in one
+ * pass over the traffic graph's slots: an edge is compared with the strongest
+ * edge at either end. Fixed endpoints (a file server every group talks to)
+ * and self-traffic are left out, as in refine.ts's vmCsr.
+ */
+function levels(g: TrafficGraph, w: Float64Array, noise: number, weak: number): { denoised: Csr; strong: Csr } {
+  const n = g.vmCount;
+  const strongest = new Float64Array(n);
+  for (let v = 0; v < n; v++) {
+    for (let s = g.offsets[v]!; s < g.offsets[v + 1]!; s++) if (g.neighbours[s]! < n && w[s]! > strongest[v]!) strongest[v] = w[s]!;
   }
-  return { n: csr.n, offsets, targets: targets.subarray(0, k), weights: weights.subarray(0, k) };
+  const m = g.offsets[n]!;
+  const dOff = new Int32Array(n + 1);
+  const dTo = new Int32Array(m);
+  const dW = new Float64Array(m);
+  const sOff = new Int32Array(n + 1);
+  const sTo = new Int32Array(m);
+  const sW = new Float64Array(m);
+  let d = 0;
+  let k = 0;
+  for (let v = 0; v < n; v++) {
+    const sv = strongest[v]!;
+    for (let s = g.offsets[v]!; s < g.offsets[v + 1]!; s++) {
+      const u = g.neighbours[s]!;
+      const x = w[s]!;
+      if (u >= n || u === v || !(x > 0)) continue;
+      const top = sv > strongest[u]! ? sv : strongest[u]!;
+      if (x < noise * top) continue;
+      dTo[d] = u;
+      dW[d++] = x;
+      if (x < weak * top) continue;
+      sTo[k] = u;
+      sW[k++] = x;
+    }
+    dOff[v + 1] = d;
+    sOff[v + 1] = k;
+  }
+  return {
+    denoised: { n, offsets: dOff, targets: dTo.subarray(0, d), weights: dW.subarray(0, d) },
+    strong: { n, offsets: sOff, targets: sTo.subarray(0, k), weights: sW.subarray(0, k) },
+  };
 }
 
 function subgraph(csr: Csr, nodes: number[]): Csr {
@@ -246,8 +265,7 @@ function bucket(labels: Int32Array): number[][] {
  * along its tree, cheapest split first, until `fits` says its part fits.
  */
 export function cohesiveLabels(g: TrafficGraph, measure: TrafficMeasure, fits: (nodes: number[]) => boolean = () => true, opts: CohesiveOptions = {}): Int32Array {
-  const trees = cohesiveGroups(g, measure, { ...opts, depth: 0 });
-  const csr = denoisedCsr(g, measure, opts.noise ?? COHESIVE_DEFAULTS.noise);
+  const { trees, denoised: csr } = detect(g, measure, { ...opts, depth: 0 });
   const labels = new Int32Array(g.vmCount).fill(-1);
   let next = 0;
   const stack = [...trees];
