@@ -262,22 +262,27 @@ function bucket(labels: Int32Array): number[][] {
 
 /**
  * Labels per VM node (the planner's groups): each group as one label, split
- * along its tree, cheapest split first, until `fits` says its part fits.
+ * along its tree, cheapest split first, until `fits` says its part fits;
+ * `split` says whether capacity forced any split.
  */
-export function cohesiveLabels(g: TrafficGraph, measure: TrafficMeasure, fits: (nodes: number[]) => boolean = () => true, opts: CohesiveOptions = {}): Int32Array {
+export function cohesiveLabels(g: TrafficGraph, measure: TrafficMeasure, fits: (nodes: number[]) => boolean = () => true, opts: CohesiveOptions = {}): { labels: Int32Array; split: boolean } {
   const { trees, denoised: csr } = detect(g, measure, { ...opts, depth: 0 });
   const labels = new Int32Array(g.vmCount).fill(-1);
   let next = 0;
+  let split = false;
   const stack = [...trees];
   while (stack.length) {
     const t = stack.pop()!;
-    if (t.nodes.length > 1 && !fits(t.nodes)) expand(csr, t, 1);
-    if (t.split && !fits(t.nodes)) stack.push(...t.split.parts);
-    else {
+    const big = t.nodes.length > 1 && !fits(t.nodes);
+    if (big) expand(csr, t, 1);
+    if (big && t.split) {
+      split = true;
+      stack.push(...t.split.parts);
+    } else {
       for (const v of t.nodes) labels[v] = next;
       next++;
     }
   }
   for (let v = 0; v < labels.length; v++) if (labels[v]! < 0) labels[v] = next++;
-  return labels;
+  return { labels, split };
 }

@@ -10,19 +10,23 @@ import { improve, type ImproveOptions } from './search.js';
 import { Placement, score, type Score } from './state.js';
 
 export interface Candidate {
-  name: 'current' | 'seed-greedy' | 'louvain' | 'cohesive' | 'bisection';
+  name: 'current' | 'seed-greedy' | 'cohesive' | 'bisection';
   placement: Placement;
   score: Score;
 }
 
 /**
- * The planner's best placement: five starts, each polished by local search, the lowest amortised
- * objective wins. Starting from the current placement favours few moves; packing Louvain groups
- * (refined so a group fits one site) or cohesive groups (split along their cheapest splits when
- * too big) finds moves of whole groups that single-VM steps cannot reach; packing the seed's greedy groups is kept in the portfolio so the result is never worse
- * than the seed's algorithm followed by the same polishing. The multilevel bisection (bisect.ts)
- * cuts the graph into one part per site, sized to the sites' room: it finds the cuts no grouping
- * gives when the graph is one big structure (a tree, a stencil, a ladder) larger than a site.
+ * The planner's best placement: up to four starts, each polished by local search; the lowest
+ * amortised objective wins.
+ * - The current placement: favours few moves.
+ * - Cohesive groups packed whole (Louvain communities merged where no weak link parts them; one too
+ *   big for any site split along its tree, cheapest split first): moves of whole groups that
+ *   single-VM steps cannot reach.
+ * - The seed's greedy groups packed: the result is never worse than the seed's algorithm followed
+ *   by the same polishing.
+ * - Only when groups are coarse beside a site (one holds a quarter of a site's room or more: a
+ *   tree, a stencil, a ladder): the multilevel bisection (bisect.ts) cuts the graph into one part
+ *   per site, sized to the sites' room, where packing whole groups cuts badly.
  */
 export function optimise(p: Problem, measure: TrafficMeasure, opts: ImproveOptions = {}): Candidate {
   const cands: Candidate[] = [];
@@ -32,19 +36,16 @@ export function optimise(p: Problem, measure: TrafficMeasure, opts: ImproveOptio
     cands.push({ name, placement: pl, score: score(pl) });
   };
   if (p.origin.every((h) => h >= 0)) add('current', new Placement(p, p.origin.slice()));
-  add('louvain', packGroups(p, louvainLabels(p, measure)));
-  // Cohesive groups; one too big for any site is split along its tree, cheapest split first.
+  // Cohesive groups (Louvain communities merged where no weak link parts them); one too big for any
+  // site is split along its tree, cheapest split first.
   const room = largestSiteRoom(p);
-  add(
-    'cohesive',
-    packGroups(
-      p,
-      cohesiveLabels(p.graph, measure, (nodes) => fits(p, nodes, room)),
-    ),
-  );
+  const cohesive = cohesiveLabels(p.graph, measure, (nodes) => fits(p, nodes, room));
+  add('cohesive', packGroups(p, cohesive.labels));
   add('seed-greedy', packGroups(p, seedGreedy(p.graph, { measure })));
-  // Last, so it wins only when strictly better: the other starts' results stay as they were on ties.
-  const halves = bisectLabels(p, measure);
+  // Only where groups are coarse beside a site (one holds a quarter of a site's room or more: a tree,
+  // a stencil, a ladder), so packing them whole may cut badly: one part per site instead. Last, so it
+  // wins only when strictly better: the other starts' results stay as they were on ties.
+  const halves = cohesive.split || largestGroup(p, cohesive.labels) * 4 >= room.memoryKiB ? bisectLabels(p, measure) : null;
   if (halves) add('bisection', packGroups(p, halves));
   if (cands.length === 0) return { name: 'current', placement: new Placement(p, p.origin.slice()), score: score(new Placement(p, p.origin.slice())) };
   return cands.reduce((a, b) => (b.score.amortised < a.score.amortised - 1e-12 * Math.abs(a.score.amortised) ? b : a));
@@ -57,6 +58,13 @@ export function louvainLabels(p: Problem, measure: TrafficMeasure): Int32Array {
 
 function demandOf(p: Problem): Capacity[] {
   return Array.from({ length: p.nVm }, (_, v) => ({ memoryKiB: p.vmMem[v]!, vcpus: p.vmCpu[v]! }));
+}
+
+/** The memory of the largest group of `labels`. */
+function largestGroup(p: Problem, labels: Int32Array): number {
+  const mem = new Map<number, number>();
+  for (let v = 0; v < p.nVm; v++) mem.set(labels[v]!, (mem.get(labels[v]!) ?? 0) + p.vmMem[v]!);
+  return Math.max(0, ...mem.values());
 }
 
 function fits(p: Problem, nodes: number[], room: Capacity): boolean {

@@ -85,7 +85,8 @@ test("cohesive: a group too big for any site is split along its cheapest split f
   const t = ladder(6, 0.2);
   const g = buildGraph(t.rows, t.vms);
   assert.equal(cohesiveGroups(g, 'bytes').length, 1);
-  const labels = cohesiveLabels(g, 'bytes', (nodes) => nodes.length <= 6);
+  const { labels, split } = cohesiveLabels(g, 'bytes', (nodes) => nodes.length <= 6);
+  assert.equal(split, true);
   const parts = new Map<number, string[]>();
   labels.forEach((l, v) => parts.set(l, [...(parts.get(l) ?? []), g.names[v]!]));
   assert.deepEqual([...parts.values()].map((p) => p.sort().join(',')).sort(), t.groups.map((p) => [...p].sort().join(',')).sort(), 'cut along the rungs (6 x 20 across) rather than across the chains');
