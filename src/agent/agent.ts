@@ -1,4 +1,3 @@
-import { readFile, rename } from 'node:fs/promises';
 import type { Server } from 'node:net';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
@@ -10,7 +9,6 @@ import { LibvirtClient, type DomainSnapshot, type NodeSnapshot } from '../libvir
 import { agentMetrics } from '../metrics/registry.js';
 import { bpfObject } from '../paths.js';
 import { openSensor, type Sensor } from '../sensor/index.js';
-import { mergeFlows, type FlowCounts } from '../sensor/layout.js';
 import { PCAP_COST } from '../sensor/pcap.js';
 import type { Attachment } from '../sensor/sensor.js';
 import { logger } from '../util/log.js';
@@ -21,8 +19,7 @@ import { AddressBook, type Owners } from './addresses.js';
 import { HostDirectory } from './directory.js';
 import { Leases } from './leases.js';
 import { msToNextBoundary, periodLabel } from '../util/period.js';
-import { writeDurable } from '../util/files.js';
-import { attribute, splitFlows } from './periods.js';
+import { PeriodLedger } from './ledger.js';
 import { Spool } from './spool.js';
 import { VmIds } from './vmids.js';
 
@@ -64,13 +61,8 @@ export class Agent {
   private timers: NodeJS.Timeout[] = [];
   private boundaryTimer?: NodeJS.Timeout;
   private stopping = false;
-  /** Wall time of the last sensor read, and the monotonic clock then (unknown after a restart). */
-  private lastRead: number;
-  private lastReadMono?: number;
-  /** The newest period reported (its start, s), kept on disk: a clock stepped back never reports it again. */
-  private lastClosed?: number;
-  /** Counts that belong to the next period (a read past a boundary, a period already closed), kept on disk. */
-  private carried: FlowCounts[] = [];
+  /** Reads, periods reported and counts carried, across reads and restarts. */
+  private ledger!: PeriodLedger;
   /** Period reads, one after the other; the boundaries are scheduled on the clock whatever they are doing. */
   private closing: Promise<unknown> = Promise.resolve();
   private flushAgain = false;
@@ -98,8 +90,6 @@ export class Agent {
     private readonly connect: (uri: string) => Promise<DomainSource>,
     private readonly clock: Clock,
   ) {
-    this.lastRead = clock.now();
-    this.lastReadMono = clock.mono();
     this.leases = new Leases(cfg.libvirtUri);
     this.directory = new HostDirectory(registry, this.book, cfg.host, cfg.site);
   }
@@ -115,7 +105,7 @@ export class Agent {
     const redis = connectDaemon(cfg.redis, cfg.redisAuth, log);
     agentMetrics.watch(spool, redis);
     const agent = new Agent(cfg, sensor, redis, new Store(redis), new Registry(redis), spool, ids, connect, clock);
-    await agent.loadPeriodState();
+    agent.ledger = await PeriodLedger.open(cfg.stateDir, clock.now(), clock.mono());
     redis.on('ready', () => {
       log.info({ redis: cfg.redis }, 'Redis connected');
       void agent.flush();
@@ -127,37 +117,6 @@ export class Agent {
     agent.requestReconcile();
     agent.timers.push(setInterval(() => agent.requestReconcile(), cfg.reconcileSeconds * 1000));
     return agent;
-  }
-
-  private get stateFile(): string {
-    return join(this.cfg.stateDir, 'periods.json');
-  }
-
-  /** The last read, the last period closed and the carried counts of the agent before this one; a corrupt file is set aside. */
-  private async loadPeriodState(): Promise<void> {
-    const text = await readFile(this.stateFile, 'utf8').catch(() => undefined);
-    if (text === undefined) {
-      // An agent of the version before kept only the last read.
-      const old = Number(await readFile(join(this.cfg.stateDir, 'last-read'), 'utf8').catch(() => ''));
-      if (old) this.setRestarted(old);
-      return;
-    }
-    try {
-      const st = JSON.parse(text) as { lastRead: number; lastClosed?: number; carried?: FlowCounts[] };
-      if (!Number.isFinite(st.lastRead)) throw new Error('no lastRead');
-      this.setRestarted(st.lastRead);
-      if (st.lastClosed !== undefined) this.lastClosed = st.lastClosed;
-      this.carried = st.carried ?? [];
-    } catch (err) {
-      await rename(this.stateFile, `${this.stateFile}.bad`).catch(() => undefined);
-      log.error({ err, file: `${this.stateFile}.bad` }, 'unreadable period state set aside: the first period after this start may hold counts from before it');
-    }
-  }
-
-  private setRestarted(lastRead: number): void {
-    this.lastRead = lastRead;
-    // No monotonic reference across a restart: the wall time since the last read stands for it.
-    this.lastReadMono = undefined;
   }
 
   async stop(): Promise<void> {
@@ -200,25 +159,7 @@ export class Agent {
     const reading = await this.sensor.read();
     const now = this.clock.now();
     const mono = this.clock.mono();
-    // The read's end: the boundary it was taken for, plus how late it came (a stall before it).
-    const end = boundary + Math.max(0, now - firedAt);
-    const elapsed = this.lastReadMono === undefined ? now - this.lastRead : mono - this.lastReadMono;
-    const span = { from: end - Math.max(0, elapsed), to: end };
-    const { shares, carry, folded } = attribute(span, this.lastClosed, L);
-    if (folded.length)
-      log.warn(
-        { periods: folded.map((p) => periodLabel({ start: p, length: L })), lastClosed: this.lastClosed },
-        'the clock went back: these periods were already reported (applied once); their counts go into the next period',
-      );
-    if (shares.length > 1)
-      log.warn(
-        { periods: shares.length, from: new Date(span.from).toISOString(), to: new Date(span.to).toISOString() },
-        'one read covered several periods (agent down, or held up): its counts are split over them by time',
-      );
-    const parts = splitFlows(reading.flows, [...shares.map((x) => x.fraction), carry]);
-    const next = parts.pop()!;
-    if (shares.length) parts[0] = mergeFlows([...this.carried, ...parts[0]!]);
-    this.carried = mergeFlows(shares.length ? next : [...this.carried, ...next]);
+    const { shares, parts } = this.ledger.take(reading.flows, boundary, firedAt, now, mono, L);
     const name = (id: number) => this.ids.name(id);
     // ARP claims first, each accepted or refused: a spoofed claim never renames a peer of this period.
     const cluster = await this.clusterAddresses();
@@ -247,11 +188,8 @@ export class Agent {
       if (report.overflow.packets) log.error({ period: periodLabel({ start: share.period, length: L }), ...report.overflow }, 'the flow map was full: these packets are counted but not per peer');
       log.info({ period: periodLabel({ start: share.period, length: L }), pairs: pairs.length, vms: vms.size }, 'period closed');
       reports.push(report);
-      this.lastClosed = share.period;
     }
-    this.lastRead = now;
-    this.lastReadMono = mono;
-    await writeDurable(this.stateFile, JSON.stringify({ lastRead: this.lastRead, lastClosed: this.lastClosed, carried: this.carried }));
+    await this.ledger.commit(shares.at(-1)?.period, now, mono);
     await this.ids.save();
     return reports;
   }
