@@ -79,17 +79,19 @@ export function attribute(span: Span, lastClosed: number | undefined, periodSeco
 }
 
 /**
- * Splits every flow's packets and bytes by `fractions` (summing to 1) so
- * that the parts add up exactly to the whole: each part gets the floor of its
- * share, and what is left goes to the largest remainders. Flows that get
- * nothing in a part are left out of it.
+ * Splits every flow's packets by `fractions` (summing to 1), and its bytes
+ * in proportion to the packets each part got, so that the parts add up
+ * exactly to the whole: each part gets the floor of its share, and what is
+ * left goes to the largest remainders. Flows that get nothing in a part are
+ * left out of it.
  */
 export function splitFlows(flows: readonly FlowCounts[], fractions: readonly number[]): FlowCounts[][] {
   const out: FlowCounts[][] = fractions.map(() => []);
   if (fractions.length === 1) return [flows.map((f) => ({ ...f }))];
   for (const f of flows) {
     const packets = apportion(f.packets, fractions);
-    const bytes = apportion(f.bytes, fractions);
+    // Bytes follow the packets, so that a part of same-sized packets holds exactly their bytes.
+    const bytes = apportion(f.bytes, f.packets > 0 ? packets.map((x) => x / f.packets) : fractions);
     fractions.forEach((_, i) => {
       if (packets[i]! || bytes[i]!) out[i]!.push({ ...f, packets: packets[i]!, bytes: bytes[i]! });
     });

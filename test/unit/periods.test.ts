@@ -56,4 +56,7 @@ test('splitting flows keeps every packet and byte: the parts add up to the whole
     [3, 1],
     'remainders go to the largest shares, first first',
   );
+  // Same-sized packets: each part holds exactly its packets' bytes.
+  const even = splitFlows([{ vm: 1, dir: 'tx', peer: '10.0.0.3', family: 4, ethertype: 0x800, packets: 59, bytes: 59 * 298 }], [0.37, 0.41, 0.22]);
+  for (const p of even) for (const f of p) assert.equal(f.bytes, f.packets * 298, `${f.packets} packets of 298 bytes`);
 });
