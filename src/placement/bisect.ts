@@ -1,5 +1,5 @@
 import { slotWeights, type TrafficGraph, type TrafficMeasure } from '../analysis/graph.js';
-import type { Problem } from './problem.js';
+import { siteRoom, type Problem } from './problem.js';
 
 /**
  * Multilevel recursive bisection, after the ideas of METIS and KaHIP (our own code): the sites are
@@ -11,13 +11,7 @@ import type { Problem } from './problem.js';
  * Returns a site label per VM (a pinned VM: its own site) for packGroups; null when no site has room.
  */
 export function bisectLabels(p: Problem, measure: TrafficMeasure): Int32Array | null {
-  const mem = new Float64Array(p.nSite);
-  const cpu = new Float64Array(p.nSite);
-  for (let h = 0; h < p.nHost; h++) {
-    if (!p.destination[h]) continue;
-    mem[p.hostSite[h]!]! += p.memCap[h]!;
-    cpu[p.hostSite[h]!]! += p.cpuCap[h]!;
-  }
+  const { mem, cpu } = siteRoom(p);
   const g = p.graph;
   const labels = new Int32Array(p.nVm);
   const map = new Int32Array(g.names.length).fill(-1); // fixed endpoints stay at -1: their edges drop out

@@ -5,7 +5,7 @@ import { refineUnderCapacity, vmCsr, type Capacity } from '../analysis/refine.js
 import type { TrafficMeasure } from '../analysis/graph.js';
 import { bisectLabels } from './bisect.js';
 import { packGroups } from './pack.js';
-import type { Problem } from './problem.js';
+import { siteRoom, type Problem } from './problem.js';
 import { improve, type ImproveOptions } from './search.js';
 import { Placement, score, type Score } from './state.js';
 
@@ -79,13 +79,7 @@ function fits(p: Problem, nodes: number[], room: Capacity): boolean {
 
 /** The memory and vCPUs of the site with the most memory to take VMs. */
 function largestSiteRoom(p: Problem): Capacity {
-  const mem = new Float64Array(p.nSite);
-  const cpu = new Float64Array(p.nSite);
-  for (let h = 0; h < p.nHost; h++) {
-    if (!p.destination[h]) continue;
-    mem[p.hostSite[h]!]! += p.memCap[h]!;
-    cpu[p.hostSite[h]!]! += p.cpuCap[h]!;
-  }
+  const { mem, cpu } = siteRoom(p);
   let best = 0;
   for (let s = 1; s < p.nSite; s++) if (mem[s]! > mem[best]!) best = s;
   return { memoryKiB: mem[best]!, vcpus: cpu[best]! };

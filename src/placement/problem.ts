@@ -185,3 +185,15 @@ export function buildProblem(g: TrafficGraph, vms: readonly ProblemVm[], env: En
     horizonSeconds,
   };
 }
+
+/** Memory (KiB) and vCPUs each site's destination hosts offer, by site index. */
+export function siteRoom(p: Problem): { mem: Float64Array; cpu: Float64Array } {
+  const mem = new Float64Array(p.nSite);
+  const cpu = new Float64Array(p.nSite);
+  for (let h = 0; h < p.nHost; h++) {
+    if (!p.destination[h]) continue;
+    mem[p.hostSite[h]!]! += p.memCap[h]!;
+    cpu[p.hostSite[h]!]! += p.cpuCap[h]!;
+  }
+  return { mem, cpu };
+}
