@@ -11,6 +11,7 @@ import { bpfObject } from '../paths.js';
 import { openSensor, type Sensor } from '../sensor/index.js';
 import { PCAP_COST } from '../sensor/pcap.js';
 import type { Attachment } from '../sensor/sensor.js';
+import { withTimeout } from '../util/exec.js';
 import { logger } from '../util/log.js';
 import type { AgentConfig } from './config.js';
 import { listenHooks, type HookEvent } from './hookserver.js';
@@ -78,6 +79,8 @@ export class Agent {
   private reconcileAgain = false;
   private flushing?: Promise<void>;
   private waitingFor = '';
+  /** The node as libvirt last described it: the heartbeat goes on with it while libvirt does not answer. */
+  private node?: NodeSnapshot;
 
   private constructor(
     readonly cfg: AgentConfig,
@@ -115,7 +118,12 @@ export class Agent {
     log.info({ socket: cfg.socket, host: cfg.host, site: cfg.site, periodSeconds: cfg.periodSeconds }, 'agent started');
     agent.scheduleBoundary();
     agent.requestReconcile();
-    agent.timers.push(setInterval(() => agent.requestReconcile(), cfg.reconcileSeconds * 1000));
+    agent.timers.push(
+      setInterval(() => {
+        void agent.requestReconcile();
+        void agent.heartbeat();
+      }, cfg.reconcileSeconds * 1000),
+    );
     return agent;
   }
 
@@ -126,7 +134,8 @@ export class Agent {
     await new Promise<void>((r) => (this.hooks ? this.hooks.close(() => r()) : r()));
     await this.reconciling?.catch(() => undefined);
     await this.flushing?.catch(() => undefined);
-    await this.libvirt?.close();
+    // A hung libvirtd must not hold the agent's stop.
+    await withTimeout(this.libvirt?.close() ?? Promise.resolve(), 5000, 'closing libvirt').catch(() => undefined);
     await this.sensor.close();
     this.redis.disconnect();
   }
@@ -384,38 +393,43 @@ export class Agent {
   }
 
   private async publishDirectory(domains: DomainSnapshot[], gone: string[]): Promise<void> {
-    const node = await this.libvirt!.node();
-    const used = domains.reduce((s, d) => s + d.memoryKiB, 0);
-    await this.registry.registerHost(this.cfg.host, {
-      site: this.cfg.site,
-      uri: this.cfg.libvirtUri,
-      cpus: node.cpus,
-      memoryKiB: node.memoryKiB,
-      freeMemoryKiB: Math.max(0, node.memoryKiB - used),
-      vms: domains.length,
-      sensor: this.sensor.kind,
-      sensorNote: this.sensor.fallbackReason ?? '',
-      periodSeconds: this.cfg.periodSeconds,
-      migrateUri: this.cfg.migrateUri,
-    });
+    this.node = (await withTimeout(this.libvirt!.node(), LIBVIRT_TIMEOUT_MS, 'reading the node').catch(() => undefined)) ?? this.node;
+    await this.heartbeat(domains);
     for (const name of await this.directory.publish(domains, gone)) {
       log.info({ vm: name }, 'VM left this host');
       this.pendingEvents.push({ host: this.cfg.host, source: 'reconcile', domain: name, operation: 'gone', at: Date.now() });
     }
   }
 
+  /**
+   * The host's record with lastSeen now, from what libvirt last said: sent at
+   * each reconcile interval whether libvirt answers or not, so a hung
+   * libvirtd does not make the host look dead while its periods go on.
+   */
+  async heartbeat(domains: DomainSnapshot[] = [...this.local.values()]): Promise<void> {
+    const node = this.node;
+    if (!node || this.redis.status !== 'ready' || this.stopping) return;
+    const used = domains.reduce((s, d) => s + d.memoryKiB, 0);
+    await withTimeout(
+      this.registry.registerHost(this.cfg.host, {
+        site: this.cfg.site,
+        uri: this.cfg.libvirtUri,
+        cpus: node.cpus,
+        memoryKiB: node.memoryKiB,
+        freeMemoryKiB: Math.max(0, node.memoryKiB - used),
+        vms: domains.length,
+        sensor: this.sensor.kind,
+        sensorNote: this.sensor.fallbackReason ?? '',
+        periodSeconds: this.cfg.periodSeconds,
+        migrateUri: this.cfg.migrateUri,
+      }),
+      5000,
+      'the heartbeat',
+    ).catch((err: Error) => log.warn({ err: err.message }, 'heartbeat not sent; the next one follows'));
+  }
+
   private waiting(what: string): void {
     if (this.waitingFor !== what) log.warn(`waiting for ${what}; counting goes on`);
     this.waitingFor = what;
   }
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let t: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(t)),
-    new Promise<T>((_, reject) => {
-      t = setTimeout(() => reject(new Error(`${what} took more than ${ms} ms`)), ms);
-    }),
-  ]);
 }
