@@ -11,7 +11,7 @@ import { Registry, type VmRecord } from '../../src/collector/registry.js';
 import { Store } from '../../src/collector/store.js';
 import { connectChecked } from '../../src/config/redis.js';
 import { readHistory, recordMigration, startCooldown } from '../../src/manager/history.js';
-import { LeaderLock } from '../../src/manager/lock.js';
+import { LeaderLock, loadStreak, saveStreak } from '../../src/manager/lock.js';
 import { packageRoot } from '../../src/paths.js';
 import { TestRedis } from '../helpers/redis.js';
 import { hostRecord, L, periodNow, report } from './fixtures.js';
@@ -117,6 +117,9 @@ test("the manager's writes work with its own: lock, cooldown, history, drain; it
   const lock = new LeaderLock(m, 10_000);
   assert.equal(await lock.tick(), true);
   assert.equal(await lock.tick(), true, 'renewed (a script: GET and PEXPIRE inside are checked too)');
+  assert.equal(await lock.fenced(), true, 'its fence (the term, raised by INCR in the lock script) is readable');
+  await saveStreak(m, lock.term, new Map([['x', 1]]));
+  assert.equal((await loadStreak(m, lock.term)).get('x'), 1, 'the streak is written and read back');
   await lock.stop();
   assert.equal(await admin.exists(K.managerLock), 0, 'released');
   await recordMigration(m, { vm: 'a1-vm', from: 'a1', to: 'b1', outcome: 'ok', at: Date.now(), seconds: 2 });
