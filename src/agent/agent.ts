@@ -239,7 +239,10 @@ export class Agent {
           ),
         ),
       );
-      if (sent && this.cfg.retention > 0) await this.store.trim(this.cfg.retention);
+      if (sent && this.cfg.retention > 0)
+        await this.store.trim(this.cfg.retention, Date.now(), (gone) =>
+          log.info({ vms: gone.vms, addresses: gone.addresses, before: new Date(gone.before).toISOString() }, 'forgot the VMs stopped before the oldest period kept'),
+        );
       await this.store.materialise({ host: this.cfg.host }); // the zsets for people; queries already count the reports
       while (this.pendingEvents.length && this.redis.status === 'ready') {
         await this.store.event(this.cfg.host, this.pendingEvents[0]!);

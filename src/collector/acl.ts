@@ -25,7 +25,7 @@ export interface AclUser {
 
 export interface AclOptions {
   hosts: readonly string[];
-  /** Agents trim old periods (agent.retention > 0): each may then delete whole old periods, other hosts' reports included. */
+  /** Agents trim old periods (agent.retention > 0): each may then delete whole old periods, other hosts' reports included, and forget VMs stopped before them. */
   agentsTrim?: boolean;
 }
 
@@ -77,6 +77,8 @@ export function agentUser(host: string, agentsTrim = false): AclUser {
   ];
   // Store.trim unlinks all of a period's keys in one command, and one selector must cover every key of a command.
   if (agentsTrim) rules.push(`(~${anyPeriod(K.reported(0)).replace(/:reported$/, '')} +unlink)`);
+  // ... and forget the VMs stopped before the periods kept (Registry.forget).
+  if (agentsTrim) rules.push(`(~${K.vms} +srem +smismember)`);
   return { name: `vc-agent-${host}`, role: 'agent', host, rules };
 }
 

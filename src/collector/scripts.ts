@@ -24,6 +24,8 @@ declare module 'ioredis' {
     vcVmGone(vm: string, host: string, now: number): Result<number, Context>;
     /** DROP_ADDRESSES: 0. */
     vcDropAddresses(addr: string, vm: string, ...addresses: string[]): Result<number, Context>;
+    /** FORGET_VM: 1 forgotten, 0 kept (running again, or stopped since the cutoff). */
+    vcForgetVm(vms: string, vm: string, addr: string, name: string, cutoff: number): Result<number, Context>;
   }
 }
 
@@ -199,6 +201,23 @@ end
 return 0
 `;
 
+/**
+ * Forgets a VM stopped since before ARGV[2] (ms): its record, its place in the
+ * directory and the addresses still pointing at it. Nothing when it runs again
+ * or stopped later (checked in the same step as the delete).
+ * KEYS: vms, vm, addr. ARGV: name, cutoff. Returns 1 when forgotten.
+ */
+const FORGET_VM = `
+local cur = redis.call('HMGET', KEYS[2], 'state', 'since', 'addresses')
+if cur[1] ~= 'stopped' or tonumber(cur[2] or '0') >= tonumber(ARGV[2]) then return 0 end
+for a in string.gmatch(cur[3] or '', '[^,]+') do
+  if redis.call('HGET', KEYS[3], a) == ARGV[1] then redis.call('HDEL', KEYS[3], a) end
+end
+redis.call('DEL', KEYS[2])
+redis.call('SREM', KEYS[1], ARGV[1])
+return 1
+`;
+
 /** Defines the scripts above as commands of `redis` (and of its pipelines and transactions). */
 export function defineScripts(redis: Redis): void {
   redis.defineCommand('vcApply', { numberOfKeys: 8, lua: APPLY });
@@ -209,4 +228,5 @@ export function defineScripts(redis: Redis): void {
   redis.defineCommand('vcPutVm', { numberOfKeys: 3, lua: PUT_VM });
   redis.defineCommand('vcVmGone', { numberOfKeys: 1, lua: VM_GONE });
   redis.defineCommand('vcDropAddresses', { numberOfKeys: 1, lua: DROP_ADDRESSES });
+  redis.defineCommand('vcForgetVm', { numberOfKeys: 3, lua: FORGET_VM });
 }

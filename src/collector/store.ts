@@ -267,9 +267,25 @@ export class Store {
     return hostPart(this.redis, period, host);
   }
 
-  /** Keeps the newest `keep` periods (0: keep all, the seed's default). */
-  async trim(keep: number): Promise<number> {
+  /** When this Store last forgot stopped VMs (ms): at most once an hour, as it reads the whole directory. */
+  private forgotAt = 0;
+
+  /**
+   * Keeps the newest `keep` periods (0: keep all, the seed's default). Then,
+   * at most once an hour, forgets the VMs stopped before the oldest period
+   * kept (Registry.forget): no period kept counts them any more; `forgot`
+   * says how many went. Returns the number of periods removed.
+   */
+  async trim(keep: number, now = Date.now(), forgot?: (gone: { vms: number; addresses: number; before: number }) => void): Promise<number> {
     if (keep <= 0) return 0;
+    if (now - this.forgotAt >= 3_600_000) {
+      const oldest = Number((await this.redis.zrange(K.periods, String(-keep), String(-keep)))[0] ?? 0);
+      if (oldest > 0) {
+        this.forgotAt = now;
+        const gone = await this.registry.forget(oldest * 1000);
+        if (gone.vms || gone.addresses) forgot?.({ ...gone, before: oldest * 1000 });
+      }
+    }
     const old = await this.redis.zrange(K.periods, '0', String(-(keep + 1)));
     if (!old.length) return 0;
     const hosts = await this.registry.hostNames();

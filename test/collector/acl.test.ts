@@ -108,7 +108,13 @@ test('with --agents-trim an agent deletes whole old periods, and still writes on
   await new Registry(c1conn).registerHost('c1', hostRecord());
   await c1.apply(report('c1', P + L, [['c1-vm>x', 1, 1]]));
   await assert.rejects(c1.apply(report('a1', P + 2 * L, [['forged>x', 1, 1]])), NOPERM);
-  assert.equal(await c1.trim(1), 1, 'the period before the newest one is gone');
+  await admin.sadd(K.vms, 'c1-old');
+  await admin.hset(K.vm('c1-old'), { host: 'c1', state: 'stopped', since: 1, addresses: '10.99.0.1' });
+  await admin.hset(K.addr, '10.99.0.1', 'c1-old');
+  let forgot = 0;
+  assert.equal(await c1.trim(1, Date.now(), (g) => (forgot = g.vms)), 1, 'the period before the newest one is gone');
+  assert.equal(forgot, 1, 'and the VM stopped before the period kept is forgotten');
+  assert.equal(await admin.hget(K.addr, '10.99.0.1'), null);
   assert.equal(await admin.exists(K.hostPairs(P, 'a1')), 0);
 });
 
