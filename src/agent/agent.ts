@@ -15,7 +15,7 @@ import { withTimeout } from '../util/exec.js';
 import { logger } from '../util/log.js';
 import type { AgentConfig } from './config.js';
 import { listenHooks, type HookEvent } from './hookserver.js';
-import { arpClaims, toPairs } from './pairs.js';
+import { arpClaims, MAX_PEERS_PER_VM, toPairs } from './pairs.js';
 import { AddressBook, type Owners } from './addresses.js';
 import { HostDirectory } from './directory.js';
 import { Leases } from './leases.js';
@@ -177,7 +177,7 @@ export class Agent {
     for (const [a, vm] of this.book.entries()) cluster.set(a, vm);
     const reports: Report[] = [];
     for (const [i, share] of shares.entries()) {
-      const { pairs, vms } = toPairs(parts[i]!, name, cluster);
+      const { pairs, vms, folded } = toPairs(parts[i]!, name, cluster);
       const overflow = i === shares.length - 1 ? reading.overflow : { packets: 0, bytes: 0 };
       const report: Report = {
         v: 1,
@@ -189,12 +189,14 @@ export class Agent {
         to: share.to,
         pairs,
         overflow,
+        ...(folded && { folded }),
         unknownTap: i === shares.length - 1 ? reading.unknownTap : 0,
         vms: [...vms].sort(),
       };
       await this.spool.put(report);
       agentMetrics.periodClosed(report, boundary, reading.flows.length, this.sensor.capacity);
       if (report.overflow.packets) log.error({ period: periodLabel({ start: share.period, length: L }), ...report.overflow }, 'the flow map was full: these packets are counted but not per peer');
+      if (folded) log.warn({ period: periodLabel({ start: share.period, length: L }), folded }, `peers beyond ${MAX_PEERS_PER_VM} per VM that are not VMs: summed into the VM's '*' peer`);
       log.info({ period: periodLabel({ start: share.period, length: L }), pairs: pairs.length, vms: vms.size }, 'period closed');
       reports.push(report);
     }
