@@ -5,7 +5,7 @@ import { Registry } from '../collector/registry.js';
 import { Store } from '../collector/store.js';
 import { connectDaemon } from '../config/redis.js';
 import type { Report } from '../collector/report.js';
-import { LibvirtClient, type DomainSnapshot, type NodeSnapshot } from '../libvirt/client.js';
+import { LibvirtClient, type DomainSnapshot } from '../libvirt/client.js';
 import { agentMetrics } from '../metrics/registry.js';
 import { bpfObject } from '../paths.js';
 import { openSensor, type Sensor } from '../sensor/index.js';
@@ -23,20 +23,14 @@ import { msToNextBoundary, periodLabel } from '../util/period.js';
 import { PeriodLedger } from './ledger.js';
 import { Spool } from './spool.js';
 import { VmIds } from './vmids.js';
+import { LibvirtLink, type DomainSource } from './libvirt.js';
+
+export type { DomainSource } from './libvirt.js';
 
 const log = logger('agent');
 
-/** What the agent asks of libvirt; LibvirtClient in production, a stand-in where no real hypervisor can run (the 1,000-VM benchmark). */
-export interface DomainSource {
-  domains(): Promise<DomainSnapshot[]>;
-  node(): Promise<NodeSnapshot>;
-  close(): Promise<void>;
-}
-
 /** How long one report write may take before it is left to ioredis' replay and retried from the spool. */
 const WRITE_TIMEOUT_MS = 15_000;
-/** A libvirt call that takes longer is given up and the connection dropped: a hung call must not stop the reconciles. */
-const LIBVIRT_TIMEOUT_MS = 20_000;
 /** How long the taps a `started` hook announced are counted without libvirt confirming them. */
 const ANNOUNCED_MS = 60_000;
 const MAX_PENDING_EVENTS = 10_000;
@@ -57,7 +51,7 @@ const SYSTEM_CLOCK: Clock = { now: () => Date.now(), mono: () => performance.now
  * directory true.
  */
 export class Agent {
-  private libvirt?: DomainSource;
+  private readonly libvirt: LibvirtLink;
   private hooks?: Server;
   private timers: NodeJS.Timeout[] = [];
   private boundaryTimer?: NodeJS.Timeout;
@@ -79,8 +73,6 @@ export class Agent {
   private reconcileAgain = false;
   private flushing?: Promise<void>;
   private waitingFor = '';
-  /** The node as libvirt last described it: the heartbeat goes on with it while libvirt does not answer. */
-  private node?: NodeSnapshot;
 
   private constructor(
     readonly cfg: AgentConfig,
@@ -90,10 +82,16 @@ export class Agent {
     readonly registry: Registry,
     readonly spool: Spool,
     readonly ids: VmIds,
-    private readonly connect: (uri: string) => Promise<DomainSource>,
+    connect: (uri: string) => Promise<DomainSource>,
     private readonly clock: Clock,
   ) {
     this.leases = new Leases(cfg.libvirtUri);
+    this.libvirt = new LibvirtLink(
+      cfg.libvirtUri,
+      connect,
+      (what) => this.waiting(what),
+      () => void this.requestReconcile(),
+    );
     this.directory = new HostDirectory(registry, this.book, cfg.host, cfg.site);
   }
 
@@ -135,7 +133,7 @@ export class Agent {
     await this.reconciling?.catch(() => undefined);
     await this.flushing?.catch(() => undefined);
     // A hung libvirtd must not hold the agent's stop.
-    await withTimeout(this.libvirt?.close() ?? Promise.resolve(), 5000, 'closing libvirt').catch(() => undefined);
+    await this.libvirt.close(); // bounded, and skipped while a call hangs
     await this.sensor.close();
     this.redis.disconnect();
   }
@@ -322,7 +320,7 @@ export class Agent {
   }
 
   private async reconcile(): Promise<void> {
-    const domains = await this.listDomains();
+    const domains = await this.libvirt.domains();
     if (!domains) {
       // libvirt is away: still count what the hooks announced, and remove nothing.
       await this.attachAll([...this.announcedTaps([])], false);
@@ -346,32 +344,6 @@ export class Agent {
     this.waitingFor = '';
     if (this.redis.status !== 'ready') return;
     await this.publishDirectory(domains, gone);
-  }
-
-  /**
-   * libvirt's active domains, or undefined while it cannot be asked. A failed
-   * call drops the connection and tries a new one at once: after libvirtd
-   * restarts, the old connection fails, and the next reconcile would come
-   * too late for a VM arriving now.
-   */
-  private async listDomains(): Promise<DomainSnapshot[] | undefined> {
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        if (!this.libvirt) {
-          this.libvirt = await withTimeout(this.connect(this.cfg.libvirtUri), LIBVIRT_TIMEOUT_MS, 'connecting to libvirt');
-          log.info({ uri: this.cfg.libvirtUri }, 'libvirt connected');
-        }
-        return await withTimeout(this.libvirt.domains(), LIBVIRT_TIMEOUT_MS, 'listing the domains');
-      } catch (err) {
-        const stale = this.libvirt;
-        this.libvirt = undefined;
-        // Not awaited: closing a connection whose daemon died may hang too.
-        void stale?.close().catch(() => undefined);
-        if (attempt === 1 || !stale) this.waiting(`libvirt at ${this.cfg.libvirtUri} (${(err as Error).message})`);
-        if (!stale) return undefined;
-      }
-    }
-    return undefined;
   }
 
   /** Hook-announced taps libvirt does not list (yet), while their announcement is fresh. */
@@ -398,7 +370,7 @@ export class Agent {
   }
 
   private async publishDirectory(domains: DomainSnapshot[], gone: string[]): Promise<void> {
-    this.node = (await withTimeout(this.libvirt!.node(), LIBVIRT_TIMEOUT_MS, 'reading the node').catch(() => undefined)) ?? this.node;
+    await this.libvirt.readNode();
     await this.heartbeat(domains);
     for (const name of await this.directory.publish(domains, gone)) {
       log.info({ vm: name }, 'VM left this host');
@@ -412,7 +384,7 @@ export class Agent {
    * libvirtd does not make the host look dead while its periods go on.
    */
   async heartbeat(domains: DomainSnapshot[] = [...this.local.values()]): Promise<void> {
-    const node = this.node;
+    const node = this.libvirt.node;
     if (!node || this.redis.status !== 'ready' || this.stopping) return;
     const used = domains.reduce((s, d) => s + d.memoryKiB, 0);
     await withTimeout(

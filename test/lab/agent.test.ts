@@ -208,12 +208,20 @@ function agentSuite(sensor: 'ebpf' | 'pcap'): void {
         assert.ok(Math.abs(msgs - PER_PERIOD) <= SLIP + EDGE, `period ${p} with libvirtd frozen: ${msgs} messages, expected ${PER_PERIOD} ± ${SLIP + EDGE}`);
       }
       const log = agentPaths(lab, b).log;
+      const libvirtLines = async () =>
+        (await readFile(log, 'utf8'))
+          .split('\n')
+          .filter((l) => /libvirt/.test(l))
+          .slice(-12)
+          .join('\n');
       await waitFor(
         'the agent to reach libvirt again',
         async () => ((await readFile(log, 'utf8')).split('\n').some((l) => l.includes('"msg":"libvirt connected"') && (JSON.parse(l) as { time: number }).time > resumed) ? true : undefined),
         60_000,
         500,
-      );
+      ).catch(async (err: Error) => {
+        throw new Error(`${err.message}; the agent said:\n${await libvirtLines()}`);
+      });
       const waited = (await readFile(log, 'utf8')).split('\n').filter((l) => l.includes('waiting for libvirt'));
       assert.ok(waited.length >= 1, 'the agent said it was waiting for libvirt');
       assert.ok(alive((await livePid(agentPaths(lab, b).pid))!), 'the agent kept running');
