@@ -45,7 +45,7 @@ export class LibvirtLink {
   /** The active domains, or undefined while libvirt cannot be asked. */
   async domains(): Promise<DomainSnapshot[] | undefined> {
     if (this.hung) {
-      this.waiting(`libvirt at ${this.uri} (a call has not answered for ${Math.round((Date.now() - this.hung.since) / 1000)} s)`);
+      this.waiting(`libvirt at ${this.uri} (a call has not answered since ${new Date(this.hung.since).toISOString()})`);
       return undefined;
     }
     for (let attempt = 0; attempt < 2; attempt++) {
