@@ -181,7 +181,7 @@ function sentBy(vm: string, ip: string, t: number): number {
 
 const started = Date.now();
 try {
-  lab = await labUp({ name, sites: 2, hostsPerSite: 2, delayMs: 5, rateMbit: 200, periodSeconds: PERIOD, sensor: 'ebpf' });
+  lab = await labUp({ name, sites: 2, hostsPerSite: 2, delayMs: 5, rateMbit: 1000, periodSeconds: PERIOD, sensor: 'ebpf' });
   redis = new Redis(labRedisUrl(lab), { maxRetriesPerRequest: null });
   redis.on('error', () => undefined);
   const stepped = hosts(lab)[3]!;
