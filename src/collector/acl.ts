@@ -40,7 +40,21 @@ const CONNECT = ['+ping', '+info', '+time', '+select', '+hello', '+client|setnam
 
 /** Keys of the collector every agent writes: the period's guard, sums and meta, the pair dictionary, the VM directory. */
 function sharedAgentKeys(): string[] {
-  return [K.periods, anyPeriod(K.reported(0)), anyPeriod(K.meta(0)), anyPeriod(K.msgs(0)), anyPeriod(K.bytes(0)), K.pending, K.pairIds, K.pairNames, K.pairDict, K.vms, K.vm('*'), K.addr];
+  return [
+    K.periods,
+    anyPeriod(K.reported(0)),
+    anyPeriod(K.meta(0)),
+    anyPeriod(K.msgs(0)),
+    anyPeriod(K.bytes(0)),
+    K.pending,
+    K.pairIds,
+    K.pairNames,
+    K.retiredNames('*'),
+    K.pairDict,
+    K.vms,
+    K.vm('*'),
+    K.addr,
+  ];
 }
 
 export function agentUser(host: string, agentsTrim = false): AclUser {
@@ -56,6 +70,8 @@ export function agentUser(host: string, agentsTrim = false): AclUser {
     '+unlink',
     '+hget',
     '+hmget',
+    '+exists',
+    '+rename',
     '+hgetall',
     '+hset',
     '+hsetnx',
