@@ -52,6 +52,8 @@ let redis!: Redis;
 const managers: (ChildProcess | undefined)[] = [undefined, undefined];
 const faults = new Map<string, number>();
 let twoAtOnce = 0;
+/** Managers killed while a migration of theirs was marked running. */
+let migrationKills = 0;
 
 function startManager(i: number): void {
   const out = join(labDir(name), `manager${i}.log`);
@@ -135,26 +137,34 @@ async function fault(stepped: LabHost): Promise<void> {
       return;
     }
     case 'manager-kill': {
-      // Kill the manager that runs a migration when one does within 30 s, else either.
-      const marked = await waitFor('a migration to run', async () => (await readRunning(redis).catch(() => [])).find((r) => r.manager) ?? undefined, 30_000, 250).catch(() => undefined);
-      const i = marked ? managers.findIndex((m) => m?.pid !== undefined && marked.manager?.includes(`:${m.pid}:`)) : Math.floor(Math.random() * 2);
-      const m = managers[i < 0 ? 0 : i];
-      log(`fault: SIGKILL manager ${i < 0 ? 0 : i}${marked ? ` while it migrates ${marked.vm}` : ''}`);
+      // With a migration in progress: a VM is moved away from its group by hand, and the leader is
+      // killed once it has marked the move back (within a round or two); either manager if none comes.
+      await moveByHand();
+      const marked = await waitFor('a migration to run', async () => (await readRunning(redis).catch(() => [])).find((r) => r.manager) ?? undefined, 45_000, 100).catch(() => undefined);
+      const found = marked ? managers.findIndex((m) => m?.pid !== undefined && marked.manager?.includes(`:${m.pid}:`)) : -1;
+      const i = found >= 0 ? found : Math.floor(Math.random() * 2);
+      const m = managers[i];
+      log(`fault: SIGKILL manager ${i}${marked ? ` while it migrates ${marked.vm}` : ' (no migration ran)'}`);
       if (m?.pid && alive(m.pid)) process.kill(m.pid, 'SIGKILL');
+      if (marked) migrationKills++;
       await sleep(rand(1000, 5000));
-      startManager(i < 0 ? 0 : i);
+      startManager(i);
       return;
     }
-    case 'move-by-hand': {
-      const vms = await listVms(lab);
-      const v = pick(vms.filter((x) => x.state === 'running'));
-      if (!v) return;
-      const to = pick(hosts(lab).filter((x) => x.name !== v.host));
-      log(`fault: ${v.name} moved by hand ${v.host} -> ${to.name}`);
-      await migrateVm(name, v.name, to.name).catch((err: Error) => log(`  (the move failed: ${err.message.split('\n')[0]})`));
+    case 'move-by-hand':
+      await moveByHand();
       return;
-    }
   }
+}
+
+/** A running VM moved by hand (virsh, as a person would) to a host of the other site: the managers bring it back. */
+async function moveByHand(): Promise<void> {
+  const v = pick((await listVms(lab)).filter((x) => x.state === 'running'));
+  if (!v) return;
+  const here = hosts(lab).find((x) => x.name === v.host);
+  const to = pick(hosts(lab).filter((x) => x.site !== here?.site));
+  log(`fault: ${v.name} moved by hand ${v.host} -> ${to.name}`);
+  await migrateVm(name, v.name, to.name).catch((err: Error) => log(`  (the move failed: ${err.message.split('\n')[0]})`));
 }
 
 /** Every guest's cumulative sent count per peer address, sampled with the wall time it was read at. */
@@ -264,6 +274,7 @@ try {
     '',
     `- Largest difference on a pair: ${worst} datagrams (a lost or doubled period would be ${RATE * PERIOD}; tolerance ${tolerance}: the generator sampled once a second at each end, and the edges). All pairs: ${countedAll} counted, ${sentAll} sent.`,
     `- Migrations during the run: ${since.length} (${outcome('ok')} ok, ${outcome('failed')} failed, ${outcome('aborted')} aborted; ${since.filter((h) => h.reason?.startsWith('adopted')).length} adopted by a new leader).`,
+    `- Managers killed while one of their migrations ran: ${migrationKills}.`,
     `- Marks of running migrations from two managers at once (sampled every 250 ms): ${twoAtOnce}.`,
     `- Verdict: ${worst <= tolerance && twoAtOnce === 0 ? 'nothing lost, nothing doubled, never two managers migrating at once' : 'FAILED (see above)'}.`,
   ].join('\n');
