@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { COUNTS, Dir, KEY, TAP, decodeFlow, encodeTap, ipv6, u32 } from '../../src/sensor/layout.js';
+import { COUNTS, Dir, KEY, SLOT, decodeFlow, encodeSlot, ipv6, u32 } from '../../src/sensor/layout.js';
 
 /** A map entry as counter.bpf.c writes it. */
 function entry(k: { vm: number; dir: Dir; family: number; ethertype: number; peer: number[] }, packets: bigint, bytes: bigint): [Buffer, Buffer] {
@@ -52,8 +52,8 @@ test('IPv6 text: the longest run of two or more zero groups becomes ::', () => {
   assert.equal(ipv6(hex('2001:0000:0000:0001:0000:0000:0000:0002')), '2001:0:0:1::2');
 });
 
-test('what the sensor writes into the maps: a tap value and u32 keys, little-endian', () => {
-  assert.deepEqual(encodeTap(7), Buffer.from([7, 0, 0, 0, 0, 0, 0, 0]));
-  assert.equal(encodeTap(7).length, TAP.size);
+test('what the sensor writes into the maps: a slot (VM, ifindex) and u32 keys, little-endian', () => {
+  assert.deepEqual(encodeSlot(7, 0x0102), Buffer.from([7, 0, 0, 0, 2, 1, 0, 0]));
+  assert.equal(encodeSlot(7, 1).length, SLOT.size);
   assert.deepEqual(u32(0x01020304), Buffer.from([4, 3, 2, 1]));
 });
