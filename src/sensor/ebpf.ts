@@ -4,7 +4,8 @@ import { UserError } from '../util/errors.js';
 import { run } from '../util/exec.js';
 import { logger } from '../util/log.js';
 import { COUNTS, KEY, LAYOUT_VERSION, MAX_FLOWS, MAX_TAPS, SLOT, STAT, decodeFlow, encodeSlot, mergeFlows, u32, type FlowCounts } from './layout.js';
-import { type EbpfOptions, type FlowMaps, exists, load, possibleCpus, requireBpffs } from './pins.js';
+import { drainMap, flowMapView, possibleCpus } from './maps.js';
+import { type EbpfOptions, type FlowMaps, exists, load, requireBpffs } from './pins.js';
 import { checkTapName, type Attachment, type Reading, type ReconcileResult, type Sensor } from './sensor.js';
 import { ATTACH_PATH, apply, attachLines, attachedWith, clearOurFilters, foreignFilter, showTaps, type TapState } from './tc.js';
 
@@ -78,19 +79,7 @@ export class EbpfSensor implements Sensor {
     const maps: FlowMaps = c0.ref.type === bpf.MapType.PERCPU_HASH ? 'per-CPU' : 'shared';
     // The kernel returns a per-CPU value as one struct per possible CPU; node_bpf sizes its buffers by valueSize.
     const stride = maps === 'per-CPU' ? COUNTS.size * (await possibleCpus()) : COUNTS.size;
-    // A plain view with the per-CPU value size (the native ref's getters cannot be re-bound); it holds the ref, so the fd stays open.
-    const countMap = ({ ref }: typeof c0) =>
-      new bpf.RawMap({
-        fd: ref.fd,
-        id: ref.id,
-        type: ref.type,
-        keySize: ref.keySize,
-        valueSize: stride,
-        maxEntries: ref.maxEntries,
-        flags: ref.flags,
-        ref,
-        close: () => ref.close(),
-      } as unknown as bpf.MapRef);
+    const countMap = ({ ref }: typeof c0) => flowMapView(ref, stride);
     const sensor = new EbpfSensor(opts, dir, slots.map, active.map, [countMap(c0), countMap(c1)], [c0.fd, c1.fd], [c0.id, c1.id], stats.map, reported.map, maps);
     log.info({ dir, maps, attach: ATTACH_PATH }, `sensor maps: ${sensor.describe()}`);
     return sensor;
@@ -102,7 +91,7 @@ export class EbpfSensor implements Sensor {
 
   /** Which paths are in use, for people: flow maps and how filters are attached. */
   describe(): string {
-    return `${this.maps} flow maps${this.maps === 'shared' ? ' (the kernel refused per-CPU ones: atomic adds, same counts)' : ''}, filters attached with ${ATTACH_PATH}`;
+    return `${this.maps} flow maps${this.maps === 'shared' ? ' (atomic adds: the same counts at a higher cost per packet)' : ''}, filters attached with ${ATTACH_PATH}`;
   }
 
   async attach(tap: string, vm: number): Promise<void> {
@@ -350,14 +339,7 @@ function u64(n: number): Buffer {
 
 function drain(map: bpf.RawMap): FlowCounts[] {
   const flows: FlowCounts[] = [];
-  const keys: Buffer[] = [];
-  for (const batch of map.getBatch(BATCH)) {
-    for (const [k, v] of batch) {
-      flows.push(decodeFlow(k, v));
-      keys.push(k);
-    }
-  }
-  for (let i = 0; i < keys.length; i += BATCH) map.deleteBatch(keys.slice(i, i + BATCH));
+  drainMap(map, BATCH, (k, v) => flows.push(decodeFlow(k, v)));
   return flows;
 }
 

@@ -1,4 +1,4 @@
-import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UserError } from '../util/errors.js';
 import { run } from '../util/exec.js';
@@ -60,18 +60,6 @@ export async function load(opts: EbpfOptions, dir: string): Promise<void> {
       'it needs BPF, cls_bpf and map-in-map support (Linux 5.6+; see dmesg and `virt-cohort doctor`); ' +
       'or count with libpcap on this host (agent.sensor: pcap), at a far higher CPU cost',
   );
-}
-
-/** The kernel's count of possible CPUs (/sys/devices/system/cpu/possible, e.g. "0-63"): per-CPU values hold one copy each. */
-export async function possibleCpus(): Promise<number> {
-  const text = (await readFile('/sys/devices/system/cpu/possible', 'utf8')).trim();
-  let n = 0;
-  for (const part of text.split(',')) {
-    const [a, b] = part.split('-').map(Number);
-    n += b === undefined ? 1 : b - a! + 1;
-  }
-  if (!Number.isInteger(n) || n < 1) throw new Error(`cannot read the possible CPUs from /sys/devices/system/cpu/possible ('${text}')`);
-  return n;
 }
 
 export async function exists(path: string): Promise<boolean> {
