@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import bpf from 'bpf';
 import { table } from '../../src/cli/table.js';
 import type { EbpfSensor } from '../../src/sensor/ebpf.js';
-import { flowMapView, possibleCpus } from '../../src/sensor/maps.js';
-import { COUNTS, Dir, KEY, u32 } from '../../src/sensor/layout.js';
+import { drainMap, flowMapView, possibleCpus } from '../../src/sensor/maps.js';
+import { COUNTS, Dir, KEY, decodeFlow, u32 } from '../../src/sensor/layout.js';
 
 export const FLOWS = 100_000;
 const BATCH = 8192;
@@ -96,15 +96,31 @@ export async function timeRead(sensor: EbpfSensor, vm: number): Promise<ReadSamp
   };
 }
 
-/** Fills the active map, then drains it as read() does but without decoding or merging. */
+/** Fills the active map, then drains it as read() does but without decoding or merging: the kernel's share. */
 function timeBareDrain(sensor: EbpfSensor, vm: number): number {
   const map = fillActive(sensor, vm);
   const t0 = process.hrtime.bigint();
-  const keys: Buffer[] = [];
-  for (const batch of map.getBatch(BATCH)) for (const [k] of batch) keys.push(k);
-  for (let i = 0; i < keys.length; i += BATCH) map.deleteBatch(keys.slice(i, i + BATCH));
+  let n = 0;
+  drainMap(map, BATCH, () => n++);
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
   map.ref.close();
+  if (n !== FLOWS) throw new Error(`drained ${n} flows, filled ${FLOWS}`);
+  return ms;
+}
+
+/**
+ * Decoding alone (no kernel), FLOWS entries whose values hold `n` CPUs'
+ * counters: what summing per-CPU values costs on a host with n CPUs, measured
+ * here for any n.
+ */
+export function decodeMs(n: number): number {
+  const keys = Array.from({ length: FLOWS }, (_, i) => flowKey(1, i));
+  const values = Array.from({ length: FLOWS }, (_, i) => flowCounts(i, COUNTS.size * n));
+  const t0 = process.hrtime.bigint();
+  let sum = 0;
+  for (let i = 0; i < FLOWS; i++) sum += decodeFlow(keys[i]!, values[i]!).packets;
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  if (sum <= 0) throw new Error('decoded nothing');
   return ms;
 }
 
@@ -112,9 +128,15 @@ export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor
 export const range = (xs: number[], digits = 0) => `${median(xs).toFixed(digits)} (${Math.min(...xs).toFixed(digits)}-${Math.max(...xs).toFixed(digits)})`;
 const int = (x: number) => Math.round(x).toLocaleString('en-US');
 
-/** Per-CPU maps copy and sum one value per CPU: read(C) = shared + (C - 1) x (per-CPU - shared) / (cpus - 1), C the host's CPUs. */
-export function readAt(cpusThere: number, perCpuMs: number, sharedMs: number): number {
-  return sharedMs + ((cpusThere - 1) * (perCpuMs - sharedMs)) / Math.max(1, cpus - 1);
+/**
+ * A read on a host with `n` CPUs, from what was measured here (C CPUs): the
+ * read here, plus the kernel's copy of (n - C) more values per flow (per CPU:
+ * (per-CPU bare drain - shared bare drain) / (C - 1)), plus summing n values
+ * instead of C (decoding measured at both sizes).
+ */
+export function readAt(n: number, m: { readMs: number; perCpuBareMs: number; sharedBareMs: number; decodeHereMs: number; decodeThereMs: number }): number {
+  const kernelPerCpu = Math.max(0, m.perCpuBareMs - m.sharedBareMs) / Math.max(1, cpus - 1);
+  return m.readMs + (n - cpus) * kernelPerCpu + (m.decodeThereMs - m.decodeHereMs);
 }
 
 export function readTable(rows: [string, ReadSample[]][]): string {

@@ -18,8 +18,8 @@ import { run, sleep } from '../../src/util/exec.js';
 import { TapPair } from '../helpers/netns.js';
 import { uniqueName } from '../helpers/names.js';
 import { README, benchArgs, maybeWriteBlock } from './doc.js';
-import { FLOWS, timeRead, type ReadSample } from './sensor-read.js';
-import { type Config, type Program, type Results, type Sample, type WorkloadInfo, docBlock, key, label, report } from './sensor-report.js';
+import { FLOWS, cpus, decodeMs, timeRead, type ReadSample } from './sensor-read.js';
+import { BIG_HOST, type Config, type Program, type Results, type Sample, type WorkloadInfo, docBlock, key, label, report } from './sensor-report.js';
 import bpf from 'bpf';
 
 // The sensor logs every attach at info level; 24 attaches would bury the tables.
@@ -367,7 +367,9 @@ async function main(): Promise<void> {
   const testRun = { empty: await three('empty'), ebpf: await withEbpf(sensor, () => three('ebpf')), shared: await withEbpf(shared, () => three('shared')) };
 
   if (FLOWS > MAX_FLOWS) throw new Error(`cannot fill ${FLOWS} flows into maps of ${MAX_FLOWS}`);
+  const decode = { here: [decodeMs(cpus), decodeMs(cpus), decodeMs(cpus)], big: [decodeMs(BIG_HOST), decodeMs(BIG_HOST), decodeMs(BIG_HOST)] };
   const b = {
+    decode,
     workloads: WORKLOADS,
     results,
     testRun,
