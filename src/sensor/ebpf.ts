@@ -133,12 +133,12 @@ export class EbpfSensor implements Sensor {
     const refused = new Map<string, string>();
     const lines = placed.flatMap((p) => {
       const state = states.get(p.tap) ?? { error: this.missing(p.tap) };
-      const why = 'error' in state ? this.missing(p.tap) : foreignFilter(p.tap, state)?.message;
+      const why = 'error' in state ? this.gone(p.tap, state.error) : foreignFilter(p.tap, state)?.message;
       if (why) refused.set(p.tap, why);
       return why ? [] : attachLines(p.tap, state, progs, p.slot);
     });
     const errors = await apply(lines, this.opts.netns);
-    const bad = new Map([...refused, ...[...errors].map(([tap, e]) => [tap, /Cannot find device/.test(e) ? this.missing(tap) : e] as const)]);
+    const bad = new Map([...refused, ...[...errors].map(([tap, e]) => [tap, this.gone(tap, e)] as const)]);
     const attached: string[] = [];
     for (const p of placed) {
       const error = bad.get(p.tap);
@@ -266,6 +266,11 @@ export class EbpfSensor implements Sensor {
       }
     }
     return out;
+  }
+
+  /** What tc said about `tap`, or that it is gone when tc could not find it. */
+  private gone(tap: string, tcSaid: string): string {
+    return /Cannot find device/.test(tcSaid) ? this.missing(tap) : tcSaid;
   }
 
   private missing(tap: string): string {
