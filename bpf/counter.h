@@ -8,8 +8,8 @@
 #ifndef VC_COUNTER_H
 #define VC_COUNTER_H
 
-#define VC_LAYOUT_VERSION 1
-#define VC_MAX_TAPS 4096
+#define VC_LAYOUT_VERSION 2
+#define VC_MAX_TAPS 4096 /* slots; slot 0 is never handed out, so 4,095 taps */
 #define VC_MAX_FLOWS 131072
 
 /* Direction seen from the VM. */
@@ -26,28 +26,36 @@ enum vc_family {
 
 /* One counter per (VM, peer, direction); never keyed by tap or ifindex. */
 struct vc_key {
-	__u32 vm;        /* VM id user space gave the tap in vc_taps */
+	__u32 vm;        /* VM id user space gave the tap's slot in vc_slots */
 	__u8 dir;        /* enum vc_dir */
 	__u8 family;     /* enum vc_family */
 	__u16 ethertype; /* host byte order */
 	__u8 peer[16];   /* IPv4 in the first 4 bytes, IPv6 in all 16; for ARP the sender's IPv4 address; zero for other frames */
 };
 
+/* One CPU's share in the per-CPU flow maps (user space sums them), or the whole count in the shared ones. */
 struct vc_counts {
 	__u64 packets; /* wire packets: a GSO super-packet counts max(1, gso_segs) */
 	__u64 bytes;   /* wire bytes: headers counted once per segment */
 };
 
-struct vc_tap {
+/*
+ * A tap's slot in vc_slots. User space gives every tap it attaches a slot and
+ * passes the slot number as the tc filter's classid, which the kernel hands
+ * to the program in skb->tc_classid: the VM is found by index, not by hashing
+ * the ifindex. ifindex guards against a filter left on a device whose slot
+ * was given to another tap since; 0 marks a free slot.
+ */
+struct vc_slot {
 	__u32 vm;
-	__u32 flags; /* reserved, 0 */
+	__u32 ifindex;
 };
 
 /* Indexes of vc_stats: events that must never pass silently. */
 enum vc_stat {
 	VC_STAT_FULL = 0,        /* a new flow found the active map full: its packets counted here only */
 	VC_STAT_FULL_BYTES = 1,
-	VC_STAT_UNKNOWN_TAP = 2, /* a packet on a tap with no VM registered */
+	VC_STAT_UNKNOWN_TAP = 2, /* a packet on a tap whose slot is free or holds another ifindex */
 	VC_STAT_MAX = 8,
 };
 

@@ -101,7 +101,7 @@ export class Agent {
     const ids = await VmIds.load(join(cfg.stateDir, 'vm-ids.json'));
     sensor ??= await openSensor({ backend: cfg.sensor, pinRoot: cfg.pinRoot, object: bpfObject, pcapCheckpoint: join(cfg.stateDir, 'pcap-counts.json') });
     if (sensor.fallbackReason) log.warn({ backend: sensor.kind, reason: sensor.fallbackReason }, `counting with libpcap because eBPF is not available: ${sensor.fallbackReason}`);
-    else log.info({ backend: sensor.kind, pinRoot: cfg.pinRoot }, `sensor ready: ${sensor.kind === 'ebpf' ? 'eBPF on tc' : `libpcap (asked for). ${PCAP_COST}`}`);
+    else log.info({ backend: sensor.kind, pinRoot: cfg.pinRoot }, `sensor ready: ${sensor.kind === 'ebpf' ? `eBPF on tc (${sensor.describe?.() ?? ''})` : `libpcap (asked for). ${PCAP_COST}`}`);
     // Connection errors are retried by ioredis; flush() reports the wait, connectDaemon the credentials or TLS refused.
     const redis = connectDaemon(cfg.redis, cfg.redisAuth, log);
     agentMetrics.watch(spool, redis);

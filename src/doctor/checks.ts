@@ -7,7 +7,7 @@ import { LibvirtClient, type DomainSnapshot } from '../libvirt/client.js';
 import type { RoutePolicy } from '../manager/trust.js';
 import { bpfObject, packageRoot } from '../paths.js';
 import { PCAP_COST } from '../sensor/pcap.js';
-import { ourFilters } from '../sensor/tc.js';
+import { ourHooks, showTaps } from '../sensor/tc.js';
 import { Registry } from '../collector/registry.js';
 import type { Redis } from 'ioredis';
 import { CommandError } from '../util/errors.js';
@@ -216,8 +216,9 @@ export async function checkTaps(c: DoctorContext, f: Findings): Promise<CheckRes
   if (!taps.length) return res(id, title, 'ok', `no VM tap to watch${note}`);
   if (c.sensor === 'pcap') return res(id, title, 'skip', `${taps.length} taps; the agent is set to the pcap backend, which uses no tc filter${note}`);
   const without: string[] = [];
+  const states = await showTaps(taps.map((t) => t.tap));
   for (const t of taps) {
-    const hooks = new Set((await ourFilters(t.tap)).map((x) => x.hook));
+    const hooks = new Set(ourHooks(states.get(t.tap)!));
     if (!hooks.has('ingress') || !hooks.has('egress')) without.push(`${t.tap} (${t.vm}${hooks.size ? `, only ${[...hooks].join('')}` : ''})`);
   }
   if (without.length) {

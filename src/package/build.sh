@@ -31,10 +31,9 @@ if ! TSC=$(npx --no-install tsc -p . 2>&1); then
   fi
   echo "$TSC" | grep -c '^test/' | xargs printf 'package: warning: tsc reported %s error(s) in test/ only (not packaged)\n' >&2
 fi
-if [ ! -f dist/bpf/counter.bpf.o ] || [ bpf/counter.bpf.c -nt dist/bpf/counter.bpf.o ] || [ bpf/counter.h -nt dist/bpf/counter.bpf.o ]; then
-  say "building the BPF object"
-  make -s -C bpf OUT="$ROOT/dist/bpf"
-fi
+# make rebuilds the BPF objects only when their sources changed.
+say "building the BPF objects"
+make -s -C bpf OUT="$ROOT/dist/bpf"
 # The fallback sensor's libpcap reader (make rebuilds it only when pcap.c changed).
 make -s -C src/sensor/native OUT="$ROOT/dist/native"
 
@@ -55,7 +54,7 @@ find "$LIB/dist/src" -type f ! -name '*.js' -delete
 LAB_ONLY="lab demo cli/lab.js cli/demo.js"
 for p in $LAB_ONLY; do rm -rf "${LIB:?}/dist/src/$p"; done
 chmod 0755 "$LIB/dist/src/cli/main.js"
-cp dist/bpf/counter.bpf.o "$LIB/dist/bpf/"
+cp dist/bpf/counter.bpf.o dist/bpf/counter-shared.bpf.o "$LIB/dist/bpf/"
 install -m 0644 dist/native/vc_pcap.node "$LIB/dist/native/"
 cp package.json "$LIB/"
 cp -r hooks "$LIB/"

@@ -1,26 +1,16 @@
-import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import bpf from 'bpf';
 import { UserError } from '../util/errors.js';
 import { run } from '../util/exec.js';
 import { logger } from '../util/log.js';
-import { BPFFS, ensureBpffs } from './bpffs.js';
-import { COUNTS, KEY, LAYOUT_VERSION, MAX_FLOWS, MAX_TAPS, STAT, TAP, decodeFlow, encodeTap, mergeFlows, u32, type FlowCounts } from './layout.js';
+import { COUNTS, KEY, LAYOUT_VERSION, MAX_FLOWS, MAX_TAPS, SLOT, STAT, decodeFlow, encodeSlot, mergeFlows, u32, type FlowCounts } from './layout.js';
+import { drainMap, flowMapView, possibleCpus } from './maps.js';
+import { type EbpfOptions, type FlowMaps, exists, load, requireBpffs } from './pins.js';
 import { checkTapName, type Attachment, type Reading, type ReconcileResult, type Sensor } from './sensor.js';
-import { clearOurFilters, ensureClsact, ourFilters, replaceFilters } from './tc.js';
+import { ATTACH_PATH, apply, attachLines, attachedWith, clearOurFilters, foreignFilter, showTaps, type TapState } from './tc.js';
 
 const log = logger('sensor');
-
-export interface EbpfOptions {
-  /** Where maps and programs are pinned; the layout version is appended (…/v1). */
-  pinRoot: string;
-  /** Network namespace (/run/netns/NAME) the taps live in; the root namespace if absent. */
-  netns?: string;
-  /** The compiled counter.bpf.o. */
-  object: string;
-  /** Load and pin the programs when nothing is pinned yet (the agent); a viewer passes false. */
-  load?: boolean;
-}
+export type { EbpfOptions, FlowMaps };
 
 const PROG_FROM_VM = 'vc_from_vm';
 const PROG_TO_VM = 'vc_to_vm';
@@ -29,25 +19,30 @@ const FULL_CHECK_MS = 600_000;
 
 /**
  * The eBPF backend: one tc program pair shared by every tap of the host, maps
- * pinned under a versioned path so counts survive an agent restart.
+ * pinned under a versioned path so counts survive an agent restart. Each tap
+ * has a slot in vc_slots (its VM and ifindex); the slot is the classid of the
+ * tap's filters.
  */
 export class EbpfSensor implements Sensor {
   readonly kind = 'ebpf' as const;
   readonly capacity = MAX_FLOWS;
-  /** tap → `ifindex/vm` this sensor attached or found attached: not re-read at every reconcile. */
+  readonly attachPath = ATTACH_PATH;
+  /** tap → `ifindex/slot` this sensor attached or found attached: not re-read at every reconcile. */
   private verified = new Map<string, string>();
   private lastFullCheck = 0;
 
   private constructor(
     private readonly opts: EbpfOptions,
     private readonly dir: string,
-    private readonly taps: bpf.RawMap,
+    private readonly slots: bpf.RawMap,
     private readonly active: bpf.RawMap,
     private readonly counts: [bpf.RawMap, bpf.RawMap],
     private readonly countFds: [number, number],
     private readonly countIds: [number, number],
     private readonly stats: bpf.RawMap,
     private readonly reported: bpf.RawMap,
+    /** Which flow maps are pinned: what the kernel took. */
+    readonly maps: FlowMaps,
   ) {}
 
   static async open(opts: EbpfOptions): Promise<EbpfSensor> {
@@ -55,7 +50,7 @@ export class EbpfSensor implements Sensor {
     await requireBpffs(opts.pinRoot);
     if (!(await exists(join(dir, 'progs', PROG_FROM_VM)))) {
       if (opts.load === false) throw new UserError(`no sensor is pinned at ${dir}: is the agent running on this host, and is this its pin root (agent.pinRoot)?`);
-      await load(opts.object, dir);
+      await load(opts, dir);
     }
     const open = (name: string, keySize: number, valueSize: number, maxEntries?: number) => {
       const path = join(dir, 'maps', name);
@@ -73,44 +68,100 @@ export class EbpfSensor implements Sensor {
             `it was pinned by another build. Stop its agent, then remove ${dir}.`,
         );
       }
-      return { map: new bpf.RawMap(ref), fd, id: ref.id ?? -1 };
+      return { map: new bpf.RawMap(ref), ref, fd, id: ref.id ?? -1 };
     };
-    const taps = open('vc_taps', 4, TAP.size, MAX_TAPS);
+    const slots = open('vc_slots', 4, SLOT.size, MAX_TAPS);
     const active = open('vc_active', 4, 4, 1);
     const c0 = open('vc_counts0', KEY.size, COUNTS.size, MAX_FLOWS);
     const c1 = open('vc_counts1', KEY.size, COUNTS.size, MAX_FLOWS);
     const stats = open('vc_stats', 4, 8, STAT.size);
     const reported = open('vc_reported', 4, 8, STAT.size);
-    return new EbpfSensor(opts, dir, taps.map, active.map, [c0.map, c1.map], [c0.fd, c1.fd], [c0.id, c1.id], stats.map, reported.map);
+    const maps: FlowMaps = c0.ref.type === bpf.MapType.PERCPU_HASH ? 'per-CPU' : 'shared';
+    // The kernel returns a per-CPU value as one struct per possible CPU; node_bpf sizes its buffers by valueSize.
+    const stride = maps === 'per-CPU' ? COUNTS.size * (await possibleCpus()) : COUNTS.size;
+    const countMap = ({ ref }: typeof c0) => flowMapView(ref, stride);
+    const sensor = new EbpfSensor(opts, dir, slots.map, active.map, [countMap(c0), countMap(c1)], [c0.fd, c1.fd], [c0.id, c1.id], stats.map, reported.map, maps);
+    log.info({ dir, maps, attach: ATTACH_PATH }, `sensor maps: ${sensor.describe()}`);
+    return sensor;
   }
 
   get pinDir(): string {
     return this.dir;
   }
 
+  /** Which paths are in use, for people: flow maps and how filters are attached. */
+  describe(): string {
+    return `${this.maps} flow maps${this.maps === 'shared' ? ' (atomic adds: the same counts at a higher cost per packet)' : ''}, filters attached with ${ATTACH_PATH}`;
+  }
+
   async attach(tap: string, vm: number): Promise<void> {
     checkTapName(tap);
     if (!Number.isInteger(vm) || vm < 0 || vm > 0xffffffff) throw new UserError(`VM id must be a 32-bit unsigned integer (got ${vm})`);
-    const ifindex = await this.ifindex(tap);
-    if (ifindex === undefined) throw new UserError(`no interface '${tap}'${this.opts.netns ? ` in network namespace ${this.opts.netns}` : ''}: is the VM running?`);
-    await this.attachAt(tap, ifindex, vm);
+    const { failed } = await this.attachMany([{ tap, vm }], await this.linkNames());
+    if (failed.length) throw new UserError(failed[0]!.error);
   }
 
-  private async attachAt(tap: string, ifindex: number, vm: number): Promise<void> {
-    // The VM id goes in first, so the first packet the filter sees is already counted against the VM.
-    this.taps.set(u32(ifindex), encodeTap(vm));
-    try {
-      await ensureClsact(tap, this.opts.netns);
-      await replaceFilters(tap, { ingress: join(this.dir, 'progs', PROG_FROM_VM), egress: join(this.dir, 'progs', PROG_TO_VM) }, this.opts.netns);
-    } catch (err) {
-      // Half attached would count one direction only: undo ours, leave theirs.
-      await clearOurFilters(tap, this.opts.netns).catch(() => undefined);
-      this.taps.delete(u32(ifindex));
-      this.verified.delete(tap);
-      throw err;
+  /**
+   * Attaches every tap in one tc process: a slot each (the VM goes in first,
+   * so the first packet the filter sees is already counted against the VM),
+   * then our filters. A tap that fails, or vanishes meanwhile, is named in
+   * `failed` and left with none of our filters; the others are attached.
+   */
+  private async attachMany(want: Attachment[], names: Map<number, string>, known?: Map<string, TapState>): Promise<{ attached: string[]; failed: { tap: string; error: string }[] }> {
+    const byName = new Map([...names].map(([i, n]) => [n, i]));
+    const slots = this.readSlots();
+    const free = freeSlots(slots);
+    const failed: { tap: string; error: string }[] = [];
+    const placed: { tap: string; ifindex: number; slot: number }[] = [];
+    for (const w of want) {
+      const ifindex = byName.get(w.tap);
+      const slot = ifindex === undefined ? undefined : (slots.get(ifindex)?.slot ?? free.shift());
+      if (ifindex === undefined) failed.push({ tap: w.tap, error: this.missing(w.tap) });
+      else if (slot === undefined) failed.push({ tap: w.tap, error: `all ${MAX_TAPS - 1} tap slots of the sensor are in use: no more taps can be counted on this host` });
+      else {
+        this.slots.set(u32(slot), encodeSlot(w.vm, ifindex));
+        placed.push({ tap: w.tap, ifindex, slot });
+      }
     }
-    this.verified.set(tap, `${ifindex}/${vm}`);
-    log.info({ tap, ifindex, vm }, 'attached');
+    const states =
+      known ??
+      (await showTaps(
+        placed.map((p) => p.tap),
+        this.opts.netns,
+      ));
+    const progs = { ingress: join(this.dir, 'progs', PROG_FROM_VM), egress: join(this.dir, 'progs', PROG_TO_VM) };
+    const refused = new Map<string, string>();
+    const lines = placed.flatMap((p) => {
+      const state = states.get(p.tap) ?? { error: this.missing(p.tap) };
+      const why = 'error' in state ? this.gone(p.tap, state.error) : foreignFilter(p.tap, state)?.message;
+      if (why) refused.set(p.tap, why);
+      return why ? [] : attachLines(p.tap, state, progs, p.slot);
+    });
+    const errors = await apply(lines, this.opts.netns);
+    const bad = new Map([...refused, ...[...errors].map(([tap, e]) => [tap, this.gone(tap, e)] as const)]);
+    const attached: string[] = [];
+    for (const p of placed) {
+      const error = bad.get(p.tap);
+      if (error === undefined) {
+        this.verified.set(p.tap, `${p.ifindex}/${p.slot}`);
+        attached.push(p.tap);
+      } else failed.push({ tap: p.tap, error });
+    }
+    // Half attached would count one direction only: undo ours, leave theirs.
+    const undo = placed.filter((p) => bad.has(p.tap));
+    if (undo.length) {
+      await clearOurFilters(
+        undo.map((p) => p.tap),
+        this.opts.netns,
+      );
+      for (const p of undo) {
+        this.slots.set(u32(p.slot), encodeSlot(0, 0));
+        this.verified.delete(p.tap);
+      }
+    }
+    for (const f of failed) log.error({ tap: f.tap, error: f.error }, 'cannot count this tap');
+    if (attached.length) log.info({ taps: attached.length, first: attached[0] }, 'attached');
+    return { attached, failed };
   }
 
   async detach(tap: string): Promise<void> {
@@ -118,8 +169,9 @@ export class EbpfSensor implements Sensor {
     const ifindex = await this.ifindex(tap);
     this.verified.delete(tap);
     if (ifindex !== undefined) {
-      await clearOurFilters(tap, this.opts.netns);
-      this.taps.delete(u32(ifindex));
+      await clearOurFilters([tap], this.opts.netns);
+      const slot = this.readSlots().get(ifindex)?.slot;
+      if (slot !== undefined) this.slots.set(u32(slot), encodeSlot(0, 0));
     }
     log.info({ tap, ifindex }, 'detached');
   }
@@ -127,9 +179,9 @@ export class EbpfSensor implements Sensor {
   async attached(): Promise<Attachment[]> {
     const names = await this.linkNames();
     const out: Attachment[] = [];
-    for (const [k, v] of this.taps.entries()) {
-      const name = names.get(k.readUInt32LE(0));
-      if (name) out.push({ tap: name, vm: v.readUInt32LE(TAP.vm) });
+    for (const [ifindex, s] of this.readSlots()) {
+      const name = names.get(ifindex);
+      if (name) out.push({ tap: name, vm: s.vm });
     }
     return out.sort((a, b) => a.tap.localeCompare(b.tap));
   }
@@ -138,9 +190,10 @@ export class EbpfSensor implements Sensor {
    * Makes the kernel match `want`: attaches what is missing, removes our
    * filters from taps that are not wanted and forgets taps that are gone.
    * Filters of anyone else are never touched. A tap this sensor attached or
-   * checked itself, with the same ifindex and VM, is taken as is (reading the
-   * filters of 1,000 taps costs 2,000 tc runs); every FULL_CHECK_MS, or with
-   * `full`, every tap's filters are read again (someone may have removed ours).
+   * checked itself, with the same ifindex and slot, is taken as is; a new VM
+   * for it is only a new slot value. Every FULL_CHECK_MS, or with `full`,
+   * every tap's filters are read again (someone may have removed ours): one
+   * tc process for all taps.
    */
   async reconcile(want: Attachment[], full = false): Promise<ReconcileResult> {
     if (Date.now() - this.lastFullCheck > FULL_CHECK_MS) full = true;
@@ -151,38 +204,77 @@ export class EbpfSensor implements Sensor {
     const names = await this.linkNames();
     const byName = new Map([...names].map(([i, n]) => [n, i]));
     const wanted = new Set(want.map((w) => w.tap));
-    const attached: string[] = [];
+    const slots = this.readSlots();
     const removed: string[] = [];
     const failed: { tap: string; error: string }[] = [];
-    for (const [k] of this.taps.entries()) {
-      const ifindex = k.readUInt32LE(0);
+    const gone = [...slots].filter(([ifindex]) => !wanted.has(names.get(ifindex) ?? ''));
+    // Filters first, then the slot: a packet in between would find no VM.
+    await clearOurFilters(
+      gone.map(([i]) => names.get(i)).filter((n): n is string => n !== undefined),
+      this.opts.netns,
+    );
+    for (const [ifindex, s] of gone) {
       const name = names.get(ifindex);
-      if (!name || !wanted.has(name)) {
-        this.taps.delete(k);
-        if (name) this.verified.delete(name);
-        if (name) await clearOurFilters(name, this.opts.netns);
-        removed.push(name ?? `ifindex ${ifindex}`);
-      }
+      this.slots.set(u32(s.slot), encodeSlot(0, 0));
+      if (name) this.verified.delete(name);
+      removed.push(name ?? `ifindex ${ifindex}`);
     }
+    const attached: string[] = [];
+    const check: Attachment[] = [];
     for (const w of want) {
       const ifindex = byName.get(w.tap);
       if (ifindex === undefined) continue;
-      const current = this.taps.get(u32(ifindex));
-      if (current?.readUInt32LE(TAP.vm) === w.vm && this.verified.get(w.tap) === `${ifindex}/${w.vm}`) continue;
-      const filters = await ourFilters(w.tap, this.opts.netns);
-      if (!current || current.readUInt32LE(TAP.vm) !== w.vm || filters.length < 2) {
-        // One tap that cannot be attached must not stop the others from being counted.
-        try {
-          checkTapName(w.tap);
-          await this.attachAt(w.tap, ifindex, w.vm);
+      try {
+        checkTapName(w.tap);
+      } catch (err) {
+        failed.push({ tap: w.tap, error: (err as Error).message });
+        continue;
+      }
+      const s = slots.get(ifindex);
+      if (s && this.verified.get(w.tap) === `${ifindex}/${s.slot}`) {
+        if (s.vm !== w.vm) {
+          this.slots.set(u32(s.slot), encodeSlot(w.vm, ifindex));
           attached.push(w.tap);
-        } catch (err) {
-          failed.push({ tap: w.tap, error: (err as Error).message });
-          log.error({ err, tap: w.tap }, 'cannot count this tap');
         }
-      } else this.verified.set(w.tap, `${ifindex}/${w.vm}`);
+      } else check.push(w);
     }
-    return { attached, removed, failed };
+    const states = await showTaps(
+      check.map((w) => w.tap),
+      this.opts.netns,
+    );
+    const redo = check.filter((w) => {
+      const ifindex = byName.get(w.tap)!;
+      const s = slots.get(ifindex);
+      if (s && s.vm === w.vm && attachedWith(states.get(w.tap)!, s.slot)) {
+        this.verified.set(w.tap, `${ifindex}/${s.slot}`);
+        return false;
+      }
+      return true;
+    });
+    // One tap that cannot be attached must not stop the others from being counted.
+    const r = await this.attachMany(redo, names, states);
+    return { attached: [...attached, ...r.attached], removed, failed: [...failed, ...r.failed] };
+  }
+
+  /** vc_slots as ifindex → slot and VM, for the slots in use. */
+  private readSlots(): Map<number, { slot: number; vm: number }> {
+    const out = new Map<number, { slot: number; vm: number }>();
+    for (const batch of this.slots.getBatch(MAX_TAPS)) {
+      for (const [k, v] of batch) {
+        const ifindex = v.readUInt32LE(SLOT.ifindex);
+        if (ifindex) out.set(ifindex, { slot: k.readUInt32LE(0), vm: v.readUInt32LE(SLOT.vm) });
+      }
+    }
+    return out;
+  }
+
+  /** What tc said about `tap`, or that it is gone when tc could not find it. */
+  private gone(tap: string, tcSaid: string): string {
+    return /Cannot find device/.test(tcSaid) ? this.missing(tap) : tcSaid;
+  }
+
+  private missing(tap: string): string {
+    return `no interface '${tap}'${this.opts.netns ? ` in network namespace ${this.opts.netns}` : ''}: is the VM running? (it may have vanished while being attached)`;
   }
 
   async read(): Promise<Reading> {
@@ -252,41 +344,14 @@ function u64(n: number): Buffer {
 
 function drain(map: bpf.RawMap): FlowCounts[] {
   const flows: FlowCounts[] = [];
-  const keys: Buffer[] = [];
-  for (const batch of map.getBatch(BATCH)) {
-    for (const [k, v] of batch) {
-      flows.push(decodeFlow(k, v));
-      keys.push(k);
-    }
-  }
-  for (let i = 0; i < keys.length; i += BATCH) map.deleteBatch(keys.slice(i, i + BATCH));
+  drainMap(map, BATCH, (k, v) => flows.push(decodeFlow(k, v)));
   return flows;
 }
 
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
-}
-
-/** The pin root must sit on bpffs, which is mounted here if missing (the agent runs as root). */
-async function requireBpffs(root: string): Promise<void> {
-  if (!root.startsWith(`${BPFFS}/`)) throw new UserError(`the pin root must be under ${BPFFS} (got ${root}): set agent.pinRoot`);
-  await ensureBpffs();
-}
-
-async function load(object: string, dir: string): Promise<void> {
-  if (!(await exists(object))) throw new UserError(`the BPF object ${object} is missing: run 'npm run setup' (it builds bpf/)`);
-  await mkdir(join(dir, 'maps'), { recursive: true });
-  try {
-    await run('bpftool', ['prog', 'loadall', object, join(dir, 'progs'), 'type', 'classifier', 'pinmaps', join(dir, 'maps')]);
-  } catch (err) {
-    throw new UserError(
-      `the kernel refused the BPF program (${(err as Error).message.split('\n')[0]}): ` +
-        'it needs BPF, cls_bpf and map-in-map support (Linux 5.6+; see dmesg and `virt-cohort doctor`); ' +
-        'or count with libpcap on this host (agent.sensor: pcap), at a far higher CPU cost',
-    );
-  }
-  log.info({ dir }, 'loaded and pinned the counting programs');
+/** Slots not in use, lowest first; slot 0 is never handed out (a filter without classid reads 0). */
+function freeSlots(used: Map<number, { slot: number }>): number[] {
+  const taken = new Set([...used.values()].map((s) => s.slot));
+  const free: number[] = [];
+  for (let i = 1; i < MAX_TAPS; i++) if (!taken.has(i)) free.push(i);
+  return free;
 }

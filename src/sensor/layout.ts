@@ -3,13 +3,14 @@
  * the compiled object's BTF and fails if any size or offset here differs, so
  * the C and the decoder cannot drift apart.
  */
-export const LAYOUT_VERSION = 1;
+export const LAYOUT_VERSION = 2;
+/** Slots in vc_slots; slot 0 is never handed out. */
 export const MAX_TAPS = 4096;
 export const MAX_FLOWS = 131072;
 
 export const KEY = { size: 24, vm: 0, dir: 4, family: 5, ethertype: 6, peer: 8 } as const;
 export const COUNTS = { size: 16, packets: 0, bytes: 8 } as const;
-export const TAP = { size: 8, vm: 0, flags: 4 } as const;
+export const SLOT = { size: 8, vm: 0, ifindex: 4 } as const;
 
 export enum Dir {
   Rx = 0,
@@ -44,7 +45,9 @@ export function arpSender(buf: Buffer, at: number, ethertype: number): string | 
 
 /**
  * Key and value of one map entry as one object, built in one go (no spread of
- * two objects): the read path decodes 100,000 of these per period.
+ * two objects): the read path decodes 100,000 of these per period. `value`
+ * holds one struct vc_counts per CPU for a per-CPU map (summed here), one for
+ * a shared map.
  */
 export function decodeFlow(key: Buffer, value: Buffer): FlowCounts {
   const family = key[KEY.family] as 0 | 4 | 6;
@@ -55,15 +58,47 @@ export function decodeFlow(key: Buffer, value: Buffer): FlowCounts {
     peer: peerText(key, KEY.peer, family, ethertype),
     family,
     ethertype,
-    // Numbers stay exact below 2^53: 9 PB per flow per period.
-    packets: Number(value.readBigUInt64LE(COUNTS.packets)),
-    bytes: Number(value.readBigUInt64LE(COUNTS.bytes)),
+    packets: 0,
+    bytes: 0,
   };
+  sumCounts(value, out);
   if (family === 0) {
     const sender = arpSender(key, KEY.peer, ethertype);
     if (sender) out.arpSender = sender;
   }
   return out;
+}
+
+/**
+ * Sums every CPU's struct vc_counts in `value` into `out`: 32-bit halves, not
+ * BigInt, and through one typed-array view when the value is aligned (the
+ * read's batch buffers are): with 64 CPUs a read of 100,000 flows sums 25.6
+ * million halves, 338 ms with two Buffer.readUInt32LE calls per counter.
+ * Numbers stay exact below 2^53: 9 PB per flow per period.
+ */
+function sumCounts(value: Buffer, out: { packets: number; bytes: number }): void {
+  let pLo = 0,
+    pHi = 0,
+    bLo = 0,
+    bHi = 0;
+  if (value.byteOffset % 4 === 0 && value.length % COUNTS.size === 0) {
+    const w = new Uint32Array(value.buffer, value.byteOffset, value.length >>> 2);
+    for (let i = 0; i < w.length; i += 4) {
+      pLo += w[i]!;
+      pHi += w[i + 1]!;
+      bLo += w[i + 2]!;
+      bHi += w[i + 3]!;
+    }
+  } else {
+    for (let o = 0; o < value.length; o += COUNTS.size) {
+      pLo += value.readUInt32LE(o + COUNTS.packets);
+      pHi += value.readUInt32LE(o + COUNTS.packets + 4);
+      bLo += value.readUInt32LE(o + COUNTS.bytes);
+      bHi += value.readUInt32LE(o + COUNTS.bytes + 4);
+    }
+  }
+  out.packets = pLo + pHi * 0x1_0000_0000;
+  out.bytes = bLo + bHi * 0x1_0000_0000;
 }
 
 /** A peer as text: the address at `at` in `buf`, or `ether:0xNNNN` for frames that are not IP. */
@@ -73,9 +108,10 @@ export function peerText(buf: Buffer, at: number, family: 0 | 4 | 6, ethertype: 
   return `ether:0x${ethertype.toString(16).padStart(4, '0')}`;
 }
 
-export function encodeTap(vm: number): Buffer {
-  const b = Buffer.alloc(TAP.size);
-  b.writeUInt32LE(vm, TAP.vm);
+export function encodeSlot(vm: number, ifindex: number): Buffer {
+  const b = Buffer.alloc(SLOT.size);
+  b.writeUInt32LE(vm, SLOT.vm);
+  b.writeUInt32LE(ifindex, SLOT.ifindex);
   return b;
 }
 

@@ -33,6 +33,8 @@ export interface Sensor {
   readonly capacity: number;
   /** Why this backend was chosen over eBPF, when it was a fallback (said by the agent, doctor and status). */
   readonly fallbackReason?: string;
+  /** Which paths the backend counts with, for the log (eBPF: per-CPU or shared flow maps, how filters are attached). */
+  describe?(): string;
   /** `mac` is the VM's MAC on that tap: the pcap backend needs it to tell directions apart. */
   attach(tap: string, vm: number, mac?: string): Promise<void>;
   detach(tap: string): Promise<void>;

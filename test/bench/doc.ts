@@ -10,6 +10,8 @@ import { packageRoot } from '../../src/paths.js';
 
 /** The document the benches write into. */
 export const MEASUREMENTS = join(packageRoot, 'docs', 'measurements.md');
+/** The README, for the short summaries some benches keep there. */
+export const README = join(packageRoot, 'README.md');
 
 export const WRITE_DOCS = '--write-docs';
 

@@ -15,11 +15,7 @@
 import { detectGroups, GROUP_METHODS, type Group, type GroupMethod } from '../../src/analysis/index.js';
 import { buildGraph } from '../../src/analysis/graph.js';
 import { corpus, type Topology } from '../helpers/topologies.js';
-import { join } from 'node:path';
-import { packageRoot } from '../../src/paths.js';
-import { benchArgs, maybeWriteBlock } from './doc.js';
-
-const README = join(packageRoot, 'README.md');
+import { README, benchArgs, maybeWriteBlock } from './doc.js';
 
 const { writeDocs } = benchArgs();
 

@@ -7,6 +7,7 @@ import { dirname, join } from 'node:path';
 import { AGENT_NODE_FLAGS } from '../../src/agent/config.js';
 import { packageRoot } from '../../src/paths.js';
 import { uniqueName } from '../helpers/names.js';
+import { LAYOUT_VERSION } from '../../src/sensor/layout.js';
 
 // The Debian package, for real: built from this checkout, linted, installed on
 // this machine with dpkg, exercised, removed and purged. The machine is left as
@@ -395,7 +396,7 @@ describe('the Debian package', { skip, concurrency: 1, timeout: 300_000 }, () =>
     const r = sh('dpkg', ['-i', DEB], { env: dpkgEnv });
     assert.equal(r.code, 0, `dpkg -i over the installed package failed:\n${r.stdout}\n${r.stderr}`);
     assert.equal(readFileSync(conf, 'utf8'), edited, 'the conffile keeps the edit');
-    assert.ok(present(`${PIN_ROOT}/v1/maps/vc_taps`), 'pins stay: counts survive the agent restart');
+    assert.ok(present(`${PIN_ROOT}/v${LAYOUT_VERSION}/maps/vc_slots`), 'pins stay: counts survive the agent restart');
     for (const hook of ['ingress', 'egress']) assert.match(ok('tc', ['filter', 'show', 'dev', tap, hook]), /pref 49344 bpf/);
   });
 

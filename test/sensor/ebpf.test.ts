@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EbpfSensor } from '../../src/sensor/ebpf.js';
-import type { FlowCounts } from '../../src/sensor/layout.js';
+import { LAYOUT_VERSION, type FlowCounts } from '../../src/sensor/layout.js';
 import { bpfObject, packageRoot } from '../../src/paths.js';
 import { TapPair } from '../helpers/netns.js';
 import { uniqueName } from '../helpers/names.js';
@@ -149,10 +149,10 @@ describe(`eBPF sensor on ${pair.host}/tap0`, { concurrency: 1 }, () => {
     await run('ip', ['-n', pair.host, 'link', 'del', 'tapx']);
     // Maps pinned by another layout (a smaller flow map, as an older build had).
     const other = `${pinRoot}-old`;
-    await run('mkdir', ['-p', `${other}/v1/maps`, `${other}/v1/progs`]);
+    await run('mkdir', ['-p', `${other}/v${LAYOUT_VERSION}/maps`, `${other}/v${LAYOUT_VERSION}/progs`]);
     try {
-      await run('bpftool', ['map', 'create', `${other}/v1/maps/vc_taps`, 'type', 'hash', 'key', '4', 'value', '8', 'entries', '1024', 'name', 'vc_taps']);
-      await run('bpftool', ['prog', 'load', object, `${other}/v1/progs/vc_from_vm`, 'type', 'classifier']);
+      await run('bpftool', ['map', 'create', `${other}/v${LAYOUT_VERSION}/maps/vc_slots`, 'type', 'array', 'key', '4', 'value', '8', 'entries', '1024', 'name', 'vc_slots']);
+      await run('bpftool', ['prog', 'load', object, `${other}/v${LAYOUT_VERSION}/progs/vc_from_vm`, 'type', 'classifier']);
       await assert.rejects(EbpfSensor.open({ pinRoot: other, netns: pair.host, object }), /has another layout .* Stop its agent, then remove/);
     } finally {
       await rm(other, { recursive: true, force: true });

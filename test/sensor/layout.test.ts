@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from '../../src/util/exec.js';
 import { bpfObject, packageRoot } from '../../src/paths.js';
-import { COUNTS, Dir, KEY, LAYOUT_VERSION, MAX_FLOWS, MAX_TAPS, STAT, TAP, decodeFlow } from '../../src/sensor/layout.js';
+import { COUNTS, Dir, KEY, LAYOUT_VERSION, MAX_FLOWS, MAX_TAPS, SLOT, STAT, decodeFlow } from '../../src/sensor/layout.js';
 
 interface BtfType {
   kind: string;
@@ -72,9 +72,9 @@ test('the TypeScript map layouts match the C structs of bpf/counter.h, read from
   const types = await btf();
   assert.deepEqual(structLayout(types, 'vc_key'), KEY);
   assert.deepEqual(structLayout(types, 'vc_counts'), COUNTS);
-  assert.deepEqual(structLayout(types, 'vc_tap'), TAP);
+  assert.deepEqual(structLayout(types, 'vc_slot'), SLOT);
   // The maps' sizes, as compiled: what the sensor opens them with.
-  assert.equal(maxEntries(types, 'vc_taps'), MAX_TAPS);
+  assert.equal(maxEntries(types, 'vc_slots'), MAX_TAPS);
   assert.equal(maxEntries(types, 'vc_counts0'), MAX_FLOWS);
   assert.equal(maxEntries(types, 'vc_counts1'), MAX_FLOWS);
   assert.equal(maxEntries(types, 'vc_stats'), STAT.size);

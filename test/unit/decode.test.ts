@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { COUNTS, Dir, KEY, TAP, decodeFlow, encodeTap, ipv6, u32 } from '../../src/sensor/layout.js';
+import { COUNTS, Dir, KEY, SLOT, decodeFlow, encodeSlot, ipv6, u32 } from '../../src/sensor/layout.js';
 
 /** A map entry as counter.bpf.c writes it. */
 function entry(k: { vm: number; dir: Dir; family: number; ethertype: number; peer: number[] }, packets: bigint, bytes: bigint): [Buffer, Buffer] {
@@ -44,6 +44,26 @@ test('frames that are not IP are named by ethertype; ARP keeps the sender addres
   assert.deepEqual([lldp.peer, 'arpSender' in lldp], ['ether:0x88cc', false]);
 });
 
+test('a per-CPU value is the sum of the counters of every CPU, exact past 32 bits, aligned or not', () => {
+  const [key] = entry({ vm: 3, dir: Dir.Tx, family: 4, ethertype: 0x0800, peer: [10, 0, 0, 1] }, 0n, 0n);
+  const perCpu = [
+    [5n, 0xffff_ffffn],
+    [0n, 0n],
+    [2n ** 40n + 7n, 2n ** 35n],
+  ];
+  const value = Buffer.alloc(COUNTS.size * perCpu.length);
+  perCpu.forEach(([p, b], i) => {
+    value.writeBigUInt64LE(p!, i * COUNTS.size + COUNTS.packets);
+    value.writeBigUInt64LE(b!, i * COUNTS.size + COUNTS.bytes);
+  });
+  const want = { packets: Number(2n ** 40n + 12n), bytes: Number(0xffff_ffffn + 2n ** 35n) };
+  assert.deepEqual((({ packets, bytes }) => ({ packets, bytes }))(decodeFlow(key, value)), want);
+  // The same bytes at an odd offset: no typed-array view there, the same sums.
+  const odd = Buffer.alloc(value.length + 1).subarray(1);
+  value.copy(odd);
+  assert.deepEqual((({ packets, bytes }) => ({ packets, bytes }))(decodeFlow(key, odd)), want);
+});
+
 test('IPv6 text: the longest run of two or more zero groups becomes ::', () => {
   const hex = (s: string) => Buffer.from(s.replace(/:/g, ''), 'hex');
   assert.equal(ipv6(hex('2001:0db8:0000:0001:0000:0000:0000:0000')), '2001:db8:0:1::');
@@ -52,8 +72,8 @@ test('IPv6 text: the longest run of two or more zero groups becomes ::', () => {
   assert.equal(ipv6(hex('2001:0000:0000:0001:0000:0000:0000:0002')), '2001:0:0:1::2');
 });
 
-test('what the sensor writes into the maps: a tap value and u32 keys, little-endian', () => {
-  assert.deepEqual(encodeTap(7), Buffer.from([7, 0, 0, 0, 0, 0, 0, 0]));
-  assert.equal(encodeTap(7).length, TAP.size);
+test('what the sensor writes into the maps: a slot (VM, ifindex) and u32 keys, little-endian', () => {
+  assert.deepEqual(encodeSlot(7, 0x0102), Buffer.from([7, 0, 0, 0, 2, 1, 0, 0]));
+  assert.equal(encodeSlot(7, 1).length, SLOT.size);
   assert.deepEqual(u32(0x01020304), Buffer.from([4, 3, 2, 1]));
 });
