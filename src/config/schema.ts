@@ -39,6 +39,9 @@ export type SettingDoc = {
 /** What a plan can minimise (src/placement/problem.ts says what each one counts). */
 export const OBJECTIVES = ['time', 'cost', 'resources'] as const;
 
+/** Where an affinity or anti-affinity rule holds: the same (or another) host, or site. */
+export const SCOPES = ['host', 'site'] as const;
+
 export const DEFAULT_CONFIG_FILE = '/etc/virt-cohort/config.yaml';
 /** The collector's Redis when none is configured (and the commands' --redis default). */
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
@@ -259,11 +262,45 @@ export const logSchema = z
   })
   .meta({ description: 'Logging of the daemons (JSON lines on stdout).' });
 
+/** Where a must or prefer rule sends its VMs: hosts, or sites (one name or a list). */
+const ruleTarget = z.strictObject({
+  host: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
+  site: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
+});
+
+/**
+ * One operator rule (src/placement/rules.ts gives them meaning and checks them
+ * against each other; docs/rules.md). VM names may use * and ? as wildcards.
+ */
+export const ruleSchema = z.strictObject({
+  name: z.string().regex(NAME_RE, { message: "letters, digits, '_', '.' or '-' (at most 63, starting with a letter or digit)" }).optional(),
+  together: z.array(z.string().min(1)).min(1).optional(),
+  apart: z.array(z.string().min(1)).min(1).optional(),
+  scope: z.enum(SCOPES).optional(),
+  vms: z.array(z.string().min(1)).min(1).optional(),
+  must: ruleTarget.optional(),
+  prefer: ruleTarget.optional(),
+});
+
 export const configSchema = z.strictObject({
   agent: agentSchema,
   manager: managerSchema,
   redis: redisSchema,
   log: logSchema,
+  rules: z
+    .array(ruleSchema)
+    .default([])
+    .meta({
+      description:
+        'Operator rules: VMs kept together or apart by host or site (together, apart, scope), VMs that must or should run on hosts or sites (vms with must or prefer). The planner, place, migrate, drain and the manager obey them (docs/rules.md).',
+      flag: false,
+      example: [
+        { name: 'db-apart', apart: ['db1', 'db2'], scope: 'host' },
+        { name: 'web-together', together: ['web-*'], scope: 'site' },
+        { vms: ['db1'], must: { site: 'a' } },
+        { vms: ['web-*'], prefer: { host: ['b1', 'b2'] } },
+      ],
+    }),
 });
 
 export const SECTIONS = ['agent', 'manager', 'redis', 'log'] as const;
