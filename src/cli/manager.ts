@@ -13,18 +13,21 @@ import { routePolicy, RouteVetter, type RoutePolicy } from '../manager/trust.js'
 import { describeHold, whyHeld, type Hold } from '../manager/safety.js';
 import { managerMetrics } from '../metrics/registry.js';
 import { startMetricsServer } from '../metrics/server.js';
+import { rulesOf } from '../placement/fromCollector.js';
 import { loadEnvironment, parseEnvironment, type Environment } from '../placement/index.js';
+import { moveBreaks } from '../placement/rules.js';
 import { UserError } from '../util/errors.js';
 import { configureLogging, logger } from '../util/log.js';
 import { loadLab } from './labs.js';
 import { integer, printJson } from './options.js';
+import { configuredRules } from './rules.js';
 import { configOption, redisOption, settingFlags, settingOptions } from './settings.js';
 import { table } from './table.js';
 
 const labOption = (c: Command) => c.option('--lab <name>', "use this lab's Redis (and, for the manager, its environment)");
 const redisOpts = (c: Command) => labOption(c.addOption(redisOption()));
 
-async function redisUrl(o: { redis: string; lab?: string }): Promise<string> {
+export async function redisUrl(o: { redis: string; lab?: string }): Promise<string> {
   if (!o.lab) return o.redis;
   const { requireLab, labRedisUrl } = await loadLab();
   return labRedisUrl(await requireLab(o.lab));
@@ -143,7 +146,7 @@ export function migrateCommand(): Command {
     .argument('<host>', 'destination host, as in the host registry')
     .option('--timeout <duration>', 'abort if still running after this', String(CONFIG_DEFAULTS.manager.timeout))
     .option('--cooldown <duration>', 'cooldown started for the VM', String(CONFIG_DEFAULTS.manager.cooldown))
-    .option('--force', 'migrate even if the VM is in its cooldown')
+    .option('--force', 'migrate even if the VM is in its cooldown, or against a prefer or together rule (never against must or apart)')
     .option('--auto-converge', 'let QEMU slow a VM whose memory changes faster than the link copies it')
     .option('--json', 'print the record as JSON')
     .option('--config <file>', 'YAML configuration, for manager.hostRoutes / hostUris / migrateNetworks (default: $VIRT_COHORT_CONFIG, else /etc/virt-cohort/config.yaml if it exists)')
@@ -157,6 +160,15 @@ export function migrateCommand(): Command {
         const hold = await whyHeld(redis, { vm, to: host }, { hosts, vms }, { room: true, draining: false, cooldown: !o.force });
         if (hold) throw new UserError(holdMessage(hold));
         const v = vms.find((x) => x.name === vm)!;
+        const set = rulesOf({ directory: vms, registry: hosts }, configuredRules(o.config));
+        const running = vms.filter((x) => x.state === 'running' || x.state === 'arriving');
+        const breaks = moveBreaks(set.rules, new Map(running.map((x) => [x.name, x.host])), new Map(hosts.map((h) => [h.host, h.site])), vm, host);
+        const refused = breaks.filter((b) => b.hard || !o.force);
+        if (refused.length) {
+          throw new UserError(
+            `${vm} to ${host} would break ${refused.map((b) => b.text).join('; ')}: ${refused.some((b) => b.hard) ? 'choose another host, or change the rule (virt-cohort rules lists them)' : 'choose another host, or pass --force'}`,
+          );
+        }
         const trusted = trustedRoutes(hosts, new RouteVetter(policy));
         for (const x of trusted.refused) if (x.host === v.host || x.host === host) throw new UserError(`host ${x.host}: ${x.why}`);
         const [rec] = await execute(redis, [{ vm, from: v.host, to: host, reason: 'manual (virt-cohort migrate)' }], trusted.routes, {

@@ -261,3 +261,41 @@ export function rulesInForce(config: { rules: Config['rules']; exclude?: readonl
   const names = directory.filter((v) => v.state !== 'stopped').map((v) => v.name);
   return { rules, issues: [...fromConfig.issues, ...fromMeta.issues, ...checkRules(rules, names.length ? names : directory.map((v) => v.name), hosts)] };
 }
+
+/** A rule a single move would break: `hard` for must and apart (never done), soft for prefer and together. */
+export interface Breach {
+  rule: Rule;
+  hard: boolean;
+  /** `apart from db2 by host (rule db, config.yaml rules[0])`. */
+  text: string;
+}
+
+/**
+ * What moving `vm` to host `to` would break that its place now keeps, the other
+ * VMs staying where `where` has them: for `migrate`, a drain, and each move the
+ * manager orders.
+ */
+export function moveBreaks(rules: readonly Rule[], where: ReadonlyMap<string, string>, siteOf: ReadonlyMap<string, string>, vm: string, to: string): Breach[] {
+  const from = where.get(vm);
+  const names = [...where.keys()];
+  const out: Breach[] = [];
+  const tag = (r: Rule) => `(rule ${r.name}, ${r.source})`;
+  const near = (scope: Scope | undefined, a: string | undefined, b: string | undefined) => a !== undefined && b !== undefined && (scope === 'site' ? siteOf.get(a) === siteOf.get(b) : a === b);
+  for (const r of rules) {
+    if (!members(r, names.includes(vm) ? names : [...names, vm]).includes(vm)) continue;
+    if (r.kind === 'must' || r.kind === 'prefer') {
+      const ok = (h: string | undefined) => h !== undefined && (r.hosts ? r.hosts.includes(h) : r.sites!.includes(siteOf.get(h) ?? ''));
+      if (!ok(to) && (from === undefined || ok(from))) {
+        out.push({ rule: r, hard: r.kind === 'must', text: `${r.kind === 'must' ? 'must' : 'should'} run on ${r.hosts ? `host ${r.hosts.join(' or ')}` : `site ${r.sites!.join(' or ')}`} ${tag(r)}` });
+      }
+    } else if (r.kind === 'together' || r.kind === 'apart') {
+      for (const u of members(r, names)) {
+        if (u === vm) continue;
+        const hu = where.get(u);
+        const broken = (h: string | undefined) => (r.kind === 'apart' ? near(r.scope, h, hu) : !near(r.scope, h, hu));
+        if (broken(to) && !broken(from)) out.push({ rule: r, hard: r.kind === 'apart', text: `${r.kind === 'apart' ? 'apart from' : 'together with'} ${u} by ${r.scope} ${tag(r)}` });
+      }
+    }
+  }
+  return out;
+}
