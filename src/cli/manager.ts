@@ -41,10 +41,11 @@ export function managerCommand(): Command {
     .option('--once', 'one round now, print it, exit')
     .option('--json', 'print each round as a JSON line')
     .action(async (o) => {
-      const { config } = loadSettings({ file: o.config, flags: settingFlags(o, 'manager') });
+      const loaded = loadSettings({ file: o.config, flags: settingFlags(o, 'manager') });
+      const { config } = loaded;
       // A daemon logs to stdout for journald; `--once` is a command and keeps stderr.
       configureLogging({ to: o.once ? 'stderr' : 'stdout', pretty: config.log.pretty, level: config.log.level });
-      const cfg = await managerSettings(config.manager, o.lab);
+      const cfg = { ...(await managerSettings(config.manager, o.lab)), rules: config.rules, rulesFile: loaded.file ?? 'configuration' };
       const target = o.lab ? { url: await redisUrl(o) } : withoutCredentials(config.redis);
       // The daemon's rounds report Redis trouble themselves and it retries for ever (connectDaemon warns of
       // refused credentials or TLS); --once is a command: it gives up within its bound, saying why.
@@ -117,6 +118,8 @@ function roundJson(r: Round) {
     done: r.done,
     refused: r.refused,
     noMove: r.plan?.noMove,
+    held: r.plan?.held,
+    broken: r.plan?.broken,
   };
 }
 
@@ -126,6 +129,8 @@ export function renderRound(r: Round): string {
       (r.groups.length ? `; groups ${r.groups.map((g) => `{${g.join(' ')}}`).join(' ')}` : ''),
   ];
   for (const m of r.moves) lines.push(`  move ${m.vm}: ${m.from} -> ${m.to}  (${m.reason ?? ''})`);
+  for (const h of r.plan?.held ?? []) lines.push(`  held by a rule: ${h}`);
+  for (const b of r.plan?.broken ?? []) lines.push(`  RULE NOT KEPT: ${b}`);
   for (const s of r.skipped) lines.push(`  held ${s.vm} -> ${s.to}: ${s.why}`);
   for (const x of r.refused) lines.push(`  host ${x.host} left alone: ${x.why}`);
   for (const d of r.done) {

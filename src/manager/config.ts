@@ -17,6 +17,9 @@ export type ManagerConfig = Omit<Section, 'horizon' | 'cooldown' | 'timeout' | '
   settleMs: number;
   lockTtlMs: number;
   env?: Environment;
+  /** The configuration's rules: section, and the file it came from (the VMs' metadata rules are read each round). */
+  rules?: Config['rules'];
+  rulesFile?: string;
 };
 
 /** The manager's section as the Manager's settings; `env` is the environment file read (manager.environment), if any. */

@@ -2,7 +2,8 @@ import type { Redis } from 'ioredis';
 import { pairMember } from '../collector/keys.js';
 import { Registry, type HostEntry } from '../collector/registry.js';
 import { DEFAULT_PERIOD_SECONDS, msToNextBoundary } from '../util/period.js';
-import { DEFAULT_BANDWIDTH_MBIT, DEFAULT_LATENCY_MS, readCollector, type CollectorView } from '../placement/fromCollector.js';
+import { DEFAULT_BANDWIDTH_MBIT, DEFAULT_LATENCY_MS, readCollector, rulesOf, type CollectorView } from '../placement/fromCollector.js';
+import type { RuleIssue } from '../placement/rules.js';
 import type { Plan } from '../placement/index.js';
 import { managerMetrics } from '../metrics/registry.js';
 import { logger } from '../util/log.js';
@@ -51,6 +52,8 @@ export class Manager {
   private readonly vetter: RouteVetter;
   /** host → the refusal last logged, so each is logged once, not every round. */
   private said = new Map<string, string>();
+  /** Rule problems already logged: each once, until it goes away. */
+  private ruleSaid = new Set<string>();
 
   constructor(
     readonly redis: Redis,
@@ -135,6 +138,7 @@ export class Manager {
       ),
       closed: new Map(trusted.refused.map((x) => [x.host, x.why])),
       now: Date.now(),
+      rules: this.rulesFor(view),
     });
     Object.assign(r, { interSite: d.interSite, groups: d.groups, skipped: d.skipped, moves: d.orders, ...(d.plan && { plan: d.plan }), ...(d.note && { note: d.note }) });
     if (r.moves.length && !this.cfg.apply) r.note = 'dry run: nothing migrated (start the manager with --apply to act)';
@@ -154,6 +158,15 @@ export class Manager {
     }
     await saveStreak(this.redis, term, d.streak);
     return r;
+  }
+
+  /** The rules in force this round (the configuration's and the VMs' metadata); each problem with them logged once. */
+  private rulesFor(view: CollectorView) {
+    const set = rulesOf(view, { rules: this.cfg.rules ?? [], exclude: this.cfg.exclude, ...(this.cfg.rulesFile && { file: this.cfg.rulesFile }) });
+    const now = new Set(set.issues.map((i: RuleIssue) => `${i.level}\u0000${i.message}`));
+    for (const i of set.issues) if (!this.ruleSaid.has(`${i.level}\u0000${i.message}`)) log[i.level === 'error' ? 'error' : 'warn'](`rules: ${i.message}`);
+    this.ruleSaid = now;
+    return set.rules;
   }
 
   private sayRefused(refused: { host: string; why: string }[]): void {

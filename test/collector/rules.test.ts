@@ -9,6 +9,9 @@ import { K } from '../../src/collector/keys.js';
 import { Registry, type HostRecord } from '../../src/collector/registry.js';
 import { Store } from '../../src/collector/store.js';
 import { policyOf } from '../../src/libvirt/client.js';
+import { DEFAULT_MANAGER } from '../../src/manager/config.js';
+import { decide, type DecisionInput } from '../../src/manager/decide.js';
+import { readCollector, rulesOf } from '../../src/placement/fromCollector.js';
 import { readDomainXml } from '../../src/libvirt/domxml.js';
 import { packageRoot } from '../../src/paths.js';
 import { TestRedis } from '../helpers/redis.js';
@@ -159,4 +162,31 @@ test('rules export: the learned group and the rules, as Proxmox rules with the V
   const bad = await cli('rules', 'export', '--format', 'vmware', '--redis', server.url, '--no-config');
   assert.equal(bad.code, 2);
   assert.match(bad.err, /--format 'vmware' is not known: use one of proxmox, openstack, kubevirt, json/);
+});
+
+test('the manager obeys the rules: its plan, every order, and a drain that says which rule blocks it', async () => {
+  const view = await readCollector(redis, { query: { type: 'weighted', span: 10, maxWaitMs: 5000, approx: true } });
+  const rules = rulesOf(view).rules;
+  const base: DecisionInput = { view, settings: { ...DEFAULT_MANAGER, confirmRounds: 1 }, streak: new Map(), cooldowns: new Map(), closed: new Map(), now: Date.now(), rules };
+  assert.deepEqual(
+    decide(base).orders.map((o) => `${o.vm} ${o.from}->${o.to}`),
+    ['db2 b1->a2'],
+  );
+  assert.deepEqual(
+    decide({ ...base, rules: [] }).orders.map((o) => `${o.vm} ${o.from}->${o.to}`),
+    ['db2 b1->a1'],
+    'without the rules the replicas would share a host',
+  );
+  const drained = { ...view, registry: view.registry.map((h) => (h.host === 'a1' ? { ...h, draining: true } : h)) };
+  const held = { ...base, view: drained, settings: { ...base.settings, confirmRounds: 2 } };
+  const drain = decide(held);
+  const db1 = drain.orders.find((o) => o.vm === 'db1');
+  assert.equal(db1?.to, 'a2', 'db1 leaves a1, never for b1 where db2 is');
+  assert.equal(drain.orders.find((o) => o.vm === 'app')?.from, 'a1');
+  const blocked = decide({ ...held, closed: new Map([['a2', 'its routes are not vouched for']]) });
+  assert.deepEqual(
+    blocked.skipped.filter((x) => x.vm === 'db1' && x.to === '-').map((x) => x.why),
+    ['cannot leave its draining host without breaking a rule: b1: apart from db2 by host (rule db, domain metadata of db1, db2)'],
+  );
+  assert.ok(!blocked.orders.some((o) => o.vm === 'db1'));
 });
