@@ -164,6 +164,13 @@ export const managerSchema = z
     maxMoves: int(1, 100_000, 5, { description: 'Migrations per round at most.' }),
     confirmRounds: int(1, 1000, 2, { description: 'A move is made once proposed this many rounds in a row.', arg: 'rounds' }),
     cooldown: duration('600s', { description: 'First cooldown of a VM after it moved; doubles with each repeat.' }),
+    externalHold: duration('30m', {
+      description: 'A VM moved by something other than virt-cohort (virsh by hand, another balancer) stays where it was put this long; history records the move as external.',
+    }),
+    events: bool(true, {
+      description: "React to the hosts' hook events between rounds (a VM started is placed at once, an external move is held, a drained host is emptied); false: rounds only.",
+      flag: false,
+    }),
     maxPerHost: int(1, 1000, 1, { description: 'Outbound migrations at once per host.' }),
     maxConcurrent: int(1, 10_000, 2, { description: 'Migrations at once in the cluster.' }),
     timeout: duration('300s', { description: 'A migration still running after this is aborted (the VM stays).' }),

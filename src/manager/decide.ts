@@ -25,6 +25,11 @@ export interface DecisionInput {
   now: number;
   /** The operator's rules in force (placement/rules.ts): the plan obeys them, and no order breaks a must or apart rule. */
   rules?: readonly Rule[];
+  /**
+   * An event's decision (manager/events.ts): only these VMs are planned (the others stay put), and
+   * their moves need no confirmation: a VM just started joins its group now. Draining hosts are emptied as ever.
+   */
+  focus?: readonly string[];
 }
 
 export interface Decision {
@@ -66,7 +71,7 @@ export function decide(input: DecisionInput): Decision {
     objective: cfg.objective,
     horizonSeconds: cfg.horizonSeconds,
     maxMoves: cfg.maxMoves,
-    exclude: cfg.exclude,
+    exclude: input.focus ? [...cfg.exclude, ...view.vms.filter((v) => !input.focus!.includes(v.name)).map((v) => v.name)] : cfg.exclude,
     now,
     ...(input.rules && { rules: input.rules }),
   });
@@ -82,7 +87,8 @@ export function decide(input: DecisionInput): Decision {
   for (const m of plan.moves) {
     const shutWhy = [m.from, m.to].filter((h) => closed.has(h)).map((h) => `${h}: ${closed.get(h)}`)[0];
     // The plan's order keeps capacity right move after move: no room check here.
-    const hold = shutWhy ? undefined : holdOf(m, facts, { room: false, draining: true, cooldown: true, confirm: { rounds: cfg.confirmRounds, seen: d.streak.get(pairMember(m.vm, m.to)) ?? 0 } });
+    const seen = input.focus ? cfg.confirmRounds : (d.streak.get(pairMember(m.vm, m.to)) ?? 0);
+    const hold = shutWhy ? undefined : holdOf(m, facts, { room: false, draining: true, cooldown: true, confirm: { rounds: cfg.confirmRounds, seen } });
     const why = shutWhy ?? (hold ? describeHold(hold) : undefined);
     // A move held back can leave a later one of the plan breaking a rule (db1 waits for db2 to leave): checked again in order.
     const breach = why ? undefined : moveBreaks(rules, where, siteOf, m.vm, m.to).find((b) => b.hard);
