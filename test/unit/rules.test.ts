@@ -72,6 +72,17 @@ test('domain metadata: a named group and its scope, must and prefer; malformed m
     { element: 'apart', group: 'db', scope: 'host' },
     { element: 'must', site: 'a' },
   ]);
+  // As `virsh metadata --key vc --set '<policy><apart .../></policy>'` leaves it: only the policy element prefixed.
+  const set = policyOf(readDomainXml(`<domain><metadata><vc:policy xmlns:vc="http://virt-cohort.org/xmlns/libvirt/1"><apart group="db"/><prefer host="b1,b2"/></vc:policy></metadata></domain>`));
+  assert.deepEqual(JSON.parse(set.rules!), [
+    { element: 'apart', group: 'db' },
+    { element: 'prefer', host: 'b1,b2' },
+  ]);
+  assert.equal(
+    policyOf(readDomainXml('<domain><metadata><x:policy xmlns:x="http://other.example/"><apart group="db"/></x:policy></metadata></domain>')).rules,
+    undefined,
+    "another namespace's policy is not ours",
+  );
   const { rules, issues } = metadataRules([
     entry('db1', meta.rules!),
     entry('db2', [{ element: 'apart', group: 'db' }]),
