@@ -2,7 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import { K } from '../../src/collector/keys.js';
-import { Registry, type HostRecord } from '../../src/collector/registry.js';
+import { Registry } from '../../src/collector/registry.js';
 import { Store } from '../../src/collector/store.js';
 import { DEFAULT_MANAGER } from '../../src/manager/config.js';
 import { cooldownUntil, readHistory } from '../../src/manager/history.js';
@@ -10,7 +10,7 @@ import { LeaderLock } from '../../src/manager/lock.js';
 import { Manager, type Round } from '../../src/manager/manager.js';
 import { sleep } from '../../src/util/exec.js';
 import { TestRedis } from '../helpers/redis.js';
-import { L, report } from './fixtures.js';
+import { L, registerHosts, report } from './fixtures.js';
 
 /**
  * The manager between rounds, over a real Redis: hook events XADDed as an agent does, read with
@@ -25,16 +25,6 @@ let redis: Redis;
 let manager: Manager;
 const rounds: Round[] = [];
 const ip = { a1: '10.0.0.1', a2: '10.0.0.2', b1: '10.0.0.3' } as const;
-const hostRecord = (h: keyof typeof ip, site: string): HostRecord => ({
-  site,
-  uri: `qemu+tcp://${ip[h]}/system`,
-  cpus: 8,
-  memoryKiB: 8 * GiB,
-  freeMemoryKiB: 6 * GiB,
-  vms: 2,
-  sensor: 'ebpf',
-  periodSeconds: L,
-});
 
 async function event(host: string, domain: string, operation: string, at = Date.now()): Promise<void> {
   await redis.xadd(K.events(host), '*', 'host', host, 'source', 'hook', 'domain', domain, 'operation', operation, 'sub', 'begin', 'extra', '-', 'at', String(at));
@@ -56,13 +46,10 @@ before(async () => {
   const store = new Store(redis);
   const registry = new Registry(redis);
   const current = Math.floor(Date.now() / 1000 / L) * L;
-  await redis.hset(K.settings, 'periodSeconds', L);
-  const hosts = [
-    ['a1', 'a'],
-    ['a2', 'a'],
-    ['b1', 'b'],
-  ] as const;
-  for (const [h, s] of hosts) await registry.registerHost(h, hostRecord(h, s), Date.now() - 3_600_000);
+  const live = await registerHosts(
+    redis,
+    (['a1', 'a2', 'b1'] as const).map((h) => [h, h[0]!, `qemu+tcp://${ip[h]}/system`] as const),
+  );
   const vm = (host: string, site: string) => ({ uuid: '', host, site, state: 'running' as const, mac: '', addresses: [], memoryKiB: GiB, vcpus: 1 });
   await registry.putVm('app', vm('a1', 'a'));
   await registry.putVm('db', vm('a1', 'a'));
@@ -79,7 +66,7 @@ before(async () => {
     });
     for (const h of ['a2', 'b1']) await store.apply({ ...report(h, p, []), site: h[0]! });
   }
-  for (const [h, s] of hosts) await registry.registerHost(h, hostRecord(h, s), Date.now() + 600_000);
+  await live();
   const cfg = { ...DEFAULT_MANAGER, everyPeriods: 1000, confirmRounds: 2, hostUris: ['qemu+tcp://10.0.0.*/system'], migrateNetworks: ['10.0.0.0/24'] };
   manager = new Manager(redis, cfg, new LeaderLock(redis, 10_000), (r) => rounds.push(r));
   manager.start();

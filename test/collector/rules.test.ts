@@ -5,8 +5,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { K } from '../../src/collector/keys.js';
-import { Registry, type HostRecord } from '../../src/collector/registry.js';
+import { Registry } from '../../src/collector/registry.js';
 import { Store } from '../../src/collector/store.js';
 import { policyOf } from '../../src/libvirt/client.js';
 import { DEFAULT_MANAGER } from '../../src/manager/config.js';
@@ -15,7 +14,7 @@ import { readCollector, rulesOf } from '../../src/placement/fromCollector.js';
 import { readDomainXml } from '../../src/libvirt/domxml.js';
 import { packageRoot } from '../../src/paths.js';
 import { TestRedis } from '../helpers/redis.js';
-import { L, report } from './fixtures.js';
+import { L, registerHosts, report } from './fixtures.js';
 
 /**
  * The rules end to end over a real Redis: metadata rules as an agent publishes them (the domain XML
@@ -36,7 +35,6 @@ function cli(...args: string[]): Promise<{ code: number; out: string; err: strin
   });
 }
 
-const hostRecord = (site: string): HostRecord => ({ site, uri: 'qemu:///system', cpus: 8, memoryKiB: 8 * GiB, freeMemoryKiB: 6 * GiB, vms: 2, sensor: 'ebpf', periodSeconds: L });
 const APART = `<domain><metadata><vc:policy xmlns:vc="http://virt-cohort.org/xmlns/libvirt/1"><vc:apart group="db" scope="host"/></vc:policy></metadata></domain>`;
 
 async function config(name: string, text: string): Promise<string> {
@@ -52,15 +50,12 @@ before(async () => {
   redis = new Redis(server.url);
   const store = new Store(redis);
   const registry = new Registry(redis);
-  const now = Date.now();
-  const current = Math.floor(now / 1000 / L) * L;
-  await redis.hset(K.settings, 'periodSeconds', L);
-  for (const [h, s] of [
+  const current = Math.floor(Date.now() / 1000 / L) * L;
+  const live = await registerHosts(redis, [
     ['a1', 'a'],
     ['a2', 'a'],
     ['b1', 'b'],
-  ] as const)
-    await registry.registerHost(h, hostRecord(s), now - 3_600_000);
+  ]);
   const { rules } = policyOf(readDomainXml(APART));
   const vm = (host: string, site: string, meta?: string) => ({ uuid: '', host, site, state: 'running' as const, mac: '', addresses: [], memoryKiB: GiB, vcpus: 1, ...(meta && { rules: meta }) });
   await registry.putVm('app', vm('a1', 'a'));
@@ -86,12 +81,7 @@ before(async () => {
     });
     await store.apply({ ...report('a2', p, []), site: 'a' });
   }
-  for (const [h, s] of [
-    ['a1', 'a'],
-    ['a2', 'a'],
-    ['b1', 'b'],
-  ] as const)
-    await registry.registerHost(h, hostRecord(s), Date.now() + 600_000);
+  await live();
 });
 
 after(async () => {
