@@ -6,8 +6,8 @@ const log = logger('events');
 
 /**
  * The hosts' hook events (the agents XADD them to vc:events:HOST), read as they
- * come (XREAD BLOCK), and judged: a VM started on a host (not arriving by
- * migration) is to be placed now; a VM arriving by a migration is to be checked
+ * come (XREAD BLOCK), and judged: a VM started on a host (no `migrate` hook
+ * before it there: not arriving by migration) is to be placed now; a VM arriving by a migration is to be checked
  * against the manager's own (an external move is held where it is). Each entry
  * is read once (the stream ids, kept in Redis for the next leader), and each
  * event acted on once (duplicates, and events out of order, are ignored).
@@ -28,7 +28,10 @@ export interface HookEntry {
 
 export type Reaction = { kind: 'place' | 'arrived'; vm: string; host: string; at: number } | { kind: 'none'; why: string };
 
-/** How long a `migrate`/`prepare` before a `started` on the same host makes it an arrival (ms). */
+/**
+ * How long a `migrate` before a `started` on the same host makes it an arrival (ms). Only `migrate`:
+ * libvirt runs `prepare` and `start` before every start, and `migrate` only on a migration's destination.
+ */
 const ARRIVAL_WINDOW_MS = 300_000;
 /** A second `started` of the same VM on the same host within this is the same start (ms). */
 const SAME_START_MS = 30_000;
@@ -53,7 +56,7 @@ export class EventJudge {
     const before = this.seen.get(start);
     if (before !== undefined && Math.abs(e.at - before) < SAME_START_MS) return { kind: 'none', why: 'this start was handled already' };
     this.remember(start, e.at);
-    const arriving = ops.some((o) => (o.op === 'migrate' || o.op === 'prepare') && o.at <= e.at);
+    const arriving = ops.some((o) => o.op === 'migrate' && o.at <= e.at);
     return { kind: arriving ? 'arrived' : 'place', vm: e.domain, host: e.host, at: e.at };
   }
 

@@ -7,8 +7,14 @@ const ev = (host: string, domain: string, operation: string, at: number, source 
 
 test('a VM started is to be placed; one arriving by migration is an arrival; each start is acted on once', () => {
   const j = new EventJudge();
-  assert.deepEqual(j.judge(ev('a1', 'vm1', 'prepare', 1000)), { kind: 'none', why: 'prepare needs no reaction' });
+  // libvirt's hooks on a migration's destination: migrate, prepare, start, started.
+  assert.deepEqual(j.judge(ev('a1', 'vm1', 'migrate', 1000)), { kind: 'none', why: 'migrate needs no reaction' });
+  j.judge(ev('a1', 'vm1', 'prepare', 1100));
   assert.deepEqual(j.judge(ev('a1', 'vm1', 'started', 1300)), { kind: 'arrived', vm: 'vm1', host: 'a1', at: 1300 });
+  // On a plain start: prepare, start, started: no migrate.
+  j.judge(ev('b1', 'vm5', 'prepare', 1500));
+  j.judge(ev('b1', 'vm5', 'start', 1510));
+  assert.equal(j.judge(ev('b1', 'vm5', 'started', 1600)).kind, 'place');
   assert.deepEqual(j.judge(ev('b1', 'vm2', 'started', 2000)), { kind: 'place', vm: 'vm2', host: 'b1', at: 2000 });
   assert.deepEqual(j.judge(ev('b1', 'vm2', 'started', 2000)), { kind: 'none', why: 'a duplicate of an event already handled' });
   assert.deepEqual(j.judge(ev('b1', 'vm2', 'started', 2500)), { kind: 'none', why: 'this start was handled already' }, 'the same start told twice (another id, another time)');
