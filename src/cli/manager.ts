@@ -13,7 +13,8 @@ import { routePolicy, RouteVetter, type RoutePolicy } from '../manager/trust.js'
 import { describeHold, whyHeld, type Hold } from '../manager/safety.js';
 import { managerMetrics } from '../metrics/registry.js';
 import { startMetricsServer } from '../metrics/server.js';
-import { rulesOf } from '../placement/fromCollector.js';
+import { readCollector, rulesOf } from '../placement/fromCollector.js';
+import { drainMoves } from '../manager/decide.js';
 import { loadEnvironment, parseEnvironment, type Environment } from '../placement/index.js';
 import { moveBreaks } from '../placement/rules.js';
 import { UserError } from '../util/errors.js';
@@ -258,12 +259,20 @@ export function hostCommand(): Command {
     redisOpts(host.command(name))
       .description(`mark a host: ${what}`)
       .argument('<host>', 'host name, as in the registry')
+      .option('--config <file>', 'YAML configuration, for its rules: (default: $VIRT_COHORT_CONFIG, else /etc/virt-cohort/config.yaml if it exists)')
       .action(async (h: string, o) => {
         const redis = await connectOnce(await redisUrl(o));
         try {
           const registry = new Registry(redis);
           if (!(await registry.setDraining(h, value === '1'))) throw new UserError(`unknown host '${h}' (known: ${(await registry.hostNames()).join(', ') || 'none'})`);
-          process.stdout.write(value === '1' ? `${h} is draining: the manager (with --apply) evacuates it at its next round\n` : `${h} takes VMs again\n`);
+          if (value === '0') return void process.stdout.write(`${h} takes VMs again\n`);
+          process.stdout.write(`${h} is draining: the manager (with --apply) evacuates it now, under the rules\n`);
+          // What the evacuation would do now, and what a rule or the room keeps there.
+          const view = await readCollector(redis, { query: { type: 'weighted', span: 4, coefficient: 2, maxWaitMs: 0, approx: true } });
+          const drain = drainMoves(view, new Set([h]), [], new Map(), rulesOf(view, configuredRules(o.config)).rules);
+          for (const m of drain.moves) process.stdout.write(`  ${m.vm} -> ${m.to}: ${m.reason}\n`);
+          for (const vm of drain.stuck) process.stdout.write(`  ${vm} stays: ${drain.why.get(vm)}\n`);
+          if (drain.stuck.length) process.exitCode = 1;
         } finally {
           redis.disconnect();
         }

@@ -180,3 +180,21 @@ test('the manager obeys the rules: its plan, every order, and a drain that says 
   );
   assert.ok(!blocked.orders.some((o) => o.vm === 'db1'));
 });
+
+test('host drain says where each VM would go, and which rule keeps one there', async () => {
+  const r = await cli('host', 'drain', 'a1', '--redis', server.url);
+  try {
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /^a1 is draining: the manager \(with --apply\) evacuates it now, under the rules\n/);
+    assert.match(r.out, /\n {2}db1 -> a2: a1 is draining; a2 /, 'db1 never goes to b1, where db2 is');
+    const file = await config('pinned-b.yaml', 'rules:\n  - name: db1-not-b\n    vms: [db1]\n    must: { host: [a1, b1] }\n');
+    const blocked = await cli('host', 'drain', 'a1', '--redis', server.url, '--config', file);
+    assert.equal(blocked.code, 1, blocked.err);
+    assert.match(
+      blocked.out,
+      /\n {2}db1 stays: cannot leave its draining host without breaking a rule: a2: must run on host a1 or b1 \(rule db1-not-b, .*pinned-b.yaml rules\[0\]\); b1: apart from db2 by host \(rule db, domain metadata of db1, db2\)\n/,
+    );
+  } finally {
+    await cli('host', 'undrain', 'a1', '--redis', server.url);
+  }
+});

@@ -159,7 +159,10 @@ describe(`rules and events (${sensor}) on a lab`, { concurrency: 1 }, () => {
       await waitFor('the drained host to be empty', async () => ([...(await where()).values()].includes(host) ? undefined : true), 60_000, 500);
       const after = await where();
       assert.notEqual(after.get(dom('vm2')), after.get(dom('vm3')), 'the replicas still on two hosts');
-      assert.ok(rounds.some((r) => r.cause?.what === `host ${host} draining`));
+      // The decision is told once its migrations are done, a moment after libvirt shows the host empty.
+      const r = await waitFor('the drain decision', async () => rounds.find((x) => x.cause?.what === `host ${host} draining`), 30_000);
+      for (const d of r.done) assert.ok(!/would break/.test(d.reason ?? ''), d.reason);
+      process.stdout.write(`# drain of ${host}: ${r.done.map((d) => `${d.vm} -> ${d.to} (${d.reason})`).join('; ')}\n`);
     });
   });
 });
