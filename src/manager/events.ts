@@ -98,7 +98,7 @@ export class EventReader {
     this.conn = redis.duplicate();
   }
 
-  /** The next entries (none after blockMs without any); their offsets are kept once `done` is called for them. */
+  /** The next entries (none after blockMs without any); the offsets reached are kept in Redis by `done`. */
   async next(): Promise<HookEntry[]> {
     if (!this.offsets) this.offsets = new Map(Object.entries(await this.redis.hgetall(K.managerEvents)));
     if (Date.now() - this.hostsAt > 5000) {
@@ -122,6 +122,11 @@ export class EventReader {
       }
     }
     return out;
+  }
+
+  /** Drops the offsets reached without acting (a standby): they are read again from Redis, as the leader left them. */
+  forget(): void {
+    this.offsets = undefined;
   }
 
   /** Keeps the offsets reached, for the next leader: what is handled is not handled again. */

@@ -114,7 +114,11 @@ export class Manager {
       while (!this.stopping) {
         try {
           const entries = await reader.next();
-          if (!this.lock.isLeader) continue;
+          if (!this.lock.isLeader) {
+            // A standby acts on nothing; once it leads, it goes on from where the leader got to.
+            reader.forget();
+            continue;
+          }
           // Judged in order at once; each reaction then runs on its own, so one waiting for the directory holds up no other.
           for (const e of entries) this.track(this.onEvent(e));
           await reader.done();
