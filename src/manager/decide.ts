@@ -1,7 +1,7 @@
 import { pairMember } from '../collector/keys.js';
 import type { CollectorView } from '../placement/fromCollector.js';
 import { planMoves, type Plan } from '../placement/index.js';
-import { moveBreaks, type Rule } from '../placement/rules.js';
+import { members, moveBreaks, type Rule } from '../placement/rules.js';
 import { clusterGroups, interSiteShare } from '../placement/view.js';
 import type { Environment } from '../placement/env.js';
 import type { ManagerConfig } from './config.js';
@@ -137,8 +137,19 @@ export function drainMoves(
   for (const m of planned) now.set(m.vm, m.to);
   const siteOf = new Map(view.registry.map((h) => [h.host, h.site]));
   const out: MoveOrder[] = [];
+  const names = view.vms.map((v) => v.name);
   for (const v of view.vms) {
     if (!draining.has(v.host) || moving.has(v.name)) continue;
+    // A pin is a rule too: the VM stays, and the drain says which pin keeps it.
+    const pin = rules.find((r) => (r.kind === 'pin' || r.kind === 'opt-out') && members(r, names).includes(v.name));
+    if (pin || v.pinned) {
+      stuck.push(v.name);
+      why.set(
+        v.name,
+        pin ? `cannot leave its draining host: it is pinned (rule ${pin.name}, ${pin.source})` : 'cannot leave its draining host now: it is arriving by a migration, or its host is silent',
+      );
+      continue;
+    }
     const peers = view.traffic
       .filter((p) => p.src === v.name || p.dst === v.name)
       .map((p) => ({ peer: p.src === v.name ? p.dst : p.src, bytes: p.bytes }))

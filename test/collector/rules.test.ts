@@ -179,6 +179,12 @@ test('the manager obeys the rules: its plan, every order, and a drain that says 
     ['cannot leave its draining host without breaking a rule: b1: apart from db2 by host (rule db, domain metadata of db1, db2)'],
   );
   assert.ok(!blocked.orders.some((o) => o.vm === 'db1'));
+  const pinned = decide({ ...held, rules: [...rules, { name: 'pin-db1', kind: 'pin', vms: ['db1'], source: 'manager.exclude' }] });
+  assert.deepEqual(
+    pinned.skipped.filter((x) => x.vm === 'db1').map((x) => x.why),
+    ['cannot leave its draining host: it is pinned (rule pin-db1, manager.exclude)'],
+  );
+  assert.ok(!pinned.orders.some((o) => o.vm === 'db1'), 'a drain never moves a pinned VM');
 });
 
 test('host drain says where each VM would go, and which rule keeps one there', async () => {
