@@ -55,6 +55,7 @@ export class HostDirectory {
         vcpus: d.vcpus,
         pinned: d.pinned,
         optOut: d.optOut,
+        rules: d.rules ?? '',
       };
       // Paused here while running elsewhere is an incoming migration: the directory moves once it runs here.
       // Its addresses are carried over again then (the source may learn more until it hands over).

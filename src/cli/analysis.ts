@@ -13,7 +13,8 @@ import { DEFAULT_BANDWIDTH_MBIT, DEFAULT_LATENCY_MS, planFromCollector, readColl
 import { UserError } from '../util/errors.js';
 import { printJson } from './options.js';
 import { labTarget } from './labs.js';
-import { redisOption } from './settings.js';
+import { configuredRules, sayIssues } from './rules.js';
+import { configOption, redisOption } from './settings.js';
 import { EXIT_REFORMULATE, render } from './stats.js';
 import { table } from './table.js';
 
@@ -227,7 +228,7 @@ function wholeNumber(v: string, what: string): number {
 
 export function planCommand(): Command {
   const cmd = new Command('plan').description('the ordered migrations that bring communicating VMs together for an objective, each explained; or why nothing should move');
-  queryOptions(environmentOptions(cmd))
+  configOption(queryOptions(environmentOptions(cmd)))
     .option('--objective <o>', 'time: run time lost to latency/bandwidth and slow hosts; cost: hosting + transfer prices; resources: hosts and links kept busy', 'time')
     .option('--horizon <duration>', 'a move is proposed only if the plan up to it pays back within this time (e.g. 30m, 1h)', '1h')
     .option('--max-moves <n>', 'at most this many migrations', '5')
@@ -249,8 +250,10 @@ export function planCommand(): Command {
           : [];
       const q = checkedQuery(o);
       const args = await environmentArgs(cmd, o);
+      const ruleConfig = configuredRules(o.config);
       await withRedis(args.redis, async (redis) => {
         const r = await planFromCollector(redis, {
+          ruleConfig,
           query: q,
           env: args.env,
           defaults: args.defaults,
@@ -261,6 +264,7 @@ export function planCommand(): Command {
           measure,
         });
         tell(r, args);
+        sayIssues(r.rules);
         const unknown = exclude.filter((x) => !r.vms.some((v) => v.name === x));
         if (unknown.length) process.stderr.write(`virt-cohort: --exclude names no running VM: ${unknown.join(', ')} (see virt-cohort stats --vms)\n`);
         if (!r.plan) return handBack(r, o.json);
@@ -275,8 +279,9 @@ export function planCommand(): Command {
             `objective ${p.before.rate.toPrecision(3)} -> ${p.after.rate.toPrecision(3)}; hosts in use ${p.before.hostsUsed} -> ${p.after.hostsUsed}\n`,
         );
         process.stdout.write(`capacity: ${capacityLine(r.environment)}\n\n`);
+        const rules = [...p.held.map((h) => `held by a rule: ${h}`), ...p.broken.map((b) => `RULE NOT KEPT: ${b}`)];
         if (p.moves.length === 0) {
-          process.stdout.write(`no move: ${p.noMove}\n`);
+          process.stdout.write(`no move: ${p.noMove}\n${rules.map((l) => `${l}\n`).join('')}`);
           return;
         }
         process.stdout.write(
@@ -286,6 +291,7 @@ export function planCommand(): Command {
           )}\n\n`,
         );
         process.stdout.write(`${p.moves.map((m, i) => `${i + 1}. ${m.reason}`).join('\n')}\n`);
+        if (rules.length) process.stdout.write(`\n${rules.join('\n')}\n`);
       });
     });
   return cmd;

@@ -16,6 +16,7 @@ import { labCommandMissing, labInstalled } from './labs.js';
 import { historyCommand, hostCommand, managerCommand, migrateCommand } from './manager.js';
 import { placeCommand } from './place.js';
 import { reportCommand } from './report.js';
+import { rulesCommand } from './rules.js';
 import { statsCommand } from './stats.js';
 import { topCommand } from './top.js';
 
@@ -43,6 +44,7 @@ program.addCommand(statsCommand());
 program.addCommand(groupsCommand());
 program.addCommand(planCommand());
 program.addCommand(placeCommand());
+program.addCommand(rulesCommand());
 program.addCommand(reportCommand());
 program.addCommand(aclCommand());
 

@@ -13,18 +13,22 @@ import { routePolicy, RouteVetter, type RoutePolicy } from '../manager/trust.js'
 import { describeHold, whyHeld, type Hold } from '../manager/safety.js';
 import { managerMetrics } from '../metrics/registry.js';
 import { startMetricsServer } from '../metrics/server.js';
+import { readCollector, rulesOf } from '../placement/fromCollector.js';
+import { drainMoves } from '../manager/decide.js';
 import { loadEnvironment, parseEnvironment, type Environment } from '../placement/index.js';
+import { moveBreaks } from '../placement/rules.js';
 import { UserError } from '../util/errors.js';
 import { configureLogging, logger } from '../util/log.js';
 import { loadLab } from './labs.js';
 import { integer, printJson } from './options.js';
+import { configuredRules } from './rules.js';
 import { configOption, redisOption, settingFlags, settingOptions } from './settings.js';
 import { table } from './table.js';
 
 const labOption = (c: Command) => c.option('--lab <name>', "use this lab's Redis (and, for the manager, its environment)");
 const redisOpts = (c: Command) => labOption(c.addOption(redisOption()));
 
-async function redisUrl(o: { redis: string; lab?: string }): Promise<string> {
+export async function redisUrl(o: { redis: string; lab?: string }): Promise<string> {
   if (!o.lab) return o.redis;
   const { requireLab, labRedisUrl } = await loadLab();
   return labRedisUrl(await requireLab(o.lab));
@@ -38,10 +42,11 @@ export function managerCommand(): Command {
     .option('--once', 'one round now, print it, exit')
     .option('--json', 'print each round as a JSON line')
     .action(async (o) => {
-      const { config } = loadSettings({ file: o.config, flags: settingFlags(o, 'manager') });
+      const loaded = loadSettings({ file: o.config, flags: settingFlags(o, 'manager') });
+      const { config } = loaded;
       // A daemon logs to stdout for journald; `--once` is a command and keeps stderr.
       configureLogging({ to: o.once ? 'stderr' : 'stdout', pretty: config.log.pretty, level: config.log.level });
-      const cfg = await managerSettings(config.manager, o.lab);
+      const cfg = { ...(await managerSettings(config.manager, o.lab)), rules: config.rules, rulesFile: loaded.file ?? 'configuration' };
       const target = o.lab ? { url: await redisUrl(o) } : withoutCredentials(config.redis);
       // The daemon's rounds report Redis trouble themselves and it retries for ever (connectDaemon warns of
       // refused credentials or TLS); --once is a command: it gives up within its bound, saying why.
@@ -114,6 +119,8 @@ function roundJson(r: Round) {
     done: r.done,
     refused: r.refused,
     noMove: r.plan?.noMove,
+    held: r.plan?.held,
+    broken: r.plan?.broken,
   };
 }
 
@@ -123,6 +130,8 @@ export function renderRound(r: Round): string {
       (r.groups.length ? `; groups ${r.groups.map((g) => `{${g.join(' ')}}`).join(' ')}` : ''),
   ];
   for (const m of r.moves) lines.push(`  move ${m.vm}: ${m.from} -> ${m.to}  (${m.reason ?? ''})`);
+  for (const h of r.plan?.held ?? []) lines.push(`  held by a rule: ${h}`);
+  for (const b of r.plan?.broken ?? []) lines.push(`  RULE NOT KEPT: ${b}`);
   for (const s of r.skipped) lines.push(`  held ${s.vm} -> ${s.to}: ${s.why}`);
   for (const x of r.refused) lines.push(`  host ${x.host} left alone: ${x.why}`);
   for (const d of r.done) {
@@ -143,7 +152,7 @@ export function migrateCommand(): Command {
     .argument('<host>', 'destination host, as in the host registry')
     .option('--timeout <duration>', 'abort if still running after this', String(CONFIG_DEFAULTS.manager.timeout))
     .option('--cooldown <duration>', 'cooldown started for the VM', String(CONFIG_DEFAULTS.manager.cooldown))
-    .option('--force', 'migrate even if the VM is in its cooldown')
+    .option('--force', 'migrate even if the VM is in its cooldown, or against a prefer or together rule (never against must or apart)')
     .option('--auto-converge', 'let QEMU slow a VM whose memory changes faster than the link copies it')
     .option('--json', 'print the record as JSON')
     .option('--config <file>', 'YAML configuration, for manager.hostRoutes / hostUris / migrateNetworks (default: $VIRT_COHORT_CONFIG, else /etc/virt-cohort/config.yaml if it exists)')
@@ -157,6 +166,15 @@ export function migrateCommand(): Command {
         const hold = await whyHeld(redis, { vm, to: host }, { hosts, vms }, { room: true, draining: false, cooldown: !o.force });
         if (hold) throw new UserError(holdMessage(hold));
         const v = vms.find((x) => x.name === vm)!;
+        const set = rulesOf({ directory: vms, registry: hosts }, configuredRules(o.config));
+        const running = vms.filter((x) => x.state === 'running' || x.state === 'arriving');
+        const breaks = moveBreaks(set.rules, new Map(running.map((x) => [x.name, x.host])), new Map(hosts.map((h) => [h.host, h.site])), vm, host);
+        const refused = breaks.filter((b) => b.hard || !o.force);
+        if (refused.length) {
+          throw new UserError(
+            `${vm} to ${host} would break ${refused.map((b) => b.text).join('; ')}: ${refused.some((b) => b.hard) ? 'choose another host, or change the rule (virt-cohort rules lists them)' : 'choose another host, or pass --force'}`,
+          );
+        }
         const trusted = trustedRoutes(hosts, new RouteVetter(policy));
         for (const x of trusted.refused) if (x.host === v.host || x.host === host) throw new UserError(`host ${x.host}: ${x.why}`);
         const [rec] = await execute(redis, [{ vm, from: v.host, to: host, reason: 'manual (virt-cohort migrate)' }], trusted.routes, {
@@ -241,12 +259,20 @@ export function hostCommand(): Command {
     redisOpts(host.command(name))
       .description(`mark a host: ${what}`)
       .argument('<host>', 'host name, as in the registry')
+      .option('--config <file>', 'YAML configuration, for its rules: (default: $VIRT_COHORT_CONFIG, else /etc/virt-cohort/config.yaml if it exists)')
       .action(async (h: string, o) => {
         const redis = await connectOnce(await redisUrl(o));
         try {
           const registry = new Registry(redis);
           if (!(await registry.setDraining(h, value === '1'))) throw new UserError(`unknown host '${h}' (known: ${(await registry.hostNames()).join(', ') || 'none'})`);
-          process.stdout.write(value === '1' ? `${h} is draining: the manager (with --apply) evacuates it at its next round\n` : `${h} takes VMs again\n`);
+          if (value === '0') return void process.stdout.write(`${h} takes VMs again\n`);
+          process.stdout.write(`${h} is draining: the manager (with --apply) evacuates it now, under the rules\n`);
+          // What the evacuation would do now, and what a rule or the room keeps there.
+          const view = await readCollector(redis, { query: { type: 'weighted', span: 4, coefficient: 2, maxWaitMs: 0, approx: true } });
+          const drain = drainMoves(view, new Set([h]), [], new Map(), rulesOf(view, configuredRules(o.config)).rules);
+          for (const m of drain.moves) process.stdout.write(`  ${m.vm} -> ${m.to}: ${m.reason}\n`);
+          for (const vm of drain.stuck) process.stdout.write(`  ${vm} stays: ${drain.why.get(vm)}\n`);
+          if (drain.stuck.length) process.exitCode = 1;
         } finally {
           redis.disconnect();
         }

@@ -7,13 +7,14 @@ import { parseDuration } from '../collector/span.js';
 import { defineAndStartAll, fillTemplate, randomMac } from '../libvirt/define.js';
 import { clusterSpec, loadCluster, readTemplate, type Applied, type ClusterFile } from '../placement/cluster.js';
 import { placeCluster, type InitialPlacement, type Objective } from '../placement/index.js';
-import { readInventory } from '../placement/fromCollector.js';
+import { readInventory, rulesOf } from '../placement/fromCollector.js';
 import { trustedRoutes } from '../manager/manager.js';
 import { RouteVetter } from '../manager/trust.js';
 import { IncompleteHostError, UserError } from '../util/errors.js';
 import { environmentArgs, environmentOptions, tell } from './analysis.js';
 import { loadLab } from './labs.js';
 import { configuredRoutes } from './manager.js';
+import { configuredRules, sayIssues } from './rules.js';
 import { printJson } from './options.js';
 import { table } from './table.js';
 
@@ -24,6 +25,7 @@ export function placeCommand(): Command {
   environmentOptions(cmd)
     .option('--objective <o>', 'time|cost|resources (see virt-cohort plan --help)', 'time')
     .option('--horizon <duration>', 'how long the cluster is expected to run: weighs hosts whose availability ends (e.g. 1h)', '1h')
+    .option('--config <file>', 'YAML configuration, for its rules: section (default: $VIRT_COHORT_CONFIG, else /etc/virt-cohort/config.yaml if it exists)')
     .option('--apply', "define and start each VM through libvirt on its host (the registry's URI), from the file's template; with --lab and no template, as lab guests")
     .addHelpText(
       'after',
@@ -57,15 +59,18 @@ Exit status: 0 placed (and applied), 2 bad input (unknown key, missing file, clu
         redis.disconnect();
       }
       tell(inv, args);
+      const rules = rulesOf(inv, configuredRules(o.config));
+      if (sayIssues(rules)) throw new UserError('the rules have errors (above): correct them first (virt-cohort rules)');
       // Lab guests send 20 datagrams/s of 256 B per peer unless told: place them for what they will send.
       const labGuests = Boolean(o.apply) && template === undefined;
       if (labGuests) cluster = { ...cluster, messagesPerSecond: cluster.messagesPerSecond ?? 20, bytesPerMessage: cluster.bytesPerMessage ?? 256 };
-      const placed = placeCluster(clusterSpec(cluster), inv.environment, { objective, horizonSeconds }, inv.vms);
+      const placed = placeCluster(clusterSpec(cluster), inv.environment, { objective, horizonSeconds, rules: rules.rules }, inv.vms);
+      for (const b of placed.broken) process.stderr.write(`virt-cohort: rule not kept (no room for it): ${b}\n`);
       let applied: Applied[] | undefined;
       if (o.apply) {
         applied =
           template !== undefined
-            ? await applyLibvirt(placed, cluster, template, inv.registry, new RouteVetter(await configuredRoutes()))
+            ? await applyLibvirt(placed, cluster, template, inv.registry, new RouteVetter(await configuredRoutes(o.config)))
             : await (await loadLab()).startLabGuests(String(o.lab), placed, cluster);
       }
       if (o.json) return printJson({ ...placed, ...(applied && { applied }) });

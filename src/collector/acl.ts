@@ -120,6 +120,7 @@ export function managerUser(): AclUser {
       `~${K.managerLock}`,
       `~${K.managerTerm}`,
       `~${K.managerStreak}`,
+      `~${K.managerEvents}`,
       `~${K.cooldown('*')}`,
       `~${K.migrations}`,
       `~${K.migrating}`,

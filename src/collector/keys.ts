@@ -68,6 +68,8 @@ export const K = {
   managerTerm: 'vc:manager:term',
   /** STRING: JSON {term, moves: {"vm→host": rounds in a row proposed}}, the hysteresis streak of the leader of that term. */
   managerStreak: 'vc:manager:streak',
+  /** HASH host → the id of the newest entry of vc:events:HOST the manager has handled: a new leader goes on from there. */
+  managerEvents: 'vc:manager:events',
   /** HASH per VM: count and until (ms) of its migration cooldown. */
   cooldown: (vm: string) => `vc:cooldown:${vm}`,
   /** HASH vm → JSON of the migration running now (from, to, at, manager, term): written before virsh starts, removed with its record. */

@@ -39,6 +39,8 @@ export interface VmRecord {
   /** The domain's metadata says never migrate it / do not count it. */
   pinned?: boolean;
   optOut?: boolean;
+  /** The rules of its domain metadata, as JSON ('' or absent: none); src/placement/rules.ts reads them. */
+  rules?: string;
 }
 
 /** A host as the registry holds it (vc:host:H), read back: what its agent wrote, and what the registry adds. */
@@ -66,6 +68,8 @@ export interface VmEntry {
   /** Domain metadata: never migrate (pinned), not counted (optOut, also never migrated). */
   pinned: boolean;
   optOut: boolean;
+  /** The rules of its domain metadata, as JSON; '' when none. */
+  rules: string;
 }
 
 /** Cluster-wide settings (vc:settings); absent fields are undefined. */
@@ -112,6 +116,7 @@ function vmEntry(name: string, r: Record<string, string>): VmEntry {
     since: num(r.since),
     pinned: r.pinned === '1',
     optOut: r.optOut === '1',
+    rules: r.rules ?? '',
   };
 }
 
@@ -163,7 +168,7 @@ export class Registry {
   /** Writes a VM's record; `since` moves only when its host or state changes. Its addresses go into the address book. */
   async putVm(name: string, rec: VmRecord, now = Date.now()): Promise<void> {
     // A script, not WATCH/MULTI: WATCH holds per connection, and the agent's other writes share this one.
-    const fields = Object.entries({ ...rec, addresses: rec.addresses.join(','), pinned: rec.pinned ? 1 : 0, optOut: rec.optOut ? 1 : 0 }).flat();
+    const fields = Object.entries({ ...rec, addresses: rec.addresses.join(','), pinned: rec.pinned ? 1 : 0, optOut: rec.optOut ? 1 : 0, rules: rec.rules ?? '' }).flat();
     await this.redis.vcPutVm(K.vms, K.vm(name), K.addr, name, rec.host, rec.state, now, fields.length, ...fields, ...rec.addresses);
   }
 

@@ -75,7 +75,11 @@ export function defaultYaml(): string {
     `# Check a change before restarting:   virt-cohort config check ${DEFAULT_CONFIG_FILE}`,
   ];
   const sections = SETTINGS_TREE.entries.filter(isGroup).map((s) => ['', ...wrap(s.description, '# '), `${s.key}:`, ...yamlEntries(s, '  ', false)].join('\n'));
-  return `${head.join('\n')}\n${sections.join('\n')}\n`;
+  // Top-level lists (rules): shown commented out, one entry a line, since none is set by default.
+  const lists = SETTINGS_TREE.entries
+    .filter((e): e is Setting => !isGroup(e))
+    .map((e) => ['', ...wrap(yamlComment(e), '# '), `# ${e.key}:`, ...((e.example as unknown[] | undefined) ?? []).map((x) => `#   - ${yamlValue(x)}`)].join('\n'));
+  return `${head.join('\n')}\n${[...sections, ...lists].join('\n')}\n`;
 }
 
 const cell = (t: string) => t.replace(/[|*]/g, (c) => `\\${c}`);
@@ -113,6 +117,9 @@ export function referenceMarkdown(): string {
   ];
   for (const s of SETTINGS_TREE.entries.filter(isGroup)) {
     out.push('', `## ${s.key}`, '', s.description, '', '| Key | Default | Environment | Flag | Description |', '| --- | --- | --- | --- | --- |', ...referenceRows(s));
+  }
+  for (const e of SETTINGS_TREE.entries.filter((x): x is Setting => !isGroup(x))) {
+    out.push('', `## ${e.key}`, '', e.description, '', 'For example:', '', '```yaml', `${e.key}:`, ...((e.example as unknown[] | undefined) ?? []).map((x) => `  - ${yamlValue(x)}`), '```');
   }
   return `${out.join('\n')}\n`;
 }

@@ -39,6 +39,9 @@ export type SettingDoc = {
 /** What a plan can minimise (src/placement/problem.ts says what each one counts). */
 export const OBJECTIVES = ['time', 'cost', 'resources'] as const;
 
+/** Where an affinity or anti-affinity rule holds: the same (or another) host, or site. */
+export const SCOPES = ['host', 'site'] as const;
+
 export const DEFAULT_CONFIG_FILE = '/etc/virt-cohort/config.yaml';
 /** The collector's Redis when none is configured (and the commands' --redis default). */
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
@@ -161,6 +164,13 @@ export const managerSchema = z
     maxMoves: int(1, 100_000, 5, { description: 'Migrations per round at most.' }),
     confirmRounds: int(1, 1000, 2, { description: 'A move is made once proposed this many rounds in a row.', arg: 'rounds' }),
     cooldown: duration('600s', { description: 'First cooldown of a VM after it moved; doubles with each repeat.' }),
+    externalHold: duration('30m', {
+      description: 'A VM moved by something other than virt-cohort (virsh by hand, another balancer) stays where it was put this long; history records the move as external.',
+    }),
+    events: bool(true, {
+      description: "React to the hosts' hook events between rounds (a VM started is placed at once, an external move is held, a drained host is emptied); false: rounds only.",
+      flag: false,
+    }),
     maxPerHost: int(1, 1000, 1, { description: 'Outbound migrations at once per host.' }),
     maxConcurrent: int(1, 10_000, 2, { description: 'Migrations at once in the cluster.' }),
     timeout: duration('300s', { description: 'A migration still running after this is aborted (the VM stays).' }),
@@ -259,11 +269,45 @@ export const logSchema = z
   })
   .meta({ description: 'Logging of the daemons (JSON lines on stdout).' });
 
+/** Where a must or prefer rule sends its VMs: hosts, or sites (one name or a list). */
+const ruleTarget = z.strictObject({
+  host: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
+  site: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
+});
+
+/**
+ * One operator rule (src/placement/rules.ts gives them meaning and checks them
+ * against each other; docs/rules.md). VM names may use * and ? as wildcards.
+ */
+export const ruleSchema = z.strictObject({
+  name: z.string().regex(NAME_RE, { message: "letters, digits, '_', '.' or '-' (at most 63, starting with a letter or digit)" }).optional(),
+  together: z.array(z.string().min(1)).min(1).optional(),
+  apart: z.array(z.string().min(1)).min(1).optional(),
+  scope: z.enum(SCOPES).optional(),
+  vms: z.array(z.string().min(1)).min(1).optional(),
+  must: ruleTarget.optional(),
+  prefer: ruleTarget.optional(),
+});
+
 export const configSchema = z.strictObject({
   agent: agentSchema,
   manager: managerSchema,
   redis: redisSchema,
   log: logSchema,
+  rules: z
+    .array(ruleSchema)
+    .default([])
+    .meta({
+      description:
+        'Operator rules: VMs kept together or apart by host or site (together, apart, scope), VMs that must or should run on hosts or sites (vms with must or prefer). The planner, place, migrate, drain and the manager obey them (docs/rules.md).',
+      flag: false,
+      example: [
+        { name: 'db-apart', apart: ['db1', 'db2'], scope: 'host' },
+        { name: 'web-together', together: ['web-*'], scope: 'site' },
+        { vms: ['db1'], must: { site: 'a' } },
+        { vms: ['web-*'], prefer: { host: ['b1', 'b2'] } },
+      ],
+    }),
 });
 
 export const SECTIONS = ['agent', 'manager', 'redis', 'log'] as const;

@@ -17,6 +17,8 @@ export interface DomainSnapshot {
   /** From the domain's metadata (see parsePolicy): never migrated; not counted at all. */
   pinned: boolean;
   optOut: boolean;
+  /** The rules of its metadata (`<vc:apart group=.../>`...) as JSON, absent or '' when none: read by src/placement/rules.ts. */
+  rules?: string;
 }
 
 export type DomainInterface = XmlInterface;
@@ -87,9 +89,13 @@ export class LibvirtClient {
  * A VM's own say, in its domain metadata (set with `virsh metadata DOMAIN
  * http://virt-cohort.org/xmlns/libvirt/1 --key vc --set '<policy move="never"/>'`):
  * move="never" pins it (the manager never migrates it); count="no" opts it
- * out (its taps are not watched, and it is not moved either).
+ * out (its taps are not watched, and it is not moved either). Elements inside
+ * it are the VM's rules (docs/rules.md): `<vc:apart group="db" scope="host"/>`,
+ * `<vc:together group="web" scope="site"/>`, `<vc:must site="a"/>`, `<vc:prefer host="b1"/>`.
  */
-export function policyOf(d: DomainXml): { pinned: boolean; optOut: boolean } {
+export function policyOf(d: DomainXml): { pinned: boolean; optOut: boolean; rules?: string } {
   const optOut = d.policy?.get('count') === 'no';
-  return { pinned: optOut || d.policy?.get('move') === 'never', optOut };
+  // Carried as written: a rule the agent cannot judge (an unknown scope) is reported where rules are read, with its VM.
+  const rules = d.policyRules?.length ? JSON.stringify(d.policyRules.map((r) => ({ element: r.element, ...r.attrs }))) : '';
+  return { pinned: optOut || d.policy?.get('move') === 'never', optOut, ...(rules && { rules }) };
 }

@@ -129,6 +129,11 @@ export interface DomainXml {
   interfaces: XmlInterface[];
   /** Attributes of virt-cohort's `<policy>` in `/domain/metadata` (namespace POLICY_NS), if any. */
   policy?: Map<string, string>;
+  /**
+   * The elements inside that `<policy>` (its rules: `<vc:apart group="db" scope="host"/>`,
+   * `<vc:must site="a"/>`...), by local name, as written: src/placement/rules.ts checks them.
+   */
+  policyRules?: { element: string; attrs: Record<string, string> }[];
 }
 
 /** The XML namespace of virt-cohort's element in a domain's <metadata>. */
@@ -146,6 +151,7 @@ export function readDomainXml(xml: string): DomainXml {
   const out: DomainXml = { interfaces: [] };
   let nic: { mac?: string; tap?: string; addresses: string[] } | undefined;
   let metaNs = new Map<string, string>();
+  let policyTag: string | undefined;
   scanXml(xml, {
     open(name, attrs, path) {
       if (name === 'interface' && at(path, 'domain', 'devices')) nic = { addresses: [] };
@@ -160,10 +166,18 @@ export function readDomainXml(xml: string): DomainXml {
         const colon = name.indexOf(':');
         const local = colon < 0 ? name : name.slice(colon + 1);
         const nsAttr = colon < 0 ? 'xmlns' : `xmlns:${name.slice(0, colon)}`;
-        if (local === 'policy' && (attrs.get(nsAttr) ?? metaNs.get(nsAttr)) === POLICY_NS) out.policy = attrs;
+        if (local === 'policy' && (attrs.get(nsAttr) ?? metaNs.get(nsAttr)) === POLICY_NS) {
+          out.policy = attrs;
+          policyTag = name;
+          out.policyRules = [];
+        }
+      } else if (policyTag && path.length === 3 && at(path, 'domain', 'metadata', policyTag)) {
+        const colon = name.indexOf(':');
+        out.policyRules?.push({ element: colon < 0 ? name : name.slice(colon + 1), attrs: Object.fromEntries([...attrs].filter(([k]) => !k.startsWith('xmlns'))) });
       }
     },
     close(name, path, from, to) {
+      if (name === policyTag && at(path, 'domain', 'metadata')) policyTag = undefined;
       if (name === 'interface' && nic && at(path, 'domain', 'devices')) {
         if (nic.mac) out.interfaces.push({ mac: nic.mac, ...(nic.tap ? { tap: nic.tap } : {}), addresses: nic.addresses });
         nic = undefined;

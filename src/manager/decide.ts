@@ -1,6 +1,7 @@
 import { pairMember } from '../collector/keys.js';
 import type { CollectorView } from '../placement/fromCollector.js';
 import { planMoves, type Plan } from '../placement/index.js';
+import { members, moveBreaks, type Rule } from '../placement/rules.js';
 import { clusterGroups, interSiteShare } from '../placement/view.js';
 import type { Environment } from '../placement/env.js';
 import type { ManagerConfig } from './config.js';
@@ -22,6 +23,13 @@ export interface DecisionInput {
   closed: ReadonlyMap<string, string>;
   /** The decision's clock (ms): cooldowns and availability windows are judged at it. */
   now: number;
+  /** The operator's rules in force (placement/rules.ts): the plan obeys them, and no order breaks a must or apart rule. */
+  rules?: readonly Rule[];
+  /**
+   * An event's decision (manager/events.ts): only these VMs are planned (the others stay put), and
+   * their moves need no confirmation: a VM just started joins its group now. Draining hosts are emptied as ever.
+   */
+  focus?: readonly string[];
 }
 
 export interface Decision {
@@ -63,8 +71,9 @@ export function decide(input: DecisionInput): Decision {
     objective: cfg.objective,
     horizonSeconds: cfg.horizonSeconds,
     maxMoves: cfg.maxMoves,
-    exclude: cfg.exclude,
+    exclude: input.focus ? [...cfg.exclude, ...view.vms.filter((v) => !input.focus!.includes(v.name)).map((v) => v.name)] : cfg.exclude,
     now,
+    ...(input.rules && { rules: input.rules }),
   });
   d.plan = plan;
   for (const m of plan.moves) {
@@ -72,16 +81,25 @@ export function decide(input: DecisionInput): Decision {
     d.streak.set(key, (input.streak.get(key) ?? 0) + 1);
   }
   const facts = { hosts: view.registry, vms: view.directory, now, cooldowns: input.cooldowns };
+  const rules = input.rules ?? [];
+  const where = new Map(view.vms.map((v) => [v.name, v.host]));
+  const siteOf = new Map(view.registry.map((h) => [h.host, h.site]));
   for (const m of plan.moves) {
     const shutWhy = [m.from, m.to].filter((h) => closed.has(h)).map((h) => `${h}: ${closed.get(h)}`)[0];
     // The plan's order keeps capacity right move after move: no room check here.
-    const hold = shutWhy ? undefined : holdOf(m, facts, { room: false, draining: true, cooldown: true, confirm: { rounds: cfg.confirmRounds, seen: d.streak.get(pairMember(m.vm, m.to)) ?? 0 } });
+    const seen = input.focus ? cfg.confirmRounds : (d.streak.get(pairMember(m.vm, m.to)) ?? 0);
+    const hold = shutWhy ? undefined : holdOf(m, facts, { room: false, draining: true, cooldown: true, confirm: { rounds: cfg.confirmRounds, seen } });
     const why = shutWhy ?? (hold ? describeHold(hold) : undefined);
-    if (why) d.skipped.push({ vm: m.vm, to: m.to, why });
-    else d.orders.push({ vm: m.vm, from: m.from, to: m.to, reason: m.reason });
+    // A move held back can leave a later one of the plan breaking a rule (db1 waits for db2 to leave): checked again in order.
+    const breach = why ? undefined : moveBreaks(rules, where, siteOf, m.vm, m.to).find((b) => b.hard);
+    if (why ?? breach) d.skipped.push({ vm: m.vm, to: m.to, why: why ?? `would break ${breach!.text}` });
+    else {
+      d.orders.push({ vm: m.vm, from: m.from, to: m.to, reason: m.reason });
+      where.set(m.vm, m.to);
+    }
   }
-  const drain = drainMoves(view, draining, d.orders, closed);
-  for (const vm of drain.stuck) d.skipped.push({ vm, to: '-', why: 'cannot leave its draining host: no live host has room for it' });
+  const drain = drainMoves(view, draining, d.orders, closed, rules);
+  for (const vm of drain.stuck) d.skipped.push({ vm, to: '-', why: drain.why.get(vm) ?? 'cannot leave its draining host: no live host has room for it' });
   for (const o of drain.moves) {
     const why = closed.get(o.from);
     if (why) d.skipped.push({ vm: o.vm, to: o.to, why: `${o.from}: ${why}` });
@@ -96,37 +114,79 @@ export function decide(input: DecisionInput): Decision {
 /**
  * Evacuation of draining hosts: each VM still there goes where most of its
  * traffic is (the host of its heaviest peer) if that host has room, else to
- * the live host with the most free memory, preferring its own site.
+ * the live host with the most free memory, preferring its own site; never
+ * where a must or apart rule forbids, and where a prefer or together rule
+ * would be broken only when no other host has room. A VM no host can take is
+ * `stuck`, and `why` says what blocks it (no room, or which rule).
  */
-export function drainMoves(view: CollectorView, draining: Set<string>, planned: MoveOrder[], closed: ReadonlyMap<string, unknown> = new Map()): { moves: MoveOrder[]; stuck: string[] } {
+export function drainMoves(
+  view: CollectorView,
+  draining: Set<string>,
+  planned: MoveOrder[],
+  closed: ReadonlyMap<string, unknown> = new Map(),
+  rules: readonly Rule[] = [],
+): { moves: MoveOrder[]; stuck: string[]; why: Map<string, string> } {
   const stuck: string[] = [];
-  if (!draining.size) return { moves: [], stuck };
+  const why = new Map<string, string>();
+  if (!draining.size) return { moves: [], stuck, why };
   const free = new Map(view.hosts.filter((h) => !draining.has(h.name) && !closed.has(h.name)).map((h) => [h.name, h.freeMemoryKiB]));
   const moving = new Set(planned.map((m) => m.vm));
   const where = new Map(view.vms.map((v) => [v.name, v]));
   const site = new Map(view.hosts.map((h) => [h.name, h.site]));
+  const now = new Map(view.vms.map((v) => [v.name, v.host]));
+  for (const m of planned) now.set(m.vm, m.to);
+  const siteOf = new Map(view.registry.map((h) => [h.host, h.site]));
   const out: MoveOrder[] = [];
+  const names = view.vms.map((v) => v.name);
   for (const v of view.vms) {
     if (!draining.has(v.host) || moving.has(v.name)) continue;
+    // A pin is a rule too: the VM stays, and the drain says which pin keeps it.
+    const pin = rules.find((r) => (r.kind === 'pin' || r.kind === 'opt-out') && members(r, names).includes(v.name));
+    if (pin || v.pinned) {
+      stuck.push(v.name);
+      why.set(
+        v.name,
+        pin ? `cannot leave its draining host: it is pinned (rule ${pin.name}, ${pin.source})` : 'cannot leave its draining host now: it is arriving by a migration, or its host is silent',
+      );
+      continue;
+    }
     const peers = view.traffic
       .filter((p) => p.src === v.name || p.dst === v.name)
       .map((p) => ({ peer: p.src === v.name ? p.dst : p.src, bytes: p.bytes }))
       .sort((a, b) => b.bytes - a.bytes);
-    let to: string | undefined;
-    for (const p of peers) {
-      const h = where.get(p.peer)?.host;
-      if (h && free.has(h) && free.get(h)! >= v.memoryKiB) {
-        to = h;
-        break;
+    const room = [...free].filter(([, f]) => f >= v.memoryKiB).map(([h]) => h);
+    const breaks = new Map(room.map((h) => [h, moveBreaks(rules, now, siteOf, v.name, h)]));
+    // Hosts no hard rule forbids; among them, those that keep every rule come first.
+    const allowed = room.filter((h) => !breaks.get(h)!.some((b) => b.hard));
+    const clean = allowed.filter((h) => !breaks.get(h)!.length);
+    const pick = (hosts: string[]): string | undefined => {
+      for (const p of peers) {
+        const h = where.get(p.peer)?.host;
+        if (h && hosts.includes(h)) return h;
       }
-    }
-    to ??= [...free].filter(([, f]) => f >= v.memoryKiB).sort((a, b) => Number(site.get(b[0]) === v.site) - Number(site.get(a[0]) === v.site) || b[1] - a[1])[0]?.[0];
+      return hosts.sort((a, b) => Number(site.get(b) === v.site) - Number(site.get(a) === v.site) || free.get(b)! - free.get(a)!)[0];
+    };
+    const to = pick(clean) ?? pick(allowed);
     if (!to) {
       stuck.push(v.name);
+      const blocked = room.flatMap((h) =>
+        breaks
+          .get(h)!
+          .filter((b) => b.hard)
+          .map((b) => `${h}: ${b.text}`),
+      );
+      why.set(v.name, room.length ? `cannot leave its draining host without breaking a rule: ${blocked.join('; ')}` : 'cannot leave its draining host: no live host has room for it');
       continue;
     }
     free.set(to, (free.get(to) ?? 0) - v.memoryKiB);
-    out.push({ vm: v.name, from: v.host, to, reason: `${v.host} is draining; ${to} ${peers.length ? 'is where its traffic goes' : 'has the most room'}` });
+    now.set(v.name, to);
+    const soft = breaks.get(to)!.map((b) => b.text);
+    out.push({
+      vm: v.name,
+      from: v.host,
+      to,
+      reason: `${v.host} is draining; ${to} ${peers.length ? 'is where its traffic goes' : 'has the most room'}${soft.length ? `; no host with room keeps every rule, this one breaks only ${soft.join('; ')}` : ''}`,
+    });
   }
-  return { moves: out, stuck };
+  return { moves: out, stuck, why };
 }

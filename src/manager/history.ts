@@ -83,6 +83,14 @@ export async function startCooldown(redis: Redis, vm: string, baseMs: number, no
   return until;
 }
 
+/** Holds a VM where it is until `until` (an external move): its cooldown ends no earlier, and its count is left as it was. */
+export async function holdUntil(redis: Redis, vm: string, until: number): Promise<void> {
+  const cur = await cooldownUntil(redis, vm);
+  if (cur >= until) return;
+  await redis.hset(K.cooldown(vm), 'until', until);
+  await redis.pexpireat(K.cooldown(vm), until + 86_400_000);
+}
+
 /** A migration under way, as marked in Redis before virsh starts: a manager that dies leaves it for the next leader. */
 export interface Running {
   vm: string;

@@ -2,7 +2,8 @@ import type { Redis } from 'ioredis';
 import { pairMember } from '../collector/keys.js';
 import { Registry, type HostEntry } from '../collector/registry.js';
 import { DEFAULT_PERIOD_SECONDS, msToNextBoundary } from '../util/period.js';
-import { DEFAULT_BANDWIDTH_MBIT, DEFAULT_LATENCY_MS, readCollector, type CollectorView } from '../placement/fromCollector.js';
+import { DEFAULT_BANDWIDTH_MBIT, DEFAULT_LATENCY_MS, readCollector, rulesOf, type CollectorView } from '../placement/fromCollector.js';
+import type { RuleIssue } from '../placement/rules.js';
 import type { Plan } from '../placement/index.js';
 import { managerMetrics } from '../metrics/registry.js';
 import { logger } from '../util/log.js';
@@ -10,7 +11,8 @@ import type { ManagerConfig } from './config.js';
 import { adoptRunning } from './adopt.js';
 import { decide } from './decide.js';
 import { execute, type HostRoute, type MoveOrder } from './executor.js';
-import { cooldowns, type MigrationRecord } from './history.js';
+import { EventJudge, EventReader, type HookEntry } from './events.js';
+import { cooldowns, holdUntil, readHistory, readRunning, recordMigration, type MigrationRecord } from './history.js';
 import { loadStreak, saveStreak, type LeaderLock } from './lock.js';
 import { RouteVetter, routePolicy } from './trust.js';
 
@@ -33,6 +35,15 @@ export interface Round {
   /** Hosts whose registered routes this manager does not vouch for: nothing moves from or to them. */
   refused: { host: string; why: string }[];
   note?: string;
+  /** Set for a decision an event asked for: what happened, and when (ms). */
+  cause?: { what: string; at: number };
+}
+
+/** What an event round decides about. */
+export interface EventFocus {
+  /** The VMs to place now (none: only the draining hosts are emptied). */
+  focus: string[];
+  cause: { what: string; at: number };
 }
 
 /**
@@ -51,6 +62,14 @@ export class Manager {
   private readonly vetter: RouteVetter;
   /** host → the refusal last logged, so each is logged once, not every round. */
   private said = new Map<string, string>();
+  /** Rule problems already logged: each once, until it goes away. */
+  private ruleSaid = new Set<string>();
+  /** One decision at a time: rounds and event reactions queue here. */
+  private queue: Promise<unknown> = Promise.resolve();
+  private listening?: Promise<void>;
+  private readonly judge = new EventJudge();
+  /** Hosts seen draining, so that a new drain is acted on at once. */
+  private drained = new Set<string>();
 
   constructor(
     readonly redis: Redis,
@@ -65,13 +84,119 @@ export class Manager {
   start(): void {
     this.lock.start();
     this.schedule();
+    if (this.cfg.events) this.listening = this.listen();
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
     clearTimeout(this.timer);
     await this.busy?.catch(() => undefined);
+    await this.listening?.catch(() => undefined);
+    await Promise.all(this.reacting);
+    await this.queue.catch(() => undefined);
     await this.lock.stop();
+  }
+
+  /** Runs `fn` after every decision queued before it. */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(fn, fn);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  /**
+   * Between rounds: the hosts' hook events, read as they come, and the
+   * registry's drain marks, checked every second. Only the leader acts.
+   */
+  private async listen(): Promise<void> {
+    const reader = new EventReader(this.redis);
+    try {
+      while (!this.stopping) {
+        try {
+          const entries = await reader.next();
+          if (!this.lock.isLeader) {
+            // A standby acts on nothing; once it leads, it goes on from where the leader got to.
+            reader.forget();
+            continue;
+          }
+          // Judged in order at once; each reaction then runs on its own, so one waiting for the directory holds up no other.
+          for (const e of entries) this.track(this.onEvent(e));
+          await reader.done();
+          await this.onDrains();
+        } catch (err) {
+          if (this.stopping) break;
+          log.warn({ err }, 'reading the hook events failed; trying again in a second (the rounds go on)');
+          await new Promise((r) => setTimeout(r, 1000));
+        }
+      }
+    } finally {
+      reader.close();
+    }
+  }
+
+  private reacting = new Set<Promise<unknown>>();
+
+  private track(p: Promise<unknown>): void {
+    const q = p.catch((err) => log.error({ err }, 'reacting to an event failed; the rounds go on'));
+    this.reacting.add(q);
+    void q.finally(() => this.reacting.delete(q));
+  }
+
+  /** One event: judged, then acted on (a round for a VM started, a hold for a VM moved by someone else). Public for tests. */
+  async onEvent(e: HookEntry): Promise<Round | undefined> {
+    const r = this.judge.judge(e);
+    if (r.kind === 'none') return undefined;
+    log.info({ vm: r.vm, host: r.host, event: e.operation, id: e.id }, r.kind === 'place' ? 'VM started: placing it now' : 'VM arrived by migration');
+    if (r.kind === 'arrived') {
+      await this.arrived(r);
+      return undefined;
+    }
+    // The agent writes the VM into the directory when libvirt shows it running: wait for that, briefly.
+    const reg = new Registry(this.redis);
+    for (let i = 0; i < 30 && !this.stopping; i++) {
+      const v = (await reg.vms()).find((x) => x.name === r.vm);
+      if (v?.host === r.host && v.state === 'running') return this.eventRound({ focus: [r.vm], cause: { what: `${r.vm} started on ${r.host}`, at: r.at } });
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    log.info({ vm: r.vm, host: r.host }, 'an event for a VM the directory does not show running there: ignored (the rounds see it when it does)');
+    return undefined;
+  }
+
+  /** A VM arrived by a migration: unless this manager made it, held where it is and recorded as external. */
+  private async arrived(r: { vm: string; host: string; at: number }): Promise<void> {
+    const [running, recent, from] = await Promise.all([readRunning(this.redis), readHistory(this.redis, 20, r.vm), new Registry(this.redis).vmHost(r.vm)]);
+    if (running.some((x) => x.vm === r.vm) || recent.some((h) => h.to === r.host && h.at > r.at - 600_000)) return;
+    const until = Date.now() + this.cfg.externalHoldMs;
+    await holdUntil(this.redis, r.vm, until);
+    await recordMigration(this.redis, {
+      vm: r.vm,
+      from: from && from !== r.host ? from : '?',
+      to: r.host,
+      outcome: 'ok',
+      at: r.at,
+      seconds: 0,
+      reason: `external: moved by something other than virt-cohort (virsh by hand, another balancer); held on ${r.host} until ${new Date(until).toISOString()}`,
+      manager: 'external',
+    });
+    log.warn({ vm: r.vm, host: r.host, until: new Date(until).toISOString() }, 'a VM moved by something other than virt-cohort: held where it is');
+  }
+
+  /** A host newly marked draining: emptied now, not at the next round. */
+  private async onDrains(): Promise<void> {
+    const hosts = await new Registry(this.redis).hosts();
+    const now = new Set(hosts.filter((h) => h.draining).map((h) => h.host));
+    const fresh = [...now].filter((h) => !this.drained.has(h));
+    this.drained = now;
+    if (fresh.length) await this.eventRound({ focus: [], cause: { what: `host ${fresh.join(', ')} draining`, at: Date.now() } });
+  }
+
+  /** A decision an event asked for, in turn with the rounds; told like a round. */
+  private async eventRound(f: EventFocus): Promise<Round> {
+    const r = await this.exclusive(() => this.round(f));
+    const started = r.done[0]?.at;
+    if (started !== undefined) log.info({ cause: f.cause.what, reactionMs: started - f.cause.at }, 'event: migration started');
+    this.onRound(r);
+    return r;
   }
 
   private async periodSeconds(): Promise<number> {
@@ -85,7 +210,7 @@ export class Manager {
       const wait = msToNextBoundary(Date.now(), every) + this.cfg.settleMs;
       this.timer = setTimeout(() => {
         const began = Date.now();
-        this.busy = this.round()
+        this.busy = this.exclusive(() => this.round())
           .then((r) => {
             managerMetrics.round(r, (Date.now() - began) / 1000);
             return r;
@@ -100,15 +225,16 @@ export class Manager {
     });
   }
 
-  /** One decision round (public for tests and `manager --once`). */
-  async round(): Promise<Round> {
-    const r: Round = { n: ++this.rounds, at: Date.now(), groups: [], interSite: 0, moves: [], skipped: [], done: [], refused: [] };
+  /** One decision round (public for tests and `manager --once`); with `event`, the decision an event asked for. */
+  async round(event?: EventFocus): Promise<Round> {
+    const r: Round = { n: ++this.rounds, at: Date.now(), groups: [], interSite: 0, moves: [], skipped: [], done: [], refused: [], ...(event && { cause: event.cause }) };
     if (!(await this.lock.tick())) {
       r.note = `standing by: the leader is ${await this.lock.holder()}`;
       return r;
     }
     const view = await readCollector(this.redis, {
-      query: { type: 'weighted', span: this.cfg.span, coefficient: this.cfg.coefficient, maxWaitMs: this.cfg.maxWaitMs, approx: true },
+      // An event does not wait for late reports: the periods before say enough about the group.
+      query: { type: 'weighted', span: this.cfg.span, coefficient: this.cfg.coefficient, maxWaitMs: event ? 0 : this.cfg.maxWaitMs, approx: true },
       ...(this.cfg.env
         ? { env: this.cfg.env }
         : { defaults: { latencyMs: DEFAULT_LATENCY_MS, bandwidthMbit: DEFAULT_BANDWIDTH_MBIT, cpuOvercommit: this.cfg.cpuOvercommit, reserveMemoryMiB: this.cfg.reserveMemory } }),
@@ -135,6 +261,8 @@ export class Manager {
       ),
       closed: new Map(trusted.refused.map((x) => [x.host, x.why])),
       now: Date.now(),
+      rules: this.rulesFor(view),
+      ...(event && { focus: event.focus }),
     });
     Object.assign(r, { interSite: d.interSite, groups: d.groups, skipped: d.skipped, moves: d.orders, ...(d.plan && { plan: d.plan }), ...(d.note && { note: d.note }) });
     if (r.moves.length && !this.cfg.apply) r.note = 'dry run: nothing migrated (start the manager with --apply to act)';
@@ -152,8 +280,18 @@ export class Manager {
       });
       for (const m of r.done) d.streak.delete(pairMember(m.vm, m.to));
     }
-    await saveStreak(this.redis, term, d.streak);
+    // An event's decision plans only its VMs: the rounds' streaks are theirs.
+    if (!event) await saveStreak(this.redis, term, d.streak);
     return r;
+  }
+
+  /** The rules in force this round (the configuration's and the VMs' metadata); each problem with them logged once. */
+  private rulesFor(view: CollectorView) {
+    const set = rulesOf(view, { rules: this.cfg.rules ?? [], exclude: this.cfg.exclude, ...(this.cfg.rulesFile && { file: this.cfg.rulesFile }) });
+    const now = new Set(set.issues.map((i: RuleIssue) => `${i.level}\u0000${i.message}`));
+    for (const i of set.issues) if (!this.ruleSaid.has(`${i.level}\u0000${i.message}`)) log[i.level === 'error' ? 'error' : 'warn'](`rules: ${i.message}`);
+    this.ruleSaid = now;
+    return set.rules;
   }
 
   private sayRefused(refused: { host: string; why: string }[]): void {

@@ -28,7 +28,7 @@ function fmtGain(p: Problem, rate: number): string {
  * One plain sentence per move: why this VM (who it talks to where it goes, against what it leaves
  * behind), what it saves, what the migration costs and when the plan pays back.
  */
-export function explainMove(pl: Placement, v: number, to: number, gain: number, oneOffCost: number, payback: number): string {
+export function explainMove(pl: Placement, v: number, to: number, gain: number, oneOffCost: number, payback: number, rules: readonly string[] = []): string {
   const p = pl.p;
   const g = p.graph;
   const from = pl.host[v]!;
@@ -67,9 +67,11 @@ export function explainMove(pl: Placement, v: number, to: number, gain: number, 
   if (p.objective === 'time' && hFrom !== hTo) parts.push(`the destination host is ${hTo < hFrom ? 'faster' : 'slower'}`);
   if (p.objective === 'resources' && pl.count[from] === 1) parts.push(`this empties host ${p.hostNames[from]}`);
   if (p.windowFrac[to]! < 1) parts.push(`${p.hostNames[to]} stays available for only ${Math.round(p.windowFrac[to]! * 100)}% of the horizon, so a move back is counted`);
-  parts.push(gain >= 0 ? `it saves ${fmtGain(p, gain)}` : `on its own it loses ${fmtGain(p, -gain)}, the moves before or after it in this plan make up for it`);
+  if (rules.length) parts.push(`where it is it breaks a rule: ${rules.join('; ')}`);
+  if (rules.length && gain < 0) parts.push(`the rule comes first: on traffic alone it loses ${fmtGain(p, -gain)}`);
+  else parts.push(gain >= 0 ? `it saves ${fmtGain(p, gain)}` : `on its own it loses ${fmtGain(p, -gain)}, the moves before or after it in this plan make up for it`);
   const secs = migrationSeconds(p, v, from, to);
   const cost = p.objective === 'time' ? '' : ` (one-off cost ${oneOffCost.toPrecision(3)})`;
-  parts.push(`migrating ${(p.vmMem[v]! / 1048576).toFixed(2)} GiB takes about ${fmtSeconds(secs)}${cost}, and the plan up to here pays back after ${fmtSeconds(payback)}`);
+  parts.push(`migrating ${(p.vmMem[v]! / 1048576).toFixed(2)} GiB takes about ${fmtSeconds(secs)}${cost}${rules.length ? '' : `, and the plan up to here pays back after ${fmtSeconds(payback)}`}`);
   return `${parts.join('; ')}.`;
 }

@@ -1,4 +1,4 @@
-import { CONFIG_DEFAULTS } from '../config/schema.js';
+import { CONFIG_DEFAULTS, type Config } from '../config/schema.js';
 import type { Redis } from 'ioredis';
 import type { PairTraffic } from '../analysis/graph.js';
 import { DEFAULT_PERIOD_SECONDS } from '../util/period.js';
@@ -8,6 +8,7 @@ import { IncompleteHostError, NoHostsError, UserError } from '../util/errors.js'
 import { parseEnvironment, type Environment, type Host } from './env.js';
 import { mergeLive, type HostInfo, type VmInfo } from './live.js';
 import { planMoves, type Plan, type PlanOptions } from './plan.js';
+import { rulesInForce, type RuleSet } from './rules.js';
 
 /**
  * The adapter between the collector (Redis) and the pure placement library: a collector answer
@@ -69,18 +70,41 @@ export interface CollectorView extends Inventory {
   traffic: PairTraffic[];
 }
 
-export interface PlanFromCollectorOptions extends CollectorReadOptions, Omit<PlanOptions, 'now'> {}
+/** The rules of the configuration (its `rules:` and manager.exclude, and the file they came from). */
+export interface RuleConfig {
+  rules: Config['rules'];
+  exclude?: readonly string[];
+  file?: string | undefined;
+}
+
+export interface PlanFromCollectorOptions extends CollectorReadOptions, Omit<PlanOptions, 'now' | 'rules'> {
+  /** The configuration's rules; the VMs' metadata rules are read from the directory in any case. */
+  ruleConfig?: RuleConfig;
+}
 
 export interface PlanFromCollector extends CollectorView {
   /** null when the collector handed the query back (answer.status 'reformulate'). */
   plan: Plan | null;
+  /** The rules the plan obeys, and what is wrong with them. */
+  rules: RuleSet;
+}
+
+/** The rules in force for a view: the configuration's and those of the VMs' domain metadata, checked against the registry. */
+export function rulesOf(view: Pick<Inventory, 'directory' | 'registry'>, cfg: RuleConfig = { rules: [] }): RuleSet {
+  return rulesInForce(
+    cfg,
+    view.directory,
+    view.registry.map((h) => ({ name: h.host, site: h.site })),
+  );
 }
 
 /** One planning round over the collector: what `virt-cohort plan` prints and the manager executes. */
 export async function planFromCollector(redis: Redis, opts: PlanFromCollectorOptions): Promise<PlanFromCollector> {
   const view = await readCollector(redis, opts);
-  if (view.answer.status !== 'ok') return { ...view, plan: null };
+  const rules = rulesOf(view, opts.ruleConfig);
+  if (view.answer.status !== 'ok') return { ...view, plan: null, rules };
   const plan = planMoves(view.traffic, view.vms, view.environment, {
+    rules: rules.rules,
     objective: opts.objective,
     now: opts.now ?? Date.now(),
     ...(opts.horizonSeconds !== undefined && { horizonSeconds: opts.horizonSeconds }),
@@ -88,7 +112,7 @@ export async function planFromCollector(redis: Redis, opts: PlanFromCollectorOpt
     ...(opts.exclude !== undefined && { exclude: opts.exclude }),
     ...(opts.measure !== undefined && { measure: opts.measure }),
   });
-  return { ...view, plan };
+  return { ...view, plan, rules };
 }
 
 /** Reads the answer, the directory and the registry once, and builds the round's environment. */

@@ -4,7 +4,9 @@ import type { Environment } from './env.js';
 import type { VmInfo } from './live.js';
 import { optimise } from './optimise.js';
 import { peersFor } from './patterns.js';
+import { brokenBy } from './constraints.js';
 import { buildProblem, UNITS, type Objective } from './problem.js';
+import type { Rule } from './rules.js';
 import type { Score } from './state.js';
 
 export interface NewVm {
@@ -30,6 +32,8 @@ export interface InitialPlacement {
   assignment: { vm: string; host: string; site: string }[];
   score: Score;
   method: string;
+  /** Soft rules (prefer, together) the placement could not keep, in words. */
+  broken: string[];
 }
 
 export interface PlaceOptions {
@@ -38,6 +42,8 @@ export interface PlaceOptions {
   horizonSeconds?: number;
   now?: number;
   measure?: TrafficMeasure;
+  /** The operator's rules: a placement that breaks a must or apart rule is refused, naming it. */
+  rules?: readonly Rule[];
 }
 
 /**
@@ -60,13 +66,21 @@ export function placeCluster(spec: ClusterSpec, env: Environment, opts: PlaceOpt
     traffic,
     all.map((v) => v.name),
   );
-  const p = buildProblem(g, all, env, opts.objective, opts.horizonSeconds ?? 3600, opts.now ?? Date.now());
+  const p = buildProblem(g, all, env, opts.objective, opts.horizonSeconds ?? 3600, opts.now ?? Date.now(), opts.rules ?? []);
   checkRoom(spec.vms, p.memCap, p.cpuCap, p.destination, existing);
   const best = optimise(p, opts.measure ?? 'bytes');
   const n = spec.vms.length;
   if (best.placement.host.subarray(0, n).some((h) => h < 0)) {
-    throw new UserError('the cluster fits in total capacity but not host by host (a VM is larger than any free host): use smaller VMs or free a host');
+    throw new UserError(
+      p.rules
+        ? 'no placement both fits host by host and keeps every must and apart rule: free a host, add one, or relax a rule (virt-cohort rules lists them)'
+        : 'the cluster fits in total capacity but not host by host (a VM is larger than any free host): use smaller VMs or free a host',
+    );
   }
+  const host = best.placement.host;
+  const hard = spec.vms.flatMap((_, v) => brokenBy(p, v, host[v]!, host, { hardOnly: true, pairsOnce: true }).map((w) => `${spec.vms[v]!.name} on ${p.hostNames[host[v]!]}: ${w}`));
+  if (hard.length) throw new UserError(`no placement keeps every rule: ${hard.join('; ')}: free or add hosts, or relax the rule`);
+  const broken = spec.vms.flatMap((_, v) => brokenBy(p, v, host[v]!, host, { pairsOnce: true }).map((w) => `${spec.vms[v]!.name} on ${p.hostNames[host[v]!]}: ${w}`));
   return {
     objective: opts.objective,
     unit: UNITS[opts.objective],
@@ -76,6 +90,7 @@ export function placeCluster(spec: ClusterSpec, env: Environment, opts: PlaceOpt
     }),
     score: best.score,
     method: best.name,
+    broken,
   };
 }
 

@@ -4,6 +4,7 @@ import { louvain } from '../analysis/louvain.js';
 import { refineUnderCapacity, vmCsr, type Capacity } from '../analysis/refine.js';
 import type { TrafficMeasure } from '../analysis/graph.js';
 import { bisectLabels } from './bisect.js';
+import { mergeTogether } from './constraints.js';
 import { packGroups } from './pack.js';
 import { siteRoom, type Problem } from './problem.js';
 import { improve, type ImproveOptions } from './search.js';
@@ -40,13 +41,13 @@ export function optimise(p: Problem, measure: TrafficMeasure, opts: ImproveOptio
   // site is split along its tree, cheapest split first.
   const room = largestSiteRoom(p);
   const cohesive = cohesiveLabels(p.graph, measure, (nodes) => fits(p, nodes, room));
-  add('cohesive', packGroups(p, cohesive.labels));
-  add('seed-greedy', packGroups(p, seedGreedy(p.graph, { measure })));
+  add('cohesive', packGroups(p, mergeTogether(p, cohesive.labels)));
+  add('seed-greedy', packGroups(p, mergeTogether(p, seedGreedy(p.graph, { measure }))));
   // Only where groups are coarse beside a site (one holds a quarter of a site's room or more: a tree,
   // a stencil, a ladder), so packing them whole may cut badly: one part per site instead. Last, so it
   // wins only when strictly better: the other starts' results stay as they were on ties.
   const halves = cohesive.split || largestGroup(p, cohesive.labels) * 4 >= room.memoryKiB ? bisectLabels(p, measure) : null;
-  if (halves) add('bisection', packGroups(p, halves));
+  if (halves) add('bisection', packGroups(p, mergeTogether(p, halves)));
   if (cands.length === 0) return { name: 'current', placement: new Placement(p, p.origin.slice()), score: score(new Placement(p, p.origin.slice())) };
   return cands.reduce((a, b) => (b.score.amortised < a.score.amortised - 1e-12 * Math.abs(a.score.amortised) ? b : a));
 }

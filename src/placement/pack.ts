@@ -1,3 +1,4 @@
+import { allows } from './constraints.js';
 import type { Problem } from './problem.js';
 import { hostingRate, oneOff, Placement, scratch, siteCosts } from './state.js';
 
@@ -85,8 +86,10 @@ function fill(pl: Placement, group: readonly number[], hosts: readonly number[],
   const { mem, cpu } = extra;
   const out = new Int32Array(group.length).fill(-1);
   const site = hosts.length > 0 ? p.hostSite[hosts[0]!]! : -1;
+  // With rules, the group's tentative hosts count too: two members kept apart by host must not share one.
+  const hostOf = p.rules ? pl.host.slice() : pl.host;
   const room = (v: number, h: number) =>
-    p.destination[h] === 1 && pl.memUsed[h]! + mem[h]! + p.vmMem[v]! <= p.memCap[h]! * (1 + 1e-9) && pl.cpuUsed[h]! + cpu[h]! + p.vmCpu[v]! <= p.cpuCap[h]! * (1 + 1e-9);
+    p.destination[h] === 1 && pl.memUsed[h]! + mem[h]! + p.vmMem[v]! <= p.memCap[h]! * (1 + 1e-9) && pl.cpuUsed[h]! + cpu[h]! + p.vmCpu[v]! <= p.cpuCap[h]! * (1 + 1e-9) && allows(p, v, h, hostOf);
   let ok = true;
   for (let i = 0; i < group.length; i++) {
     const v = group[i]!;
@@ -109,6 +112,7 @@ function fill(pl: Placement, group: readonly number[], hosts: readonly number[],
       continue;
     }
     out[i] = pick;
+    if (p.rules) hostOf[v] = pick;
     mem[pick]! += p.vmMem[v]!;
     cpu[pick]! += p.vmCpu[v]!;
   }

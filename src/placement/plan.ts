@@ -1,9 +1,12 @@
 import { buildGraph, type PairTraffic, type TrafficMeasure } from '../analysis/graph.js';
+import { brokenBy, ruleCost } from './constraints.js';
 import type { Environment } from './env.js';
 import { explainMove, fmtBytesRate, fmtSeconds } from './explain.js';
 import type { VmInfo } from './live.js';
 import { optimise } from './optimise.js';
 import { buildProblem, UNITS, type Objective, type Problem } from './problem.js';
+import type { Rule } from './rules.js';
+import { moveDelta } from './search.js';
 import { hostingRate, migrationSeconds, oneOff, Placement, scratch, score, siteCosts, type Score } from './state.js';
 
 export interface PlanOptions {
@@ -18,6 +21,8 @@ export interface PlanOptions {
   now?: number;
   /** Measure the group detectors use to seed the search. Default 'bytes'. */
   measure?: TrafficMeasure;
+  /** The operator's rules (rules.ts): must and apart are never broken by a move, prefer and together are costs. */
+  rules?: readonly Rule[];
 }
 
 export interface Move {
@@ -47,6 +52,10 @@ export interface Plan {
   after: Score;
   /** Which start of the search gave the target placement. */
   method: string;
+  /** What a rule kept from moving: `vm3 stays on a2 rather than b1: apart from vm4 by host (rule db, ...)`. */
+  held: string[];
+  /** Rules the placement the plan leads to still breaks (none can be kept, or not within this round): never silent. */
+  broken: string[];
 }
 
 /** `virt-cohort plan`: ordered moves towards the best placement found, within the round's limits. */
@@ -65,21 +74,69 @@ export function planMoves(traffic: readonly PairTraffic[], vms: readonly VmInfo[
     opts.objective,
     horizon,
     opts.now ?? Date.now(),
+    opts.rules ?? [],
   );
   const start = new Placement(p, p.origin.slice());
   const before = score(start);
-  const base = { objective: opts.objective, unit: UNITS[opts.objective], horizonSeconds: horizon, before };
+  const base = { objective: opts.objective, unit: UNITS[opts.objective], horizonSeconds: horizon, before, held: [], broken: [] };
   if (vms.length === 0) return { ...base, moves: [], noMove: 'there are no VMs to place', after: before, method: 'none' };
   if (maxMoves < 1) return { ...base, moves: [], noMove: 'the round allows no move (maxMoves is 0)', after: before, method: 'none' };
   const best = optimise(p, opts.measure ?? 'bytes');
   const target = best.placement.host;
   const { moves, blocked } = sequence(p, start, target, maxMoves);
   const after = score(start);
-  const plan: Plan = { ...base, moves, after, method: best.name };
+  const plan: Plan = { ...base, moves, after, method: best.name, held: ruleHolds(start, new Set(moves.map((m) => m.vm))), broken: brokenRules(p, target) };
   if (moves.length === 0) {
     plan.noMove = whyNoMove(p, before, target, blocked, g.edgeA.length === 0) ?? unpaid(p, before, opts.measure ?? 'bytes', explain(p, before));
+    if (plan.broken.length) plan.noMove = `${plan.noMove}; and no placement found keeps every rule (see broken)`;
   }
   return plan;
+}
+
+/**
+ * What the rules kept from moving: each VM with a rule whose best host, rules
+ * aside, would lower the objective but breaks a rule that its own place keeps.
+ */
+function ruleHolds(pl: Placement, moved: Set<string>): string[] {
+  const p = pl.p;
+  const c = p.rules;
+  if (!c) return [];
+  const s = scratch(p);
+  const out: string[] = [];
+  for (let v = 0; v < p.nVm; v++) {
+    const cur = pl.host[v]!;
+    if (!c.touched[v] || !p.movable[v] || cur < 0) continue;
+    const cost = siteCosts(pl, v, s);
+    const here = ruleCost(p, v, cur, pl.host);
+    let best = -1;
+    let bestD = -1e-12 * (1 + Math.abs(cost[p.hostSite[cur]!]!));
+    for (let h = 0; h < p.nHost; h++) {
+      if (h === cur || !pl.hasRoom(v, h)) continue;
+      const d = moveDelta(pl, v, h, cost) - ruleCost(p, v, h, pl.host) + here;
+      if (d < bestD) {
+        bestD = d;
+        best = h;
+      }
+    }
+    if (best < 0 || ruleCost(p, v, best, pl.host) <= here) continue;
+    const kept = new Set(brokenBy(p, v, cur, pl.host));
+    const why = brokenBy(p, v, best, pl.host).filter((x) => !kept.has(x));
+    const name = p.graph.names[v]!;
+    out.push(`${name} ${moved.has(name) ? 'goes to' : 'stays on'} ${p.hostNames[cur]} rather than ${p.hostNames[best]}: ${why.join('; ')}`);
+  }
+  return out;
+}
+
+/** The rules the target placement breaks, one line per VM (a pair once). */
+function brokenRules(p: Problem, target: Int32Array): string[] {
+  if (!p.rules) return [];
+  const out: string[] = [];
+  for (let v = 0; v < p.nVm; v++) {
+    if (target[v]! < 0) continue;
+    const why = brokenBy(p, v, target[v]!, target, { pairsOnce: true });
+    if (why.length) out.push(`${p.graph.names[v]} on ${p.hostNames[target[v]!]} breaks: ${why.join('; ')}${p.movable[v] ? '' : ' (it is pinned)'}`);
+  }
+  return out;
 }
 
 /** Nothing pays back: say what the best placement would save if migrations were free, and when it would pay. */
@@ -105,7 +162,7 @@ function sequence(p: Problem, cur: Placement, target: Int32Array, maxMoves: numb
   const pending: number[] = [];
   for (let v = 0; v < p.nVm; v++) if (target[v] !== cur.host[v]) pending.push(v);
   const s = scratch(p);
-  const steps: { v: number; to: number; gain: number; cost: number; secs: number; from: number }[] = [];
+  const steps: { v: number; to: number; gain: number; rules: number; cost: number; secs: number; from: number }[] = [];
   const trial = cur.clone();
   // A pending VM's gain changes only when a neighbour moves or when its own or its target host
   // gains or loses its last VM: cached, and recomputed only then.
@@ -124,7 +181,7 @@ function sequence(p: Problem, cur: Placement, target: Int32Array, maxMoves: numb
         gainOf[v] = rateGain(trial, v, h, s);
         known[v] = 1;
       }
-      const gain = gainOf[v]!;
+      const gain = gainOf[v]! + ruleCost(p, v, trial.host[v]!, trial.host) - ruleCost(p, v, h, trial.host);
       const net = gain - oneOff(p, v, h) / p.horizonSeconds;
       if (net > pickNet) {
         pickNet = net;
@@ -136,7 +193,7 @@ function sequence(p: Problem, cur: Placement, target: Int32Array, maxMoves: numb
     const v = pending[pick]!;
     const h = target[v]!;
     const from = trial.host[v]!;
-    steps.push({ v, to: h, gain: pickGain, cost: oneOff(p, v, h), secs: migrationSeconds(p, v, from, h), from });
+    steps.push({ v, to: h, gain: pickGain, rules: pickGain - gainOf[v]!, cost: oneOff(p, v, h), secs: migrationSeconds(p, v, from, h), from });
     trial.move(v, h);
     pending.splice(pick, 1);
     for (let i = graph.offsets[v]!; i < graph.offsets[v + 1]!; i++) if (graph.neighbours[i]! < p.nVm) known[graph.neighbours[i]!] = 0;
@@ -161,7 +218,8 @@ function sequence(p: Problem, cur: Placement, target: Int32Array, maxMoves: numb
   const moves: Move[] = [];
   for (let k = 0; k < keep; k++) {
     const st = steps[k]!;
-    const reason = explainMove(cur, st.v, st.to, st.gain, st.cost, payback[k]!);
+    const kept = st.rules > 0 ? brokenBy(p, st.v, st.from, cur.host).filter((x) => !brokenBy(p, st.v, st.to, cur.host).includes(x)) : [];
+    const reason = explainMove(cur, st.v, st.to, st.gain - st.rules, st.cost, payback[k]!, kept);
     moves.push({
       vm: p.graph.names[st.v]!,
       from: p.hostNames[st.from]!,

@@ -1,7 +1,9 @@
 import type { TrafficGraph } from '../analysis/graph.js';
 import type { OBJECTIVES } from '../config/schema.js';
 import { UserError } from '../util/errors.js';
+import { compileRules, penaltyFor, type Constraints } from './constraints.js';
 import type { Environment } from './env.js';
+import type { Rule } from './rules.js';
 
 /**
  * What a plan optimises. All three are rates (per second) plus one-off migration costs in the
@@ -58,6 +60,8 @@ export interface Problem {
   /** Share of the horizon a host stays available (1 = all of it). */
   readonly windowFrac: Float64Array;
   readonly horizonSeconds: number;
+  /** The operator's rules over these VMs and hosts (constraints.ts); undefined when none applies. */
+  readonly rules?: Constraints | undefined;
 }
 
 export interface ProblemVm {
@@ -70,7 +74,7 @@ export interface ProblemVm {
 }
 
 /** Indexes everything once so that the search touches only typed arrays. */
-export function buildProblem(g: TrafficGraph, vms: readonly ProblemVm[], env: Environment, objective: Objective, horizonSeconds: number, now: number): Problem {
+export function buildProblem(g: TrafficGraph, vms: readonly ProblemVm[], env: Environment, objective: Objective, horizonSeconds: number, now: number, rules: readonly Rule[] = []): Problem {
   if (vms.length !== g.vmCount || vms.some((v, i) => g.names[i] !== v.name)) {
     throw new Error('buildProblem: the graph must be built from the same VM list, in the same order');
   }
@@ -156,7 +160,7 @@ export function buildProblem(g: TrafficGraph, vms: readonly ProblemVm[], env: En
       hostPerGiB[i] = h.price.perGiBHour / 3600;
     } else hostOpen[i] = 1;
   });
-  return {
+  const p: Problem = {
     graph: g,
     objective,
     nVm: vms.length,
@@ -184,6 +188,8 @@ export function buildProblem(g: TrafficGraph, vms: readonly ProblemVm[], env: En
     windowFrac,
     horizonSeconds,
   };
+  if (!rules.length) return p;
+  return { ...p, rules: compileRules(rules, g.names.slice(0, g.vmCount), p.hostNames, hostSite, siteNames, penaltyFor(p)) };
 }
 
 /** Memory (KiB) and vCPUs each site's destination hosts offer, by site index. */

@@ -1,3 +1,4 @@
+import { ruleCost } from './constraints.js';
 import { hostingRate, oneOff, scratch, siteCosts, type Placement } from './state.js';
 
 export interface ImproveOptions {
@@ -32,10 +33,10 @@ export function moveDelta(pl: Placement, v: number, h: number, cost: Float64Arra
   const p = pl.p;
   const cur = pl.host[v]!;
   const H = p.horizonSeconds;
-  let d = cost[p.hostSite[h]!]! + hostingRate(p, v, h) + oneOff(p, v, h) / H;
+  let d = cost[p.hostSite[h]!]! + hostingRate(p, v, h) + oneOff(p, v, h) / H + ruleCost(p, v, h, pl.host);
   if (pl.count[h] === 0) d += p.hostOpen[h]!;
   if (cur >= 0) {
-    d -= cost[p.hostSite[cur]!]! + hostingRate(p, v, cur) + oneOff(p, v, cur) / H;
+    d -= cost[p.hostSite[cur]!]! + hostingRate(p, v, cur) + oneOff(p, v, cur) / H + ruleCost(p, v, cur, pl.host);
     if (pl.count[cur] === 1) d -= p.hostOpen[cur]!;
   }
   return d;
@@ -91,7 +92,7 @@ function vertexPass(pl: Placement): number {
     let best = -1;
     let bestD = -tolerance(cost[p.hostSite[cur]!]! + Math.abs(hostingRate(p, v, cur)));
     // What leaving cur saves at most: its comm, hosting, a host closed, a one-off undone.
-    const leave = cost[p.hostSite[cur]!]! + hostingRate(p, v, cur) + (pl.count[cur] === 1 ? p.hostOpen[cur]! : 0) + oneOff(p, v, cur) / p.horizonSeconds;
+    const leave = cost[p.hostSite[cur]!]! + hostingRate(p, v, cur) + (pl.count[cur] === 1 ? p.hostOpen[cur]! : 0) + oneOff(p, v, cur) / p.horizonSeconds + ruleCost(p, v, cur, pl.host);
     // The least one-off a host of the site can cost: 0 in the origin's site (the origin itself),
     // else the migration there. Without it a VM already moved would scan its own site's every host.
     const o = p.origin[v]!;
@@ -135,7 +136,7 @@ function swapPass(pl: Placement): number {
   for (let v = 0; v < p.nVm; v++) if (pl.host[v]! >= 0) refresh(v);
   const edgeM = new Float64Array(p.nVm);
   const edgeB = new Float64Array(p.nVm);
-  const unit = (v: number, h: number) => costs[v * S + p.hostSite[h]!]! + hostingRate(p, v, h) + oneOff(p, v, h) / H;
+  const unit = (v: number, h: number) => costs[v * S + p.hostSite[h]!]! + hostingRate(p, v, h) + oneOff(p, v, h) / H + ruleCost(p, v, h, pl.host);
   let swaps = 0;
   for (let v = 0; v < p.nVm; v++) {
     const hv = pl.host[v]!;

@@ -1,3 +1,4 @@
+import { allows, totalRuleCost } from './constraints.js';
 import type { Problem } from './problem.js';
 
 /** Relative slack on capacity checks: memory in KiB summed as doubles must not fail on rounding. */
@@ -27,14 +28,24 @@ export class Placement {
   clone(): Placement {
     return new Placement(this.p, this.host.slice());
   }
+  /** Whether h can take v now: room, and no hard rule (must, apart) broken. */
   fits(v: number, h: number): boolean {
+    return this.hasRoom(v, h) && allows(this.p, v, h, this.host);
+  }
+  /** Whether h has room for v now, rules aside. */
+  hasRoom(v: number, h: number): boolean {
     const p = this.p;
     return p.destination[h] === 1 && this.memUsed[h]! + p.vmMem[v]! <= p.memCap[h]! * (1 + EPS) && this.cpuUsed[h]! + p.vmCpu[v]! <= p.cpuCap[h]! * (1 + EPS);
   }
   /** Whether h can take v after `out` (another VM) leaves it: for swaps. */
   fitsWithout(v: number, h: number, out: number): boolean {
     const p = this.p;
-    return p.destination[h] === 1 && this.memUsed[h]! - p.vmMem[out]! + p.vmMem[v]! <= p.memCap[h]! * (1 + EPS) && this.cpuUsed[h]! - p.vmCpu[out]! + p.vmCpu[v]! <= p.cpuCap[h]! * (1 + EPS);
+    return (
+      p.destination[h] === 1 &&
+      this.memUsed[h]! - p.vmMem[out]! + p.vmMem[v]! <= p.memCap[h]! * (1 + EPS) &&
+      this.cpuUsed[h]! - p.vmCpu[out]! + p.vmCpu[v]! <= p.cpuCap[h]! * (1 + EPS) &&
+      allows(p, v, h, this.host, out)
+    );
   }
   move(v: number, h: number): void {
     const from = this.host[v]!;
@@ -133,8 +144,10 @@ export interface Score {
   rate: number;
   /** One-off cost of all moves from the origin, in the objective's unit. */
   oneOff: number;
-  /** rate + oneOff / horizon: what the search minimises. */
+  /** rate + oneOff / horizon + rules: what the search minimises. */
   amortised: number;
+  /** What broken rules add to it (constraints.ts: a penalty per soft rule broken, HARD per hard one). */
+  rules: number;
   interSiteMessages: number;
   interSiteBytes: number;
   hostsUsed: number;
@@ -173,5 +186,6 @@ export function score(pl: Placement): Score {
       rate += p.hostOpen[h]!;
     }
   }
-  return { rate, oneOff: off, amortised: rate + off / p.horizonSeconds, interSiteMessages: im, interSiteBytes: ib, hostsUsed, moves };
+  const rules = totalRuleCost(p, pl.host);
+  return { rate, oneOff: off, amortised: rate + off / p.horizonSeconds + rules, rules, interSiteMessages: im, interSiteBytes: ib, hostsUsed, moves };
 }

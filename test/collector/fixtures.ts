@@ -53,3 +53,22 @@ export function fileRedis(): { server: TestRedis; redis: Redis } {
   });
   return r;
 }
+
+/** A host of 8 CPUs and 8 GiB (6 free), as the plan, rules and manager tests register it. */
+export function liveHost(site: string, uri = 'qemu:///system', migrateUri = ''): HostRecord {
+  return { site, uri, migrateUri, cpus: 8, memoryKiB: 8 << 20, freeMemoryKiB: 6 << 20, vms: 2, sensor: 'ebpf', periodSeconds: L };
+}
+
+/**
+ * Registers `hosts` as first seen an hour ago, and returns the call that marks them seen 10 min
+ * from now: made after the reports are written, it keeps them live for the whole test.
+ */
+export async function registerHosts(redis: Redis, hosts: readonly (readonly [name: string, site: string, uri?: string])[]): Promise<() => Promise<void>> {
+  const registry = new Registry(redis);
+  await redis.hset(K.settings, 'periodSeconds', L);
+  const all = async (at: number) => {
+    for (const [h, s, uri] of hosts) await registry.registerHost(h, liveHost(s, uri), at);
+  };
+  await all(Date.now() - 3_600_000);
+  return () => all(Date.now() + 600_000);
+}

@@ -48,7 +48,7 @@ test('the commands keep their flags', () => {
     longs(managerCommand()),
     sorted(
       '--lab --config --no-config --pretty --apply --every --objective --env --horizon --max-moves --confirm ' +
-        '--cooldown --max-per-host --max-concurrent --timeout --auto-converge --span --exclude --cpu-overcommit --reserve-memory --once --json --metrics --metrics-bind --redis',
+        '--cooldown --external-hold --max-per-host --max-concurrent --timeout --auto-converge --span --exclude --cpu-overcommit --reserve-memory --once --json --metrics --metrics-bind --redis',
     ),
   );
   assert.deepEqual(longs(doctorCommand()), sorted('--config --no-config --libvirt-uri --hooks-dir --pin-root --redis --state-dir --socket --manager --json'));
@@ -93,6 +93,8 @@ test('the modules keep their defaults', () => {
       maxMoves: 5,
       confirmRounds: 2,
       cooldownMs: 600_000,
+      externalHoldMs: 1_800_000,
+      events: true,
       maxPerHost: 1,
       maxConcurrent: 2,
       timeoutMs: 300_000,
