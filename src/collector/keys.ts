@@ -57,6 +57,10 @@ export const K = {
   settings: 'vc:settings',
   /** STRING: the active manager's id, with an expiry (the leader lock). */
   managerLock: 'vc:manager:lock',
+  /** STRING: the leadership term, raised each time a manager takes the lock: the fencing token of its migrations. */
+  managerTerm: 'vc:manager:term',
+  /** STRING: JSON {term, moves: {"vm→host": rounds in a row proposed}}, the hysteresis streak of the leader of that term. */
+  managerStreak: 'vc:manager:streak',
   /** HASH per VM: count and until (ms) of its migration cooldown. */
   cooldown: (vm: string) => `vc:cooldown:${vm}`,
   /** HASH vm → JSON of the migration running now (from, to, at, manager, term): written before virsh starts, removed with its record. */

@@ -29,9 +29,11 @@ export interface ExecutorOptions extends Limits {
   autoConverge: boolean;
   /** First cooldown after a migration of a VM; doubles with each repeat. */
   cooldownMs: number;
-  /** Checked before each migration starts: only the leader acts. */
-  mayAct: () => boolean;
+  /** Checked before each migration starts: only the leader acts (the manager asks Redis, with its fencing token). */
+  mayAct: () => boolean | Promise<boolean>;
   manager?: string;
+  /** The leader's fencing token, written in the migration's mark and record. */
+  term?: number;
   progressEveryMs?: number;
   onProgress?: (vm: string, percent: number, mibPerSecond: number) => void;
 }
@@ -49,7 +51,7 @@ export async function execute(redis: Redis, moves: MoveOrder[], routes: Map<stri
       if (wait === 'cluster-full') break;
       if (wait) continue;
       pending.splice(i--, 1);
-      if (!opts.mayAct()) {
+      if (!(await opts.mayAct())) {
         log.warn({ vm: m.vm }, 'no longer the leader: move not started');
         continue;
       }
@@ -75,7 +77,17 @@ export async function migrateOne(redis: Redis, m: MoveOrder, routes: Map<string,
   if (!src) throw new UserError(`no libvirt URI known for host '${m.from}' (is its agent running?)`);
   if (!dst) throw new UserError(`no libvirt URI known for host '${m.to}' (is its agent running?)`);
   const at = Date.now();
-  const rec: MigrationRecord = { vm: m.vm, from: m.from, to: m.to, outcome: 'failed', at, seconds: 0, ...(m.reason ? { reason: m.reason } : {}), ...(opts.manager ? { manager: opts.manager } : {}) };
+  const rec: MigrationRecord = {
+    vm: m.vm,
+    from: m.from,
+    to: m.to,
+    outcome: 'failed',
+    at,
+    seconds: 0,
+    ...(m.reason ? { reason: m.reason } : {}),
+    ...(opts.manager ? { manager: opts.manager } : {}),
+    ...(opts.term ? { term: opts.term } : {}),
+  };
   const state = await domainState(src.uri, m.vm).catch((err: Error) => `unknown (${err.message.split('\n')[0]})`);
   if (state !== 'running') {
     rec.error = `${m.vm} is not running on ${m.from} (state: ${state})`;
@@ -84,7 +96,7 @@ export async function migrateOne(redis: Redis, m: MoveOrder, routes: Map<string,
   }
   // Marked and cooled down before virsh starts: a manager killed now leaves the next leader what to adopt.
   await startCooldown(redis, m.vm, opts.cooldownMs);
-  await markRunning(redis, { vm: m.vm, from: m.from, to: m.to, at, ...(opts.manager && { manager: opts.manager }), ...(m.reason && { reason: m.reason }) });
+  await markRunning(redis, { vm: m.vm, from: m.from, to: m.to, at, ...(opts.manager && { manager: opts.manager }), ...(opts.term && { term: opts.term }), ...(m.reason && { reason: m.reason }) });
   log.info({ vm: m.vm, from: m.from, to: m.to, reason: m.reason }, 'migration starting');
   let aborted = false;
   let migrating = true;
@@ -142,12 +154,20 @@ export async function migrateOne(redis: Redis, m: MoveOrder, routes: Map<string,
   return rec;
 }
 
-/** Records the outcome (and clears the running mark); `cool`: start the cooldown now (it was not, before virsh). */
+/**
+ * Records the outcome and clears the running mark; `cool`: start the cooldown
+ * now (it was not, before virsh). A marked migration is recorded by whoever
+ * clears its mark: when an old leader and the one that adopted its migration
+ * both see it end, it is recorded once.
+ */
 export async function finish(redis: Redis, rec: MigrationRecord, opts: Pick<ExecutorOptions, 'cooldownMs'>, cool: boolean): Promise<void> {
-  managerMetrics.migration(rec);
   if (cool) await startCooldown(redis, rec.vm, opts.cooldownMs).catch(() => 0);
+  else if ((await clearRunning(redis, rec.vm).catch(() => 1)) === 0) {
+    log.info({ vm: rec.vm, outcome: rec.outcome }, 'migration already recorded by the manager that adopted or started it');
+    return;
+  }
+  managerMetrics.migration(rec);
   await recordMigration(redis, rec).catch((err) => log.error({ err, rec }, 'cannot record the migration in Redis'));
-  await clearRunning(redis, rec.vm).catch(() => undefined);
   const until = await cooldownUntil(redis, rec.vm).catch(() => 0);
   log.info({ ...rec, cooldownUntil: until ? new Date(until).toISOString() : undefined }, 'migration recorded');
 }

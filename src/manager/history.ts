@@ -16,6 +16,8 @@ export interface MigrationRecord {
   reason?: string;
   error?: string;
   manager?: string;
+  /** The leader's fencing token (its term) when it started the migration. */
+  term?: number;
 }
 
 const MAXLEN = 100_000;
@@ -46,6 +48,7 @@ export async function readHistory(redis: Redis, count = 50, vm?: string): Promis
       ...(o.reason ? { reason: o.reason } : {}),
       ...(o.error ? { error: o.error } : {}),
       ...(o.manager ? { manager: o.manager } : {}),
+      ...(o.term ? { term: Number(o.term) } : {}),
     });
     if (out.length >= count) break;
   }
@@ -58,6 +61,14 @@ export async function readHistory(redis: Redis, count = 50, vm?: string): Promis
  */
 export async function cooldownUntil(redis: Redis, vm: string): Promise<number> {
   return Number((await redis.hget(K.cooldown(vm), 'until')) ?? 0);
+}
+
+/** cooldownUntil for many VMs in one round trip: VM → end of its cooldown (0: none). */
+export async function cooldowns(redis: Redis, vms: readonly string[]): Promise<Map<string, number>> {
+  const p = redis.pipeline();
+  for (const vm of vms) p.hget(K.cooldown(vm), 'until');
+  const res = (await p.exec()) ?? [];
+  return new Map(vms.map((vm, i) => [vm, Number(res[i]?.[1] ?? 0)]));
 }
 
 export async function startCooldown(redis: Redis, vm: string, baseMs: number, now = Date.now()): Promise<number> {
@@ -79,6 +90,8 @@ export interface Running {
   to: string;
   at: number;
   manager?: string;
+  /** The fencing token of the leader that started it. */
+  term?: number;
   reason?: string;
 }
 
@@ -86,8 +99,9 @@ export async function markRunning(redis: Redis, r: Running): Promise<void> {
   await redis.hset(K.migrating, r.vm, JSON.stringify(r));
 }
 
-export async function clearRunning(redis: Redis, vm: string): Promise<void> {
-  await redis.hdel(K.migrating, vm);
+/** Removes the mark; 1 if this call removed it, 0 if it was already gone. */
+export async function clearRunning(redis: Redis, vm: string): Promise<number> {
+  return redis.hdel(K.migrating, vm);
 }
 
 export async function readRunning(redis: Redis): Promise<Running[]> {

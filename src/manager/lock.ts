@@ -7,11 +7,19 @@ import { logger } from '../util/log.js';
 const log = logger('lock');
 
 // Take the lock if it is free, renew it if it is ours (also when our own SET arrived after we gave up on
-// it, during a stall), else fail: another manager holds it.
+// it, during a stall), else fail: another manager holds it. Returns the term (each take raises it: the
+// fencing token), 0 when the lock is another's.
 const ACQUIRE = `local v = redis.call('GET', KEYS[1])
-if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
-if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return tonumber(redis.call('GET', KEYS[2]) or '0') end
+if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return redis.call('INCR', KEYS[2]) end
 return 0`;
+// Whether the lock is still ours in the same term: checked in Redis right before each migration starts.
+const FENCE = `if redis.call('GET', KEYS[1]) == ARGV[1] and redis.call('GET', KEYS[2]) == ARGV[2] then return 1 end
+return 0`;
+// The streak is written only by the leader of its term: an old leader's late write is refused.
+const SAVE_STREAK = `if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1`;
 // Release only if the lock is still ours: another manager may hold it after an expiry.
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
 
@@ -32,7 +40,12 @@ export class LeaderLock {
   private leader = false;
   /** Monotonic time the last successful SET or renewal was sent. */
   private heldSince = -Infinity;
-  /** Counts the times this manager became leader: state kept for one term (the hysteresis streak) is not reused in the next. */
+  /**
+   * The leadership term this manager holds (0: none yet): raised in Redis at
+   * each take of the lock, so it orders every leader there ever was. It fences
+   * migrations (checked before each starts, written in its mark and record)
+   * and the hysteresis streak (reset when the term changes).
+   */
   term = 0;
   private timer?: NodeJS.Timeout;
 
@@ -60,26 +73,35 @@ export class LeaderLock {
   }
 
   async tick(): Promise<boolean> {
-    let ok = false;
+    let term = 0;
     const sent = performance.now();
     try {
-      ok = await bounded(
-        this.redis.eval(ACQUIRE, 1, K.managerLock, this.id, this.ttlMs).then((r) => Number(r) === 1),
+      term = await bounded(
+        this.redis.eval(ACQUIRE, 2, K.managerLock, K.managerTerm, this.id, this.ttlMs).then((r) => Number(r)),
         this.validMs / 2,
       );
     } catch (err) {
       log.warn({ err: (err as Error).message }, 'cannot reach Redis for the manager lock');
-      ok = false;
     }
-    if (ok) this.heldSince = sent;
+    const ok = term > 0;
+    if (ok) {
+      this.heldSince = sent;
+      this.term = term;
+    }
     if (ok !== this.leader) {
       this.leader = ok;
-      if (ok) this.term++;
       if (ok) log.info({ id: this.id, term: this.term }, 'this manager is the leader');
       else log.warn({ id: this.id, holder: await this.holder() }, 'not the leader (standing by)');
       this.onChange(ok);
     }
     return ok;
+  }
+
+  /** Leader now, by its last renewal, and by Redis itself in the same term: asked right before a migration starts. */
+  async fenced(): Promise<boolean> {
+    if (!this.isLeader) return false;
+    const r = await bounded(this.redis.eval(FENCE, 2, K.managerLock, K.managerTerm, this.id, String(this.term)), this.validMs / 2).catch(() => 0);
+    return Number(r) === 1 && this.isLeader;
   }
 
   async holder(): Promise<string | null> {
@@ -101,4 +123,24 @@ function bounded<T>(p: Promise<T>, ms: number): Promise<T> {
   });
   p.catch(() => undefined); // answered after the deadline: ignored
   return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
+/** The hysteresis streak kept in Redis for `term`; a streak of another term (an earlier leader's) starts over. */
+export async function loadStreak(redis: Redis, term: number): Promise<Map<string, number>> {
+  const text = await bounded(redis.get(K.managerStreak), 5000).catch(() => null);
+  try {
+    const saved = JSON.parse(text ?? 'null') as { term: number; moves: Record<string, number> } | null;
+    if (saved?.term === term) return new Map(Object.entries(saved.moves));
+  } catch {
+    log.warn('the saved hysteresis streak is not JSON: starting it over');
+  }
+  return new Map();
+}
+
+/** Saves the streak, only while `term` is still the current one. */
+export async function saveStreak(redis: Redis, term: number, streak: ReadonlyMap<string, number>): Promise<void> {
+  const text = JSON.stringify({ term, moves: Object.fromEntries(streak) });
+  await bounded(redis.eval(SAVE_STREAK, 2, K.managerStreak, K.managerTerm, String(term), text), 5000).catch((err: Error) =>
+    log.warn({ err: err.message }, 'cannot save the hysteresis streak: the next round counts from what Redis has'),
+  );
 }

@@ -44,8 +44,18 @@ export interface Facts {
   now?: number;
 }
 
-/** Whether `vm` may move to `to` now; undefined when it may. The checks run in this order, so the first reason found is given. */
+/** Whether `vm` may move to `to` now; undefined when it may. Reads the VM's cooldown from Redis, then asks holdOf. */
 export async function whyHeld(redis: Redis, move: { vm: string; to: string }, facts: Facts, checks: Checks): Promise<Hold | undefined> {
+  const until = checks.cooldown ? await cooldownUntil(redis, move.vm) : 0;
+  return holdOf(move, { ...facts, cooldowns: new Map([[move.vm, until]]) }, checks);
+}
+
+/**
+ * whyHeld on facts already read (`cooldowns`: VM → end of its cooldown, ms),
+ * for a decision made without I/O (the manager's round, a replay). The checks
+ * run in this order, so the first reason found is given.
+ */
+export function holdOf(move: { vm: string; to: string }, facts: Facts & { cooldowns: ReadonlyMap<string, number> }, checks: Checks): Hold | undefined {
   const v = facts.vms.find((x) => x.name === move.vm);
   if (!v) return { kind: 'unknown-vm', vm: move.vm };
   const dst = facts.hosts.find((h) => h.host === move.to);
@@ -56,7 +66,7 @@ export async function whyHeld(redis: Redis, move: { vm: string; to: string }, fa
   if (checks.room && dst.freeMemoryKiB < v.memoryKiB) return { kind: 'no-room', vm: v.name, host: move.to, freeKiB: dst.freeMemoryKiB, needKiB: v.memoryKiB };
   if (checks.draining && dst.draining) return { kind: 'draining', host: move.to };
   if (checks.cooldown) {
-    const until = await cooldownUntil(redis, v.name);
+    const until = facts.cooldowns.get(v.name) ?? 0;
     if (until > (facts.now ?? Date.now())) return { kind: 'cooldown', vm: v.name, until };
   }
   if (checks.confirm && checks.confirm.seen < checks.confirm.rounds) return { kind: 'unconfirmed', seen: checks.confirm.seen, needed: checks.confirm.rounds };

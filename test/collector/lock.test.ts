@@ -4,7 +4,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
-import { LeaderLock } from '../../src/manager/lock.js';
+import { LeaderLock, loadStreak, saveStreak } from '../../src/manager/lock.js';
 import { sleep } from '../../src/util/exec.js';
 import { TestRedis } from '../helpers/redis.js';
 
@@ -64,4 +64,31 @@ test('a Redis stall longer than the TTL: the leader steps down by itself within 
   assert.equal(both, 0, 'never two leaders at once');
   await a.stop();
   await b.stop();
+});
+
+test('the fencing token: each take raises the term; a deposed leader fails its fence and cannot write the streak', async () => {
+  const TTL = 1200;
+  const redis = client();
+  const a = new LeaderLock(client(), TTL);
+  const b = new LeaderLock(client(), TTL);
+  assert.equal(await a.tick(), true);
+  const termA = a.term;
+  assert.equal(await a.fenced(), true, 'the leader passes its fence');
+  await saveStreak(redis, termA, new Map([['vm1\u2192b1', 1]]));
+  assert.deepEqual([...(await loadStreak(redis, termA))], [['vm1\u2192b1', 1]], 'the streak is kept in Redis for its term');
+
+  // a is stuck (no renewal) past the TTL; b takes the lock in a new term.
+  await sleep(TTL + 200);
+  assert.equal(await b.tick(), true);
+  assert.ok(b.term > termA, `b's term ${b.term} is above a's ${termA}`);
+  assert.equal(await a.fenced(), false, 'the deposed leader fails its fence');
+  assert.equal((await loadStreak(redis, b.term)).size, 0, 'a new term starts its streak over');
+  await saveStreak(redis, termA, new Map([['vm2\u2192a1', 5]]));
+  assert.deepEqual([...(await loadStreak(redis, termA))], [['vm1\u2192b1', 1]], "the old term's late write was refused");
+  await saveStreak(redis, b.term, new Map([['vm3\u2192a2', 2]]));
+  assert.deepEqual([...(await loadStreak(redis, b.term))], [['vm3\u2192a2', 2]]);
+  await redis.set('vc:manager:streak', 'garbage');
+  assert.equal((await loadStreak(redis, b.term)).size, 0, 'a garbage streak starts over');
+  await b.stop();
+  await a.stop();
 });

@@ -10,7 +10,9 @@ import { Registry, type HostRecord } from '../../src/collector/registry.js';
 import { Store } from '../../src/collector/store.js';
 import { labEnvironment } from '../../src/lab/environment.js';
 import { parseEnvironment } from '../../src/placement/index.js';
-import { defaultEnvironment, planFromCollector } from '../../src/placement/fromCollector.js';
+import { defaultEnvironment, planFromCollector, readCollector } from '../../src/placement/fromCollector.js';
+import { decide, type DecisionInput } from '../../src/manager/decide.js';
+import { DEFAULT_MANAGER } from '../../src/manager/config.js';
 import { packageRoot } from '../../src/paths.js';
 import { TestRedis } from '../helpers/redis.js';
 import { L, report } from './fixtures.js';
@@ -240,6 +242,46 @@ test('the exported planFromCollector gives the same plan and the inventory behin
     defaultEnvironment(r.registry).links.map((l) => l.sites),
     [['a', 'b']],
   );
+});
+
+test("decide, the manager's one decision: hysteresis, cooldown, closed hosts, draining, and the same answer for the same input", async () => {
+  const view = await readCollector(dbs[0]!, { query: { type: 'weighted', span: 10, maxWaitMs: 5000, approx: true } });
+  const now = Date.now();
+  const base: DecisionInput = { view, settings: { ...DEFAULT_MANAGER, confirmRounds: 2 }, streak: new Map(), cooldowns: new Map(), closed: new Map(), now };
+  const first = decide(base);
+  assert.equal(first.plan?.moves.length, 2);
+  assert.equal(first.orders.length, 0, 'proposed once: held for the second round');
+  assert.deepEqual(
+    first.skipped.map((s) => s.why),
+    ['proposed 1 round(s) in a row; moves after 2', 'proposed 1 round(s) in a row; moves after 2'],
+  );
+  assert.ok(first.interSite > 0.99, `every byte crosses sites (${first.interSite})`);
+  assert.deepEqual(first.groups.map((g) => [...g].sort()).sort(), [
+    ['x1', 'x2'],
+    ['y1', 'y2'],
+  ]);
+
+  const second = decide({ ...base, streak: first.streak });
+  assert.deepEqual(
+    second.orders.map((o) => o.vm),
+    first.plan?.moves.map((m) => m.vm),
+    'confirmed: the same moves go',
+  );
+  assert.deepEqual([...second.streak.values()], [2, 2]);
+  assert.deepEqual(decide({ ...base, streak: first.streak }), second, 'the same input gives the same decision');
+
+  const cooling = decide({ ...base, streak: first.streak, cooldowns: new Map([[second.orders[0]!.vm, now + 60_000]]) });
+  assert.equal(cooling.orders.length, 1);
+  assert.match(cooling.skipped[0]!.why, /^in cooldown until /);
+  assert.equal(decide({ ...base, streak: first.streak, cooldowns: new Map([[second.orders[0]!.vm, now - 1]]) }).orders.length, 2, 'a cooldown that ended holds nothing');
+
+  const shut = decide({ ...base, streak: first.streak, closed: new Map([['b1', 'its routes are not vouched for']]) });
+  assert.equal(shut.orders.filter((o) => o.from === 'b1' || o.to === 'b1').length, 0, 'nothing moves from or to a closed host');
+
+  const drained = { ...view, registry: view.registry.map((h) => (h.host === 'a1' ? { ...h, draining: true } : h)) };
+  const drain = decide({ ...base, view: drained });
+  assert.deepEqual(drain.orders.map((o) => `${o.vm} ${o.from}->${o.to}`).sort(), ['x1 a1->b1', 'y1 a1->b1'], 'a draining host is emptied at once, no confirmation');
+  assert.deepEqual(decide({ ...base, view: { ...view, answer: { status: 'reformulate', reason: 'no periods' } as typeof view.answer } }).note, 'the collector handed the query back: no periods');
 });
 
 test('an environment file whose hosts do not match the registry: the differences are listed and the command goes on with what is known', async () => {

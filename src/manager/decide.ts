@@ -1,0 +1,132 @@
+import { pairMember } from '../collector/keys.js';
+import type { CollectorView } from '../placement/fromCollector.js';
+import { planMoves, type Plan } from '../placement/index.js';
+import { clusterGroups, interSiteShare } from '../placement/view.js';
+import type { Environment } from '../placement/env.js';
+import type { ManagerConfig } from './config.js';
+import type { MoveOrder } from './executor.js';
+import { describeHold, holdOf } from './safety.js';
+
+/** The settings a decision depends on (the manager's, as configured). */
+export type DecisionSettings = Pick<ManagerConfig, 'objective' | 'horizonSeconds' | 'maxMoves' | 'exclude' | 'confirmRounds'>;
+
+/** Everything one decision reads, already fetched: the decision itself does no I/O. */
+export interface DecisionInput {
+  view: CollectorView;
+  settings: DecisionSettings;
+  /** "vm→host" (pairMember) → rounds in a row the move was proposed, before this one. */
+  streak: ReadonlyMap<string, number>;
+  /** VM → end of its migration cooldown (ms since the epoch). */
+  cooldowns: ReadonlyMap<string, number>;
+  /** Hosts nothing moves from or to, with the reason (routes the manager does not vouch for). */
+  closed: ReadonlyMap<string, string>;
+  /** The decision's clock (ms): cooldowns and availability windows are judged at it. */
+  now: number;
+}
+
+export interface Decision {
+  /** Share of VM-to-VM bytes/s that crosses sites. */
+  interSite: number;
+  /** The significant groups, as `virt-cohort groups` finds them with this horizon. */
+  groups: string[][];
+  plan?: Plan;
+  /** Moves to make now: the plan's confirmed moves, then the evacuation of draining hosts. */
+  orders: MoveOrder[];
+  skipped: { vm: string; to: string; why: string }[];
+  /** The streak after this decision (moves proposed again count one more; others start over). */
+  streak: Map<string, number>;
+  note?: string;
+}
+
+/**
+ * One decision of the manager: plan over the view, keep the hysteresis
+ * streak, hold what may not move (pinned, in cooldown, unconfirmed, to or from
+ * a closed host), and evacuate draining hosts. The live manager and a replay
+ * both call this, and nothing else decides.
+ */
+export function decide(input: DecisionInput): Decision {
+  const { view, settings: cfg, closed, now } = input;
+  const d: Decision = { interSite: 0, groups: [], orders: [], skipped: [], streak: new Map() };
+  if (view.answer.status !== 'ok') {
+    d.note = `the collector handed the query back: ${view.answer.reason}`;
+    d.streak = new Map(input.streak);
+    return d;
+  }
+  const draining = new Set(view.registry.filter((h) => h.draining).map((h) => h.host));
+  d.interSite = interSiteShare(view);
+  d.groups = clusterGroups(view, { horizonSeconds: cfg.horizonSeconds })
+    .filter((g) => g.significant)
+    .map((g) => g.members);
+  const shut = (h: string) => draining.has(h) || closed.has(h); // nothing planned onto them
+  const env: Environment = { ...view.environment, hosts: view.environment.hosts.map((h) => (shut(h.name) ? { ...h, reporting: false } : h)) };
+  const plan = planMoves(view.traffic, view.vms, env, {
+    objective: cfg.objective,
+    horizonSeconds: cfg.horizonSeconds,
+    maxMoves: cfg.maxMoves,
+    exclude: cfg.exclude,
+    now,
+  });
+  d.plan = plan;
+  for (const m of plan.moves) {
+    const key = pairMember(m.vm, m.to);
+    d.streak.set(key, (input.streak.get(key) ?? 0) + 1);
+  }
+  const facts = { hosts: view.registry, vms: view.directory, now, cooldowns: input.cooldowns };
+  for (const m of plan.moves) {
+    const shutWhy = [m.from, m.to].filter((h) => closed.has(h)).map((h) => `${h}: ${closed.get(h)}`)[0];
+    // The plan's order keeps capacity right move after move: no room check here.
+    const hold = shutWhy ? undefined : holdOf(m, facts, { room: false, draining: true, cooldown: true, confirm: { rounds: cfg.confirmRounds, seen: d.streak.get(pairMember(m.vm, m.to)) ?? 0 } });
+    const why = shutWhy ?? (hold ? describeHold(hold) : undefined);
+    if (why) d.skipped.push({ vm: m.vm, to: m.to, why });
+    else d.orders.push({ vm: m.vm, from: m.from, to: m.to, reason: m.reason });
+  }
+  const drain = drainMoves(view, draining, d.orders, closed);
+  for (const vm of drain.stuck) d.skipped.push({ vm, to: '-', why: 'cannot leave its draining host: no live host has room for it' });
+  for (const o of drain.moves) {
+    const why = closed.get(o.from);
+    if (why) d.skipped.push({ vm: o.vm, to: o.to, why: `${o.from}: ${why}` });
+    else d.orders.push(o);
+  }
+  const known = new Set(view.vms.map((v) => v.name));
+  d.orders = d.orders.filter((o) => known.has(o.vm));
+  if (!d.orders.length) d.note = plan.noMove ?? (d.skipped.length ? 'every proposed move is held back (see skipped)' : 'no move');
+  return d;
+}
+
+/**
+ * Evacuation of draining hosts: each VM still there goes where most of its
+ * traffic is (the host of its heaviest peer) if that host has room, else to
+ * the live host with the most free memory, preferring its own site.
+ */
+export function drainMoves(view: CollectorView, draining: Set<string>, planned: MoveOrder[], closed: ReadonlyMap<string, unknown> = new Map()): { moves: MoveOrder[]; stuck: string[] } {
+  const stuck: string[] = [];
+  if (!draining.size) return { moves: [], stuck };
+  const free = new Map(view.hosts.filter((h) => !draining.has(h.name) && !closed.has(h.name)).map((h) => [h.name, h.freeMemoryKiB]));
+  const moving = new Set(planned.map((m) => m.vm));
+  const where = new Map(view.vms.map((v) => [v.name, v]));
+  const site = new Map(view.hosts.map((h) => [h.name, h.site]));
+  const out: MoveOrder[] = [];
+  for (const v of view.vms) {
+    if (!draining.has(v.host) || moving.has(v.name)) continue;
+    const peers = view.traffic
+      .filter((p) => p.src === v.name || p.dst === v.name)
+      .map((p) => ({ peer: p.src === v.name ? p.dst : p.src, bytes: p.bytes }))
+      .sort((a, b) => b.bytes - a.bytes);
+    let to: string | undefined;
+    for (const p of peers) {
+      const h = where.get(p.peer)?.host;
+      if (h && free.has(h) && free.get(h)! >= v.memoryKiB) {
+        to = h;
+        break;
+      }
+    }
+    to ??= [...free].filter(([, f]) => f >= v.memoryKiB).sort((a, b) => Number(site.get(b[0]) === v.site) - Number(site.get(a[0]) === v.site) || b[1] - a[1])[0]?.[0];
+    if (!to) {
+      stuck.push(v.name);
+      continue;
+    }
+    free.set(to, (free.get(to) ?? 0) - v.memoryKiB);
+    out.push({ vm: v.name, from: v.host, to, reason: `${v.host} is draining; ${to} ${peers.length ? 'is where its traffic goes' : 'has the most room'}` });
+  }
+  return { moves: out, stuck };
+}
