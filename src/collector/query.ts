@@ -420,7 +420,7 @@ function groupMissing(missing: Missing[]): Map<number, string[]> {
 }
 
 /** Six decimals: a mean per period needs no more, and float noise (1000.0000000000001) would only confuse. */
-const round6 = (x: number) => Math.round(x * 1e6) / 1e6;
+export const round6 = (x: number) => Math.round(x * 1e6) / 1e6;
 
 /** Divided by `divisor`; most messages first, then most bytes, then by name, so equal runs print the same. */
 function toPairs(span: Span, s: PeriodSums, divisor: number): Pair[] {
@@ -429,5 +429,10 @@ function toPairs(span: Span, s: PeriodSums, divisor: number): Pair[] {
     const r = s.r[k]!;
     out.push({ src: span.src[r]!, dst: span.dst[r]!, messages: round6(s.m[k]! / divisor), bytes: round6(s.b[k]! / divisor) });
   }
-  return out.sort((a, b) => b.messages - a.messages || b.bytes - a.bytes || (pairMember(a.src, a.dst) < pairMember(b.src, b.dst) ? -1 : 1));
+  return out.sort(pairOrder);
+}
+
+/** The order of an answer's pairs: most messages first, then most bytes, then by name (a replay sorts its answers the same). */
+export function pairOrder(a: Pair, b: Pair): number {
+  return b.messages - a.messages || b.bytes - a.bytes || (pairMember(a.src, a.dst) < pairMember(b.src, b.dst) ? -1 : 1);
 }

@@ -38,6 +38,8 @@ export type SettingDoc = {
 
 /** What a plan can minimise (src/placement/problem.ts says what each one counts). */
 export const OBJECTIVES = ['time', 'cost', 'resources'] as const;
+/** Which groups seed the planner: ours (cohesive, with the other starts beside it), or only the seed's greedy groups or Louvain's, for comparison (virt-cohort replay). */
+export const PLAN_METHODS = ['cohesive', 'louvain', 'seed'] as const;
 
 export const DEFAULT_CONFIG_FILE = '/etc/virt-cohort/config.yaml';
 /** The collector's Redis when none is configured (and the commands' --redis default). */
@@ -157,6 +159,10 @@ export const managerSchema = z
     apply: bool(false, { description: 'Migrate for real; false plans and logs only (a dry run).', env: 'VIRT_COHORT_MANAGER_APPLY' }),
     everyPeriods: int(1, 10_000, 2, { description: 'A decision round every N periods.', arg: 'periods' }),
     objective: oneOf(OBJECTIVES, 'time', { description: 'What a plan minimises: time (communication time), cost or resources.' }),
+    method: oneOf(PLAN_METHODS, 'cohesive', {
+      description:
+        "Groups the planner starts from: cohesive (ours; the seed's greedy groups, the current placement and a bisection compete with it), or only louvain or seed (the seed report's greedy), to compare them.",
+    }),
     horizon: duration('3600s', { description: 'A move must pay back within this (30s, 5m, 1h, or a number of seconds).' }),
     maxMoves: int(1, 100_000, 5, { description: 'Migrations per round at most.' }),
     confirmRounds: int(1, 1000, 2, { description: 'A move is made once proposed this many rounds in a row.', arg: 'rounds' }),

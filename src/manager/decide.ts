@@ -8,7 +8,7 @@ import type { MoveOrder } from './executor.js';
 import { describeHold, holdOf } from './safety.js';
 
 /** The settings a decision depends on (the manager's, as configured). */
-export type DecisionSettings = Pick<ManagerConfig, 'objective' | 'horizonSeconds' | 'maxMoves' | 'exclude' | 'confirmRounds'>;
+export type DecisionSettings = Pick<ManagerConfig, 'objective' | 'horizonSeconds' | 'maxMoves' | 'exclude' | 'confirmRounds'> & Partial<Pick<ManagerConfig, 'method'>>;
 
 /** Everything one decision reads, already fetched: the decision itself does no I/O. */
 export interface DecisionInput {
@@ -65,6 +65,7 @@ export function decide(input: DecisionInput): Decision {
     maxMoves: cfg.maxMoves,
     exclude: cfg.exclude,
     now,
+    ...(cfg.method && { method: cfg.method }),
   });
   d.plan = plan;
   for (const m of plan.moves) {
@@ -72,11 +73,13 @@ export function decide(input: DecisionInput): Decision {
     d.streak.set(key, (input.streak.get(key) ?? 0) + 1);
   }
   const facts = { hosts: view.registry, vms: view.directory, now, cooldowns: input.cooldowns };
+  const rooms = new Rooms(view);
   for (const m of plan.moves) {
     const shutWhy = [m.from, m.to].filter((h) => closed.has(h)).map((h) => `${h}: ${closed.get(h)}`)[0];
     // The plan's order keeps capacity right move after move: no room check here.
     const hold = shutWhy ? undefined : holdOf(m, facts, { room: false, draining: true, cooldown: true, confirm: { rounds: cfg.confirmRounds, seen: d.streak.get(pairMember(m.vm, m.to)) ?? 0 } });
-    const why = shutWhy ?? (hold ? describeHold(hold) : undefined);
+    const room = shutWhy || hold ? undefined : rooms.take(m);
+    const why = shutWhy ?? (hold ? describeHold(hold) : room);
     if (why) d.skipped.push({ vm: m.vm, to: m.to, why });
     else d.orders.push({ vm: m.vm, from: m.from, to: m.to, reason: m.reason });
   }
@@ -91,6 +94,36 @@ export function decide(input: DecisionInput): Decision {
   d.orders = d.orders.filter((o) => known.has(o.vm));
   if (!d.orders.length) d.note = plan.noMove ?? (d.skipped.length ? 'every proposed move is held back (see skipped)' : 'no move');
   return d;
+}
+
+/**
+ * Free memory along the orders: the plan keeps capacity right move after
+ * move, but only if every move before goes; when one is held, a later move
+ * that counted on the room it left is held too (else it would overfill its
+ * destination; a replay found it).
+ */
+class Rooms {
+  private free: Map<string, number>;
+  private mem: Map<string, number>;
+  constructor(view: CollectorView) {
+    this.free = new Map(view.hosts.map((h) => [h.name, h.freeMemoryKiB - view.environment.reserveMemoryKiB]));
+    this.mem = new Map(view.vms.map((v) => [v.name, v.memoryKiB]));
+  }
+  /** Why the move cannot go now, or undefined after counting it. */
+  take(m: { vm: string; from: string; to: string }): string | undefined {
+    const need = this.mem.get(m.vm) ?? 0;
+    const free = this.free.get(m.to);
+    if (free !== undefined && free + 1e-9 * need < need) return `${m.to} has ${Math.floor(free / 1024)} MiB free, ${m.vm} needs ${Math.ceil(need / 1024)} MiB (a move the plan made room with is held)`;
+    if (free !== undefined) this.free.set(m.to, free - need);
+    const left = this.free.get(m.from);
+    if (left !== undefined) this.free.set(m.from, left + need);
+    return undefined;
+  }
+}
+
+/** A move made starts its streak over: the live round after its migrations, a replay after its simulated ones. */
+export function forgetDone(streak: Map<string, number>, done: readonly { vm: string; to: string }[]): void {
+  for (const m of done) streak.delete(pairMember(m.vm, m.to));
 }
 
 /**

@@ -1,5 +1,4 @@
 import type { Redis } from 'ioredis';
-import { pairMember } from '../collector/keys.js';
 import { Registry, type HostEntry } from '../collector/registry.js';
 import { DEFAULT_PERIOD_SECONDS, msToNextBoundary } from '../util/period.js';
 import { DEFAULT_BANDWIDTH_MBIT, DEFAULT_LATENCY_MS, readCollector, type CollectorView } from '../placement/fromCollector.js';
@@ -8,7 +7,7 @@ import { managerMetrics } from '../metrics/registry.js';
 import { logger } from '../util/log.js';
 import type { ManagerConfig } from './config.js';
 import { adoptRunning } from './adopt.js';
-import { decide } from './decide.js';
+import { decide, forgetDone } from './decide.js';
 import { execute, type HostRoute, type MoveOrder } from './executor.js';
 import { cooldowns, type MigrationRecord } from './history.js';
 import { loadStreak, saveStreak, type LeaderLock } from './lock.js';
@@ -150,7 +149,7 @@ export class Manager {
         term,
         ...(this.progress ? { onProgress: this.progress } : {}),
       });
-      for (const m of r.done) d.streak.delete(pairMember(m.vm, m.to));
+      forgetDone(d.streak, r.done);
     }
     await saveStreak(this.redis, term, d.streak);
     return r;

@@ -2,7 +2,7 @@ import { buildGraph, type PairTraffic, type TrafficMeasure } from '../analysis/g
 import type { Environment } from './env.js';
 import { explainMove, fmtBytesRate, fmtSeconds } from './explain.js';
 import type { VmInfo } from './live.js';
-import { optimise } from './optimise.js';
+import { optimise, type PlanMethod } from './optimise.js';
 import { buildProblem, UNITS, type Objective, type Problem } from './problem.js';
 import { hostingRate, migrationSeconds, oneOff, Placement, scratch, score, siteCosts, type Score } from './state.js';
 
@@ -18,6 +18,8 @@ export interface PlanOptions {
   now?: number;
   /** Measure the group detectors use to seed the search. Default 'bytes'. */
   measure?: TrafficMeasure;
+  /** The groups the search starts from (optimise.ts). Default 'cohesive': ours, with every other start. */
+  method?: PlanMethod;
 }
 
 export interface Move {
@@ -71,20 +73,20 @@ export function planMoves(traffic: readonly PairTraffic[], vms: readonly VmInfo[
   const base = { objective: opts.objective, unit: UNITS[opts.objective], horizonSeconds: horizon, before };
   if (vms.length === 0) return { ...base, moves: [], noMove: 'there are no VMs to place', after: before, method: 'none' };
   if (maxMoves < 1) return { ...base, moves: [], noMove: 'the round allows no move (maxMoves is 0)', after: before, method: 'none' };
-  const best = optimise(p, opts.measure ?? 'bytes');
+  const best = optimise(p, opts.measure ?? 'bytes', {}, opts.method);
   const target = best.placement.host;
   const { moves, blocked } = sequence(p, start, target, maxMoves);
   const after = score(start);
   const plan: Plan = { ...base, moves, after, method: best.name };
   if (moves.length === 0) {
-    plan.noMove = whyNoMove(p, before, target, blocked, g.edgeA.length === 0) ?? unpaid(p, before, opts.measure ?? 'bytes', explain(p, before));
+    plan.noMove = whyNoMove(p, before, target, blocked, g.edgeA.length === 0) ?? unpaid(p, before, opts.measure ?? 'bytes', explain(p, before), opts.method);
   }
   return plan;
 }
 
 /** Nothing pays back: say what the best placement would save if migrations were free, and when it would pay. */
-function unpaid(p: Problem, before: Score, measure: TrafficMeasure, fallback: string): string {
-  const free = optimise({ ...p, horizonSeconds: 1e15 }, measure).score;
+function unpaid(p: Problem, before: Score, measure: TrafficMeasure, fallback: string, method?: PlanMethod): string {
+  const free = optimise({ ...p, horizonSeconds: 1e15 }, measure, {}, method).score;
   const gain = before.rate - free.rate;
   if (!(gain > 1e-12 * Math.abs(before.rate)) || free.moves === 0) return fallback;
   const payback = free.oneOff / gain;

@@ -47,7 +47,7 @@ test('the commands keep their flags', () => {
   assert.deepEqual(
     longs(managerCommand()),
     sorted(
-      '--lab --config --no-config --pretty --apply --every --objective --env --horizon --max-moves --confirm ' +
+      '--lab --config --no-config --pretty --apply --every --objective --method --env --horizon --max-moves --confirm ' +
         '--cooldown --max-per-host --max-concurrent --timeout --auto-converge --span --exclude --cpu-overcommit --reserve-memory --once --json --metrics --metrics-bind --redis',
     ),
   );
@@ -89,6 +89,7 @@ test('the modules keep their defaults', () => {
       everyPeriods: 2,
       settleMs: 2000,
       objective: 'time',
+      method: 'cohesive',
       horizonSeconds: 3600,
       maxMoves: 5,
       confirmRounds: 2,
