@@ -15,6 +15,7 @@ import { installHookCommand } from './hook.js';
 import { labCommandMissing, labInstalled } from './labs.js';
 import { historyCommand, hostCommand, managerCommand, migrateCommand } from './manager.js';
 import { placeCommand } from './place.js';
+import { recordCommand, replayCommand } from './replay.js';
 import { reportCommand } from './report.js';
 import { statsCommand } from './stats.js';
 import { topCommand } from './top.js';
@@ -44,6 +45,8 @@ program.addCommand(groupsCommand());
 program.addCommand(planCommand());
 program.addCommand(placeCommand());
 program.addCommand(reportCommand());
+program.addCommand(recordCommand());
+program.addCommand(replayCommand());
 program.addCommand(aclCommand());
 
 try {
