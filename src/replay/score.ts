@@ -1,6 +1,7 @@
 import type { HostEntry } from '../collector/registry.js';
 import type { Environment } from '../placement/env.js';
 import { defaultEnvironment } from '../placement/fromCollector.js';
+import { siteLinks } from '../placement/problem.js';
 import { envAt, envOf } from './view.js';
 import type { Trace } from './trace.js';
 
@@ -64,15 +65,7 @@ export class Scorer {
     const S = env.sites.length;
     const hostSite = Int32Array.from(this.hosts, (h) => sites.get(inEnv.get(h.host)?.site ?? h.site) ?? -1);
     const endpointSite = Int32Array.from(this.tr.names, (n) => sites.get(env.endpoints.get(n) ?? '') ?? -1);
-    const bytePrice = new Float64Array(S * S);
-    const bps = new Float64Array(S * S);
-    env.sites.forEach((s, i) => (bps[i * S + i] = s.lanMbit * 1e6));
-    for (const l of env.links) {
-      const a = sites.get(l.sites[0])!;
-      const b = sites.get(l.sites[1])!;
-      bytePrice[a * S + b] = bytePrice[b * S + a] = l.transferPricePerGB / 1e9;
-      bps[a * S + b] = bps[b * S + a] = l.bandwidthMbit * 1e6;
-    }
+    const { bps, pricePerByte: bytePrice } = siteLinks(env);
     const vms = this.tr.vms;
     const price = (vm: number, host: number) => {
       const p = inEnv.get(this.hosts[host]!.host)?.price;

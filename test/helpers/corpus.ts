@@ -65,3 +65,17 @@ export const CORPUS: Scenario[] = [
     flows: (_, r) => [...blocks(0, 6, 4).flatMap((g) => clique(g, 15, 2048)), ...Array.from({ length: 24 }, (_, i) => talk(vm(i), '10.0.9.5', 5, 8192)).flat(), ...background(24, r)],
   },
 ];
+
+/** The speed trace: a day of 2,880 periods of 1,000 VMs in groups of 5 (4,000 pairs a period), regrouped at noon, on 2 sites × 10 hosts. */
+export function daySpeedScenario(): Scenario {
+  const n = 1000;
+  const morning = blocks(0, n / 5, 5);
+  const afternoon = Array.from({ length: n / 5 }, (_, g) => [0, 1, 2, 3, 4].map((k) => vm((g + k * (n / 5)) % n)));
+  return {
+    name: 'a day of 1,000 VMs',
+    vms: n,
+    periods: 2880,
+    hostsPerSite: 10,
+    flows: (k, r) => [...(k < 1440 ? morning : afternoon).flatMap((g) => clique(g, 5, 2048)), ...background(n, r, 20)],
+  };
+}
