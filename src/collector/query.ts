@@ -429,10 +429,20 @@ function toPairs(span: Span, s: PeriodSums, divisor: number): Pair[] {
     const r = s.r[k]!;
     out.push({ src: span.src[r]!, dst: span.dst[r]!, messages: round6(s.m[k]! / divisor), bytes: round6(s.b[k]! / divisor) });
   }
-  return out.sort(pairOrder);
+  return sortPairs(out);
 }
 
-/** The order of an answer's pairs: most messages first, then most bytes, then by name (a replay sorts its answers the same). */
-export function pairOrder(a: Pair, b: Pair): number {
-  return b.messages - a.messages || b.bytes - a.bytes || (pairMember(a.src, a.dst) < pairMember(b.src, b.dst) ? -1 : 1);
+/**
+ * An answer's pairs in their order: most messages first, then most bytes, then
+ * by member name (a replay sorts its answers the same). Each name is built once,
+ * only for the pairs that tie: counts tie often (same-sized messages).
+ */
+export function sortPairs(pairs: Pair[], memberOf: (p: Pair) => string = (p) => pairMember(p.src, p.dst)): Pair[] {
+  const names = new Map<Pair, string>();
+  const name = (p: Pair) => {
+    let n = names.get(p);
+    if (n === undefined) names.set(p, (n = memberOf(p)));
+    return n;
+  };
+  return pairs.sort((a, b) => b.messages - a.messages || b.bytes - a.bytes || (name(a) < name(b) ? -1 : 1));
 }

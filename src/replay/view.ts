@@ -1,4 +1,5 @@
-import { geometric, pairOrder, round6, type AggregateAnswer, type Pair } from '../collector/query.js';
+import { pairMember } from '../collector/keys.js';
+import { geometric, round6, type AggregateAnswer, type Pair } from '../collector/query.js';
 import type { HostEntry, VmEntry } from '../collector/registry.js';
 import { parseEnvironment, type Environment } from '../placement/env.js';
 import { inventoryOf, perSecond, type CollectorView, type DefaultLinks } from '../placement/fromCollector.js';
@@ -21,6 +22,8 @@ export interface PairIndex {
   ids: Int32Array[];
   /** Period start (s) → index in trace.periods. */
   at: Map<number, number>;
+  /** Each pair's member name (the answer's order breaks ties by it), built when first needed. */
+  member: (string | undefined)[];
 }
 
 const indexes = new WeakMap<Trace, PairIndex>();
@@ -46,7 +49,7 @@ export function pairIndex(tr: Trace): PairIndex {
     }
     return out;
   });
-  const idx = { src: Int32Array.from(src), dst: Int32Array.from(dst), ids, at: new Map(tr.periods.map((p, i) => [p.start, i])) };
+  const idx = { src: Int32Array.from(src), dst: Int32Array.from(dst), ids, at: new Map(tr.periods.map((p, i) => [p.start, i])), member: [] };
   indexes.set(tr, idx);
   return idx;
 }
@@ -82,8 +85,19 @@ export function weightedAnswer(tr: Trace, t: number, span: number, coefficient: 
       b[id]! += w * p.bytes[j]!;
     }
   });
-  const pairs: Pair[] = touched.map((id) => ({ src: tr.names[idx.src[id]!]!, dst: tr.names[idx.dst[id]!]!, messages: round6(m[id]! / total), bytes: round6(b[id]! / total) }));
-  pairs.sort(pairOrder);
+  // The live answer's order (sortPairs), on the ids: no object or name built for a comparison.
+  const mm = new Float64Array(touched.length);
+  const bb = new Float64Array(touched.length);
+  touched.forEach((id, i) => {
+    mm[i] = round6(m[id]! / total);
+    bb[i] = round6(b[id]! / total);
+  });
+  const name = (i: number) => {
+    const id = touched[i]!;
+    return (idx.member[id] ??= pairMember(tr.names[idx.src[id]!]!, tr.names[idx.dst[id]!]!));
+  };
+  const order = Array.from(touched, (_, i) => i).sort((x, y) => mm[y]! - mm[x]! || bb[y]! - bb[x]! || (name(x) < name(y) ? -1 : 1));
+  const pairs: Pair[] = order.map((i) => ({ src: tr.names[idx.src[touched[i]!]!]!, dst: tr.names[idx.dst[touched[i]!]!]!, messages: mm[i]!, bytes: bb[i]! }));
   return { status: 'ok', type: 'weighted', coefficient, approximate: estimated.length > 0, estimated, periods, periodSeconds: L, pairs };
 }
 
