@@ -165,14 +165,19 @@ export const managerSchema = z
     }),
     horizon: duration('3600s', { description: 'A move must pay back within this (30s, 5m, 1h, or a number of seconds).' }),
     maxMoves: int(1, 100_000, 5, { description: 'Migrations per round at most.' }),
+    // confirmRounds, cooldown, span and coefficient: chosen on the replay corpus (README, Record and replay).
     confirmRounds: int(1, 1000, 2, { description: 'A move is made once proposed this many rounds in a row.', arg: 'rounds' }),
-    cooldown: duration('600s', { description: 'First cooldown of a VM after it moved; doubles with each repeat.' }),
+    cooldown: duration('1200s', { description: 'First cooldown of a VM after it moved; doubles with each repeat.' }),
     maxPerHost: int(1, 1000, 1, { description: 'Outbound migrations at once per host.' }),
     maxConcurrent: int(1, 10_000, 2, { description: 'Migrations at once in the cluster.' }),
     timeout: duration('300s', { description: 'A migration still running after this is aborted (the VM stays).' }),
     autoConverge: bool(false, { description: 'Let QEMU slow a VM whose memory changes faster than the link copies it.' }),
-    span: int(1, 100_000, 4, { description: 'Periods each round reads (weighted, the newest counting most).', arg: 'periods' }),
-    coefficient: z.number().positive().default(2).meta({ description: 'Weight ratio between one period and the one before it in that reading.', flag: false }),
+    span: int(1, 100_000, 8, { description: 'Periods each round reads (weighted by the coefficient).', arg: 'periods' }),
+    coefficient: z
+      .number()
+      .positive()
+      .default(1)
+      .meta({ description: 'Weight ratio between one period and the one before it in that reading: 1 counts every period alike, 2 the newest most.', flag: false }),
     maxWait: duration('5s', { description: "How long a round waits for the collector's answer.", flag: false }),
     settle: duration('2s', { description: "Wait after a period boundary, for the hosts' reports to arrive.", flag: false }),
     lockTtl: duration('15s', { description: 'Leader lock lifetime: a standby manager takes over this long after the leader dies.', flag: false }),

@@ -4,15 +4,14 @@ import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { demoSettings } from '../../src/cli/demo.js';
 import { startGuests } from '../../src/cli/lab.js';
-import { labRedisUrl, labRoutes } from '../../src/lab/agents.js';
-import { labEnvironment } from '../../src/lab/environment.js';
+import { labRedisUrl } from '../../src/lab/agents.js';
 import { labDown, labUp } from '../../src/lab/lab.js';
 import type { LabState } from '../../src/lab/state.js';
 import type { Decision } from '../../src/manager/decide.js';
 import { LeaderLock } from '../../src/manager/lock.js';
-import { DEFAULT_MANAGER, Manager, type Round } from '../../src/manager/manager.js';
-import { parseEnvironment } from '../../src/placement/index.js';
+import { Manager, type Round } from '../../src/manager/manager.js';
 import { readTrace } from '../../src/replay/read.js';
 import { replay } from '../../src/replay/replay.js';
 import { run, sleep } from '../../src/util/exec.js';
@@ -51,7 +50,7 @@ describe(`replay of a live lab (${labSensors()[0]})`, { concurrency: 1 }, () => 
   });
 
   it("replays the first rounds into exactly the live manager's plans and moves", async () => {
-    const settings = { ...DEFAULT_MANAGER, apply: true, everyPeriods: 1, span: 2, cooldownMs: 120_000, env: parseEnvironment(labEnvironment(lab), `lab ${name}`), ...labRoutes(lab) };
+    const settings = demoSettings(lab);
     const lock = new LeaderLock(redis, 10_000);
     const manager = new Manager(redis, settings, lock);
     // Two full periods of traffic before the first round, as the demo.
