@@ -5,16 +5,17 @@ import { Registry } from '../collector/registry.js';
 import { Store } from '../collector/store.js';
 import { connectDaemon } from '../config/redis.js';
 import type { Report } from '../collector/report.js';
-import { LibvirtClient, type DomainSnapshot, type NodeSnapshot } from '../libvirt/client.js';
+import { LibvirtClient, type DomainSnapshot } from '../libvirt/client.js';
 import { agentMetrics } from '../metrics/registry.js';
 import { bpfObject } from '../paths.js';
 import { openSensor, type Sensor } from '../sensor/index.js';
 import { PCAP_COST } from '../sensor/pcap.js';
 import type { Attachment } from '../sensor/sensor.js';
+import { withTimeout } from '../util/exec.js';
 import { logger } from '../util/log.js';
 import type { AgentConfig } from './config.js';
 import { listenHooks, type HookEvent } from './hookserver.js';
-import { arpClaims, toPairs } from './pairs.js';
+import { arpClaims, MAX_PEERS_PER_VM, toPairs } from './pairs.js';
 import { AddressBook, type Owners } from './addresses.js';
 import { HostDirectory } from './directory.js';
 import { Leases } from './leases.js';
@@ -22,20 +23,14 @@ import { msToNextBoundary, periodLabel } from '../util/period.js';
 import { PeriodLedger } from './ledger.js';
 import { Spool } from './spool.js';
 import { VmIds } from './vmids.js';
+import { LibvirtLink, type DomainSource } from './libvirt.js';
+
+export type { DomainSource } from './libvirt.js';
 
 const log = logger('agent');
 
-/** What the agent asks of libvirt; LibvirtClient in production, a stand-in where no real hypervisor can run (the 1,000-VM benchmark). */
-export interface DomainSource {
-  domains(): Promise<DomainSnapshot[]>;
-  node(): Promise<NodeSnapshot>;
-  close(): Promise<void>;
-}
-
 /** How long one report write may take before it is left to ioredis' replay and retried from the spool. */
 const WRITE_TIMEOUT_MS = 15_000;
-/** A libvirt call that takes longer is given up and the connection dropped: a hung call must not stop the reconciles. */
-const LIBVIRT_TIMEOUT_MS = 20_000;
 /** How long the taps a `started` hook announced are counted without libvirt confirming them. */
 const ANNOUNCED_MS = 60_000;
 const MAX_PENDING_EVENTS = 10_000;
@@ -56,7 +51,7 @@ const SYSTEM_CLOCK: Clock = { now: () => Date.now(), mono: () => performance.now
  * directory true.
  */
 export class Agent {
-  private libvirt?: DomainSource;
+  private readonly libvirt: LibvirtLink;
   private hooks?: Server;
   private timers: NodeJS.Timeout[] = [];
   private boundaryTimer?: NodeJS.Timeout;
@@ -87,10 +82,16 @@ export class Agent {
     readonly registry: Registry,
     readonly spool: Spool,
     readonly ids: VmIds,
-    private readonly connect: (uri: string) => Promise<DomainSource>,
+    connect: (uri: string) => Promise<DomainSource>,
     private readonly clock: Clock,
   ) {
     this.leases = new Leases(cfg.libvirtUri);
+    this.libvirt = new LibvirtLink(
+      cfg.libvirtUri,
+      connect,
+      (what) => this.waiting(what),
+      () => void this.requestReconcile(),
+    );
     this.directory = new HostDirectory(registry, this.book, cfg.host, cfg.site);
   }
 
@@ -115,7 +116,12 @@ export class Agent {
     log.info({ socket: cfg.socket, host: cfg.host, site: cfg.site, periodSeconds: cfg.periodSeconds }, 'agent started');
     agent.scheduleBoundary();
     agent.requestReconcile();
-    agent.timers.push(setInterval(() => agent.requestReconcile(), cfg.reconcileSeconds * 1000));
+    agent.timers.push(
+      setInterval(() => {
+        void agent.requestReconcile();
+        void agent.heartbeat();
+      }, cfg.reconcileSeconds * 1000),
+    );
     return agent;
   }
 
@@ -126,7 +132,8 @@ export class Agent {
     await new Promise<void>((r) => (this.hooks ? this.hooks.close(() => r()) : r()));
     await this.reconciling?.catch(() => undefined);
     await this.flushing?.catch(() => undefined);
-    await this.libvirt?.close();
+    // A hung libvirtd must not hold the agent's stop.
+    await this.libvirt.close(); // bounded, and skipped while a call hangs
     await this.sensor.close();
     this.redis.disconnect();
   }
@@ -168,7 +175,7 @@ export class Agent {
     for (const [a, vm] of this.book.entries()) cluster.set(a, vm);
     const reports: Report[] = [];
     for (const [i, share] of shares.entries()) {
-      const { pairs, vms } = toPairs(parts[i]!, name, cluster);
+      const { pairs, vms, folded } = toPairs(parts[i]!, name, cluster);
       const overflow = i === shares.length - 1 ? reading.overflow : { packets: 0, bytes: 0 };
       const report: Report = {
         v: 1,
@@ -180,12 +187,14 @@ export class Agent {
         to: share.to,
         pairs,
         overflow,
+        ...(folded && { folded }),
         unknownTap: i === shares.length - 1 ? reading.unknownTap : 0,
         vms: [...vms].sort(),
       };
       await this.spool.put(report);
       agentMetrics.periodClosed(report, boundary, reading.flows.length, this.sensor.capacity);
       if (report.overflow.packets) log.error({ period: periodLabel({ start: share.period, length: L }), ...report.overflow }, 'the flow map was full: these packets are counted but not per peer');
+      if (folded) log.warn({ period: periodLabel({ start: share.period, length: L }), folded }, `peers beyond ${MAX_PEERS_PER_VM} per VM that are not VMs: summed into the VM's '*' peer`);
       log.info({ period: periodLabel({ start: share.period, length: L }), pairs: pairs.length, vms: vms.size }, 'period closed');
       reports.push(report);
     }
@@ -230,7 +239,10 @@ export class Agent {
           ),
         ),
       );
-      if (sent && this.cfg.retention > 0) await this.store.trim(this.cfg.retention);
+      if (sent && this.cfg.retention > 0)
+        await this.store.trim(this.cfg.retention, Date.now(), (gone) =>
+          log.info({ vms: gone.vms, addresses: gone.addresses, before: new Date(gone.before).toISOString() }, 'forgot the VMs stopped before the oldest period kept'),
+        );
       await this.store.materialise({ host: this.cfg.host }); // the zsets for people; queries already count the reports
       while (this.pendingEvents.length && this.redis.status === 'ready') {
         await this.store.event(this.cfg.host, this.pendingEvents[0]!);
@@ -308,7 +320,7 @@ export class Agent {
   }
 
   private async reconcile(): Promise<void> {
-    const domains = await this.listDomains();
+    const domains = await this.libvirt.domains();
     if (!domains) {
       // libvirt is away: still count what the hooks announced, and remove nothing.
       await this.attachAll([...this.announcedTaps([])], false);
@@ -332,32 +344,6 @@ export class Agent {
     this.waitingFor = '';
     if (this.redis.status !== 'ready') return;
     await this.publishDirectory(domains, gone);
-  }
-
-  /**
-   * libvirt's active domains, or undefined while it cannot be asked. A failed
-   * call drops the connection and tries a new one at once: after libvirtd
-   * restarts, the old connection fails, and the next reconcile would come
-   * too late for a VM arriving now.
-   */
-  private async listDomains(): Promise<DomainSnapshot[] | undefined> {
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        if (!this.libvirt) {
-          this.libvirt = await withTimeout(this.connect(this.cfg.libvirtUri), LIBVIRT_TIMEOUT_MS, 'connecting to libvirt');
-          log.info({ uri: this.cfg.libvirtUri }, 'libvirt connected');
-        }
-        return await withTimeout(this.libvirt.domains(), LIBVIRT_TIMEOUT_MS, 'listing the domains');
-      } catch (err) {
-        const stale = this.libvirt;
-        this.libvirt = undefined;
-        // Not awaited: closing a connection whose daemon died may hang too.
-        void stale?.close().catch(() => undefined);
-        if (attempt === 1 || !stale) this.waiting(`libvirt at ${this.cfg.libvirtUri} (${(err as Error).message})`);
-        if (!stale) return undefined;
-      }
-    }
-    return undefined;
   }
 
   /** Hook-announced taps libvirt does not list (yet), while their announcement is fresh. */
@@ -384,38 +370,43 @@ export class Agent {
   }
 
   private async publishDirectory(domains: DomainSnapshot[], gone: string[]): Promise<void> {
-    const node = await this.libvirt!.node();
-    const used = domains.reduce((s, d) => s + d.memoryKiB, 0);
-    await this.registry.registerHost(this.cfg.host, {
-      site: this.cfg.site,
-      uri: this.cfg.libvirtUri,
-      cpus: node.cpus,
-      memoryKiB: node.memoryKiB,
-      freeMemoryKiB: Math.max(0, node.memoryKiB - used),
-      vms: domains.length,
-      sensor: this.sensor.kind,
-      sensorNote: this.sensor.fallbackReason ?? '',
-      periodSeconds: this.cfg.periodSeconds,
-      migrateUri: this.cfg.migrateUri,
-    });
+    await this.libvirt.readNode();
+    await this.heartbeat(domains);
     for (const name of await this.directory.publish(domains, gone)) {
       log.info({ vm: name }, 'VM left this host');
       this.pendingEvents.push({ host: this.cfg.host, source: 'reconcile', domain: name, operation: 'gone', at: Date.now() });
     }
   }
 
+  /**
+   * The host's record with lastSeen now, from what libvirt last said: sent at
+   * each reconcile interval whether libvirt answers or not, so a hung
+   * libvirtd does not make the host look dead while its periods go on.
+   */
+  async heartbeat(domains: DomainSnapshot[] = [...this.local.values()]): Promise<void> {
+    const node = this.libvirt.node;
+    if (!node || this.redis.status !== 'ready' || this.stopping) return;
+    const used = domains.reduce((s, d) => s + d.memoryKiB, 0);
+    await withTimeout(
+      this.registry.registerHost(this.cfg.host, {
+        site: this.cfg.site,
+        uri: this.cfg.libvirtUri,
+        cpus: node.cpus,
+        memoryKiB: node.memoryKiB,
+        freeMemoryKiB: Math.max(0, node.memoryKiB - used),
+        vms: domains.length,
+        sensor: this.sensor.kind,
+        sensorNote: this.sensor.fallbackReason ?? '',
+        periodSeconds: this.cfg.periodSeconds,
+        migrateUri: this.cfg.migrateUri,
+      }),
+      5000,
+      'the heartbeat',
+    ).catch((err: Error) => log.warn({ err: err.message }, 'heartbeat not sent; the next one follows'));
+  }
+
   private waiting(what: string): void {
     if (this.waitingFor !== what) log.warn(`waiting for ${what}; counting goes on`);
     this.waitingFor = what;
   }
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let t: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(t)),
-    new Promise<T>((_, reject) => {
-      t = setTimeout(() => reject(new Error(`${what} took more than ${ms} ms`)), ms);
-    }),
-  ]);
 }

@@ -25,7 +25,7 @@ export interface AclUser {
 
 export interface AclOptions {
   hosts: readonly string[];
-  /** Agents trim old periods (agent.retention > 0): each may then delete whole old periods, other hosts' reports included. */
+  /** Agents trim old periods (agent.retention > 0): each may then delete whole old periods, other hosts' reports included, and forget VMs stopped before them. */
   agentsTrim?: boolean;
 }
 
@@ -40,7 +40,21 @@ const CONNECT = ['+ping', '+info', '+time', '+select', '+hello', '+client|setnam
 
 /** Keys of the collector every agent writes: the period's guard, sums and meta, the pair dictionary, the VM directory. */
 function sharedAgentKeys(): string[] {
-  return [K.periods, anyPeriod(K.reported(0)), anyPeriod(K.meta(0)), anyPeriod(K.msgs(0)), anyPeriod(K.bytes(0)), K.pending, K.pairIds, K.pairNames, K.pairDict, K.vms, K.vm('*'), K.addr];
+  return [
+    K.periods,
+    anyPeriod(K.reported(0)),
+    anyPeriod(K.meta(0)),
+    anyPeriod(K.msgs(0)),
+    anyPeriod(K.bytes(0)),
+    K.pending,
+    K.pairIds,
+    K.pairNames,
+    K.retiredNames('*'),
+    K.pairDict,
+    K.vms,
+    K.vm('*'),
+    K.addr,
+  ];
 }
 
 export function agentUser(host: string, agentsTrim = false): AclUser {
@@ -56,6 +70,8 @@ export function agentUser(host: string, agentsTrim = false): AclUser {
     '+unlink',
     '+hget',
     '+hmget',
+    '+exists',
+    '+rename',
     '+hgetall',
     '+hset',
     '+hsetnx',
@@ -77,6 +93,8 @@ export function agentUser(host: string, agentsTrim = false): AclUser {
   ];
   // Store.trim unlinks all of a period's keys in one command, and one selector must cover every key of a command.
   if (agentsTrim) rules.push(`(~${anyPeriod(K.reported(0)).replace(/:reported$/, '')} +unlink)`);
+  // ... and forget the VMs stopped before the periods kept (Registry.forget).
+  if (agentsTrim) rules.push(`(~${K.vms} +srem +smismember)`);
   return { name: `vc-agent-${host}`, role: 'agent', host, rules };
 }
 
@@ -91,6 +109,7 @@ export function managerUser(): AclUser {
       '+eval',
       '+evalsha',
       '+set',
+      '+incr',
       '+pexpire',
       '+pexpireat',
       '+del',
@@ -99,6 +118,8 @@ export function managerUser(): AclUser {
       '+xadd',
       '%R~vc:*',
       `~${K.managerLock}`,
+      `~${K.managerTerm}`,
+      `~${K.managerStreak}`,
       `~${K.cooldown('*')}`,
       `~${K.migrations}`,
       `~${K.migrating}`,

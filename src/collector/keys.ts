@@ -38,17 +38,24 @@ export const K = {
   /**
    * HASH pair member → id in the cluster-wide pair dictionary: the index a Store looks members up in. Written by
    * Store.materialise, off the report's path; a member given an id by two Stores before either indexed it keeps
-   * both (harmless: everything downstream goes by name). Grows with every pair ever seen: not pruned.
+   * both (harmless: everything downstream goes by name). At most `Store.dictionaryCap` ids (see pairDict).
    */
   pairIds: 'vc:pair:ids',
   /**
    * HASH segment → names: field S holds the members of ids S×4096 … S×4096+4095 (NAME_SEGMENT), in id order,
    * joined by NUL (no VM name or address holds one). Appended by the script that reserves the ids, so an id is
-   * named before any report can use it. Grows with every pair ever seen: not pruned.
+   * named before any report can use it. At most `Store.dictionaryCap` ids (see pairDict).
    */
   pairNames: 'vc:pair:names',
-  /** HASH epoch (16 hex digits, new when the dictionary is created; packed reports carry it), next (the next id). */
+  /**
+   * HASH epoch (16 hex digits, new when the dictionary is created; packed reports carry it), next (the next id),
+   * and `retired:EPOCH` → Unix seconds for each earlier dictionary still kept: when one holds `cap` ids, the next
+   * new member starts a new dictionary, and the old one's names move to `retiredNames(EPOCH)` until no period
+   * kept uses them (Store.trim). So the dictionary is bounded by retention, not by every pair ever seen.
+   */
   pairDict: 'vc:pair:dict',
+  /** HASH: the name segments of a retired dictionary, as vc:pair:names was. */
+  retiredNames: (epoch: string) => `vc:pair:names:${epoch}`,
   /** HASH host → JSON of the report's summary (at, from, flows, overflow, unknownTap, vms). */
   meta: (p: number) => `vc:period:${p}:meta`,
   /** STREAM of one host's hook and lifecycle events (per host, so that a Redis ACL can let each agent write only its own). */

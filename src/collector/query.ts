@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import { checkPeriodLength, DEFAULT_PERIOD_SECONDS, periodLabel } from '../util/period.js';
 import { UnknownVmError, UserError } from '../util/errors.js';
 import { completeness, waitComplete, type Missing } from './complete.js';
-import { pairNames } from './dictionary.js';
+import { namesOf, oneIdSpace } from './dictionary.js';
 import { K, pairMember } from './keys.js';
 import { decodePacked, type Packed } from './packed.js';
 import { Registry } from './registry.js';
@@ -333,6 +333,7 @@ interface Span {
  */
 async function sumSpan(redis: Redis, snaps: Snapshot[], addr: Map<string, string>, vm: string | undefined): Promise<Span> {
   const blobs = snaps.flatMap((s) => s.blobs);
+  const base = oneIdSpace(blobs);
   let max = -1;
   for (const p of blobs) for (let j = 0; j < p.ids.length; j++) if (p.ids[j]! > max) max = p.ids[j]!;
   const rid = new Int32Array(max + 1).fill(-2); // -2: not in the span; -1: left out (vm filter)
@@ -346,9 +347,7 @@ async function sumSpan(redis: Redis, snaps: Snapshot[], addr: Map<string, string
       }
     }
   }
-  const epoch = blobs[0]?.epoch ?? '';
-  for (const e of new Set(blobs.map((p) => p.epoch))) if (e !== epoch) await pairNames(redis, [], e); // says which dictionary is gone
-  const names = distinct.length ? await pairNames(redis, distinct, epoch) : [];
+  const names = await namesOf(redis, distinct, base);
   const received = new Uint8Array(max + 1);
   const index = new Map<string, number>();
   const src: string[] = [];
@@ -434,14 +433,15 @@ function toPairs(span: Span, s: PeriodSums, divisor: number): Pair[] {
 
 /**
  * An answer's pairs in their order: most messages first, then most bytes, then
- * by member name (a replay sorts its answers the same). Each name is built once,
- * only for the pairs that tie: counts tie often (same-sized messages).
+ * by member name (a replay, src/replay/view.ts, sorts its answers the same).
+ * Each name is built once, only for the pairs that tie: counts tie often
+ * (same-sized messages).
  */
-export function sortPairs(pairs: Pair[], memberOf: (p: Pair) => string = (p) => pairMember(p.src, p.dst)): Pair[] {
+function sortPairs(pairs: Pair[]): Pair[] {
   const names = new Map<Pair, string>();
   const name = (p: Pair) => {
     let n = names.get(p);
-    if (n === undefined) names.set(p, (n = memberOf(p)));
+    if (n === undefined) names.set(p, (n = pairMember(p.src, p.dst)));
     return n;
   };
   return pairs.sort((a, b) => b.messages - a.messages || b.bytes - a.bytes || (name(a) < name(b) ? -1 : 1));

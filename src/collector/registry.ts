@@ -217,6 +217,28 @@ export class Registry {
     if (addrs.length) await this.redis.vcDropAddresses(K.addr, vm, ...addrs);
   }
 
+  /**
+   * Bounds the directory: forgets the VMs stopped before `cutoff` (ms) (their
+   * records and the addresses pointing at them), and drops addresses whose VM
+   * the directory no longer has. Returns how many VMs and addresses went.
+   */
+  async forget(cutoff: number): Promise<{ vms: number; addresses: number }> {
+    const stopped = (await this.vms()).filter((v) => v.state === 'stopped' && v.since < cutoff).map((v) => v.name);
+    let vms = 0;
+    for (const name of stopped) vms += await this.redis.vcForgetVm(K.vms, K.vm(name), K.addr, name, cutoff);
+    const byVm = new Map<string, string[]>();
+    for (const [a, vm] of await this.addresses()) byVm.set(vm, [...(byVm.get(vm) ?? []), a]);
+    const names = [...byVm.keys()];
+    const known = names.length ? await this.redis.smismember(K.vms, ...names) : [];
+    let addresses = 0;
+    for (const [i, vm] of names.entries()) {
+      if (known[i]) continue;
+      await this.dropAddresses(vm, byVm.get(vm)!);
+      addresses += byVm.get(vm)!.length;
+    }
+    return { vms, addresses };
+  }
+
   /** The directory's state of each VM named (running, arriving, stopped; '' when unknown), in one round trip. */
   async vmStates(names: string[]): Promise<Map<string, string>> {
     if (!names.length) return new Map();

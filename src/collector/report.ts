@@ -16,6 +16,8 @@ export interface Report {
   pairs: [string, number, number][];
   /** Packets and bytes the sensor could not attribute to a peer (flow map full). */
   overflow: { packets: number; bytes: number };
+  /** Pairs summed into their VM's `*` peer, beyond its cap of peers that are not VMs (agent/pairs.ts); counted, not dropped. */
+  folded?: number;
   unknownTap: number;
   /** VMs this host counted during the period. */
   vms: string[];
@@ -23,7 +25,7 @@ export interface Report {
 
 /** The summary kept in the period's meta hash (the pairs live in sorted sets). */
 export function reportMeta(r: Report): string {
-  return JSON.stringify({ from: r.from, to: r.to, pairs: r.pairs.length, overflow: r.overflow, unknownTap: r.unknownTap, vms: r.vms });
+  return JSON.stringify({ from: r.from, to: r.to, pairs: r.pairs.length, overflow: r.overflow, folded: r.folded ?? 0, unknownTap: r.unknownTap, vms: r.vms });
 }
 
 /** Checks a report read back from disk; a spool file from another version is refused, not guessed at. */

@@ -13,7 +13,7 @@ declare module 'ioredis' {
     /** DICT: the dictionary's epoch and the Redis process's run_id. */
     vcDict(pairDict: string, pairNames: string, pairIds: string, epoch: string): Result<[epoch: string, run: string], Context>;
     /** NEW_IDS: the ids of `members` are first, first + 1, ... */
-    vcNewIds(pairDict: string, pairNames: string, pairIds: string, epoch: string, segment: number, ...members: string[]): Result<[epoch: string, run: string, first: number], Context>;
+    vcNewIds(pairDict: string, pairNames: string, pairIds: string, epoch: string, segment: number, cap: number, ...members: string[]): Result<[epoch: string, run: string, first: number], Context>;
     /** INDEX_IDS: member, id, member, id...; -1 when the dictionary or the Redis process changed (nothing written). */
     vcIndexIds(pairDict: string, pairIds: string, epoch: string, run: string, ...memberIds: (string | number)[]): Result<number, Context>;
     /** SUM. Keys and arguments as SUM lists them; 1 summed, 0 not this caller's chunk. */
@@ -24,6 +24,8 @@ declare module 'ioredis' {
     vcVmGone(vm: string, host: string, now: number): Result<number, Context>;
     /** DROP_ADDRESSES: 0. */
     vcDropAddresses(addr: string, vm: string, ...addresses: string[]): Result<number, Context>;
+    /** FORGET_VM: 1 forgotten, 0 kept (running again, or stopped since the cutoff). */
+    vcForgetVm(vms: string, vm: string, addr: string, name: string, cutoff: number): Result<number, Context>;
   }
 }
 
@@ -114,19 +116,30 @@ return 1
  * name segments (vc:pair:names, field id / NAME_SEGMENT: the names of those
  * ids joined by NUL, in id order: reservation and append are one script). No work
  * per member here: the member → id index (vc:pair:ids) is written later, off
- * the report's path (indexIds). Returns epoch, run_id, first id.
- * KEYS: pairDict, pairNames, pairIds. ARGV: epoch for a new dictionary, segment size, members...
+ * the report's path (indexIds). A dictionary that already holds `cap` ids
+ * (0: no cap) is retired first: its names move to vc:pair:names:EPOCH, its
+ * index goes, and a new dictionary (epoch ARGV[1]) takes the members; a
+ * caller holding ids of the old one sees the new epoch and asks again.
+ * Returns epoch, run_id, first id.
+ * KEYS: pairDict, pairNames, pairIds. ARGV: epoch for a new dictionary, segment size, cap, members...
  */
 const NEW_IDS = `${OPEN_DICT}
 local run = run_id()
-local k = #ARGV - 2
+local k = #ARGV - 3
+local cap = tonumber(ARGV[3])
+if cap > 0 and tonumber(redis.call('HGET', KEYS[1], 'next')) >= cap then
+  if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('RENAME', KEYS[2], KEYS[2] .. ':' .. epoch) end
+  redis.call('DEL', KEYS[3])
+  redis.call('HSET', KEYS[1], 'retired:' .. epoch, redis.call('TIME')[1], 'epoch', ARGV[1], 'next', 0)
+  epoch = ARGV[1]
+end
 local first = redis.call('HINCRBY', KEYS[1], 'next', k) - k
 local S = tonumber(ARGV[2])
 local id = first
 while id < first + k do
   local seg = math.floor(id / S)
   local last = math.min(first + k, (seg + 1) * S) - 1
-  local part = table.concat(ARGV, '\\0', 3 + id - first, 3 + last - first)
+  local part = table.concat(ARGV, '\\0', 4 + id - first, 4 + last - first)
   local cur = redis.call('HGET', KEYS[2], seg)
   if cur then part = cur .. '\\0' .. part end
   redis.call('HSET', KEYS[2], seg, part)
@@ -199,6 +212,23 @@ end
 return 0
 `;
 
+/**
+ * Forgets a VM stopped since before ARGV[2] (ms): its record, its place in the
+ * directory and the addresses still pointing at it. Nothing when it runs again
+ * or stopped later (checked in the same step as the delete).
+ * KEYS: vms, vm, addr. ARGV: name, cutoff. Returns 1 when forgotten.
+ */
+const FORGET_VM = `
+local cur = redis.call('HMGET', KEYS[2], 'state', 'since', 'addresses')
+if cur[1] ~= 'stopped' or tonumber(cur[2] or '0') >= tonumber(ARGV[2]) then return 0 end
+for a in string.gmatch(cur[3] or '', '[^,]+') do
+  if redis.call('HGET', KEYS[3], a) == ARGV[1] then redis.call('HDEL', KEYS[3], a) end
+end
+redis.call('DEL', KEYS[2])
+redis.call('SREM', KEYS[1], ARGV[1])
+return 1
+`;
+
 /** Defines the scripts above as commands of `redis` (and of its pipelines and transactions). */
 export function defineScripts(redis: Redis): void {
   redis.defineCommand('vcApply', { numberOfKeys: 8, lua: APPLY });
@@ -209,4 +239,5 @@ export function defineScripts(redis: Redis): void {
   redis.defineCommand('vcPutVm', { numberOfKeys: 3, lua: PUT_VM });
   redis.defineCommand('vcVmGone', { numberOfKeys: 1, lua: VM_GONE });
   redis.defineCommand('vcDropAddresses', { numberOfKeys: 1, lua: DROP_ADDRESSES });
+  redis.defineCommand('vcForgetVm', { numberOfKeys: 3, lua: FORGET_VM });
 }

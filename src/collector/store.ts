@@ -24,7 +24,16 @@ export interface StoreOptions {
   inlinePairs?: number;
   /** Pairs per materialise script. */
   chunkPairs?: number;
+  /** Ids a pair dictionary holds before a new one is started (0: no cap). Default DICTIONARY_CAP. */
+  dictionaryCap?: number;
 }
+
+/**
+ * Ids one pair dictionary holds before the next is started (about 70 B of Redis a pair, so some
+ * 140 MiB): far above any one report (a host's flow map holds 131,072 flows), so a report never
+ * spans two dictionaries.
+ */
+export const DICTIONARY_CAP = 2_000_000;
 
 type Triple = readonly [string, number, number];
 
@@ -38,6 +47,7 @@ function pushColumns(args: (string | number | Buffer)[], pairs: readonly Triple[
 export class Store {
   readonly inlinePairs: number;
   readonly chunkPairs: number;
+  readonly dictionaryCap: number;
   /** The dictionary (epoch) and Redis process (run_id) that `ids` came from. */
   private dict: { epoch: string; run: string } | undefined;
   /** member → id for the members of this Store's recent reports: a steady agent asks only for new members. */
@@ -55,6 +65,7 @@ export class Store {
   ) {
     this.inlinePairs = opts.inlinePairs ?? INLINE_PAIRS;
     this.chunkPairs = Math.max(1, opts.chunkPairs ?? CHUNK_PAIRS);
+    this.dictionaryCap = opts.dictionaryCap ?? DICTIONARY_CAP;
     defineScripts(redis);
     this.registry = new Registry(redis);
   }
@@ -147,7 +158,7 @@ export class Store {
       if (fresh.length) {
         const nt = this.redis.pipeline();
         for (let i = 0; i < fresh.length; i += NEW_BATCH) {
-          nt.vcNewIds(K.pairDict, K.pairNames, K.pairIds, newEpoch(), NAME_SEGMENT, ...fresh.slice(i, i + NEW_BATCH).map((k) => members[k]!));
+          nt.vcNewIds(K.pairDict, K.pairNames, K.pairIds, newEpoch(), NAME_SEGMENT, this.dictionaryCap, ...fresh.slice(i, i + NEW_BATCH).map((k) => members[k]!));
         }
         let stale = false;
         let f = 0;
@@ -267,11 +278,28 @@ export class Store {
     return hostPart(this.redis, period, host);
   }
 
-  /** Keeps the newest `keep` periods (0: keep all, the seed's default). */
-  async trim(keep: number): Promise<number> {
+  /** When this Store last forgot stopped VMs (ms): at most once an hour, as it reads the whole directory. */
+  private forgotAt = 0;
+
+  /**
+   * Keeps the newest `keep` periods (0: keep all, the seed's default). Then,
+   * at most once an hour, forgets the VMs stopped before the oldest period
+   * kept (Registry.forget): no period kept counts them any more; `forgot`
+   * says how many went. Returns the number of periods removed.
+   */
+  async trim(keep: number, now = Date.now(), forgot?: (gone: { vms: number; addresses: number; before: number }) => void): Promise<number> {
     if (keep <= 0) return 0;
+    if (now - this.forgotAt >= 3_600_000) {
+      const oldest = Number((await this.redis.zrange(K.periods, String(-keep), String(-keep)))[0] ?? 0);
+      if (oldest > 0) {
+        this.forgotAt = now;
+        const gone = await this.registry.forget(oldest * 1000);
+        if (gone.vms || gone.addresses) forgot?.({ ...gone, before: oldest * 1000 });
+      }
+    }
     const old = await this.redis.zrange(K.periods, '0', String(-(keep + 1)));
     if (!old.length) return 0;
+    await this.dropRetired(Number((await this.redis.zrange(K.periods, String(-keep), String(-keep)))[0] ?? 0));
     const hosts = await this.registry.hostNames();
     const tx = this.redis.multi();
     for (const p of old) {
@@ -281,6 +309,21 @@ export class Store {
     tx.zrem(K.periods, ...old);
     await results(tx, 'the retention transaction');
     return old.length;
+  }
+
+  /**
+   * Deletes the retired pair dictionaries no period kept can use: each was
+   * retired at a time, and every report written with it is for a period that
+   * began before then (later writes use the new one).
+   */
+  private async dropRetired(oldestKept: number): Promise<void> {
+    if (!oldestKept) return;
+    const dict = await this.redis.hgetall(K.pairDict);
+    for (const [field, at] of Object.entries(dict)) {
+      if (!field.startsWith('retired:') || Number(at) > oldestKept) continue;
+      const epoch = field.slice('retired:'.length);
+      await results(this.redis.multi().unlink(K.retiredNames(epoch)).hdel(K.pairDict, field), 'dropping a retired pair dictionary');
+    }
   }
 
   /** Appends to `host`'s event stream. */

@@ -11,7 +11,7 @@ import { ourFilters } from '../sensor/tc.js';
 import { Registry } from '../collector/registry.js';
 import type { Redis } from 'ioredis';
 import { CommandError } from '../util/errors.js';
-import { run } from '../util/exec.js';
+import { run, withTimeout } from '../util/exec.js';
 import { libvirtDaemon } from './proc.js';
 
 export type Status = 'ok' | 'warn' | 'fail' | 'skip';
@@ -357,14 +357,4 @@ export async function checkSpool(c: DoctorContext): Promise<CheckResult> {
     );
   if (bad.length) return res('spool', 'spool', 'warn', detail, `look at ${dir}/*.bad, then delete them`);
   return res('spool', 'spool', 'ok', detail);
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let t: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(t)),
-    new Promise<T>((_, reject) => {
-      t = setTimeout(() => reject(new Error(`${what}: no answer in ${ms / 1000} s`)), ms);
-    }),
-  ]);
 }

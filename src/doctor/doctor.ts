@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { scrub } from '../config/redact.js';
+import { withTimeout } from '../util/exec.js';
 import {
   checkAgentSocket,
   checkBpf,
@@ -50,7 +51,7 @@ export async function runDoctor(c: DoctorContext, first: CheckResult[] = [], sec
   const checks = [...first];
   for (const [id, step] of steps) {
     try {
-      checks.push(...[await bounded(step(), id)].flat());
+      checks.push(...[await withTimeout(step(), CHECK_TIMEOUT_MS, id)].flat());
     } catch (err) {
       checks.push({ id, title: id, status: 'fail', detail: `the check itself failed: ${(err as Error).message}`, fix: 'report this with the output of virt-cohort doctor --json' });
     }
@@ -69,16 +70,6 @@ function passwordFileSecret(c: DoctorContext): string[] {
   } catch {
     return [];
   }
-}
-
-function bounded<T>(p: Promise<T>, id: string): Promise<T> {
-  let t: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(t)),
-    new Promise<T>((_, reject) => {
-      t = setTimeout(() => reject(new Error(`${id}: no result in ${CHECK_TIMEOUT_MS / 1000} s`)), CHECK_TIMEOUT_MS);
-    }),
-  ]);
 }
 
 const MARK: Record<CheckResult['status'], string> = { ok: '[ ok ]', warn: '[warn]', fail: '[FAIL]', skip: '[skip]' };

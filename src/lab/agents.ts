@@ -50,7 +50,8 @@ export async function installLabHooks(lab: LabSettings): Promise<void> {
 }
 
 /** The agent of one lab host, inside the host's network namespace (its taps, its libvirt, the lab's Redis). */
-export async function startAgent(lab: LabSettings & { periodSeconds?: number; sensor?: SensorBackend }, h: LabHost, extra: string[] = []): Promise<number> {
+/** `env`: added to the agent's environment (the chaos bench runs one under libfaketime). */
+export async function startAgent(lab: LabSettings & { periodSeconds?: number; sensor?: SensorBackend }, h: LabHost, extra: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<number> {
   const p = agentPaths(lab, h);
   await mkdir(p.stateDir, { recursive: true });
   const out = await open(p.log, 'a');
@@ -87,7 +88,7 @@ export async function startAgent(lab: LabSettings & { periodSeconds?: number; se
       lab.sensor ?? 'ebpf',
       ...extra,
     ],
-    { detached: true, stdio: ['ignore', out.fd, out.fd] },
+    { detached: true, stdio: ['ignore', out.fd, out.fd], env: { ...process.env, ...env } },
   );
   await out.close();
   child.unref();

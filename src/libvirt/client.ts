@@ -65,8 +65,12 @@ export class LibvirtClient {
     for (const d of list) {
       let name = '';
       try {
-        const [n, uuid, info, xml] = await Promise.all([this.hv.domainGetName(d), this.hv.domainGetUUIDString(d), this.hv.domainGetInfo(d), this.hv.domainGetXMLDesc(d)]);
-        name = n;
+        // One call at a time: each holds a thread of Node's pool until libvirt answers, and a libvirtd
+        // that hangs must not take the threads the agent's file writes need (agent/libvirt.ts).
+        name = await this.hv.domainGetName(d);
+        const uuid = await this.hv.domainGetUUIDString(d);
+        const info = await this.hv.domainGetInfo(d);
+        const xml = await this.hv.domainGetXMLDesc(d);
         const state = info.state === DomainState.RUNNING ? 'running' : info.state === DomainState.PAUSED ? 'paused' : 'other';
         const doc = readDomainXml(xml);
         out.push({ name, uuid, state, memoryKiB: info.memory, vcpus: info.nrVirtCpu, interfaces: doc.interfaces, ...policyOf(doc) });

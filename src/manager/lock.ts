@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
 import { K } from '../collector/keys.js';
+import { withTimeout } from '../util/exec.js';
 import { logger } from '../util/log.js';
 
 const log = logger('lock');
@@ -76,9 +77,10 @@ export class LeaderLock {
     let term = 0;
     const sent = performance.now();
     try {
-      term = await bounded(
+      term = await withTimeout(
         this.redis.eval(ACQUIRE, 2, K.managerLock, K.managerTerm, this.id, this.ttlMs).then((r) => Number(r)),
         this.validMs / 2,
+        'the manager lock',
       );
     } catch (err) {
       log.warn({ err: (err as Error).message }, 'cannot reach Redis for the manager lock');
@@ -100,12 +102,12 @@ export class LeaderLock {
   /** Leader now, by its last renewal, and by Redis itself in the same term: asked right before a migration starts. */
   async fenced(): Promise<boolean> {
     if (!this.isLeader) return false;
-    const r = await bounded(this.redis.eval(FENCE, 2, K.managerLock, K.managerTerm, this.id, String(this.term)), this.validMs / 2).catch(() => 0);
+    const r = await withTimeout(this.redis.eval(FENCE, 2, K.managerLock, K.managerTerm, this.id, String(this.term)), this.validMs / 2, 'the fence').catch(() => 0);
     return Number(r) === 1 && this.isLeader;
   }
 
   async holder(): Promise<string | null> {
-    return bounded(this.redis.get(K.managerLock), 2000).catch(() => null);
+    return withTimeout(this.redis.get(K.managerLock), 2000, 'the lock holder').catch(() => null);
   }
 
   async stop(): Promise<void> {
@@ -115,19 +117,9 @@ export class LeaderLock {
   }
 }
 
-/** A lock call that does not answer in time counts as failed (ioredis would queue it while Redis stalls). */
-function bounded<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer from Redis within ${Math.round(ms)} ms`)), ms);
-  });
-  p.catch(() => undefined); // answered after the deadline: ignored
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
-}
-
 /** The hysteresis streak kept in Redis for `term`; a streak of another term (an earlier leader's) starts over. */
 export async function loadStreak(redis: Redis, term: number): Promise<Map<string, number>> {
-  const text = await bounded(redis.get(K.managerStreak), 5000).catch(() => null);
+  const text = await withTimeout(redis.get(K.managerStreak), 5000, 'the streak').catch(() => null);
   try {
     const saved = JSON.parse(text ?? 'null') as { term: number; moves: Record<string, number> } | null;
     if (saved?.term === term) return new Map(Object.entries(saved.moves));
@@ -140,7 +132,7 @@ export async function loadStreak(redis: Redis, term: number): Promise<Map<string
 /** Saves the streak, only while `term` is still the current one. */
 export async function saveStreak(redis: Redis, term: number, streak: ReadonlyMap<string, number>): Promise<void> {
   const text = JSON.stringify({ term, moves: Object.fromEntries(streak) });
-  await bounded(redis.eval(SAVE_STREAK, 2, K.managerStreak, K.managerTerm, String(term), text), 5000).catch((err: Error) =>
+  await withTimeout(redis.eval(SAVE_STREAK, 2, K.managerStreak, K.managerTerm, String(term), text), 5000, 'saving the streak').catch((err: Error) =>
     log.warn({ err: err.message }, 'cannot save the hysteresis streak: the next round counts from what Redis has'),
   );
 }

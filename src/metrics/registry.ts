@@ -23,6 +23,7 @@ const reg = { registers: [registry] };
 const packets = new Counter({ name: 'virt_cohort_agent_packets_total', help: 'Packets counted between VMs and their peers (all periods closed)', ...reg });
 const bytes = new Counter({ name: 'virt_cohort_agent_bytes_total', help: 'Bytes counted between VMs and their peers', ...reg });
 const overflowPackets = new Counter({ name: 'virt_cohort_agent_overflow_packets_total', help: 'Packets counted while the flow map was full (not attributed to a peer)', ...reg });
+const foldedPairs = new Counter({ name: 'virt_cohort_agent_folded_pairs_total', help: "Pairs beyond a VM's cap of peers that are not VMs, summed into its '*' peer", ...reg });
 const overflowBytes = new Counter({ name: 'virt_cohort_agent_overflow_bytes_total', help: 'Bytes counted while the flow map was full', ...reg });
 const unknownTap = new Counter({ name: 'virt_cohort_agent_unknown_tap_packets_total', help: 'Packets seen on a tap with no VM registered (should stay 0)', ...reg });
 const mapEntries = new Gauge({ name: 'virt_cohort_agent_flow_map_entries', help: 'Flows in the map at the last period close', ...reg });
@@ -87,6 +88,7 @@ export const agentMetrics = {
     bytes.inc(b);
     overflowPackets.inc(r.overflow.packets);
     overflowBytes.inc(r.overflow.bytes);
+    foldedPairs.inc(r.folded ?? 0);
     unknownTap.inc(r.unknownTap);
     mapEntries.set(flows);
     if (capacity) mapFill.set(flows / capacity);

@@ -40,6 +40,22 @@ export async function succeeds(command: string, args: readonly string[], opts: R
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/**
+ * `p`, or a rejection "WHAT: no answer in N s" after `ms`: a call that may hang
+ * (libvirt, or Redis whose client queues commands while it stalls) bounded.
+ * An answer that comes later is ignored.
+ */
+export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  p.catch(() => undefined);
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      t = setTimeout(() => reject(new Error(`${what}: no answer in ${Math.round(ms) / 1000} s`)), ms);
+    }),
+  ]).finally(() => clearTimeout(t));
+}
+
 /** Polls `probe` until it returns a value other than undefined, or throws after timeoutMs. */
 export async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number, everyMs = 200): Promise<T> {
   const deadline = Date.now() + timeoutMs;

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { Agent, type Clock, type DomainSource } from '../../src/agent/agent.js';
+import { MAX_PEERS_PER_VM } from '../../src/agent/pairs.js';
 import { loadConfig } from '../../src/agent/config.js';
 import { Registry } from '../../src/collector/registry.js';
 import { hostPart } from '../../src/collector/store.js';
@@ -276,4 +277,36 @@ test('state files that are garbage are set aside: the agent starts, and rebuilds
   assert.deepEqual(r!.pairs, [['vm6>10.0.0.6', 4, 400]]);
   assert.ok(existsSync(join(stateDir, 'vm-ids.json.bad')) && existsSync(join(stateDir, 'periods.json.bad')), 'the garbage is kept aside for a person to look at');
   assert.doesNotThrow(() => JSON.parse(readFileSync(join(stateDir, 'periods.json'), 'utf8')));
+});
+
+test('100,000 random peers in a period: the report, Redis and the agent stay within the stated bounds, and every packet is counted (folded, not dropped)', async () => {
+  const libvirt = new FakeLibvirt();
+  libvirt.list = [domain('scan1', 41, 'vnet41')];
+  const { agent, sensor } = await agentFor('h-scan', libvirt);
+  await agent.requestReconcile();
+  const PEERS = 100_000;
+  let packets = 0;
+  let bytes = 0;
+  for (let i = 0; i < PEERS; i++) {
+    const peer = `10.${64 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`;
+    sensor.count('vnet41', i % 2 ? 'tx' : 'rx', peer, 1, 64 + (i % 1500));
+    packets += 1;
+    bytes += 64 + (i % 1500);
+  }
+  const memBefore = Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]);
+  const heapBefore = process.memoryUsage().heapUsed;
+  const [r] = await agent.closePeriod(boundary(5));
+  assert.equal(r!.folded, PEERS - 2 * MAX_PEERS_PER_VM, 'the tail beyond the cap, per direction, is folded and said');
+  assert.equal(r!.pairs.length, 2 * MAX_PEERS_PER_VM + 2, 'the report holds at most the cap per VM and direction, plus the two * peers');
+  const part = await hostPart(redis, periodOf(boundary(5)), 'h-scan');
+  const sum = [...part.values()].reduce((s, c) => [s[0] + c[0], s[1] + c[1]], [0, 0]);
+  assert.deepEqual(sum, [packets, bytes], 'every packet and byte reaches Redis');
+  assert.ok(part.get('scan1>*')![0] > 0 && part.get('*>scan1')![0] > 0);
+  const meta = JSON.parse((await redis.hget(`vc:period:${periodOf(boundary(5))}:meta`, 'h-scan'))!) as { folded: number };
+  assert.equal(meta.folded, PEERS - 2 * MAX_PEERS_PER_VM, 'the meta says how many pairs were folded');
+  const grew = Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]) - memBefore;
+  // 2,002 pairs: the packed report (20 B a pair), two zsets and the dictionary (about 70 B a pair each).
+  assert.ok(grew < 2 * 2 ** 20, `Redis grew by ${(grew / 2 ** 20).toFixed(2)} MiB for the period (bound: 2 MiB)`);
+  const heap = (process.memoryUsage().heapUsed - heapBefore) / 2 ** 20;
+  assert.ok(heap < 64, `the agent's heap grew by ${heap.toFixed(1)} MiB reading 100,000 flows (bound: 64 MiB)`);
 });

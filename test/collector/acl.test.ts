@@ -11,7 +11,7 @@ import { Registry, type VmRecord } from '../../src/collector/registry.js';
 import { Store } from '../../src/collector/store.js';
 import { connectChecked } from '../../src/config/redis.js';
 import { readHistory, recordMigration, startCooldown } from '../../src/manager/history.js';
-import { LeaderLock } from '../../src/manager/lock.js';
+import { LeaderLock, loadStreak, saveStreak } from '../../src/manager/lock.js';
 import { packageRoot } from '../../src/paths.js';
 import { TestRedis } from '../helpers/redis.js';
 import { hostRecord, L, periodNow, report } from './fixtures.js';
@@ -108,7 +108,13 @@ test('with --agents-trim an agent deletes whole old periods, and still writes on
   await new Registry(c1conn).registerHost('c1', hostRecord());
   await c1.apply(report('c1', P + L, [['c1-vm>x', 1, 1]]));
   await assert.rejects(c1.apply(report('a1', P + 2 * L, [['forged>x', 1, 1]])), NOPERM);
-  assert.equal(await c1.trim(1), 1, 'the period before the newest one is gone');
+  await admin.sadd(K.vms, 'c1-old');
+  await admin.hset(K.vm('c1-old'), { host: 'c1', state: 'stopped', since: 1, addresses: '10.99.0.1' });
+  await admin.hset(K.addr, '10.99.0.1', 'c1-old');
+  let forgot = 0;
+  assert.equal(await c1.trim(1, Date.now(), (g) => (forgot = g.vms)), 1, 'the period before the newest one is gone');
+  assert.equal(forgot, 1, 'and the VM stopped before the period kept is forgotten');
+  assert.equal(await admin.hget(K.addr, '10.99.0.1'), null);
   assert.equal(await admin.exists(K.hostPairs(P, 'a1')), 0);
 });
 
@@ -117,6 +123,9 @@ test("the manager's writes work with its own: lock, cooldown, history, drain; it
   const lock = new LeaderLock(m, 10_000);
   assert.equal(await lock.tick(), true);
   assert.equal(await lock.tick(), true, 'renewed (a script: GET and PEXPIRE inside are checked too)');
+  assert.equal(await lock.fenced(), true, 'its fence (the term, raised by INCR in the lock script) is readable');
+  await saveStreak(m, lock.term, new Map([['x', 1]]));
+  assert.equal((await loadStreak(m, lock.term)).get('x'), 1, 'the streak is written and read back');
   await lock.stop();
   assert.equal(await admin.exists(K.managerLock), 0, 'released');
   await recordMigration(m, { vm: 'a1-vm', from: 'a1', to: 'b1', outcome: 'ok', at: Date.now(), seconds: 2 });

@@ -171,3 +171,43 @@ test('what the directory holds for an arriving VM: its entry, less what another 
   assert.deepEqual((await registry.vms()).find((v) => v.name === 'app')!.addresses, []);
   assert.deepEqual((await registry.vms()).find((v) => v.name === 'local')!.addresses, ['10.3.0.1']);
 });
+
+test('forget: VMs stopped before the cutoff go with their addresses; running and recently stopped VMs, and addresses others took, stay', async () => {
+  const reg = new Registry(r.redis);
+  await reg.putVm('f-old', vm('h1', 'running', ['10.9.0.1', '10.9.0.2']), 1000);
+  await reg.vmGone('f-old', 'h1', 2000);
+  await reg.putVm('f-taker', vm('h2', 'running', ['10.9.0.2']), 2500); // took one of f-old's addresses
+  await reg.putVm('f-recent', vm('h1', 'running', ['10.9.0.3']), 1000);
+  await reg.vmGone('f-recent', 'h1', 9000);
+  await reg.putVm('f-up', vm('h1', 'running', ['10.9.0.4']), 1000);
+  await r.redis.hset(K.addr, '10.9.0.9', 'f-ghost'); // a VM the directory never had
+  const gone = await reg.forget(5000);
+  assert.equal(gone.vms, 1);
+  assert.ok(gone.addresses >= 1, 'the ghost address (and any an earlier test left without its VM)');
+  const names = (await reg.vms()).map((v) => v.name).filter((n) => n.startsWith('f-'));
+  assert.deepEqual(names, ['f-recent', 'f-taker', 'f-up']);
+  assert.equal(await r.redis.exists(K.vm('f-old')), 0);
+  const addrs = await reg.addresses();
+  assert.equal(addrs.get('10.9.0.1'), undefined, "f-old's own address is gone");
+  assert.equal(addrs.get('10.9.0.2'), 'f-taker', 'the address another VM took stays');
+  assert.equal(addrs.get('10.9.0.3'), 'f-recent');
+  assert.equal(addrs.get('10.9.0.9'), undefined, 'an address of no VM is dropped');
+  assert.deepEqual(await reg.forget(5000), { vms: 0, addresses: 0 }, 'a second sweep finds nothing');
+
+  // Through retention: the VMs stopped before the oldest period kept are forgotten, at most once an hour.
+  const store = new Store(r.redis);
+  const P = 1_900_000_000;
+  await reg.registerHost('hf', hostRecord());
+  for (const p of [P, P + 30, P + 60]) await store.apply(report('hf', p, [['f-up>x', 1, 1]]));
+  await reg.vmGone('f-recent', 'h1', (P + 10) * 1000);
+  let told: { vms: number } | undefined;
+  assert.ok((await store.trim(2, Date.now(), (g) => (told = g))) >= 1);
+  assert.equal(await r.redis.zscore(K.periods, String(P)), null, 'the oldest of the three periods is trimmed');
+  assert.equal(told?.vms, 1, 'f-recent stopped before the oldest period kept (P + 30)');
+  assert.equal(await r.redis.exists(K.vm('f-recent')), 0);
+  await reg.vmGone('f-up', 'h1', 1);
+  await store.trim(2, Date.now());
+  assert.equal(await r.redis.exists(K.vm('f-up')), 1, 'within the hour: no second sweep');
+  await store.trim(2, Date.now() + 3_600_000);
+  assert.equal(await r.redis.exists(K.vm('f-up')), 0, 'an hour later: swept');
+});

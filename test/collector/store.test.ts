@@ -9,7 +9,8 @@ import { hostPart, Store } from '../../src/collector/store.js';
 import { connectDaemon } from '../../src/config/redis.js';
 import { sleep, waitFor } from '../../src/util/exec.js';
 import { TestRedis } from '../helpers/redis.js';
-import { report } from './fixtures.js';
+import { host, L, periodNow, report } from './fixtures.js';
+import { query, type DetailAnswer } from '../../src/collector/query.js';
 
 let server: TestRedis;
 let admin: Redis;
@@ -355,4 +356,57 @@ test('connections killed mid-flight (CLIENT KILL, disconnect(true)) at many inst
   t.diagnostic(`outcomes over ${kills} kills: ${JSON.stringify(outcomes)}`);
   assert.ok(whileApplying() >= WANT, `only ${whileApplying()} of ${kills} connections went down while applying`);
   assert.ok(outcomes.closedWhileMaterialising >= WANT, `only ${outcomes.closedWhileMaterialising} of ${kills} connections went down while materialising`);
+});
+
+test('the pair dictionary is bounded: a full one is retired, queries read both across the change, and retention drops the old one', async () => {
+  await admin.flushall();
+  const now = Date.now();
+  const P = await periodNow(admin, now); // the current period; the span ends with the one before
+  const store = new Store(admin, { dictionaryCap: 6 });
+  await host(store, 'X', now - 3_600_000, now + 600_000);
+  // Each period 4 new peers: the dictionary fills at the second period and a new one begins at the third.
+  const periods = [P - 4 * L, P - 3 * L, P - 2 * L, P - L];
+  for (const [i, p] of periods.entries()) {
+    await store.apply(
+      report(
+        'X',
+        p,
+        [0, 1, 2, 3].map((j) => [`vm${i}>10.0.${i}.${j}`, 10 + j, 100 + j] as [string, number, number]),
+      ),
+    );
+  }
+  const dict = await admin.hgetall(K.pairDict);
+  const retired = Object.keys(dict).filter((f) => f.startsWith('retired:'));
+  assert.ok(retired.length >= 1, `a full dictionary was retired (${Object.keys(dict).join(', ')})`);
+  assert.ok(Number(dict.next) <= 6 + 4, `the current dictionary holds ${dict.next} ids (cap 6, plus one report)`);
+  for (const f of retired) assert.equal(await admin.exists(K.retiredNames(f.slice(8))), 1, 'its names kept for the periods that use it');
+
+  // A detail query over the four periods names every pair right, from whichever dictionary wrote it.
+  const r = await query(admin, { type: 'detail', span: 4, now });
+  assert.equal(r.status, 'ok');
+  const detail = r as DetailAnswer;
+  for (const [i, p] of periods.entries()) {
+    const got = detail.detail
+      .find((x) => x.period === p)!
+      .pairs.map((x) => `${x.src}>${x.dst}:${x.messages}`)
+      .sort();
+    assert.deepEqual(
+      got,
+      [0, 1, 2, 3].map((j) => `vm${i}>10.0.${i}.${j}:${10 + j}`),
+      `period ${p}`,
+    );
+  }
+  assert.deepEqual(await hostPart(admin, periods[0]!, 'X'), new Map([0, 1, 2, 3].map((j) => [`vm0>10.0.0.${j}`, [10 + j, 100 + j]])), 'an old period read from a retired dictionary');
+
+  // Retention keeps the newest period only. The test's periods are in the past, so each dictionary is
+  // marked retired just before the period kept began, as it would have been live.
+  await admin.hset(K.pairDict, Object.fromEntries(retired.map((f) => [f, String(Math.floor(periods[2]! - 1))])));
+  await store.trim(3);
+  for (const f of retired) assert.equal(await admin.exists(K.retiredNames(f.slice(8))), 1, 'kept while a period kept began before it was retired');
+  assert.equal((await hostPart(admin, periods[1]!, 'X')).size, 4);
+  await store.trim(1);
+  const left = Object.keys(await admin.hgetall(K.pairDict)).filter((f) => f.startsWith('retired:'));
+  assert.deepEqual(left, [], 'dictionaries retired before the oldest period kept are gone');
+  for (const f of retired) assert.equal(await admin.exists(K.retiredNames(f.slice(8))), 0);
+  assert.equal((await hostPart(admin, periods[3]!, 'X')).size, 4, 'the period kept still reads');
 });

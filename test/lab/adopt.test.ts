@@ -2,7 +2,9 @@
 // host, a slow inter-site link so the migration takes tens of seconds): the
 // migration was marked in Redis before virsh started, so the next leader
 // adopts it, watches it to its end, records the outcome, and leaves no VM
-// paused or lost.
+// paused or lost. And Redis frozen (SIGSTOP) past the lock's TTL while a
+// migration runs: never two leaders, the new one waits for the marked
+// migration, and the deposed one is fenced off by its term.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -19,7 +21,13 @@ import { cooldownUntil, readHistory } from '../../src/manager/history.js';
 import { LeaderLock } from '../../src/manager/lock.js';
 import { DEFAULT_MANAGER, Manager } from '../../src/manager/manager.js';
 import { parseEnvironment } from '../../src/placement/index.js';
-import { waitFor } from '../../src/util/exec.js';
+import { Registry } from '../../src/collector/registry.js';
+import { redisPidFile } from '../../src/lab/redis.js';
+import { execute } from '../../src/manager/executor.js';
+import { trustedRoutes } from '../../src/manager/manager.js';
+import { RouteVetter } from '../../src/manager/trust.js';
+import { readFile } from 'node:fs/promises';
+import { sleep, waitFor } from '../../src/util/exec.js';
 import { alive } from '../../src/util/process.js';
 import { uniqueName } from '../helpers/names.js';
 
@@ -81,5 +89,80 @@ describe(`a manager killed mid-migration (lab ${name})`, { concurrency: 1 }, () 
     assert.equal(now.length, 1, `the VM is on one host: ${now.join(', ')}`);
     assert.ok(now[0]!.endsWith(':running'), `and running: ${now[0]}`);
     assert.equal(now[0]!.startsWith(b1.name), rec.outcome === 'ok', `${rec.outcome}: ${rec.error ?? ''}`);
+  });
+
+  it('Redis frozen past the lock TTL during a migration: never two leaders, the new leader waits for the marked migration, the old one is fenced off', async () => {
+    const vm = domainName(lab, 'vm2');
+    const where = async () => (await Promise.all(hosts(lab).map(async (h) => ((await listDomains(h.uri)).some((d) => d.name === vm) ? [h.name] : [])))).flat();
+    const [from] = await where();
+    const to = from === a1.name ? b1.name : a1.name;
+    const client = () => {
+      const c = new Redis(labRedisUrl(lab), { maxRetriesPerRequest: null });
+      c.on('error', () => undefined);
+      return c;
+    };
+    const [ra, rb] = [client(), client()];
+    const TTL = 3000;
+    const lockA = new LeaderLock(ra, TTL);
+    const lockB = new LeaderLock(rb, TTL);
+    let both = 0;
+    let migratingAtOnce = 0;
+    const watch = setInterval(() => {
+      if (lockA.isLeader && lockB.isLeader) both++;
+    }, 10);
+    const copies = setInterval(() => {
+      void where().then((on) => (migratingAtOnce = Math.max(migratingAtOnce, on.length - 1)));
+    }, 500);
+    try {
+      assert.equal(await lockA.tick(), true, 'A leads');
+      assert.equal(await lockB.tick(), false, 'B stands by');
+      const termA = lockA.term;
+      const routes = trustedRoutes(await new Registry(ra).hosts(), new RouteVetter(labRoutes(lab))).routes;
+      const opts = { maxPerHost: 1, maxConcurrent: 2, timeoutMs: 300_000, autoConverge: false, cooldownMs: 20_000, manager: lockA.id, term: termA, mayAct: () => lockA.fenced() };
+      const moving = execute(ra, [{ vm, from: from!, to, reason: 'test: Redis frozen' }], routes, opts);
+      await waitFor('the migration marked in Redis', async () => ((await redis.hexists(K.migrating, vm)) ? true : undefined), 60_000, 100);
+      assert.equal(JSON.parse((await redis.hget(K.migrating, vm))!).term, termA, "the mark carries A's fencing token");
+
+      // A's renewals stop (its loop is stuck); Redis freezes for longer than the TTL; B keeps trying.
+      const pid = Number((await readFile(redisPidFile(name), 'utf8')).trim());
+      process.kill(pid, 'SIGSTOP');
+      try {
+        const trying = (async () => {
+          for (let i = 0; i < 6; i++) await Promise.all([lockB.tick(), sleep(TTL / 3)]);
+        })();
+        await sleep(TTL + 2000);
+        assert.equal(lockA.isLeader, false, 'A stopped believing it leads while Redis was frozen');
+        process.kill(pid, 'SIGCONT');
+        await trying;
+      } finally {
+        process.kill(pid, 'SIGCONT');
+      }
+      await waitFor('B to lead', async () => ((await lockB.tick()) ? true : undefined), 10_000, 200);
+      assert.ok(lockB.term > termA, `B's term ${lockB.term} is above A's ${termA}`);
+
+      // B's round: the marked migration first, watched to its end; nothing new meanwhile.
+      const manager = new Manager(rb, { ...DEFAULT_MANAGER, apply: true, everyPeriods: 1, span: 1, env: parseEnvironment(labEnvironment(lab), 'lab'), ...labRoutes(lab) }, lockB);
+      const r = await manager.round();
+      assert.match(r.note ?? '', /adopted 1 migration\(s\) a previous leader started/);
+      assert.equal(r.moves.length, 0, 'no new move while a marked migration ran');
+      const doneA = await moving; // A's virsh ran on: it ends too
+      assert.equal(doneA.length, 1);
+      assert.equal((await readHistory(redis, 10, vm)).filter((h) => h.reason?.includes('Redis frozen')).length, 1, 'the migration is recorded once, by A or by B');
+      assert.equal(await redis.hlen(K.migrating), 0, 'no mark left');
+
+      // A, deposed, tries again with its old term: fenced off before virsh.
+      const late = await execute(ra, [{ vm, from: (await where())[0]!, to: from!, reason: 'test: late' }], routes, opts);
+      assert.deepEqual(late, [], 'the deposed leader started nothing');
+      assert.equal(await redis.hexists(K.migrating, vm), 0);
+    } finally {
+      clearInterval(watch);
+      clearInterval(copies);
+      await lockA.stop();
+      await lockB.stop();
+      ra.disconnect();
+      rb.disconnect();
+    }
+    assert.equal(both, 0, 'never two leaders at once');
+    assert.ok(migratingAtOnce <= 1, `at most one migration at once (saw ${migratingAtOnce})`);
   });
 });

@@ -9,6 +9,7 @@ import { hostPart } from '../../src/collector/store.js';
 import { agentPaths, labRedisUrl, startAgent } from '../../src/lab/agents.js';
 import { labDown, labUp } from '../../src/lab/lab.js';
 import { redisPidFile, startRedis } from '../../src/lab/redis.js';
+import { libvirtdPidFile } from '../../src/lab/libvirtd.js';
 import { addVm, migrateVm } from '../../src/lab/vm.js';
 import { domainName, hosts, type LabHost } from '../../src/lab/topology.js';
 import type { LabState } from '../../src/lab/state.js';
@@ -178,6 +179,53 @@ function agentSuite(sensor: 'ebpf' | 'pcap'): void {
           assert.ok(Math.abs(msgs - PER_PERIOD) <= SLIP + EDGE, `period ${p} around the restart: ${msgs} messages, expected ${PER_PERIOD} ± ${SLIP + EDGE} (no hole, no spike)`);
         }
       }
+    });
+
+    it('libvirtd frozen with SIGSTOP: heartbeats and periods go on, counts stay right, and the agent recovers when it continues', async () => {
+      // Freeze the libvirtd of vm1's host (b since the migration test), whose agent counts vm1 > vm2.
+      const h = (await redis.hget(K.vm(vm1), 'host')) === a.name ? a : b;
+      await reported(lastPeriod(), [a.name, b.name]);
+      const start = lastPeriod() + PERIOD;
+      const pid = Number((await readFile(libvirtdPidFile(lab, h), 'utf8')).trim());
+      assert.ok(pid > 0 && alive(pid), `libvirtd of ${h.name} runs (${pid})`);
+      process.kill(pid, 'SIGSTOP');
+      let oldest = 0;
+      try {
+        // Longer than the agent's libvirt timeout, so its calls are given up while libvirtd stays frozen.
+        for (const until = Date.now() + 45_000; Date.now() < until; ) {
+          await sleep(1000);
+          const seen = Number(await redis.hget(K.host(h.name), 'lastSeen'));
+          oldest = Math.max(oldest, Date.now() - seen);
+        }
+      } finally {
+        process.kill(pid, 'SIGCONT');
+      }
+      const resumed = Date.now();
+      assert.ok(oldest <= 2 * PERIOD * 1000, `${h.name}'s heartbeat was at most ${oldest} ms old during the freeze (live means within ${2 * PERIOD} s)`);
+      const end = lastPeriod();
+      await reported(end, [a.name, b.name]);
+      for (let p = start; p <= end; p += PERIOD) {
+        const msgs = await score(K.msgs(p), pair(vm1, vm2));
+        assert.ok(Math.abs(msgs - PER_PERIOD) <= SLIP + EDGE, `period ${p} with libvirtd frozen: ${msgs} messages, expected ${PER_PERIOD} ± ${SLIP + EDGE}`);
+      }
+      const log = agentPaths(lab, h).log;
+      const libvirtLines = async () =>
+        (await readFile(log, 'utf8'))
+          .split('\n')
+          .filter((l) => /libvirt/.test(l))
+          .slice(-12)
+          .join('\n');
+      await waitFor(
+        'the agent to reach libvirt again',
+        async () => ((await readFile(log, 'utf8')).split('\n').some((l) => l.includes('"msg":"libvirt connected"') && (JSON.parse(l) as { time: number }).time > resumed) ? true : undefined),
+        60_000,
+        500,
+      ).catch(async (err: Error) => {
+        throw new Error(`${err.message}; the agent said:\n${await libvirtLines()}`);
+      });
+      const waited = (await readFile(log, 'utf8')).split('\n').filter((l) => l.includes('waiting for libvirt'));
+      assert.ok(waited.length >= 1, 'the agent said it was waiting for libvirt');
+      assert.ok(alive((await livePid(agentPaths(lab, h).pid))!), 'the agent kept running');
     });
 
     it('Redis stopped for 2 minutes then restarted: every period arrives, each once', async () => {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { arpClaims, toPairs } from '../../src/agent/pairs.js';
+import { arpClaims, FOLDED, MAX_PEERS_PER_VM, toPairs } from '../../src/agent/pairs.js';
 import type { FlowCounts } from '../../src/sensor/layout.js';
 
 const flow = (vm: number, dir: 'rx' | 'tx', peer: string, packets: number, extra: Partial<FlowCounts> = {}): FlowCounts => ({
@@ -71,6 +71,42 @@ test('the addresses a VM announces as sender in its own ARP frames are claims, a
 });
 
 test('an empty reading gives nothing', () => {
-  assert.deepEqual(toPairs([], vmName, new Map()), { pairs: [], vms: new Set() });
+  assert.deepEqual(toPairs([], vmName, new Map()), { pairs: [], vms: new Set(), folded: 0 });
   assert.deepEqual(arpClaims([], vmName), new Map());
+});
+
+test('100,000 random peers in a period: each VM keeps its heaviest peers that are not VMs, the rest summed into its * peer; every packet and byte still counted', () => {
+  let seed = 7;
+  const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  const flows: FlowCounts[] = [];
+  for (let i = 0; i < 100_000; i++) {
+    const peer = `10.${Math.floor(i / 65536) + 100}.${(i >> 8) & 255}.${i & 255}`;
+    flows.push({ ...flow(1, i % 2 ? 'tx' : 'rx', peer, 1 + Math.floor(rand() * 5)), bytes: 64 + i }); // heavier as i grows
+  }
+  flows.push(flow(1, 'tx', '10.0.0.2', 50), flow(2, 'tx', '10.0.0.9', 4)); // to VM b, and b to one address
+  const addrs = new Map([['10.0.0.2', 'b']]);
+  const r = toPairs(flows, vmName, addrs);
+  const total = (pairs: [string, number, number][]) => pairs.reduce((s, p) => [s[0] + p[1], s[1] + p[2]], [0, 0]);
+  const sent = flows.filter((f) => !(f.dir === 'rx' && addrs.has(f.peer))).reduce((s, f) => [s[0] + f.packets, s[1] + f.bytes], [0, 0]);
+  assert.deepEqual(total(r.pairs), sent, 'nothing lost, nothing doubled');
+  assert.equal(r.folded, 100_000 - 2 * MAX_PEERS_PER_VM);
+  assert.equal(r.pairs.length, 2 * MAX_PEERS_PER_VM + 2 + 2, "a's kept peers each way, its two * peers, a>b and b's one peer");
+  assert.ok(
+    r.pairs.some(([m]) => m === 'a>b'),
+    'a pair between VMs is never folded',
+  );
+  assert.ok(
+    r.pairs.some(([m]) => m === 'b>10.0.0.9'),
+    "b's few peers stay as they are",
+  );
+  const tx = r.pairs.filter(([m]) => m.startsWith('a>10.'));
+  assert.equal(tx.length, MAX_PEERS_PER_VM);
+  const lightestKept = Math.min(...tx.map((p) => p[2]));
+  const foldTx = r.pairs.find(([m]) => m === `a>${FOLDED}`)!;
+  assert.ok(foldTx[1] > 0 && lightestKept >= 64 + 100_000 - 2 * MAX_PEERS_PER_VM, 'the heaviest are kept, the lightest folded');
+  assert.ok(
+    r.pairs.some(([m]) => m === `${FOLDED}>a`),
+    'received from the folded peers too',
+  );
+  assert.deepEqual(toPairs(flows, vmName, addrs), r, 'the same reading folds the same way');
 });
