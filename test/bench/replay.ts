@@ -126,7 +126,7 @@ async function scoreCorpus(): Promise<void> {
     '|---|---:|---:|---:|---:|',
     ...METHODS.map((m, i) => `| ${m.name} | ${fmtBytes(totals[i]!.bytes)} | ${totals[i]!.moves} | ${totals[i]!.gib.toFixed(0)} | ${totals[i]!.pp} |`),
   ].join('\n');
-  await maybeWriteBlock(writeDocs, 'replay-summary', `${summary}\n\n${verdict}`, README);
+  await maybeWriteBlock(writeDocs, 'replay-summary', `${summary}\n\n${verdict.replace(/^Cells: [^.]*\. /, '')}`, README);
 }
 
 // ---- speed: a day of 1,000 VMs ----------------------------------------------
