@@ -9,7 +9,8 @@ import { labRedisUrl, labRoutes } from '../lab/agents.js';
 import { labEnvironment } from '../lab/environment.js';
 import { labDown, labUp } from '../lab/lab.js';
 import { LeaderLock } from '../manager/lock.js';
-import { DEFAULT_MANAGER, Manager, type Round } from '../manager/manager.js';
+import { DEFAULT_MANAGER, Manager, type ManagerConfig, type Round } from '../manager/manager.js';
+import type { LabState } from '../lab/state.js';
 import type { MigrationRecord } from '../manager/history.js';
 import { parseEnvironment } from '../placement/index.js';
 import { sleep } from '../util/exec.js';
@@ -18,6 +19,23 @@ import { startGuests } from './lab.js';
 import { integer, labSensorOption } from './options.js';
 import { renderRound } from './manager.js';
 import { table } from './table.js';
+
+/**
+ * The demo's manager: the defaults, but a round every (short) period over the
+ * last 2 and a 2-minute cooldown, so that a lab of 10 s periods converges in a
+ * few rounds; the lab's environment and routes.
+ */
+export function demoSettings(lab: LabState): ManagerConfig {
+  return {
+    ...DEFAULT_MANAGER,
+    apply: true,
+    everyPeriods: 1,
+    span: 2,
+    cooldownMs: 120_000,
+    env: parseEnvironment(labEnvironment(lab), `lab ${lab.name}`),
+    ...labRoutes(lab),
+  };
+}
 
 export function demoCommand(): Command {
   return new Command('demo')
@@ -57,19 +75,7 @@ export function demoCommand(): Command {
         redis.on('error', () => undefined);
         lock = new LeaderLock(redis, DEFAULT_MANAGER.lockTtlMs);
         lock.start(); // renewed while rounds and migrations run
-        const manager = new Manager(
-          redis,
-          {
-            ...DEFAULT_MANAGER,
-            apply: true,
-            everyPeriods: 1,
-            span: 2,
-            cooldownMs: 120_000,
-            env: parseEnvironment(labEnvironment(lab), `lab ${o.name}`),
-            ...labRoutes(lab),
-          },
-          lock,
-        );
+        const manager = new Manager(redis, demoSettings(lab), lock);
         manager.progress = (vm, pct, rate) => say(`    ${short(vm)} ${pct.toFixed(0)} % at ${rate.toFixed(0)} MiB/s`);
         const rounds: Round[] = [];
         const done: MigrationRecord[] = [];

@@ -15,6 +15,7 @@ import { installHookCommand } from './hook.js';
 import { labCommandMissing, labInstalled } from './labs.js';
 import { historyCommand, hostCommand, managerCommand, migrateCommand } from './manager.js';
 import { placeCommand } from './place.js';
+import { recordCommand, replayCommand } from './replay.js';
 import { reportCommand } from './report.js';
 import { rulesCommand } from './rules.js';
 import { statsCommand } from './stats.js';
@@ -46,6 +47,8 @@ program.addCommand(planCommand());
 program.addCommand(placeCommand());
 program.addCommand(rulesCommand());
 program.addCommand(reportCommand());
+program.addCommand(recordCommand());
+program.addCommand(replayCommand());
 program.addCommand(aclCommand());
 
 try {

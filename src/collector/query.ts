@@ -419,7 +419,7 @@ function groupMissing(missing: Missing[]): Map<number, string[]> {
 }
 
 /** Six decimals: a mean per period needs no more, and float noise (1000.0000000000001) would only confuse. */
-const round6 = (x: number) => Math.round(x * 1e6) / 1e6;
+export const round6 = (x: number) => Math.round(x * 1e6) / 1e6;
 
 /** Divided by `divisor`; most messages first, then most bytes, then by name, so equal runs print the same. */
 function toPairs(span: Span, s: PeriodSums, divisor: number): Pair[] {
@@ -428,5 +428,21 @@ function toPairs(span: Span, s: PeriodSums, divisor: number): Pair[] {
     const r = s.r[k]!;
     out.push({ src: span.src[r]!, dst: span.dst[r]!, messages: round6(s.m[k]! / divisor), bytes: round6(s.b[k]! / divisor) });
   }
-  return out.sort((a, b) => b.messages - a.messages || b.bytes - a.bytes || (pairMember(a.src, a.dst) < pairMember(b.src, b.dst) ? -1 : 1));
+  return sortPairs(out);
+}
+
+/**
+ * An answer's pairs in their order: most messages first, then most bytes, then
+ * by member name (a replay, src/replay/view.ts, sorts its answers the same).
+ * Each name is built once, only for the pairs that tie: counts tie often
+ * (same-sized messages).
+ */
+function sortPairs(pairs: Pair[]): Pair[] {
+  const names = new Map<Pair, string>();
+  const name = (p: Pair) => {
+    let n = names.get(p);
+    if (n === undefined) names.set(p, (n = pairMember(p.src, p.dst)));
+    return n;
+  };
+  return pairs.sort((a, b) => b.messages - a.messages || b.bytes - a.bytes || (name(a) < name(b) ? -1 : 1));
 }

@@ -38,6 +38,8 @@ export type SettingDoc = {
 
 /** What a plan can minimise (src/placement/problem.ts says what each one counts). */
 export const OBJECTIVES = ['time', 'cost', 'resources'] as const;
+/** Which groups seed the planner: ours (cohesive, with the other starts beside it), or only the seed's greedy groups or Louvain's, for comparison (virt-cohort replay). */
+export const PLAN_METHODS = ['cohesive', 'louvain', 'seed'] as const;
 
 /** Where an affinity or anti-affinity rule holds: the same (or another) host, or site. */
 export const SCOPES = ['host', 'site'] as const;
@@ -160,10 +162,15 @@ export const managerSchema = z
     apply: bool(false, { description: 'Migrate for real; false plans and logs only (a dry run).', env: 'VIRT_COHORT_MANAGER_APPLY' }),
     everyPeriods: int(1, 10_000, 2, { description: 'A decision round every N periods.', arg: 'periods' }),
     objective: oneOf(OBJECTIVES, 'time', { description: 'What a plan minimises: time (communication time), cost or resources.' }),
+    method: oneOf(PLAN_METHODS, 'cohesive', {
+      description:
+        "Groups the planner starts from: cohesive (ours; the seed's greedy groups, the current placement and a bisection compete with it), or only louvain or seed (the seed report's greedy), to compare them.",
+    }),
     horizon: duration('3600s', { description: 'A move must pay back within this (30s, 5m, 1h, or a number of seconds).' }),
     maxMoves: int(1, 100_000, 5, { description: 'Migrations per round at most.' }),
+    // confirmRounds, cooldown, span and coefficient: chosen on the replay corpus (README, Record and replay).
     confirmRounds: int(1, 1000, 2, { description: 'A move is made once proposed this many rounds in a row.', arg: 'rounds' }),
-    cooldown: duration('600s', { description: 'First cooldown of a VM after it moved; doubles with each repeat.' }),
+    cooldown: duration('1200s', { description: 'First cooldown of a VM after it moved; doubles with each repeat.' }),
     externalHold: duration('30m', {
       description: 'A VM moved by something other than virt-cohort (virsh by hand, another balancer) stays where it was put this long; history records the move as external.',
     }),
@@ -175,8 +182,12 @@ export const managerSchema = z
     maxConcurrent: int(1, 10_000, 2, { description: 'Migrations at once in the cluster.' }),
     timeout: duration('300s', { description: 'A migration still running after this is aborted (the VM stays).' }),
     autoConverge: bool(false, { description: 'Let QEMU slow a VM whose memory changes faster than the link copies it.' }),
-    span: int(1, 100_000, 4, { description: 'Periods each round reads (weighted, the newest counting most).', arg: 'periods' }),
-    coefficient: z.number().positive().default(2).meta({ description: 'Weight ratio between one period and the one before it in that reading.', flag: false }),
+    span: int(1, 100_000, 8, { description: 'Periods each round reads (weighted by the coefficient).', arg: 'periods' }),
+    coefficient: z
+      .number()
+      .positive()
+      .default(1)
+      .meta({ description: 'Weight ratio between one period and the one before it in that reading: 1 counts every period alike, 2 the newest most.', flag: false }),
     maxWait: duration('5s', { description: "How long a round waits for the collector's answer.", flag: false }),
     settle: duration('2s', { description: "Wait after a period boundary, for the hosts' reports to arrive.", flag: false }),
     lockTtl: duration('15s', { description: 'Leader lock lifetime: a standby manager takes over this long after the leader dies.', flag: false }),

@@ -9,7 +9,7 @@ import type { MoveOrder } from './executor.js';
 import { describeHold, holdOf } from './safety.js';
 
 /** The settings a decision depends on (the manager's, as configured). */
-export type DecisionSettings = Pick<ManagerConfig, 'objective' | 'horizonSeconds' | 'maxMoves' | 'exclude' | 'confirmRounds'>;
+export type DecisionSettings = Pick<ManagerConfig, 'objective' | 'horizonSeconds' | 'maxMoves' | 'exclude' | 'confirmRounds'> & Partial<Pick<ManagerConfig, 'method'>>;
 
 /** Everything one decision reads, already fetched: the decision itself does no I/O. */
 export interface DecisionInput {
@@ -74,6 +74,7 @@ export function decide(input: DecisionInput): Decision {
     exclude: input.focus ? [...cfg.exclude, ...view.vms.filter((v) => !input.focus!.includes(v.name)).map((v) => v.name)] : cfg.exclude,
     now,
     ...(input.rules && { rules: input.rules }),
+    ...(cfg.method && { method: cfg.method }),
   });
   d.plan = plan;
   for (const m of plan.moves) {
@@ -84,15 +85,17 @@ export function decide(input: DecisionInput): Decision {
   const rules = input.rules ?? [];
   const where = new Map(view.vms.map((v) => [v.name, v.host]));
   const siteOf = new Map(view.registry.map((h) => [h.host, h.site]));
+  const rooms = new Rooms(view);
   for (const m of plan.moves) {
     const shutWhy = [m.from, m.to].filter((h) => closed.has(h)).map((h) => `${h}: ${closed.get(h)}`)[0];
-    // The plan's order keeps capacity right move after move: no room check here.
     const seen = input.focus ? cfg.confirmRounds : (d.streak.get(pairMember(m.vm, m.to)) ?? 0);
     const hold = shutWhy ? undefined : holdOf(m, facts, { room: false, draining: true, cooldown: true, confirm: { rounds: cfg.confirmRounds, seen } });
-    const why = shutWhy ?? (hold ? describeHold(hold) : undefined);
-    // A move held back can leave a later one of the plan breaking a rule (db1 waits for db2 to leave): checked again in order.
-    const breach = why ? undefined : moveBreaks(rules, where, siteOf, m.vm, m.to).find((b) => b.hard);
-    if (why ?? breach) d.skipped.push({ vm: m.vm, to: m.to, why: why ?? `would break ${breach!.text}` });
+    const held = shutWhy ?? (hold ? describeHold(hold) : undefined);
+    // A move held back can leave a later one of the plan breaking a rule (db1 waits for db2 to leave), or
+    // short of the room it counted on: each is checked again in order.
+    const breach = held ? undefined : moveBreaks(rules, where, siteOf, m.vm, m.to).find((b) => b.hard);
+    const why = held ?? (breach ? `would break ${breach.text}` : rooms.take(m));
+    if (why) d.skipped.push({ vm: m.vm, to: m.to, why });
     else {
       d.orders.push({ vm: m.vm, from: m.from, to: m.to, reason: m.reason });
       where.set(m.vm, m.to);
@@ -109,6 +112,36 @@ export function decide(input: DecisionInput): Decision {
   d.orders = d.orders.filter((o) => known.has(o.vm));
   if (!d.orders.length) d.note = plan.noMove ?? (d.skipped.length ? 'every proposed move is held back (see skipped)' : 'no move');
   return d;
+}
+
+/**
+ * Free memory along the orders: the plan keeps capacity right move after
+ * move, but only if every move before goes; when one is held, a later move
+ * that counted on the room it left is held too (else it would overfill its
+ * destination; a replay found it).
+ */
+class Rooms {
+  private free: Map<string, number>;
+  private mem: Map<string, number>;
+  constructor(view: CollectorView) {
+    this.free = new Map(view.hosts.map((h) => [h.name, h.freeMemoryKiB - view.environment.reserveMemoryKiB]));
+    this.mem = new Map(view.vms.map((v) => [v.name, v.memoryKiB]));
+  }
+  /** Why the move cannot go now, or undefined after counting it. */
+  take(m: { vm: string; from: string; to: string }): string | undefined {
+    const need = this.mem.get(m.vm) ?? 0;
+    const free = this.free.get(m.to);
+    if (free !== undefined && free + 1e-9 * need < need) return `${m.to} has ${Math.floor(free / 1024)} MiB free, ${m.vm} needs ${Math.ceil(need / 1024)} MiB (a move the plan made room with is held)`;
+    if (free !== undefined) this.free.set(m.to, free - need);
+    const left = this.free.get(m.from);
+    if (left !== undefined) this.free.set(m.from, left + need);
+    return undefined;
+  }
+}
+
+/** A move made starts its streak over: the live round after its migrations, a replay after its simulated ones. */
+export function forgetDone(streak: Map<string, number>, done: readonly { vm: string; to: string }[]): void {
+  for (const m of done) streak.delete(pairMember(m.vm, m.to));
 }
 
 /**

@@ -55,6 +55,19 @@ export async function readHistory(redis: Redis, count = 50, vm?: string): Promis
   return out;
 }
 
+/** A VM's cooldown: how many moves in a row, and when it ends (ms). */
+export interface Cooldown {
+  count: number;
+  until: number;
+}
+
+/** The cooldown after a move at `now` (what startCooldown stores; a replay keeps it in memory). */
+export function nextCooldown(cur: Cooldown, baseMs: number, now: number): Cooldown {
+  const quiet = now - cur.until > 86_400_000;
+  const count = quiet ? 1 : cur.count + 1;
+  return { count, until: now + Math.min(86_400_000, baseMs * 2 ** (count - 1)) };
+}
+
 /**
  * Per-VM cooldown that doubles with each migration (base, 2×base, 4×base …,
  * at most a day); it starts over once the VM has stayed put for a day.
@@ -73,9 +86,7 @@ export async function cooldowns(redis: Redis, vms: readonly string[]): Promise<M
 
 export async function startCooldown(redis: Redis, vm: string, baseMs: number, now = Date.now()): Promise<number> {
   const cur = await redis.hgetall(K.cooldown(vm));
-  const quiet = now - Number(cur.until ?? 0) > 86_400_000;
-  const count = quiet ? 1 : Number(cur.count ?? 0) + 1;
-  const until = now + Math.min(86_400_000, baseMs * 2 ** (count - 1));
+  const { count, until } = nextCooldown({ count: Number(cur.count ?? 0), until: Number(cur.until ?? 0) }, baseMs, now);
   // Kept a day past its end (after a quiet day the count starts over anyway), then gone: VMs long
   // deleted leave no key behind.
   await redis.hset(K.cooldown(vm), { count, until });

@@ -1,5 +1,4 @@
 import type { Redis } from 'ioredis';
-import { pairMember } from '../collector/keys.js';
 import { Registry, type HostEntry } from '../collector/registry.js';
 import { DEFAULT_PERIOD_SECONDS, msToNextBoundary } from '../util/period.js';
 import { DEFAULT_BANDWIDTH_MBIT, DEFAULT_LATENCY_MS, readCollector, rulesOf, type CollectorView } from '../placement/fromCollector.js';
@@ -9,7 +8,7 @@ import { managerMetrics } from '../metrics/registry.js';
 import { logger } from '../util/log.js';
 import type { ManagerConfig } from './config.js';
 import { adoptRunning } from './adopt.js';
-import { decide } from './decide.js';
+import { decide, forgetDone } from './decide.js';
 import { execute, type HostRoute, type MoveOrder } from './executor.js';
 import { EventJudge, EventReader, type HookEntry } from './events.js';
 import { cooldowns, holdUntil, readHistory, readRunning, recordMigration, type MigrationRecord } from './history.js';
@@ -278,7 +277,7 @@ export class Manager {
         term,
         ...(this.progress ? { onProgress: this.progress } : {}),
       });
-      for (const m of r.done) d.streak.delete(pairMember(m.vm, m.to));
+      forgetDone(d.streak, r.done);
     }
     // An event's decision plans only its VMs: the rounds' streaks are theirs.
     if (!event) await saveStreak(this.redis, term, d.streak);

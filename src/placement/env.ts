@@ -209,3 +209,31 @@ function time(raw: unknown, where: string): number | undefined {
   if (!Number.isFinite(t)) throw new UserError(`${where} must be an ISO date such as "2026-12-01T00:00:00Z", got ${JSON.stringify(raw)}`);
   return t;
 }
+
+/**
+ * An environment in the file format parseEnvironment reads (prices on the hosts): what a trace
+ * keeps, so that `parseEnvironment(environmentJson(env))` gives `env` back.
+ */
+export function environmentJson(env: Environment): object {
+  const opt = <T>(v: T | undefined, f: (x: T) => unknown) => (v === undefined ? undefined : f(v));
+  return {
+    sites: Object.fromEntries(env.sites.map((s) => [s.name, { lanMbit: s.lanMbit }])),
+    hosts: Object.fromEntries(
+      env.hosts.map((h) => [
+        h.name,
+        {
+          site: h.site,
+          vcpus: h.vcpus,
+          memoryGiB: opt(h.memoryKiB, (k) => k / 1048576),
+          speed: h.speed,
+          price: { ...h.price },
+          availableUntil: opt(h.availableUntil, (t) => new Date(t).toISOString()),
+        },
+      ]),
+    ),
+    links: env.links.map((l) => ({ sites: [...l.sites], latencyMs: l.latencyMs, bandwidthMbit: l.bandwidthMbit, transferPricePerGB: l.transferPricePerGB })),
+    endpoints: Object.fromEntries(env.endpoints),
+    cpuOvercommit: env.cpuOvercommit,
+    reserveMemoryMiB: env.reserveMemoryKiB / 1024,
+  };
+}

@@ -128,13 +128,18 @@ export async function readCollector(redis: Redis, opts: CollectorReadOptions = {
 
 /** The directory, the registry and the environment, without traffic (initial placement needs no more). */
 export async function readInventory(redis: Redis, opts: Omit<CollectorReadOptions, 'query'> & { periodSeconds?: number } = {}): Promise<Inventory> {
-  const now = opts.now ?? Date.now();
   const reg = new Registry(redis);
   const [registry, directory, settings] = await Promise.all([reg.hosts(), reg.vms(), reg.settings()]);
+  return inventoryOf(registry, directory, { ...opts, periodSeconds: opts.periodSeconds ?? settings.periodSeconds ?? DEFAULT_PERIOD_SECONDS });
+}
+
+/** The round's inventory from a registry and a directory already read (from Redis, or from a trace by a replay). */
+export function inventoryOf(registry: HostEntry[], directory: VmEntry[], opts: Omit<CollectorReadOptions, 'query'> & { periodSeconds: number }): Inventory {
+  const now = opts.now ?? Date.now();
   if (registry.length === 0) {
     throw new NoHostsError();
   }
-  const periodSeconds = opts.periodSeconds ?? settings.periodSeconds ?? DEFAULT_PERIOD_SECONDS;
+  const periodSeconds = opts.periodSeconds;
   const liveSince = now - LIVE_PERIODS * periodSeconds * 1000;
   const hosts = registry.filter((h) => h.lastSeen >= liveSince).map(hostInfo);
   const defaulted = opts.env === undefined;

@@ -3,6 +3,7 @@ import { seedGreedy } from '../analysis/greedy.js';
 import { louvain } from '../analysis/louvain.js';
 import { refineUnderCapacity, vmCsr, type Capacity } from '../analysis/refine.js';
 import type { TrafficMeasure } from '../analysis/graph.js';
+import type { PLAN_METHODS } from '../config/schema.js';
 import { bisectLabels } from './bisect.js';
 import { mergeTogether } from './constraints.js';
 import { packGroups } from './pack.js';
@@ -10,8 +11,11 @@ import { siteRoom, type Problem } from './problem.js';
 import { improve, type ImproveOptions } from './search.js';
 import { Placement, score, type Score } from './state.js';
 
+/** Which groups seed the search: ours (cohesive, with every other start beside it), or only the seed's greedy groups or Louvain's (to compare them). */
+export type PlanMethod = (typeof PLAN_METHODS)[number];
+
 export interface Candidate {
-  name: 'current' | 'seed-greedy' | 'cohesive' | 'bisection';
+  name: 'current' | 'seed-greedy' | 'cohesive' | 'bisection' | 'louvain';
   placement: Placement;
   score: Score;
 }
@@ -28,8 +32,10 @@ export interface Candidate {
  * - Only when groups are coarse beside a site (one holds a quarter of a site's room or more: a
  *   tree, a stencil, a ladder): the multilevel bisection (bisect.ts) cuts the graph into one part
  *   per site, sized to the sites' room, where packing whole groups cuts badly.
+ * `method` 'seed' or 'louvain' keeps the current placement and that one start only: the
+ * strategies `virt-cohort replay` compares ours with.
  */
-export function optimise(p: Problem, measure: TrafficMeasure, opts: ImproveOptions = {}): Candidate {
+export function optimise(p: Problem, measure: TrafficMeasure, opts: ImproveOptions = {}, method: PlanMethod = 'cohesive'): Candidate {
   const cands: Candidate[] = [];
   const add = (name: Candidate['name'], pl: Placement | null) => {
     if (!pl) return;
@@ -37,6 +43,9 @@ export function optimise(p: Problem, measure: TrafficMeasure, opts: ImproveOptio
     cands.push({ name, placement: pl, score: score(pl) });
   };
   if (p.origin.every((h) => h >= 0)) add('current', new Placement(p, p.origin.slice()));
+  if (method === 'seed') add('seed-greedy', packGroups(p, seedGreedy(p.graph, { measure })));
+  if (method === 'louvain') add('louvain', packGroups(p, louvainLabels(p, measure)));
+  if (method !== 'cohesive') return best(p, cands);
   // Cohesive groups (Louvain communities merged where no weak link parts them); one too big for any
   // site is split along its tree, cheapest split first.
   const room = largestSiteRoom(p);
@@ -48,6 +57,11 @@ export function optimise(p: Problem, measure: TrafficMeasure, opts: ImproveOptio
   // wins only when strictly better: the other starts' results stay as they were on ties.
   const halves = cohesive.split || largestGroup(p, cohesive.labels) * 4 >= room.memoryKiB ? bisectLabels(p, measure) : null;
   if (halves) add('bisection', packGroups(p, mergeTogether(p, halves)));
+  return best(p, cands);
+}
+
+/** The lowest amortised objective; on a tie the earlier start. */
+function best(p: Problem, cands: Candidate[]): Candidate {
   if (cands.length === 0) return { name: 'current', placement: new Placement(p, p.origin.slice()), score: score(new Placement(p, p.origin.slice())) };
   return cands.reduce((a, b) => (b.score.amortised < a.score.amortised - 1e-12 * Math.abs(a.score.amortised) ? b : a));
 }

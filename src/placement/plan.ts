@@ -3,7 +3,7 @@ import { brokenBy, ruleCost } from './constraints.js';
 import type { Environment } from './env.js';
 import { explainMove, fmtBytesRate, fmtSeconds } from './explain.js';
 import type { VmInfo } from './live.js';
-import { optimise } from './optimise.js';
+import { optimise, type PlanMethod } from './optimise.js';
 import { buildProblem, UNITS, type Objective, type Problem } from './problem.js';
 import type { Rule } from './rules.js';
 import { moveDelta } from './search.js';
@@ -23,6 +23,8 @@ export interface PlanOptions {
   measure?: TrafficMeasure;
   /** The operator's rules (rules.ts): must and apart are never broken by a move, prefer and together are costs. */
   rules?: readonly Rule[];
+  /** The groups the search starts from (optimise.ts). Default 'cohesive': ours, with every other start. */
+  method?: PlanMethod;
 }
 
 export interface Move {
@@ -81,13 +83,13 @@ export function planMoves(traffic: readonly PairTraffic[], vms: readonly VmInfo[
   const base = { objective: opts.objective, unit: UNITS[opts.objective], horizonSeconds: horizon, before, held: [], broken: [] };
   if (vms.length === 0) return { ...base, moves: [], noMove: 'there are no VMs to place', after: before, method: 'none' };
   if (maxMoves < 1) return { ...base, moves: [], noMove: 'the round allows no move (maxMoves is 0)', after: before, method: 'none' };
-  const best = optimise(p, opts.measure ?? 'bytes');
+  const best = optimise(p, opts.measure ?? 'bytes', {}, opts.method);
   const target = best.placement.host;
   const { moves, blocked } = sequence(p, start, target, maxMoves);
   const after = score(start);
   const plan: Plan = { ...base, moves, after, method: best.name, held: ruleHolds(start, new Set(moves.map((m) => m.vm))), broken: brokenRules(p, target) };
   if (moves.length === 0) {
-    plan.noMove = whyNoMove(p, before, target, blocked, g.edgeA.length === 0) ?? unpaid(p, before, opts.measure ?? 'bytes', explain(p, before));
+    plan.noMove = whyNoMove(p, before, target, blocked, g.edgeA.length === 0) ?? unpaid(p, before, opts.measure ?? 'bytes', explain(p, before), opts.method);
     if (plan.broken.length) plan.noMove = `${plan.noMove}; and no placement found keeps every rule (see broken)`;
   }
   return plan;
@@ -140,8 +142,8 @@ function brokenRules(p: Problem, target: Int32Array): string[] {
 }
 
 /** Nothing pays back: say what the best placement would save if migrations were free, and when it would pay. */
-function unpaid(p: Problem, before: Score, measure: TrafficMeasure, fallback: string): string {
-  const free = optimise({ ...p, horizonSeconds: 1e15 }, measure).score;
+function unpaid(p: Problem, before: Score, measure: TrafficMeasure, fallback: string, method?: PlanMethod): string {
+  const free = optimise({ ...p, horizonSeconds: 1e15 }, measure, {}, method).score;
   const gain = before.rate - free.rate;
   if (!(gain > 1e-12 * Math.abs(before.rate)) || free.moves === 0) return fallback;
   const payback = free.oneOff / gain;

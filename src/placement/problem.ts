@@ -113,22 +113,7 @@ export function buildProblem(g: TrafficGraph, vms: readonly ProblemVm[], env: En
     const s = env.endpoints.get(g.names[g.vmCount + i]!);
     if (s !== undefined) endpointSite[i] = siteIndex.get(s)!;
   }
-  const latency = new Float64Array(S * S);
-  const bps = new Float64Array(S * S);
-  const pricePerByte = new Float64Array(S * S);
-  env.sites.forEach((s, i) => (bps[i * S + i] = s.lanMbit * 1e6));
-  for (const l of env.links) {
-    const a = siteIndex.get(l.sites[0])!;
-    const b = siteIndex.get(l.sites[1])!;
-    for (const [x, y] of [
-      [a, b],
-      [b, a],
-    ] as const) {
-      latency[x * S + y] = l.latencyMs / 1000;
-      bps[x * S + y] = l.bandwidthMbit * 1e6;
-      pricePerByte[x * S + y] = l.transferPricePerGB / 1e9;
-    }
-  }
+  const { latency, bps, pricePerByte } = siteLinks(env);
   const msgCoef = new Float64Array(S * S);
   const byteCoef = new Float64Array(S * S);
   const migSecPerKiB = new Float64Array(S * S);
@@ -202,4 +187,27 @@ export function siteRoom(p: Problem): { mem: Float64Array; cpu: Float64Array } {
     cpu[p.hostSite[h]!]! += p.cpuCap[h]!;
   }
   return { mem, cpu };
+}
+
+/** Between every two sites (index s*S+t, sites in the environment's order): latency (s), bits/s (a site's LAN inside it), price per byte. */
+export function siteLinks(env: Environment): { latency: Float64Array; bps: Float64Array; pricePerByte: Float64Array } {
+  const S = env.sites.length;
+  const siteIndex = new Map(env.sites.map((s, i) => [s.name, i] as const));
+  const latency = new Float64Array(S * S);
+  const bps = new Float64Array(S * S);
+  const pricePerByte = new Float64Array(S * S);
+  env.sites.forEach((s, i) => (bps[i * S + i] = s.lanMbit * 1e6));
+  for (const l of env.links) {
+    const a = siteIndex.get(l.sites[0])!;
+    const b = siteIndex.get(l.sites[1])!;
+    for (const [x, y] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      latency[x * S + y] = l.latencyMs / 1000;
+      bps[x * S + y] = l.bandwidthMbit * 1e6;
+      pricePerByte[x * S + y] = l.transferPricePerGB / 1e9;
+    }
+  }
+  return { latency, bps, pricePerByte };
 }

@@ -55,7 +55,7 @@ export function timeline(migrations: MigrationRecord[], fromMs: number, toMs: nu
 }
 
 /** About six round instants over [lo, hi]. */
-function ticks(lo: number, hi: number): number[] {
+export function ticks(lo: number, hi: number): number[] {
   const steps = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400].map((s) => s * 1000);
   const step = steps.find((s) => (hi - lo) / s <= 7) ?? Math.ceil((hi - lo) / 7 / 86_400_000) * 86_400_000;
   const out: number[] = [];
@@ -63,7 +63,7 @@ function ticks(lo: number, hi: number): number[] {
   return out;
 }
 
-function clock(t: number, range: number): string {
+export function clock(t: number, range: number): string {
   const iso = new Date(t).toISOString();
   if (range > 2 * 86_400_000) return iso.slice(5, 16).replace('T', ' ');
   return range < 600_000 ? iso.slice(11, 19) : iso.slice(11, 16);

@@ -6,22 +6,14 @@ import { buildGraph, type PairTraffic } from '../../src/analysis/graph.js';
 import type { Environment } from '../../src/placement/env.js';
 import type { VmInfo } from '../../src/placement/live.js';
 import { buildProblem, type Problem } from '../../src/placement/problem.js';
+import { rng } from '../helpers/traces.js';
 
 /** 1 GiB in KiB: every bench VM has this much memory. */
 export const GiB = 1048576;
 
 export const vmName = (i: number) => `vm${i}`;
 
-/** xorshift32 in [0, 1): seeded, so runs repeat. */
-export function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 4294967296;
-  };
-}
+export { rng };
 
 /** Where the VMs start: random hosts with room, as if created with no knowledge of the traffic (1 GiB / 1 vCPU each). */
 export function randomStart(n: number, env: Environment, seed: number): VmInfo[] {

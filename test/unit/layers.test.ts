@@ -11,7 +11,7 @@ import { packageRoot } from '../../src/paths.js';
  * collector's schema (keys, report, Store), so in the import graph the
  * collector sits below the agent. The sensor and libvirt are the adapters the
  * agent and the manager drive; the report, doctor and demo views sit with the
- * commands; the lab drives everything, and the CLI sits on top of all.
+ * commands; record and replay run the manager's decisions and draw with the report; the lab drives everything, and the CLI sits on top of all.
  */
 const LAYERS: readonly (readonly [layer: string, entries: readonly string[]])[] = [
   ['util', ['util', 'paths.ts']],
@@ -24,6 +24,7 @@ const LAYERS: readonly (readonly [layer: string, entries: readonly string[]])[] 
   ['placement', ['placement']],
   ['manager', ['manager']],
   ['views', ['report', 'doctor', 'demo']],
+  ['replay', ['replay']],
   ['lab', ['lab']],
   ['cli', ['cli']],
 ];

@@ -47,7 +47,7 @@ test('the commands keep their flags', () => {
   assert.deepEqual(
     longs(managerCommand()),
     sorted(
-      '--lab --config --no-config --pretty --apply --every --objective --env --horizon --max-moves --confirm ' +
+      '--lab --config --no-config --pretty --apply --every --objective --method --env --horizon --max-moves --confirm ' +
         '--cooldown --external-hold --max-per-host --max-concurrent --timeout --auto-converge --span --exclude --cpu-overcommit --reserve-memory --once --json --metrics --metrics-bind --redis',
     ),
   );
@@ -89,10 +89,11 @@ test('the modules keep their defaults', () => {
       everyPeriods: 2,
       settleMs: 2000,
       objective: 'time',
+      method: 'cohesive',
       horizonSeconds: 3600,
       maxMoves: 5,
       confirmRounds: 2,
-      cooldownMs: 600_000,
+      cooldownMs: 1_200_000,
       externalHoldMs: 1_800_000,
       events: true,
       maxPerHost: 1,
@@ -100,8 +101,8 @@ test('the modules keep their defaults', () => {
       timeoutMs: 300_000,
       autoConverge: false,
       lockTtlMs: 15_000,
-      span: 4,
-      coefficient: 2,
+      span: 8,
+      coefficient: 1,
       maxWaitMs: 5000,
       exclude: [],
       hostRoutes: {},
