@@ -89,8 +89,10 @@ export function replayCommand(): Command {
     .option('--svg <file>', 'draw the inter-site traffic over time, one line per strategy')
     .option('--json', 'print JSON, for scripts')
     .action(async (file: string, o) => {
-      const { config } = loadSettings({ file: o.config });
-      const base = await managerSettings({ ...config.manager, environment: '' });
+      const loaded = loadSettings({ file: o.config });
+      const { config } = loaded;
+      // The configuration's rules, as the live manager takes them (the VMs' metadata rules come with the trace).
+      const base = { ...(await managerSettings({ ...config.manager, environment: '' })), rules: config.rules, rulesFile: loaded.file ?? 'configuration' };
       const variation: Variation = {
         method: o.method,
         objective: o.objective,

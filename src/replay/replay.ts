@@ -2,6 +2,7 @@ import type { HostEntry, VmEntry } from '../collector/registry.js';
 import { decide, forgetDone, type Decision, type DecisionSettings } from '../manager/decide.js';
 import type { ManagerConfig } from '../manager/config.js';
 import { nextCooldown, type Cooldown } from '../manager/history.js';
+import { rulesOf } from '../placement/fromCollector.js';
 import type { Environment } from '../placement/env.js';
 import { Scorer, type Costs } from './score.js';
 import type { Trace } from './trace.js';
@@ -16,7 +17,7 @@ import { envAt, envOf, roundView, weightedAnswer } from './view.js';
  * as the live manager's next round waits for them. Deterministic: no clock,
  * no randomness beyond the planner's own (seeded).
  */
-export type ReplaySettings = DecisionSettings & Pick<ManagerConfig, 'span' | 'coefficient' | 'everyPeriods' | 'cooldownMs' | 'maxConcurrent' | 'settleMs'>;
+export type ReplaySettings = DecisionSettings & Pick<ManagerConfig, 'span' | 'coefficient' | 'everyPeriods' | 'cooldownMs' | 'maxConcurrent' | 'settleMs' | 'rules' | 'rulesFile'>;
 
 export interface ReplayOptions {
   /** An environment file to judge the trace under instead of the recorded one(s). */
@@ -91,6 +92,9 @@ export function replay(tr: Trace, s: ReplaySettings, o: ReplayOptions = {}): Rep
   const out: ReplayResult = { rounds: 0, skippedRounds: 0, moves: [], gibMigrated: 0, pingPong: 0, costs: scorer.costs, splitSeconds: 0, seconds: 0, series: [], notes: [] };
   const window = o.pingPongRounds ?? DEFAULT_PING_PONG_ROUNDS;
   let busyUntil = 0;
+  // The rules in force, as live (manager.ts rulesFor): the configuration's and the VMs' metadata, as recorded.
+  const rules = rulesOf({ directory: vms, registry: hosts }, { rules: s.rules ?? [], exclude: s.exclude, ...(s.rulesFile && { file: s.rulesFile }) });
+  for (const i of rules.issues) notes.add(`rules: ${i.message}`);
 
   const land = (ms: number) => {
     for (let i = 0; i < pending.length; i++) {
@@ -115,7 +119,7 @@ export function replay(tr: Trace, s: ReplaySettings, o: ReplayOptions = {}): Rep
     const version = envAt(tr.environments, now);
     const view = roundView(weightedAnswer(tr, t, s.span, s.coefficient, scratch), { registry, directory, env: o.env ?? envOf(version), defaults: version.defaults }, now);
     for (const n of view.notes) notes.add(n);
-    const d = decide({ view, settings: s, streak, cooldowns: new Map([...cool].map(([vm, c]) => [vm, c.until])), closed: new Map(), now });
+    const d = decide({ view, settings: s, streak, cooldowns: new Map([...cool].map(([vm, c]) => [vm, c.until])), closed: new Map(), now, rules: rules.rules });
     o.onDecision?.(t, d);
     const site = new Map(view.vms.map((v) => [v.name, v.site]));
     if (d.groups.some((g) => new Set(g.map((m) => site.get(m))).size > 1)) out.splitSeconds += every;

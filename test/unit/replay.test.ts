@@ -59,6 +59,21 @@ test('a move the plan made room with is held: no host is overfilled (the replay 
   assert.ok(r.moves.length > 0);
 });
 
+test("the operator's rules hold in a replay as live: a VM that must stay in site a never leaves it, and its group gathers there", () => {
+  const tr = generate(steady, 3);
+  const free = replay(tr, base);
+  // Without the rule, the first group gathers on both sites' hosts in turn; pick a VM that moved to site b.
+  const mover = free.moves.find((m) => m.to.startsWith('b'))?.vm;
+  assert.ok(mover, `some VM moves to site b without rules: ${free.moves.map((m) => `${m.vm} ${m.from}>${m.to}`).join(', ')}`);
+  const ruled = replay(tr, { ...base, rules: [{ vms: [mover], must: { site: 'a' } }], rulesFile: 'test' });
+  assert.ok(!ruled.moves.some((m) => m.vm === mover && m.to.startsWith('b')), `${mover} never moves to site b: ${ruled.moves.map((m) => `${m.vm} ${m.from}>${m.to}`).join(', ')}`);
+  assert.deepEqual(
+    ruled.series.slice(-5).map((p) => p.interSiteBytes),
+    new Array(5).fill(0),
+    'and the groups still end together',
+  );
+});
+
 test('VMs on hosts the environment given lacks are said, never moved, and counted as fixed endpoints', () => {
   const tr = generate(steady, 3);
   // Site a only: the hosts of site b, and their VMs, are not in it.
