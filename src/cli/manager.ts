@@ -269,7 +269,7 @@ export function hostCommand(): Command {
           process.stdout.write(`${h} is draining: the manager (with --apply) evacuates it now, under the rules\n`);
           // What the evacuation would do now, and what a rule or the room keeps there.
           const view = await readCollector(redis, { query: { type: 'weighted', span: 4, coefficient: 2, maxWaitMs: 0, approx: true } });
-          const drain = drainMoves(view, new Set([h]), [], new Map(), rulesOf(view, configuredRules(o.config)).rules);
+          const drain = drainMoves(view, new Map([[h, { kind: 'draining', why: `${h} is draining` }]]), [], new Map(), rulesOf(view, configuredRules(o.config)).rules);
           for (const m of drain.moves) process.stdout.write(`  ${m.vm} -> ${m.to}: ${m.reason}\n`);
           for (const vm of drain.stuck) process.stdout.write(`  ${vm} stays: ${drain.why.get(vm)}\n`);
           if (drain.stuck.length) process.exitCode = 1;

@@ -174,6 +174,10 @@ export const managerSchema = z
     externalHold: duration('30m', {
       description: 'A VM moved by something other than virt-cohort (virsh by hand, another balancer) stays where it was put this long; history records the move as external.',
     }),
+    evacuateSilent: duration('10m', {
+      description:
+        "A host whose agent has not reported for this long has its VMs evacuated under the rules, through the host's libvirt (a failing host whose hypervisor still answers); 0: never. The VMs of a dead host cannot be live-migrated: that is for an HA restart.",
+    }),
     events: bool(true, {
       description: "React to the hosts' hook events between rounds (a VM started is placed at once, an external move is held, a drained host is emptied); false: rounds only.",
       flag: false,

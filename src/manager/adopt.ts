@@ -14,9 +14,15 @@ const log = logger('adopt');
  * the migration timeout, records where the VM ended up, and resumes a VM
  * left paused on its source, so that nothing is left half done or unknown.
  */
-export async function adoptRunning(redis: Redis, routes: Map<string, HostRoute>, opts: { timeoutMs: number; cooldownMs: number; manager: string; pollMs?: number }): Promise<MigrationRecord[]> {
+export async function adoptRunning(
+  redis: Redis,
+  routes: Map<string, HostRoute>,
+  opts: { timeoutMs: number; cooldownMs: number; manager: string; pollMs?: number; ours?: ReadonlySet<string> },
+): Promise<MigrationRecord[]> {
   const out: MigrationRecord[] = [];
   for (const r of await readRunning(redis)) {
+    // This manager's own migrations (another decision of it runs them now) are not adopted.
+    if (r.manager === opts.manager && opts.ours?.has(r.vm)) continue;
     const src = routes.get(r.from);
     const dst = routes.get(r.to);
     if (!src || !dst) {

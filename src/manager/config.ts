@@ -8,10 +8,12 @@ type Section = Config['manager'];
  * section of the configuration (src/config/schema.ts documents each key)
  * with its durations in ms (the horizon in s), and the environment read.
  */
-export type ManagerConfig = Omit<Section, 'horizon' | 'cooldown' | 'externalHold' | 'timeout' | 'maxWait' | 'settle' | 'lockTtl' | 'environment' | 'metricsPort' | 'metricsBind'> & {
+export type ManagerConfig = Omit<Section, 'horizon' | 'cooldown' | 'externalHold' | 'evacuateSilent' | 'timeout' | 'maxWait' | 'settle' | 'lockTtl' | 'environment' | 'metricsPort' | 'metricsBind'> & {
   horizonSeconds: number;
   cooldownMs: number;
   externalHoldMs: number;
+  /** A host silent this long is evacuated (0: never). */
+  evacuateSilentMs: number;
   timeoutMs: number;
   maxWaitMs: number;
   /** Wait after a boundary before a round, for the hosts' reports to arrive. */
@@ -26,13 +28,14 @@ export type ManagerConfig = Omit<Section, 'horizon' | 'cooldown' | 'externalHold
 /** The manager's section as the Manager's settings; `env` is the environment file read (manager.environment), if any. */
 export function managerConfig(m: Section, env?: Environment): ManagerConfig {
   // The metrics endpoint is the command's, not the Manager's.
-  const { horizon, cooldown, externalHold, timeout, maxWait, settle, lockTtl, environment, metricsPort, metricsBind, ...same } = m;
+  const { horizon, cooldown, externalHold, evacuateSilent, timeout, maxWait, settle, lockTtl, environment, metricsPort, metricsBind, ...same } = m;
   return Object.freeze({
     ...same,
     exclude: [...m.exclude],
     horizonSeconds: durationMs(horizon) / 1000,
     cooldownMs: durationMs(cooldown),
     externalHoldMs: durationMs(externalHold),
+    evacuateSilentMs: durationMs(evacuateSilent),
     timeoutMs: durationMs(timeout),
     maxWaitMs: durationMs(maxWait),
     settleMs: durationMs(settle),

@@ -9,7 +9,7 @@ import type { MoveOrder } from './executor.js';
 import { describeHold, holdOf } from './safety.js';
 
 /** The settings a decision depends on (the manager's, as configured). */
-export type DecisionSettings = Pick<ManagerConfig, 'objective' | 'horizonSeconds' | 'maxMoves' | 'exclude' | 'confirmRounds'> & Partial<Pick<ManagerConfig, 'method'>>;
+export type DecisionSettings = Pick<ManagerConfig, 'objective' | 'horizonSeconds' | 'maxMoves' | 'exclude' | 'confirmRounds'> & Partial<Pick<ManagerConfig, 'method' | 'evacuateSilentMs'>>;
 
 /** Everything one decision reads, already fetched: the decision itself does no I/O. */
 export interface DecisionInput {
@@ -30,6 +30,11 @@ export interface DecisionInput {
    * their moves need no confirmation: a VM just started joins its group now. Draining hosts are emptied as ever.
    */
   focus?: readonly string[];
+  /**
+   * Moves decided before and not finished (the manager runs an event's decision while a round's
+   * migrations go on): those VMs are not planned again, and their destinations' room is taken.
+   */
+  moving?: readonly MoveOrder[];
 }
 
 export interface Decision {
@@ -38,7 +43,7 @@ export interface Decision {
   /** The significant groups, as `virt-cohort groups` finds them with this horizon. */
   groups: string[][];
   plan?: Plan;
-  /** Moves to make now: the plan's confirmed moves, then the evacuation of draining hosts. */
+  /** Moves to make now: the plan's confirmed moves, then the evacuation of draining and long-silent hosts. */
   orders: MoveOrder[];
   skipped: { vm: string; to: string; why: string }[];
   /** The streak after this decision (moves proposed again count one more; others start over). */
@@ -49,8 +54,9 @@ export interface Decision {
 /**
  * One decision of the manager: plan over the view, keep the hysteresis
  * streak, hold what may not move (pinned, in cooldown, unconfirmed, to or from
- * a closed host), and evacuate draining hosts. The live manager and a replay
- * both call this, and nothing else decides.
+ * a closed host, already moving), and evacuate the hosts being left: draining
+ * ones, and those silent for `evacuateSilentMs`. The live manager and a
+ * replay both call this, and nothing else decides.
  */
 export function decide(input: DecisionInput): Decision {
   const { view, settings: cfg, closed, now } = input;
@@ -60,18 +66,19 @@ export function decide(input: DecisionInput): Decision {
     d.streak = new Map(input.streak);
     return d;
   }
-  const draining = new Set(view.registry.filter((h) => h.draining).map((h) => h.host));
+  const leaving = hostsLeft(view, cfg.evacuateSilentMs ?? 0, now);
+  const moving = input.moving ?? [];
   d.interSite = interSiteShare(view);
   d.groups = clusterGroups(view, { horizonSeconds: cfg.horizonSeconds })
     .filter((g) => g.significant)
     .map((g) => g.members);
-  const shut = (h: string) => draining.has(h) || closed.has(h); // nothing planned onto them
+  const shut = (h: string) => leaving.has(h) || closed.has(h); // nothing planned onto them
   const env: Environment = { ...view.environment, hosts: view.environment.hosts.map((h) => (shut(h.name) ? { ...h, reporting: false } : h)) };
   const plan = planMoves(view.traffic, view.vms, env, {
     objective: cfg.objective,
     horizonSeconds: cfg.horizonSeconds,
     maxMoves: cfg.maxMoves,
-    exclude: input.focus ? [...cfg.exclude, ...view.vms.filter((v) => !input.focus!.includes(v.name)).map((v) => v.name)] : cfg.exclude,
+    exclude: [...cfg.exclude, ...moving.map((m) => m.vm), ...(input.focus ? view.vms.filter((v) => !input.focus!.includes(v.name)).map((v) => v.name) : [])],
     now,
     ...(input.rules && { rules: input.rules }),
     ...(cfg.method && { method: cfg.method }),
@@ -86,6 +93,10 @@ export function decide(input: DecisionInput): Decision {
   const where = new Map(view.vms.map((v) => [v.name, v.host]));
   const siteOf = new Map(view.registry.map((h) => [h.host, h.site]));
   const rooms = new Rooms(view);
+  for (const m of moving) {
+    rooms.take(m);
+    where.set(m.vm, m.to);
+  }
   for (const m of plan.moves) {
     const shutWhy = [m.from, m.to].filter((h) => closed.has(h)).map((h) => `${h}: ${closed.get(h)}`)[0];
     const seen = input.focus ? cfg.confirmRounds : (d.streak.get(pairMember(m.vm, m.to)) ?? 0);
@@ -101,15 +112,16 @@ export function decide(input: DecisionInput): Decision {
       where.set(m.vm, m.to);
     }
   }
-  const drain = drainMoves(view, draining, d.orders, closed, rules);
-  for (const vm of drain.stuck) d.skipped.push({ vm, to: '-', why: drain.why.get(vm) ?? 'cannot leave its draining host: no live host has room for it' });
+  const drain = drainMoves(view, leaving, [...moving, ...d.orders], closed, rules);
+  for (const vm of drain.stuck) d.skipped.push({ vm, to: '-', why: drain.why.get(vm)! });
   for (const o of drain.moves) {
     const why = closed.get(o.from);
     if (why) d.skipped.push({ vm: o.vm, to: o.to, why: `${o.from}: ${why}` });
     else d.orders.push(o);
   }
   const known = new Set(view.vms.map((v) => v.name));
-  d.orders = d.orders.filter((o) => known.has(o.vm));
+  const busy = new Set(moving.map((m) => m.vm));
+  d.orders = d.orders.filter((o) => known.has(o.vm) && !busy.has(o.vm));
   if (!d.orders.length) d.note = plan.noMove ?? (d.skipped.length ? 'every proposed move is held back (see skipped)' : 'no move');
   return d;
 }
@@ -144,43 +156,66 @@ export function forgetDone(streak: Map<string, number>, done: readonly { vm: str
   for (const m of done) streak.delete(pairMember(m.vm, m.to));
 }
 
+/** Why a host is being left: an operator drains it, or its agent has been silent too long. */
+export interface Leaving {
+  kind: 'draining' | 'silent';
+  /** "a1 is draining", "a1 has been silent for 600 s": the start of each move's reason. */
+  why: string;
+}
+
+/** The hosts to evacuate now: draining ones, and (evacuateSilentMs > 0) those whose agent has been silent that long. */
+export function hostsLeft(view: Pick<CollectorView, 'registry'>, evacuateSilentMs: number, now: number): Map<string, Leaving> {
+  const out = new Map<string, Leaving>();
+  for (const h of view.registry) {
+    if (h.draining) out.set(h.host, { kind: 'draining', why: `${h.host} is draining` });
+    else if (evacuateSilentMs > 0 && now - h.lastSeen >= evacuateSilentMs) {
+      out.set(h.host, { kind: 'silent', why: `${h.host} has been silent for ${Math.round((now - h.lastSeen) / 1000)} s` });
+    }
+  }
+  return out;
+}
+
 /**
- * Evacuation of draining hosts: each VM still there goes where most of its
- * traffic is (the host of its heaviest peer) if that host has room, else to
- * the live host with the most free memory, preferring its own site; never
+ * Evacuation of the hosts being left: each VM still there goes where most of
+ * its traffic is (the host of its heaviest peer) if that host has room, else
+ * to the live host with the most free memory, preferring its own site; never
  * where a must or apart rule forbids, and where a prefer or together rule
  * would be broken only when no other host has room. A VM no host can take is
- * `stuck`, and `why` says what blocks it (no room, or which rule).
+ * `stuck`, and `why` says what blocks it (no room, a pin, or which rule).
  */
 export function drainMoves(
   view: CollectorView,
-  draining: Set<string>,
-  planned: MoveOrder[],
+  leaving: ReadonlyMap<string, Leaving>,
+  planned: readonly MoveOrder[],
   closed: ReadonlyMap<string, unknown> = new Map(),
   rules: readonly Rule[] = [],
 ): { moves: MoveOrder[]; stuck: string[]; why: Map<string, string> } {
   const stuck: string[] = [];
   const why = new Map<string, string>();
-  if (!draining.size) return { moves: [], stuck, why };
-  const free = new Map(view.hosts.filter((h) => !draining.has(h.name) && !closed.has(h.name)).map((h) => [h.name, h.freeMemoryKiB]));
+  if (!leaving.size) return { moves: [], stuck, why };
+  const free = new Map(view.hosts.filter((h) => !leaving.has(h.name) && !closed.has(h.name)).map((h) => [h.name, h.freeMemoryKiB]));
   const moving = new Set(planned.map((m) => m.vm));
-  const where = new Map(view.vms.map((v) => [v.name, v]));
-  const site = new Map(view.hosts.map((h) => [h.name, h.site]));
+  const siteOf = new Map(view.registry.map((h) => [h.host, h.site]));
+  // Where each VM will be once the moves decided before are made.
   const now = new Map(view.vms.map((v) => [v.name, v.host]));
   for (const m of planned) now.set(m.vm, m.to);
-  const siteOf = new Map(view.registry.map((h) => [h.host, h.site]));
+  const entry = new Map(view.directory.map((v) => [v.name, v]));
   const out: MoveOrder[] = [];
   const names = view.vms.map((v) => v.name);
   for (const v of view.vms) {
-    if (!draining.has(v.host) || moving.has(v.name)) continue;
-    // A pin is a rule too: the VM stays, and the drain says which pin keeps it.
-    const pin = rules.find((r) => (r.kind === 'pin' || r.kind === 'opt-out') && members(r, names).includes(v.name));
-    if (pin || v.pinned) {
+    const left = leaving.get(v.host);
+    if (!left || moving.has(v.name)) continue;
+    const stay = (reason: string) => {
       stuck.push(v.name);
-      why.set(
-        v.name,
-        pin ? `cannot leave its draining host: it is pinned (rule ${pin.name}, ${pin.source})` : 'cannot leave its draining host now: it is arriving by a migration, or its host is silent',
-      );
+      why.set(v.name, `cannot leave its ${left.kind} host${reason}`);
+    };
+    // A pin is a rule too: the VM stays, and the evacuation says which pin keeps it. The view pins every VM of a
+    // silent host (nothing is planned for it); here only the VM's own pin, opt-out or arrival keeps it.
+    const pin = rules.find((r) => (r.kind === 'pin' || r.kind === 'opt-out') && members(r, names).includes(v.name));
+    const own = entry.get(v.name);
+    const fixed = own ? own.pinned || own.optOut || own.state === 'arriving' : v.pinned;
+    if (pin || fixed) {
+      stay(pin ? `: it is pinned (rule ${pin.name}, ${pin.source})` : ' now: it is pinned by its metadata, or arriving by a migration');
       continue;
     }
     const peers = view.traffic
@@ -194,21 +229,20 @@ export function drainMoves(
     const clean = allowed.filter((h) => !breaks.get(h)!.length);
     const pick = (hosts: string[]): string | undefined => {
       for (const p of peers) {
-        const h = where.get(p.peer)?.host;
+        const h = now.get(p.peer);
         if (h && hosts.includes(h)) return h;
       }
-      return hosts.sort((a, b) => Number(site.get(b) === v.site) - Number(site.get(a) === v.site) || free.get(b)! - free.get(a)!)[0];
+      return hosts.sort((a, b) => Number(siteOf.get(b) === v.site) - Number(siteOf.get(a) === v.site) || free.get(b)! - free.get(a)!)[0];
     };
     const to = pick(clean) ?? pick(allowed);
     if (!to) {
-      stuck.push(v.name);
       const blocked = room.flatMap((h) =>
         breaks
           .get(h)!
           .filter((b) => b.hard)
           .map((b) => `${h}: ${b.text}`),
       );
-      why.set(v.name, room.length ? `cannot leave its draining host without breaking a rule: ${blocked.join('; ')}` : 'cannot leave its draining host: no live host has room for it');
+      stay(room.length ? ` without breaking a rule: ${blocked.join('; ')}` : ': no live host has room for it');
       continue;
     }
     free.set(to, (free.get(to) ?? 0) - v.memoryKiB);
@@ -218,7 +252,7 @@ export function drainMoves(
       vm: v.name,
       from: v.host,
       to,
-      reason: `${v.host} is draining; ${to} ${peers.length ? 'is where its traffic goes' : 'has the most room'}${soft.length ? `; no host with room keeps every rule, this one breaks only ${soft.join('; ')}` : ''}`,
+      reason: `${left.why}; ${to} ${peers.length ? 'is where its traffic goes' : 'has the most room'}${soft.length ? `; no host with room keeps every rule, this one breaks only ${soft.join('; ')}` : ''}`,
     });
   }
   return { moves: out, stuck, why };

@@ -36,14 +36,24 @@ export interface ExecutorOptions extends Limits {
   term?: number;
   progressEveryMs?: number;
   onProgress?: (vm: string, percent: number, mibPerSecond: number) => void;
+  /**
+   * The migrations this manager runs, shared by decisions that execute at once (a round's, and an
+   * event's that must not wait for them): the limits count them all. Default: this call's own.
+   */
+  running?: Map<MoveOrder, Promise<void>>;
 }
 
-/** Runs the moves in plan order with bounded concurrency; a move starts when whyWait (src/manager/safety.ts) lets it. */
+/**
+ * Runs the moves in plan order with bounded concurrency; a move starts when whyWait (src/manager/safety.ts)
+ * lets it, counting the migrations of other decisions in `opts.running`. Returns when its own moves end.
+ */
 export async function execute(redis: Redis, moves: MoveOrder[], routes: Map<string, HostRoute>, opts: ExecutorOptions): Promise<MigrationRecord[]> {
   const pending = [...moves];
-  const running = new Map<MoveOrder, Promise<void>>();
+  const running = opts.running ?? new Map<MoveOrder, Promise<void>>();
+  const mine = new Set<MoveOrder>();
   const done: MigrationRecord[] = [];
-  while (pending.length || running.size) {
+  const failed: Error[] = [];
+  while (pending.length || mine.size) {
     let started = false;
     for (let i = 0; i < pending.length; i++) {
       const m = pending[i]!;
@@ -55,17 +65,30 @@ export async function execute(redis: Redis, moves: MoveOrder[], routes: Map<stri
         log.warn({ vm: m.vm }, 'no longer the leader: move not started');
         continue;
       }
+      // Another decision may have started a migration while Redis was asked: the limits are checked again.
+      if (whyWait(m, [...running.keys()], [...running.keys(), ...pending.slice(0, i + 1)], opts)) {
+        pending.splice(i + 1, 0, m);
+        break;
+      }
       started = true;
+      mine.add(m);
       running.set(
         m,
         migrateOne(redis, m, routes, opts)
-          .then((r) => void done.push(r))
-          .finally(() => running.delete(m)),
+          .then(
+            (r) => void done.push(r),
+            (err: Error) => void failed.push(err),
+          )
+          .finally(() => {
+            running.delete(m);
+            mine.delete(m);
+          }),
       );
     }
     if (running.size) await Promise.race(running.values());
     else if (!started) break;
   }
+  if (failed.length) throw failed[0];
   return done;
 }
 

@@ -8,7 +8,7 @@ import { managerMetrics } from '../metrics/registry.js';
 import { logger } from '../util/log.js';
 import type { ManagerConfig } from './config.js';
 import { adoptRunning } from './adopt.js';
-import { decide, forgetDone } from './decide.js';
+import { decide, forgetDone, hostsLeft } from './decide.js';
 import { execute, type HostRoute, type MoveOrder } from './executor.js';
 import { EventJudge, EventReader, type HookEntry } from './events.js';
 import { cooldowns, holdUntil, readHistory, readRunning, recordMigration, type MigrationRecord } from './history.js';
@@ -63,12 +63,16 @@ export class Manager {
   private said = new Map<string, string>();
   /** Rule problems already logged: each once, until it goes away. */
   private ruleSaid = new Set<string>();
-  /** One decision at a time: rounds and event reactions queue here. */
+  /** One decision at a time: rounds and event reactions queue here for their reading and deciding, not for their migrations. */
   private queue: Promise<unknown> = Promise.resolve();
+  /** VM → the move decided for it and not finished: a later decision leaves it alone and counts its room. */
+  private moving = new Map<string, MoveOrder>();
+  /** The migrations running, whichever decision made them: the executor's limits count them all. */
+  private running = new Map<MoveOrder, Promise<void>>();
   private listening?: Promise<void>;
   private readonly judge = new EventJudge();
-  /** Hosts seen draining, so that a new drain is acted on at once. */
-  private drained = new Set<string>();
+  /** Hosts seen being left (draining, or silent too long), so that a new one is acted on at once. */
+  private leaving = new Set<string>();
 
   constructor(
     readonly redis: Redis,
@@ -121,7 +125,7 @@ export class Manager {
           // Judged in order at once; each reaction then runs on its own, so one waiting for the directory holds up no other.
           for (const e of entries) this.track(this.onEvent(e));
           await reader.done();
-          await this.onDrains();
+          await this.onLeaving();
         } catch (err) {
           if (this.stopping) break;
           log.warn({ err }, 'reading the hook events failed; trying again in a second (the rounds go on)');
@@ -180,18 +184,21 @@ export class Manager {
     log.warn({ vm: r.vm, host: r.host, until: new Date(until).toISOString() }, 'a VM moved by something other than virt-cohort: held where it is');
   }
 
-  /** A host newly marked draining: emptied now, not at the next round. */
-  private async onDrains(): Promise<void> {
-    const hosts = await new Registry(this.redis).hosts();
-    const now = new Set(hosts.filter((h) => h.draining).map((h) => h.host));
-    const fresh = [...now].filter((h) => !this.drained.has(h));
-    this.drained = now;
-    if (fresh.length) await this.eventRound({ focus: [], cause: { what: `host ${fresh.join(', ')} draining`, at: Date.now() } });
+  /** A host newly marked draining, or newly silent for evacuateSilent: emptied now, not at the next round. */
+  private async onLeaving(): Promise<void> {
+    const now = Date.now();
+    const left = hostsLeft({ registry: await new Registry(this.redis).hosts() }, this.cfg.evacuateSilentMs, now);
+    const fresh = [...left].filter(([h]) => !this.leaving.has(h));
+    this.leaving = new Set(left.keys());
+    if (!fresh.length) return;
+    const what = fresh.map(([h, l]) => (l.kind === 'draining' ? `host ${h} draining` : `host ${h} silent`)).join(', ');
+    // Not awaited: the events go on being read while its migrations run.
+    this.track(this.eventRound({ focus: [], cause: { what, at: now } }));
   }
 
-  /** A decision an event asked for, in turn with the rounds; told like a round. */
+  /** A decision an event asked for, in turn with the other decisions (not with their migrations); told like a round. */
   private async eventRound(f: EventFocus): Promise<Round> {
-    const r = await this.exclusive(() => this.round(f));
+    const r = await this.round(f);
     const started = r.done[0]?.at;
     if (started !== undefined) log.info({ cause: f.cause.what, reactionMs: started - f.cause.at }, 'event: migration started');
     this.onRound(r);
@@ -209,7 +216,7 @@ export class Manager {
       const wait = msToNextBoundary(Date.now(), every) + this.cfg.settleMs;
       this.timer = setTimeout(() => {
         const began = Date.now();
-        this.busy = this.exclusive(() => this.round())
+        this.busy = this.round()
           .then((r) => {
             managerMetrics.round(r, (Date.now() - began) / 1000);
             return r;
@@ -224,12 +231,45 @@ export class Manager {
     });
   }
 
-  /** One decision round (public for tests and `manager --once`); with `event`, the decision an event asked for. */
+  /**
+   * One decision round (public for tests and `manager --once`); with `event`, the decision an event
+   * asked for. Decisions are made one at a time; their migrations run side by side, within the limits.
+   */
   async round(event?: EventFocus): Promise<Round> {
     const r: Round = { n: ++this.rounds, at: Date.now(), groups: [], interSite: 0, moves: [], skipped: [], done: [], refused: [], ...(event && { cause: event.cause }) };
+    const decided = await this.exclusive(() => this.decideRound(r, event));
+    if (!decided) return r;
+    const { routes, term, streak } = decided;
+    try {
+      r.done = await execute(this.redis, r.moves, routes, {
+        maxPerHost: this.cfg.maxPerHost,
+        maxConcurrent: this.cfg.maxConcurrent,
+        timeoutMs: this.cfg.timeoutMs,
+        autoConverge: this.cfg.autoConverge,
+        cooldownMs: this.cfg.cooldownMs,
+        mayAct: () => this.lock.fenced(),
+        manager: this.lock.id,
+        term,
+        running: this.running,
+        ...(this.progress ? { onProgress: this.progress } : {}),
+      });
+    } finally {
+      for (const m of r.moves) if (this.moving.get(m.vm) === m) this.moving.delete(m.vm);
+    }
+    forgetDone(streak, r.done);
+    // An event's decision plans only its VMs: the rounds' streaks are theirs.
+    if (!event) await saveStreak(this.redis, term, streak);
+    return r;
+  }
+
+  /**
+   * Reads and decides, one decision at a time; the moves to make are claimed (this.moving) before the
+   * next decision reads. Undefined when there is nothing to execute (r says why).
+   */
+  private async decideRound(r: Round, event?: EventFocus): Promise<{ routes: Map<string, HostRoute>; term: number; streak: Map<string, number> } | undefined> {
     if (!(await this.lock.tick())) {
       r.note = `standing by: the leader is ${await this.lock.holder()}`;
-      return r;
+      return undefined;
     }
     const view = await readCollector(this.redis, {
       // An event does not wait for late reports: the periods before say enough about the group.
@@ -243,11 +283,11 @@ export class Manager {
     r.refused = trusted.refused;
     this.sayRefused(trusted.refused);
     // Migrations a previous leader started and never recorded: watched to their end before anything new.
-    const adopted = await adoptRunning(this.redis, trusted.routes, { timeoutMs: this.cfg.timeoutMs, cooldownMs: this.cfg.cooldownMs, manager: this.lock.id });
+    const adopted = await adoptRunning(this.redis, trusted.routes, { timeoutMs: this.cfg.timeoutMs, cooldownMs: this.cfg.cooldownMs, manager: this.lock.id, ours: new Set(this.moving.keys()) });
     if (adopted.length) {
       r.done = adopted;
       r.note = `adopted ${adopted.length} migration(s) a previous leader started: ${adopted.map((a) => `${a.vm} ${a.outcome}`).join(', ')}; planning again next round`;
-      return r;
+      return undefined;
     }
     const term = this.lock.term;
     const d = decide({
@@ -261,27 +301,17 @@ export class Manager {
       closed: new Map(trusted.refused.map((x) => [x.host, x.why])),
       now: Date.now(),
       rules: this.rulesFor(view),
+      moving: [...this.moving.values()],
       ...(event && { focus: event.focus }),
     });
     Object.assign(r, { interSite: d.interSite, groups: d.groups, skipped: d.skipped, moves: d.orders, ...(d.plan && { plan: d.plan }), ...(d.note && { note: d.note }) });
     if (r.moves.length && !this.cfg.apply) r.note = 'dry run: nothing migrated (start the manager with --apply to act)';
-    if (r.moves.length && this.cfg.apply) {
-      r.done = await execute(this.redis, r.moves, trusted.routes, {
-        maxPerHost: this.cfg.maxPerHost,
-        maxConcurrent: this.cfg.maxConcurrent,
-        timeoutMs: this.cfg.timeoutMs,
-        autoConverge: this.cfg.autoConverge,
-        cooldownMs: this.cfg.cooldownMs,
-        mayAct: () => this.lock.fenced(),
-        manager: this.lock.id,
-        term,
-        ...(this.progress ? { onProgress: this.progress } : {}),
-      });
-      forgetDone(d.streak, r.done);
+    if (!r.moves.length || !this.cfg.apply) {
+      if (!event) await saveStreak(this.redis, term, d.streak);
+      return undefined;
     }
-    // An event's decision plans only its VMs: the rounds' streaks are theirs.
-    if (!event) await saveStreak(this.redis, term, d.streak);
-    return r;
+    for (const m of r.moves) this.moving.set(m.vm, m);
+    return { routes: trusted.routes, term, streak: d.streak };
   }
 
   /** The rules in force this round (the configuration's and the VMs' metadata); each problem with them logged once. */

@@ -10,7 +10,7 @@ import { Registry, type HostRecord } from '../../src/collector/registry.js';
 import { Store } from '../../src/collector/store.js';
 import { labEnvironment } from '../../src/lab/environment.js';
 import { parseEnvironment } from '../../src/placement/index.js';
-import { defaultEnvironment, planFromCollector, readCollector } from '../../src/placement/fromCollector.js';
+import { defaultEnvironment, inventoryOf, planFromCollector, readCollector } from '../../src/placement/fromCollector.js';
 import { decide, type DecisionInput } from '../../src/manager/decide.js';
 import { DEFAULT_MANAGER } from '../../src/manager/config.js';
 import { packageRoot } from '../../src/paths.js';
@@ -282,6 +282,45 @@ test("decide, the manager's one decision: hysteresis, cooldown, closed hosts, dr
   const drain = decide({ ...base, view: drained });
   assert.deepEqual(drain.orders.map((o) => `${o.vm} ${o.from}->${o.to}`).sort(), ['x1 a1->b1', 'y1 a1->b1'], 'a draining host is emptied at once, no confirmation');
   assert.deepEqual(decide({ ...base, view: { ...view, answer: { status: 'reformulate', reason: 'no periods' } as typeof view.answer } }).note, 'the collector handed the query back: no periods');
+});
+
+test('decide evacuates a host silent for evacuateSilent under the rules, and leaves moves already running alone', async () => {
+  const view = await readCollector(dbs[0]!, { query: { type: 'weighted', span: 10, maxWaitMs: 5000, approx: true } });
+  const now = Date.now();
+  // a1's agent last reported 11 minutes ago: the view pins its VMs (no plan touches them), as readCollector would.
+  const registry = view.registry.map((h) => (h.host === 'a1' ? { ...h, lastSeen: now - 660_000 } : h));
+  const silent = { ...view, ...inventoryOf(registry, view.directory, { periodSeconds: view.periodSeconds, now }) };
+  assert.ok(silent.vms.filter((v) => v.host === 'a1').every((v) => v.pinned));
+  const base: DecisionInput = { view: silent, settings: { ...DEFAULT_MANAGER, confirmRounds: 2 }, streak: new Map(), cooldowns: new Map(), closed: new Map(), now };
+  const off = decide({ ...base, settings: { ...base.settings, evacuateSilentMs: 0 } });
+  assert.deepEqual(off.orders, [], 'evacuateSilent 0: a silent host is left as it is');
+  const gone = decide(base);
+  assert.deepEqual(gone.orders.map((o) => `${o.vm} ${o.from}->${o.to}`).sort(), ['x1 a1->b1', 'y1 a1->b1']);
+  for (const o of gone.orders) assert.match(o.reason ?? '', /^a1 has been silent for 660 s; b1 /);
+  assert.deepEqual(decide({ ...base, settings: { ...base.settings, evacuateSilentMs: 700_000 } }).orders, [], 'not silent long enough');
+  // A pin in the directory still holds on a silent host, and the decision says so.
+  const pinnedDir = silent.directory.map((v) => (v.name === 'x1' ? { ...v, pinned: true } : v));
+  const pinned = decide({ ...base, view: { ...silent, directory: pinnedDir } });
+  assert.deepEqual(
+    pinned.orders.map((o) => o.vm),
+    ['y1'],
+  );
+  assert.deepEqual(
+    pinned.skipped.map((x) => `${x.vm}: ${x.why}`),
+    ['x1: cannot leave its silent host now: it is pinned by its metadata, or arriving by a migration'],
+  );
+  // x1 is already on its way (another decision's migration): only y1 is decided, and b1 has room for both.
+  const moving = decide({ ...base, moving: [{ vm: 'x1', from: 'a1', to: 'b1' }] });
+  assert.deepEqual(
+    moving.orders.map((o) => `${o.vm} ${o.from}->${o.to}`),
+    ['y1 a1->b1'],
+  );
+  // The live manager's rounds: a move running is neither planned again nor confirmed twice.
+  const first = decide({ ...base, view });
+  const [m0] = first.plan!.moves;
+  const second = decide({ ...base, view, streak: first.streak, moving: [{ vm: m0!.vm, from: m0!.from, to: m0!.to }] });
+  assert.equal(second.orders.length, 1, JSON.stringify(second.orders));
+  assert.notEqual(second.orders[0]!.vm, m0!.vm);
 });
 
 test('an environment file whose hosts do not match the registry: the differences are listed and the command goes on with what is known', async () => {

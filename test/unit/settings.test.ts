@@ -48,7 +48,7 @@ test('the commands keep their flags', () => {
     longs(managerCommand()),
     sorted(
       '--lab --config --no-config --pretty --apply --every --objective --method --env --horizon --max-moves --confirm ' +
-        '--cooldown --external-hold --max-per-host --max-concurrent --timeout --auto-converge --span --exclude --cpu-overcommit --reserve-memory --once --json --metrics --metrics-bind --redis',
+        '--cooldown --external-hold --evacuate-silent --max-per-host --max-concurrent --timeout --auto-converge --span --exclude --cpu-overcommit --reserve-memory --once --json --metrics --metrics-bind --redis',
     ),
   );
   assert.deepEqual(longs(doctorCommand()), sorted('--config --no-config --libvirt-uri --hooks-dir --pin-root --redis --state-dir --socket --manager --json'));
@@ -95,6 +95,7 @@ test('the modules keep their defaults', () => {
       confirmRounds: 2,
       cooldownMs: 1_200_000,
       externalHoldMs: 1_800_000,
+      evacuateSilentMs: 600_000,
       events: true,
       maxPerHost: 1,
       maxConcurrent: 2,
