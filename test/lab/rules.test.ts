@@ -3,18 +3,19 @@ import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import { K } from '../../src/collector/keys.js';
 import { Registry } from '../../src/collector/registry.js';
-import { labRedisUrl, labRoutes } from '../../src/lab/agents.js';
+import { agentPaths, labRedisUrl, labRoutes, startAgent } from '../../src/lab/agents.js';
 import { labEnvironment } from '../../src/lab/environment.js';
 import { labDown, labUp } from '../../src/lab/lab.js';
 import type { LabState } from '../../src/lab/state.js';
 import { domainName, hosts, labMigrateUri, type LabHost } from '../../src/lab/topology.js';
 import { addVm } from '../../src/lab/vm.js';
 import { listDomains, migrateDomain } from '../../src/libvirt/virsh.js';
-import { readHistory } from '../../src/manager/history.js';
+import { readHistory, readRunning } from '../../src/manager/history.js';
 import { LeaderLock } from '../../src/manager/lock.js';
 import { DEFAULT_MANAGER, Manager, type ManagerConfig, type Round } from '../../src/manager/manager.js';
 import { parseEnvironment } from '../../src/placement/index.js';
 import { sleep, waitFor } from '../../src/util/exec.js';
+import { livePid } from '../../src/util/process.js';
 import { msToNextBoundary } from '../../src/util/period.js';
 import { labSensors } from '../helpers/lab.js';
 import { uniqueName } from '../helpers/names.js';
@@ -62,11 +63,14 @@ describe(`rules and events (${sensor}) on a lab`, { concurrency: 1 }, () => {
       confirmRounds: 1,
       cooldownMs: 5000,
       externalHoldMs: 120_000,
+      evacuateSilentMs: 20_000,
       env,
       ...labRoutes(lab),
       rules: [
         { name: 'replicas', apart: [dom('vm2'), dom('vm3')], scope: 'host' },
         { name: 'app', together: [dom('vm1'), dom('vm2'), dom('vm3'), dom('vm4')], scope: 'site' },
+        // vm5 starts during a drain and must join a2: where it goes is known before it starts.
+        { name: 'vm5-home', vms: [dom('vm5')], must: { host: 'a2' } },
       ],
       rulesFile: 'test',
     };
@@ -152,10 +156,24 @@ describe(`rules and events (${sensor}) on a lab`, { concurrency: 1 }, () => {
       assert.ok(rounds.some((r) => r.cause?.what === `${dom('vm4')} started on ${away.name}`));
     });
 
-    it('a drained host is emptied without breaking a rule', async () => {
+    it('a drained host is emptied without breaking a rule; a VM started meanwhile moves within 2 s, not after the drain', async () => {
       const w = await where();
       const host = w.get(dom('vm2'))!;
       await new Registry(redis).setDraining(host, true);
+      // The drain's first migration running, a VM starts elsewhere: its move must not wait for the drain's.
+      const first = await waitFor('the drain to start migrating', async () => (await readRunning(redis)).find((x) => x.from === host), 15_000, 50);
+      assert.ok(![first.from, first.to].includes('a2'), `the drain's first move (${first.from} -> ${first.to}) touches a2, where vm5 must go: the lab's state is not what this test expects`);
+      const start = all.find((h) => ![first.from, first.to, 'a2'].includes(h.name))!;
+      await addVm(lab.name, { name: 'vm5', host: start.name, index: 5, pattern: 'idle', cluster: 5, rate: 0, size: 64, memoryMiB: 128, wait: false });
+      const rec5 = await waitFor('vm5 migrated by the manager', async () => (await readHistory(redis, 20, dom('vm5'))).find((r) => r.manager === m.lock.id), 30_000, 100);
+      const hook5 = (await redis.xrange(K.events(start.name), '-', '+'))
+        .map(([, f]) => Object.fromEntries(f.flatMap((x, i) => (i % 2 ? [] : [[x, f[i + 1]!]]))))
+        .find((e) => e.domain === dom('vm5') && e.operation === 'started');
+      assert.ok(hook5, 'the hook event of vm5');
+      const reaction5 = rec5.at - Number(hook5.at);
+      process.stdout.write(`# vm5 started on ${start.name} during the drain of ${host}; migration to ${rec5.to} started ${reaction5} ms after its event\n`);
+      assert.equal(rec5.to, 'a2');
+      assert.ok(reaction5 <= 2000, `event -> migration started, during a drain: ${reaction5} ms`);
       await waitFor('the drained host to be empty', async () => ([...(await where()).values()].includes(host) ? undefined : true), 60_000, 500);
       const after = await where();
       assert.notEqual(after.get(dom('vm2')), after.get(dom('vm3')), 'the replicas still on two hosts');
@@ -163,6 +181,28 @@ describe(`rules and events (${sensor}) on a lab`, { concurrency: 1 }, () => {
       const r = await waitFor('the drain decision', async () => rounds.find((x) => x.cause?.what === `host ${host} draining`), 30_000);
       for (const d of r.done) assert.ok(!/would break/.test(d.reason ?? ''), d.reason);
       process.stdout.write(`# drain of ${host}: ${r.done.map((d) => `${d.vm} -> ${d.to} (${d.reason})`).join('; ')}\n`);
+      const drainEnd = Math.max(...r.done.map((d) => d.at + d.seconds * 1000));
+      assert.ok(rec5.at < drainEnd, `vm5's migration started before the drain's migrations ended (${rec5.at} < ${drainEnd})`);
+      await new Registry(redis).setDraining(host, false);
+    });
+
+    it('a host whose agent stops reporting is evacuated under the rules after evacuateSilent', async () => {
+      const w = await where();
+      const host = all.find((h) => h.name === w.get(dom('vm3')))!;
+      const pid = (await livePid(agentPaths(lab, host).pid))!;
+      process.kill(pid, 'SIGKILL');
+      const killed = Date.now();
+      try {
+        const rec = await waitFor('vm3 evacuated', async () => (await readHistory(redis, 20, dom('vm3'))).find((r) => r.from === host.name && r.at > killed), 90_000, 500);
+        process.stdout.write(`# agent of ${host.name} killed; vm3 -> ${rec.to} ${((rec.at - killed) / 1000).toFixed(1)} s later (${rec.reason})\n`);
+        assert.equal(rec.outcome, 'ok', JSON.stringify(rec));
+        assert.match(rec.reason ?? '', new RegExp(`^${host.name} has been silent for \\d+ s`));
+        assert.ok(rec.at - killed >= 20_000, 'not before evacuateSilent');
+        const after = await where();
+        assert.notEqual(after.get(dom('vm2')), after.get(dom('vm3')), 'the replicas still on two hosts');
+      } finally {
+        await startAgent(lab, host);
+      }
     });
   });
 });
