@@ -19,7 +19,7 @@ START=$(date +%s)
 PACKAGES="clang llvm libbpf-dev bpftool iproute2 iptables libpcap-dev redis-server redis-tools
 libvirt-daemon-system libvirt-clients libvirt-dev qemu-system-x86 busybox-static
 libnetfilter-queue-dev gcc libc6-dev make g++ python3 pkg-config iputils-ping util-linux xz-utils ca-certificates
-iperf3 dpkg-dev lintian chromium"
+iperf3 dpkg-dev lintian chromium gnutls-bin"
 
 missing=""
 for p in $PACKAGES; do

@@ -390,7 +390,7 @@ export class Agent {
     await withTimeout(
       this.registry.registerHost(this.cfg.host, {
         site: this.cfg.site,
-        uri: this.cfg.libvirtUri,
+        uri: this.cfg.advertiseUri || this.cfg.libvirtUri,
         cpus: node.cpus,
         memoryKiB: node.memoryKiB,
         freeMemoryKiB: Math.max(0, node.memoryKiB - used),

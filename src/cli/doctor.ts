@@ -44,6 +44,7 @@ export function doctorCommand(): Command {
       const report = await runDoctor(
         {
           libvirtUri: agent.libvirtUri,
+          advertiseUri: agent.advertiseUri,
           hooksDir: o.hooksDir,
           pinRoot: agent.pinRoot,
           socket: agent.socket,

@@ -14,6 +14,7 @@ import { describeHold, whyHeld, type Hold } from '../manager/safety.js';
 import { managerMetrics } from '../metrics/registry.js';
 import { startMetricsServer } from '../metrics/server.js';
 import { readCollector, rulesOf } from '../placement/fromCollector.js';
+import { CertWatch } from '../manager/certs.js';
 import { drainMoves } from '../manager/decide.js';
 import { loadEnvironment, parseEnvironment, type Environment } from '../placement/index.js';
 import { moveBreaks } from '../placement/rules.js';
@@ -177,11 +178,15 @@ export function migrateCommand(): Command {
         }
         const trusted = trustedRoutes(hosts, new RouteVetter(policy));
         for (const x of trusted.refused) if (x.host === v.host || x.host === host) throw new UserError(`host ${x.host}: ${x.why}`);
+        for (const x of await new CertWatch().refused(new Map([v.host, host].flatMap((h) => (trusted.routes.has(h) ? [[h, trusted.routes.get(h)!]] : []))))) {
+          throw new UserError(`host ${x.host}: ${x.why}`);
+        }
         const [rec] = await execute(redis, [{ vm, from: v.host, to: host, reason: 'manual (virt-cohort migrate)' }], trusted.routes, {
           maxPerHost: 1,
           maxConcurrent: 1,
           timeoutMs: parseDuration(o.timeout, '--timeout'),
           autoConverge: Boolean(o.autoConverge),
+          encrypt: loadSettings({ file: o.config }).config.manager.encrypt,
           cooldownMs: parseDuration(o.cooldown, '--cooldown'),
           mayAct: () => true,
           manager: 'cli',
@@ -193,7 +198,7 @@ export function migrateCommand(): Command {
         if (o.json) printJson(rec);
         else
           process.stdout.write(
-            `${rec.vm}: ${rec.from} -> ${rec.to} ${rec.outcome} in ${rec.seconds.toFixed(1)} s` +
+            `${rec.vm}: ${rec.from} -> ${rec.to} ${rec.outcome} in ${rec.seconds.toFixed(1)} s${rec.encrypted ? ', memory over TLS' : ', memory in clear (manager.encrypt)'}` +
               (rec.downtimeMs !== undefined ? `, downtime ${rec.downtimeMs} ms` : '') +
               (rec.error ? `: ${rec.error}` : '') +
               '\n',

@@ -24,12 +24,31 @@ export function uriShapeProblem(uri: string): string | undefined {
   if (u.protocol === 'qemu+ext:') return `the ext transport runs a program of the URI's choosing (${uri})`;
   if (u.protocol === 'qemu+unix:' || !u.hostname) return `${uri} reaches only the machine it runs on, not a remote host`;
   if (!REMOTE.has(u.protocol)) return `transport ${u.protocol.slice(0, -1)} is not one of qemu+tls, qemu+tcp, qemu+ssh, qemu+libssh, qemu+libssh2`;
-  if (u.search) return `query parameters (${[...u.searchParams.keys()].join(', ') || u.search}) let the URI choose a program, socket, key or TLS setting`;
+  if (u.search && !clientPki(u)) {
+    return `query parameters (${[...u.searchParams.keys()].join(', ') || u.search}) let the URI choose a program, socket, key or TLS setting (only pkipath=/DIR on a TLS URI is taken: where the client's own certificates are)`;
+  }
   if (u.hash) return `a fragment (${u.hash}) has no place in a libvirt URI`;
   if (u.password) return 'a password in the URI';
   if (u.username && !(SSH.has(u.protocol) && /^[a-z_][a-z0-9_-]{0,31}$/.test(u.username))) return `user '${u.username}' (only an ssh transport takes a user)`;
   if (u.pathname !== '/system') return `path ${u.pathname}: the manager migrates through the system instance (/system)`;
   return undefined;
+}
+
+/**
+ * The one query parameter a route may carry: `pkipath`, the directory of the
+ * client's own certificates (cacert.pem, clientcert.pem, clientkey.pem) on a
+ * TLS URI. It only chooses which of the manager's certificates to present and
+ * which CA to check the host against; verification stays on.
+ */
+function clientPki(u: URL): boolean {
+  const keys = [...u.searchParams.keys()];
+  return (
+    (u.protocol === 'qemu+tls:' || u.protocol === 'qemu:') &&
+    keys.length === 1 &&
+    keys[0] === 'pkipath' &&
+    /^\/[\w./-]+$/.test(u.searchParams.get('pkipath')!) &&
+    !u.searchParams.get('pkipath')!.includes('..')
+  );
 }
 
 /** A pattern of manager.hostUris as a regular expression over the whole URI, or the reason it is refused. */

@@ -127,7 +127,20 @@ export const agentSchema = z
       example: 'hv01',
     }),
     site: name('default', { description: 'Site (cloud, grid, rack) of this host.', env: 'VIRT_COHORT_SITE' }),
-    libvirtUri: text('qemu:///system', { description: 'The local hypervisor (libvirt URI).', env: 'VIRT_COHORT_LIBVIRT_URI', arg: 'uri' }),
+    libvirtUri: text('qemu:///system', { description: 'The local hypervisor (libvirt URI) the agent itself uses.', env: 'VIRT_COHORT_LIBVIRT_URI', arg: 'uri' }),
+    advertiseUri: z
+      .string()
+      .superRefine((v, ctx) => {
+        const why = v ? uriShapeProblem(v) : undefined;
+        if (why) ctx.addIssue({ code: 'custom', message: `empty, or a libvirt URI that reaches this host from the manager, like qemu+tls://hv01.example/system (${why})` });
+      })
+      .default('')
+      .meta({
+        description:
+          "How the manager reaches this host's libvirt, registered for it (e.g. qemu+tls://hv01.example/system, or qemu+ssh://root@hv01.example/system); empty: libvirtUri, which with its default reaches only this machine: set it on every host of a cluster.",
+        env: 'VIRT_COHORT_ADVERTISE_URI',
+        arg: 'uri',
+      }),
     periodSeconds: int(
       1,
       3600,
@@ -185,6 +198,10 @@ export const managerSchema = z
     maxPerHost: int(1, 1000, 1, { description: 'Outbound migrations at once per host.' }),
     maxConcurrent: int(1, 10_000, 2, { description: 'Migrations at once in the cluster.' }),
     timeout: duration('300s', { description: 'A migration still running after this is aborted (the VM stays).' }),
+    encrypt: oneOf(['never', 'between-sites', 'always'], 'between-sites', {
+      description:
+        "Which migrations send the VM's memory over TLS (virsh migrate --tls; the hosts need libvirt's QEMU certificates under /etc/pki/qemu): never, between-sites (the default: memory crossing a WAN is encrypted) or always. Each migration's history record says whether it was.",
+    }),
     autoConverge: bool(false, { description: 'Let QEMU slow a VM whose memory changes faster than the link copies it.' }),
     span: int(1, 100_000, 8, { description: 'Periods each round reads (weighted by the coefficient).', arg: 'periods' }),
     coefficient: z
@@ -225,7 +242,7 @@ export const managerSchema = z
       .array(checked('a URI pattern like qemu+tls://*.hv.example/system', failing(uriPattern)))
       .default([])
       .meta({
-        description: 'Libvirt URIs allowed for any host, `*` standing for one name label or address part (qemu+tls, qemu+tcp or qemu+ssh; path /system; no query).',
+        description: 'Libvirt URIs allowed for any host, `*` standing for one name label or address part (qemu+tls, qemu+tcp or qemu+ssh; path /system; no query but pkipath=/DIR on TLS).',
         flag: false,
         example: ['qemu+tls://*.hv.example/system'],
       }),

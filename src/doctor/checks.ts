@@ -28,6 +28,8 @@ export interface CheckResult {
 /** What the checks look at: the effective configuration and the doctor's own options. */
 export interface DoctorContext {
   libvirtUri: string;
+  /** agent.advertiseUri ('' or absent: libvirtUri is registered). */
+  advertiseUri?: string;
   hooksDir: string;
   pinRoot: string;
   socket: string;

@@ -19,7 +19,7 @@ import {
   type DoctorContext,
   type Findings,
 } from './checks.js';
-import { checkRoutes } from './routes.js';
+import { checkAdvertised, checkReach, checkRoutes } from './routes.js';
 
 export interface DoctorReport {
   host: string;
@@ -45,7 +45,9 @@ export async function runDoctor(c: DoctorContext, first: CheckResult[] = [], sec
     ['hook-loaded', () => checkHookLoaded(c)],
     ['agent', () => checkAgentSocket(c)],
     ['redis', () => checkRedis(c)],
+    ['advertise', () => checkAdvertised(c)],
     ['routes', () => checkRoutes(c)],
+    ['reach', () => checkReach(c)],
     ['spool', () => checkSpool(c)],
   ];
   const checks = [...first];

@@ -8,6 +8,7 @@ import type { SensorBackend } from '../sensor/index.js';
 import { alive, livePid } from '../util/process.js';
 import { installLabHooks, startAgents } from './agents.js';
 import { startLibvirtd } from './libvirtd.js';
+import { makeLabPki } from './pki.js';
 import { createNetwork, labNetns, rootLinks } from './network.js';
 import { requireCommands, requireRoot } from './preflight.js';
 import { portFree, redisPidFile, startRedis } from './redis.js';
@@ -79,6 +80,7 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
     await startDelayLine(state);
     await startRedis(state);
     await installLabHooks(state);
+    await makeLabPki(state);
     // Once, before four agents start at the same time: a second mount stacked on the first would hide its pins.
     if (state.sensor !== 'pcap') await ensureBpffs();
     await Promise.all(hosts(state).map((h) => startLibvirtd(state, h)));

@@ -3,6 +3,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { alive } from '../util/process.js';
 import { join } from 'node:path';
 import { run, succeeds, waitFor } from '../util/exec.js';
+import { hostLibvirtPki, hostQemuPki } from './pki.js';
 import { hostDir } from './state.js';
 import type { LabHost, LabSettings } from './topology.js';
 
@@ -19,12 +20,20 @@ virtlogd -d -p "$S/virtlogd.pid"
 libvirtd -d -l -p "$S/libvirtd.pid"
 `;
 
-function libvirtdConf(uuid: string): string {
-  return `# virt-cohort lab host: plain TCP without auth, reachable only on the lab's private addresses
-listen_tls = 0
-listen_tcp = 1
+/**
+ * TLS only, as on a real cluster (docs/security.md): the lab CA's certificates
+ * (src/lab/pki.ts); a client must hold a certificate the lab CA signed.
+ */
+function libvirtdConf(uuid: string, pki: string): string {
+  return `# virt-cohort lab host: TLS only, clients need a certificate of the lab's CA
+listen_tls = 1
+listen_tcp = 0
 listen_addr = "0.0.0.0"
-auth_tcp = "none"
+auth_tls = "none"
+tls_no_verify_certificate = 0
+ca_file = "${pki}/cacert.pem"
+cert_file = "${pki}/servercert.pem"
+key_file = "${pki}/serverkey.pem"
 unix_sock_group = "root"
 host_uuid = "${uuid}"
 log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
@@ -34,13 +43,16 @@ log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
 // user=root avoids ~48 s of capability re-probing per domain start on hosts
 // where /dev/kvm exists but does not work; no cgroups because the lab's hosts
 // share one kernel, and a migrating VM exists on two of them at once.
-const QEMU_CONF = `user = "root"
+// default_tls_x509_cert_dir: the certificates of encrypted migrations (virsh migrate --tls).
+const qemuConf = (pki: string) => `user = "root"
 group = "root"
 dynamic_ownership = 0
 remember_owner = 0
 security_driver = "none"
 cgroup_controllers = [ ]
 stdio_handler = "file"
+default_tls_x509_cert_dir = "${pki}"
+default_tls_x509_verify = 1
 `;
 
 export async function startLibvirtd(lab: LabSettings, h: LabHost): Promise<void> {
@@ -50,8 +62,8 @@ export async function startLibvirtd(lab: LabSettings, h: LabHost): Promise<void>
     await mkdir(`/${d}`, { recursive: true });
   }
   await mkdir(join(dir, 'etc/libvirt/qemu'), { recursive: true });
-  await writeFile(join(dir, 'etc/libvirt/libvirtd.conf'), libvirtdConf(randomUUID()));
-  await writeFile(join(dir, 'etc/libvirt/qemu.conf'), QEMU_CONF);
+  await writeFile(join(dir, 'etc/libvirt/libvirtd.conf'), libvirtdConf(randomUUID(), hostLibvirtPki(lab.name, h.name)));
+  await writeFile(join(dir, 'etc/libvirt/qemu.conf'), qemuConf(hostQemuPki(lab.name, h.name)));
   await writeFile(join(dir, 'etc/libvirt/virtlogd.conf'), 'log_outputs = "3:file:/var/log/libvirt/virtlogd.log"\n');
   await run('unshare', ['--mount', '--uts', '--propagation', 'private', 'sh', '-c', START_SCRIPT, 'sh', dir, h.netns], {
     netns: h.netns,

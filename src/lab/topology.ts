@@ -1,4 +1,6 @@
+import { join } from 'node:path';
 import { UserError } from '../util/errors.js';
+import { labDir } from './state.js';
 
 /**
  * The lab's names and addresses, derived from a few settings so that every
@@ -6,7 +8,7 @@ import { UserError } from '../util/errors.js';
  *
  * Addresses live in 10.<index>.0.0/16, one /16 per lab:
  *   10.L.0.0/24    management network: root namespace .254, host k at .k
- *                  (libvirt's qemu+tcp:// control and the lab's Redis)
+ *                  (libvirt's qemu+tls:// control and the lab's Redis)
  *   10.L.s.0/24    data network of site s (s = 1, 2, ...): the wan router .254,
  *                  host k at .k; VXLAN and migration streams use it, so they
  *                  cross the shaped inter-site link like real traffic would
@@ -79,7 +81,8 @@ export function hosts(lab: LabSettings): LabHost[] {
         netns: `${p}-${name}`,
         mgmtIp,
         dataIp: `10.${lab.index}.${s}.${k}`,
-        uri: `qemu+tcp://${mgmtIp}/system`,
+        // TLS with the lab's client certificate (src/lab/pki.ts).
+        uri: `qemu+tls://${mgmtIp}/system?pkipath=${join(labDir(lab.name), 'pki', 'client')}`,
         mgmtVeth: `${p}-${name}m`,
       });
     }

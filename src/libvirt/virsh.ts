@@ -110,6 +110,8 @@ export interface MigrateOptions {
   timeoutMs?: number;
   /** Let QEMU throttle the guest's CPUs when its memory changes faster than the link copies it. */
   autoConverge?: boolean;
+  /** Send the memory over TLS (QEMU's certificates under /etc/pki/qemu on both hosts); libvirt fails the migration rather than send it in clear. */
+  tls?: boolean;
 }
 
 /**
@@ -125,6 +127,7 @@ export function migrateArgs(name: string, destUri: string, opts: MigrateOptions 
   const options = ['--live', '--p2p', '--persistent', '--undefinesource'];
   if (opts.migrateUri) options.push('--migrateuri', opts.migrateUri);
   if (opts.autoConverge) options.push('--auto-converge');
+  if (opts.tls) options.push('--tls');
   return virshCommand('migrate', options, [checkDomainName(name), destUri]);
 }
 

@@ -16,10 +16,18 @@ export interface MoveOrder {
   reason?: string;
 }
 
-/** How to reach a host's libvirt, and where migrations into it send memory. */
+/** How to reach a host's libvirt, where migrations into it send memory, and its site (for manager.encrypt). */
 export interface HostRoute {
   uri: string;
   migrateUri?: string;
+  site?: string;
+}
+
+export type EncryptPolicy = 'never' | 'between-sites' | 'always';
+
+/** Whether a migration from `src` to `dst` sends its memory over TLS: between sites unless told otherwise; a site unknown counts as another site. */
+export function encrypts(policy: EncryptPolicy, src: HostRoute, dst: HostRoute): boolean {
+  return policy === 'always' || (policy === 'between-sites' && (!src.site || src.site !== dst.site));
 }
 
 /** `maxPerHost`: outbound migrations at once per source host (1 by default in the configuration); `maxConcurrent`: in the cluster. */
@@ -27,6 +35,8 @@ export interface ExecutorOptions extends Limits {
   /** A migration still running after this is aborted; the VM stays on its source. */
   timeoutMs: number;
   autoConverge: boolean;
+  /** Which migrations go over TLS (manager.encrypt). Default between-sites. */
+  encrypt?: EncryptPolicy;
   /** First cooldown after a migration of a VM; doubles with each repeat. */
   cooldownMs: number;
   /** Checked before each migration starts: only the leader acts (the manager asks Redis, with its fencing token). */
@@ -100,6 +110,7 @@ export async function migrateOne(redis: Redis, m: MoveOrder, routes: Map<string,
   if (!src) throw new UserError(`no libvirt URI known for host '${m.from}' (is its agent running?)`);
   if (!dst) throw new UserError(`no libvirt URI known for host '${m.to}' (is its agent running?)`);
   const at = Date.now();
+  const tls = encrypts(opts.encrypt ?? 'between-sites', src, dst);
   const rec: MigrationRecord = {
     vm: m.vm,
     from: m.from,
@@ -110,6 +121,7 @@ export async function migrateOne(redis: Redis, m: MoveOrder, routes: Map<string,
     ...(m.reason ? { reason: m.reason } : {}),
     ...(opts.manager ? { manager: opts.manager } : {}),
     ...(opts.term ? { term: opts.term } : {}),
+    encrypted: tls,
   };
   const state = await domainState(src.uri, m.vm).catch((err: Error) => `unknown (${err.message.split('\n')[0]})`);
   if (state !== 'running') {
@@ -126,6 +138,7 @@ export async function migrateOne(redis: Redis, m: MoveOrder, routes: Map<string,
   const job = migrateDomain(src.uri, m.vm, dst.uri, {
     ...(dst.migrateUri ? { migrateUri: dst.migrateUri } : {}),
     autoConverge: opts.autoConverge,
+    tls,
     timeoutMs: opts.timeoutMs + 120_000,
   }).finally(() => {
     migrating = false;

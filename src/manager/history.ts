@@ -18,6 +18,8 @@ export interface MigrationRecord {
   manager?: string;
   /** The leader's fencing token (its term) when it started the migration. */
   term?: number;
+  /** Whether its memory went over TLS (manager.encrypt); absent in records older than the setting. */
+  encrypted?: boolean;
 }
 
 const MAXLEN = 100_000;

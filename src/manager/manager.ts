@@ -8,6 +8,7 @@ import { managerMetrics } from '../metrics/registry.js';
 import { logger } from '../util/log.js';
 import type { ManagerConfig } from './config.js';
 import { adoptRunning } from './adopt.js';
+import { CertWatch } from './certs.js';
 import { decide, forgetDone, hostsLeft } from './decide.js';
 import { execute, type HostRoute, type MoveOrder } from './executor.js';
 import { EventJudge, EventReader, type HookEntry } from './events.js';
@@ -79,6 +80,8 @@ export class Manager {
     readonly cfg: ManagerConfig,
     readonly lock: LeaderLock,
     private readonly onRound: (r: Round) => void = () => undefined,
+    /** The hosts' TLS certificates, looked at before each decision (a test without libvirtd gives its own). */
+    private readonly certs = new CertWatch(),
   ) {
     this.vetter = new RouteVetter(routePolicy(cfg));
     for (const p of this.vetter.problems) log.error(`${p}: this entry is ignored; correct it (docs/security.md)`);
@@ -246,6 +249,7 @@ export class Manager {
         maxConcurrent: this.cfg.maxConcurrent,
         timeoutMs: this.cfg.timeoutMs,
         autoConverge: this.cfg.autoConverge,
+        encrypt: this.cfg.encrypt,
         cooldownMs: this.cfg.cooldownMs,
         mayAct: () => this.lock.fenced(),
         manager: this.lock.id,
@@ -280,6 +284,10 @@ export class Manager {
     });
     r.view = view;
     const trusted = trustedRoutes(view.registry, this.vetter);
+    for (const bad of await this.certs.refused(trusted.routes)) {
+      trusted.routes.delete(bad.host);
+      trusted.refused.push(bad);
+    }
     r.refused = trusted.refused;
     this.sayRefused(trusted.refused);
     // Migrations a previous leader started and never recorded: watched to their end before anything new.
@@ -341,7 +349,7 @@ export function trustedRoutes(registry: readonly HostEntry[], vetter: RouteVette
   const refused: { host: string; why: string }[] = [];
   for (const h of registry) {
     const v = vetter.vet(h.host, h.uri, h.migrateUri);
-    if (v.ok) routes.set(h.host, v.route);
+    if (v.ok) routes.set(h.host, { ...v.route, site: h.site });
     else refused.push({ host: h.host, why: v.why });
   }
   return { routes, refused };

@@ -25,6 +25,7 @@ export const NO_ROUTES: Readonly<RoutePolicy> = Object.freeze({ hostRoutes: {}, 
 export interface Route {
   uri: string;
   migrateUri?: string;
+  site?: string;
 }
 
 export type Vetted = { ok: true; route: Route } | { ok: false; why: string };

@@ -6,6 +6,7 @@ import { Registry, type HostRecord } from '../../src/collector/registry.js';
 import { Store } from '../../src/collector/store.js';
 import { checkRoutes } from '../../src/doctor/routes.js';
 import type { DoctorContext } from '../../src/doctor/checks.js';
+import { CertWatch } from '../../src/manager/certs.js';
 import { LeaderLock } from '../../src/manager/lock.js';
 import { DEFAULT_MANAGER, Manager } from '../../src/manager/manager.js';
 import { TestRedis } from '../helpers/redis.js';
@@ -13,6 +14,8 @@ import { L, periodNow, report } from './fixtures.js';
 
 const GiB = 1 << 20; // KiB
 const FORGED = 'qemu+ext:///system?command=/tmp/evil';
+// No libvirtd answers for these hosts: their TLS certificates are judged ok here (the lab tests judge real ones, test/lab/tls.test.ts).
+const noCerts = () => new CertWatch(60_000, async () => ({ ok: true }));
 let server: TestRedis;
 let redis: Redis;
 
@@ -76,7 +79,7 @@ after(async () => {
 
 test('the manager leaves a host alone whose registered routes its configuration does not vouch for, and says why', async () => {
   const routes = { hostRoutes: {}, hostUris: ['qemu+tls://*.hv.example/system'], migrateNetworks: ['10.0.1.0/24'] };
-  const m = new Manager(redis, { ...DEFAULT_MANAGER, apply: true, confirmRounds: 1, ...routes }, new LeaderLock(redis, 10_000));
+  const m = new Manager(redis, { ...DEFAULT_MANAGER, apply: true, confirmRounds: 1, ...routes }, new LeaderLock(redis, 10_000), undefined, noCerts());
   try {
     const r = await m.round();
     assert.equal(r.view?.answer.status, 'ok', r.note);
@@ -97,7 +100,7 @@ test('the manager leaves a host alone whose registered routes its configuration 
 test('a forged migration URI alone is refused too, with what to configure', async () => {
   await redis.hset(K.host('b1'), 'uri', 'qemu+tls://b1.hv.example/system');
   const routes = { hostRoutes: {}, hostUris: ['qemu+tls://*.hv.example/system'], migrateNetworks: ['10.0.1.0/24'] };
-  const m = new Manager(redis, { ...DEFAULT_MANAGER, confirmRounds: 1, ...routes }, new LeaderLock(redis, 10_000));
+  const m = new Manager(redis, { ...DEFAULT_MANAGER, confirmRounds: 1, ...routes }, new LeaderLock(redis, 10_000), undefined, noCerts());
   try {
     const r = await m.round();
     assert.deepEqual(

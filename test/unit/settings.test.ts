@@ -40,7 +40,7 @@ test('the commands keep their flags', () => {
   assert.deepEqual(
     longs(agentCommand()),
     sorted(
-      '--config --no-config --host --site --libvirt-uri --redis --redis-password-file --period --reconcile ' +
+      '--config --no-config --host --site --libvirt-uri --advertise-uri --redis --redis-password-file --period --reconcile ' +
         '--socket --state-dir --spool-max --retention --sensor --pin-root --migrate-uri --metrics --metrics-bind --pretty',
     ),
   );
@@ -48,7 +48,7 @@ test('the commands keep their flags', () => {
     longs(managerCommand()),
     sorted(
       '--lab --config --no-config --pretty --apply --every --objective --method --env --horizon --max-moves --confirm ' +
-        '--cooldown --external-hold --evacuate-silent --max-per-host --max-concurrent --timeout --auto-converge --span --exclude --cpu-overcommit --reserve-memory --once --json --metrics --metrics-bind --redis',
+        '--cooldown --external-hold --evacuate-silent --max-per-host --max-concurrent --timeout --encrypt --auto-converge --span --exclude --cpu-overcommit --reserve-memory --once --json --metrics --metrics-bind --redis',
     ),
   );
   assert.deepEqual(longs(doctorCommand()), sorted('--config --no-config --libvirt-uri --hooks-dir --pin-root --redis --state-dir --socket --manager --json'));
@@ -96,6 +96,7 @@ test('the modules keep their defaults', () => {
       cooldownMs: 1_200_000,
       externalHoldMs: 1_800_000,
       evacuateSilentMs: 600_000,
+      encrypt: 'between-sites',
       events: true,
       maxPerHost: 1,
       maxConcurrent: 2,
@@ -118,6 +119,7 @@ test('the modules keep their defaults', () => {
   assert.deepEqual(agent, {
     site: 'default',
     libvirtUri: 'qemu:///system',
+    advertiseUri: '',
     redis: 'redis://127.0.0.1:6379',
     periodSeconds: 30,
     reconcileSeconds: 10,

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { checkShape, domainName, hosts, validateName, vmMac, type LabSettings } from '../../src/lab/topology.js';
+import { labDir } from '../../src/lab/state.js';
 import { UserError } from '../../src/util/errors.js';
 
 const lab: LabSettings = { name: 'lab', index: 101, sites: 2, hostsPerSite: 2, delayMs: 20, rateMbit: 100, redisPort: 16401 };
@@ -13,7 +14,8 @@ test('hosts are named by site letter and carry distinct management and data addr
   );
   assert.deepEqual(
     h.map((x) => x.uri),
-    [1, 2, 3, 4].map((k) => `qemu+tcp://10.101.0.${k}/system`),
+    // TLS only, with the lab's client certificates (src/lab/pki.ts).
+    [1, 2, 3, 4].map((k) => `qemu+tls://10.101.0.${k}/system?pkipath=${labDir('lab')}/pki/client`),
   );
   assert.deepEqual(
     h.map((x) => x.dataIp),

@@ -21,6 +21,10 @@ test('transports that run a program or stay local, query parameters and odd path
     ['qemu+unix:///system?socket=/tmp/evil', /only the machine it runs on/],
     ['qemu+tls://h.hv.example/system?no_verify=1', /query parameters \(no_verify\)/],
     ['qemu+ssh://root@h/system?keyfile=/root/.ssh/id&command=x', /query parameters \(keyfile, command\)/],
+    ['qemu+ssh://root@h/system?pkipath=/etc/pki/x', /query parameters \(pkipath\)/],
+    ['qemu+tls://h/system?pkipath=/etc/pki/x&no_verify=1', /query parameters \(pkipath, no_verify\)/],
+    ['qemu+tls://h/system?pkipath=relative/dir', /query parameters \(pkipath\)/],
+    ['qemu+tls://h/system?pkipath=/etc/../tmp', /query parameters \(pkipath\)/],
     ['qemu+tls://h/session', /path \/session/],
     ['qemu+tls://h/system#frag', /fragment/],
     ['qemu+tls://u:pw@h/system', /password/],
@@ -32,6 +36,11 @@ test('transports that run a program or stay local, query parameters and odd path
     refused(open.vet('h', uri), why);
   }
   assert.equal(open.vet('h', 'qemu+ssh://root@h/system').ok, true);
+  // The client's own certificates (libvirt's pkipath) on a TLS URI, named exactly by the manager's configuration.
+  const pki = 'qemu+tls://h/system?pkipath=/var/lib/vc/pki';
+  assert.equal(uriShapeProblem(pki), undefined);
+  assert.equal(policy({ hostRoutes: { h: { uri: pki } } }).vet('h', pki).ok, true);
+  refused(policy({ hostRoutes: { h: { uri: pki } } }).vet('h', 'qemu+tls://h/system?pkipath=/tmp/mine'), /is not the one manager.hostRoutes gives it/);
 });
 
 test('patterns: `*` is one label, the rest must match exactly', () => {
