@@ -191,7 +191,8 @@ function formatStatus(s: LabStatus): string {
     '',
     table(
       ['HOST', 'SITE', 'LIBVIRT URI', 'DATA IP', 'LIBVIRTD', 'AGENT', 'SENSOR', 'SPOOLED', 'VMS'],
-      s.hosts.map((h) => [h.name, h.site, h.uri, h.dataIp, h.libvirtd, h.agent, h.sensor, h.spooled, h.vms]),
+      // The URI without its pkipath (the lab's client certificates): shorter to read.
+      s.hosts.map((h) => [h.name, h.site, h.uri.replace(/\?.*$/, ''), h.dataIp, h.libvirtd, h.agent, h.sensor, h.spooled, h.vms]),
     ),
     '',
     formatVms(s.vms),

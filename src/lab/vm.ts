@@ -228,7 +228,8 @@ export async function migrateVm(labName: string, vm: string, to: string): Promis
   if (src.name === dest.name) throw new UserError(`VM '${vm}' already runs on ${dest.name}`);
   const dom = domainName(lab, vm);
   const started = Date.now();
-  await migrateDomain(src.uri, dom, dest.uri, { migrateUri: `tcp://${dest.dataIp}` });
+  // Memory crossing sites goes over TLS, as the manager's default (manager.encrypt between-sites) sends it.
+  await migrateDomain(src.uri, dom, dest.uri, { migrateUri: `tcp://${dest.dataIp}`, tls: src.site !== dest.site });
   const result: Migration = { vm, from: src.name, to: dest.name, seconds: (Date.now() - started) / 1000 };
   const job = await completedJob(dest.uri, dom).catch(() => ({}) as Record<string, string>);
   const downtime = /^(\d+)/.exec(job['Total downtime'] ?? '');
