@@ -70,7 +70,8 @@ export async function makeCert(dir: string, spec: CertSpec, ca?: { cert: string;
   const key = `${base}-key.pem`;
   const cert = `${base}-cert.pem`;
   const info = `${base}.info`;
-  await certtool(['--generate-privkey', '--key-type', 'ecdsa', '--outfile', key]);
+  // RSA: libvirt asks a server certificate's key usage for key encipherment, which an ECDSA key cannot have.
+  await certtool(['--generate-privkey', '--key-type', 'rsa', '--bits', '2048', '--outfile', key]);
   await chmod(key, 0o600);
   await writeFile(info, template(spec));
   if (spec.days !== undefined && spec.days < 0) {

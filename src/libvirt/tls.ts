@@ -69,8 +69,9 @@ export async function probeTls(uri: string, timeoutMs = 5000): Promise<TlsProbe>
       const peer = socket.getPeerCertificate() as PeerCertificate;
       const notAfter = peer.valid_to ? new Date(peer.valid_to).toISOString() : undefined;
       const at = notAfter ? { notAfter } : {};
-      if (!socket.authorized) {
-        const e = String(socket.authorizationError);
+      const e = String(socket.authorizationError);
+      // Node checks the names too (ERR_TLS_CERT_ALTNAME_INVALID); checkServerIdentity below says which names.
+      if (!socket.authorized && e !== 'ERR_TLS_CERT_ALTNAME_INVALID') {
         const what =
           e === 'CERT_HAS_EXPIRED'
             ? `its certificate expired on ${notAfter}`
