@@ -31,12 +31,12 @@ export function envCommand(): Command {
   const history = env.command('history');
   target(configOption(show))
     .description('the environment in force, for a person (--json: the file itself)')
-    .option('--version <n>', 'an earlier version (virt-cohort env history lists them)', integer)
+    .option('--at <version>', 'an earlier version, by its number (virt-cohort env history lists them)', integer)
     .option('--json', 'print the environment file (JSON), for env apply or --env')
     .action(async (o) =>
       withTarget(o, show, async (redis, lab) => {
-        const stored = await storedEnvironment(redis, o.version);
-        if (o.version !== undefined && !stored) throw new UserError(`there is no version ${o.version} (virt-cohort env history lists them)`);
+        const stored = await storedEnvironment(redis, o.at);
+        if (o.at !== undefined && !stored) throw new UserError(`there is no version ${o.at} (virt-cohort env history lists them)`);
         if (!stored) {
           const base = await baseEnvironment(redis, o, lab);
           process.stderr.write(
@@ -48,7 +48,7 @@ export function envCommand(): Command {
         }
         if (o.json) return printJson(stored.file);
         const head = `environment version ${stored.version} of ${new Date(stored.at).toISOString()}, by ${stored.by}: ${stored.source}`;
-        const current = o.version === undefined ? '' : ` (the version in force is ${await new Registry(redis).environmentVersion()})`;
+        const current = o.at === undefined ? '' : ` (the version in force is ${await new Registry(redis).environmentVersion()})`;
         process.stdout.write(`${head}${current}\n\n${describe(stored.env, Date.now())}`);
       }),
     );

@@ -18,6 +18,8 @@ export interface MigrationRecord {
   manager?: string;
   /** The leader's fencing token (its term) when it started the migration. */
   term?: number;
+  /** The version of the environment stored in Redis that the decision used (absent: a file's, a lab's or the registry's). */
+  envVersion?: number;
 }
 
 const MAXLEN = 100_000;
@@ -49,6 +51,7 @@ export async function readHistory(redis: Redis, count = 50, vm?: string): Promis
       ...(o.error ? { error: o.error } : {}),
       ...(o.manager ? { manager: o.manager } : {}),
       ...(o.term ? { term: Number(o.term) } : {}),
+      ...(o.envVersion ? { envVersion: Number(o.envVersion) } : {}),
     });
     if (out.length >= count) break;
   }

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { averageRates, environmentJson, parseEnvironment, priceAt, type Price } from '../../src/placement/env.js';
 import { changeLine, diffEnvironments, setPath, splitAssignment } from '../../src/placement/envEdit.js';
 import { planMoves, type VmInfo } from '../../src/placement/index.js';
+import { envVersions } from '../../src/replay/record.js';
 import { UserError } from '../../src/util/errors.js';
 
 /** The environment's time (price schedules, end times) and its edits: pure functions, no Redis. */
@@ -207,4 +208,28 @@ test('what changed between two versions, leaf by leaf; links named by their site
   ]);
   assert.deepEqual(diffEnvironments(before, before), []);
   assert.equal(diffEnvironments(undefined, { sites: { a: {} } })[0]?.path, 'sites.a', 'an empty object is a leaf');
+});
+
+test('record: the stored versions over a trace, each from the instant it was written, as the live manager saw them', () => {
+  const defaults = { latencyMs: 20, bandwidthMbit: 1000 };
+  const v = (version: number, at: number) => ({ version, at, source: `env set x=${version}`, by: 'op@h', file: { sites: { a: {} } } });
+  const stored = [v(1, 1000), v(2, 5000), v(3, 9000), v(4, 20_000)];
+  const out = envVersions(stored, 6000, 15_000, { defaults });
+  assert.deepEqual(
+    out.map((e) => [e.at, e.version, e.source]),
+    [
+      [6000, 2, 'Redis version 2: env set x=2 by op@h'],
+      [9000, 3, 'Redis version 3: env set x=3 by op@h'],
+    ],
+  );
+  // Before the first version: what stood in (the registry's, or a lab's), then the stored ones.
+  assert.deepEqual(
+    envVersions(stored, 0, 6000, { defaults }).map((e) => [e.at, e.file === null ? 'registry' : e.version]),
+    [
+      [0, 'registry'],
+      [1000, 1],
+      [5000, 2],
+    ],
+  );
+  assert.deepEqual(envVersions([], 0, 6000, { defaults }), [{ at: 0, file: null, defaults, source: 'registry' }]);
 });
