@@ -9,7 +9,8 @@ import { checkQuery, QUERY_TYPES, type QueryOptions, type QueryType } from '../c
 import { parseDuration } from '../collector/span.js';
 import { largestHost, loadEnvironment, type Environment } from '../placement/index.js';
 import { fmtBytesRate, fmtSeconds } from '../placement/explain.js';
-import { DEFAULT_BANDWIDTH_MBIT, DEFAULT_LATENCY_MS, planFromCollector, readCollector, type CollectorView, type DefaultLinks } from '../placement/fromCollector.js';
+import { DEFAULT_BANDWIDTH_MBIT, DEFAULT_LATENCY_MS, planFromCollector, readCollector, storedEnvironment, type CollectorView, type DefaultLinks } from '../placement/fromCollector.js';
+import { Registry } from '../collector/registry.js';
 import { UserError } from '../util/errors.js';
 import { printJson } from './options.js';
 import { labTarget } from './labs.js';
@@ -27,7 +28,7 @@ export function environmentOptions(cmd: Command, json = true): Command {
     .option('--lab <name>', 'use the Redis of this lab (virt-cohort lab up) instead of --redis, and without --env its environment (virt-cohort lab env)')
     .option(
       '--env <file>',
-      'environment file, JSON (sites, hosts, links, prices: see docs/placement.md); default: every site and host of the registry, joined by --default-latency-ms and --default-bandwidth-mbit links, prices 0',
+      'environment file, JSON (sites, hosts, links, prices: see docs/placement.md), for this command only; default: the one stored in Redis (virt-cohort env), else every site and host of the registry, joined by --default-latency-ms and --default-bandwidth-mbit links, prices 0',
     )
     .option('--default-latency-ms <ms>', 'without --env: latency between two sites, ms', String(DEFAULT_LATENCY_MS))
     .option('--default-bandwidth-mbit <mbit>', 'without --env: bandwidth between two sites, Mbit/s', String(DEFAULT_BANDWIDTH_MBIT))
@@ -48,10 +49,17 @@ function queryOptions(cmd: Command): Command {
 
 export interface EnvironmentArgs {
   redis: string;
+  /** The environment to use: --env FILE (a one-off override) as given; after inForce, the one in force. */
   env: Environment | undefined;
+  /** The --env file's path, when one was given. */
+  envFile?: string;
   defaults: DefaultLinks;
-  /** Set when --lab stood in for --env: the lab's own sites and shaped links. */
-  labEnv?: string;
+  /** With --lab: the lab's environment (its sites and shaped links), used when none is stored in Redis. */
+  lab?: { env: Environment; note: string };
+  /** After inForce: which environment is in use, for stderr. */
+  note?: string;
+  /** After inForce: the stored version in use (undefined: a file, a lab's or the registry's). */
+  version?: number;
 }
 
 /** Checks the shared options before anything is connected, so that bad input exits 2 at once. */
@@ -65,10 +73,31 @@ export async function environmentArgs(cmd: Command, o: Record<string, string | b
   if (!(defaults.bandwidthMbit > 0)) throw new UserError('--default-bandwidth-mbit must be above 0');
   if (!(defaults.cpuOvercommit! > 0 && defaults.cpuOvercommit! <= 64)) throw new UserError(`--cpu-overcommit '${o.cpuOvercommit}' must be above 0 and at most 64 (1 = one vCPU per host CPU)`);
   const env = typeof o.env === 'string' ? loadEnvironment(o.env) : undefined;
+  const file = typeof o.env === 'string' ? { envFile: o.env } : {};
   const lab = await labTarget(cmd, o);
-  if (!lab) return { redis: String(o.redis), env, defaults };
-  // The lab knows its real delay and rate: better than the registry's defaults (an --env file wins).
-  return env ? { redis: lab.redis, env, defaults } : { redis: lab.redis, env: lab.env, defaults, labEnv: lab.note };
+  if (!lab) return { redis: String(o.redis), env, defaults, ...file };
+  // The lab knows its real delay and rate: better than the registry's defaults (a stored environment or an --env file wins).
+  return { redis: lab.redis, env, defaults, ...file, lab: { env: lab.env, note: lab.note } };
+}
+
+/**
+ * The environment in force for this command: an --env file (a one-off override, and the note says
+ * of what), else the one stored in Redis (virt-cohort env), else the lab's with --lab, else none
+ * (derived from the registry: tell says so).
+ */
+export async function inForce(redis: Redis, args: EnvironmentArgs): Promise<EnvironmentArgs> {
+  if (args.env) {
+    const v = await new Registry(redis).environmentVersion();
+    const of = v ? `the environment stored in Redis (version ${v}, virt-cohort env show)` : 'the registry-derived environment (none is stored in Redis)';
+    return { ...args, note: `--env ${args.envFile}: used for this command only, a one-off override of ${of}` };
+  }
+  const stored = await storedEnvironment(redis);
+  if (stored) {
+    const note = `using the environment stored in Redis: version ${stored.version} of ${new Date(stored.at).toISOString()} (${stored.source}; virt-cohort env show)`;
+    return { ...args, env: stored.env, note, version: stored.version };
+  }
+  if (args.lab) return { ...args, env: args.lab.env, note: `no --env given and none stored in Redis: using the environment of ${args.lab.note} (virt-cohort lab env)` };
+  return args;
 }
 
 function checkedQuery(o: Record<string, string | boolean | undefined>): QueryOptions {
@@ -95,10 +124,10 @@ function oneOf<T extends string>(value: string, allowed: readonly T[], what: str
 /** Says on stderr what the reader should know about the environment that was used. */
 export function tell(view: Pick<CollectorView, 'defaultEnvironment' | 'notes' | 'environment'>, args: EnvironmentArgs): void {
   const defaults = args.defaults;
-  if (args.labEnv) process.stderr.write(`virt-cohort: no --env given: using the environment of ${args.labEnv} (virt-cohort lab env)\n`);
+  if (args.note) process.stderr.write(`virt-cohort: ${args.note}\n`);
   if (view.defaultEnvironment) {
     process.stderr.write(
-      `virt-cohort: no --env given: using the registry's ${view.environment.sites.length} site(s) and ${view.environment.hosts.length} host(s), ` +
+      `virt-cohort: no --env given and none stored in Redis (virt-cohort env apply): using the registry's ${view.environment.sites.length} site(s) and ${view.environment.hosts.length} host(s), ` +
         `links of ${defaults.latencyMs} ms and ${defaults.bandwidthMbit} Mbit/s between sites, prices 0, ` +
         `${view.environment.cpuOvercommit} vCPUs per host CPU and ${view.environment.reserveMemoryKiB / 1024} MiB kept free per host\n`,
     );
@@ -106,7 +135,7 @@ export function tell(view: Pick<CollectorView, 'defaultEnvironment' | 'notes' | 
   for (const n of view.notes) process.stderr.write(`virt-cohort: ${n}\n`);
 }
 
-async function withRedis<T>(url: string, fn: (redis: Redis) => Promise<T>): Promise<T> {
+export async function withRedis<T>(url: string, fn: (redis: Redis) => Promise<T>): Promise<T> {
   const redis = await connectOnce(url);
   try {
     return await fn(redis);
@@ -137,8 +166,9 @@ export function groupsCommand(): Command {
       if (!(horizonSeconds > 0)) throw new UserError(`--horizon '${o.horizon}' must be above 0 (e.g. 1h)`);
       const minBytes = o.floor === undefined ? undefined : nonNegative(String(o.floor), '--floor');
       const q = checkedQuery(o);
-      const args = await environmentArgs(cmd, o);
+      let args = await environmentArgs(cmd, o);
       await withRedis(args.redis, async (redis) => {
+        args = await inForce(redis, args);
         const view = await readCollector(redis, { query: q, env: args.env, defaults: args.defaults });
         tell(view, args);
         if (view.answer.status !== 'ok') return handBack(view, o.json);
@@ -249,9 +279,10 @@ export function planCommand(): Command {
               .filter(Boolean)
           : [];
       const q = checkedQuery(o);
-      const args = await environmentArgs(cmd, o);
+      let args = await environmentArgs(cmd, o);
       const ruleConfig = configuredRules(o.config);
       await withRedis(args.redis, async (redis) => {
+        args = await inForce(redis, args);
         const r = await planFromCollector(redis, {
           ruleConfig,
           query: q,

@@ -32,7 +32,7 @@ export function demoSettings(lab: LabState): ManagerConfig {
     everyPeriods: 1,
     span: 2,
     cooldownMs: 120_000,
-    env: parseEnvironment(labEnvironment(lab), `lab ${lab.name}`),
+    defaultEnv: parseEnvironment(labEnvironment(lab), `lab ${lab.name}`),
     ...labRoutes(lab),
   };
 }

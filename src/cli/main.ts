@@ -9,6 +9,7 @@ import { aclCommand } from './acl.js';
 import { agentCommand } from './agent.js';
 import { configCommand } from './config.js';
 import { doctorCommand } from './doctor.js';
+import { envCommand } from './env.js';
 import { explain } from './errors.js';
 import { groupsCommand, planCommand } from './analysis.js';
 import { installHookCommand } from './hook.js';
@@ -46,6 +47,7 @@ program.addCommand(groupsCommand());
 program.addCommand(planCommand());
 program.addCommand(placeCommand());
 program.addCommand(rulesCommand());
+program.addCommand(envCommand());
 program.addCommand(reportCommand());
 program.addCommand(recordCommand());
 program.addCommand(replayCommand());
@@ -67,7 +69,7 @@ function report(err: unknown): number {
   if (denied) {
     process.stderr.write(
       `virt-cohort: Redis refused it (${denied}): the Redis user in use (redis.username, VIRT_COHORT_REDIS_USERNAME) may not do this; ` +
-        'migrate, host drain|undrain and place --apply need vc-manager, the other commands read as vc-reader (virt-cohort acl; docs/security.md)\n',
+        'migrate, host drain|undrain, place --apply and env apply|set need vc-manager, the other commands read as vc-reader (virt-cohort acl; docs/security.md)\n',
     );
     return 1;
   }

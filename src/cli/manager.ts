@@ -99,12 +99,14 @@ export function configuredRoutes(file?: string | false, lab?: string): Promise<R
 /** The manager's section of the (validated) configuration as the Manager's settings; `lab` supplies the environment when no file does, and the routes. */
 export async function managerSettings(m: Config['manager'], lab?: string): Promise<ManagerConfig> {
   let env: Environment | undefined;
+  let defaultEnv: Environment | undefined;
+  // A file is a one-off override of the environment stored in Redis; a lab's stands in only when none is stored.
   if (m.environment) env = loadEnvironment(m.environment);
   else if (typeof lab === 'string') {
     const { requireLab, labEnvironment } = await loadLab();
-    env = parseEnvironment(labEnvironment(await requireLab(lab)), `lab ${lab}`);
+    defaultEnv = parseEnvironment(labEnvironment(await requireLab(lab)), `lab ${lab}`);
   }
-  return managerConfig({ ...m, ...(await managerRoutes(m, lab)) }, env);
+  return { ...managerConfig({ ...m, ...(await managerRoutes(m, lab)) }, env), ...(env && { envSource: m.environment }), ...(defaultEnv && { defaultEnv }) };
 }
 
 function roundJson(r: Round) {
@@ -119,6 +121,7 @@ function roundJson(r: Round) {
     skipped: r.skipped,
     done: r.done,
     refused: r.refused,
+    envVersion: r.envVersion,
     noMove: r.plan?.noMove,
     held: r.plan?.held,
     broken: r.plan?.broken,
@@ -128,6 +131,7 @@ function roundJson(r: Round) {
 export function renderRound(r: Round): string {
   const lines = [
     `round ${r.n} at ${new Date(r.at).toISOString()}: inter-site traffic ${(100 * r.interSite).toFixed(1)} %` +
+      (r.envVersion !== undefined ? `; environment version ${r.envVersion}` : '') +
       (r.groups.length ? `; groups ${r.groups.map((g) => `{${g.join(' ')}}`).join(' ')}` : ''),
   ];
   for (const m of r.moves) lines.push(`  move ${m.vm}: ${m.from} -> ${m.to}  (${m.reason ?? ''})`);

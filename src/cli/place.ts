@@ -11,7 +11,7 @@ import { readInventory, rulesOf } from '../placement/fromCollector.js';
 import { trustedRoutes } from '../manager/manager.js';
 import { RouteVetter } from '../manager/trust.js';
 import { IncompleteHostError, UserError } from '../util/errors.js';
-import { environmentArgs, environmentOptions, tell } from './analysis.js';
+import { environmentArgs, environmentOptions, inForce, tell } from './analysis.js';
 import { loadLab } from './labs.js';
 import { configuredRoutes } from './manager.js';
 import { configuredRules, sayIssues } from './rules.js';
@@ -50,10 +50,11 @@ Exit status: 0 placed (and applied), 2 bad input (unknown key, missing file, clu
       if (o.apply && template === undefined && o.lab === undefined) {
         throw new UserError(`--apply needs a libvirt domain XML: add "template": "domain.xml" to ${file} (or use --lab NAME to start lab guests)`);
       }
-      const args = await environmentArgs(cmd, o);
+      let args = await environmentArgs(cmd, o);
       const redis = await connectOnce(args.redis);
       let inv: Awaited<ReturnType<typeof readInventory>>;
       try {
+        args = await inForce(redis, args);
         inv = await readInventory(redis, { env: args.env, defaults: args.defaults });
       } finally {
         redis.disconnect();

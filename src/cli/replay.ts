@@ -47,7 +47,8 @@ export function recordCommand(): Command {
       try {
         tr = await recordTrace(redis, {
           ...(o.from ? { from: time(o.from, '--from'), ...(o.to && { to: time(o.to, '--to') }) } : { span: o.span }),
-          ...(cfg.env && { env: cfg.env, envSource: o.lab ? `lab ${o.lab}` : config.manager.environment }),
+          ...(cfg.env && { env: cfg.env, envSource: config.manager.environment }),
+          ...(cfg.defaultEnv && { defaultEnv: cfg.defaultEnv, defaultEnvSource: `lab ${o.lab}` }),
           defaults: { latencyMs: DEFAULT_LATENCY_MS, bandwidthMbit: DEFAULT_BANDWIDTH_MBIT, cpuOvercommit: cfg.cpuOvercommit, reserveMemoryMiB: cfg.reserveMemory },
           source: o.lab ? `lab ${o.lab}` : redactUrl(target.url),
         });
@@ -58,7 +59,7 @@ export function recordCommand(): Command {
       const L = tr.periodSeconds;
       process.stderr.write(
         `recorded ${tr.periods.length} period(s) of ${L} s, ${periodLabel({ start: tr.periods[0]!.start, length: L })} to ${periodLabel({ start: tr.periods.at(-1)!.start + L, length: L })}: ` +
-          `${tr.vms.length} VM(s), ${tr.hosts.length} host(s), ${tr.migrations.length} migration(s), ${tr.names.length} endpoint name(s); ${o.out} (${((await stat(o.out)).size / 1e6).toFixed(2)} MB)\n`,
+          `${tr.vms.length} VM(s), ${tr.hosts.length} host(s), ${tr.migrations.length} migration(s), ${tr.names.length} endpoint name(s), environment: ${tr.environments.map((e) => e.source).join('; then ')}; ${o.out} (${((await stat(o.out)).size / 1e6).toFixed(2)} MB)\n`,
       );
     });
 }

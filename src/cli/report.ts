@@ -8,7 +8,7 @@ import { parseDuration } from '../collector/span.js';
 import { collectReport } from '../report/data.js';
 import { reportHtml, reportSvg, spanLine, summaryLine } from '../report/render.js';
 import { UserError } from '../util/errors.js';
-import { environmentArgs, environmentOptions, tell } from './analysis.js';
+import { environmentArgs, environmentOptions, inForce, tell } from './analysis.js';
 import { printJson } from './options.js';
 import { EXIT_REFORMULATE, render } from './stats.js';
 
@@ -48,9 +48,10 @@ export function reportCommand(): Command {
       if (String(o.coefficient).trim() === '' || !Number.isFinite(coefficient)) throw new UserError(`--coefficient '${o.coefficient}' is not a number`);
       const q: QueryOptions = { type: type as QueryOptions['type'], span: String(o.span), coefficient, approx: Boolean(o.approx), maxWaitMs: parseDuration(String(o.wait), '--wait') };
       checkQuery(q); // a bad span exits 2 before anything is connected
-      const args = await environmentArgs(cmd, o);
+      let args = await environmentArgs(cmd, o);
       const redis = await connectOnce(args.redis);
       try {
+        args = await inForce(redis, args);
         const now = Date.now();
         const { view, data } = await collectReport(redis, { query: { ...q, now }, method, measure, now, ...(args.env && { env: args.env }), defaults: args.defaults });
         tell({ ...view, notes: [] }, args); // its notes come with the report's own, below

@@ -6,7 +6,8 @@ import { K } from './keys.js';
  * Redis 7 ACL users by role (`virt-cohort acl`; docs/security.md): each
  * agent may write its own host's registry entry, packed reports and event
  * stream, and no other host's; the manager writes the leader lock, the
- * cooldowns and the migration history; the commands read. Key patterns are
+ * cooldowns and the migration history, and the operator's writes (host drain,
+ * migrate, env apply|set) use the manager's user; the commands read. Key patterns are
  * built from the schema in keys.ts so that the two cannot drift apart.
  *
  * What an ACL cannot narrow (the keys all agents share by design) is listed
@@ -124,6 +125,9 @@ export function managerUser(): AclUser {
       `~${K.cooldown('*')}`,
       `~${K.migrations}`,
       `~${K.migrating}`,
+      // `virt-cohort env apply|set`: the operator's writes of the environment, as host drain's, go through this user (docs/security.md).
+      `~${K.envVersion}`,
+      `~${K.envVersions}`,
       // `virt-cohort host drain|undrain` sets one field of a host's entry (the manager does not trust that entry's routes anyway).
       `(~${K.host('*')} +hset)`,
     ],

@@ -62,6 +62,13 @@ export const K = {
   events: (h: string) => `vc:events:${h}`,
   /** HASH of cluster-wide settings: periodSeconds, retention. */
   settings: 'vc:settings',
+  /**
+   * STRING: the version of the environment in force (absent: none stored; commands and the manager then derive one
+   * from the registry). Raised only by the compare-and-set script ENV_PUT, with the version's record in `envVersions`.
+   */
+  envVersion: 'vc:env:version',
+  /** HASH version → JSON {version, at (ms), source, by, file}: every version of the environment ever applied, kept (`virt-cohort env history`). */
+  envVersions: 'vc:env:versions',
   /** STRING: the active manager's id, with an expiry (the leader lock). */
   managerLock: 'vc:manager:lock',
   /** STRING: the leadership term, raised each time a manager takes the lock: the fencing token of its migrations. */

@@ -5,8 +5,8 @@ import { defineScripts } from './scripts.js';
 
 /**
  * The host registry, the VM directory, the address book and the cluster-wide
- * settings: every read and write of them goes through here (Store keeps the
- * period data). Agents write their host and VMs; the manager, the planner and
+ * settings, and the versions of the environment: every read and write of them
+ * goes through here (Store keeps the period data). Agents write their host and VMs; the manager, the planner and
  * the commands read them back; `virt-cohort host drain` marks a host.
  */
 
@@ -76,6 +76,21 @@ export interface VmEntry {
 export interface Settings {
   periodSeconds?: number;
   retention?: number;
+}
+
+/**
+ * One version of the environment as stored (vc:env:versions): the document in the file format
+ * (src/placement/env.ts validates it before it is written), when, from what, by whom.
+ */
+export interface EnvRecord {
+  version: number;
+  /** Unix ms. */
+  at: number;
+  /** What wrote it: `env apply FILE`, `env set EXPR`. */
+  source: string;
+  /** Who: user@host of the command. */
+  by: string;
+  file: object;
 }
 
 /** A host's sensor backend for a person: `pcap (fallback)` when libpcap was not asked for. */
@@ -258,6 +273,40 @@ export class Registry {
   async settings(): Promise<Settings> {
     const [p, r] = await this.redis.hmget(K.settings, 'periodSeconds', 'retention');
     return { ...(p ? { periodSeconds: Number(p) } : {}), ...(r ? { retention: Number(r) } : {}) };
+  }
+
+  // ---- environment -------------------------------------------------------
+
+  /** The version of the environment in force; 0 when none is stored. */
+  async environmentVersion(): Promise<number> {
+    return Number((await this.redis.get(K.envVersion)) ?? 0);
+  }
+
+  /** A version of the environment (default: the one in force); undefined when none is stored. */
+  async environment(version?: number): Promise<EnvRecord | undefined> {
+    const v = version ?? (await this.environmentVersion());
+    if (!v) return undefined;
+    const json = await this.redis.hget(K.envVersions, String(v));
+    return json ? (JSON.parse(json) as EnvRecord) : undefined;
+  }
+
+  /** Every version stored, oldest first. */
+  async environmentHistory(): Promise<EnvRecord[]> {
+    const all = await this.redis.hgetall(K.envVersions);
+    return Object.values(all)
+      .map((j) => JSON.parse(j) as EnvRecord)
+      .sort((a, b) => a.version - b.version);
+  }
+
+  /**
+   * Stores the next version if the one in force is still `expected` (0: none yet), atomically: of
+   * two writers that read the same version one wins, the other is told the version now in force
+   * and reads again (see placement/fromCollector.ts changeEnvironment).
+   */
+  async putEnvironment(expected: number, rec: Omit<EnvRecord, 'version'>): Promise<{ written: boolean; version: number }> {
+    const record: EnvRecord = { version: expected + 1, ...rec };
+    const [written, version] = await this.redis.vcEnvPut(K.envVersion, K.envVersions, expected, JSON.stringify(record));
+    return { written: written === 1, version: Number(version) };
   }
 
   /** Every member of the set `index` with its hash (`key(member)`), in one round trip, sorted by name. */

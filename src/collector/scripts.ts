@@ -24,6 +24,8 @@ declare module 'ioredis' {
     vcVmGone(vm: string, host: string, now: number): Result<number, Context>;
     /** DROP_ADDRESSES: 0. */
     vcDropAddresses(addr: string, vm: string, ...addresses: string[]): Result<number, Context>;
+    /** ENV_PUT: [1, the new version] written, or [0, the version in force] when it is not `expected` (nothing written). */
+    vcEnvPut(version: string, versions: string, expected: number, record: string): Result<[written: number, version: number], Context>;
     /** FORGET_VM: 1 forgotten, 0 kept (running again, or stopped since the cutoff). */
     vcForgetVm(vms: string, vm: string, addr: string, name: string, cutoff: number): Result<number, Context>;
   }
@@ -229,6 +231,20 @@ redis.call('SREM', KEYS[1], ARGV[1])
 return 1
 `;
 
+/**
+ * The environment's compare-and-set (Registry.putEnvironment): KEYS[1] the version in force, KEYS[2]
+ * every version's record. Writes ARGV[2], the record of version ARGV[1] + 1, only if the version in
+ * force is still ARGV[1]: two writers that read the same version cannot both write the next one.
+ */
+const ENV_PUT = `
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if cur ~= tonumber(ARGV[1]) then return {0, cur} end
+local v = cur + 1
+redis.call('HSET', KEYS[2], v, ARGV[2])
+redis.call('SET', KEYS[1], v)
+return {1, v}
+`;
+
 /** Defines the scripts above as commands of `redis` (and of its pipelines and transactions). */
 export function defineScripts(redis: Redis): void {
   redis.defineCommand('vcApply', { numberOfKeys: 8, lua: APPLY });
@@ -239,5 +255,6 @@ export function defineScripts(redis: Redis): void {
   redis.defineCommand('vcPutVm', { numberOfKeys: 3, lua: PUT_VM });
   redis.defineCommand('vcVmGone', { numberOfKeys: 1, lua: VM_GONE });
   redis.defineCommand('vcDropAddresses', { numberOfKeys: 1, lua: DROP_ADDRESSES });
+  redis.defineCommand('vcEnvPut', { numberOfKeys: 2, lua: ENV_PUT });
   redis.defineCommand('vcForgetVm', { numberOfKeys: 3, lua: FORGET_VM });
 }

@@ -213,7 +213,11 @@ export const managerSchema = z
     settle: duration('2s', { description: "Wait after a period boundary, for the hosts' reports to arrive.", flag: false }),
     lockTtl: duration('15s', { description: 'Leader lock lifetime: a standby manager takes over this long after the leader dies.', flag: false }),
     exclude: z.array(z.string().min(1)).default([]).meta({ description: 'VMs never to move (also: the domain metadata policy move="never"). On the command line: a,b.', arg: 'vms' }),
-    environment: z.string().default('').meta({ description: 'Environment file (sites, hosts, prices, links); empty: from the host registry.', arg: 'file' }),
+    environment: z.string().default('').meta({
+      description:
+        'Environment file (sites, hosts, prices, links): overrides the environment stored in Redis (virt-cohort env), and the log says so; empty: the stored one, else one derived from the host registry.',
+      arg: 'file',
+    }),
     // Nova's defaults for the same two knobs (initial_cpu_allocation_ratio 4.0, reserved_host_memory_mb 512).
     cpuOvercommit: z
       .number()

@@ -19,7 +19,12 @@ export type ManagerConfig = Omit<Section, 'horizon' | 'cooldown' | 'externalHold
   /** Wait after a boundary before a round, for the hosts' reports to arrive. */
   settleMs: number;
   lockTtlMs: number;
+  /** An environment file (manager.environment): a one-off override of the environment stored in Redis. */
   env?: Environment;
+  /** Where `env` came from, for the log. */
+  envSource?: string;
+  /** The environment used when neither a file nor Redis holds one (a lab's); undefined: derived from the registry. */
+  defaultEnv?: Environment;
   /** The configuration's rules: section, and the file it came from (the VMs' metadata rules are read each round). */
   rules?: Config['rules'];
   rulesFile?: string;

@@ -14,6 +14,8 @@ export interface MoveOrder {
   from: string;
   to: string;
   reason?: string;
+  /** The version of the environment stored in Redis the decision used; goes into the migration's record. */
+  envVersion?: number;
 }
 
 /** How to reach a host's libvirt, where migrations into it send memory, and its site (for manager.encrypt). */
@@ -122,6 +124,7 @@ export async function migrateOne(redis: Redis, m: MoveOrder, routes: Map<string,
     ...(opts.manager ? { manager: opts.manager } : {}),
     ...(opts.term ? { term: opts.term } : {}),
     encrypted: tls,
+    ...(m.envVersion !== undefined ? { envVersion: m.envVersion } : {}),
   };
   const state = await domainState(src.uri, m.vm).catch((err: Error) => `unknown (${err.message.split('\n')[0]})`);
   if (state !== 'running') {

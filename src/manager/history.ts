@@ -20,6 +20,8 @@ export interface MigrationRecord {
   term?: number;
   /** Whether its memory went over TLS (manager.encrypt); absent in records older than the setting. */
   encrypted?: boolean;
+  /** The version of the environment stored in Redis that the decision used (absent: a file's, a lab's or the registry's). */
+  envVersion?: number;
 }
 
 const MAXLEN = 100_000;
@@ -51,6 +53,7 @@ export async function readHistory(redis: Redis, count = 50, vm?: string): Promis
       ...(o.error ? { error: o.error } : {}),
       ...(o.manager ? { manager: o.manager } : {}),
       ...(o.term ? { term: Number(o.term) } : {}),
+      ...(o.envVersion ? { envVersion: Number(o.envVersion) } : {}),
     });
     if (out.length >= count) break;
   }

@@ -1,7 +1,8 @@
 import type { Redis } from 'ioredis';
 import { Registry, type HostEntry } from '../collector/registry.js';
 import { DEFAULT_PERIOD_SECONDS, msToNextBoundary } from '../util/period.js';
-import { DEFAULT_BANDWIDTH_MBIT, DEFAULT_LATENCY_MS, readCollector, rulesOf, type CollectorView } from '../placement/fromCollector.js';
+import { DEFAULT_BANDWIDTH_MBIT, DEFAULT_LATENCY_MS, readCollector, rulesOf, storedEnvironment, type CollectorView, type StoredEnvironment } from '../placement/fromCollector.js';
+import type { Environment } from '../placement/env.js';
 import type { RuleIssue } from '../placement/rules.js';
 import type { Plan } from '../placement/index.js';
 import { managerMetrics } from '../metrics/registry.js';
@@ -37,6 +38,8 @@ export interface Round {
   note?: string;
   /** Set for a decision an event asked for: what happened, and when (ms). */
   cause?: { what: string; at: number };
+  /** The version of the environment stored in Redis the decision used (undefined: a file's, a lab's or the registry's). */
+  envVersion?: number;
 }
 
 /** What an event round decides about. */
@@ -74,6 +77,10 @@ export class Manager {
   private readonly judge = new EventJudge();
   /** Hosts seen being left (draining, or silent too long), so that a new one is acted on at once. */
   private leaving = new Set<string>();
+  /** The stored environment last read, parsed once per version. */
+  private stored?: StoredEnvironment;
+  /** The stored version last said to be overridden by the file (said once per version). */
+  private overridden = 0;
 
   constructor(
     readonly redis: Redis,
@@ -275,11 +282,13 @@ export class Manager {
       r.note = `standing by: the leader is ${await this.lock.holder()}`;
       return undefined;
     }
+    const inForce = await this.environment();
+    if (inForce.version !== undefined) r.envVersion = inForce.version;
     const view = await readCollector(this.redis, {
       // An event does not wait for late reports: the periods before say enough about the group.
       query: { type: 'weighted', span: this.cfg.span, coefficient: this.cfg.coefficient, maxWaitMs: event ? 0 : this.cfg.maxWaitMs, approx: true },
-      ...(this.cfg.env
-        ? { env: this.cfg.env }
+      ...(inForce.env
+        ? { env: inForce.env }
         : { defaults: { latencyMs: DEFAULT_LATENCY_MS, bandwidthMbit: DEFAULT_BANDWIDTH_MBIT, cpuOvercommit: this.cfg.cpuOvercommit, reserveMemoryMiB: this.cfg.reserveMemory } }),
     });
     r.view = view;
@@ -312,7 +321,8 @@ export class Manager {
       moving: [...this.moving.values()],
       ...(event && { focus: event.focus }),
     });
-    Object.assign(r, { interSite: d.interSite, groups: d.groups, skipped: d.skipped, moves: d.orders, ...(d.plan && { plan: d.plan }), ...(d.note && { note: d.note }) });
+    const orders = inForce.version === undefined ? d.orders : d.orders.map((m) => ({ ...m, envVersion: inForce.version }));
+    Object.assign(r, { interSite: d.interSite, groups: d.groups, skipped: d.skipped, moves: orders, ...(d.plan && { plan: d.plan }), ...(d.note && { note: d.note }) });
     if (r.moves.length && !this.cfg.apply) r.note = 'dry run: nothing migrated (start the manager with --apply to act)';
     if (!r.moves.length || !this.cfg.apply) {
       if (!event) await saveStreak(this.redis, term, d.streak);
@@ -320,6 +330,37 @@ export class Manager {
     }
     for (const m of r.moves) this.moving.set(m.vm, m);
     return { routes: trusted.routes, term, streak: d.streak };
+  }
+
+  /**
+   * The environment of this decision, read each time: the file (manager.environment) when one is
+   * configured, a one-off override said once per stored version; else the version stored in Redis
+   * (parsed once per version); else the configured default (a lab's); else none (the registry's).
+   */
+  private async environment(): Promise<{ env?: Environment; version?: number }> {
+    const version = await new Registry(this.redis).environmentVersion();
+    if (this.cfg.env) {
+      if (version && version !== this.overridden) {
+        log.warn({ version, file: this.cfg.envSource }, `the environment stored in Redis (version ${version}) is not used: the file ${this.cfg.envSource ?? '(manager.environment)'} overrides it`);
+        this.overridden = version;
+      }
+      return { env: this.cfg.env };
+    }
+    if (!version) return this.cfg.defaultEnv ? { env: this.cfg.defaultEnv } : {};
+    if (this.stored?.version !== version) {
+      try {
+        const next = await storedEnvironment(this.redis, version);
+        if (next) {
+          log.info({ version, at: new Date(next.at).toISOString(), source: next.source, by: next.by }, `environment version ${version} in force`);
+          this.stored = next;
+        }
+      } catch (err) {
+        // Validated when written; a version this manager cannot read (a newer format) leaves the one before in force.
+        if (!this.stored) throw err;
+        log.error({ err, version, kept: this.stored.version }, `environment version ${version} cannot be read: version ${this.stored.version} stays in force`);
+      }
+    }
+    return this.stored ? { env: this.stored.env, version: this.stored.version } : {};
   }
 
   /** The rules in force this round (the configuration's and the VMs' metadata); each problem with them logged once. */

@@ -3,9 +3,10 @@ import type { Redis } from 'ioredis';
 import type { PairTraffic } from '../analysis/graph.js';
 import { DEFAULT_PERIOD_SECONDS } from '../util/period.js';
 import { query, type QueryOptions, type QueryResult } from '../collector/query.js';
-import { Registry, type HostEntry, type VmEntry } from '../collector/registry.js';
+import { Registry, type EnvRecord, type HostEntry, type VmEntry } from '../collector/registry.js';
 import { IncompleteHostError, NoHostsError, UserError } from '../util/errors.js';
 import { parseEnvironment, type Environment, type Host } from './env.js';
+import { diffEnvironments, type Change } from './envEdit.js';
 import { mergeLive, type HostInfo, type VmInfo } from './live.js';
 import { planMoves, type Plan, type PlanOptions } from './plan.js';
 import { rulesInForce, type RuleSet } from './rules.js';
@@ -13,8 +14,8 @@ import { rulesInForce, type RuleSet } from './rules.js';
 /**
  * The adapter between the collector (Redis) and the pure placement library: a collector answer
  * becomes per-second PairTraffic, the VM directory becomes VmInfo, the host registry becomes
- * HostInfo, and an environment (a file, or one derived from the registry) is merged with them.
- * Used by `virt-cohort groups|plan|place` and by the manager's rounds.
+ * HostInfo, and an environment (a file, the one stored in Redis, or one derived from the registry)
+ * is merged with them. Used by `virt-cohort groups|plan|place|env` and by the manager's rounds.
  */
 
 /** Hosts seen within this many periods are live: they report capacity and may receive VMs. */
@@ -244,4 +245,68 @@ function withSilentHosts(env: Environment, registry: readonly HostEntry[], direc
     });
   }
   return extra.length ? Object.freeze({ ...env, hosts: Object.freeze([...env.hosts, ...extra]) }) : env;
+}
+
+/** A version of the environment stored in Redis, parsed. */
+export interface StoredEnvironment extends EnvRecord {
+  env: Environment;
+}
+
+/** The environment stored in Redis (`version`, default the one in force), validated; undefined when none is stored. */
+export async function storedEnvironment(redis: Redis, version?: number): Promise<StoredEnvironment | undefined> {
+  const rec = await new Registry(redis).environment(version);
+  if (!rec) return undefined;
+  return { ...rec, env: parseEnvironment(rec.file, `the environment stored in Redis, version ${rec.version}`) };
+}
+
+/** What changeEnvironment did. */
+export interface EnvironmentChange {
+  /** The version in force now: the new one, or the one before when nothing changed. */
+  version: number;
+  /** The version the change was made from (0: none was stored). */
+  previous: number;
+  changes: Change[];
+  file: object;
+  env: Environment;
+  /** How many times another writer got in first and the edit was made again. */
+  retries: number;
+}
+
+export interface ChangeMeta {
+  /** What writes it (`env apply FILE`, `env set EXPR`) and who (user@host). */
+  source: string;
+  by: string;
+  /** The document an edit starts from when none is stored (the environment derived from the registry, or a lab's). */
+  base?: object;
+  /** Clock (ms): end times at or before it are refused. Default Date.now(). */
+  now?: number;
+  /** What the new document is called in its errors (a file's path). Default: the new environment. */
+  what?: string;
+}
+
+/**
+ * Writes a new version of the environment: `edit` turns the version in force (or `meta.base` when
+ * none is stored) into the new document, which is validated as a file is, end times in the past
+ * refused. The write is a compare-and-set on the version: when another writer got in first, the
+ * edit is made again on its version, so concurrent changes are applied one after the other and
+ * none is lost. Nothing is written when the document is invalid (the version in force stays) or
+ * when it changes nothing. `changes` are against the document the edit started from.
+ */
+export async function changeEnvironment(redis: Redis, edit: (current: object | undefined) => object, meta: ChangeMeta): Promise<EnvironmentChange> {
+  const reg = new Registry(redis);
+  for (let retries = 0; retries < 100; retries++) {
+    const cur = await reg.environment();
+    const previous = cur?.version ?? (await reg.environmentVersion());
+    const start = cur?.file ?? meta.base;
+    const file = edit(start && structuredClone(start));
+    const now = meta.now ?? Date.now();
+    const env = parseEnvironment(file, meta.what ?? 'the new environment', { now });
+    const changes = diffEnvironments(start, file);
+    if (!changes.length && cur) return { version: previous, previous, changes, file, env, retries };
+    const put = await reg.putEnvironment(previous, { at: now, source: meta.source, by: meta.by, file });
+    if (put.written) return { version: put.version, previous, changes, file, env, retries };
+    // Another writer got in first: a short random pause, then the edit again on its version.
+    await new Promise((r) => setTimeout(r, Math.random() * 20));
+  }
+  throw new UserError('the environment kept changing under this change (100 tries): try again');
 }

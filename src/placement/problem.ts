@@ -2,7 +2,7 @@ import type { TrafficGraph } from '../analysis/graph.js';
 import type { OBJECTIVES } from '../config/schema.js';
 import { UserError } from '../util/errors.js';
 import { compileRules, penaltyFor, type Constraints } from './constraints.js';
-import type { Environment } from './env.js';
+import { averageRates, type Environment } from './env.js';
 import type { Rule } from './rules.js';
 
 /**
@@ -12,7 +12,8 @@ import type { Rule } from './rules.js';
  *   a byte takes 8/bandwidth; a VM on a host of speed s computes 1/s times slower. A migration
  *   costs its transfer time (memory / bandwidth). Traffic inside a site is taken as free.
  * - cost: currency per second: hosting price + inter-site transfer price per GB. A migration costs
- *   its memory image at the link's transfer price.
+ *   its memory image at the link's transfer price. A hosting price with a schedule counts at its
+ *   average over [now, now + horizon] (averageRates), so a change due within the horizon weighs in.
  * - resources (the administrator's view): every host in use costs 1, inter-site links cost the
  *   share of their bandwidth used (a host kept busy weighs one link kept full), a migration costs
  *   the link-seconds it takes. Consolidation frees hosts.
@@ -140,9 +141,10 @@ export function buildProblem(g: TrafficGraph, vms: readonly ProblemVm[], env: En
   env.hosts.forEach((h, i) => {
     if (objective === 'time') hostFixed[i] = 1 / h.speed - 1;
     else if (objective === 'cost') {
-      hostFixed[i] = h.price.perVmHour / 3600;
-      hostPerCpu[i] = h.price.perVcpuHour / 3600;
-      hostPerGiB[i] = h.price.perGiBHour / 3600;
+      const r = averageRates(h.price, now, now + horizonSeconds * 1000);
+      hostFixed[i] = r.perVmHour / 3600;
+      hostPerCpu[i] = r.perVcpuHour / 3600;
+      hostPerGiB[i] = r.perGiBHour / 3600;
     } else hostOpen[i] = 1;
   });
   const p: Problem = {

@@ -166,7 +166,7 @@ class Builder {
     }
     const last = this.header!.environments.at(-1);
     if (last && o.at <= last.at) throw this.bad('environment versions must come oldest first');
-    return { at: o.at, file: o.file as object | null, defaults: o.defaults as EnvVersion['defaults'], source: String(o.source ?? '') };
+    return { at: o.at, file: o.file as object | null, defaults: o.defaults as EnvVersion['defaults'], source: String(o.source ?? ''), ...(typeof o.version === 'number' && { version: o.version }) };
   }
 
   private period(o: Obj): void {

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { K } from '../collector/keys.js';
 import { query } from '../collector/query.js';
-import { Registry } from '../collector/registry.js';
+import { Registry, type EnvRecord } from '../collector/registry.js';
 import { results } from '../collector/results.js';
 import { spanPeriods } from '../collector/span.js';
 import { readHistory } from '../manager/history.js';
@@ -9,7 +9,7 @@ import { environmentJson, type Environment } from '../placement/env.js';
 import type { DefaultLinks } from '../placement/fromCollector.js';
 import { UserError } from '../util/errors.js';
 import { DEFAULT_PERIOD_SECONDS, periodLabel } from '../util/period.js';
-import { addPeriod, TRACE_VERSION, type Trace } from './trace.js';
+import { addPeriod, TRACE_VERSION, type EnvVersion, type Trace } from './trace.js';
 
 /** Periods read per collector query while recording: bounds the memory of one read. */
 const CHUNK = 120;
@@ -20,9 +20,12 @@ export interface RecordOptions {
   /** Unix ms: the periods that start from `from` and end by `to` (default: now). */
   from?: number;
   to?: number;
-  /** The environment file the manager uses; undefined: derived from the registry with `defaults`. */
+  /** The environment file the manager uses (manager.environment, an override); undefined: the versions stored in Redis, else `defaultEnv`, else derived from the registry with `defaults`. */
   env?: Environment;
   envSource?: string;
+  /** What stands in while no environment is stored (a lab's). */
+  defaultEnv?: Environment;
+  defaultEnvSource?: string;
   defaults: DefaultLinks;
   /** What is recorded, for the header (a Redis URL without credentials, a lab). */
   source: string;
@@ -61,7 +64,9 @@ export async function recordTrace(redis: Redis, o: RecordOptions): Promise<Trace
     periods: [],
     hosts,
     vms,
-    environments: [{ at: first * 1000, file: o.env ? environmentJson(o.env) : null, defaults: o.defaults, source: o.envSource ?? (o.env ? 'file' : 'registry') }],
+    environments: o.env
+      ? [{ at: first * 1000, file: environmentJson(o.env), defaults: o.defaults, source: o.envSource ?? 'file' }]
+      : envVersions(await reg.environmentHistory(), first * 1000, (newestEnded + L) * 1000, o),
     migrations: [],
   };
   const index = new Map<string, number>();
@@ -83,4 +88,20 @@ export async function recordTrace(redis: Redis, o: RecordOptions): Promise<Trace
   const until = (newestEnded + L) * 1000;
   tr.migrations = (await readHistory(redis, 100_000)).filter((m) => m.at >= first * 1000 && m.at < until).reverse();
   return tr;
+}
+
+/**
+ * The environment's versions over [from, until) (ms) as a trace holds them: the one in force at
+ * `from` (the stored version then, else what stands in: `defaultEnv` or the registry's), then each
+ * version stored after it, from the instant it was written. A replay then prices each round as the
+ * live manager did.
+ */
+export function envVersions(stored: readonly EnvRecord[], from: number, until: number, o: Pick<RecordOptions, 'defaults' | 'defaultEnv' | 'defaultEnvSource'>): EnvVersion[] {
+  const at = (v: EnvRecord, t: number): EnvVersion => ({ at: t, file: v.file, defaults: o.defaults, source: `Redis version ${v.version}: ${v.source} by ${v.by}`, version: v.version });
+  const before = stored.filter((v) => v.at <= from).at(-1);
+  const out: EnvVersion[] = [
+    before ? at(before, from) : { at: from, file: o.defaultEnv ? environmentJson(o.defaultEnv) : null, defaults: o.defaults, source: o.defaultEnv ? (o.defaultEnvSource ?? 'default') : 'registry' },
+  ];
+  for (const v of stored) if (v.at > from && v.at < until && v.at > out.at(-1)!.at) out.push(at(v, v.at));
+  return out;
 }

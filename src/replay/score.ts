@@ -1,5 +1,5 @@
 import type { HostEntry } from '../collector/registry.js';
-import type { Environment } from '../placement/env.js';
+import { averageRates, type Environment } from '../placement/env.js';
 import { defaultEnvironment } from '../placement/fromCollector.js';
 import { siteLinks } from '../placement/problem.js';
 import { envAt, envOf } from './view.js';
@@ -27,8 +27,8 @@ interface Frame {
   hostSite: Int32Array;
   /** Per trace name: its site when it is an endpoint the environment places, else -1. */
   endpointSite: Int32Array;
-  /** Per VM (directory index): hosting price per second on each host, by host index. */
-  price: (vm: number, host: number) => number;
+  /** Per VM (directory index): hosting price per second on each host, by host index, at `ms` (a price may follow a schedule). */
+  price: (vm: number, host: number, ms: number) => number;
   nSite: number;
   bytePrice: Float64Array;
   bps: Float64Array;
@@ -67,10 +67,12 @@ export class Scorer {
     const endpointSite = Int32Array.from(this.tr.names, (n) => sites.get(env.endpoints.get(n) ?? '') ?? -1);
     const { bps, pricePerByte: bytePrice } = siteLinks(env);
     const vms = this.tr.vms;
-    const price = (vm: number, host: number) => {
-      const p = inEnv.get(this.hosts[host]!.host)?.price;
+    const price = (vm: number, host: number, ms: number) => {
+      const hp = inEnv.get(this.hosts[host]!.host)?.price;
+      if (!hp) return 0;
+      const p = hp.schedule || hp.daily ? averageRates(hp, ms, ms + this.tr.periodSeconds * 1000) : hp;
       const v = vms[vm]!;
-      return p ? (p.perVmHour + v.vcpus * p.perVcpuHour + (v.memoryKiB / 1048576) * p.perGiBHour) / 3600 : 0;
+      return (p.perVmHour + v.vcpus * p.perVcpuHour + (v.memoryKiB / 1048576) * p.perGiBHour) / 3600;
     };
     f = { env, hostSite, endpointSite, price, nSite: S, bytePrice, bps };
     this.frames.set(key, f);
@@ -103,7 +105,7 @@ export class Scorer {
       }
     }
     let hosting = 0;
-    for (let v = 0; v < hostOf.length; v++) if (hostOf[v]! >= 0) hosting += f.price(v, hostOf[v]!);
+    for (let v = 0; v < hostOf.length; v++) if (hostOf[v]! >= 0) hosting += f.price(v, hostOf[v]!, p.start * 1000);
     this.costs.interSiteBytes += inter;
     this.costs.knownBytes += known;
     this.costs.traffic += price;

@@ -45,8 +45,10 @@ export interface EnvVersion {
   at: number;
   file: object | null;
   defaults: DefaultLinks;
-  /** Where it came from, for a person (a path, `lab NAME`, `registry`). */
+  /** Where it came from, for a person (a path, `lab NAME`, `registry`, `Redis version N: ...`). */
   source: string;
+  /** The version stored in Redis (virt-cohort env history), when it is one. */
+  version?: number;
 }
 
 export interface Trace {

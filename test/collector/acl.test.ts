@@ -81,7 +81,7 @@ test("an agent's Store writes work with its own credentials: registry, directory
   assert.equal(await admin.xlen(K.events('a1')), 1);
 });
 
-test("one host's credentials cannot write another host's entry, report or events, nor the lock, cooldowns, history or settings", async () => {
+test("one host's credentials cannot write another host's entry, report or events, nor the lock, cooldowns, history, settings or environment", async () => {
   const a1 = await as('vc-agent-a1');
   const store = new Store(a1);
   await assert.rejects(new Registry(a1).registerHost('b1', { ...hostRecord(), uri: 'qemu+ext:///system?command=/tmp/evil' }), NOPERM);
@@ -99,6 +99,10 @@ test("one host's credentials cannot write another host's entry, report or events
   await assert.rejects(a1.hset(K.settings, 'periodSeconds', 1), NOPERM);
   await assert.rejects(a1.srem(K.hosts, 'b1'), NOPERM);
   await assert.rejects(a1.unlink(K.hostPairs(P, 'b1')), NOPERM, "without --agents-trim, no deleting others' reports either");
+  // Nor the environment: a stolen agent credential must not reprice a site to draw VMs to its host.
+  await assert.rejects(new Registry(a1).putEnvironment(0, { at: 0, source: 'forged', by: 'a1', file: {} }), NOPERM);
+  await assert.rejects(a1.set(K.envVersion, '7'), NOPERM);
+  assert.equal(await admin.exists(K.envVersion), 0);
   assert.equal(await admin.hget(K.host('b1'), 'uri'), 'qemu:///system');
 });
 
@@ -118,7 +122,7 @@ test('with --agents-trim an agent deletes whole old periods, and still writes on
   assert.equal(await admin.exists(K.hostPairs(P, 'a1')), 0);
 });
 
-test("the manager's writes work with its own: lock, cooldown, history, drain; it cannot write reports or events", async () => {
+test("the manager's writes work with its own: lock, cooldown, history, drain, the environment; it cannot write reports or events", async () => {
   const m = await as('vc-manager');
   const lock = new LeaderLock(m, 10_000);
   assert.equal(await lock.tick(), true);
@@ -140,6 +144,14 @@ test("the manager's writes work with its own: lock, cooldown, history, drain; it
   const drain = await cli(['host', 'drain', 'a1', '--redis', server.url], env);
   assert.equal(drain.code, 0, drain.err);
   assert.equal(await admin.hget(K.host('a1'), 'draining'), '1');
+  // The operator's environment writes go through the manager's user, as host drain does.
+  await writeFile(join(dir, 'env.json'), JSON.stringify({ sites: { 'site-a': { price: { perVmHour: 0.05 } } }, hosts: { a1: { site: 'site-a' } } }));
+  const apply = await cli(['env', 'apply', join(dir, 'env.json'), '--redis', server.url], env);
+  assert.equal(apply.code, 0, apply.err);
+  const set = await cli(['env', 'set', 'sites.site-a.price.perVmHour=0.02', '--redis', server.url], env);
+  assert.equal(set.code, 0, set.err);
+  assert.match(set.out, /sites.site-a.price.perVmHour: 0.05 -> 0.02/);
+  assert.equal(await admin.get(K.envVersion), '2');
   await assert.rejects(new Store(m).apply(report('a1', P + 3 * L, [['forged>x', 1, 1]])), NOPERM);
   await assert.rejects(new Store(m).event('a1', { operation: 'forged' }), NOPERM);
   await assert.rejects(m.set(K.host('a1'), 'x'), NOPERM);
@@ -153,6 +165,15 @@ test("the commands' user reads everything and writes nothing", async () => {
   const stats = await cli(['history', '--redis', server.url, '--json'], env);
   assert.equal(stats.code, 0, stats.err);
   assert.equal((JSON.parse(stats.out) as unknown[]).length, 1);
+  const show = await cli(['env', 'show', '--json', '--redis', server.url], env);
+  assert.equal(show.code, 0, show.err);
+  assert.equal((JSON.parse(show.out) as { sites: Record<string, { price: { perVmHour: number } }> }).sites['site-a']!.price.perVmHour, 0.02);
+  const envHistory = await cli(['env', 'history', '--redis', server.url], env);
+  assert.equal(envHistory.code, 0, envHistory.err);
+  const envSet = await cli(['env', 'set', 'sites.site-a.price.perVmHour=9', '--redis', server.url], env);
+  assert.notEqual(envSet.code, 0);
+  assert.match(envSet.err, /Redis refused it \(NOPERM .*env apply\|set need vc-manager/);
+  assert.equal(await admin.get(K.envVersion), '2', 'the reader wrote no version');
   const drain = await cli(['host', 'undrain', 'a1', '--redis', server.url], env);
   assert.notEqual(drain.code, 0);
   assert.match(drain.err, /^virt-cohort: Redis refused it \(NOPERM .*\): the Redis user in use .* may not do this; .*need vc-manager/);

@@ -116,7 +116,7 @@ interface MoveJson {
 test('plan --json: moves bring each split pair into one site, each with its reason', async () => {
   const r = await cli('plan', '--redis', url(0), '--json');
   assert.equal(r.code, 0, r.err);
-  assert.match(r.err, /no --env given: using the registry's 2 site\(s\) and 2 host\(s\), links of 20 ms and 1000 Mbit\/s/);
+  assert.match(r.err, /no --env given and none stored in Redis \(virt-cohort env apply\): using the registry's 2 site\(s\) and 2 host\(s\), links of 20 ms and 1000 Mbit\/s/);
   const plan = JSON.parse(r.out) as { moves: MoveJson[]; before: { interSiteBytes: number }; after: { interSiteBytes: number }; noMove?: string; answer: { type: string; periods: number[] } };
   assert.equal(plan.answer.type, 'weighted');
   assert.equal(plan.answer.periods.length, 10);
