@@ -95,7 +95,7 @@ try {
   const startMs: number[] = [];
   for (const s of starts) {
     const from = s.to === 'b1' ? 'a2' : 'a1';
-    await addVm(l.name, { name: s.vm, host: from, index: s.index, pattern: 'idle', cluster: s.index, rate: 0, size: 64, memoryMiB: 128, wait: false });
+    await addVm(l.name, { name: s.vm, host: from, index: s.index, pattern: 'idle', cluster: s.index, rate: 1, size: 64, memoryMiB: 128, wait: false });
     const rec = await moved(s.vm, 0);
     const ms = rec.at - (await hookAt(from, s.vm));
     startMs.push(ms);
@@ -111,7 +111,7 @@ try {
   const drainMs = first.at - drainAt;
   log(`${drained} marked draining: ${first.vm} -> ${first.to} started ${drainMs} ms later`);
   const dFrom = hosts(l).find((h) => ![first.from, first.to, 'b1'].includes(h.name))!.name;
-  await addVm(l.name, { name: 'd1', host: dFrom, index: 20, pattern: 'idle', cluster: 20, rate: 0, size: 64, memoryMiB: 128, wait: false });
+  await addVm(l.name, { name: 'd1', host: dFrom, index: 20, pattern: 'idle', cluster: 20, rate: 1, size: 64, memoryMiB: 128, wait: false });
   const d1 = await moved('d1', drainAt);
   const duringMs = d1.at - (await hookAt(dFrom, 'd1'));
   const drainRec = await waitFor('the drain migration recorded', async () => (await readHistory(r, 50, first.vm)).find((h) => h.at === first.at), 120_000, 200);

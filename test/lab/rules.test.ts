@@ -164,7 +164,7 @@ describe(`rules and events (${sensor}) on a lab`, { concurrency: 1 }, () => {
       const first = await waitFor('the drain to start migrating', async () => (await readRunning(redis)).find((x) => x.from === host), 15_000, 50);
       assert.ok(![first.from, first.to].includes('a2'), `the drain's first move (${first.from} -> ${first.to}) touches a2, where vm5 must go: the lab's state is not what this test expects`);
       const start = all.find((h) => ![first.from, first.to, 'a2'].includes(h.name))!;
-      await addVm(lab.name, { name: 'vm5', host: start.name, index: 5, pattern: 'idle', cluster: 5, rate: 0, size: 64, memoryMiB: 128, wait: false });
+      await addVm(lab.name, { name: 'vm5', host: start.name, index: 5, pattern: 'idle', cluster: 5, rate: 1, size: 64, memoryMiB: 128, wait: false });
       const rec5 = await waitFor('vm5 migrated by the manager', async () => (await readHistory(redis, 20, dom('vm5'))).find((r) => r.manager === m.lock.id), 30_000, 100);
       const hook5 = (await redis.xrange(K.events(start.name), '-', '+'))
         .map(([, f]) => Object.fromEntries(f.flatMap((x, i) => (i % 2 ? [] : [[x, f[i + 1]!]]))))

@@ -56,7 +56,7 @@ describe('libvirt over TLS on a lab', { concurrency: 1 }, () => {
   before(async () => {
     lab = await labUp({ name, sites: 2, hostsPerSite: 1, delayMs: 5, rateMbit: 1000, periodSeconds: 5 });
     [a1, b1] = hosts(lab) as [LabHost, LabHost];
-    await addVm(lab.name, { name: 'vm1', host: 'a1', index: 1, pattern: 'idle', cluster: 1, rate: 0, size: 64, memoryMiB: 128, wait: true });
+    await addVm(lab.name, { name: 'vm1', host: 'a1', index: 1, pattern: 'idle', cluster: 1, rate: 1, size: 64, memoryMiB: 128, wait: true });
     redis = new Redis(labRedisUrl(lab), { maxRetriesPerRequest: null });
     redis.on('error', () => undefined);
     other = await mkdtemp(join(tmpdir(), 'vc-tls-'));
