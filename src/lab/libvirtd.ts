@@ -83,9 +83,10 @@ export const virtlogdPidFile = (lab: LabSettings, h: LabHost) => join(hostDir(la
  * Starts the host's libvirtd again after it was stopped (a test of failed
  * migrations), inside the mount and UTS namespaces its virtlogd still holds.
  */
-export async function restartLibvirtd(lab: LabSettings, h: LabHost): Promise<void> {
+export async function restartLibvirtd(lab: LabSettings, h: LabHost, opts: { waitForAnswer?: boolean } = {}): Promise<void> {
   const logd = Number((await readFile(virtlogdPidFile(lab, h), 'utf8')).trim());
   if (!(logd > 0) || !alive(logd)) throw new Error(`virtlogd of lab host ${h.name} is not running: recreate the lab`);
   await run('nsenter', [`--target=${logd}`, '--mount', '--uts', `--net=/run/netns/${h.netns}`, '--', 'libvirtd', '-d', '-l', '-p', libvirtdPidFile(lab, h)]);
+  if (opts.waitForAnswer === false) return;
   await waitFor(`libvirtd of lab host ${h.name} (${h.uri})`, async () => ((await succeeds('virsh', ['-c', h.uri, 'version'], { timeoutMs: 10_000 })) ? true : undefined), 60_000, 250);
 }

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { checkReach } from '../../src/doctor/routes.js';
+import { probeTls } from '../../src/libvirt/tls.js';
 import type { DoctorContext } from '../../src/doctor/checks.js';
 import { labRedisUrl, labRoutes } from '../../src/lab/agents.js';
 import { labEnvironment } from '../../src/lab/environment.js';
@@ -50,7 +51,10 @@ describe('libvirt over TLS on a lab', { concurrency: 1 }, () => {
     const pid = Number((await readFile(libvirtdPidFile(lab, h), 'utf8')).trim());
     process.kill(pid, 'SIGTERM');
     await waitFor('libvirtd to stop', async () => (alive(pid) ? undefined : true), 30_000, 100);
-    await restartLibvirtd(lab, h).catch(() => undefined);
+    // It answers the lab client only when its certificate names it: up is judged by its pid file here.
+    await restartLibvirtd(lab, h, { waitForAnswer: false });
+    await waitFor('libvirtd to start', async () => ((await readFile(libvirtdPidFile(lab, h), 'utf8').catch(() => '')) ? true : undefined), 30_000, 100);
+    await waitFor('libvirtd to listen', async () => ((await probeTls(h.uri)).why?.includes('ECONNREFUSED') ? undefined : true), 30_000, 100);
   }
 
   before(async () => {
@@ -85,38 +89,34 @@ describe('libvirt over TLS on a lab', { concurrency: 1 }, () => {
   });
 
   it('virt-cohort migrate moves a VM between sites with its memory over TLS, and history says so', async () => {
-    const r = await cli('migrate', 'vm1', 'b1', '--lab', lab.name, '--no-config');
+    const r = await cli('migrate', 'vm1', 'b1', '--lab', lab.name);
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /vm1: a1 -> b1 ok in [\d.]+ s, memory over TLS/);
     const [rec] = await readHistory(redis, 1, domainName(lab, 'vm1'));
     assert.equal(rec?.encrypted, true, JSON.stringify(rec));
   });
 
-  it('a host whose certificate names another host, or has expired, is named by doctor and left alone by the manager', async () => {
+  // An expired certificate is judged the same way (src/libvirt/tls.ts); libvirtd itself refuses to start
+  // with one, so test/collector/tls.test.ts shows that case on a TLS server that does start.
+  it('a host whose certificate names another host is named by doctor, left alone by the manager, refused by migrate', async () => {
     const ctx = { redisUrl: labRedisUrl(lab), routes: labRoutes(lab) } as DoctorContext;
     assert.equal((await checkReach(ctx)).status, 'ok');
-    const manager = () => new Manager(redis, { ...DEFAULT_MANAGER, env: parseEnvironment(labEnvironment(lab), 'lab'), ...labRoutes(lab) }, new LeaderLock(redis, 10_000));
+    const ip = (h: LabHost) => h.mgmtIp.replaceAll('.', '\\.');
     try {
-      await reissue(b1, { ...hostCertSpec(a1), server: true, client: true });
+      await reissue(b1, hostCertSpec(a1));
       const wrong = await checkReach(ctx);
       assert.equal(wrong.status, 'fail');
-      assert.match(wrong.detail, new RegExp(`b1: ${b1.mgmtIp.replaceAll('.', '\\.')}: its certificate names .*${a1.mgmtIp.replaceAll('.', '\\.')}.*, not ${b1.mgmtIp.replaceAll('.', '\\.')}`));
-      const m = manager();
+      assert.match(wrong.detail, new RegExp(`b1: ${ip(b1)}: its certificate names .*${ip(a1)}.*, not ${ip(b1)}`));
+      const m = new Manager(redis, { ...DEFAULT_MANAGER, env: parseEnvironment(labEnvironment(lab), 'lab'), ...labRoutes(lab) }, new LeaderLock(redis, 10_000));
       try {
         const r = await m.round();
-        const left = r.refused.find((x) => x.host === 'b1');
-        assert.match(left?.why ?? '', /its libvirt TLS certificate fails .*its certificate names/, JSON.stringify(r.refused));
+        assert.match(r.refused.find((x) => x.host === 'b1')?.why ?? '', /its libvirt TLS certificate fails .*its certificate names/, JSON.stringify(r.refused));
       } finally {
         await m.stop();
       }
-
-      await reissue(b1, { ...hostCertSpec(b1), days: -1 });
-      const expired = await checkReach(ctx);
-      assert.equal(expired.status, 'fail');
-      assert.match(expired.detail, /b1: .*its certificate expired on 2020-01-31/);
-      const migrate = await cli('migrate', 'vm1', 'a1', '--lab', lab.name, '--no-config');
+      const migrate = await cli('migrate', 'vm1', 'a1', '--lab', lab.name);
       assert.equal(migrate.code, 2, migrate.err);
-      assert.match(migrate.err, /host b1: its libvirt TLS certificate fails \(.*expired/);
+      assert.match(migrate.err, /host b1: its libvirt TLS certificate fails \(.*its certificate names/);
     } finally {
       await reissue(b1, hostCertSpec(b1));
     }
