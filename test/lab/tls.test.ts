@@ -89,7 +89,7 @@ describe('libvirt over TLS on a lab', { concurrency: 1 }, () => {
   });
 
   it('virt-cohort migrate moves a VM between sites with its memory over TLS, and history says so', async () => {
-    const r = await cli('migrate', 'vm1', 'b1', '--lab', lab.name);
+    const r = await cli('migrate', domainName(lab, 'vm1'), 'b1', '--lab', lab.name);
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /vm1: a1 -> b1 ok in [\d.]+ s, memory over TLS/);
     const [rec] = await readHistory(redis, 1, domainName(lab, 'vm1'));
@@ -114,7 +114,7 @@ describe('libvirt over TLS on a lab', { concurrency: 1 }, () => {
       } finally {
         await m.stop();
       }
-      const migrate = await cli('migrate', 'vm1', 'a1', '--lab', lab.name);
+      const migrate = await cli('migrate', domainName(lab, 'vm1'), 'a1', '--lab', lab.name);
       assert.equal(migrate.code, 2, migrate.err);
       assert.match(migrate.err, /host b1: its libvirt TLS certificate fails \(.*its certificate names/);
     } finally {
