@@ -249,8 +249,8 @@ export function historyCommand(): Command {
         if (o.json) return printJson(rows);
         process.stdout.write(
           `${table(
-            ['WHEN', 'VM', 'FROM', 'TO', 'OUTCOME', 'SECONDS', 'DOWNTIME MS', 'WHY / ERROR'],
-            rows.map((r) => [new Date(r.at).toISOString(), r.vm, r.from, r.to, r.outcome, r.seconds.toFixed(1), r.downtimeMs ?? '-', r.error ?? r.reason ?? '']),
+            ['WHEN', 'VM', 'FROM', 'TO', 'OUTCOME', 'SECONDS', 'DOWNTIME MS', 'TLS', 'WHY / ERROR'],
+            rows.map((r) => [new Date(r.at).toISOString(), r.vm, r.from, r.to, r.outcome, r.seconds.toFixed(1), r.downtimeMs ?? '-', r.encrypted === undefined ? '-' : r.encrypted ? 'yes' : 'no', r.error ?? r.reason ?? '']),
           )}\n`,
         );
       } finally {

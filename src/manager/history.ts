@@ -54,6 +54,7 @@ export async function readHistory(redis: Redis, count = 50, vm?: string): Promis
       ...(o.manager ? { manager: o.manager } : {}),
       ...(o.term ? { term: Number(o.term) } : {}),
       ...(o.envVersion ? { envVersion: Number(o.envVersion) } : {}),
+      ...(o.encrypted ? { encrypted: o.encrypted === 'true' } : {}),
     });
     if (out.length >= count) break;
   }

@@ -114,7 +114,7 @@ describe('libvirt over TLS on a lab', { concurrency: 1 }, () => {
       } finally {
         await m.stop();
       }
-      const migrate = await cli('migrate', domainName(lab, 'vm1'), 'a1', '--lab', lab.name);
+      const migrate = await cli('migrate', domainName(lab, 'vm1'), 'a1', '--lab', lab.name, '--force');
       assert.equal(migrate.code, 2, migrate.err);
       assert.match(migrate.err, /host b1: its libvirt TLS certificate fails \(.*its certificate names/);
     } finally {
