@@ -250,7 +250,17 @@ export function historyCommand(): Command {
         process.stdout.write(
           `${table(
             ['WHEN', 'VM', 'FROM', 'TO', 'OUTCOME', 'SECONDS', 'DOWNTIME MS', 'TLS', 'WHY / ERROR'],
-            rows.map((r) => [new Date(r.at).toISOString(), r.vm, r.from, r.to, r.outcome, r.seconds.toFixed(1), r.downtimeMs ?? '-', r.encrypted === undefined ? '-' : r.encrypted ? 'yes' : 'no', r.error ?? r.reason ?? '']),
+            rows.map((r) => [
+              new Date(r.at).toISOString(),
+              r.vm,
+              r.from,
+              r.to,
+              r.outcome,
+              r.seconds.toFixed(1),
+              r.downtimeMs ?? '-',
+              r.encrypted === undefined ? '-' : r.encrypted ? 'yes' : 'no',
+              r.error ?? r.reason ?? '',
+            ]),
           )}\n`,
         );
       } finally {

@@ -136,6 +136,7 @@ export class Manager {
           for (const e of entries) this.track(this.onEvent(e));
           await reader.done();
           await this.onLeaving();
+          await this.onEnvironment();
         } catch (err) {
           if (this.stopping) break;
           log.warn({ err }, 'reading the hook events failed; trying again in a second (the rounds go on)');
@@ -224,29 +225,60 @@ export class Manager {
     void this.periodSeconds().then((p) => {
       const every = p * this.cfg.everyPeriods;
       const wait = msToNextBoundary(Date.now(), every) + this.cfg.settleMs;
-      this.timer = setTimeout(() => {
-        const began = Date.now();
-        this.busy = this.round()
-          .then((r) => {
-            managerMetrics.round(r, (Date.now() - began) / 1000);
-            return r;
-          })
-          .catch((err) => {
-            managerMetrics.round(undefined, (Date.now() - began) / 1000);
-            log.error({ err }, 'round failed; trying again at the next one');
-            return { n: this.rounds, at: Date.now(), groups: [], interSite: 0, moves: [], skipped: [], done: [], refused: [], note: (err as Error).message } as Round;
-          });
-        void this.busy.then((r) => this.onRound(r)).finally(() => this.schedule());
-      }, wait);
+      this.timer = setTimeout(() => this.scheduledRound(), wait);
     });
+  }
+
+  /** True while a scheduled round runs (its migrations included). */
+  private inRound = false;
+
+  /** A round of the schedule (`why`: brought forward by a change, such as a new environment version), then the next one scheduled. */
+  private scheduledRound(why?: { what: string; at: number }): void {
+    const began = Date.now();
+    this.inRound = true;
+    this.busy = this.round(undefined, why)
+      .then((r) => {
+        managerMetrics.round(r, (Date.now() - began) / 1000);
+        return r;
+      })
+      .catch((err) => {
+        managerMetrics.round(undefined, (Date.now() - began) / 1000);
+        log.error({ err }, 'round failed; trying again at the next one');
+        return { n: this.rounds, at: Date.now(), groups: [], interSite: 0, moves: [], skipped: [], done: [], refused: [], note: (err as Error).message } as Round;
+      });
+    void this.busy
+      .then((r) => this.onRound(r))
+      .finally(() => {
+        this.inRound = false;
+        this.schedule();
+      });
+  }
+
+  /** The environment version last seen between rounds (undefined: not read yet). */
+  private envSeen?: number;
+
+  /**
+   * A new environment version (virt-cohort env apply|set) wakes the manager like an event: the next
+   * round runs now, under the new prices and quotas, rather than at its time. A round running already
+   * reads the version when it decides, and the next follows on schedule.
+   */
+  private async onEnvironment(): Promise<void> {
+    const v = await new Registry(this.redis).environmentVersion();
+    const was = this.envSeen;
+    this.envSeen = v;
+    if (was === undefined || v === was || this.inRound || this.stopping) return;
+    clearTimeout(this.timer);
+    log.info({ version: v, was }, `environment version ${v}: a round now`);
+    this.scheduledRound({ what: `environment version ${v}`, at: Date.now() });
   }
 
   /**
    * One decision round (public for tests and `manager --once`); with `event`, the decision an event
    * asked for. Decisions are made one at a time; their migrations run side by side, within the limits.
    */
-  async round(event?: EventFocus): Promise<Round> {
-    const r: Round = { n: ++this.rounds, at: Date.now(), groups: [], interSite: 0, moves: [], skipped: [], done: [], refused: [], ...(event && { cause: event.cause }) };
+  async round(event?: EventFocus, why?: { what: string; at: number }): Promise<Round> {
+    const cause = event?.cause ?? why;
+    const r: Round = { n: ++this.rounds, at: Date.now(), groups: [], interSite: 0, moves: [], skipped: [], done: [], refused: [], ...(cause && { cause }) };
     const decided = await this.exclusive(() => this.decideRound(r, event));
     if (!decided) return r;
     const { routes, term, streak } = decided;

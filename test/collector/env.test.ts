@@ -10,8 +10,9 @@ import { Registry } from '../../src/collector/registry.js';
 import { Store } from '../../src/collector/store.js';
 import { DEFAULT_MANAGER } from '../../src/manager/config.js';
 import { readHistory, recordMigration } from '../../src/manager/history.js';
+import { CertWatch } from '../../src/manager/certs.js';
 import { LeaderLock } from '../../src/manager/lock.js';
-import { Manager } from '../../src/manager/manager.js';
+import { Manager, type Round } from '../../src/manager/manager.js';
 import { parseEnvironment } from '../../src/placement/env.js';
 import { setPath } from '../../src/placement/envEdit.js';
 import { changeEnvironment, storedEnvironment } from '../../src/placement/fromCollector.js';
@@ -53,6 +54,8 @@ async function file(name: string, content: unknown): Promise<string> {
 }
 
 const version = async () => Number((await redis.get(K.envVersion)) ?? 0);
+// No libvirtd answers for these hosts: their TLS certificates are judged ok here (test/lab/tls.test.ts judges real ones).
+const noCerts = () => new CertWatch(60_000, async () => ({ ok: true }));
 
 before(async () => {
   server = await TestRedis.start();
@@ -223,7 +226,7 @@ test('the commands use the stored environment; --env is a one-off override, and 
 
 test('the manager reads the stored environment each round, and each decision carries the version it used', async () => {
   const routes = { hostRoutes: {}, hostUris: ['qemu+tls://*.hv.example/system'], migrateNetworks: [] };
-  const m = new Manager(redis, { ...DEFAULT_MANAGER, objective: 'cost', confirmRounds: 1, ...routes }, new LeaderLock(redis, 10_000));
+  const m = new Manager(redis, { ...DEFAULT_MANAGER, objective: 'cost', confirmRounds: 1, ...routes }, new LeaderLock(redis, 10_000), undefined, noCerts());
   try {
     await cli('env', 'apply', await file('equal.json', ENV));
     const v1 = await version();
@@ -243,7 +246,7 @@ test('the manager reads the stored environment each round, and each decision car
   }
   // A file (manager.environment) overrides the stored one: no version is recorded.
   const fileEnv = parseEnvironment(ENV, 'file.json');
-  const o = new Manager(redis, { ...DEFAULT_MANAGER, objective: 'cost', confirmRounds: 1, env: fileEnv, envSource: 'file.json', ...routes }, new LeaderLock(redis, 10_000));
+  const o = new Manager(redis, { ...DEFAULT_MANAGER, objective: 'cost', confirmRounds: 1, env: fileEnv, envSource: 'file.json', ...routes }, new LeaderLock(redis, 10_000), undefined, noCerts());
   try {
     const r = await o.round();
     assert.equal(r.envVersion, undefined);
@@ -254,4 +257,25 @@ test('the manager reads the stored environment each round, and each decision car
   // The migration record keeps the version (written by the executor from the order).
   await recordMigration(redis, { vm: 'v1', from: 'a1', to: 'b1', outcome: 'ok', at: Date.now(), seconds: 1, envVersion: 7 });
   assert.equal((await readHistory(redis, 1))[0]?.envVersion, 7);
+});
+
+test('a new environment version wakes the manager: a round at once, not at its time', async () => {
+  const routes = { hostRoutes: {}, hostUris: ['qemu+tls://*.hv.example/system'], migrateNetworks: [] };
+  const rounds: Round[] = [];
+  // Rounds 1,000 periods apart: a round within seconds is the new version's doing.
+  const m = new Manager(redis, { ...DEFAULT_MANAGER, objective: 'cost', everyPeriods: 1000, ...routes }, new LeaderLock(redis, 10_000), (r) => rounds.push(r), noCerts());
+  m.start();
+  try {
+    await new Promise((r) => setTimeout(r, 2500));
+    assert.equal(rounds.length, 0, 'no round before the change');
+    const at = Date.now();
+    assert.equal((await cli('env', 'set', 'sites.b.price.perVmHour=0.02')).code, 0);
+    const v = await version();
+    for (let i = 0; i < 50 && !rounds.length; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(rounds[0]?.cause?.what, `environment version ${v}`, JSON.stringify(rounds.map((r) => r.cause)));
+    assert.equal(rounds[0]?.envVersion, v);
+    assert.ok(rounds[0]!.at - at < 3000, `woken ${rounds[0]!.at - at} ms after the change`);
+  } finally {
+    await m.stop();
+  }
 });
