@@ -208,7 +208,10 @@ export async function inspectSentinels(auth: RedisAuth, timeoutMs = 3000): Promi
         enableOfflineQueue: false,
         enableReadyCheck: false,
       });
-      c.on('error', () => undefined); // the failed call below says it
+      let first: Error | undefined;
+      c.on('error', (err: Error) => {
+        first ??= err;
+      }); // said below, with the failed call
       try {
         await c.connect();
         const addr = (await c.call('SENTINEL', 'get-master-addr-by-name', name)) as [string, string] | null;
@@ -225,7 +228,8 @@ export async function inspectSentinels(auth: RedisAuth, timeoutMs = 3000): Promi
         const up = replicas.filter((r) => !/s_down|o_down|disconnected/.test(r.flags ?? '')).length;
         return { sentinel, primary: `${addr[0]}:${addr[1]}`, quorum, replicas: { total: replicas.length, up }, peers };
       } catch (err) {
-        return { sentinel, error: (err as Error).message.split('\n')[0]! };
+        // A refused connection fails connect() with "Connection is closed."; the error event had the cause.
+        return { sentinel, error: (first ?? (err as Error)).message.split('\n')[0]! };
       } finally {
         c.disconnect();
       }
@@ -316,8 +320,10 @@ export function connectDaemon(url: string, auth: RedisAuth | undefined = undefin
     ...(sentinel
       ? {
           sentinelRetryStrategy: (n: number) => Math.min(200 * n, 2000),
-          // Reconnect at once when the sentinels announce a new primary, and when a demoted primary refuses a write.
-          failoverDetector: true,
+          // Not ioredis' failoverDetector: its disconnect on +switch-master, landing while a reconnection
+          // is asking the sentinels, ends the connection for good (status 'end': seen in
+          // test/collector/sentinel.test.ts). A dead primary closes the connection by itself, and a
+          // demoted one that still answers refuses writes (READONLY): reconnect then, and send the write again.
           reconnectOnError: (err: Error) => (/^READONLY/.test(err.message) ? 2 : false),
         }
       : {}),
