@@ -71,10 +71,13 @@ export class LeaderLock {
     return this.leader && performance.now() - this.heldSince < this.validMs;
   }
 
+  private stopped = false;
+
   start(): void {
     const tick = () =>
       void this.tick().finally(() => {
-        this.timer = setTimeout(tick, Math.max(100, this.ttlMs / 3));
+        // A tick running when stop() came must not arm the next one (a stopped standby would take the lock).
+        if (!this.stopped) this.timer = setTimeout(tick, Math.max(100, this.ttlMs / 3));
       });
     tick();
   }
@@ -131,6 +134,7 @@ export class LeaderLock {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     clearTimeout(this.timer);
     if (this.leader) await this.redis.eval(RELEASE, 1, K.managerLock, this.id).catch(() => undefined);
     this.leader = false;

@@ -255,6 +255,7 @@ test('the lock across a failover: a term only counts once a replica has it, term
 });
 
 test('bad input: a wrong primary name, sentinels that disagree, no quorum, none answering: clear errors with the fix; a daemon retries and connects once they are back', async () => {
+  await set.settled(); // the old primary of the tests before, a replica again and in sync
   // A wrong primary name.
   await assert.rejects(connectChecked(DEFAULT_REDIS_URL, { ...set.auth, primaryName: 'nope' }, 3000), (err: unknown) => {
     assert.ok(err instanceof RedisConnectError, String(err));

@@ -141,7 +141,11 @@ export class TestSentinels {
           if (peers < sentinels.length - 1 || replicas < this.o.replicas) return undefined;
           primaries.add(addr);
         }
-        return primaries.size === 1 ? Number([...primaries][0]!.split(':')[1]) : undefined;
+        if (primaries.size !== 1) return undefined;
+        const primary = Number([...primaries][0]!.split(':')[1]);
+        // And the replicas in sync (not still loading the primary's snapshot).
+        const online = ((await this.cli(primary, 'info', 'replication').catch(() => '')).match(/state=online/g) ?? []).length;
+        return online >= this.o.replicas ? primary : undefined;
       },
       timeoutMs,
       200,
