@@ -16,7 +16,7 @@ START=$(date +%s)
 [ -r /etc/debian_version ] || die "this set-up targets Debian 12; on another system install the packages listed in src/setup.sh by hand"
 
 # What the project runs or builds against; each is used somewhere in src/ or test/.
-PACKAGES="clang llvm libbpf-dev bpftool iproute2 iptables libpcap-dev redis-server redis-tools
+PACKAGES="clang llvm libbpf-dev bpftool iproute2 iptables libpcap-dev redis-server redis-sentinel redis-tools
 libvirt-daemon-system libvirt-clients libvirt-dev qemu-system-x86 busybox-static
 libnetfilter-queue-dev gcc libc6-dev make g++ python3 pkg-config iputils-ping util-linux xz-utils ca-certificates
 iperf3 dpkg-dev lintian chromium gnutls-bin"

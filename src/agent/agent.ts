@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { Registry } from '../collector/registry.js';
 import { Store } from '../collector/store.js';
-import { connectDaemon } from '../config/redis.js';
+import { connectDaemon, redisLabel, replicated } from '../config/redis.js';
 import type { Report } from '../collector/report.js';
 import { LibvirtClient, type DomainSnapshot } from '../libvirt/client.js';
 import { agentMetrics } from '../metrics/registry.js';
@@ -31,6 +31,8 @@ const log = logger('agent');
 
 /** How long one report write may take before it is left to ioredis' replay and retried from the spool. */
 const WRITE_TIMEOUT_MS = 15_000;
+/** How long a flush waits for a replica to acknowledge its reports (WAIT) before keeping them for the next flush. */
+const DURABLE_WAIT_MS = 2000;
 /** How long the taps a `started` hook announced are counted without libvirt confirming them. */
 const ANNOUNCED_MS = 60_000;
 const MAX_PENDING_EVENTS = 10_000;
@@ -108,10 +110,10 @@ export class Agent {
     const agent = new Agent(cfg, sensor, redis, new Store(redis), new Registry(redis), spool, ids, connect, clock);
     agent.ledger = await PeriodLedger.open(cfg.stateDir, clock.now(), clock.mono());
     redis.on('ready', () => {
-      log.info({ redis: cfg.redis }, 'Redis connected');
+      log.info({ redis: redisLabel(cfg.redis, cfg.redisAuth) }, 'Redis connected');
       void agent.flush();
     });
-    redis.on('end', () => log.warn({ redis: cfg.redis }, 'Redis connection closed'));
+    redis.on('end', () => log.warn({ redis: redisLabel(cfg.redis, cfg.redisAuth) }, 'Redis connection closed'));
     agent.hooks = await listenHooks(cfg.socket, (e) => agent.onHook(e));
     log.info({ socket: cfg.socket, host: cfg.host, site: cfg.site, periodSeconds: cfg.periodSeconds }, 'agent started');
     agent.scheduleBoundary();
@@ -227,17 +229,19 @@ export class Agent {
   private async flushOnce(): Promise<void> {
     try {
       if (this.redis.status !== 'ready') {
-        this.waiting(`Redis at ${this.cfg.redis} (${await this.spool.size()} reports spooled on disk)`);
+        this.waiting(`Redis at ${redisLabel(this.cfg.redis, this.cfg.redisAuth)} (${await this.spool.size()} reports spooled on disk)`);
         return;
       }
-      const sent = await this.spool.flush((r) =>
-        agentMetrics.timePublish(() =>
-          withTimeout(
-            this.store.apply(r).then(() => undefined),
-            WRITE_TIMEOUT_MS,
-            'report write',
+      const sent = await this.spool.flush(
+        (r) =>
+          agentMetrics.timePublish(() =>
+            withTimeout(
+              this.store.apply(r).then(() => undefined),
+              WRITE_TIMEOUT_MS,
+              'report write',
+            ),
           ),
-        ),
+        () => this.durable(),
       );
       if (sent && this.cfg.retention > 0)
         await this.store.trim(this.cfg.retention, Date.now(), (gone) =>
@@ -252,6 +256,29 @@ export class Agent {
     } catch (err) {
       log.warn({ err }, 'Redis write failed; reports stay in the spool and are sent again (each applied once)');
     }
+  }
+
+  /**
+   * Resolves once the reports just written are on a replica, when Redis has
+   * replicas; else throws, and they stay in the spool to be sent again.
+   *
+   * Why WAIT rather than re-checking after a failover: replication is
+   * asynchronous, so Redis may acknowledge a report, the agent forget it, and
+   * the primary die before a replica had it: the promoted replica never saw
+   * it. Waiting for one replica closes that window at its source, costs one
+   * round trip per flush (not per report), needs no memory of what was sent
+   * nor any way to tell that a failover happened (a restart of the agent in
+   * between would lose that memory), and a report kept is simply sent again:
+   * the exactly-once guard (the period's `reported` set, in APPLY) makes a
+   * second copy write nothing, and a copy lost with the old primary is
+   * applied on the new one. With one replica, the one acknowledging is the
+   * one Sentinel promotes; with more, Sentinel promotes the one with the
+   * most data, which has it.
+   */
+  private async durable(): Promise<void> {
+    const { replicas, acked } = await withTimeout(replicated(this.redis, DURABLE_WAIT_MS), DURABLE_WAIT_MS + 5000, 'waiting for a replica');
+    if (replicas && !acked)
+      throw new Error(`no replica of Redis acknowledged the reports within ${DURABLE_WAIT_MS} ms (${replicas} connected): they stay spooled and are sent again (each applied once)`);
   }
 
   /** The cluster's address → VM map (vc:addr), or an empty one while Redis cannot be read. */

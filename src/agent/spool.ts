@@ -57,11 +57,15 @@ export class Spool {
   }
 
   /**
-   * Sends every spooled report, oldest first, removing each once `send`
-   * resolved. Stops at the first failure (Redis down): order is kept.
+   * Sends every spooled report, oldest first, then, once `durable` resolved
+   * (the writes are on a replica: src/agent/agent.ts), removes those sent.
+   * Stops sending at the first failure (Redis down): order is kept. When
+   * `durable` throws, every report is kept, to be sent again (each is applied
+   * once). Returns how many were sent and removed.
    */
-  async flush(send: (r: Report) => Promise<void>): Promise<number> {
-    let sent = 0;
+  async flush(send: (r: Report) => Promise<void>, durable: () => Promise<void> = async () => undefined): Promise<number> {
+    const sent: string[] = [];
+    let failure: unknown;
     for (const name of await this.names()) {
       const path = join(this.dir, name);
       let r: Report;
@@ -73,10 +77,19 @@ export class Spool {
         log.error({ err, file: bad }, 'unreadable spooled report set aside');
         continue;
       }
-      await send(r);
-      await unlink(path);
-      sent++;
+      try {
+        await send(r);
+      } catch (err) {
+        failure = err;
+        break;
+      }
+      sent.push(path);
     }
-    return sent;
+    if (sent.length) {
+      await durable();
+      for (const path of sent) await unlink(path);
+    }
+    if (failure) throw failure;
+    return sent.length;
   }
 }

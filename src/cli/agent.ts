@@ -1,7 +1,8 @@
 import { Command } from 'commander';
 import { Agent } from '../agent/agent.js';
 import { agentConfig } from '../agent/config.js';
-import { loadSettings, redactUrl } from '../config/load.js';
+import { loadSettings } from '../config/load.js';
+import { redisLabel, usesTls } from '../config/redis.js';
 import { startMetricsServer } from '../metrics/server.js';
 import { configureLogging, logger } from '../util/log.js';
 import { configOption, settingFlags, settingOptions } from './settings.js';
@@ -19,7 +20,10 @@ export function agentCommand(): Command {
       if (file) log.info({ file }, 'configuration read');
       const metrics = cfg.metricsPort ? await startMetricsServer(cfg.metricsPort, cfg.metricsBind) : undefined;
       const agent = await Agent.start(cfg);
-      log.info({ redis: redactUrl(cfg.redis), auth: cfg.redisAuth?.password || cfg.redisAuth?.passwordFile ? 'password' : 'none', tls: cfg.redis.startsWith('rediss:') }, 'Redis settings');
+      log.info(
+        { redis: redisLabel(cfg.redis, cfg.redisAuth), auth: cfg.redisAuth?.password || cfg.redisAuth?.passwordFile ? 'password' : 'none', tls: usesTls(cfg.redis, cfg.redisAuth) },
+        'Redis settings',
+      );
       await new Promise<void>((resolve) => {
         const stop = (signal: string) => {
           log.info({ signal }, 'stopping');

@@ -1,7 +1,7 @@
 import { stat, writeFile } from 'node:fs/promises';
 import { Command } from 'commander';
 import { loadSettings } from '../config/load.js';
-import { connectChecked, redactUrl, withoutCredentials } from '../config/redis.js';
+import { connectChecked, redisLabel, withoutCredentials } from '../config/redis.js';
 import { loadEnvironment } from '../placement/index.js';
 import { DEFAULT_BANDWIDTH_MBIT, DEFAULT_LATENCY_MS } from '../placement/fromCollector.js';
 import { compare, HEADER, rowCells, strategies, type Row, type Variation } from '../replay/compare.js';
@@ -41,7 +41,11 @@ export function recordCommand(): Command {
       if (o.lab) {
         const { requireLab, labRedisUrl } = await loadLab();
         target = { url: labRedisUrl(await requireLab(o.lab)) };
-      } else if (o.redis) target = { url: o.redis, ...(target.auth && { auth: target.auth }) };
+      } else if (o.redis) {
+        // Another Redis than the configured one: its credentials and TLS, not the configuration's sentinels.
+        const { sentinels: _s, primaryName: _p, sentinelPasswordFile: _f, ...data } = target.auth ?? {};
+        target = { url: o.redis, ...(Object.keys(data).length && { auth: data }) };
+      }
       const redis = await connectChecked(target.url, target.auth);
       let tr: Trace;
       try {
@@ -50,7 +54,7 @@ export function recordCommand(): Command {
           ...(cfg.env && { env: cfg.env, envSource: config.manager.environment }),
           ...(cfg.defaultEnv && { defaultEnv: cfg.defaultEnv, defaultEnvSource: `lab ${o.lab}` }),
           defaults: { latencyMs: DEFAULT_LATENCY_MS, bandwidthMbit: DEFAULT_BANDWIDTH_MBIT, cpuOvercommit: cfg.cpuOvercommit, reserveMemoryMiB: cfg.reserveMemory },
-          source: o.lab ? `lab ${o.lab}` : redactUrl(target.url),
+          source: o.lab ? `lab ${o.lab}` : redisLabel(target.url, target.auth),
         });
       } finally {
         redis.disconnect();

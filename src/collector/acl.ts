@@ -36,8 +36,12 @@ const HOST_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 /** The key of every period: `vc:period:*:…` from `vc:period:0:…`. */
 const anyPeriod = (key: string) => key.replace(':0:', ':*:');
 
-/** What every client needs to connect (ioredis' ready check is INFO) and to run a MULTI; after any -@dangerous, which takes INFO away. */
-const CONNECT = ['+ping', '+info', '+time', '+select', '+hello', '+client|setname', '+client|getname', '+multi', '+exec', '+discard'];
+/**
+ * What every client needs to connect (ioredis' ready check is INFO), to run a MULTI, and to wait for a
+ * replica (WAIT: the agent's reports and the manager's lock, src/config/redis.ts replicated); after any
+ * -@dangerous, which takes INFO away.
+ */
+const CONNECT = ['+ping', '+info', '+time', '+select', '+hello', '+client|setname', '+client|getname', '+multi', '+exec', '+discard', '+wait'];
 
 /** Keys of the collector every agent writes: the period's guard, sums and meta, the pair dictionary, the VM directory. */
 function sharedAgentKeys(): string[] {

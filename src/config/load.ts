@@ -3,7 +3,7 @@ import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } fro
 import type { z } from 'zod';
 import { UserError } from '../util/errors.js';
 import { ENV_VARS, envValue } from './env.js';
-import { CONFIG_DEFAULTS, configSchema, deepFreeze, DEFAULT_CONFIG_FILE, SECTIONS, type Config } from './schema.js';
+import { CONFIG_DEFAULTS, configSchema, deepFreeze, DEFAULT_CONFIG_FILE, DEFAULT_REDIS_URL, SECTIONS, type Config } from './schema.js';
 import { SECRET_KEYS } from './settings.js';
 
 type Path = (string | number)[];
@@ -205,12 +205,21 @@ function crossChecks(c: Config): [Path, string, string][] {
   const out: [Path, string, string][] = [];
   const r = c.redis;
   if (r.password && r.passwordFile) out.push([['redis', 'passwordFile'], 'redis.password and redis.passwordFile are both set', 'keep one of them (passwordFile keeps the secret out of this file)']);
-  if (r.tls && !r.url.startsWith('rediss://'))
-    out.push([['redis', 'tls'], `redis.tls is set but redis.url is not rediss:// (${redactUrl(r.url)})`, 'write the URL as rediss://HOST:PORT, or remove redis.tls']);
+  if (r.sentinels.length && r.url !== DEFAULT_REDIS_URL)
+    out.push([
+      ['redis', 'url'],
+      `redis.url (${redactUrl(r.url)}) and redis.sentinels are both set: with Sentinel the sentinels name the primary`,
+      'remove redis.url (or VIRT_COHORT_REDIS, --redis) and keep redis.sentinels and redis.primaryName; credentials go in redis.username / passwordFile, TLS in redis.tls; or remove redis.sentinels to use the one Redis of the URL',
+    ]);
+  if (!r.sentinels.length && r.sentinelPasswordFile)
+    out.push([['redis', 'sentinelPasswordFile'], 'redis.sentinelPasswordFile is set but there are no redis.sentinels', 'list the sentinels in redis.sentinels, or remove redis.sentinelPasswordFile']);
+  if (r.tls && !r.sentinels.length && !r.url.startsWith('rediss://'))
+    out.push([['redis', 'tls'], `redis.tls is set but redis.url is not rediss:// (${redactUrl(r.url)})`, 'write the URL as rediss://HOST:PORT (or list redis.sentinels), or remove redis.tls']);
   if (r.tls && Boolean(r.tls.cert) !== Boolean(r.tls.key))
     out.push([['redis', 'tls', r.tls.cert ? 'cert' : 'key'], 'redis.tls.cert and redis.tls.key go together', 'set both (a client certificate and its key), or neither']);
   const files: [Path, string | undefined][] = [
     [['redis', 'passwordFile'], r.passwordFile],
+    [['redis', 'sentinelPasswordFile'], r.sentinelPasswordFile],
     [['redis', 'tls', 'ca'], r.tls?.ca],
     [['redis', 'tls', 'cert'], r.tls?.cert],
     [['redis', 'tls', 'key'], r.tls?.key],

@@ -47,6 +47,10 @@ export const SCOPES = ['host', 'site'] as const;
 export const DEFAULT_CONFIG_FILE = '/etc/virt-cohort/config.yaml';
 /** The collector's Redis when none is configured (and the commands' --redis default). */
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+/** The primary's name in Redis Sentinel's own example configuration (sentinel monitor mymaster ...). */
+export const DEFAULT_PRIMARY_NAME = 'mymaster';
+/** A sentinel: HOST, HOST:PORT or [IPv6]:PORT. */
+export const HOST_PORT_RE = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*)(:\d{1,5})?$/;
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 const DURATION_RE = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/;
@@ -294,7 +298,30 @@ export const redisSchema = z
         servername: optionalText({ description: "Name in the server certificate, if not the URL's host.", env: 'VIRT_COHORT_REDIS_TLS_SERVERNAME', example: 'redis.example.org' }),
       })
       .optional()
-      .meta({ description: 'TLS, with a rediss:// URL. Without this section the system CAs are trusted.' }),
+      .meta({
+        description:
+          'TLS, with a rediss:// URL, or with sentinels (then this section alone turns TLS on, for the sentinels and the data nodes; `tls: {}` trusts the system CAs). Without this section the system CAs are trusted.',
+      }),
+    sentinels: z
+      .array(z.string().regex(HOST_PORT_RE, { message: 'HOST:PORT (port 26379 if left out; [v6]:PORT for an IPv6 address)' }))
+      .default([])
+      .meta({
+        description:
+          "Redis Sentinel: the sentinels' HOST:PORT (26379 if no port), which name the primary; then leave redis.url out. The data nodes get username, password and tls as with a URL (database 0). On the command line: a,b,c.",
+        env: 'VIRT_COHORT_REDIS_SENTINELS',
+        arg: 'host:port,...',
+        example: ['10.0.0.1:26379', '10.0.0.2:26379', '10.0.0.3:26379'],
+      }),
+    primaryName: name(DEFAULT_PRIMARY_NAME, {
+      description: "With sentinels: the primary's name in their configuration (sentinel monitor NAME ...).",
+      env: 'VIRT_COHORT_REDIS_PRIMARY',
+    }),
+    sentinelPasswordFile: optionalFile({
+      description:
+        "With sentinels: a root-only file holding the sentinels' own password (their requirepass); none: the sentinels get no password. The data nodes' credentials are never sent to the sentinels.",
+      env: 'VIRT_COHORT_REDIS_SENTINEL_PASSWORD_FILE',
+      example: '/etc/virt-cohort/sentinel-password',
+    }),
   })
   .meta({ description: "The collector's Redis, for the agent, the manager and the commands." });
 
@@ -351,8 +378,12 @@ export const SECTIONS = ['agent', 'manager', 'redis', 'log'] as const;
 export type Config = z.output<typeof configSchema>;
 export type RedisSettings = Config['redis'];
 export type LogSettings = Config['log'];
-/** How to authenticate to Redis and whether to use TLS; file settings are read when connecting. */
-export type RedisAuth = Omit<RedisSettings, 'url'>;
+/**
+ * How to reach Redis besides the URL: credentials, TLS, and the sentinels
+ * (which, when given, name the primary instead of the URL); file settings are
+ * read when connecting.
+ */
+export type RedisAuth = Partial<Omit<RedisSettings, 'url'>>;
 
 /** The configuration with nothing set. */
 export const CONFIG_DEFAULTS: Config = deepFreeze(configSchema.parse(Object.fromEntries(SECTIONS.map((s) => [s, {}]))));

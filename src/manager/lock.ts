@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
 import { K } from '../collector/keys.js';
+import { replicated } from '../config/redis.js';
 import { withTimeout } from '../util/exec.js';
 import { logger } from '../util/log.js';
 
@@ -35,6 +36,11 @@ const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call
  * Redis stall the renewals hang (each call is bounded too), the old leader
  * stops acting before its key can expire, and a standby that takes the
  * expired key afterwards never overlaps it.
+ *
+ * Across a Sentinel failover: a take or renewal counts only once a replica
+ * has it (WAIT), so the promoted replica holds every term a leader acted in,
+ * and every expiry a leader trusted: terms only grow, and a deposed leader's
+ * fence fails on the new primary.
  */
 export class LeaderLock {
   readonly id = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
@@ -65,10 +71,13 @@ export class LeaderLock {
     return this.leader && performance.now() - this.heldSince < this.validMs;
   }
 
+  private stopped = false;
+
   start(): void {
     const tick = () =>
       void this.tick().finally(() => {
-        this.timer = setTimeout(tick, Math.max(100, this.ttlMs / 3));
+        // A tick running when stop() came must not arm the next one (a stopped standby would take the lock).
+        if (!this.stopped) this.timer = setTimeout(tick, Math.max(100, this.ttlMs / 3));
       });
     tick();
   }
@@ -78,7 +87,21 @@ export class LeaderLock {
     const sent = performance.now();
     try {
       term = await withTimeout(
-        this.redis.eval(ACQUIRE, 2, K.managerLock, K.managerTerm, this.id, this.ttlMs).then((r) => Number(r)),
+        (async () => {
+          const t = Number(await this.redis.eval(ACQUIRE, 2, K.managerLock, K.managerTerm, this.id, this.ttlMs));
+          if (t <= 0) return t;
+          // The lock and its term count only once on a replica (with replicas: Sentinel). An INCR that Redis
+          // acknowledged but had not sent on when it died is gone from the promoted replica: another manager
+          // would take the lock there in the same term (a reused fencing token), or our renewal's new expiry
+          // would be lost while we go on trusting it. Unreplicated, this tick does not lead; the next renews
+          // and waits again.
+          const { replicas, acked } = await replicated(this.redis, Math.max(100, Math.round(this.validMs / 4)));
+          if (replicas && !acked) {
+            log.warn({ term: t, replicas }, 'no replica acknowledged the manager lock in time: not leading until one does');
+            return 0;
+          }
+          return t;
+        })(),
         this.validMs / 2,
         'the manager lock',
       );
@@ -111,6 +134,7 @@ export class LeaderLock {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     clearTimeout(this.timer);
     if (this.leader) await this.redis.eval(RELEASE, 1, K.managerLock, this.id).catch(() => undefined);
     this.leader = false;

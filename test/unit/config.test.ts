@@ -9,7 +9,7 @@ import { agentConfig, loadConfig } from '../../src/agent/config.js';
 import { ENV_VARS } from '../../src/config/env.js';
 import { ConfigError, defaults, loadSettings } from '../../src/config/load.js';
 import { redactConfig } from '../../src/config/redact.js';
-import { commandTarget, connectionOptions, DEFAULT_REDIS_URL, withoutCredentials } from '../../src/config/redis.js';
+import { commandTarget, connectionOptions, DEFAULT_REDIS_URL, redisLabel, usesTls, withoutCredentials } from '../../src/config/redis.js';
 import { configSchema } from '../../src/config/schema.js';
 import { packageRoot } from '../../src/paths.js';
 
@@ -227,4 +227,77 @@ test("commands: the file's credentials go with the file's Redis only; the enviro
   assert.deepEqual(commandTarget('redis://elsewhere:6379', env), { url: 'redis://elsewhere:6379' });
   assert.deepEqual(commandTarget('redis://elsewhere:6379', { ...env, VIRT_COHORT_REDIS_PASSWORD: 'env-pw' }), { url: 'redis://elsewhere:6379', auth: { password: 'env-pw' } });
   assert.deepEqual(commandTarget('redis://:own@elsewhere:6379', { ...env, VIRT_COHORT_REDIS_PASSWORD: 'env-pw' }), { url: 'redis://:own@elsewhere:6379' });
+});
+
+test('Sentinel: the sentinels and the primary name from the file, the environment or the flags; ioredis options for them, with the data credentials and TLS apart from the sentinels', async () => {
+  const pw = await file('data-pw', 'data-secret\n');
+  const spw = await file('sentinel-pw', 'sentinel-secret\n');
+  const ca = await file('ha-ca.pem', 'PEM');
+  const f = await file(
+    'sentinel.yaml',
+    `redis:\n  sentinels: [10.0.0.1, '10.0.0.2:26380', '[fd00::3]:26381']\n  primaryName: vc-main\n  username: vc\n  passwordFile: ${pw}\n  sentinelPasswordFile: ${spw}\n  tls: { ca: ${ca} }\n`,
+  );
+  const { config } = loadSettings({ file: f, env: {} });
+  const cfg = agentConfig(config);
+  assert.equal(cfg.redis, DEFAULT_REDIS_URL, 'no URL: the sentinels name the primary');
+  assert.deepEqual(cfg.redisAuth?.sentinels, ['10.0.0.1', '10.0.0.2:26380', '[fd00::3]:26381']);
+  assert.equal(cfg.redisAuth?.primaryName, 'vc-main');
+  assert.equal(redisLabel(cfg.redis, cfg.redisAuth), "primary 'vc-main' of sentinels 10.0.0.1,10.0.0.2:26380,[fd00::3]:26381");
+  assert.equal(usesTls(cfg.redis, cfg.redisAuth), true, 'with sentinels, the tls section alone turns TLS on');
+  const o = connectionOptions(cfg.redis, cfg.redisAuth);
+  assert.deepEqual(o.sentinels, [
+    { host: '10.0.0.1', port: 26379 },
+    { host: '10.0.0.2', port: 26380 },
+    { host: 'fd00::3', port: 26381 },
+  ]);
+  assert.equal(o.name, 'vc-main');
+  assert.equal(o.role, 'master');
+  assert.equal(o.username, 'vc');
+  assert.equal(o.password, 'data-secret');
+  assert.equal(o.sentinelPassword, 'sentinel-secret', "the sentinels get their own password, never the data nodes'");
+  assert.equal(o.sentinelUsername, undefined);
+  assert.deepEqual(o.tls, { ca: 'PEM' });
+  assert.deepEqual(o.sentinelTLS, { ca: 'PEM' });
+  assert.equal(o.enableTLSForSentinelMode, true);
+
+  const env = loadSettings({ file: false, env: { VIRT_COHORT_REDIS_SENTINELS: 's1:1, s2:2', VIRT_COHORT_REDIS_PRIMARY: 'p1' } }).config.redis;
+  assert.deepEqual([env.sentinels, env.primaryName], [['s1:1', 's2:2'], 'p1']);
+  const flags = loadSettings({ file: false, env: {}, flags: [{ path: 'redis.sentinels', flag: '--redis-sentinels', value: ['s3'] }] }).config.redis;
+  assert.deepEqual([flags.sentinels, flags.primaryName], [['s3'], 'mymaster']);
+  assert.equal(connectionOptions(DEFAULT_REDIS_URL, { sentinels: ['s3'] }).tls, undefined, 'no tls section: no TLS');
+});
+
+test('Sentinel: mixed with redis.url, refused with the fix; a bad sentinel, a sentinel password without sentinels', async () => {
+  const f = await file('mixed.yaml', 'redis:\n  url: redis://one:6379\n  sentinels: [a:26379]\n');
+  const rs = problems(() => loadSettings({ file: f, env: {} }));
+  assert.ok(
+    rs.some((r) => /mixed\.yaml:2:3: redis\.url \(redis:\/\/one:6379\) and redis\.sentinels are both set: .*: remove redis\.url \(or VIRT_COHORT_REDIS, --redis\)/.test(r)),
+    rs.join('\n'),
+  );
+  const viaEnv = problems(() => loadSettings({ file: false, env: { VIRT_COHORT_REDIS: 'redis://one:6379', VIRT_COHORT_REDIS_SENTINELS: 'a' } }));
+  assert.ok(
+    viaEnv.some((r) => /^environment VIRT_COHORT_REDIS: redis\.url .* and redis\.sentinels are both set/.test(r)),
+    viaEnv.join('\n'),
+  );
+  const bad = problems(() => loadSettings({ file: false, env: { VIRT_COHORT_REDIS_SENTINELS: 'a:b:c' } }));
+  assert.ok(
+    bad.some((r) => /redis\.sentinels\.0 must be HOST:PORT/.test(r)),
+    bad.join('\n'),
+  );
+  const spw = await file('spw', 'x');
+  const lone = problems(() => loadSettings({ file: false, env: { VIRT_COHORT_REDIS_SENTINEL_PASSWORD_FILE: spw } }));
+  assert.ok(
+    lone.some((r) => /redis\.sentinelPasswordFile is set but there are no redis\.sentinels/.test(r)),
+    lone.join('\n'),
+  );
+  // The URL's default with sentinels is not a mix: the packaged file writes it.
+  assert.deepEqual(loadSettings({ file: false, env: { VIRT_COHORT_REDIS: DEFAULT_REDIS_URL, VIRT_COHORT_REDIS_SENTINELS: 'a' } }).config.redis.sentinels, ['a']);
+});
+
+test('commands with sentinels: --redis left to its default goes through the sentinels; another URL goes there alone, without them', async () => {
+  const f = await file('cmd-sentinel.yaml', 'redis:\n  sentinels: [a:26379, b:26379]\n  primaryName: p\n  password: pw\n');
+  const env = { VIRT_COHORT_CONFIG: f };
+  assert.deepEqual(commandTarget(DEFAULT_REDIS_URL, env), { url: DEFAULT_REDIS_URL, auth: { password: 'pw', sentinels: ['a:26379', 'b:26379'], primaryName: 'p' } });
+  assert.deepEqual(commandTarget('redis://elsewhere:6379', env), { url: 'redis://elsewhere:6379' });
+  assert.deepEqual(commandTarget('redis://127.0.0.1:6379/1', env), { url: 'redis://127.0.0.1:6379/1' });
 });

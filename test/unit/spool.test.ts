@@ -83,3 +83,38 @@ test('an unreadable file is set aside and the others still go; temporary files a
   assert.deepEqual(sent, [60]);
   assert.deepEqual((await readdir(dir)).sort(), ['.000000000090-h1.json.tmp', '000000000030-h1.json.bad', '000000000045-h1.json.bad']);
 });
+
+test('reports are removed only once durable (on a replica): a failed wait keeps them all for the next flush, asked once per flush', async () => {
+  const spool = await Spool.open(join(root, 'durable'), 10);
+  for (const p of [1_800_000_000, 1_800_000_030]) await spool.put(report(p));
+  const sent: number[] = [];
+  let waits = 0;
+  await assert.rejects(
+    spool.flush(
+      async (r) => {
+        sent.push(r.period);
+      },
+      async () => {
+        waits++;
+        throw new Error('no replica acknowledged');
+      },
+    ),
+    /no replica acknowledged/,
+  );
+  assert.deepEqual(sent, [1_800_000_000, 1_800_000_030]);
+  assert.equal(waits, 1, 'one wait for the whole flush');
+  assert.equal(await spool.size(), 2, 'both kept: sent again by the next flush (applied once)');
+  assert.equal(
+    await spool.flush(
+      async (r) => {
+        sent.push(r.period);
+      },
+      async () => {
+        waits++;
+      },
+    ),
+    2,
+  );
+  assert.equal(waits, 2);
+  assert.equal(await spool.size(), 0);
+});
