@@ -1,4 +1,4 @@
-import { Registry } from '../collector/registry.js';
+import { Registry, type HostEntry } from '../collector/registry.js';
 import { connectChecked } from '../config/redis.js';
 import { trustedRoutes } from '../manager/manager.js';
 import { RouteVetter } from '../manager/trust.js';
@@ -6,6 +6,19 @@ import { uriShapeProblem } from '../config/routes.js';
 import { isTlsUri, probeTls } from '../libvirt/tls.js';
 import { run } from '../util/exec.js';
 import { res, type CheckResult, type DoctorContext } from './checks.js';
+
+const UNREACHABLE = 'Redis is not reachable: the registry cannot be read (see the redis check)';
+
+/** The host registry, read with the doctor's Redis settings; undefined when Redis does not answer. */
+async function registeredHosts(c: DoctorContext): Promise<HostEntry[] | undefined> {
+  const redis = await connectChecked(c.redisUrl, c.redisAuth, 5000).catch(() => undefined);
+  if (!redis) return undefined;
+  try {
+    return await new Registry(redis).hosts();
+  } finally {
+    redis.disconnect();
+  }
+}
 
 /**
  * On an agent's host: the URI it registers for the manager (agent.advertiseUri,
@@ -17,18 +30,9 @@ export async function checkAdvertised(c: DoctorContext): Promise<CheckResult> {
   const uri = c.advertiseUri || c.libvirtUri;
   const local = uriShapeProblem(uri);
   if (!local) return res(id, title, 'ok', `the manager is told to reach this host at ${uri}${c.advertiseUri ? ' (agent.advertiseUri)' : ''}`);
-  let others = 0;
-  try {
-    const redis = await connectChecked(c.redisUrl, c.redisAuth, 5000);
-    try {
-      others = (await new Registry(redis).hosts()).filter((h) => h.host !== c.host).length;
-    } finally {
-      redis.disconnect();
-    }
-  } catch {
-    // Redis unreachable: judged as for a cluster, the safe side.
-    others = 1;
-  }
+  const hosts = await registeredHosts(c).catch(() => undefined);
+  // Redis unreachable: judged as for a cluster, the safe side.
+  const others = hosts ? hosts.filter((h) => h.host !== c.host).length : 1;
   return res(
     id,
     title,
@@ -45,28 +49,19 @@ export async function checkRoutes(c: DoctorContext): Promise<CheckResult> {
   if (!c.routes) return res(id, title, 'skip', 'no manager.hostRoutes or manager.hostUris configured here: this host runs no manager', "on the manager's host: virt-cohort doctor --manager");
   const vetter = new RouteVetter(c.routes);
   if (vetter.problems.length) return res(id, title, 'fail', vetter.problems.join('; '), 'correct those entries (virt-cohort config check)');
-  let redis: Awaited<ReturnType<typeof connectChecked>>;
-  try {
-    redis = await connectChecked(c.redisUrl, c.redisAuth, 5000);
-  } catch {
-    return res(id, title, 'skip', 'Redis is not reachable: the registry cannot be read (see the redis check)');
+  const hosts = await registeredHosts(c);
+  if (!hosts) return res(id, title, 'skip', UNREACHABLE);
+  const { routes, refused } = trustedRoutes(hosts, vetter);
+  if (refused.length) {
+    return res(
+      id,
+      title,
+      'fail',
+      `${refused.length} of ${hosts.length} host(s) left alone by the manager (nothing migrates from or to them): ${refused.map((x) => `${x.host}: ${x.why}`).join('; ')}`,
+      'make each agent register a route the manager vouches for (agent.advertiseUri: how the manager reaches that host, e.g. qemu+tls://HOST/system; agent.migrateUri), or vouch for it (manager.hostRoutes, hostUris, migrateNetworks; docs/security.md)',
+    );
   }
-  try {
-    const hosts = await new Registry(redis).hosts();
-    const { routes, refused } = trustedRoutes(hosts, vetter);
-    if (refused.length) {
-      return res(
-        id,
-        title,
-        'fail',
-        `${refused.length} of ${hosts.length} host(s) left alone by the manager (nothing migrates from or to them): ${refused.map((x) => `${x.host}: ${x.why}`).join('; ')}`,
-        'make each agent register a route the manager vouches for (agent.advertiseUri: how the manager reaches that host, e.g. qemu+tls://HOST/system; agent.migrateUri), or vouch for it (manager.hostRoutes, hostUris, migrateNetworks; docs/security.md)',
-      );
-    }
-    return res(id, title, 'ok', `the manager's configuration vouches for the routes of all ${routes.size} registered host(s)`);
-  } finally {
-    redis.disconnect();
-  }
+  return res(id, title, 'ok', `the manager's configuration vouches for the routes of all ${routes.size} registered host(s)`);
 }
 
 /** On the manager's host: does every host its configuration vouches for answer, with a valid certificate naming it? */
@@ -74,36 +69,23 @@ export async function checkReach(c: DoctorContext): Promise<CheckResult> {
   const id = 'reach';
   const title = 'hosts reachable';
   if (!c.routes) return res(id, title, 'skip', 'this host runs no manager', "on the manager's host: virt-cohort doctor --manager");
-  let redis: Awaited<ReturnType<typeof connectChecked>>;
-  try {
-    redis = await connectChecked(c.redisUrl, c.redisAuth, 5000);
-  } catch {
-    return res(id, title, 'skip', 'Redis is not reachable: the registry cannot be read (see the redis check)');
-  }
-  try {
-    const { routes } = trustedRoutes(await new Registry(redis).hosts(), new RouteVetter(c.routes));
-    if (!routes.size) return res(id, title, 'skip', 'no registered host is vouched for (see the routes check)');
-    // Every trusted host answers, and its certificate is valid and names it.
-    const answers = await Promise.all([...routes].map(async ([host, r]) => ({ host, why: await unreachable(r.uri) })));
-    const bad = answers.filter((a) => a.why);
-    if (bad.length) {
-      return res(
-        id,
-        title,
-        'fail',
-        `${bad.length} of ${routes.size} host(s) cannot be reached as the manager would: ${bad.map((b) => `${b.host}: ${b.why}`).join('; ')}`,
-        "renew or re-issue that host's libvirt certificate (/etc/pki/libvirt/servercert.pem, signed by the manager's CA, naming the host), open its TLS port (16514), or correct its agent.advertiseUri",
-      );
-    }
+  const hosts = await registeredHosts(c);
+  if (!hosts) return res(id, title, 'skip', UNREACHABLE);
+  const { routes } = trustedRoutes(hosts, new RouteVetter(c.routes));
+  if (!routes.size) return res(id, title, 'skip', 'no registered host is vouched for (see the routes check)');
+  // Every trusted host answers, and its certificate is valid and names it.
+  const answers = await Promise.all([...routes].map(async ([host, r]) => ({ host, why: await unreachable(r.uri) })));
+  const bad = answers.filter((a) => a.why);
+  if (bad.length) {
     return res(
       id,
       title,
-      'ok',
-      `all ${routes.size} host(s) the manager vouches for answer${[...routes.values()].some((r) => isTlsUri(r.uri)) ? ', their TLS certificates valid and naming them' : ''}`,
+      'fail',
+      `${bad.length} of ${routes.size} host(s) cannot be reached as the manager would: ${bad.map((b) => `${b.host}: ${b.why}`).join('; ')}`,
+      "renew or re-issue that host's libvirt certificate (/etc/pki/libvirt/servercert.pem, signed by the manager's CA, naming the host), open its TLS port (16514), or correct its agent.advertiseUri",
     );
-  } finally {
-    redis.disconnect();
   }
+  return res(id, title, 'ok', `all ${routes.size} host(s) the manager vouches for answer${[...routes.values()].some((r) => isTlsUri(r.uri)) ? ', their TLS certificates valid and naming them' : ''}`);
 }
 
 /** Why the manager could not reach a host's libvirt at `uri` (undefined: it can): its TLS certificate, or virsh's answer. */
