@@ -14,7 +14,6 @@
 //   manager.evacuateSilent (20 s here) to its first VM's migration.
 import { Redis } from 'ioredis';
 import { configureLogging } from '../../src/util/log.js';
-import { K } from '../../src/collector/keys.js';
 import { Registry } from '../../src/collector/registry.js';
 import { agentPaths, labRedisUrl, labRoutes, startAgent } from '../../src/lab/agents.js';
 import { labEnvironment } from '../../src/lab/environment.js';
@@ -28,6 +27,7 @@ import { DEFAULT_MANAGER, Manager } from '../../src/manager/manager.js';
 import { parseEnvironment } from '../../src/placement/index.js';
 import { sleep, waitFor } from '../../src/util/exec.js';
 import { livePid } from '../../src/util/process.js';
+import { startedAt } from '../helpers/lab.js';
 import { uniqueName } from '../helpers/names.js';
 import { benchArgs, maybeWriteBlock, README } from './doc.js';
 
@@ -85,11 +85,9 @@ try {
   await sleep(2 * PERIOD * 1000);
 
   const hookAt = async (host: string, vm: string) => {
-    const e = (await r.xrange(K.events(host), '-', '+'))
-      .map(([, f]) => Object.fromEntries(f.flatMap((x, i) => (i % 2 ? [] : [[x, f[i + 1]!]]))))
-      .find((x) => x.domain === dom(vm) && x.operation === 'started');
-    if (!e) throw new Error(`no started event of ${vm} on ${host}`);
-    return Number(e.at);
+    const at = await startedAt(r, host, dom(vm));
+    if (at === undefined) throw new Error(`no started event of ${vm} on ${host}`);
+    return at;
   };
   const moved = (vm: string, since: number) =>
     waitFor(`${vm} migrated by the manager`, async () => (await readHistory(r, 50, dom(vm))).find((h) => h.manager === m.lock.id && h.at >= since && h.outcome === 'ok'), 60_000, 100);

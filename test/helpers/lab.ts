@@ -1,4 +1,7 @@
+import type { Redis } from 'ioredis';
+import { K } from '../../src/collector/keys.js';
 import { addVm } from '../../src/lab/vm.js';
+import { hookEntry } from '../../src/manager/events.js';
 
 /**
  * The sensor backends the lab tests run with: both by default, so that the
@@ -32,4 +35,9 @@ export async function startViewGuests(lab: string, rate: number): Promise<void> 
   for (const g of VIEW_GUESTS) {
     await addVm(lab, { name: g.vm, host: g.host, index: g.index, pattern: 'groups:2', cluster: VIEW_GUESTS.length, rate, size: g.size, memoryMiB: 128, wait: true });
   }
+}
+
+/** When `host`'s hook said `domain` started (ms), read from the host's event stream as the manager reads it; undefined: no such event. */
+export async function startedAt(redis: Redis, host: string, domain: string): Promise<number | undefined> {
+  return (await redis.xrange(K.events(host), '-', '+')).map(([id, f]) => hookEntry(host, id, f)).find((e) => e?.domain === domain && e.operation === 'started')?.at;
 }

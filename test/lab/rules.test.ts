@@ -1,7 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
-import { K } from '../../src/collector/keys.js';
 import { Registry } from '../../src/collector/registry.js';
 import { agentPaths, labRedisUrl, labRoutes, startAgent } from '../../src/lab/agents.js';
 import { labEnvironment } from '../../src/lab/environment.js';
@@ -17,7 +16,7 @@ import { parseEnvironment } from '../../src/placement/index.js';
 import { sleep, waitFor } from '../../src/util/exec.js';
 import { livePid } from '../../src/util/process.js';
 import { msToNextBoundary } from '../../src/util/period.js';
-import { labSensors } from '../helpers/lab.js';
+import { labSensors, startedAt } from '../helpers/lab.js';
 import { uniqueName } from '../helpers/names.js';
 
 // The rules and the hypervisor's events on a real lab: 2 sites x 2 hosts, 5 s periods; vm1, vm2, vm3
@@ -143,12 +142,10 @@ describe(`rules and events (${sensor}) on a lab`, { concurrency: 1 }, () => {
       const started = Date.now();
       await addVm(lab.name, { name: 'vm4', host: away.name, index: 4, pattern: 'peers:2,3', cluster: 3, rate: 20, size: 256, memoryMiB: 128, wait: false });
       const rec = await waitFor('vm4 migrated by the manager', async () => (await readHistory(redis, 10, dom('vm4'))).find((r) => r.manager === m.lock.id), 30_000, 100);
-      const hook = (await redis.xrange(K.events(away.name), '-', '+'))
-        .map(([, f]) => Object.fromEntries(f.flatMap((x, i) => (i % 2 ? [] : [[x, f[i + 1]!]]))))
-        .find((e) => e.domain === dom('vm4') && e.operation === 'started');
-      assert.ok(hook, 'the hook event');
-      const reaction = rec.at - Number(hook.at);
-      process.stdout.write(`# vm4 started ${new Date(Number(hook.at)).toISOString()}; migration started ${reaction} ms after its event; whole move ${rec.seconds.toFixed(1)} s\n`);
+      const hookAt = await startedAt(redis, away.name, dom('vm4'));
+      assert.ok(hookAt !== undefined, 'the hook event');
+      const reaction = rec.at - hookAt;
+      process.stdout.write(`# vm4 started ${new Date(hookAt).toISOString()}; migration started ${reaction} ms after its event; whole move ${rec.seconds.toFixed(1)} s\n`);
       assert.equal(rec.outcome, 'ok', JSON.stringify(rec));
       assert.equal(siteOf(rec.to), groupSite);
       assert.ok(reaction <= 2000, `event -> migration started: ${reaction} ms`);
@@ -166,11 +163,9 @@ describe(`rules and events (${sensor}) on a lab`, { concurrency: 1 }, () => {
       const start = all.find((h) => ![first.from, first.to, 'a2'].includes(h.name))!;
       await addVm(lab.name, { name: 'vm5', host: start.name, index: 5, pattern: 'idle', cluster: 5, rate: 1, size: 64, memoryMiB: 128, wait: false });
       const rec5 = await waitFor('vm5 migrated by the manager', async () => (await readHistory(redis, 20, dom('vm5'))).find((r) => r.manager === m.lock.id), 30_000, 100);
-      const hook5 = (await redis.xrange(K.events(start.name), '-', '+'))
-        .map(([, f]) => Object.fromEntries(f.flatMap((x, i) => (i % 2 ? [] : [[x, f[i + 1]!]]))))
-        .find((e) => e.domain === dom('vm5') && e.operation === 'started');
-      assert.ok(hook5, 'the hook event of vm5');
-      const reaction5 = rec5.at - Number(hook5.at);
+      const hook5 = await startedAt(redis, start.name, dom('vm5'));
+      assert.ok(hook5 !== undefined, 'the hook event of vm5');
+      const reaction5 = rec5.at - hook5;
       process.stdout.write(`# vm5 started on ${start.name} during the drain of ${host}; migration to ${rec5.to} started ${reaction5} ms after its event\n`);
       assert.equal(rec5.to, 'a2');
       assert.ok(reaction5 <= 2000, `event -> migration started, during a drain: ${reaction5} ms`);
