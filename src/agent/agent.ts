@@ -168,7 +168,7 @@ export class Agent {
     const reading = await this.sensor.read();
     const now = this.clock.now();
     const mono = this.clock.mono();
-    const { shares, parts } = this.ledger.take(reading.flows, boundary, firedAt, now, mono, L);
+    const { skipped, shares, parts } = this.ledger.take(reading.flows, boundary, firedAt, now, mono, L);
     const name = (id: number) => this.ids.name(id);
     // ARP claims first, each accepted or refused: a spoofed claim never renames a peer of this period.
     const cluster = await this.clusterAddresses();
@@ -176,6 +176,24 @@ export class Agent {
     this.book.observe(claims, await this.owners(cluster, claims));
     for (const [a, vm] of this.book.entries()) cluster.set(a, vm);
     const reports: Report[] = [];
+    for (const period of skipped) {
+      const report: Report = {
+        v: 1,
+        host: this.cfg.host,
+        site: this.cfg.site,
+        period,
+        length: L,
+        from: period * 1000,
+        to: (period + L) * 1000,
+        pairs: [],
+        overflow: { packets: 0, bytes: 0 },
+        unknownTap: 0,
+        clockStep: true,
+        vms: [],
+      };
+      await this.spool.put(report);
+      reports.push(report);
+    }
     for (const [i, share] of shares.entries()) {
       const { pairs, vms, folded } = toPairs(parts[i]!, name, cluster);
       const overflow = i === shares.length - 1 ? reading.overflow : { packets: 0, bytes: 0 };

@@ -8,6 +8,9 @@ import { attribute, splitFlows, type Share } from './periods.js';
 
 const log = logger('agent');
 
+/** At most a day of periods is filled after a forward clock step; a bigger step leaves the rest as a gap (logged). */
+const MAX_FILL_SECONDS = 86_400;
+
 /**
  * What the agent knows of its periods from one read to the next and across
  * restarts, kept in STATE_DIR/periods.json: when it last read the sensor, the
@@ -49,7 +52,7 @@ export class PeriodLedger {
    * first): `boundary` the read was taken for, `firedAt` when its timer fired,
    * `now`/`mono` the clocks at the read.
    */
-  take(flows: readonly FlowCounts[], boundary: number, firedAt: number, now: number, mono: number, periodSeconds: number): { shares: Share[]; parts: FlowCounts[][] } {
+  take(flows: readonly FlowCounts[], boundary: number, firedAt: number, now: number, mono: number, periodSeconds: number): { skipped: number[]; shares: Share[]; parts: FlowCounts[][] } {
     // The read's end: the boundary it was taken for, plus how late it came (a stall before it).
     const end = boundary + Math.max(0, now - firedAt);
     const elapsed = this.lastReadMono === undefined ? now - this.lastRead : mono - this.lastReadMono;
@@ -71,7 +74,30 @@ export class PeriodLedger {
     const next = parts.pop()!;
     if (shares.length) parts[0] = mergeFlows([...this.carried, ...parts[0]!]);
     this.carried = mergeFlows(shares.length ? next : [...this.carried, ...next]);
-    return { shares, parts };
+    return { skipped: this.skipped(shares[0]?.period, periodSeconds), shares, parts };
+  }
+
+  /**
+   * The periods a forward clock step jumped over: after the last one closed
+   * and before `first`, the first this read reports. No time passed in them
+   * for this agent (the read's span is measured on the monotonic clock), so
+   * they are reported empty, marked as a clock step: a gap would leave them
+   * incomplete for good, and exact queries over them refused forever.
+   */
+  private skipped(first: number | undefined, periodSeconds: number): number[] {
+    if (first === undefined || this.lastClosed === undefined) return [];
+    const all: number[] = [];
+    for (let p = this.lastClosed + periodSeconds; p < first; p += periodSeconds) all.push(p);
+    if (!all.length) return all;
+    const kept = all.slice(-Math.floor(MAX_FILL_SECONDS / periodSeconds));
+    const label = (p: number) => periodLabel({ start: p, length: periodSeconds });
+    log.warn({ from: label(all[0]!), to: label(all.at(-1)!), periods: all.length }, 'the clock went forward: the periods it jumped over are reported empty, marked as a clock step');
+    if (kept.length < all.length)
+      log.error(
+        { before: label(kept[0]!), periods: all.length - kept.length },
+        'the clock went forward more than a day: the periods before the last day are left as a gap (queries over them need approx)',
+      );
+    return kept;
   }
 
   /** Once the reports of a read are spooled: `newest` the last period reported, if any. */

@@ -19,13 +19,15 @@ export interface Report {
   /** Pairs summed into their VM's `*` peer, beyond its cap of peers that are not VMs (agent/pairs.ts); counted, not dropped. */
   folded?: number;
   unknownTap: number;
+  /** Set on the empty report of a period that the host's wall clock jumped over (agent/ledger.ts): no counts, by design. */
+  clockStep?: true;
   /** VMs this host counted during the period. */
   vms: string[];
 }
 
 /** The summary kept in the period's meta hash (the pairs live in sorted sets). */
 export function reportMeta(r: Report): string {
-  return JSON.stringify({ from: r.from, to: r.to, pairs: r.pairs.length, overflow: r.overflow, folded: r.folded ?? 0, unknownTap: r.unknownTap, vms: r.vms });
+  return JSON.stringify({ from: r.from, to: r.to, pairs: r.pairs.length, overflow: r.overflow, folded: r.folded ?? 0, unknownTap: r.unknownTap, vms: r.vms, ...(r.clockStep && { clockStep: true }) });
 }
 
 /** Checks a report read back from disk; a spool file from another version is refused, not guessed at. */

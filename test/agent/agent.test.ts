@@ -198,7 +198,7 @@ class TestClock implements Clock {
   }
 }
 
-test('periods follow the clock: a read held past boundaries is split by time, a clock stepped back never reports a period twice, one stepped forward leaves a gap; nothing lost or doubled', async () => {
+test('periods follow the clock: a read held past boundaries is split by time, a clock stepped back never reports a period twice, one stepped forward reports the periods it jumped over empty; nothing lost or doubled', async () => {
   const libvirt = new FakeLibvirt();
   libvirt.list = [domain('vm5', 5, 'vnet5')];
   const H = 3_600_000;
@@ -258,9 +258,22 @@ test('periods follow the clock: a read held past boundaries is split by time, a 
     (await again.agent.closePeriod(boundary(1), clock.now())).map((r) => [r.period, r.pairs[0]?.[1]]),
     [[periodOf(boundary(1)), 10]],
   );
-  assert.equal(await sent(0), 0, 'the hour the clock skipped is a gap, not a double');
-  const total = (await Promise.all([5, 4, 3, 2, 1, 0].map(sent))).reduce((a, b) => a + b, 0);
-  assert.equal(total, 100 + 200 + 50 + 30 + 20 + 10, 'every packet counted once');
+  // The next timer is set on the stepped clock: the periods jumped over are reported empty, marked, so that they are complete.
+  again.sensor.count('vnet5', 'tx', '10.0.0.5', 5, 500);
+  clock.pass(H);
+  const after = await again.agent.closePeriod(boundary(-2), clock.now());
+  assert.deepEqual(
+    after.map((r) => [r.period, r.pairs.length, r.clockStep ?? false]),
+    [
+      [periodOf(boundary(0)), 0, true],
+      [periodOf(boundary(-1)), 0, true],
+      [periodOf(boundary(-2)), 1, false],
+    ],
+  );
+  assert.equal(await sent(0), 0, 'the hours the clock skipped are empty, not a double');
+  assert.deepEqual(await redis.smembers(`vc:period:${periodOf(boundary(0))}:reported`), ['h5'], 'and reported: the period is complete');
+  const total = (await Promise.all([5, 4, 3, 2, 1, 0, -1, -2].map(sent))).reduce((a, b) => a + b, 0);
+  assert.equal(total, 100 + 200 + 50 + 30 + 20 + 10 + 5, 'every packet counted once');
 });
 
 test('state files that are garbage are set aside: the agent starts, and rebuilds its VM ids from libvirt', async () => {
