@@ -195,6 +195,10 @@ export const managerSchema = z
       description:
         "A host whose agent has not reported for this long has its VMs evacuated under the rules, through the host's libvirt (a failing host whose hypervisor still answers); 0: never. The VMs of a dead host cannot be live-migrated: that is for an HA restart.",
     }),
+    quotaMargin: duration('5m', {
+      description:
+        "A host whose quota ends (the environment's availableUntil) is emptied before the end: its VMs' migrations are estimated one after the other (memory twice over the slowest link out of its site, plus 8 s each), and the evacuation starts this much earlier still.",
+    }),
     events: bool(true, {
       description: "React to the hosts' hook events between rounds (a VM started is placed at once, an external move is held, a drained host is emptied); false: rounds only.",
       flag: false,

@@ -8,12 +8,17 @@ type Section = Config['manager'];
  * section of the configuration (src/config/schema.ts documents each key)
  * with its durations in ms (the horizon in s), and the environment read.
  */
-export type ManagerConfig = Omit<Section, 'horizon' | 'cooldown' | 'externalHold' | 'evacuateSilent' | 'timeout' | 'maxWait' | 'settle' | 'lockTtl' | 'environment' | 'metricsPort' | 'metricsBind'> & {
+export type ManagerConfig = Omit<
+  Section,
+  'horizon' | 'cooldown' | 'externalHold' | 'evacuateSilent' | 'quotaMargin' | 'timeout' | 'maxWait' | 'settle' | 'lockTtl' | 'environment' | 'metricsPort' | 'metricsBind'
+> & {
   horizonSeconds: number;
   cooldownMs: number;
   externalHoldMs: number;
   /** A host silent this long is evacuated (0: never). */
   evacuateSilentMs: number;
+  /** Spare time before a quota's end, beyond its VMs' estimated migrations (manager/decide.ts quotaDeadlines). */
+  quotaMarginMs: number;
   timeoutMs: number;
   maxWaitMs: number;
   /** Wait after a boundary before a round, for the hosts' reports to arrive. */
@@ -33,7 +38,7 @@ export type ManagerConfig = Omit<Section, 'horizon' | 'cooldown' | 'externalHold
 /** The manager's section as the Manager's settings; `env` is the environment file read (manager.environment), if any. */
 export function managerConfig(m: Section, env?: Environment): ManagerConfig {
   // The metrics endpoint is the command's, not the Manager's.
-  const { horizon, cooldown, externalHold, evacuateSilent, timeout, maxWait, settle, lockTtl, environment, metricsPort, metricsBind, ...same } = m;
+  const { horizon, cooldown, externalHold, evacuateSilent, quotaMargin, timeout, maxWait, settle, lockTtl, environment, metricsPort, metricsBind, ...same } = m;
   return Object.freeze({
     ...same,
     exclude: [...m.exclude],
@@ -41,6 +46,7 @@ export function managerConfig(m: Section, env?: Environment): ManagerConfig {
     cooldownMs: durationMs(cooldown),
     externalHoldMs: durationMs(externalHold),
     evacuateSilentMs: durationMs(evacuateSilent),
+    quotaMarginMs: durationMs(quotaMargin),
     timeoutMs: durationMs(timeout),
     maxWaitMs: durationMs(maxWait),
     settleMs: durationMs(settle),

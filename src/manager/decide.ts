@@ -4,12 +4,14 @@ import { planMoves, type Plan } from '../placement/index.js';
 import { members, moveBreaks, type Rule } from '../placement/rules.js';
 import { clusterGroups, interSiteShare } from '../placement/view.js';
 import type { Environment } from '../placement/env.js';
+import { siteLinks } from '../placement/problem.js';
 import type { ManagerConfig } from './config.js';
 import type { MoveOrder } from './executor.js';
 import { describeHold, holdOf } from './safety.js';
 
 /** The settings a decision depends on (the manager's, as configured). */
-export type DecisionSettings = Pick<ManagerConfig, 'objective' | 'horizonSeconds' | 'maxMoves' | 'exclude' | 'confirmRounds'> & Partial<Pick<ManagerConfig, 'method' | 'evacuateSilentMs'>>;
+export type DecisionSettings = Pick<ManagerConfig, 'objective' | 'horizonSeconds' | 'maxMoves' | 'exclude' | 'confirmRounds'> &
+  Partial<Pick<ManagerConfig, 'method' | 'evacuateSilentMs' | 'quotaMarginMs'>>;
 
 /** Everything one decision reads, already fetched: the decision itself does no I/O. */
 export interface DecisionInput {
@@ -66,7 +68,7 @@ export function decide(input: DecisionInput): Decision {
     d.streak = new Map(input.streak);
     return d;
   }
-  const leaving = hostsLeft(view, cfg.evacuateSilentMs ?? 0, now);
+  const leaving = hostsLeft(view, cfg.evacuateSilentMs ?? 0, now, cfg.quotaMarginMs ?? 0);
   const moving = input.moving ?? [];
   d.interSite = interSiteShare(view);
   d.groups = clusterGroups(view, { horizonSeconds: cfg.horizonSeconds })
@@ -156,21 +158,65 @@ export function forgetDone(streak: Map<string, number>, done: readonly { vm: str
   for (const m of done) streak.delete(pairMember(m.vm, m.to));
 }
 
-/** Why a host is being left: an operator drains it, or its agent has been silent too long. */
+/** Why a host is being left: an operator drains it, its agent has been silent too long, or its quota ends. */
 export interface Leaving {
-  kind: 'draining' | 'silent';
+  kind: 'draining' | 'silent' | 'quota';
   /** "a1 is draining", "a1 has been silent for 600 s": the start of each move's reason. */
   why: string;
 }
 
-/** The hosts to evacuate now: draining ones, and (evacuateSilentMs > 0) those whose agent has been silent that long. */
-export function hostsLeft(view: Pick<CollectorView, 'registry'>, evacuateSilentMs: number, now: number): Map<string, Leaving> {
+/**
+ * The hosts to evacuate now: draining ones, (evacuateSilentMs > 0) those whose agent has been silent
+ * that long, and (given the environment) those whose quota ends before their VMs could leave, with
+ * `quotaMarginMs` to spare (quotaDeadlines).
+ */
+export function hostsLeft(view: Pick<CollectorView, 'registry'> & Partial<Pick<CollectorView, 'environment' | 'vms'>>, evacuateSilentMs: number, now: number, quotaMarginMs = 0): Map<string, Leaving> {
   const out = new Map<string, Leaving>();
   for (const h of view.registry) {
     if (h.draining) out.set(h.host, { kind: 'draining', why: `${h.host} is draining` });
     else if (evacuateSilentMs > 0 && now - h.lastSeen >= evacuateSilentMs) {
       out.set(h.host, { kind: 'silent', why: `${h.host} has been silent for ${Math.round((now - h.lastSeen) / 1000)} s` });
     }
+  }
+  if (view.environment && view.vms) {
+    for (const [host, q] of quotaDeadlines({ environment: view.environment, vms: view.vms }, quotaMarginMs)) {
+      if (now >= q.at && !out.has(host)) out.set(host, { kind: 'quota', why: q.why });
+    }
+  }
+  return out;
+}
+
+/**
+ * A live migration sends the memory at least once and the pages written meanwhile again: the
+ * estimate counts it twice over the link, plus a fixed set-up (connection, the guest paused and
+ * resumed). The lab's 128 MiB guests over 1 Gbit/s take 3 to 9 s (README), against 1.1 s of link time.
+ */
+const PRECOPY_PASSES = 2;
+const MIGRATION_SETUP_MS = 8_000;
+
+/**
+ * For each host whose quota ends (availableUntil), when its evacuation must start: the end, less the
+ * time its VMs need to leave one after the other over the slowest link out of its site, less
+ * `marginMs` (rounds come at their interval; migrations may be slower than their link).
+ */
+export function quotaDeadlines(view: Pick<CollectorView, 'environment' | 'vms'>, marginMs: number): Map<string, { at: number; until: number; why: string }> {
+  const env = view.environment;
+  const out = new Map<string, { at: number; until: number; why: string }>();
+  const ending = env.hosts.filter((h) => h.availableUntil !== undefined);
+  if (!ending.length) return out;
+  const S = env.sites.length;
+  const siteIndex = new Map(env.sites.map((s, i) => [s.name, i] as const));
+  const { bps } = siteLinks(env);
+  for (const h of ending) {
+    const s = siteIndex.get(h.site)!;
+    let slowest = Infinity;
+    for (let t = 0; t < S; t++) if (bps[s * S + t]! > 0) slowest = Math.min(slowest, bps[s * S + t]!);
+    const there = view.vms.filter((v) => v.host === h.name);
+    const needMs = there.reduce((ms, v) => ms + MIGRATION_SETUP_MS + (PRECOPY_PASSES * v.memoryKiB * 1024 * 8 * 1000) / slowest, 0);
+    const until = h.availableUntil!;
+    const at = until - needMs - marginMs;
+    const why = `${h.name}'s quota ends at ${new Date(until).toISOString().slice(0, 19)}Z; its ${there.length} VM(s) need about ${Math.ceil(needMs / 1000)} s to leave, and ${Math.round(marginMs / 1000)} s are kept to spare`;
+    out.set(h.name, { at, until, why });
   }
   return out;
 }
@@ -207,7 +253,7 @@ export function drainMoves(
     if (!left || moving.has(v.name)) continue;
     const stay = (reason: string) => {
       stuck.push(v.name);
-      why.set(v.name, `cannot leave its ${left.kind} host${reason}`);
+      why.set(v.name, `cannot leave its ${left.kind === 'quota' ? 'host before its quota ends' : `${left.kind} host`}${reason}`);
     };
     // A pin is a rule too: the VM stays, and the evacuation says which pin keeps it. The view pins every VM of a
     // silent host (nothing is planned for it); here only the VM's own pin, opt-out or arrival keeps it.

@@ -10,7 +10,7 @@ import { logger } from '../util/log.js';
 import type { ManagerConfig } from './config.js';
 import { adoptRunning } from './adopt.js';
 import { CertWatch } from './certs.js';
-import { decide, forgetDone, hostsLeft } from './decide.js';
+import { decide, forgetDone, hostsLeft, quotaDeadlines } from './decide.js';
 import { execute, type HostRoute, type MoveOrder } from './executor.js';
 import { EventJudge, EventReader, type HookEntry } from './events.js';
 import { cooldowns, holdUntil, readHistory, readRunning, recordMigration, type MigrationRecord } from './history.js';
@@ -103,6 +103,7 @@ export class Manager {
   async stop(): Promise<void> {
     this.stopping = true;
     clearTimeout(this.timer);
+    clearTimeout(this.quotaTimer);
     await this.busy?.catch(() => undefined);
     await this.listening?.catch(() => undefined);
     await Promise.all(this.reacting);
@@ -205,6 +206,24 @@ export class Manager {
     const what = fresh.map(([h, l]) => (l.kind === 'draining' ? `host ${h} draining` : `host ${h} silent`)).join(', ');
     // Not awaited: the events go on being read while its migrations run.
     this.track(this.eventRound({ focus: [], cause: { what, at: now } }));
+  }
+
+  private quotaTimer?: NodeJS.Timeout;
+
+  /**
+   * The next quota deadline (a host whose quota ends, less the time its VMs need to leave and the
+   * margin) gets a decision of its own at that instant, not at the round after it. Re-armed from each
+   * decision's view, so a new environment or VMs moved since move it.
+   */
+  private armQuota(view: CollectorView): void {
+    clearTimeout(this.quotaTimer);
+    const now = Date.now();
+    const busy = new Set(view.vms.map((v) => v.host));
+    const next = [...quotaDeadlines(view, this.cfg.quotaMarginMs)].filter(([h, q]) => q.at > now && busy.has(h)).sort((a, b) => a[1].at - b[1].at)[0];
+    // setTimeout holds at most ~24 days; a later deadline is armed by a later round.
+    if (!next || this.stopping || next[1].at - now > 2 ** 31 - 1) return;
+    const [host, q] = next;
+    this.quotaTimer = setTimeout(() => this.track(this.eventRound({ focus: [], cause: { what: `host ${host}'s quota: ${q.why}`, at: q.at } })), q.at - now);
   }
 
   /** A decision an event asked for, in turn with the other decisions (not with their migrations); told like a round. */
@@ -324,6 +343,7 @@ export class Manager {
         : { defaults: { latencyMs: DEFAULT_LATENCY_MS, bandwidthMbit: DEFAULT_BANDWIDTH_MBIT, cpuOvercommit: this.cfg.cpuOvercommit, reserveMemoryMiB: this.cfg.reserveMemory } }),
     });
     r.view = view;
+    this.armQuota(view);
     const trusted = trustedRoutes(view.registry, this.vetter);
     for (const bad of await this.certs.refused(trusted.routes)) {
       trusted.routes.delete(bad.host);

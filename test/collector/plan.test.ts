@@ -11,7 +11,7 @@ import { Store } from '../../src/collector/store.js';
 import { labEnvironment } from '../../src/lab/environment.js';
 import { parseEnvironment } from '../../src/placement/index.js';
 import { defaultEnvironment, inventoryOf, planFromCollector, readCollector } from '../../src/placement/fromCollector.js';
-import { decide, type DecisionInput } from '../../src/manager/decide.js';
+import { decide, quotaDeadlines, type DecisionInput } from '../../src/manager/decide.js';
 import { DEFAULT_MANAGER } from '../../src/manager/config.js';
 import { packageRoot } from '../../src/paths.js';
 import { TestRedis } from '../helpers/redis.js';
@@ -321,6 +321,48 @@ test('decide evacuates a host silent for evacuateSilent under the rules, and lea
   const second = decide({ ...base, view, streak: first.streak, moving: [{ vm: m0!.vm, from: m0!.from, to: m0!.to }] });
   assert.equal(second.orders.length, 1, JSON.stringify(second.orders));
   assert.notEqual(second.orders[0]!.vm, m0!.vm);
+});
+
+test('decide empties a host before its quota ends, with the time its migrations need counted, and not before', async () => {
+  const view = await readCollector(dbs[0]!, { query: { type: 'weighted', span: 10, maxWaitMs: 5000, approx: true } });
+  const now = Date.now();
+  const until = now + 3_600_000;
+  const ending = { ...view, environment: { ...view.environment, hosts: view.environment.hosts.map((h) => (h.name === 'a1' ? { ...h, availableUntil: until } : h)) } };
+  const margin = 60_000;
+  const q = quotaDeadlines(ending, margin).get('a1')!;
+  const onA1 = ending.vms.filter((v) => v.host === 'a1');
+  assert.equal(onA1.length, 2);
+  // Each VM's memory twice over the link out of site a, plus 8 s, one after the other; then the margin.
+  const bps = ending.environment.links[0]!.bandwidthMbit * 1e6;
+  const need = onA1.reduce((ms, v) => ms + 8000 + (2 * v.memoryKiB * 8192 * 1000) / bps, 0);
+  assert.ok(Math.abs(until - margin - need - q.at) < 1, `starts ${until - q.at} ms before the end, expected ${margin + need}`);
+  assert.match(q.why, /^a1's quota ends at .*Z; its 2 VM\(s\) need about \d+ s to leave, and 60 s are kept to spare$/);
+  // The decisions are an hour ahead, when every agent's last report would be old: silence is not judged here.
+  const base: DecisionInput = {
+    view: ending,
+    settings: { ...DEFAULT_MANAGER, confirmRounds: 2, quotaMarginMs: margin, evacuateSilentMs: 0 },
+    streak: new Map(),
+    cooldowns: new Map(),
+    closed: new Map(),
+    now: q.at - 1,
+  };
+  const before = decide(base);
+  assert.deepEqual(before.orders, [], 'a millisecond before its deadline: nothing leaves a1 (the plan waits for confirmation)');
+  const at = decide({ ...base, now: q.at });
+  assert.deepEqual(at.orders.map((o) => `${o.vm} ${o.from}->`).sort(), ['x1 a1->', 'y1 a1->']);
+  for (const o of at.orders) assert.ok(o.reason?.startsWith(q.why), o.reason);
+  assert.ok(at.orders.every((o) => o.to !== 'a1'));
+  const pinnedDir = ending.directory.map((v) => (v.name === 'x1' ? { ...v, pinned: true } : v));
+  const pinned = decide({ ...base, now: q.at, view: { ...ending, directory: pinnedDir } });
+  assert.ok(
+    pinned.skipped.some((x) => `${x.vm}: ${x.why}` === 'x1: cannot leave its host before its quota ends now: it is pinned by its metadata, or arriving by a migration'),
+    JSON.stringify(pinned.skipped),
+  );
+  assert.deepEqual(
+    pinned.orders.map((o) => o.vm),
+    ['y1'],
+  );
+  assert.equal(quotaDeadlines(view, margin).size, 0, 'no quota, no deadline');
 });
 
 test('an environment file whose hosts do not match the registry: the differences are listed and the command goes on with what is known', async () => {

@@ -48,7 +48,7 @@ test('the commands keep their flags', () => {
     longs(managerCommand()),
     sorted(
       '--lab --config --no-config --pretty --apply --every --objective --method --env --horizon --max-moves --confirm ' +
-        '--cooldown --external-hold --evacuate-silent --max-per-host --max-concurrent --timeout --encrypt --auto-converge --span --exclude --cpu-overcommit --reserve-memory --once --json --metrics --metrics-bind --redis --redis-sentinels --redis-primary',
+        '--cooldown --external-hold --evacuate-silent --quota-margin --max-per-host --max-concurrent --timeout --encrypt --auto-converge --span --exclude --cpu-overcommit --reserve-memory --once --json --metrics --metrics-bind --redis --redis-sentinels --redis-primary',
     ),
   );
   assert.deepEqual(longs(doctorCommand()), sorted('--config --no-config --libvirt-uri --hooks-dir --pin-root --redis --redis-sentinels --redis-primary --state-dir --socket --manager --json'));
@@ -96,6 +96,7 @@ test('the modules keep their defaults', () => {
       cooldownMs: 1_200_000,
       externalHoldMs: 1_800_000,
       evacuateSilentMs: 600_000,
+      quotaMarginMs: 300_000,
       encrypt: 'between-sites',
       events: true,
       maxPerHost: 1,
