@@ -166,6 +166,30 @@ test('cost objective: a cheaper host is used only if its availability lasts long
   assert.equal(short.moves.length, 0);
 });
 
+test('cost objective: a site is left, or drawn, exactly when the saving pays the move back within the horizon', () => {
+  const now = Date.parse('2026-01-01T00:00:00Z');
+  const priced = (a: number, b: number) => {
+    const raw = envFile(8);
+    for (const h of ['a1', 'a2', 'b1', 'b2'] as const) raw.hosts[h] = { ...raw.hosts[h], price: { perVmHour: h[0] === 'a' ? a : b } } as unknown as typeof raw.hosts.a1;
+    return parseEnvironment(raw);
+  };
+  // Moving a 4 GiB VM between sites costs its memory at the link's 0.05 per GB; over a 1 h horizon
+  // the hourly saving must exceed that.
+  const moveCost = (4 * 2 ** 30 * 0.05) / 1e9;
+  const plan = (a: number, b: number, host: string) => planMoves([], [vm('vm1', host, 4)], priced(a, b), { objective: 'cost', now, horizonSeconds: 3600 });
+  for (const [where, from, cheaper] of [
+    ['drawn to b when b becomes cheaper', 'a1', (d: number) => [0.5, 0.5 - d] as const],
+    ['leaves b when b becomes dearer', 'b1', (d: number) => [0.5, 0.5 + d] as const],
+  ] as const) {
+    const [a1, b1] = cheaper(moveCost * 0.98);
+    assert.equal(plan(a1, b1, from).moves.length, 0, `${where}: a saving 2 % short of paying back moves nothing`);
+    const [a2, b2] = cheaper(moveCost * 1.02);
+    const moves = plan(a2, b2, from).moves;
+    assert.equal(moves.length, 1, `${where}: 2 % beyond paying back, it moves`);
+    assert.ok(moves[0]!.paybackSeconds > 3500 && moves[0]!.paybackSeconds < 3600, `pays back in ${moves[0]!.paybackSeconds} s`);
+  }
+});
+
 test('initial placement: groups:2 of 8 VMs land one group per site; too big a cluster is refused', () => {
   const env = parseEnvironment(envFile(2));
   const vms = Array.from({ length: 8 }, (_, i) => ({ name: `n${i + 1}`, memoryKiB: GiB, vcpus: 1 }));
