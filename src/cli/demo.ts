@@ -19,6 +19,8 @@ import { startGuests } from './lab.js';
 import { integer, labSensorOption } from './options.js';
 import { renderRound } from './manager.js';
 import { table } from './table.js';
+import { costDemo, costDemoProblems, costTable } from './demoCost.js';
+import { UserError } from '../util/errors.js';
 
 /**
  * The demo's manager: the defaults, but a round every (short) period over the
@@ -39,18 +41,22 @@ export function demoSettings(lab: LabState): ManagerConfig {
 
 export function demoCommand(): Command {
   return new Command('demo')
-    .description('the whole loop on a lab: 2 sites x 2 hosts, guests in two groups split across the sites, agents, and the manager migrating until each group is together')
+    .description(
+      'the whole loop on a lab: 2 sites x 2 hosts, guests in two groups split across the sites, agents, and the manager migrating until each group is together (--objective cost: the manager following price changes and a quota)',
+    )
     .option('--name <lab>', 'lab name', 'demo')
     .option('--vms <n>', 'guests (two groups, spread over the sites in turn)', integer, 8)
     .option('--period <s>', 'period of the agents, seconds', integer, 10)
     .option('--vm-rate <n>', 'datagrams per second each guest sends to each peer of its group', integer, 50)
-    .option('--max-rounds <n>', 'give up after this many decision rounds', integer, 12)
-    .option('--svg <file>', 'where to write the communication matrix and the groups', 'virt-cohort-demo.svg')
+    .option('--objective <o>', 'time: gather the groups; cost: change the prices and a quota while the manager runs, and follow the money', 'time')
+    .option('--max-rounds <n>', 'give up after this many decision rounds (time)', integer, 12)
+    .option('--svg <file>', 'where to write the communication matrix and the groups (time)', 'virt-cohort-demo.svg')
     .option('--keep', 'leave the lab running at the end (virt-cohort lab down --name LAB removes it)')
     .addOption(labSensorOption())
     .option('--log <file>', "where the manager's, the executor's and the lab's JSON log lines go", 'virt-cohort-demo.log')
     .option('--verbose', 'log to the terminal instead, as readable lines')
     .action(async (o) => {
+      if (o.objective !== 'time' && o.objective !== 'cost') throw new UserError(`--objective ${o.objective}: the demo shows time or cost`);
       const t0 = Date.now();
       // A person reads the rounds and the summary; log lines go to a file unless asked.
       const logFile = resolve(o.log);
@@ -68,90 +74,107 @@ export function demoCommand(): Command {
       };
       const interrupted = () => void cleanup().finally(() => process.exit(130));
       process.once('SIGINT', interrupted);
+      const short = (vm: string) => vm.replace(`vc-${o.name}-`, '');
       try {
         say(`lab '${o.name}' up in ${lab.upSeconds?.toFixed(1)} s: sites a, b (20 ms, 1 Gbit/s between them), hosts a1 a2 b1 b2, an agent on each, ${o.period} s periods`);
         await startGuests(lab, o.vms, { pattern: 'groups:2', vmRate: o.vmRate, vmSize: 256, memory: 128 }, true);
         redis = connectDaemon(labRedisUrl(lab));
         redis.on('error', () => undefined);
         lock = new LeaderLock(redis, DEFAULT_MANAGER.lockTtlMs);
-        lock.start(); // renewed while rounds and migrations run
-        const manager = new Manager(redis, demoSettings(lab), lock);
-        manager.progress = (vm, pct, rate) => say(`    ${short(vm)} ${pct.toFixed(0)} % at ${rate.toFixed(0)} MiB/s`);
-        const rounds: Round[] = [];
-        const done: MigrationRecord[] = [];
-        let first: Round | undefined;
-        let together: Round | undefined;
-        for (let n = 0; n < o.maxRounds && !together; n++) {
-          await sleep(msToNextBoundary(Date.now(), o.period) + DEFAULT_MANAGER.settleMs);
-          const r = await manager.round();
-          rounds.push(r);
-          done.push(...r.done);
+        if (o.objective === 'cost') {
+          const steps = await costDemo(lab, redis, lock, demoSettings(lab), say, short);
           say('');
-          say(renderRound(r).trimEnd().replaceAll(`vc-${o.name}-`, ''));
-          if (r.view?.answer.status === 'ok') {
-            say(matrix(r));
-            first ??= r;
-            if (r.interSite < 0.02 && !r.moves.length && rounds.some((x) => x.done.length)) together = r;
-          }
-        }
-        const last = [...rounds].reverse().find((r) => r.view?.answer.status === 'ok');
-        say('');
-        say('summary');
-        const sensors = await new Registry(redis).hosts().catch(() => []);
-        say(`  sensor: ${sensors.length ? sensors.map((h) => `${h.host} ${sensorLabel(h)}`).join(', ') : 'unknown (the host registry cannot be read)'}`);
-        if (first && last) {
-          say(`  inter-site traffic: ${pct(first.interSite)} of VM-to-VM bytes before, ${pct(last.interSite)} after`);
-        }
-        const ok = done.filter((d) => d.outcome === 'ok');
-        say(
-          `  migrations: ${ok.length} made, ${done.length - ok.length} failed or aborted${
-            ok.length ? `; each ${mean(ok.map((d) => d.seconds)).toFixed(1)} s on average, downtime ${mean(ok.map((d) => d.downtimeMs ?? 0)).toFixed(0)} ms` : ''
-          }`,
-        );
-        say(
-          together
-            ? `  each group together after ${rounds.indexOf(together) + 1} rounds, ${((together.at - t0) / 1000).toFixed(0)} s from the start`
-            : `  groups not together after ${o.maxRounds} rounds`,
-        );
-        if (last?.view) {
-          const file = resolve(o.svg);
-          await writeFile(
-            file,
-            matrixSvg(
-              `virt-cohort demo: communication matrix and groups (${new Date().toISOString()})`,
-              last.view.vms.map((v) => ({ name: short(v.name), site: v.site })),
-              last.groups.map((g) => g.map(short)),
-              last.view.traffic.map((p) => ({ ...p, src: short(p.src), dst: short(p.dst) })),
-            ),
+          say('summary');
+          say(costTable(steps));
+          const wrong = costDemoProblems(steps);
+          say(
+            wrong.length ? `  NOT AS EXPECTED: ${wrong.join('; ')}` : '  each change followed: gathered on the cheaper site, nothing moved that would not pay back, off site b before its quota ended',
           );
-          say(`  matrix and groups: ${file}`);
-        }
+          if (wrong.length) process.exitCode = 1;
+        } else if (!(await timeDemo(redis, lock, demoSettings(lab), { ...o, t0 }, short))) process.exitCode = 1;
         if (!o.verbose) say(`  log: ${logFile}`);
-        if (!together) process.exitCode = 1;
       } finally {
         process.removeListener('SIGINT', interrupted);
         await cleanup();
       }
-
-      function short(vm: string): string {
-        return vm.replace(`vc-${o.name}-`, '');
-      }
-      function matrix(r: Round): string {
-        const vms = r.view!.vms.map((v) => v.name).sort((a, b) => Number(/\d+$/.exec(a)?.[0]) - Number(/\d+$/.exec(b)?.[0]));
-        const site = new Map(r.view!.vms.map((v) => [v.name, `${v.host}`]));
-        const rate = new Map(r.view!.traffic.map((p) => [`${p.src}>${p.dst}`, p.messages]));
-        return table(
-          ['msgs/s', ...vms.map(short)],
-          vms.map((a) => [
-            `${short(a)}@${site.get(a)}`,
-            ...vms.map((b) => {
-              const x = rate.get(`${a}>${b}`) ?? 0;
-              return x >= 0.5 ? x.toFixed(0) : '.';
-            }),
-          ]),
-        );
-      }
     });
+}
+
+/** The time demo: rounds on the period boundaries until each group is together; false when they are not. */
+async function timeDemo(
+  redis: ReturnType<typeof connectDaemon>,
+  lock: LeaderLock,
+  settings: ManagerConfig,
+  o: { name: string; maxRounds: number; period: number; svg: string; t0: number },
+  short: (vm: string) => string,
+): Promise<boolean> {
+  lock.start(); // renewed while rounds and migrations run
+  const manager = new Manager(redis, settings, lock);
+  manager.progress = (vm, pct, rate) => say(`    ${short(vm)} ${pct.toFixed(0)} % at ${rate.toFixed(0)} MiB/s`);
+  const rounds: Round[] = [];
+  const done: MigrationRecord[] = [];
+  let first: Round | undefined;
+  let together: Round | undefined;
+  for (let n = 0; n < o.maxRounds && !together; n++) {
+    await sleep(msToNextBoundary(Date.now(), o.period) + DEFAULT_MANAGER.settleMs);
+    const r = await manager.round();
+    rounds.push(r);
+    done.push(...r.done);
+    say('');
+    say(renderRound(r).trimEnd().replaceAll(`vc-${o.name}-`, ''));
+    if (r.view?.answer.status === 'ok') {
+      say(matrix(r, short));
+      first ??= r;
+      if (r.interSite < 0.02 && !r.moves.length && rounds.some((x) => x.done.length)) together = r;
+    }
+  }
+  const last = [...rounds].reverse().find((r) => r.view?.answer.status === 'ok');
+  say('');
+  say('summary');
+  const sensors = await new Registry(redis).hosts().catch(() => []);
+  say(`  sensor: ${sensors.length ? sensors.map((h) => `${h.host} ${sensorLabel(h)}`).join(', ') : 'unknown (the host registry cannot be read)'}`);
+  if (first && last) {
+    say(`  inter-site traffic: ${pct(first.interSite)} of VM-to-VM bytes before, ${pct(last.interSite)} after`);
+  }
+  const ok = done.filter((d) => d.outcome === 'ok');
+  say(
+    `  migrations: ${ok.length} made, ${done.length - ok.length} failed or aborted${
+      ok.length ? `; each ${mean(ok.map((d) => d.seconds)).toFixed(1)} s on average, downtime ${mean(ok.map((d) => d.downtimeMs ?? 0)).toFixed(0)} ms` : ''
+    }`,
+  );
+  say(
+    together ? `  each group together after ${rounds.indexOf(together) + 1} rounds, ${((together.at - o.t0) / 1000).toFixed(0)} s from the start` : `  groups not together after ${o.maxRounds} rounds`,
+  );
+  if (last?.view) {
+    const file = resolve(o.svg);
+    await writeFile(
+      file,
+      matrixSvg(
+        `virt-cohort demo: communication matrix and groups (${new Date().toISOString()})`,
+        last.view.vms.map((v) => ({ name: short(v.name), site: v.site })),
+        last.groups.map((g) => g.map(short)),
+        last.view.traffic.map((p) => ({ ...p, src: short(p.src), dst: short(p.dst) })),
+      ),
+    );
+    say(`  matrix and groups: ${file}`);
+  }
+  return together !== undefined;
+}
+
+function matrix(r: Round, short: (vm: string) => string): string {
+  const vms = r.view!.vms.map((v) => v.name).sort((a, b) => Number(/\d+$/.exec(a)?.[0]) - Number(/\d+$/.exec(b)?.[0]));
+  const site = new Map(r.view!.vms.map((v) => [v.name, `${v.host}`]));
+  const rate = new Map(r.view!.traffic.map((p) => [`${p.src}>${p.dst}`, p.messages]));
+  return table(
+    ['msgs/s', ...vms.map(short)],
+    vms.map((a) => [
+      `${short(a)}@${site.get(a)}`,
+      ...vms.map((b) => {
+        const x = rate.get(`${a}>${b}`) ?? 0;
+        return x >= 0.5 ? x.toFixed(0) : '.';
+      }),
+    ]),
+  );
 }
 
 const say = (s: string) => process.stdout.write(`${s}\n`);
