@@ -196,8 +196,11 @@ const MIGRATION_SETUP_MS = 8_000;
 
 /**
  * For each host whose quota ends (availableUntil), when its evacuation must start: the end, less the
- * time its VMs need to leave one after the other over the slowest link out of its site, less
- * `marginMs` (rounds come at their interval; migrations may be slower than their link).
+ * time its VMs need to leave, less `marginMs` (rounds come at their interval; migrations may be
+ * slower than their link). The VMs of the hosts whose quota ends no later are counted too, all one
+ * after the other: the executor runs one migration per host at a time, and evacuations onto the
+ * same destinations wait for each other. Each VM is its memory twice over the slowest link out of
+ * its site, plus a fixed set-up.
  */
 export function quotaDeadlines(view: Pick<CollectorView, 'environment' | 'vms'>, marginMs: number): Map<string, { at: number; until: number; why: string }> {
   const env = view.environment;
@@ -207,16 +210,22 @@ export function quotaDeadlines(view: Pick<CollectorView, 'environment' | 'vms'>,
   const S = env.sites.length;
   const siteIndex = new Map(env.sites.map((s, i) => [s.name, i] as const));
   const { bps } = siteLinks(env);
-  for (const h of ending) {
+  const leaveMs = (h: (typeof ending)[number]) => {
     const s = siteIndex.get(h.site)!;
     let slowest = Infinity;
     for (let t = 0; t < S; t++) if (bps[s * S + t]! > 0) slowest = Math.min(slowest, bps[s * S + t]!);
     const there = view.vms.filter((v) => v.host === h.name);
-    const needMs = there.reduce((ms, v) => ms + MIGRATION_SETUP_MS + (PRECOPY_PASSES * v.memoryKiB * 1024 * 8 * 1000) / slowest, 0);
+    return { vms: there.length, ms: there.reduce((ms, v) => ms + MIGRATION_SETUP_MS + (PRECOPY_PASSES * v.memoryKiB * 1024 * 8 * 1000) / slowest, 0) };
+  };
+  const own = new Map(ending.map((h) => [h.name, leaveMs(h)]));
+  for (const h of ending) {
     const until = h.availableUntil!;
-    const at = until - needMs - marginMs;
-    const why = `${h.name}'s quota ends at ${new Date(until).toISOString().slice(0, 19)}Z; its ${there.length} VM(s) need about ${Math.ceil(needMs / 1000)} s to leave, and ${Math.round(marginMs / 1000)} s are kept to spare`;
-    out.set(h.name, { at, until, why });
+    const with_ = ending.filter((g) => g.availableUntil! <= until);
+    const needMs = with_.reduce((ms, g) => ms + own.get(g.name)!.ms, 0);
+    const vms = with_.reduce((n, g) => n + own.get(g.name)!.vms, 0);
+    const others = with_.length > 1 ? ` (with ${with_.length - 1} other host(s) whose quota ends by then)` : '';
+    const why = `${h.name}'s quota ends at ${new Date(until).toISOString().slice(0, 19)}Z; ${vms} VM(s)${others} need about ${Math.ceil(needMs / 1000)} s to leave, and ${Math.round(marginMs / 1000)} s are kept to spare`;
+    out.set(h.name, { at: until - needMs - marginMs, until, why });
   }
   return out;
 }

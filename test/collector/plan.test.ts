@@ -336,7 +336,7 @@ test('decide empties a host before its quota ends, with the time its migrations 
   const bps = ending.environment.links[0]!.bandwidthMbit * 1e6;
   const need = onA1.reduce((ms, v) => ms + 8000 + (2 * v.memoryKiB * 8192 * 1000) / bps, 0);
   assert.ok(Math.abs(until - margin - need - q.at) < 1, `starts ${until - q.at} ms before the end, expected ${margin + need}`);
-  assert.match(q.why, /^a1's quota ends at .*Z; its 2 VM\(s\) need about \d+ s to leave, and 60 s are kept to spare$/);
+  assert.match(q.why, /^a1's quota ends at .*Z; 2 VM\(s\) need about \d+ s to leave, and 60 s are kept to spare$/);
   // The decisions are an hour ahead, when every agent's last report would be old: silence is not judged here.
   const base: DecisionInput = {
     view: ending,
@@ -363,6 +363,14 @@ test('decide empties a host before its quota ends, with the time its migrations 
     ['y1'],
   );
   assert.equal(quotaDeadlines(view, margin).size, 0, 'no quota, no deadline');
+  // b1's quota ends too, a minute later: its evacuation counts a1's VMs as well, since they leave first.
+  const both = { ...ending, environment: { ...ending.environment, hosts: ending.environment.hosts.map((h) => (h.name === 'b1' ? { ...h, availableUntil: until + 60_000 } : h)) } };
+  const qs = quotaDeadlines(both, margin);
+  const onB1 = both.vms.filter((v) => v.host === 'b1');
+  const needB1 = onB1.reduce((ms, v) => ms + 8000 + (2 * v.memoryKiB * 8192 * 1000) / bps, 0);
+  assert.ok(Math.abs(until + 60_000 - margin - need - needB1 - qs.get('b1')!.at) < 1);
+  assert.match(qs.get('b1')!.why, /with 1 other host\(s\) whose quota ends by then/);
+  assert.equal(qs.get('a1')!.at, q.at, "a1's own deadline is unchanged by a later quota");
 });
 
 test('an environment file whose hosts do not match the registry: the differences are listed and the command goes on with what is known', async () => {
