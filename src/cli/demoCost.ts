@@ -97,7 +97,8 @@ export async function costDemo(lab: LabState, redis: Redis, lock: LeaderLock, se
     for (;;) {
       await sleep(500);
       const mine = rounds.slice(from).filter((r) => r.envVersion === change.version && r.view?.answer.status === 'ok');
-      s.before ??= mine[0]?.plan && costPerHour(mine[0]);
+      const priced = mine.find((r) => r.plan);
+      if (priced) s.before ??= costPerHour(priced);
       const quiet = mine.at(-1);
       if (quiet && !quiet.moves.length && mine.length >= 3) {
         const where = await sitesNow();
