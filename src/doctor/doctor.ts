@@ -11,7 +11,6 @@ import {
   checkHookLoaded,
   checkLibvirt,
   checkPins,
-  checkRedis,
   checkRoot,
   checkSpool,
   checkTaps,
@@ -19,6 +18,7 @@ import {
   type DoctorContext,
   type Findings,
 } from './checks.js';
+import { checkRedis } from './redis.js';
 import { checkAdvertised, checkReach, checkRoutes } from './routes.js';
 
 export interface DoctorReport {
