@@ -8,8 +8,7 @@ import { defineAndStartAll, fillTemplate, randomMac } from '../libvirt/define.js
 import { clusterSpec, loadCluster, readTemplate, type Applied, type ClusterFile } from '../placement/cluster.js';
 import { placeCluster, type InitialPlacement, type Objective } from '../placement/index.js';
 import { readInventory, rulesOf } from '../placement/fromCollector.js';
-import { trustedRoutes } from '../manager/manager.js';
-import { RouteVetter } from '../manager/trust.js';
+import { RouteVetter, trustedRoutes } from '../manager/trust.js';
 import { IncompleteHostError, UserError } from '../util/errors.js';
 import { environmentArgs, environmentOptions, inForce, tell } from './analysis.js';
 import { loadLab } from './labs.js';

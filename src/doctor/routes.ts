@@ -1,7 +1,6 @@
 import { Registry, type HostEntry } from '../collector/registry.js';
 import { connectChecked } from '../config/redis.js';
-import { trustedRoutes } from '../manager/manager.js';
-import { RouteVetter } from '../manager/trust.js';
+import { RouteVetter, trustedRoutes } from '../manager/trust.js';
 import { uriShapeProblem } from '../config/routes.js';
 import { isTlsUri, probeTls } from '../libvirt/tls.js';
 import { run } from '../util/exec.js';

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { K } from '../collector/keys.js';
+import { Registry } from '../collector/registry.js';
 
 export type Outcome = 'ok' | 'failed' | 'aborted';
 
@@ -138,4 +139,26 @@ export async function readRunning(redis: Redis): Promise<Running[]> {
       return [];
     }
   });
+}
+
+/**
+ * A VM arrived by a migration: unless this manager made it (running, or in the recent history), held
+ * where it is for `holdMs` and recorded as external. The end of the hold; undefined when the move was ours.
+ */
+export async function holdExternal(redis: Redis, r: { vm: string; host: string; at: number }, holdMs: number): Promise<number | undefined> {
+  const [running, recent, from] = await Promise.all([readRunning(redis), readHistory(redis, 20, r.vm), new Registry(redis).vmHost(r.vm)]);
+  if (running.some((x) => x.vm === r.vm) || recent.some((h) => h.to === r.host && h.at > r.at - 600_000)) return undefined;
+  const until = Date.now() + holdMs;
+  await holdUntil(redis, r.vm, until);
+  await recordMigration(redis, {
+    vm: r.vm,
+    from: from && from !== r.host ? from : '?',
+    to: r.host,
+    outcome: 'ok',
+    at: r.at,
+    seconds: 0,
+    reason: `external: moved by something other than virt-cohort (virsh by hand, another balancer); held on ${r.host} until ${new Date(until).toISOString()}`,
+    manager: 'external',
+  });
+  return until;
 }

@@ -1,8 +1,7 @@
 import type { Redis } from 'ioredis';
-import { Registry, type HostEntry } from '../collector/registry.js';
+import { Registry } from '../collector/registry.js';
 import { DEFAULT_PERIOD_SECONDS, msToNextBoundary } from '../util/period.js';
-import { DEFAULT_BANDWIDTH_MBIT, DEFAULT_LATENCY_MS, readCollector, rulesOf, storedEnvironment, type CollectorView, type StoredEnvironment } from '../placement/fromCollector.js';
-import type { Environment } from '../placement/env.js';
+import { DEFAULT_BANDWIDTH_MBIT, DEFAULT_LATENCY_MS, readCollector, rulesOf, type CollectorView } from '../placement/fromCollector.js';
 import type { RuleIssue } from '../placement/rules.js';
 import type { Plan } from '../placement/index.js';
 import { managerMetrics } from '../metrics/registry.js';
@@ -10,12 +9,13 @@ import { logger } from '../util/log.js';
 import type { ManagerConfig } from './config.js';
 import { adoptRunning } from './adopt.js';
 import { CertWatch } from './certs.js';
+import { DecisionEnvironment } from './environment.js';
 import { decide, forgetDone, hostsLeft, quotaDeadlines } from './decide.js';
 import { execute, type HostRoute, type MoveOrder } from './executor.js';
 import { EventJudge, EventReader, type HookEntry } from './events.js';
-import { cooldowns, holdUntil, readHistory, readRunning, recordMigration, type MigrationRecord } from './history.js';
+import { cooldowns, holdExternal, type MigrationRecord } from './history.js';
 import { loadStreak, saveStreak, type LeaderLock } from './lock.js';
-import { RouteVetter, routePolicy } from './trust.js';
+import { RouteVetter, routePolicy, trustedRoutes } from './trust.js';
 
 const log = logger('manager');
 
@@ -63,6 +63,7 @@ export class Manager {
   /** Told of each running migration's progress (the demo prints it). */
   progress?: (vm: string, percent: number, mibPerSecond: number) => void;
   private readonly vetter: RouteVetter;
+  private readonly environment: DecisionEnvironment;
   /** host → the refusal last logged, so each is logged once, not every round. */
   private said = new Map<string, string>();
   /** Rule problems already logged: each once, until it goes away. */
@@ -77,10 +78,6 @@ export class Manager {
   private readonly judge = new EventJudge();
   /** Hosts seen being left (draining, or silent too long), so that a new one is acted on at once. */
   private leaving = new Set<string>();
-  /** The stored environment last read, parsed once per version. */
-  private stored?: StoredEnvironment;
-  /** The stored version last said to be overridden by the file (said once per version). */
-  private overridden = 0;
 
   constructor(
     readonly redis: Redis,
@@ -91,6 +88,7 @@ export class Manager {
     private readonly certs = new CertWatch(),
   ) {
     this.vetter = new RouteVetter(routePolicy(cfg));
+    this.environment = new DecisionEnvironment(redis, cfg);
     for (const p of this.vetter.problems) log.error(`${p}: this entry is ignored; correct it (docs/security.md)`);
   }
 
@@ -179,21 +177,8 @@ export class Manager {
 
   /** A VM arrived by a migration: unless this manager made it, held where it is and recorded as external. */
   private async arrived(r: { vm: string; host: string; at: number }): Promise<void> {
-    const [running, recent, from] = await Promise.all([readRunning(this.redis), readHistory(this.redis, 20, r.vm), new Registry(this.redis).vmHost(r.vm)]);
-    if (running.some((x) => x.vm === r.vm) || recent.some((h) => h.to === r.host && h.at > r.at - 600_000)) return;
-    const until = Date.now() + this.cfg.externalHoldMs;
-    await holdUntil(this.redis, r.vm, until);
-    await recordMigration(this.redis, {
-      vm: r.vm,
-      from: from && from !== r.host ? from : '?',
-      to: r.host,
-      outcome: 'ok',
-      at: r.at,
-      seconds: 0,
-      reason: `external: moved by something other than virt-cohort (virsh by hand, another balancer); held on ${r.host} until ${new Date(until).toISOString()}`,
-      manager: 'external',
-    });
-    log.warn({ vm: r.vm, host: r.host, until: new Date(until).toISOString() }, 'a VM moved by something other than virt-cohort: held where it is');
+    const until = await holdExternal(this.redis, r, this.cfg.externalHoldMs);
+    if (until !== undefined) log.warn({ vm: r.vm, host: r.host, until: new Date(until).toISOString() }, 'a VM moved by something other than virt-cohort: held where it is');
   }
 
   /** A host newly marked draining, or newly silent for evacuateSilent: emptied now, not at the next round. */
@@ -333,7 +318,7 @@ export class Manager {
       r.note = `standing by: the leader is ${await this.lock.holder()}`;
       return undefined;
     }
-    const inForce = await this.environment();
+    const inForce = await this.environment.read();
     if (inForce.version !== undefined) r.envVersion = inForce.version;
     const view = await readCollector(this.redis, {
       // An event does not wait for late reports: the periods before say enough about the group.
@@ -384,37 +369,6 @@ export class Manager {
     return { routes: trusted.routes, term, streak: d.streak };
   }
 
-  /**
-   * The environment of this decision, read each time: the file (manager.environment) when one is
-   * configured, a one-off override said once per stored version; else the version stored in Redis
-   * (parsed once per version); else the configured default (a lab's); else none (the registry's).
-   */
-  private async environment(): Promise<{ env?: Environment; version?: number }> {
-    const version = await new Registry(this.redis).environmentVersion();
-    if (this.cfg.env) {
-      if (version && version !== this.overridden) {
-        log.warn({ version, file: this.cfg.envSource }, `the environment stored in Redis (version ${version}) is not used: the file ${this.cfg.envSource ?? '(manager.environment)'} overrides it`);
-        this.overridden = version;
-      }
-      return { env: this.cfg.env };
-    }
-    if (!version) return this.cfg.defaultEnv ? { env: this.cfg.defaultEnv } : {};
-    if (this.stored?.version !== version) {
-      try {
-        const next = await storedEnvironment(this.redis, version);
-        if (next) {
-          log.info({ version, at: new Date(next.at).toISOString(), source: next.source, by: next.by }, `environment version ${version} in force`);
-          this.stored = next;
-        }
-      } catch (err) {
-        // Validated when written; a version this manager cannot read (a newer format) leaves the one before in force.
-        if (!this.stored) throw err;
-        log.error({ err, version, kept: this.stored.version }, `environment version ${version} cannot be read: version ${this.stored.version} stays in force`);
-      }
-    }
-    return this.stored ? { env: this.stored.env, version: this.stored.version } : {};
-  }
-
   /** The rules in force this round (the configuration's and the VMs' metadata); each problem with them logged once. */
   private rulesFor(view: CollectorView) {
     const set = rulesOf(view, { rules: this.cfg.rules ?? [], exclude: this.cfg.exclude, ...(this.cfg.rulesFile && { file: this.cfg.rulesFile }) });
@@ -430,22 +384,6 @@ export class Manager {
     for (const host of this.said.keys()) if (!now.has(host)) log.info({ host }, `host ${host}: its routes are vouched for again`);
     this.said = now;
   }
-}
-
-/**
- * How to reach each host's libvirt, and where migrations into it send memory:
- * only the registered routes `vetter` (the manager's configuration) vouches
- * for; each other host with the reason it is refused.
- */
-export function trustedRoutes(registry: readonly HostEntry[], vetter: RouteVetter): { routes: Map<string, HostRoute>; refused: { host: string; why: string }[] } {
-  const routes = new Map<string, HostRoute>();
-  const refused: { host: string; why: string }[] = [];
-  for (const h of registry) {
-    const v = vetter.vet(h.host, h.uri, h.migrateUri);
-    if (v.ok) routes.set(h.host, { ...v.route, site: h.site });
-    else refused.push({ host: h.host, why: v.why });
-  }
-  return { routes, refused };
 }
 
 export { interSiteShare } from '../placement/view.js';

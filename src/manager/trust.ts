@@ -1,5 +1,7 @@
 import { BlockList, isIP } from 'node:net';
+import type { HostEntry } from '../collector/registry.js';
 import { parseCidr, uriPattern, uriShapeProblem } from '../config/routes.js';
+import type { HostRoute } from './executor.js';
 
 /**
  * Which routes to a host the manager will use. A host's libvirt URI and
@@ -100,4 +102,20 @@ export class RouteVetter {
     }
     return { ok: true, route: { uri, ...(migrateUri ? { migrateUri } : {}) } };
   }
+}
+
+/**
+ * How to reach each host's libvirt, and where migrations into it send memory:
+ * only the registered routes `vetter` (the manager's configuration) vouches
+ * for; each other host with the reason it is refused.
+ */
+export function trustedRoutes(registry: readonly HostEntry[], vetter: RouteVetter): { routes: Map<string, HostRoute>; refused: { host: string; why: string }[] } {
+  const routes = new Map<string, HostRoute>();
+  const refused: { host: string; why: string }[] = [];
+  for (const h of registry) {
+    const v = vetter.vet(h.host, h.uri, h.migrateUri);
+    if (v.ok) routes.set(h.host, { ...v.route, site: h.site });
+    else refused.push({ host: h.host, why: v.why });
+  }
+  return { routes, refused };
 }
