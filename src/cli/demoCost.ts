@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import { Registry } from '../collector/registry.js';
 import { labEnvironment } from '../lab/environment.js';
 import type { LabState } from '../lab/state.js';
-import type { MigrationRecord } from '../manager/history.js';
+import { readHistory, readRunning, type MigrationRecord } from '../manager/history.js';
 import type { LeaderLock } from '../manager/lock.js';
 import { Manager, type ManagerConfig, type Round } from '../manager/manager.js';
 import { changeEnvironment } from '../placement/fromCollector.js';
@@ -40,6 +40,8 @@ export const COST_DEMO = {
 
 export interface CostStep {
   what: string;
+  /** The change in a few words, for the table. */
+  label: string;
   version: number;
   /** When the version was written (ms). */
   at: number;
@@ -80,7 +82,14 @@ export async function costDemo(lab: LabState, redis: Redis, lock: LeaderLock, se
   };
 
   /** Writes one change as `env set` does, then waits until the manager has settled under it. */
-  const step = async (what: string, edit: (doc: Record<string, unknown>) => object, settled: (sites: Record<string, number>) => boolean, timeoutMs: number, extra: Partial<CostStep> = {}) => {
+  const step = async (
+    label: string,
+    what: string,
+    edit: (doc: Record<string, unknown>) => object,
+    settled: (sites: Record<string, number>) => boolean,
+    timeoutMs: number,
+    extra: Partial<CostStep> = {},
+  ) => {
     say('');
     say(`== ${what}`);
     const change = await changeEnvironment(redis, (cur) => edit(structuredClone((cur ?? labEnvironment(lab)) as Record<string, unknown>)), {
@@ -88,23 +97,23 @@ export async function costDemo(lab: LabState, redis: Redis, lock: LeaderLock, se
       by: 'virt-cohort demo',
       base: labEnvironment(lab) as object,
     });
-    const s: CostStep = { what, version: change.version, at: Date.now(), migrations: [], sites: {}, ...extra };
+    const s: CostStep = { what, label, version: change.version, at: Date.now(), migrations: [], sites: {}, ...extra };
     steps.push(s);
     say(`   environment version ${change.version}: ${change.changes.length ? change.changes.map(changeLine).join(', ') : 'as before'}`);
     const from = rounds.length;
     const deadline = Date.now() + timeoutMs;
-    // Settled: a decision under this version that moves nothing, no migration running, the VMs where they should be.
+    // Settled: no migration running, the VMs where they should be, and a decision under this version
+    // that moves nothing and sees no traffic between sites (its periods are after the moves).
     for (;;) {
       await sleep(500);
-      const mine = rounds.slice(from).filter((r) => r.envVersion === change.version && r.view?.answer.status === 'ok');
-      const priced = mine.find((r) => r.plan);
-      if (priced) s.before ??= costPerHour(priced);
+      const mine = rounds.slice(from).filter((r) => r.envVersion === change.version && r.view?.answer.status === 'ok' && r.plan);
+      if (mine[0]) s.before ??= costPerHour(mine[0]);
       const quiet = mine.at(-1);
-      if (quiet && !quiet.moves.length && mine.length >= 3) {
+      if (quiet && !quiet.moves.length && quiet.interSite < 0.02 && mine.length >= 3 && !(await readRunning(redis)).length) {
         const where = await sitesNow();
         if (settled(where)) {
           s.sites = where;
-          s.after = quiet.plan && costPerHour(quiet);
+          s.after = costPerHour(quiet);
           break;
         }
       }
@@ -114,10 +123,8 @@ export async function costDemo(lab: LabState, redis: Redis, lock: LeaderLock, se
         break;
       }
     }
-    s.migrations = rounds
-      .slice(from)
-      .flatMap((r) => r.done)
-      .filter((d) => d.at >= s.at);
+    // From the history, as `virt-cohort history` shows it: an event's decision reports its round only once its migrations end.
+    s.migrations = (await readHistory(redis, 1000)).filter((d) => d.at >= s.at).sort((x, y) => x.at - y.at);
     const first = s.migrations.map((d) => d.at).sort((x, y) => x - y)[0];
     if (first !== undefined) s.firstMigrationMs = first - s.at;
     if (s.quotaEnd !== undefined) {
@@ -132,6 +139,7 @@ export async function costDemo(lab: LabState, redis: Redis, lock: LeaderLock, se
   try {
     const all = (site: string) => (w: Record<string, number>) => Object.keys(w).length === 1 && (w[site] ?? 0) > 0;
     await step(
+      `a ${COST_DEMO.a}, b ${COST_DEMO.b}, ${COST_DEMO.transferPerGB}/GB`,
       `prices: site a ${COST_DEMO.a}, site b ${COST_DEMO.b} per VM-hour; ${COST_DEMO.transferPerGB} per GB between them`,
       (doc) => {
         for (const l of doc.links as { transferPricePerGB: number }[]) l.transferPricePerGB = COST_DEMO.transferPerGB;
@@ -141,15 +149,23 @@ export async function costDemo(lab: LabState, redis: Redis, lock: LeaderLock, se
       300_000,
     );
     await step(
+      `b ${COST_DEMO.bSlightly}`,
       `site b drops to ${COST_DEMO.bSlightly}: the saving does not pay the moves back within the horizon`,
       (doc) => setPath(doc, 'sites.b.price.perVmHour', COST_DEMO.bSlightly).doc,
       all('a'),
       120_000,
     );
-    await step(`site b drops to ${COST_DEMO.bCheap}: the moves pay back within the horizon`, (doc) => setPath(doc, 'sites.b.price.perVmHour', COST_DEMO.bCheap).doc, all('b'), 300_000);
+    await step(
+      `b ${COST_DEMO.bCheap}`,
+      `site b drops to ${COST_DEMO.bCheap}: the moves pay back within the horizon`,
+      (doc) => setPath(doc, 'sites.b.price.perVmHour', COST_DEMO.bCheap).doc,
+      all('b'),
+      300_000,
+    );
     const end = Date.now() + COST_DEMO.quotaMs;
     const iso = new Date(end).toISOString().replace(/\.\d+Z$/, 'Z');
     await step(
+      `b's quota ends in ${COST_DEMO.quotaMs / 1000} s`,
       `the quota of site b's hosts ends at ${iso.slice(11, 19)} UTC, in ${COST_DEMO.quotaMs / 1000} s`,
       (doc) => {
         for (const h of Object.values(doc.hosts as Record<string, { site: string; availableUntil?: string }>)) if (h.site === 'b') h.availableUntil = iso;
@@ -172,10 +188,12 @@ function costPerHour(r: Round): number {
 
 function describe(r: Round): string {
   const cost = r.plan && r.view?.answer.status === 'ok' ? `; cost ${costPerHour(r).toFixed(3)}/h` : '';
-  if (r.moves.length || r.done.length || r.cause || r.skipped.some((s) => !/^proposed \d/.test(s.why)))
-    return renderRound(r)
-      .trimEnd()
-      .replace(/(environment version \d+)/, `$1${cost}`);
+  if (r.moves.length || r.done.length || r.cause || r.skipped.some((s) => !/^proposed \d/.test(s.why))) {
+    const [head, ...rest] = renderRound(r).trimEnd().split('\n');
+    // An event's decision (a quota's deadline, a new version) says what it was decided for.
+    const cause = r.cause ? [`  decided at once for: ${r.cause.what}`] : [];
+    return [head!.replace(/(environment version \d+)/, `$1${cost}`), ...cause, ...rest].join('\n');
+  }
   return `round ${r.n} at ${new Date(r.at).toISOString().slice(11, 19)}: environment version ${r.envVersion ?? '-'}${cost}; ${r.note ?? 'no move'}${r.skipped.length ? ` (${r.skipped.length} move(s) waiting for confirmation)` : ''}`;
 }
 
@@ -196,7 +214,7 @@ export function costTable(steps: readonly CostStep[]): string {
   return table(
     ['CHANGE', 'VERSION', 'COST/H BEFORE', 'COST/H AFTER', 'MIGRATIONS', 'FIRST MIGRATION AFTER', 'VMS'],
     steps.map((s) => [
-      s.what.replace(/:.*$/, ''),
+      s.label,
       String(s.version),
       money(s.before),
       money(s.after),
