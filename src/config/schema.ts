@@ -197,7 +197,7 @@ export const managerSchema = z
     }),
     quotaMargin: duration('5m', {
       description:
-        "A host whose quota ends (the environment's availableUntil) is emptied before the end: its VMs' migrations, and those of hosts whose quota ends no later, are estimated one after the other (memory twice over the slowest link out of the site, plus 8 s each), and the evacuation starts this much earlier still.",
+        "A host whose quota ends (the environment's availableUntil) is emptied before the end: its VMs' migrations, and those of hosts whose quota ends no later, are estimated one after the other (memory twice over the slowest link out of the site plus 8 s each, or what recent migrations took when longer), and the evacuation starts this much earlier still.",
     }),
     events: bool(true, {
       description: "React to the hosts' hook events between rounds (a VM started is placed at once, an external move is held, a drained host is emptied); false: rounds only.",

@@ -37,6 +37,8 @@ export interface DecisionInput {
    * migrations go on): those VMs are not planned again, and their destinations' room is taken.
    */
   moving?: readonly MoveOrder[];
+  /** How long recent migrations took (ms, a high percentile; manager/history.ts recentMigrationMs): a quota's evacuation counts each VM at least this. */
+  migrationMs?: number;
 }
 
 export interface Decision {
@@ -68,7 +70,7 @@ export function decide(input: DecisionInput): Decision {
     d.streak = new Map(input.streak);
     return d;
   }
-  const leaving = hostsLeft(view, cfg.evacuateSilentMs ?? 0, now, cfg.quotaMarginMs ?? 0);
+  const leaving = hostsLeft(view, cfg.evacuateSilentMs ?? 0, now, { marginMs: cfg.quotaMarginMs ?? 0, migrationMs: input.migrationMs ?? 0 });
   const moving = input.moving ?? [];
   d.interSite = interSiteShare(view);
   d.groups = clusterGroups(view, { horizonSeconds: cfg.horizonSeconds })
@@ -168,9 +170,14 @@ export interface Leaving {
 /**
  * The hosts to evacuate now: draining ones, (evacuateSilentMs > 0) those whose agent has been silent
  * that long, and (given the environment) those whose quota ends before their VMs could leave, with
- * `quotaMarginMs` to spare (quotaDeadlines).
+ * the margin to spare (quotaDeadlines).
  */
-export function hostsLeft(view: Pick<CollectorView, 'registry'> & Partial<Pick<CollectorView, 'environment' | 'vms'>>, evacuateSilentMs: number, now: number, quotaMarginMs = 0): Map<string, Leaving> {
+export function hostsLeft(
+  view: Pick<CollectorView, 'registry'> & Partial<Pick<CollectorView, 'environment' | 'vms'>>,
+  evacuateSilentMs: number,
+  now: number,
+  quota: QuotaTiming = { marginMs: 0 },
+): Map<string, Leaving> {
   const out = new Map<string, Leaving>();
   for (const h of view.registry) {
     if (h.draining) out.set(h.host, { kind: 'draining', why: `${h.host} is draining` });
@@ -179,7 +186,7 @@ export function hostsLeft(view: Pick<CollectorView, 'registry'> & Partial<Pick<C
     }
   }
   if (view.environment && view.vms) {
-    for (const [host, q] of quotaDeadlines({ environment: view.environment, vms: view.vms }, quotaMarginMs)) {
+    for (const [host, q] of quotaDeadlines({ environment: view.environment, vms: view.vms }, quota)) {
       if (now >= q.at && !out.has(host)) out.set(host, { kind: 'quota', why: q.why });
     }
   }
@@ -200,9 +207,16 @@ const MIGRATION_SETUP_MS = 8_000;
  * slower than their link). The VMs of the hosts whose quota ends no later are counted too, all one
  * after the other: the executor runs one migration per host at a time, and evacuations onto the
  * same destinations wait for each other. Each VM is its memory twice over the slowest link out of
- * its site, plus a fixed set-up.
+ * its site plus a fixed set-up, or what recent migrations took (`migrationMs`) when that is longer:
+ * a loaded host migrates slower than its link.
  */
-export function quotaDeadlines(view: Pick<CollectorView, 'environment' | 'vms'>, marginMs: number): Map<string, { at: number; until: number; why: string }> {
+/** How a quota's evacuation is timed: the margin kept to spare, and (when known) how long recent migrations took, a floor for each VM's. */
+export interface QuotaTiming {
+  marginMs: number;
+  migrationMs?: number;
+}
+
+export function quotaDeadlines(view: Pick<CollectorView, 'environment' | 'vms'>, { marginMs, migrationMs = 0 }: QuotaTiming): Map<string, { at: number; until: number; why: string }> {
   const env = view.environment;
   const out = new Map<string, { at: number; until: number; why: string }>();
   const ending = env.hosts.filter((h) => h.availableUntil !== undefined);
@@ -215,7 +229,8 @@ export function quotaDeadlines(view: Pick<CollectorView, 'environment' | 'vms'>,
     let slowest = Infinity;
     for (let t = 0; t < S; t++) if (bps[s * S + t]! > 0) slowest = Math.min(slowest, bps[s * S + t]!);
     const there = view.vms.filter((v) => v.host === h.name);
-    return { vms: there.length, ms: there.reduce((ms, v) => ms + MIGRATION_SETUP_MS + (PRECOPY_PASSES * v.memoryKiB * 1024 * 8 * 1000) / slowest, 0) };
+    const one = (v: (typeof there)[number]) => Math.max(migrationMs, MIGRATION_SETUP_MS + (PRECOPY_PASSES * v.memoryKiB * 1024 * 8 * 1000) / slowest);
+    return { vms: there.length, ms: there.reduce((ms, v) => ms + one(v), 0) };
   };
   const own = new Map(ending.map((h) => [h.name, leaveMs(h)]));
   for (const h of ending) {

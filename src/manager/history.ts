@@ -162,3 +162,16 @@ export async function holdExternal(redis: Redis, r: { vm: string; host: string; 
   });
   return until;
 }
+
+/**
+ * How long recent migrations took: the 90th percentile of the last `count` that succeeded (ms), 0
+ * when there are none. A quota's evacuation counts each VM at least this (manager/decide.ts).
+ */
+export async function recentMigrationMs(redis: Redis, count = 20): Promise<number> {
+  const ms = (await readHistory(redis, 4 * count))
+    .filter((h) => h.outcome === 'ok')
+    .slice(0, count)
+    .map((h) => h.seconds * 1000)
+    .sort((a, b) => a - b);
+  return ms.length ? ms[Math.min(ms.length - 1, Math.floor(0.9 * ms.length))]! : 0;
+}

@@ -13,7 +13,7 @@ import { DecisionEnvironment } from './environment.js';
 import { decide, forgetDone, hostsLeft, quotaDeadlines } from './decide.js';
 import { execute, type HostRoute, type MoveOrder } from './executor.js';
 import { EventJudge, EventReader, type HookEntry } from './events.js';
-import { cooldowns, holdExternal, type MigrationRecord } from './history.js';
+import { cooldowns, holdExternal, recentMigrationMs, type MigrationRecord } from './history.js';
 import { loadStreak, saveStreak, type LeaderLock } from './lock.js';
 import { RouteVetter, routePolicy, trustedRoutes } from './trust.js';
 
@@ -194,6 +194,8 @@ export class Manager {
   }
 
   private quotaTimer?: NodeJS.Timeout;
+  /** How long recent migrations took (history's 90th percentile, ms), read at each decision: a quota's evacuation counts it. */
+  private migrationMs = 0;
 
   /**
    * The next quota deadline (a host whose quota ends, less the time its VMs need to leave and the
@@ -204,7 +206,7 @@ export class Manager {
     clearTimeout(this.quotaTimer);
     const now = Date.now();
     const busy = new Set(view.vms.map((v) => v.host));
-    const next = [...quotaDeadlines(view, this.cfg.quotaMarginMs)].filter(([h, q]) => q.at > now && busy.has(h)).sort((a, b) => a[1].at - b[1].at)[0];
+    const next = [...quotaDeadlines(view, { marginMs: this.cfg.quotaMarginMs, migrationMs: this.migrationMs })].filter(([h, q]) => q.at > now && busy.has(h)).sort((a, b) => a[1].at - b[1].at)[0];
     // setTimeout holds at most ~24 days; a later deadline is armed by a later round.
     if (!next || this.stopping || next[1].at - now > 2 ** 31 - 1) return;
     const [host, q] = next;
@@ -328,6 +330,7 @@ export class Manager {
         : { defaults: { latencyMs: DEFAULT_LATENCY_MS, bandwidthMbit: DEFAULT_BANDWIDTH_MBIT, cpuOvercommit: this.cfg.cpuOvercommit, reserveMemoryMiB: this.cfg.reserveMemory } }),
     });
     r.view = view;
+    this.migrationMs = await recentMigrationMs(this.redis).catch(() => this.migrationMs);
     this.armQuota(view);
     const trusted = trustedRoutes(view.registry, this.vetter);
     for (const bad of await this.certs.refused(trusted.routes)) {
@@ -356,6 +359,7 @@ export class Manager {
       now: Date.now(),
       rules: this.rulesFor(view),
       moving: [...this.moving.values()],
+      migrationMs: this.migrationMs,
       ...(event && { focus: event.focus }),
     });
     const orders = inForce.version === undefined ? d.orders : d.orders.map((m) => ({ ...m, envVersion: inForce.version }));

@@ -329,7 +329,7 @@ test('decide empties a host before its quota ends, with the time its migrations 
   const until = now + 3_600_000;
   const ending = { ...view, environment: { ...view.environment, hosts: view.environment.hosts.map((h) => (h.name === 'a1' ? { ...h, availableUntil: until } : h)) } };
   const margin = 60_000;
-  const q = quotaDeadlines(ending, margin).get('a1')!;
+  const q = quotaDeadlines(ending, { marginMs: margin }).get('a1')!;
   const onA1 = ending.vms.filter((v) => v.host === 'a1');
   assert.equal(onA1.length, 2);
   // Each VM's memory twice over the link out of site a, plus 8 s, one after the other; then the margin.
@@ -362,10 +362,19 @@ test('decide empties a host before its quota ends, with the time its migrations 
     pinned.orders.map((o) => o.vm),
     ['y1'],
   );
-  assert.equal(quotaDeadlines(view, margin).size, 0, 'no quota, no deadline');
+  assert.equal(quotaDeadlines(view, { marginMs: margin }).size, 0, 'no quota, no deadline');
+  // Recent migrations took 40 s each: the evacuation counts that, not the link's estimate.
+  const slow = quotaDeadlines(ending, { marginMs: margin, migrationMs: 40_000 }).get('a1')!;
+  assert.equal(slow.at, until - margin - 2 * 40_000);
+  assert.deepEqual(
+    decide({ ...base, now: slow.at, migrationMs: 40_000 })
+      .orders.map((o) => o.vm)
+      .sort(),
+    ['x1', 'y1'],
+  );
   // b1's quota ends too, a minute later: its evacuation counts a1's VMs as well, since they leave first.
   const both = { ...ending, environment: { ...ending.environment, hosts: ending.environment.hosts.map((h) => (h.name === 'b1' ? { ...h, availableUntil: until + 60_000 } : h)) } };
-  const qs = quotaDeadlines(both, margin);
+  const qs = quotaDeadlines(both, { marginMs: margin });
   const onB1 = both.vms.filter((v) => v.host === 'b1');
   const needB1 = onB1.reduce((ms, v) => ms + 8000 + (2 * v.memoryKiB * 8192 * 1000) / bps, 0);
   assert.ok(Math.abs(until + 60_000 - margin - need - needB1 - qs.get('b1')!.at) < 1);
