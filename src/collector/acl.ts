@@ -88,6 +88,7 @@ export function agentUser(host: string, agentsTrim = false): AclUser {
     '+zadd',
     '+zmscore',
     '+zrange',
+    '+zcount',
     '+zrem',
     '+xadd',
     ...[...own, ...sharedAgentKeys()].map((k) => `~${k}`),
