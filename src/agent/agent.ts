@@ -107,7 +107,7 @@ export class Agent {
     // Connection errors are retried by ioredis; flush() reports the wait, connectDaemon the credentials or TLS refused.
     const redis = connectDaemon(cfg.redis, cfg.redisAuth, log);
     agentMetrics.watch(spool, redis);
-    const agent = new Agent(cfg, sensor, redis, new Store(redis), new Registry(redis), spool, ids, connect, clock);
+    const agent = new Agent(cfg, sensor, redis, new Store(redis, { zsetPeriods: cfg.zsetPeriods }), new Registry(redis), spool, ids, connect, clock);
     agent.ledger = await PeriodLedger.open(cfg.stateDir, clock.now(), clock.mono());
     redis.on('ready', () => {
       log.info({ redis: redisLabel(cfg.redis, cfg.redisAuth) }, 'Redis connected');
@@ -261,11 +261,12 @@ export class Agent {
           ),
         () => this.durable(),
       );
-      if (sent && this.cfg.retention > 0)
+      if (sent)
         await this.store.trim(this.cfg.retention, Date.now(), (gone) =>
           log.info({ vms: gone.vms, addresses: gone.addresses, before: new Date(gone.before).toISOString() }, 'forgot the VMs stopped before the oldest period kept'),
         );
-      await this.store.materialise({ host: this.cfg.host }); // the zsets for people; queries already count the reports
+      // The zsets for people (queries already count the reports), and the index of the pair ids it gave.
+      await this.store.materialise({ host: this.cfg.host });
       while (this.pendingEvents.length && this.redis.status === 'ready') {
         await this.store.event(this.cfg.host, this.pendingEvents[0]!);
         this.pendingEvents.shift();

@@ -68,7 +68,8 @@ export function agentUser(host: string, agentsTrim = false): AclUser {
   const rules = [
     '+eval',
     '+evalsha',
-    // Store.apply/materialise (and their Lua scripts: Redis checks each call inside against these), registerHost, putVm, vmGone, event.
+    // Store.apply/materialise (and their Lua scripts: Redis checks each call inside against these), registerHost, putVm, vmGone, event;
+    // and Store.trim's part every agent does, retention or not: deleting the zsets of the periods out of the newest agent.zsetPeriods.
     '+get',
     '+set',
     '+del',
@@ -88,6 +89,7 @@ export function agentUser(host: string, agentsTrim = false): AclUser {
     '+zadd',
     '+zmscore',
     '+zrange',
+    '+zcount',
     '+zrem',
     '+xadd',
     ...[...own, ...sharedAgentKeys()].map((k) => `~${k}`),

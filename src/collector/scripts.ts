@@ -16,8 +16,10 @@ declare module 'ioredis' {
     vcNewIds(pairDict: string, pairNames: string, pairIds: string, epoch: string, segment: number, cap: number, ...members: string[]): Result<[epoch: string, run: string, first: number], Context>;
     /** INDEX_IDS: member, id, member, id...; -1 when the dictionary or the Redis process changed (nothing written). */
     vcIndexIds(pairDict: string, pairIds: string, epoch: string, run: string, ...memberIds: (string | number)[]): Result<number, Context>;
-    /** SUM. Keys and arguments as SUM lists them; 1 summed, 0 not this caller's chunk. */
+    /** SUM. Keys and arguments as SUM lists them; 1 summed, 0 not this caller's chunk (or the period keeps no zsets). */
     vcSum(...keysAndArgs: (string | number)[]): Result<number, Context>;
+    /** PRUNE: 1 the current dictionary was retired (a new one begun), 0 it is kept. */
+    vcPrune(pairDict: string, pairNames: string, pairIds: string, epoch: string, oldestKept: number): Result<number, Context>;
     /** PUT_VM: 1. */
     vcPutVm(vms: string, vm: string, addr: string, name: string, host: string, state: string, now: number, fields: number, ...fieldsThenAddresses: (string | number)[]): Result<number, Context>;
     /** VM_GONE: 1 marked stopped, 0 the directory places it elsewhere. */
@@ -47,6 +49,42 @@ if not epoch then
   epoch = ARGV[1]
   redis.call('DEL', KEYS[2], KEYS[3])
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'next', 0)
+end
+`;
+
+/**
+ * Lua: whether period P (ARGV) keeps its zsets: `keep` > 0 and fewer than
+ * `keep` periods of vc:periods (KEYS) are newer than P. Periods are only ever
+ * added at the new end (retention removes the oldest), so once a period is
+ * out it stays out: Store.trim deletes the zsets of the periods that fell out,
+ * and no script creates them again.
+ */
+const KEEPS_ZSETS = `
+local function keepsZsets(periods, p, keep)
+  keep = tonumber(keep)
+  return keep > 0 and redis.call('ZCOUNT', periods, '(' .. p, '+inf') < keep
+end
+`;
+
+/**
+ * Lua: retires the current pair dictionary KEYS[1] (epoch `epoch`) and begins
+ * a new one, `new`, with no ids: the old names move to vc:pair:names:EPOCH
+ * (KEYS[2] .. ':' .. epoch), the index KEYS[3] goes (UNLINK: freed off the
+ * main thread), and `retired:EPOCH` records the first period that cannot hold
+ * a report written with it: one after `top`, the newest period APPLY wrote
+ * with it (APPLY refuses its ids from now on). A dictionary without `top`
+ * (written before `top` was kept) falls back on Redis's clock, as before.
+ * Store.trim deletes a retired dictionary once the oldest period kept is at
+ * or after that mark.
+ */
+const RETIRE = `
+local function retire(epoch, new)
+  local top = redis.call('HGET', KEYS[1], 'top')
+  local at = top and tonumber(top) + 1 or tonumber(redis.call('TIME')[1])
+  if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('RENAME', KEYS[2], KEYS[2] .. ':' .. epoch) end
+  redis.call('UNLINK', KEYS[3])
+  redis.call('HDEL', KEYS[1], 'from', 'top')
+  redis.call('HSET', KEYS[1], 'retired:' .. epoch, at, 'epoch', new, 'next', 0)
 end
 `;
 
@@ -83,15 +121,19 @@ end
  * set is the guard: a report re-sent (ioredis replays commands after a
  * reconnect; the agent re-sends its spool after an unanswered write) finds its
  * host already there and writes nothing. Behind the guard, in the same script:
- * the host's packed pairs (one SET), its meta, the period in vc:periods, and
- * either the pairs summed into the period's zsets (a small report) or a
- * `pending` field that Store.materialise works off (a large one).
+ * the host's packed pairs (one SET), its meta, the period in vc:periods, the
+ * dictionary's span of periods (`from`, the first report's period, and `top`,
+ * the newest: what Store.trim prunes it by, see PRUNE), and, when the period
+ * is among the newest `keep` (KEEPS_ZSETS), either the pairs summed into the
+ * period's zsets (a small report) or a `pending` field that Store.materialise
+ * works off (a large one).
  * Refused (-1) when the pair ids were taken from another dictionary or another
  * Redis process than the one that runs it (see idsOf): nothing is written.
  * KEYS: reported, hostPairs, meta, periods, pairDict, pending, msgs, bytes.
- * ARGV: host, period, epoch, run_id, blob, meta, n pairs inline (-1: none, the report is large), then n members, messages, bytes.
+ * ARGV: host, period, epoch, run_id, blob, meta, n pairs inline (-1: none, the report is large), keep
+ * (zset periods), then n members, messages, bytes.
  */
-const APPLY = `${ADD_TO_ZSETS + RUN_ID}
+const APPLY = `${ADD_TO_ZSETS + KEEPS_ZSETS + RUN_ID}
 if redis.call('HGET', KEYS[5], 'epoch') ~= ARGV[3] or run_id() ~= ARGV[4] then return -1 end
 -- A script is not undone when a call fails: under an ACL (virt-cohort acl), a host that may not write this
 -- report must fail before the guard below marks it reported. (acl_check_cmd: Redis 7.0 and later.)
@@ -102,11 +144,16 @@ if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('SET', KEYS[2], ARGV[5])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[6])
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[2])
+local span = redis.call('HMGET', KEYS[5], 'from', 'top')
+if not span[1] then redis.call('HSET', KEYS[5], 'from', ARGV[2]) end
+if not span[2] or tonumber(ARGV[2]) > tonumber(span[2]) then redis.call('HSET', KEYS[5], 'top', ARGV[2]) end
 local n = tonumber(ARGV[7])
-if n > 0 then
-  addTo(KEYS[7], KEYS[8], 8, n)
-elseif n < 0 then
-  redis.call('HSET', KEYS[6], ARGV[2] .. ':' .. ARGV[1], 0)
+if n ~= 0 and keepsZsets(KEYS[4], ARGV[2], ARGV[8]) then
+  if n > 0 then
+    addTo(KEYS[7], KEYS[8], 9, n)
+  else
+    redis.call('HSET', KEYS[6], ARGV[2] .. ':' .. ARGV[1], 0)
+  end
 end
 return 1
 `;
@@ -119,20 +166,18 @@ return 1
  * ids joined by NUL, in id order: reservation and append are one script). No work
  * per member here: the member → id index (vc:pair:ids) is written later, off
  * the report's path (indexIds). A dictionary that already holds `cap` ids
- * (0: no cap) is retired first: its names move to vc:pair:names:EPOCH, its
+ * (0: no cap) is retired first (RETIRE): its names move to vc:pair:names:EPOCH, its
  * index goes, and a new dictionary (epoch ARGV[1]) takes the members; a
  * caller holding ids of the old one sees the new epoch and asks again.
  * Returns epoch, run_id, first id.
  * KEYS: pairDict, pairNames, pairIds. ARGV: epoch for a new dictionary, segment size, cap, members...
  */
-const NEW_IDS = `${OPEN_DICT}
+const NEW_IDS = `${OPEN_DICT + RETIRE}
 local run = run_id()
 local k = #ARGV - 3
 local cap = tonumber(ARGV[3])
 if cap > 0 and tonumber(redis.call('HGET', KEYS[1], 'next')) >= cap then
-  if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('RENAME', KEYS[2], KEYS[2] .. ':' .. epoch) end
-  redis.call('DEL', KEYS[3])
-  redis.call('HSET', KEYS[1], 'retired:' .. epoch, redis.call('TIME')[1], 'epoch', ARGV[1], 'next', 0)
+  retire(epoch, ARGV[1])
   epoch = ARGV[1]
 end
 local first = redis.call('HINCRBY', KEYS[1], 'next', k) - k
@@ -171,14 +216,56 @@ return 1
  * the report's `pending` field says the pairs summed so far end where this
  * chunk starts; it then moves the field past the chunk, or removes it after
  * the last. A chunk replayed, one summed by another caller meanwhile, or a
- * report trimmed meanwhile (field gone) adds nothing.
- * KEYS: pending, msgs, bytes. ARGV: field, offset, last (1|0), n, then n members, messages, bytes.
+ * report trimmed meanwhile (field gone) adds nothing; nor does one of a period
+ * no longer among the newest `keep` (KEEPS_ZSETS): its field goes, and its
+ * zsets are Store.trim's to delete.
+ * KEYS: pending, msgs, bytes, periods. ARGV: field, offset, last (1|0), n, period, keep, then n members, messages, bytes.
  */
-const SUM = `${ADD_TO_ZSETS}
+const SUM = `${ADD_TO_ZSETS + KEEPS_ZSETS}
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+if not keepsZsets(KEYS[4], ARGV[5], ARGV[6]) then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return 0
+end
 local n = tonumber(ARGV[4])
-addTo(KEYS[2], KEYS[3], 5, n)
+addTo(KEYS[2], KEYS[3], 7, n)
 if ARGV[3] == '1' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] + n) end
+return 1
+`;
+
+/**
+ * Prunes the pair dictionary by periods: when the current one (KEYS[1]) has
+ * served reports since a period older than the oldest period kept
+ * (ARGV[2]), it is retired (RETIRE) and a new one, epoch ARGV[1], begins.
+ *
+ * Why whole dictionaries rather than pair by pair: a pair's id is written
+ * into every packed report that uses it, and a query names it only through
+ * the dictionary the report names (its epoch). Deleting single members would
+ * need each one's last period (a write per pair per period, more memory than
+ * the member itself) and a way to stop a Store writing an id that a prune
+ * removed between its lookup and its report. A dictionary retired whole needs
+ * neither: APPLY already refuses ids of any epoch but the current one, in the
+ * same script as the exactly-once guard, so a report whose ids were read
+ * before the prune writes nothing and its Store reads them again from the new
+ * dictionary (-1 in APPLY); a report that landed before the prune is named
+ * by the retired dictionary, kept until no period kept can hold one
+ * (`retired:EPOCH`, one after its `top`). The pairs still in use re-enter
+ * the new dictionary with the next report that names them; those not seen
+ * since go with the retired one. So a pair unseen for one retention leaves
+ * the current dictionary and its index at the next prune, and leaves Redis
+ * with the retired names one retention later: at most two dictionaries exist
+ * (the current one, whole, and the retired one's names).
+ *
+ * Ids: never reused within a dictionary (`next` only grows); a new one counts
+ * from 0 again, but every packed report carries its epoch (8 random bytes)
+ * and is read only against that epoch, so an (epoch, id) never names two
+ * pairs.
+ * KEYS: pairDict, pairNames, pairIds. ARGV: epoch of the new dictionary, oldest period kept.
+ */
+const PRUNE = `${RETIRE}
+local d = redis.call('HMGET', KEYS[1], 'epoch', 'from')
+if not d[1] or not d[2] or tonumber(d[2]) >= tonumber(ARGV[2]) then return 0 end
+retire(d[1], ARGV[1])
 return 1
 `;
 
@@ -251,7 +338,8 @@ export function defineScripts(redis: Redis): void {
   redis.defineCommand('vcDict', { numberOfKeys: 3, lua: DICT });
   redis.defineCommand('vcNewIds', { numberOfKeys: 3, lua: NEW_IDS });
   redis.defineCommand('vcIndexIds', { numberOfKeys: 2, lua: INDEX_IDS });
-  redis.defineCommand('vcSum', { numberOfKeys: 3, lua: SUM });
+  redis.defineCommand('vcSum', { numberOfKeys: 4, lua: SUM });
+  redis.defineCommand('vcPrune', { numberOfKeys: 3, lua: PRUNE });
   redis.defineCommand('vcPutVm', { numberOfKeys: 3, lua: PUT_VM });
   redis.defineCommand('vcVmGone', { numberOfKeys: 1, lua: VM_GONE });
   redis.defineCommand('vcDropAddresses', { numberOfKeys: 1, lua: DROP_ADDRESSES });

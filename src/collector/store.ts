@@ -18,6 +18,10 @@ const LOOKUP_BATCH = 10_000;
 const NEW_BATCH = 100_000;
 /** Applied large reports whose pairs this Store keeps in hand to materialise them without reading them back. */
 const RECENT = 4;
+/** Default Store option: the newest periods whose zsets (vc:period:P:msgs, :bytes) are kept. */
+export const ZSET_PERIODS = 10;
+/** Periods read at once when looking for zsets to delete. */
+const SWEEP_BATCH = 1000;
 
 export interface StoreOptions {
   /** Reports with at most this many pairs are summed into the period's zsets in the guard's own script; larger ones by materialise(). */
@@ -26,6 +30,11 @@ export interface StoreOptions {
   chunkPairs?: number;
   /** Ids a pair dictionary holds before a new one is started (0: no cap). Default DICTIONARY_CAP. */
   dictionaryCap?: number;
+  /**
+   * The newest periods (of vc:periods) whose zsets are kept, for people and tools: older periods keep only their
+   * packed reports, which is all the queries read. 0: no zsets at all. Default ZSET_PERIODS (agent.zsetPeriods).
+   */
+  zsetPeriods?: number;
 }
 
 /**
@@ -48,6 +57,7 @@ export class Store {
   readonly inlinePairs: number;
   readonly chunkPairs: number;
   readonly dictionaryCap: number;
+  readonly zsetPeriods: number;
   /** The dictionary (epoch) and Redis process (run_id) that `ids` came from. */
   private dict: { epoch: string; run: string } | undefined;
   /** member → id for the members of this Store's recent reports: a steady agent asks only for new members. */
@@ -66,6 +76,7 @@ export class Store {
     this.inlinePairs = opts.inlinePairs ?? INLINE_PAIRS;
     this.chunkPairs = Math.max(1, opts.chunkPairs ?? CHUNK_PAIRS);
     this.dictionaryCap = opts.dictionaryCap ?? DICTIONARY_CAP;
+    this.zsetPeriods = Math.max(0, opts.zsetPeriods ?? ZSET_PERIODS);
     defineScripts(redis);
     this.registry = new Registry(redis);
   }
@@ -74,13 +85,15 @@ export class Store {
    * Returns true when the report was applied now, false when it already had
    * been. Once it returns, the report counts in queries; the period's zsets
    * hold it too when it had at most `inlinePairs` pairs, else after
-   * materialise().
+   * materialise(); neither when the period is not among the newest
+   * `zsetPeriods`.
    */
   async apply(r: Report): Promise<boolean> {
     for (let attempt = 0; ; attempt++) {
       const ids = await this.idsOf(r.pairs);
       const { epoch, run } = this.dict!;
-      const inline = r.pairs.length <= this.inlinePairs;
+      const zsets = this.zsetPeriods > 0;
+      const inline = zsets && r.pairs.length <= this.inlinePairs;
       const args: (string | number | Buffer)[] = [
         K.reported(r.period),
         K.hostPairs(r.period, r.host),
@@ -96,7 +109,8 @@ export class Store {
         run,
         encodePacked(epoch, ids, r.pairs),
         reportMeta(r),
-        inline ? r.pairs.length : -1,
+        inline ? r.pairs.length : zsets ? -1 : 0,
+        this.zsetPeriods,
       ];
       if (inline) pushColumns(args, r.pairs, 0, r.pairs.length);
       const [res] = await results(this.redis.multi().vcApply(...args), 'the report transaction');
@@ -106,7 +120,7 @@ export class Store {
         if (attempt < 3) continue;
         throw new Error('the pair dictionary (vc:pair:dict) or the Redis process changed under every attempt to write this report');
       }
-      if (!inline) {
+      if (zsets && !inline) {
         this.recent.set(pendingField(r.period, r.host), r.pairs);
         while (this.recent.size > RECENT) this.recent.delete(this.recent.keys().next().value!);
       }
@@ -257,7 +271,7 @@ export class Store {
       const tx = this.redis.pipeline();
       for (let c = at; c < n || c === 0; c += this.chunkPairs) {
         const end = Math.min(n, c + this.chunkPairs);
-        const args: (string | number)[] = [K.pending, K.msgs(period), K.bytes(period), field, c, end === n ? 1 : 0, end - c];
+        const args: (string | number)[] = [K.pending, K.msgs(period), K.bytes(period), K.periods, field, c, end === n ? 1 : 0, end - c, period, this.zsetPeriods];
         for (let i = c; i < end; i++) args.push(names[i]!);
         for (let i = c; i < end; i++) args.push(msgs[i]!);
         for (let i = c; i < end; i++) args.push(bytes[i]!);
@@ -282,13 +296,23 @@ export class Store {
   private forgotAt = 0;
 
   /**
-   * Keeps the newest `keep` periods (0: keep all, the seed's default). Then,
-   * at most once an hour, forgets the VMs stopped before the oldest period
-   * kept (Registry.forget): no period kept counts them any more; `forgot`
-   * says how many went. Returns the number of periods removed.
+   * Keeps the newest `keep` periods (0: keep all, the seed's default), and
+   * prunes the pair dictionary by them (PRUNE in scripts.ts: a dictionary that
+   * has served reports since before the oldest period kept is retired, and a
+   * retired one goes once no period kept can use it). Then, at most once an
+   * hour, forgets the VMs stopped before the oldest period kept
+   * (Registry.forget): no period kept counts them any more; `forgot` says how
+   * many went. Whatever `keep`, deletes the zsets of the periods no longer
+   * among the newest `zsetPeriods` (dropZsets). Returns the number of periods
+   * removed.
    */
   async trim(keep: number, now = Date.now(), forgot?: (gone: { vms: number; addresses: number; before: number }) => void): Promise<number> {
-    if (keep <= 0) return 0;
+    const removed = keep > 0 ? await this.dropPeriods(keep, now, forgot) : 0;
+    await this.dropZsets();
+    return removed;
+  }
+
+  private async dropPeriods(keep: number, now: number, forgot?: (gone: { vms: number; addresses: number; before: number }) => void): Promise<number> {
     if (now - this.forgotAt >= 3_600_000) {
       const oldest = Number((await this.redis.zrange(K.periods, String(-keep), String(-keep)))[0] ?? 0);
       if (oldest > 0) {
@@ -299,22 +323,24 @@ export class Store {
     }
     const old = await this.redis.zrange(K.periods, '0', String(-(keep + 1)));
     if (!old.length) return 0;
-    await this.dropRetired(Number((await this.redis.zrange(K.periods, String(-keep), String(-keep)))[0] ?? 0));
+    const oldestKept = Number((await this.redis.zrange(K.periods, String(-keep), String(-keep)))[0] ?? 0);
+    await this.dropRetired(oldestKept);
     const hosts = await this.registry.hostNames();
     const tx = this.redis.multi();
     for (const p of old) {
       tx.unlink(...periodKeys(Number(p), hosts));
-      tx.hdel(K.pending, ...hosts.map((h) => pendingField(Number(p), h)));
+      if (hosts.length) tx.hdel(K.pending, ...hosts.map((h) => pendingField(Number(p), h)));
     }
     tx.zrem(K.periods, ...old);
     await results(tx, 'the retention transaction');
+    if (oldestKept) await this.redis.vcPrune(K.pairDict, K.pairNames, K.pairIds, newEpoch(), oldestKept);
     return old.length;
   }
 
   /**
    * Deletes the retired pair dictionaries no period kept can use: each was
-   * retired at a time, and every report written with it is for a period that
-   * began before then (later writes use the new one).
+   * retired at a mark, and every report written with it is for a period
+   * before the mark (later writes use the new one).
    */
   private async dropRetired(oldestKept: number): Promise<void> {
     if (!oldestKept) return;
@@ -324,6 +350,40 @@ export class Store {
       const epoch = field.slice('retired:'.length);
       await results(this.redis.multi().unlink(K.retiredNames(epoch)).hdel(K.pairDict, field), 'dropping a retired pair dictionary');
     }
+  }
+
+  /** Periods from this score on may still have zsets this Store has not deleted: `-inf` until its first dropZsets. */
+  private zsetsFrom = '-inf';
+
+  /**
+   * Deletes the zsets of the periods older than the newest `zsetPeriods` of
+   * vc:periods (all of them when 0), and the `pending` fields of their large
+   * reports. No script creates a period's zsets once it is out (KEEPS_ZSETS in
+   * scripts.ts), so each period is swept once per Store: the first call looks
+   * at every older period (zsets of a Redis written before this setting, or by
+   * another agent with a larger one), later calls only at those that fell out
+   * since.
+   */
+  private async dropZsets(): Promise<void> {
+    const keep = this.zsetPeriods;
+    let until = '+inf';
+    if (keep > 0) {
+      const cut = (await this.redis.zrange(K.periods, String(-keep), String(-keep)))[0];
+      if (cut === undefined) return; // fewer periods than that
+      until = `(${cut}`;
+    }
+    let last: string | undefined;
+    for (;;) {
+      const batch = await this.redis.zrange(K.periods, this.zsetsFrom, until, 'BYSCORE', 'LIMIT', 0, SWEEP_BATCH);
+      if (!batch.length) break;
+      await this.redis.unlink(...batch.flatMap((p) => [K.msgs(Number(p)), K.bytes(Number(p))]));
+      last = batch[batch.length - 1]!;
+      this.zsetsFrom = `(${last}`;
+      if (batch.length < SWEEP_BATCH) break;
+    }
+    if (last === undefined) return;
+    const stale = Object.keys(await this.redis.hgetall(K.pending)).filter((f) => Number(f.slice(0, f.indexOf(':'))) <= Number(last));
+    if (stale.length) await this.redis.hdel(K.pending, ...stale);
   }
 
   /** Appends to `host`'s event stream. */

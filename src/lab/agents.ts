@@ -86,6 +86,10 @@ export async function startAgent(lab: LabSettings & { periodSeconds?: number; se
       labMigrateUri(h),
       '--sensor',
       lab.sensor ?? 'ebpf',
+      // The lab's tests read the readable zsets of every period of a run (an outage of 2 minutes is 24 periods of 5 s):
+      // keep them all, not the newest 10 of agent.zsetPeriods.
+      '--zset-periods',
+      '100000',
       ...extra,
     ],
     { detached: true, stdio: ['ignore', out.fd, out.fd], env: { ...process.env, ...env } },

@@ -122,6 +122,20 @@ test('with --agents-trim an agent deletes whole old periods, and still writes on
   assert.equal(await admin.exists(K.hostPairs(P, 'a1')), 0);
 });
 
+test('an agent without --agents-trim deletes the zsets of periods out of the newest agent.zsetPeriods, and nothing else', async () => {
+  const a1 = await as('vc-agent-a1');
+  const store = new Store(a1, { zsetPeriods: 1 });
+  const before = await admin.zrange(K.periods, '0', '-1');
+  assert.ok(before.length >= 1 && (await admin.exists(K.msgs(Number(before.at(-1))))) === 1);
+  await store.apply(report('a1', P + 5 * L, [['a1-vm>y', 2, 20]]));
+  await store.trim(0);
+  for (const p of before) {
+    assert.equal(await admin.exists(K.msgs(Number(p)), K.bytes(Number(p))), 0, `period ${p}: zsets deleted`);
+    assert.equal(await admin.exists(K.reported(Number(p))), 1, `period ${p}: kept`);
+  }
+  assert.equal(await admin.zscore(K.msgs(P + 5 * L), 'a1-vm>y'), '2');
+});
+
 test("the manager's writes work with its own: lock, cooldown, history, drain, the environment; it cannot write reports or events", async () => {
   const m = await as('vc-manager');
   const lock = new LeaderLock(m, 10_000);

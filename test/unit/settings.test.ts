@@ -41,7 +41,7 @@ test('the commands keep their flags', () => {
     longs(agentCommand()),
     sorted(
       '--config --no-config --host --site --libvirt-uri --advertise-uri --redis --redis-password-file --redis-sentinels --redis-primary --period --reconcile ' +
-        '--socket --state-dir --spool-max --retention --sensor --pin-root --migrate-uri --metrics --metrics-bind --pretty',
+        '--socket --state-dir --spool-max --retention --zset-periods --sensor --pin-root --migrate-uri --metrics --metrics-bind --pretty',
     ),
   );
   assert.deepEqual(
@@ -128,6 +128,7 @@ test('the modules keep their defaults', () => {
     stateDir: '/var/lib/virt-cohort',
     spoolMax: 2880,
     retention: 0,
+    zsetPeriods: 10,
     sensor: 'auto',
     pinRoot: '/sys/fs/bpf/virt-cohort',
     migrateUri: '',
