@@ -201,6 +201,12 @@ export function hostsLeft(
 const PRECOPY_PASSES = 2;
 const MIGRATION_SETUP_MS = 8_000;
 
+/** How a quota's evacuation is timed: the margin kept to spare, and (when known) how long recent migrations took, a floor for each VM's. */
+export interface QuotaTiming {
+  marginMs: number;
+  migrationMs?: number;
+}
+
 /**
  * For each host whose quota ends (availableUntil), when its evacuation must start: the end, less the
  * time its VMs need to leave, less `marginMs` (rounds come at their interval; migrations may be
@@ -210,12 +216,6 @@ const MIGRATION_SETUP_MS = 8_000;
  * its site plus a fixed set-up, or what recent migrations took (`migrationMs`) when that is longer:
  * a loaded host migrates slower than its link.
  */
-/** How a quota's evacuation is timed: the margin kept to spare, and (when known) how long recent migrations took, a floor for each VM's. */
-export interface QuotaTiming {
-  marginMs: number;
-  migrationMs?: number;
-}
-
 export function quotaDeadlines(view: Pick<CollectorView, 'environment' | 'vms'>, { marginMs, migrationMs = 0 }: QuotaTiming): Map<string, { at: number; until: number; why: string }> {
   const env = view.environment;
   const out = new Map<string, { at: number; until: number; why: string }>();
@@ -235,10 +235,10 @@ export function quotaDeadlines(view: Pick<CollectorView, 'environment' | 'vms'>,
   const own = new Map(ending.map((h) => [h.name, leaveMs(h)]));
   for (const h of ending) {
     const until = h.availableUntil!;
-    const with_ = ending.filter((g) => g.availableUntil! <= until);
-    const needMs = with_.reduce((ms, g) => ms + own.get(g.name)!.ms, 0);
-    const vms = with_.reduce((n, g) => n + own.get(g.name)!.vms, 0);
-    const others = with_.length > 1 ? ` (with ${with_.length - 1} other host(s) whose quota ends by then)` : '';
+    const byThen = ending.filter((g) => g.availableUntil! <= until);
+    const needMs = byThen.reduce((ms, g) => ms + own.get(g.name)!.ms, 0);
+    const vms = byThen.reduce((n, g) => n + own.get(g.name)!.vms, 0);
+    const others = byThen.length > 1 ? ` (with ${byThen.length - 1} other host(s) whose quota ends by then)` : '';
     const why = `${h.name}'s quota ends at ${new Date(until).toISOString().slice(0, 19)}Z; ${vms} VM(s)${others} need about ${Math.ceil(needMs / 1000)} s to leave, and ${Math.round(marginMs / 1000)} s are kept to spare`;
     out.set(h.name, { at: until - needMs - marginMs, until, why });
   }

@@ -330,7 +330,8 @@ export class Manager {
         : { defaults: { latencyMs: DEFAULT_LATENCY_MS, bandwidthMbit: DEFAULT_BANDWIDTH_MBIT, cpuOvercommit: this.cfg.cpuOvercommit, reserveMemoryMiB: this.cfg.reserveMemory } }),
     });
     r.view = view;
-    this.migrationMs = await recentMigrationMs(this.redis).catch(() => this.migrationMs);
+    // Only a quota's deadline uses it: the history is read only while one is set.
+    if (view.environment.hosts.some((h) => h.availableUntil !== undefined)) this.migrationMs = await recentMigrationMs(this.redis).catch(() => this.migrationMs);
     this.armQuota(view);
     const trusted = trustedRoutes(view.registry, this.vetter);
     for (const bad of await this.certs.refused(trusted.routes)) {
