@@ -176,39 +176,22 @@ export class Agent {
     this.book.observe(claims, await this.owners(cluster, claims));
     for (const [a, vm] of this.book.entries()) cluster.set(a, vm);
     const reports: Report[] = [];
+    const head = (period: number, from: number, to: number) => ({ v: 1 as const, host: this.cfg.host, site: this.cfg.site, period, length: L, from, to });
     for (const period of skipped) {
-      const report: Report = {
-        v: 1,
-        host: this.cfg.host,
-        site: this.cfg.site,
-        period,
-        length: L,
-        from: period * 1000,
-        to: (period + L) * 1000,
-        pairs: [],
-        overflow: { packets: 0, bytes: 0 },
-        unknownTap: 0,
-        clockStep: true,
-        vms: [],
-      };
+      // A period the wall clock jumped over: empty, marked (agent/ledger.ts).
+      const report: Report = { ...head(period, period * 1000, (period + L) * 1000), pairs: [], overflow: { packets: 0, bytes: 0 }, unknownTap: 0, clockStep: true, vms: [] };
       await this.spool.put(report);
       reports.push(report);
     }
     for (const [i, share] of shares.entries()) {
       const { pairs, vms, folded } = toPairs(parts[i]!, name, cluster);
-      const overflow = i === shares.length - 1 ? reading.overflow : { packets: 0, bytes: 0 };
+      const last = i === shares.length - 1;
       const report: Report = {
-        v: 1,
-        host: this.cfg.host,
-        site: this.cfg.site,
-        period: share.period,
-        length: L,
-        from: share.from,
-        to: share.to,
+        ...head(share.period, share.from, share.to),
         pairs,
-        overflow,
+        overflow: last ? reading.overflow : { packets: 0, bytes: 0 },
         ...(folded && { folded }),
-        unknownTap: i === shares.length - 1 ? reading.unknownTap : 0,
+        unknownTap: last ? reading.unknownTap : 0,
         vms: [...vms].sort(),
       };
       await this.spool.put(report);
