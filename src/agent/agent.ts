@@ -37,6 +37,22 @@ const DURABLE_WAIT_MS = 2000;
 const ANNOUNCED_MS = 60_000;
 const MAX_PENDING_EVENTS = 10_000;
 
+/**
+ * The Redis writes of one flush, after the connection is ready: the spooled reports through the
+ * exactly-once guard (`send`, default Store.apply), removed once `durable` resolved; retention; then
+ * the zsets for people (queries already count the reports) and the index of the pair ids it gave.
+ * Returns how many reports were sent. The agent's flush, and the fleet bench's simulated agents.
+ */
+export async function publishSpool(spool: Spool, store: Store, o: { host: string; retention: number; send?: (r: Report) => Promise<void>; durable?: () => Promise<void> }): Promise<number> {
+  const sent = await spool.flush(o.send ?? ((r) => store.apply(r).then(() => undefined)), o.durable);
+  if (sent)
+    await store.trim(o.retention, Date.now(), (gone) =>
+      log.info({ vms: gone.vms, addresses: gone.addresses, before: new Date(gone.before).toISOString() }, 'forgot the VMs stopped before the oldest period kept'),
+    );
+  await store.materialise({ host: o.host });
+  return sent;
+}
+
 /** Wall and monotonic time (ms); tests step the wall clock with their own. */
 export interface Clock {
   now(): number;
@@ -233,8 +249,10 @@ export class Agent {
         this.waiting(`Redis at ${redisLabel(this.cfg.redis, this.cfg.redisAuth)} (${await this.spool.size()} reports spooled on disk)`);
         return;
       }
-      const sent = await this.spool.flush(
-        (r) =>
+      const sent = await publishSpool(this.spool, this.store, {
+        host: this.cfg.host,
+        retention: this.cfg.retention,
+        send: (r) =>
           agentMetrics.timePublish(() =>
             withTimeout(
               this.store.apply(r).then(() => undefined),
@@ -242,14 +260,8 @@ export class Agent {
               'report write',
             ),
           ),
-        () => this.durable(),
-      );
-      if (sent)
-        await this.store.trim(this.cfg.retention, Date.now(), (gone) =>
-          log.info({ vms: gone.vms, addresses: gone.addresses, before: new Date(gone.before).toISOString() }, 'forgot the VMs stopped before the oldest period kept'),
-        );
-      // The zsets for people (queries already count the reports), and the index of the pair ids it gave.
-      await this.store.materialise({ host: this.cfg.host });
+        durable: () => this.durable(),
+      });
       while (this.pendingEvents.length && this.redis.status === 'ready') {
         await this.store.event(this.cfg.host, this.pendingEvents[0]!);
         this.pendingEvents.shift();

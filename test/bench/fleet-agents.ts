@@ -1,0 +1,180 @@
+/**
+ * The fleet bench's simulated agents (test/bench/fleet.ts): one per simulated host, each with its
+ * own connection, Store (its own member → id cache) and spool, publishing through the agent's own
+ * path (publishSpool: the spool, Store.apply and its exactly-once guard, trim, materialise), and
+ * registering its host and VMs as an agent does (Registry.registerHost, HostDirectory.publish). Only
+ * the sensor and libvirt are stood in: the reports come from the generator (fleet-gen.ts).
+ *
+ * The Redis the fleet writes into is one parameter, a RedisTarget: one redis-server now; the
+ * 3-shard Cluster once test/helpers/cluster.ts exists (see clusterTarget).
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { AddressBook } from '../../src/agent/addresses.js';
+import { publishSpool } from '../../src/agent/agent.js';
+import { HostDirectory } from '../../src/agent/directory.js';
+import { Spool } from '../../src/agent/spool.js';
+import { Registry } from '../../src/collector/registry.js';
+import type { Report } from '../../src/collector/report.js';
+import { Store } from '../../src/collector/store.js';
+import { replicated } from '../../src/config/redis.js';
+import type { DomainSnapshot } from '../../src/libvirt/client.js';
+import { sleep } from '../../src/util/exec.js';
+import { TestRedis } from '../helpers/redis.js';
+import { type Fleet, type SimHost, VM_KIB } from './fleet-gen.js';
+
+/** Where the fleet writes: a client per agent, the manager's client, and what Redis uses. */
+export interface RedisTarget {
+  name: string;
+  /** A new connection (an agent's, or the manager's). */
+  connect(): Redis;
+  /** used_memory summed over the primaries, once lazy frees are done (bytes). */
+  memory(): Promise<number>;
+  /** CPU seconds Redis used so far, summed over the primaries. */
+  cpuSeconds(): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** The figures of one server's INFO. */
+async function info(r: Redis): Promise<{ used: number; lazy: number; cpu: number }> {
+  const text = await r.info();
+  const num = (k: string) => Number(new RegExp(`^${k}:([\\d.]+)`, 'm').exec(text)?.[1] ?? 0);
+  return { used: num('used_memory'), lazy: num('lazyfree_pending_objects'), cpu: num('used_cpu_user') + num('used_cpu_sys') };
+}
+
+/** One private redis-server (test/helpers/redis.ts), stopped by close() whatever happened. */
+export async function singleRedis(): Promise<RedisTarget> {
+  const server = await TestRedis.start();
+  const admin = new Redis(server.url);
+  return {
+    name: 'one Redis',
+    connect: () => new Redis(server.url, { maxRetriesPerRequest: null }),
+    async memory() {
+      for (let i = 0; i < 600; i++) {
+        const x = await info(admin);
+        if (x.lazy === 0) return x.used;
+        await sleep(100);
+      }
+      throw new Error('Redis still frees objects after a minute');
+    },
+    cpuSeconds: async () => (await info(admin)).cpu,
+    async close() {
+      admin.disconnect();
+      await server.close();
+    },
+  };
+}
+
+/**
+ * The 3-primary + 3-replica Redis Cluster (issue 16): for the main engineer to wire once
+ * src/config has `redis.cluster` and test/helpers/cluster.ts starts a real cluster on local ports.
+ * It must return ioredis Cluster clients from connect() (Store and Registry then take them), and
+ * sum memory() and cpuSeconds() over the primaries.
+ */
+export async function clusterTarget(): Promise<RedisTarget> {
+  throw new Error('--cluster: not yet: needs test/helpers/cluster.ts (a real 3-primary + 3-replica cluster on local ports)');
+}
+
+/** libvirt's view of a simulated VM, as HostDirectory.publish takes it. */
+function domain(f: Fleet, v: number): DomainSnapshot {
+  const name = f.vmNames[v]!;
+  const mac = `52:54:00:${((v >> 16) & 255).toString(16).padStart(2, '0')}:${((v >> 8) & 255).toString(16).padStart(2, '0')}:${(v & 255).toString(16).padStart(2, '0')}`;
+  return {
+    name,
+    uuid: `00000000-0000-4000-8000-${String(v).padStart(12, '0')}`,
+    state: 'running',
+    memoryKiB: VM_KIB,
+    vcpus: 2,
+    interfaces: [{ mac, tap: `vnet${v}`, addresses: [f.vmAddr[v]!] }] as DomainSnapshot['interfaces'],
+    pinned: false,
+    optOut: false,
+  };
+}
+
+export class SimAgent {
+  /** When this agent's report of the period was applied (performance.now(), ms): from then on queries count it. */
+  appliedAt = 0;
+
+  private constructor(
+    readonly host: SimHost,
+    readonly redis: Redis,
+    readonly store: Store,
+    readonly spool: Spool,
+    private readonly directory: HostDirectory,
+    private readonly book: AddressBook,
+  ) {}
+
+  static async start(target: RedisTarget, host: SimHost, spoolRoot: string): Promise<SimAgent> {
+    const redis = target.connect();
+    const registry = new Registry(redis);
+    const book = new AddressBook();
+    const spool = await Spool.open(join(spoolRoot, host.name), 2880);
+    return new SimAgent(host, redis, new Store(redis), spool, new HostDirectory(registry, book, host.name, host.site), book);
+  }
+
+  /** The heartbeat and the directory, as the agent's reconcile writes them (`now`: the simulated clock, ms). */
+  async register(f: Fleet, now: number, withVms: boolean): Promise<void> {
+    const domains = this.host.vms.map((v) => domain(f, v));
+    await this.directory.registry.registerHost(
+      this.host.name,
+      {
+        site: this.host.site,
+        uri: `qemu+tls://${this.host.name}/system`,
+        cpus: this.host.cpus,
+        memoryKiB: this.host.memoryKiB,
+        freeMemoryKiB: this.host.memoryKiB - domains.length * VM_KIB,
+        vms: domains.length,
+        sensor: 'ebpf',
+        periodSeconds: 30,
+      },
+      now,
+    );
+    if (!withVms) return;
+    for (const d of domains)
+      this.book.trust(
+        d.name,
+        d.interfaces.flatMap((i) => i.addresses),
+      );
+    await this.directory.publish(domains, [], now);
+  }
+
+  /** The period's report: into the spool, then sent as the agent's flush sends it. */
+  async publish(r: Report): Promise<void> {
+    await this.spool.put(r);
+    const sent = await publishSpool(this.spool, this.store, {
+      host: this.host.name,
+      retention: 0,
+      send: async (x) => {
+        await this.store.apply(x);
+        this.appliedAt = performance.now();
+      },
+      durable: async () => {
+        const { replicas, acked } = await replicated(this.redis, 2000);
+        if (replicas && !acked) throw new Error(`no replica acknowledged ${this.host.name}'s report`);
+      },
+    });
+    if (sent !== 1) throw new Error(`${this.host.name} sent ${sent} reports, not 1`);
+  }
+
+  close(): void {
+    this.redis.disconnect();
+  }
+}
+
+/** Agents for every host of the fleet, their spools under a fresh directory in memory (each agent has its own disk). */
+export async function startAgents(target: RedisTarget, f: Fleet): Promise<{ agents: SimAgent[]; stop: () => Promise<void> }> {
+  const root = await mkdtemp(join('/dev/shm', 'vc-fleet-'));
+  const agents: SimAgent[] = [];
+  const stop = async () => {
+    for (const a of agents) a.close();
+    await rm(root, { recursive: true, force: true });
+  };
+  try {
+    for (const h of f.hosts) agents.push(await SimAgent.start(target, h, root));
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { agents, stop };
+}

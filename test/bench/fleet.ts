@@ -1,0 +1,222 @@
+// The fleet simulator (issue 16, part 5): many simulated agents (fleet-agents.ts) publish a
+// planted-groups fleet (fleet-gen.ts) each period through the agent's own path into one Redis (and,
+// once wired, the 3-shard Cluster); after each period the manager's round runs as the manager runs
+// it (readCollector, then decide: groups and plan). Per period it measures:
+//  - ingest: period end -> every host's report applied (in the reported set, counted by queries);
+//  - Redis memory the period added, per pair;
+//  - the weighted query alone, as the manager asks it (span and coefficient of its defaults);
+//  - plan: decide() on the round's view (groups + plan), the function the manager calls;
+//  - period end -> plan ready: ingest, the agents' trim and materialise, the round's read, decide.
+// The clock is simulated (periods of 30 s one after the other, no waiting); the times are real.
+// The reports are generated before each period's end (the sensors' read is measured by the sensor
+// bench); from the end on, each agent spools its report (its own disk: /dev/shm here) and sends it.
+//   node dist/test/bench/fleet.js [VMS...] [--periods N] [--cluster] [--write-docs]
+//   (default sizes 10000 50000, and 100000 when the machine's memory allows it; blocks `fleet` of
+//   docs/measurements.md and `fleet-summary` of README.md)
+import { availableParallelism, freemem } from 'node:os';
+import type { Redis } from 'ioredis';
+import { completeness } from '../../src/collector/complete.js';
+import { K } from '../../src/collector/keys.js';
+import { query } from '../../src/collector/query.js';
+import { decide } from '../../src/manager/decide.js';
+import { DEFAULT_MANAGER } from '../../src/manager/config.js';
+import { DEFAULT_BANDWIDTH_MBIT, DEFAULT_LATENCY_MS, readCollector, rulesOf } from '../../src/placement/fromCollector.js';
+import { benchArgs, maybeWriteBlock, README } from './doc.js';
+import { churn, type Fleet, hostReport, PEERS, plantFleet } from './fleet-gen.js';
+import { clusterTarget, type RedisTarget, type SimAgent, singleRedis, startAgents } from './fleet-agents.js';
+import { fitLine, type SizeResult, summaryBlock, tableBlock, targetsBlock } from './fleet-report.js';
+
+const L = 30;
+/** 2026-11-02T00:00:00Z: the simulated fleet's first period. */
+const T0 = 1_793_577_600;
+const VMS_PER_HOST = 50;
+const SITES = 4;
+const cfg = DEFAULT_MANAGER;
+/** The manager's query needs `span` periods in Redis: the first round comes after the span's last. */
+const SPAN = Number(cfg.span);
+
+const { writeDocs, args } = benchArgs();
+const flag = (name: string) => args.includes(name);
+const option = (name: string) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? Number(args[i + 1]) : undefined;
+};
+const MEASURED = option('--periods') ?? 3;
+const cluster = flag('--cluster');
+const sizes = args.filter((a, i) => /^\d+$/.test(a) && args[i - 1] !== '--periods').map(Number);
+const asked = sizes.length > 0;
+if (!asked) sizes.push(10_000, 50_000);
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const say = (s: string) => process.stderr.write(`${s}\n`);
+
+interface Period {
+  ingestMs: number;
+  flushedMs: number;
+  redisCpuS: number;
+  addedBytes: number;
+  pairs: number;
+  round?: { readMs: number; planMs: number; endToEndMs: number; queryMs: number; groups: number; moves: number; pairsRead: number };
+}
+
+/** Each agent's report of the period, spooled and sent at once: the period's end is t0. */
+async function ingest(agents: SimAgent[], f: Fleet, period: number): Promise<{ t0: number; ingestMs: number; flushedMs: number; pairs: number }> {
+  const reports = f.hosts.map((h) => hostReport(f, h, period, L));
+  const pairs = reports.reduce((n, r) => n + r.pairs.length, 0);
+  const t0 = performance.now();
+  await Promise.all(agents.map((a, i) => a.publish(reports[i]!)));
+  const flushedMs = performance.now() - t0;
+  const ingestMs = Math.max(...agents.map((a) => a.appliedAt)) - t0;
+  return { t0, ingestMs, flushedMs, pairs };
+}
+
+/** The manager's round after the period: its read (readCollector, as Manager.decideRound asks it), then decide. */
+async function round(redis: Redis, now: number, t0: number): Promise<NonNullable<Period['round']>> {
+  const r0 = performance.now();
+  const view = await readCollector(redis, {
+    query: { type: 'weighted', span: cfg.span, coefficient: cfg.coefficient, maxWaitMs: cfg.maxWaitMs, approx: true },
+    defaults: { latencyMs: DEFAULT_LATENCY_MS, bandwidthMbit: DEFAULT_BANDWIDTH_MBIT, cpuOvercommit: cfg.cpuOvercommit, reserveMemoryMiB: cfg.reserveMemory },
+    now,
+  });
+  if (view.answer.status !== 'ok') throw new Error(`the round's query was handed back: ${view.answer.reason}`);
+  if (view.answer.approximate) throw new Error(`the round's answer estimated ${view.answer.estimated.length} host-period(s): ingest was not complete`);
+  const r1 = performance.now();
+  const d = decide({
+    view,
+    settings: cfg,
+    streak: new Map(),
+    cooldowns: new Map(),
+    closed: new Map(),
+    now,
+    rules: rulesOf(view, { rules: cfg.rules ?? [], exclude: cfg.exclude }).rules,
+  });
+  const r2 = performance.now();
+  // The weighted query alone, as the round asked it (now that it has run once, its answer is the same).
+  const q0 = performance.now();
+  const q = await query(redis, { type: 'weighted', span: cfg.span, coefficient: cfg.coefficient, now });
+  const queryMs = performance.now() - q0;
+  if (q.status !== 'ok') throw new Error('the weighted query was handed back');
+  return { readMs: r1 - r0, planMs: r2 - r1, endToEndMs: r2 - t0, queryMs, groups: d.groups.length, moves: d.plan?.moves.length ?? 0, pairsRead: view.traffic.length };
+}
+
+async function runSize(vms: number, target: RedisTarget): Promise<SizeResult> {
+  const g0 = performance.now();
+  const f = plantFleet({ vms, vmsPerHost: VMS_PER_HOST, sites: SITES, seed: vms });
+  say(`${vms} VMs: ${f.hosts.length} hosts on ${SITES} sites, ${f.groups} planted groups (${((performance.now() - g0) / 1000).toFixed(1)} s to generate)`);
+  const { agents, stop } = await startAgents(target, f);
+  const manager = target.connect();
+  try {
+    await Promise.all(agents.map((a) => a.register(f, T0 * 1000, true)));
+    const periods: Period[] = [];
+    let before = await target.memory();
+    for (let i = 0; i < SPAN + MEASURED - 1; i++) {
+      const period = T0 + i * L;
+      const end = (period + L) * 1000;
+      if (i) churn(f);
+      await Promise.all(agents.map((a) => a.register(f, end - 1000, false))); // the heartbeats of the period
+      const cpu0 = await target.cpuSeconds();
+      const { t0, ingestMs, flushedMs, pairs } = await ingest(agents, f, period);
+      const redisCpuS = (await target.cpuSeconds()) - cpu0;
+      const p: Period = { ingestMs, flushedMs, redisCpuS, addedBytes: 0, pairs };
+      const done = await completeness(manager, [period], L, 2 * L * 1000, end + 1000);
+      if (done.missing.length) throw new Error(`period ${i}: ${done.missing.length} host(s) missing after every agent sent`);
+      if (i >= SPAN - 1) p.round = await round(manager, end + 1000, t0);
+      const after = await target.memory();
+      p.addedBytes = after - before;
+      before = after;
+      periods.push(p);
+      const rd = p.round;
+      say(
+        `  period ${i + 1}: ${pairs} pairs, ingest ${ingestMs.toFixed(0)} ms (all flushed ${flushedMs.toFixed(0)} ms, Redis CPU ${redisCpuS.toFixed(1)} s), +${(p.addedBytes / pairs).toFixed(0)} B/pair` +
+          (rd
+            ? `; read ${rd.readMs.toFixed(0)} ms, plan ${rd.planMs.toFixed(0)} ms, end to end ${rd.endToEndMs.toFixed(0)} ms, query ${rd.queryMs.toFixed(0)} ms, ${rd.groups} groups, ${rd.moves} moves`
+            : ''),
+      );
+    }
+    const measured = periods.slice(SPAN - 1);
+    const rounds = measured.map((p) => p.round!);
+    const packed = await packedBytes(manager, f, T0 + (periods.length - 1) * L);
+    return {
+      vms,
+      hosts: f.hosts.length,
+      groups: f.groups,
+      pairs: median(measured.map((p) => p.pairs)),
+      firstIngestMs: periods[0]!.ingestMs,
+      ingestMs: median(measured.map((p) => p.ingestMs)),
+      redisCpuS: median(measured.map((p) => p.redisCpuS)),
+      bytesPerPair: median(measured.map((p) => p.addedBytes / p.pairs)),
+      packedPerPair: packed / measured.at(-1)!.pairs,
+      queryMs: median(rounds.map((r) => r.queryMs)),
+      readMs: median(rounds.map((r) => r.readMs)),
+      planMs: median(rounds.map((r) => r.planMs)),
+      endToEndMs: median(rounds.map((r) => r.endToEndMs)),
+      moves: median(rounds.map((r) => r.moves)),
+      planGroups: median(rounds.map((r) => r.groups)),
+      redisBytes: before,
+      periods: periods.length,
+    };
+  } finally {
+    manager.disconnect();
+    await stop();
+  }
+}
+
+/** MEMORY USAGE of the period's packed reports, summed. */
+async function packedBytes(redis: Redis, f: Fleet, period: number): Promise<number> {
+  const tx = redis.pipeline();
+  for (const h of f.hosts) tx.call('MEMORY', 'USAGE', K.hostPairs(period, h.name), 'SAMPLES', '0');
+  return ((await tx.exec()) ?? []).reduce((s, [, v]) => s + Number(v ?? 0), 0);
+}
+
+/**
+ * Whether the machine holds `vms`: Redis' memory scaled from the largest size run (bytes per pair
+ * over the same number of periods), and the bench's own heap, twice over for the round's view.
+ */
+function fits(vms: number, done: SizeResult[]): { ok: boolean; why: string } {
+  const big = done.at(-1);
+  if (!big) return { ok: true, why: '' };
+  const scale = vms / big.vms;
+  const redis = big.redisBytes * scale;
+  const heap = process.memoryUsage().heapUsed;
+  const need = redis + 3 * heap * scale;
+  const free = freemem();
+  const GiB = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
+  return {
+    ok: need < 0.8 * free,
+    why: `${vms} VMs need about ${GiB(need)} (Redis ${GiB(redis)} for ${big.periods} periods, scaled from ${big.vms} VMs; the bench's heap ${GiB(3 * heap * scale)}); ${GiB(free)} free`,
+  };
+}
+
+async function main(): Promise<void> {
+  const makeTarget = cluster ? clusterTarget : singleRedis;
+  say(`fleet bench: ${availableParallelism()} CPUs, ${MEASURED} measured periods after ${SPAN - 1} to fill the manager's span of ${SPAN}, ${PEERS} peers per VM`);
+  const done: SizeResult[] = [];
+  const skipped: string[] = [];
+  const all = asked ? sizes : [...sizes, 100_000];
+  for (const vms of all) {
+    if (!asked && vms === 100_000) {
+      const f = fits(vms, done);
+      say(f.why);
+      if (!f.ok) {
+        skipped.push(`100,000 VMs not run: ${f.why}`);
+        continue;
+      }
+    }
+    const target = await makeTarget();
+    try {
+      done.push(await runSize(vms, target));
+    } finally {
+      await target.close();
+    }
+  }
+  const name = cluster ? 'the 3-shard Cluster' : 'one Redis';
+  const fit = fitLine(done);
+  const table = tableBlock(done, name, MEASURED, SPAN);
+  const targets = targetsBlock(done, fit);
+  const block = [table, '', targets, ...(skipped.length ? ['', ...skipped] : [])].join('\n');
+  process.stdout.write(`${block}\n`);
+  await maybeWriteBlock(writeDocs, 'fleet', block);
+  await maybeWriteBlock(writeDocs, 'fleet-summary', summaryBlock(done, name), README);
+}
+
+await main();
