@@ -29,6 +29,9 @@ export interface SizeResult {
   planGroups: number;
   /** used_memory at the end (bytes). */
   redisBytes: number;
+  /** The bench's largest heap after a round (bytes), and how long the size took to run. */
+  heapBytes: number;
+  wallMs: number;
   periods: number;
 }
 
@@ -63,9 +66,9 @@ export function fitLine(done: readonly SizeResult[]): Fit {
 const s = (ms: number) => `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
 const n = (x: number) => Math.round(x).toLocaleString('en');
 
-export function tableBlock(done: readonly SizeResult[], target: string, measured: number, span: number): string {
+export function tableBlock(done: readonly SizeResult[], target: string, measured: number, span: number, load: string): string {
   return [
-    `Into ${target}; ${measured} measured periods after ${span - 1} that fill the manager's span (${span} periods), medians; 50 VMs per host, 4 sites, 20 peers per VM.`,
+    `Into ${target}; ${measured} measured periods after ${span - 1} that fill the manager's span (${span} periods), medians; 50 VMs per host, 4 sites, 20 peers per VM; ${load}.`,
     '',
     '| VMs | hosts | pairs per period | ingest (first period: every pair new) | Redis CPU during ingest | Redis memory a period adds, per pair (packed reports) | weighted query | round read (query + registry) | plan (decide) | period end → plan ready | moves, groups |',
     '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',

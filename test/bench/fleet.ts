@@ -13,7 +13,8 @@
 //   node dist/test/bench/fleet.js [VMS...] [--periods N] [--cluster] [--write-docs]
 //   (default sizes 10000 50000, and 100000 when the machine's memory allows it; blocks `fleet` of
 //   docs/measurements.md and `fleet-summary` of README.md)
-import { availableParallelism, freemem } from 'node:os';
+import { availableParallelism, freemem, loadavg } from 'node:os';
+import { getHeapStatistics } from 'node:v8';
 import type { Redis } from 'ioredis';
 import { completeness } from '../../src/collector/complete.js';
 import { K } from '../../src/collector/keys.js';
@@ -42,8 +43,10 @@ const option = (name: string) => {
   return i >= 0 ? Number(args[i + 1]) : undefined;
 };
 const MEASURED = option('--periods') ?? 3;
+/** Minutes one run may take on this shared machine (the heavy lock is held throughout): a size that would overrun it is not started. */
+const BUDGET_MIN = option('--budget-min') ?? 10;
 const cluster = flag('--cluster');
-const sizes = args.filter((a, i) => /^\d+$/.test(a) && args[i - 1] !== '--periods').map(Number);
+const sizes = args.filter((a, i) => /^\d+$/.test(a) && !['--periods', '--budget-min'].includes(args[i - 1] ?? '')).map(Number);
 const asked = sizes.length > 0;
 if (!asked) sizes.push(10_000, 50_000);
 
@@ -56,7 +59,7 @@ interface Period {
   redisCpuS: number;
   addedBytes: number;
   pairs: number;
-  round?: { readMs: number; planMs: number; endToEndMs: number; queryMs: number; groups: number; moves: number; pairsRead: number };
+  round?: { readMs: number; planMs: number; endToEndMs: number; queryMs: number; groups: number; moves: number; pairsRead: number; heap: number };
 }
 
 /** Each agent's report of the period, spooled and sent at once: the period's end is t0. */
@@ -91,16 +94,18 @@ async function round(redis: Redis, now: number, t0: number): Promise<NonNullable
     rules: rulesOf(view, { rules: cfg.rules ?? [], exclude: cfg.exclude }).rules,
   });
   const r2 = performance.now();
+  const heap = process.memoryUsage().heapUsed; // the view and the decision still held
   // The weighted query alone, as the round asked it (now that it has run once, its answer is the same).
   const q0 = performance.now();
   const q = await query(redis, { type: 'weighted', span: cfg.span, coefficient: cfg.coefficient, now });
   const queryMs = performance.now() - q0;
   if (q.status !== 'ok') throw new Error('the weighted query was handed back');
-  return { readMs: r1 - r0, planMs: r2 - r1, endToEndMs: r2 - t0, queryMs, groups: d.groups.length, moves: d.plan?.moves.length ?? 0, pairsRead: view.traffic.length };
+  return { readMs: r1 - r0, planMs: r2 - r1, endToEndMs: r2 - t0, queryMs, groups: d.groups.length, moves: d.plan?.moves.length ?? 0, pairsRead: view.traffic.length, heap };
 }
 
 async function runSize(vms: number, target: RedisTarget): Promise<SizeResult> {
   const g0 = performance.now();
+  let heapBytes = 0;
   const f = plantFleet({ vms, vmsPerHost: VMS_PER_HOST, sites: SITES, seed: vms });
   say(`${vms} VMs: ${f.hosts.length} hosts on ${SITES} sites, ${f.groups} planted groups (${((performance.now() - g0) / 1000).toFixed(1)} s to generate)`);
   const { agents, stop } = await startAgents(target, f);
@@ -121,6 +126,7 @@ async function runSize(vms: number, target: RedisTarget): Promise<SizeResult> {
       const done = await completeness(manager, [period], L, 2 * L * 1000, end + 1000);
       if (done.missing.length) throw new Error(`period ${i}: ${done.missing.length} host(s) missing after every agent sent`);
       if (i >= SPAN - 1) p.round = await round(manager, end + 1000, t0);
+      heapBytes = Math.max(heapBytes, p.round?.heap ?? 0);
       const after = await target.memory();
       p.addedBytes = after - before;
       before = after;
@@ -153,6 +159,8 @@ async function runSize(vms: number, target: RedisTarget): Promise<SizeResult> {
       moves: median(rounds.map((r) => r.moves)),
       planGroups: median(rounds.map((r) => r.groups)),
       redisBytes: before,
+      heapBytes,
+      wallMs: performance.now() - g0,
       periods: periods.length,
     };
   } finally {
@@ -169,33 +177,38 @@ async function packedBytes(redis: Redis, f: Fleet, period: number): Promise<numb
 }
 
 /**
- * Whether the machine holds `vms`: Redis' memory scaled from the largest size run (bytes per pair
- * over the same number of periods), and the bench's own heap, twice over for the round's view.
+ * Whether the machine holds `vms`: Redis' memory scaled from the largest size run (bytes over the
+ * same number of periods), the bench's heap (the fleet, the round's view and plan) scaled against
+ * Node's heap limit, and the run time scaled against what is left of the budget.
  */
-function fits(vms: number, done: SizeResult[]): { ok: boolean; why: string } {
+function fits(vms: number, done: SizeResult[], elapsedMs: number): { ok: boolean; why: string } {
   const big = done.at(-1);
   if (!big) return { ok: true, why: '' };
   const scale = vms / big.vms;
-  const redis = big.redisBytes * scale;
-  const heap = process.memoryUsage().heapUsed;
-  const need = redis + 3 * heap * scale;
-  const free = freemem();
   const GiB = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
-  return {
-    ok: need < 0.8 * free,
-    why: `${vms} VMs need about ${GiB(need)} (Redis ${GiB(redis)} for ${big.periods} periods, scaled from ${big.vms} VMs; the bench's heap ${GiB(3 * heap * scale)}); ${GiB(free)} free`,
-  };
+  const redis = big.redisBytes * scale;
+  const heap = big.heapBytes * scale;
+  const limit = getHeapStatistics().heap_size_limit;
+  const free = freemem();
+  const minutes = (big.wallMs * scale) / 60_000;
+  const left = BUDGET_MIN - elapsedMs / 60_000;
+  const why =
+    `${vms.toLocaleString('en')} VMs, scaled from ${big.vms.toLocaleString('en')}: Redis about ${GiB(redis)} for ${big.periods} periods (${GiB(free)} free), ` +
+    `the bench's heap about ${GiB(heap)} (Node's limit ${GiB(limit)}), about ${minutes.toFixed(0)} min to run (${Math.max(0, left).toFixed(0)} min left of the ${BUDGET_MIN}-minute budget of a run on this shared 2-CPU machine)`;
+  return { ok: redis + heap < 0.8 * free && heap < 0.8 * limit && minutes < left, why };
 }
 
 async function main(): Promise<void> {
   const makeTarget = cluster ? clusterTarget : singleRedis;
   say(`fleet bench: ${availableParallelism()} CPUs, ${MEASURED} measured periods after ${SPAN - 1} to fill the manager's span of ${SPAN}, ${PEERS} peers per VM`);
+  const started = performance.now();
+  const load0 = loadavg()[0]!;
   const done: SizeResult[] = [];
   const skipped: string[] = [];
   const all = asked ? sizes : [...sizes, 100_000];
   for (const vms of all) {
     if (!asked && vms === 100_000) {
-      const f = fits(vms, done);
+      const f = fits(vms, done, performance.now() - started);
       say(f.why);
       if (!f.ok) {
         skipped.push(`100,000 VMs not run: ${f.why}`);
@@ -211,7 +224,8 @@ async function main(): Promise<void> {
   }
   const name = cluster ? 'the 3-shard Cluster' : 'one Redis';
   const fit = fitLine(done);
-  const table = tableBlock(done, name, MEASURED, SPAN);
+  const load = `load average ${load0.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end (other jobs share the 2 CPUs)`;
+  const table = tableBlock(done, name, MEASURED, SPAN, load);
   const targets = targetsBlock(done, fit);
   const block = [table, '', targets, ...(skipped.length ? ['', ...skipped] : [])].join('\n');
   process.stdout.write(`${block}\n`);
