@@ -105,12 +105,13 @@ export class SimAgent {
     private readonly book: AddressBook,
   ) {}
 
-  static async start(target: RedisTarget, host: SimHost, spoolRoot: string): Promise<SimAgent> {
+  /** `zsetPeriods`: the agents' agent.zsetPeriods (undefined: the default). */
+  static async start(target: RedisTarget, host: SimHost, spoolRoot: string, zsetPeriods?: number): Promise<SimAgent> {
     const redis = target.connect();
     const registry = new Registry(redis);
     const book = new AddressBook();
     const spool = await Spool.open(join(spoolRoot, host.name), 2880);
-    return new SimAgent(host, redis, new Store(redis), spool, new HostDirectory(registry, book, host.name, host.site), book);
+    return new SimAgent(host, redis, new Store(redis, zsetPeriods === undefined ? {} : { zsetPeriods }), spool, new HostDirectory(registry, book, host.name, host.site), book);
   }
 
   /** The heartbeat and the directory, as the agent's reconcile writes them (`now`: the simulated clock, ms). */
@@ -163,7 +164,7 @@ export class SimAgent {
 }
 
 /** Agents for every host of the fleet, their spools under a fresh directory in memory (each agent has its own disk). */
-export async function startAgents(target: RedisTarget, f: Fleet): Promise<{ agents: SimAgent[]; stop: () => Promise<void> }> {
+export async function startAgents(target: RedisTarget, f: Fleet, zsetPeriods?: number): Promise<{ agents: SimAgent[]; stop: () => Promise<void> }> {
   const root = await mkdtemp(join('/dev/shm', 'vc-fleet-'));
   const agents: SimAgent[] = [];
   const stop = async () => {
@@ -171,7 +172,7 @@ export async function startAgents(target: RedisTarget, f: Fleet): Promise<{ agen
     await rm(root, { recursive: true, force: true });
   };
   try {
-    for (const h of f.hosts) agents.push(await SimAgent.start(target, h, root));
+    for (const h of f.hosts) agents.push(await SimAgent.start(target, h, root, zsetPeriods));
   } catch (err) {
     await stop();
     throw err;

@@ -10,7 +10,7 @@
 // The clock is simulated (periods of 30 s one after the other, no waiting); the times are real.
 // The reports are generated before each period's end (the sensors' read is measured by the sensor
 // bench); from the end on, each agent spools its report (its own disk: /dev/shm here) and sends it.
-//   node dist/test/bench/fleet.js [VMS...] [--periods N] [--cluster] [--write-docs]
+//   node dist/test/bench/fleet.js [VMS...] [--periods N] [--zset-periods N] [--budget-min M] [--cluster] [--write-docs]
 //   (default sizes 10000 50000, and 100000 when the machine's memory allows it; blocks `fleet` of
 //   docs/measurements.md and `fleet-summary` of README.md)
 import { availableParallelism, freemem, loadavg } from 'node:os';
@@ -46,7 +46,11 @@ const MEASURED = option('--periods') ?? 3;
 /** Minutes one run may take on this shared machine (the heavy lock is held throughout): a size that would overrun it is not started. */
 const BUDGET_MIN = option('--budget-min') ?? 10;
 const cluster = flag('--cluster');
-const sizes = args.filter((a, i) => /^\d+$/.test(a) && !['--periods', '--budget-min'].includes(args[i - 1] ?? '')).map(Number);
+/** The agents' agent.zsetPeriods (default: theirs, 10): `--zset-periods 0` publishes without the readable zsets. */
+const ZSET_PERIODS = option('--zset-periods');
+if (writeDocs && (ZSET_PERIODS !== undefined || cluster))
+  throw new Error("--write-docs writes the blocks of one Redis with the agents' defaults: run --zset-periods and --cluster without it (until the blocks have their own)");
+const sizes = args.filter((a, i) => /^\d+$/.test(a) && !['--periods', '--budget-min', '--zset-periods'].includes(args[i - 1] ?? '')).map(Number);
 const asked = sizes.length > 0;
 if (!asked) sizes.push(10_000, 50_000);
 
@@ -108,7 +112,7 @@ async function runSize(vms: number, target: RedisTarget): Promise<SizeResult> {
   let heapBytes = 0;
   const f = plantFleet({ vms, vmsPerHost: VMS_PER_HOST, sites: SITES, seed: vms });
   say(`${vms} VMs: ${f.hosts.length} hosts on ${SITES} sites, ${f.groups} planted groups (${((performance.now() - g0) / 1000).toFixed(1)} s to generate)`);
-  const { agents, stop } = await startAgents(target, f);
+  const { agents, stop } = await startAgents(target, f, ZSET_PERIODS);
   const manager = target.connect();
   try {
     await Promise.all(agents.map((a) => a.register(f, T0 * 1000, true)));
@@ -222,7 +226,7 @@ async function main(): Promise<void> {
       await target.close();
     }
   }
-  const name = cluster ? 'the 3-shard Cluster' : 'one Redis';
+  const name = (cluster ? 'the 3-shard Cluster' : 'one Redis') + (ZSET_PERIODS === undefined ? '' : `, agent.zsetPeriods ${ZSET_PERIODS}`);
   const fit = fitLine(done);
   const load = `load average ${load0.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end (other jobs share the 2 CPUs)`;
   const table = tableBlock(done, name, MEASURED, SPAN, load);
