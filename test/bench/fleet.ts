@@ -197,7 +197,7 @@ function fits(vms: number, done: SizeResult[], elapsedMs: number): { ok: boolean
   const minutes = (big.wallMs * scale) / 60_000;
   const left = BUDGET_MIN - elapsedMs / 60_000;
   const why =
-    `${vms.toLocaleString('en')} VMs, scaled from ${big.vms.toLocaleString('en')}: Redis about ${GiB(redis)} for ${big.periods} periods (${GiB(free)} free), ` +
+    `scaled from ${big.vms.toLocaleString('en')} VMs: Redis about ${GiB(redis)} for ${big.periods} periods (${GiB(free)} free), ` +
     `the bench's heap about ${GiB(heap)} (Node's limit ${GiB(limit)}), about ${minutes.toFixed(0)} min to run (${Math.max(0, left).toFixed(0)} min left of the ${BUDGET_MIN}-minute budget of a run on this shared 2-CPU machine)`;
   return { ok: redis + heap < 0.8 * free && heap < 0.8 * limit && minutes < left, why };
 }
@@ -213,7 +213,7 @@ async function main(): Promise<void> {
   for (const vms of all) {
     if (!asked && vms === 100_000) {
       const f = fits(vms, done, performance.now() - started);
-      say(f.why);
+      say(`${vms.toLocaleString('en')} VMs: ${f.why}`);
       if (!f.ok) {
         skipped.push(`100,000 VMs not run: ${f.why}`);
         continue;
