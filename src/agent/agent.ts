@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { Registry } from '../collector/registry.js';
 import { Store } from '../collector/store.js';
+import { K } from '../collector/keys.js';
 import { connectDaemon, redisLabel, replicated } from '../config/redis.js';
 import type { Report } from '../collector/report.js';
 import { LibvirtClient, type DomainSnapshot } from '../libvirt/client.js';
@@ -43,7 +44,11 @@ const MAX_PENDING_EVENTS = 10_000;
  * the zsets for people (queries already count the reports) and the index of the pair ids it gave.
  * Returns how many reports were sent. The agent's flush, and the fleet bench's simulated agents.
  */
-export async function publishSpool(spool: Spool, store: Store, o: { host: string; retention: number; send?: (r: Report) => Promise<void>; durable?: () => Promise<void> }): Promise<number> {
+export async function publishSpool(
+  spool: Spool,
+  store: Store,
+  o: { host: string; retention: number; send?: (r: Report) => Promise<void>; durable?: (periods: number[]) => Promise<void> },
+): Promise<number> {
   const sent = await spool.flush(o.send ?? ((r) => store.apply(r).then(() => undefined)), o.durable);
   if (sent)
     await store.trim(o.retention, Date.now(), (gone) =>
@@ -260,7 +265,7 @@ export class Agent {
               'report write',
             ),
           ),
-        durable: () => this.durable(),
+        durable: (periods) => this.durable(periods),
       });
       while (this.pendingEvents.length && this.redis.status === 'ready') {
         await this.store.event(this.cfg.host, this.pendingEvents[0]!);
@@ -287,12 +292,16 @@ export class Agent {
    * second copy write nothing, and a copy lost with the old primary is
    * applied on the new one. With one replica, the one acknowledging is the
    * one Sentinel promotes; with more, Sentinel promotes the one with the
-   * most data, which has it.
+   * most data, which has it. In a Redis Cluster each period's reports are on
+   * the shard of that period, and the list of periods on `{vc}`'s: each is
+   * waited for on its own shard.
    */
-  private async durable(): Promise<void> {
-    const { replicas, acked } = await withTimeout(replicated(this.redis, DURABLE_WAIT_MS), DURABLE_WAIT_MS + 5000, 'waiting for a replica');
-    if (replicas && !acked)
-      throw new Error(`no replica of Redis acknowledged the reports within ${DURABLE_WAIT_MS} ms (${replicas} connected): they stay spooled and are sent again (each applied once)`);
+  private async durable(periods: number[]): Promise<void> {
+    const waits = [K.periods, ...periods.map((p) => K.reported(p))].map((key) => withTimeout(replicated(this.redis, DURABLE_WAIT_MS, key), DURABLE_WAIT_MS + 5000, 'waiting for a replica'));
+    for (const { replicas, acked } of await Promise.all(waits)) {
+      if (replicas && !acked)
+        throw new Error(`no replica of Redis acknowledged the reports within ${DURABLE_WAIT_MS} ms (${replicas} connected): they stay spooled and are sent again (each applied once)`);
+    }
   }
 
   /** The cluster's address → VM map (vc:addr), or an empty one while Redis cannot be read. */

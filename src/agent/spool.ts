@@ -58,13 +58,15 @@ export class Spool {
 
   /**
    * Sends every spooled report, oldest first, then, once `durable` resolved
-   * (the writes are on a replica: src/agent/agent.ts), removes those sent.
+   * (the writes are on a replica: src/agent/agent.ts; it is told the periods
+   * written), removes those sent.
    * Stops sending at the first failure (Redis down): order is kept. When
    * `durable` throws, every report is kept, to be sent again (each is applied
    * once). Returns how many were sent and removed.
    */
-  async flush(send: (r: Report) => Promise<void>, durable: () => Promise<void> = async () => undefined): Promise<number> {
+  async flush(send: (r: Report) => Promise<void>, durable: (periods: number[]) => Promise<void> = async () => undefined): Promise<number> {
     const sent: string[] = [];
+    const periods = new Set<number>();
     let failure: unknown;
     for (const name of await this.names()) {
       const path = join(this.dir, name);
@@ -84,9 +86,10 @@ export class Spool {
         break;
       }
       sent.push(path);
+      periods.add(r.period);
     }
     if (sent.length) {
-      await durable();
+      await durable([...periods]);
       for (const path of sent) await unlink(path);
     }
     if (failure) throw failure;

@@ -33,8 +33,8 @@ export interface AclOptions {
 /** agent.host's own form; it also keeps glob characters (* ? [ ] \) out of the key patterns. */
 const HOST_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 
-/** The key of every period: `vc:period:*:…` from `vc:period:0:…`. */
-const anyPeriod = (key: string) => key.replace(':0:', ':*:');
+/** The key of every period: `vc:period:*:…` from `vc:period:{0}:…`. */
+const anyPeriod = (key: string) => key.replace('{0}', '*');
 
 /**
  * What every client needs to connect (ioredis' ready check is INFO), to run a MULTI, and to wait for a
@@ -51,7 +51,8 @@ function sharedAgentKeys(): string[] {
     anyPeriod(K.meta(0)),
     anyPeriod(K.msgs(0)),
     anyPeriod(K.bytes(0)),
-    K.pending,
+    anyPeriod(K.pending(0)),
+    anyPeriod(K.zsetsGone(0)),
     K.pairIds,
     K.pairNames,
     K.retiredNames('*'),

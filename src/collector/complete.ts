@@ -2,7 +2,6 @@ import type { Redis } from 'ioredis';
 import { sleep } from '../util/exec.js';
 import { K } from './keys.js';
 import { Registry } from './registry.js';
-import { results } from './results.js';
 
 /** A host that should have reported a period and has not (yet). */
 export interface Missing {
@@ -26,9 +25,8 @@ export interface Completeness {
  */
 export async function completeness(redis: Redis, periods: number[], periodSeconds: number, graceMs: number, nowMs: number): Promise<Completeness> {
   const hosts = (await new Registry(redis).hosts()).filter((h) => h.lastSeen >= nowMs - graceMs);
-  const tx = redis.pipeline();
-  for (const p of periods) tx.smembers(K.reported(p));
-  const out = await results(tx, 'the reported sets');
+  // One command per period, side by side (periods are in different slots of a Redis Cluster).
+  const out = await Promise.all(periods.map((p) => redis.smembers(K.reported(p))));
   const reported = new Map<number, Set<string>>();
   const missing: Missing[] = [];
   let answerableAt = 0;

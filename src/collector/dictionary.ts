@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { K } from './keys.js';
 import type { Packed } from './packed.js';
+import { results } from './results.js';
 
 /**
  * The cluster's pair dictionary read back: id → pair member. The names live
@@ -23,9 +24,11 @@ interface Cache {
 /** Per connection, per dictionary epoch: the name segments read so far. */
 const caches = new WeakMap<Redis, Map<string, Cache>>();
 
-/** Redis's run_id: a new one after every restart. */
+/** The run_id of the Redis process holding the pair dictionary: a new one after every restart or failover. */
 export async function runId(redis: Redis): Promise<string> {
-  return /run_id:([0-9a-f]+)/.exec(await redis.info('server'))?.[1] ?? '';
+  // INFO has no key: in a pipeline behind one that has, a Redis Cluster sends it to that key's shard.
+  const [, info] = await results(redis.pipeline().exists(K.pairDict).info('server'), 'the run_id');
+  return /run_id:([0-9a-f]+)/.exec(info as string)?.[1] ?? '';
 }
 
 /** The current dictionary's epoch, or null when no report was ever written. */

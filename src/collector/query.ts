@@ -263,15 +263,20 @@ interface Snapshot {
   blobs: Packed[];
 }
 
+/**
+ * Each period's reads go in one pipeline of their own: a period's keys share one slot (keys.ts), so in a Redis
+ * Cluster each pipeline goes to the shard that holds its period, and the periods are read side by side.
+ */
 async function readPeriods(redis: Redis, periods: number[]): Promise<Snapshot[]> {
-  const sets = redis.pipeline();
-  for (const p of periods) sets.smembers(K.reported(p));
-  const reported = (await results(sets, 'the reported sets')) as string[][];
-  const reads = redis.pipeline();
-  periods.forEach((p, i) => {
-    for (const h of reported[i]!) reads.getBuffer(K.hostPairs(p, h));
-  });
-  const got = (await results(reads, 'the packed reports')) as (Buffer | null)[];
+  const reported = await Promise.all(periods.map((p) => redis.smembers(K.reported(p))));
+  const perPeriod = await Promise.all(
+    periods.map((p, i) => {
+      const reads = redis.pipeline();
+      for (const h of reported[i]!) reads.getBuffer(K.hostPairs(p, h));
+      return results(reads, 'the packed reports') as Promise<(Buffer | null)[]>;
+    }),
+  );
+  const got = perPeriod.flat();
   let j = 0;
   return periods.map((p, i) => {
     const blobs: Packed[] = [];
@@ -290,18 +295,17 @@ async function readPeriods(redis: Redis, periods: number[]): Promise<Snapshot[]>
  */
 async function estimate(redis: Redis, missing: Missing[], periods: number[], snaps: Snapshot[], L: number): Promise<Estimated[]> {
   if (!missing.length) return [];
-  const tx = redis.pipeline();
-  for (const m of missing) for (let k = 1; k <= ESTIMATE_LOOKBACK; k++) tx.sismember(K.reported(m.period - k * L), m.host);
-  const seen = (await results(tx, 'the earlier reported sets')).map((v) => v === 1);
+  // One command each, side by side: these keys are of several periods (several slots in a Redis Cluster).
+  const seen = (await Promise.all(missing.flatMap((m) => Array.from({ length: ESTIMATE_LOOKBACK }, (_, k) => redis.sismember(K.reported(m.period - (k + 1) * L), m.host))))).map((v) => v === 1);
   const out: Estimated[] = [];
-  const reads = redis.pipeline();
+  const reads: Promise<Buffer | null>[] = [];
   missing.forEach((m, i) => {
     const k = seen.slice(i * ESTIMATE_LOOKBACK, (i + 1) * ESTIMATE_LOOKBACK).indexOf(true);
     const from = k < 0 ? null : m.period - (k + 1) * L;
     out.push({ period: m.period, host: m.host, from });
-    if (from !== null) reads.getBuffer(K.hostPairs(from, m.host));
+    if (from !== null) reads.push(redis.getBuffer(K.hostPairs(from, m.host)));
   });
-  const got = (await results(reads, 'the earlier packed reports')) as (Buffer | null)[];
+  const got = await Promise.all(reads);
   let j = 0;
   for (const e of out) {
     if (e.from === null) continue;

@@ -8,8 +8,12 @@ import type { Redis, Result } from 'ioredis';
  */
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    /** APPLY. Keys and arguments as APPLY lists them; 1 applied now, 0 already applied, -1 stale ids (nothing written). */
+    /** APPLY. Keys and arguments as APPLY lists them; 1 applied now, 0 already applied. */
     vcApply(...keysAndArgs: (string | number | Buffer)[]): Result<number, Context>;
+    /** SPAN: 1 recorded, -1 the report's ids are not the current dictionary's or this Redis process's (rewrite its blob). */
+    vcSpan(periods: string, pairDict: string, epoch: string, run: string, period: number): Result<number, Context>;
+    /** REWRITE: 1 the host's blob replaced, 0 the host has no report for the period. */
+    vcRewrite(reported: string, hostPairs: string, host: string, blob: Buffer): Result<number, Context>;
     /** DICT: the dictionary's epoch and the Redis process's run_id. */
     vcDict(pairDict: string, pairNames: string, pairIds: string, epoch: string): Result<[epoch: string, run: string], Context>;
     /** NEW_IDS: the ids of `members` are first, first + 1, ... */
@@ -53,26 +57,13 @@ end
 `;
 
 /**
- * Lua: whether period P (ARGV) keeps its zsets: `keep` > 0 and fewer than
- * `keep` periods of vc:periods (KEYS) are newer than P. Periods are only ever
- * added at the new end (retention removes the oldest), so once a period is
- * out it stays out: Store.trim deletes the zsets of the periods that fell out,
- * and no script creates them again.
- */
-const KEEPS_ZSETS = `
-local function keepsZsets(periods, p, keep)
-  keep = tonumber(keep)
-  return keep > 0 and redis.call('ZCOUNT', periods, '(' .. p, '+inf') < keep
-end
-`;
-
-/**
  * Lua: retires the current pair dictionary KEYS[1] (epoch `epoch`) and begins
- * a new one, `new`, with no ids: the old names move to vc:pair:names:EPOCH
- * (KEYS[2] .. ':' .. epoch), the index KEYS[3] goes (UNLINK: freed off the
- * main thread), and `retired:EPOCH` records the first period that cannot hold
- * a report written with it: one after `top`, the newest period APPLY wrote
- * with it (APPLY refuses its ids from now on). A dictionary without `top`
+ * a new one, `new`, with no ids: the old names move to vc:{vc}:pair:names:EPOCH
+ * (KEYS[2] .. ':' .. epoch, the same slot), the index KEYS[3] goes (UNLINK:
+ * freed off the main thread), and `retired:EPOCH` records the first period
+ * that cannot hold a report written with it: one after `top`, the newest
+ * period SPAN recorded for it (a report written with it later moves the mark
+ * on, in SPAN). A dictionary without `top`
  * (written before `top` was kept) falls back on Redis's clock, as before.
  * Store.trim deletes a retired dictionary once the oldest period kept is at
  * or after that mark.
@@ -121,40 +112,75 @@ end
  * set is the guard: a report re-sent (ioredis replays commands after a
  * reconnect; the agent re-sends its spool after an unanswered write) finds its
  * host already there and writes nothing. Behind the guard, in the same script:
- * the host's packed pairs (one SET), its meta, the period in vc:periods, the
- * dictionary's span of periods (`from`, the first report's period, and `top`,
- * the newest: what Store.trim prunes it by, see PRUNE), and, when the period
- * is among the newest `keep` (KEEPS_ZSETS), either the pairs summed into the
- * period's zsets (a small report) or a `pending` field that Store.materialise
- * works off (a large one).
- * Refused (-1) when the pair ids were taken from another dictionary or another
- * Redis process than the one that runs it (see idsOf): nothing is written.
- * KEYS: reported, hostPairs, meta, periods, pairDict, pending, msgs, bytes.
- * ARGV: host, period, epoch, run_id, blob, meta, n pairs inline (-1: none, the report is large), keep
- * (zset periods), then n members, messages, bytes.
+ * the host's packed pairs (one SET), its meta, and, unless the caller said the
+ * period keeps no zsets (it is not among the newest `zsetPeriods`) or
+ * Store.trim deleted them (`zsetsGone`), either the pairs summed into the
+ * period's zsets (a small report) or a `pending` field that
+ * Store.materialise works off (a large one).
+ * Every key is the period's (one hash tag, one slot in a Redis Cluster): what
+ * spans periods, the list of periods and the pair dictionary's span, is
+ * SPAN's, run after it by Store.apply.
+ * KEYS: reported, hostPairs, meta, pending, msgs, bytes, zsetsGone.
+ * ARGV: host, blob, meta, n pairs inline (-1: none, the report is large; 0: no zsets), then n members,
+ * messages, bytes.
  */
-const APPLY = `${ADD_TO_ZSETS + KEEPS_ZSETS + RUN_ID}
-if redis.call('HGET', KEYS[5], 'epoch') ~= ARGV[3] or run_id() ~= ARGV[4] then return -1 end
+const APPLY = `${ADD_TO_ZSETS}
 -- A script is not undone when a call fails: under an ACL (virt-cohort acl), a host that may not write this
 -- report must fail before the guard below marks it reported. (acl_check_cmd: Redis 7.0 and later.)
 if redis.acl_check_cmd and not redis.acl_check_cmd('SET', KEYS[2], '') then
   return redis.error_reply("NOPERM this user may not write " .. KEYS[2] .. ": each agent writes only its own host's reports (virt-cohort acl)")
 end
 if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('SET', KEYS[2], ARGV[5])
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[6])
-redis.call('ZADD', KEYS[4], ARGV[2], ARGV[2])
-local span = redis.call('HMGET', KEYS[5], 'from', 'top')
-if not span[1] then redis.call('HSET', KEYS[5], 'from', ARGV[2]) end
-if not span[2] or tonumber(ARGV[2]) > tonumber(span[2]) then redis.call('HSET', KEYS[5], 'top', ARGV[2]) end
-local n = tonumber(ARGV[7])
-if n ~= 0 and keepsZsets(KEYS[4], ARGV[2], ARGV[8]) then
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+local n = tonumber(ARGV[4])
+if n ~= 0 and redis.call('EXISTS', KEYS[7]) == 0 then
   if n > 0 then
-    addTo(KEYS[7], KEYS[8], 9, n)
+    addTo(KEYS[5], KEYS[6], 5, n)
   else
-    redis.call('HSET', KEYS[6], ARGV[2] .. ':' .. ARGV[1], 0)
+    redis.call('HSET', KEYS[4], ARGV[1], 0)
   end
 end
+return 1
+`;
+
+/**
+ * After APPLY (and again for a report APPLY found applied: a writer may have
+ * died between the two; every step here can be repeated): lists the period in
+ * vc:periods and extends the current dictionary's span of periods (`from`,
+ * the first, and `top`, the newest), which PRUNE retires it by; all in the
+ * `{vc}` slot. -1 when the report's ids are not the current dictionary's, or
+ * come from another Redis process than this one (a restart, a failover:
+ * recent ids may be lost and given to other members since): Store.apply then
+ * writes the report's blob again with ids read again (REWRITE) and calls SPAN
+ * again. A dictionary retired since the writer read its ids also has its mark
+ * (`retired:EPOCH`, the first period that cannot hold a report written with
+ * it) moved past the period, so that its names stay while a blob may still
+ * name it (a writer that dies before its REWRITE).
+ * Before Redis Cluster this check ran inside APPLY, which then wrote nothing;
+ * in a cluster the dictionary and the period live on different shards, and no
+ * one script can see both.
+ * KEYS: periods, pairDict. ARGV: epoch, run_id, period.
+ */
+const SPAN = `${RUN_ID}
+local p = tonumber(ARGV[3])
+local d = redis.call('HMGET', KEYS[2], 'epoch', 'retired:' .. ARGV[1], 'from', 'top')
+if d[2] and p + 1 > tonumber(d[2]) then redis.call('HSET', KEYS[2], 'retired:' .. ARGV[1], p + 1) end
+if d[1] ~= ARGV[1] or run_id() ~= ARGV[2] then return -1 end
+redis.call('ZADD', KEYS[1], p, p)
+if not d[3] then redis.call('HSET', KEYS[2], 'from', p) end
+if not d[4] or p > tonumber(d[4]) then redis.call('HSET', KEYS[2], 'top', p) end
+return 1
+`;
+
+/**
+ * Replaces a host's applied report's blob (its ids read again after SPAN
+ * refused them): the pairs and counts are the same, only the ids change.
+ * KEYS: reported, hostPairs. ARGV: host, blob.
+ */
+const REWRITE = `
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[2])
 return 1
 `;
 
@@ -217,18 +243,18 @@ return 1
  * chunk starts; it then moves the field past the chunk, or removes it after
  * the last. A chunk replayed, one summed by another caller meanwhile, or a
  * report trimmed meanwhile (field gone) adds nothing; nor does one of a period
- * no longer among the newest `keep` (KEEPS_ZSETS): its field goes, and its
- * zsets are Store.trim's to delete.
- * KEYS: pending, msgs, bytes, periods. ARGV: field, offset, last (1|0), n, period, keep, then n members, messages, bytes.
+ * whose zsets Store.trim deleted (`zsetsGone`): its field goes.
+ * KEYS: pending, msgs, bytes, zsetsGone (one period's). ARGV: host, offset, last (1|0), n, then n members,
+ * messages, bytes.
  */
-const SUM = `${ADD_TO_ZSETS + KEEPS_ZSETS}
+const SUM = `${ADD_TO_ZSETS}
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
-if not keepsZsets(KEYS[4], ARGV[5], ARGV[6]) then
+if redis.call('EXISTS', KEYS[4]) == 1 then
   redis.call('HDEL', KEYS[1], ARGV[1])
   return 0
 end
 local n = tonumber(ARGV[4])
-addTo(KEYS[2], KEYS[3], 7, n)
+addTo(KEYS[2], KEYS[3], 5, n)
 if ARGV[3] == '1' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] + n) end
 return 1
 `;
@@ -244,11 +270,10 @@ return 1
  * need each one's last period (a write per pair per period, more memory than
  * the member itself) and a way to stop a Store writing an id that a prune
  * removed between its lookup and its report. A dictionary retired whole needs
- * neither: APPLY already refuses ids of any epoch but the current one, in the
- * same script as the exactly-once guard, so a report whose ids were read
- * before the prune writes nothing and its Store reads them again from the new
- * dictionary (-1 in APPLY); a report that landed before the prune is named
- * by the retired dictionary, kept until no period kept can hold one
+ * neither: a report written with ids of a dictionary retired meanwhile has
+ * its blob written again with ids of the current one (SPAN -1, REWRITE),
+ * and the retired one's mark moves past its period meanwhile; every report is
+ * named by a dictionary kept until no period kept can hold one
  * (`retired:EPOCH`, one after its `top`). The pairs still in use re-enter
  * the new dictionary with the next report that names them; those not seen
  * since go with the retired one. So a pair unseen for one retention leaves
@@ -334,7 +359,9 @@ return {1, v}
 
 /** Defines the scripts above as commands of `redis` (and of its pipelines and transactions). */
 export function defineScripts(redis: Redis): void {
-  redis.defineCommand('vcApply', { numberOfKeys: 8, lua: APPLY });
+  redis.defineCommand('vcApply', { numberOfKeys: 7, lua: APPLY });
+  redis.defineCommand('vcSpan', { numberOfKeys: 2, lua: SPAN });
+  redis.defineCommand('vcRewrite', { numberOfKeys: 2, lua: REWRITE });
   redis.defineCommand('vcDict', { numberOfKeys: 3, lua: DICT });
   redis.defineCommand('vcNewIds', { numberOfKeys: 3, lua: NEW_IDS });
   redis.defineCommand('vcIndexIds', { numberOfKeys: 2, lua: INDEX_IDS });

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { NAME_SEGMENT, pairNames } from './dictionary.js';
-import { EVENTS_MAXLEN, K, pendingField, periodKeys } from './keys.js';
+import { EVENTS_MAXLEN, K, periodKeys } from './keys.js';
 import { decodePacked, encodePacked, newEpoch } from './packed.js';
 import { reportMeta, type Report } from './report.js';
 import type { Counts } from './resolve.js';
@@ -46,6 +46,9 @@ export const DICTIONARY_CAP = 2_000_000;
 
 type Triple = readonly [string, number, number];
 
+/** What `recent` files a large report under. */
+const recentKey = (period: number, host: string) => `${period}:${host}`;
+
 /** Pairs from..to as the zset scripts take them: the members, then their messages, then their bytes. */
 function pushColumns(args: (string | number | Buffer)[], pairs: readonly Triple[], from: number, to: number): void {
   for (let i = from; i < to; i++) args.push(pairs[i]![0]);
@@ -86,46 +89,48 @@ export class Store {
    * been. Once it returns, the report counts in queries; the period's zsets
    * hold it too when it had at most `inlinePairs` pairs, else after
    * materialise(); neither when the period is not among the newest
-   * `zsetPeriods`.
+   * `zsetPeriods`. Two steps, each in one slot of a Redis Cluster: the
+   * period's (APPLY: the guard and the report), then `{vc}`'s (SPAN: the list
+   * of periods and the dictionary's span), repeated even when APPLY finds the
+   * report applied, since a writer may have died between them.
    */
   async apply(r: Report): Promise<boolean> {
+    const zsets = this.zsetPeriods > 0 && (await this.redis.zcount(K.periods, `(${r.period}`, '+inf')) < this.zsetPeriods;
+    const inline = zsets && r.pairs.length <= this.inlinePairs;
+    let ids = await this.idsOf(r.pairs);
+    const args: (string | number | Buffer)[] = [
+      K.reported(r.period),
+      K.hostPairs(r.period, r.host),
+      K.meta(r.period),
+      K.pending(r.period),
+      K.msgs(r.period),
+      K.bytes(r.period),
+      K.zsetsGone(r.period),
+      r.host,
+      encodePacked(this.dict!.epoch, ids, r.pairs),
+      reportMeta(r),
+      inline ? r.pairs.length : zsets ? -1 : 0,
+    ];
+    if (inline) pushColumns(args, r.pairs, 0, r.pairs.length);
+    const [res] = await results(this.redis.multi().vcApply(...args), 'the report transaction');
+    const rewrite = () => this.redis.vcRewrite(K.reported(r.period), K.hostPairs(r.period, r.host), r.host, encodePacked(this.dict!.epoch, ids, r.pairs));
+    // A re-send: the blob an earlier attempt wrote may name another dictionary; this attempt's is the one SPAN records.
+    if (res === 0) await rewrite();
     for (let attempt = 0; ; attempt++) {
-      const ids = await this.idsOf(r.pairs);
       const { epoch, run } = this.dict!;
-      const zsets = this.zsetPeriods > 0;
-      const inline = zsets && r.pairs.length <= this.inlinePairs;
-      const args: (string | number | Buffer)[] = [
-        K.reported(r.period),
-        K.hostPairs(r.period, r.host),
-        K.meta(r.period),
-        K.periods,
-        K.pairDict,
-        K.pending,
-        K.msgs(r.period),
-        K.bytes(r.period),
-        r.host,
-        r.period,
-        epoch,
-        run,
-        encodePacked(epoch, ids, r.pairs),
-        reportMeta(r),
-        inline ? r.pairs.length : zsets ? -1 : 0,
-        this.zsetPeriods,
-      ];
-      if (inline) pushColumns(args, r.pairs, 0, r.pairs.length);
-      const [res] = await results(this.redis.multi().vcApply(...args), 'the report transaction');
-      if (res === -1) {
-        // The dictionary was re-created or Redis restarted since the ids were read: read them again.
-        this.forget();
-        if (attempt < 3) continue;
-        throw new Error('the pair dictionary (vc:pair:dict) or the Redis process changed under every attempt to write this report');
-      }
-      if (zsets && !inline) {
-        this.recent.set(pendingField(r.period, r.host), r.pairs);
-        while (this.recent.size > RECENT) this.recent.delete(this.recent.keys().next().value!);
-      }
-      return res === 1;
+      if ((await this.redis.vcSpan(K.periods, K.pairDict, epoch, run, r.period)) === 1) break;
+      // The ids came from a dictionary no longer kept, or from a Redis process that may have lost them: the
+      // report's blob again, with ids read again (the pairs and counts are the same).
+      if (attempt >= 3) throw new Error('the pair dictionary (vc:pair:dict) or the Redis process changed under every attempt to write this report');
+      this.forget();
+      ids = await this.idsOf(r.pairs);
+      await rewrite();
     }
+    if (zsets && !inline) {
+      this.recent.set(recentKey(r.period, r.host), r.pairs);
+      while (this.recent.size > RECENT) this.recent.delete(this.recent.keys().next().value!);
+    }
+    return res === 1;
   }
 
   /** Drops the cached ids: the next report asks for all of its members. */
@@ -151,7 +156,14 @@ export class Store {
         if (id !== undefined) ids[i] = id;
         else unknown.push(i);
       }
-      if (!unknown.length && this.dict) return ids;
+      if (!unknown.length && this.dict) {
+        // Every id in hand: still asked whether the dictionary is the current one of the same Redis process, so
+        // that one retired since (or a restart) is seen here, before APPLY, and not only by SPAN after it.
+        const [epoch, run] = await this.redis.vcDict(K.pairDict, K.pairNames, K.pairIds, newEpoch());
+        if (epoch === this.dict.epoch && run === this.dict.run) return ids;
+        this.forget();
+        continue;
+      }
       const members = unknown.map((i) => pairs[i]![0]);
       // The dictionary and the Redis process, and the index, read together.
       const tx = this.redis.multi().vcDict(K.pairDict, K.pairNames, K.pairIds, newEpoch());
@@ -226,24 +238,26 @@ export class Store {
    */
   async materialise(only: { host?: string; period?: number } = {}): Promise<number> {
     await this.indexIds();
-    const pending = await this.redis.hgetall(K.pending);
+    if (!this.zsetPeriods) return 0;
+    // Only the newest `zsetPeriods` periods can have pending reports: older ones keep no zsets.
+    const periods = only.period !== undefined ? [only.period] : (await this.redis.zrange(K.periods, String(-this.zsetPeriods), '-1')).map(Number);
+    const pending = await Promise.all(periods.map((p) => this.redis.hgetall(K.pending(p))));
     let done = 0;
-    for (const [field, next] of Object.entries(pending)) {
-      const i = field.indexOf(':');
-      const period = Number(field.slice(0, i));
-      const host = field.slice(i + 1);
-      if ((only.host !== undefined && host !== only.host) || (only.period !== undefined && period !== only.period)) continue;
-      if (await this.sumIn(period, host, Number(next))) done++;
+    for (const [k, period] of periods.entries()) {
+      for (const [host, next] of Object.entries(pending[k]!)) {
+        if (only.host !== undefined && host !== only.host) continue;
+        if (await this.sumIn(period, host, Number(next))) done++;
+      }
     }
     return done;
   }
 
   private async sumIn(period: number, host: string, from: number): Promise<boolean> {
-    const field = pendingField(period, host);
+    const key = recentKey(period, host);
     let names: readonly string[] | undefined;
     let msgs: ArrayLike<number>;
     let bytes: ArrayLike<number>;
-    const pairs = this.recent.get(field);
+    const pairs = this.recent.get(key);
     if (pairs) {
       names = pairs.map((p) => p[0]);
       msgs = pairs.map((p) => p[1]);
@@ -252,7 +266,7 @@ export class Store {
       const buf = await this.redis.getBuffer(K.hostPairs(period, host));
       if (!buf) {
         // trimmed (or deleted by hand): nothing left to sum
-        await this.redis.hdel(K.pending, field);
+        await this.redis.hdel(K.pending(period), host);
         return false;
       }
       const packed = decodePacked(buf, K.hostPairs(period, host));
@@ -265,25 +279,25 @@ export class Store {
     for (let at = from; ; ) {
       if (at >= n && n > 0) {
         // cannot be: the last chunk removes the field
-        await this.redis.hdel(K.pending, field);
+        await this.redis.hdel(K.pending(period), host);
         break;
       }
       const tx = this.redis.pipeline();
       for (let c = at; c < n || c === 0; c += this.chunkPairs) {
         const end = Math.min(n, c + this.chunkPairs);
-        const args: (string | number)[] = [K.pending, K.msgs(period), K.bytes(period), K.periods, field, c, end === n ? 1 : 0, end - c, period, this.zsetPeriods];
+        const args: (string | number)[] = [K.pending(period), K.msgs(period), K.bytes(period), K.zsetsGone(period), host, c, end === n ? 1 : 0, end - c];
         for (let i = c; i < end; i++) args.push(names[i]!);
         for (let i = c; i < end; i++) args.push(msgs[i]!);
         for (let i = c; i < end; i++) args.push(bytes[i]!);
         tx.vcSum(...args);
         if (n === 0) break;
       }
-      await results(tx, `the sums of ${field}`);
-      const now = await this.redis.hget(K.pending, field);
+      await results(tx, `the sums of ${key}`);
+      const now = await this.redis.hget(K.pending(period), host);
       if (now === null) break;
       at = Number(now);
     }
-    this.recent.delete(field);
+    this.recent.delete(key);
     return true;
   }
 
@@ -326,13 +340,10 @@ export class Store {
     const oldestKept = Number((await this.redis.zrange(K.periods, String(-keep), String(-keep)))[0] ?? 0);
     await this.dropRetired(oldestKept);
     const hosts = await this.registry.hostNames();
-    const tx = this.redis.multi();
-    for (const p of old) {
-      tx.unlink(...periodKeys(Number(p), hosts));
-      if (hosts.length) tx.hdel(K.pending, ...hosts.map((h) => pendingField(Number(p), h)));
-    }
-    tx.zrem(K.periods, ...old);
-    await results(tx, 'the retention transaction');
+    // Each period's keys are one slot (one MULTI each); the list of periods is `{vc}`'s, so it goes after
+    // them: a period listed whose keys are gone is one being trimmed, never the other way round.
+    for (const p of old) await results(this.redis.multi().unlink(...periodKeys(Number(p), hosts)), 'the retention transaction');
+    await this.redis.zrem(K.periods, ...old);
     if (oldestKept) await this.redis.vcPrune(K.pairDict, K.pairNames, K.pairIds, newEpoch(), oldestKept);
     return old.length;
   }
@@ -357,12 +368,12 @@ export class Store {
 
   /**
    * Deletes the zsets of the periods older than the newest `zsetPeriods` of
-   * vc:periods (all of them when 0), and the `pending` fields of their large
-   * reports. No script creates a period's zsets once it is out (KEEPS_ZSETS in
-   * scripts.ts), so each period is swept once per Store: the first call looks
-   * at every older period (zsets of a Redis written before this setting, or by
-   * another agent with a larger one), later calls only at those that fell out
-   * since.
+   * vc:periods (all of them when 0), with the `pending` fields of their large
+   * reports, and marks each period `zsetsGone` in the same MULTI (its slot):
+   * no script makes its zsets again. So each period is swept once per Store:
+   * the first call looks at every older period (zsets of a Redis written
+   * before this setting, or by another agent with a larger one), later calls
+   * only at those that fell out since.
    */
   private async dropZsets(): Promise<void> {
     const keep = this.zsetPeriods;
@@ -372,18 +383,18 @@ export class Store {
       if (cut === undefined) return; // fewer periods than that
       until = `(${cut}`;
     }
-    let last: string | undefined;
     for (;;) {
       const batch = await this.redis.zrange(K.periods, this.zsetsFrom, until, 'BYSCORE', 'LIMIT', 0, SWEEP_BATCH);
       if (!batch.length) break;
-      await this.redis.unlink(...batch.flatMap((p) => [K.msgs(Number(p)), K.bytes(Number(p))]));
-      last = batch[batch.length - 1]!;
-      this.zsetsFrom = `(${last}`;
+      await Promise.all(
+        batch.map((p) => {
+          const n = Number(p);
+          return results(this.redis.multi().unlink(K.msgs(n), K.bytes(n), K.pending(n)).set(K.zsetsGone(n), '1'), 'dropping the zsets of a period');
+        }),
+      );
+      this.zsetsFrom = `(${batch[batch.length - 1]!}`;
       if (batch.length < SWEEP_BATCH) break;
     }
-    if (last === undefined) return;
-    const stale = Object.keys(await this.redis.hgetall(K.pending)).filter((f) => Number(f.slice(0, f.indexOf(':'))) <= Number(last));
-    if (stale.length) await this.redis.hdel(K.pending, ...stale);
   }
 
   /** Appends to `host`'s event stream. */

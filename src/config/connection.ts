@@ -24,19 +24,21 @@ export function withoutCredentials(r: RedisSettings): { url: string; auth?: Redi
     ...(r.passwordFile ? { passwordFile: r.passwordFile } : {}),
     ...(r.tls ? { tls: { ...r.tls } } : {}),
     ...(r.sentinels.length ? { sentinels: [...r.sentinels], primaryName: r.primaryName, ...(r.sentinelPasswordFile ? { sentinelPasswordFile: r.sentinelPasswordFile } : {}) } : {}),
+    ...(r.cluster.length ? { cluster: [...r.cluster] } : {}),
   };
   return { url: u.toString().replace(/\/$/, ''), ...(Object.keys(auth).length ? { auth } : {}) };
 }
 
 /** Where a connection goes, for messages and logs (never a secret): the URL, or the sentinels and the primary's name. */
 export function redisLabel(url: string, auth?: RedisAuth): string {
+  if (auth?.cluster?.length) return `Redis Cluster of nodes ${auth.cluster.join(',')}`;
   if (auth?.sentinels?.length) return `primary '${auth.primaryName ?? DEFAULT_PRIMARY_NAME}' of sentinels ${auth.sentinels.join(',')}`;
   return redactUrl(url);
 }
 
-/** Whether the data nodes are reached over TLS: a rediss:// URL, or a tls section with sentinels. */
+/** Whether the data nodes are reached over TLS: a rediss:// URL, or a tls section with sentinels or a cluster. */
 export function usesTls(url: string, auth?: RedisAuth): boolean {
-  return auth?.sentinels?.length ? Boolean(auth.tls) : url.startsWith('rediss:');
+  return auth?.sentinels?.length || auth?.cluster?.length ? Boolean(auth.tls) : url.startsWith('rediss:');
 }
 
 /** A sentinel's HOST:PORT (26379 if none). */
@@ -44,6 +46,23 @@ export function sentinelAddress(s: string): { host: string; port: number } {
   const m = HOST_PORT_RE.exec(s.trim());
   if (!m) throw new UserError(`bad sentinel '${s}': write HOST:PORT (redis.sentinels, --redis-sentinels or VIRT_COHORT_REDIS_SENTINELS)`);
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]?.slice(1) ?? 26379) };
+}
+
+/** A cluster node's HOST:PORT (6379 if none). */
+export function clusterAddress(s: string): { host: string; port: number } {
+  const m = HOST_PORT_RE.exec(s.trim());
+  if (!m) throw new UserError(`bad cluster node '${s}': write HOST:PORT (redis.cluster, --redis-cluster or VIRT_COHORT_REDIS_CLUSTER)`);
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]?.slice(1) ?? 6379) };
+}
+
+/** What every data node gets, through sentinels or in a cluster (ioredis' `redisOptions`): the username, the password (read now), TLS. */
+export function nodeOptions(auth: RedisAuth): RedisOptions {
+  const opts: RedisOptions = {};
+  if (auth.username) opts.username = auth.username;
+  const password = auth.passwordFile ? readSecret(auth.passwordFile, 'redis.passwordFile').replace(/\r?\n$/, '') : auth.password;
+  if (password) opts.password = password;
+  if (auth.tls) opts.tls = tlsOptions(auth.tls);
+  return opts;
 }
 
 function tlsOptions(t: NonNullable<RedisAuth['tls']>, host?: string): ConnectionOptions {
@@ -69,13 +88,10 @@ export function sentinelOptions(auth: RedisAuth): RedisOptions {
     name: auth.primaryName ?? DEFAULT_PRIMARY_NAME,
     role: 'master',
     db: 0,
+    ...nodeOptions(auth),
   };
-  if (auth.username) opts.username = auth.username;
-  const password = auth.passwordFile ? readSecret(auth.passwordFile, 'redis.passwordFile').replace(/\r?\n$/, '') : auth.password;
-  if (password) opts.password = password;
   if (auth.sentinelPasswordFile) opts.sentinelPassword = readSecret(auth.sentinelPasswordFile, 'redis.sentinelPasswordFile').replace(/\r?\n$/, '');
   if (auth.tls) {
-    opts.tls = tlsOptions(auth.tls);
     opts.sentinelTLS = tlsOptions(auth.tls);
     opts.enableTLSForSentinelMode = true;
   }
@@ -119,7 +135,11 @@ function readSecret(file: string, key: string): string {
 /** What went wrong with Redis, and what to type. Never holds a secret. `auth`: with sentinels, the messages name them. */
 export function redisTrouble(err: Error, url: string, auth?: RedisAuth): { problem: string; fix: string } {
   const at = redisLabel(url, auth);
-  const where = auth?.sentinels?.length ? 'redis.sentinels and redis.primaryName (--redis-sentinels, --redis-primary)' : 'redis.url (--redis, VIRT_COHORT_REDIS)';
+  const where = auth?.sentinels?.length
+    ? 'redis.sentinels and redis.primaryName (--redis-sentinels, --redis-primary)'
+    : auth?.cluster?.length
+      ? 'redis.cluster (--redis-cluster, VIRT_COHORT_REDIS_CLUSTER)'
+      : 'redis.url (--redis, VIRT_COHORT_REDIS)';
   const m = (err.message ?? String(err)).split('\n')[0]!;
   if (/WRONGPASS|invalid password|invalid username-password/i.test(m)) {
     return { problem: `NOAUTH/WRONGPASS: Redis at ${at} refused the credentials (${m})`, fix: 'check redis.password / redis.passwordFile (or VIRT_COHORT_REDIS_PASSWORD[_FILE]) and redis.username' };
@@ -132,6 +152,12 @@ export function redisTrouble(err: Error, url: string, auth?: RedisAuth): { probl
       problem: `TLS with Redis at ${at} failed (${m})`,
       fix: "check redis.tls.ca (the CA that signed the server's certificate), redis.tls.servername, and that the server speaks TLS on this port",
     };
+  }
+  if (/Failed to refresh slots cache|None of startup nodes is available/i.test(m)) {
+    return { problem: `no node of the ${at} answers (${m})`, fix: `start the cluster's nodes, or correct ${where}` };
+  }
+  if (/CLUSTERDOWN/.test(m)) {
+    return { problem: `the ${at} is down (${m})`, fix: 'some hash slots have no primary: redis-cli --cluster check HOST:PORT says which, and redis-cli --cluster fix covers them' };
   }
   if (/ECONNREFUSED/.test(m)) return { problem: `nothing listens at ${at} (${m})`, fix: `start Redis (systemctl start redis-server), or correct ${where}` };
   if (/ENOTFOUND|EAI_AGAIN/.test(m)) return { problem: `the host of ${at} does not resolve (${m})`, fix: `correct ${where}` };

@@ -18,15 +18,16 @@ const FLAG_NAMES: Readonly<Record<string, string>> = {
   'redis.url': '--redis',
   'redis.passwordFile': '--redis-password-file',
   'redis.sentinels': '--redis-sentinels',
+  'redis.cluster': '--redis-cluster',
   'redis.primaryName': '--redis-primary',
   'log.pretty': '--pretty',
 };
 
 /** 'agent.*': every key of the section, except those whose schema says flag: false. */
 export const COMMAND_SETTINGS = {
-  agent: ['agent.*', 'redis.url', 'redis.passwordFile', 'redis.sentinels', 'redis.primaryName', 'log.pretty'],
-  manager: ['manager.*', 'redis.url', 'redis.sentinels', 'redis.primaryName', 'log.pretty'],
-  doctor: ['agent.libvirtUri', 'agent.pinRoot', 'redis.url', 'redis.sentinels', 'redis.primaryName', 'agent.stateDir', 'agent.socket'],
+  agent: ['agent.*', 'redis.url', 'redis.passwordFile', 'redis.sentinels', 'redis.primaryName', 'redis.cluster', 'log.pretty'],
+  manager: ['manager.*', 'redis.url', 'redis.sentinels', 'redis.primaryName', 'redis.cluster', 'log.pretty'],
+  doctor: ['agent.libvirtUri', 'agent.pinRoot', 'redis.url', 'redis.sentinels', 'redis.primaryName', 'redis.cluster', 'agent.stateDir', 'agent.socket'],
 } as const satisfies Record<string, readonly string[]>;
 
 export type SettingsCommand = keyof typeof COMMAND_SETTINGS;

@@ -211,10 +211,26 @@ function crossChecks(c: Config): [Path, string, string][] {
       `redis.url (${redactUrl(r.url)}) and redis.sentinels are both set: with Sentinel the sentinels name the primary`,
       'remove redis.url (or VIRT_COHORT_REDIS, --redis) and keep redis.sentinels and redis.primaryName; credentials go in redis.username / passwordFile, TLS in redis.tls; or remove redis.sentinels to use the one Redis of the URL',
     ]);
+  if (r.cluster.length && r.url !== DEFAULT_REDIS_URL)
+    out.push([
+      ['redis', 'url'],
+      `redis.url (${redactUrl(r.url)}) and redis.cluster are both set: with Redis Cluster its nodes are listed in redis.cluster`,
+      'remove redis.url (or VIRT_COHORT_REDIS, --redis) and keep redis.cluster; credentials go in redis.username / passwordFile, TLS in redis.tls; or remove redis.cluster to use the one Redis of the URL',
+    ]);
+  if (r.cluster.length && r.sentinels.length)
+    out.push([
+      ['redis', 'cluster'],
+      'redis.cluster and redis.sentinels are both set: a Redis Cluster fails over by itself, without sentinels',
+      'keep redis.cluster for a Redis Cluster, or redis.sentinels for one primary with replicas watched by sentinels',
+    ]);
   if (!r.sentinels.length && r.sentinelPasswordFile)
     out.push([['redis', 'sentinelPasswordFile'], 'redis.sentinelPasswordFile is set but there are no redis.sentinels', 'list the sentinels in redis.sentinels, or remove redis.sentinelPasswordFile']);
-  if (r.tls && !r.sentinels.length && !r.url.startsWith('rediss://'))
-    out.push([['redis', 'tls'], `redis.tls is set but redis.url is not rediss:// (${redactUrl(r.url)})`, 'write the URL as rediss://HOST:PORT (or list redis.sentinels), or remove redis.tls']);
+  if (r.tls && !r.sentinels.length && !r.cluster.length && !r.url.startsWith('rediss://'))
+    out.push([
+      ['redis', 'tls'],
+      `redis.tls is set but redis.url is not rediss:// (${redactUrl(r.url)})`,
+      'write the URL as rediss://HOST:PORT (or list redis.sentinels or redis.cluster), or remove redis.tls',
+    ]);
   if (r.tls && Boolean(r.tls.cert) !== Boolean(r.tls.key))
     out.push([['redis', 'tls', r.tls.cert ? 'cert' : 'key'], 'redis.tls.cert and redis.tls.key go together', 'set both (a client certificate and its key), or neither']);
   const files: [Path, string | undefined][] = [

@@ -1,8 +1,8 @@
-import { Redis } from 'ioredis';
+import { Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { UserError } from '../util/errors.js';
 import { logger } from '../util/log.js';
-import { connectionOptions, explainRedisError, redisLabel, redisTrouble, usesTls, withoutCredentials } from './connection.js';
+import { clusterAddress, connectionOptions, explainRedisError, nodeOptions, redisLabel, redisTrouble, usesTls, withoutCredentials } from './connection.js';
 import { loadSettings, redactUrl } from './load.js';
 import { DEFAULT_REDIS_URL, type RedisAuth } from './schema.js';
 import { sentinelTrouble } from './sentinel.js';
@@ -25,6 +25,24 @@ const CREDENTIALS_OR_TLS = /^(NOAUTH\/WRONGPASS|TLS with)/;
 const SAY_EVERY_MS = 60_000;
 
 /**
+ * A client of a Redis Cluster (redis.cluster), typed as one Redis: ioredis' Cluster answers the same commands,
+ * scripts, pipelines and transactions, each sent to the shard of its keys; every caller here keeps a pipeline,
+ * MULTI or script to one slot (src/collector/keys.ts) and reads a keyless command's answer (INFO, WAIT) only
+ * behind a keyed one (replicated). `node`: the options of each node's connection; `cluster`: the client's own.
+ */
+function clusterClient(auth: RedisAuth, node: RedisOptions, cluster: ClusterOptions): Redis {
+  const client = new Cluster(auth.cluster!.map(clusterAddress), {
+    ...cluster,
+    redisOptions: { ...nodeOptions(auth), ...node },
+    // Commands issued in the same tick go to each shard as one pipeline: the queries read many periods side by side.
+    enableAutoPipelining: true,
+    // Writes and reads go to the primaries only: a replica may not have the newest report yet.
+    scaleReads: 'master',
+  });
+  return client as unknown as Redis;
+}
+
+/**
  * A connection for a daemon: retries for ever (nothing is lost meanwhile),
  * and says loudly, once a minute at most, when it is refused for a reason a
  * person must fix (credentials, TLS; with sentinels: none answers, none
@@ -33,12 +51,18 @@ const SAY_EVERY_MS = 60_000;
  */
 export function connectDaemon(url: string, auth: RedisAuth | undefined = undefined, log: Logger = logger('redis'), opts: { lazy?: boolean } = {}): Redis {
   const sentinel = Boolean(auth?.sentinels?.length);
+  const retry = (n: number) => Math.min(200 * n, 2000);
+  if (auth?.cluster?.length) {
+    const redis = clusterClient(auth, { maxRetriesPerRequest: null }, { lazyConnect: opts.lazy ?? false, enableOfflineQueue: true, clusterRetryStrategy: retry });
+    redis.on('error', (err: Error) => log.warn(`${explainRedisError(err, url, auth)}; retrying (the daemon keeps running and keeps its data meanwhile)`));
+    return redis;
+  }
   const redis = new Redis({
     ...connectionOptions(url, auth),
     lazyConnect: opts.lazy ?? false,
     maxRetriesPerRequest: null,
     enableOfflineQueue: true,
-    retryStrategy: (n) => Math.min(200 * n, 2000),
+    retryStrategy: retry,
     ...(sentinel
       ? {
           sentinelRetryStrategy: (n: number) => Math.min(200 * n, 2000),
@@ -102,16 +126,22 @@ export function redisGone(err: unknown): string | undefined {
 /** A connection that asks and exits: connects within `timeoutMs`, each command within commandTimeoutMs(), and says what to do. */
 export async function connectChecked(url: string, auth: RedisAuth | undefined, timeoutMs = 3000): Promise<Redis> {
   const sentinel = Boolean(auth?.sentinels?.length);
-  const redis = new Redis({
-    ...connectionOptions(url, auth),
-    lazyConnect: true,
-    connectTimeout: timeoutMs,
-    maxRetriesPerRequest: 1,
-    enableOfflineQueue: false,
-    retryStrategy: () => null,
-    commandTimeout: commandTimeoutMs(),
-    ...(sentinel ? { sentinelRetryStrategy: () => null, sentinelCommandTimeout: timeoutMs } : {}),
-  });
+  const redis = auth?.cluster?.length
+    ? clusterClient(
+        auth,
+        { connectTimeout: timeoutMs, maxRetriesPerRequest: 1, commandTimeout: commandTimeoutMs() },
+        { lazyConnect: true, enableOfflineQueue: false, clusterRetryStrategy: () => null },
+      )
+    : new Redis({
+        ...connectionOptions(url, auth),
+        lazyConnect: true,
+        connectTimeout: timeoutMs,
+        maxRetriesPerRequest: 1,
+        enableOfflineQueue: false,
+        retryStrategy: () => null,
+        commandTimeout: commandTimeoutMs(),
+        ...(sentinel ? { sentinelRetryStrategy: () => null, sentinelCommandTimeout: timeoutMs } : {}),
+      });
   let cause: Error | undefined;
   redis.on('error', (err: Error) => {
     cause ??= err;
@@ -142,12 +172,19 @@ export async function connectChecked(url: string, auth: RedisAuth | undefined, t
  * it); a write a replica acknowledged survives, as Sentinel promotes the
  * replica with the most data. With no replica connected there is nothing to
  * wait for (and nothing a failover could promote). Returns how many replicas
- * are connected and how many acknowledged within `timeoutMs`.
+ * are connected and how many acknowledged within `timeoutMs`. `key`: one the
+ * writes touched (in a cluster, WAIT counts the replicas of its shard).
  */
-export async function replicated(redis: Redis, timeoutMs: number): Promise<{ replicas: number; acked: number }> {
-  const replicas = Number(/connected_slaves:(\d+)/.exec(await redis.info('replication'))?.[1] ?? 0);
+export async function replicated(redis: Redis, timeoutMs: number, key: string): Promise<{ replicas: number; acked: number }> {
+  // INFO and WAIT have no key: behind EXISTS `key` in one pipeline, a Redis Cluster sends them to the shard
+  // that holds `key` (the one the writes went to); on one Redis the key changes nothing.
+  const [, info] = (await redis.pipeline().exists(key).info('replication').exec()) ?? [];
+  if (info?.[0]) throw info[0];
+  const replicas = Number(/connected_slaves:(\d+)/.exec(String(info?.[1]))?.[1] ?? 0);
   if (!replicas) return { replicas, acked: 0 };
-  return { replicas, acked: Number(await redis.wait(1, timeoutMs)) };
+  const [, acked] = (await redis.pipeline().exists(key).wait(1, timeoutMs).exec()) ?? [];
+  if (acked?.[0]) throw acked[0];
+  return { replicas, acked: Number(acked?.[1]) };
 }
 
 /**

@@ -321,6 +321,16 @@ export const redisSchema = z
         arg: 'host:port,...',
         example: ['10.0.0.1:26379', '10.0.0.2:26379', '10.0.0.3:26379'],
       }),
+    cluster: z
+      .array(z.string().regex(HOST_PORT_RE, { message: 'HOST:PORT (port 6379 if left out; [v6]:PORT for an IPv6 address)' }))
+      .default([])
+      .meta({
+        description:
+          'Redis Cluster: some of its nodes, HOST:PORT (6379 if no port); the others are learned from them. Then leave redis.url out. Every node gets username, password and tls as with a URL; `tls` alone turns TLS on. On the command line: a,b,c.',
+        env: 'VIRT_COHORT_REDIS_CLUSTER',
+        arg: 'host:port,...',
+        example: ['10.0.0.1:6379', '10.0.0.2:6379', '10.0.0.3:6379'],
+      }),
     primaryName: name(DEFAULT_PRIMARY_NAME, {
       description: "With sentinels: the primary's name in their configuration (sentinel monitor NAME ...).",
       env: 'VIRT_COHORT_REDIS_PRIMARY',

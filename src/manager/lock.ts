@@ -95,7 +95,7 @@ export class LeaderLock {
           // would take the lock there in the same term (a reused fencing token), or our renewal's new expiry
           // would be lost while we go on trusting it. Unreplicated, this tick does not lead; the next renews
           // and waits again.
-          const { replicas, acked } = await replicated(this.redis, Math.max(100, Math.round(this.validMs / 4)));
+          const { replicas, acked } = await replicated(this.redis, Math.max(100, Math.round(this.validMs / 4)), K.managerLock);
           if (replicas && !acked) {
             log.warn({ term: t, replicas }, 'no replica acknowledged the manager lock in time: not leading until one does');
             return 0;

@@ -2,7 +2,6 @@ import type { Redis } from 'ioredis';
 import { K } from '../collector/keys.js';
 import { query } from '../collector/query.js';
 import { Registry, type EnvRecord } from '../collector/registry.js';
-import { results } from '../collector/results.js';
 import { spanPeriods } from '../collector/span.js';
 import { readHistory } from '../manager/history.js';
 import { environmentJson, type Environment } from '../placement/env.js';
@@ -76,9 +75,7 @@ export async function recordTrace(redis: Redis, o: RecordOptions): Promise<Trace
     const a = await query(redis, { type: 'detail', span: n, approx: true, now: (last + L) * 1000, periodSeconds: L });
     if (a.status !== 'ok' || a.type !== 'detail')
       throw new UserError(`the collector cannot give periods ${periodLabel({ start, length: L })} on: ${a.status === 'reformulate' ? a.reason : 'no detail'}`);
-    const tx = redis.pipeline();
-    for (const d of a.detail) tx.smembers(K.reported(d.period));
-    const reported = (await results(tx, 'the reported sets')) as string[][];
+    const reported = await Promise.all(a.detail.map((d) => redis.smembers(K.reported(d.period))));
     a.detail.forEach((d, i) => {
       const estimated = a.estimated.filter((e) => e.period === d.period).map((e) => e.host);
       if (!d.pairs.length && !reported[i]!.length && !estimated.length) return; // no host reported: a gap

@@ -8,6 +8,7 @@
  * The Redis the fleet writes into is one parameter, a RedisTarget: one redis-server now; the
  * 3-shard Cluster once test/helpers/cluster.ts exists (see clusterTarget).
  */
+import { K } from '../../src/collector/keys.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -152,9 +153,11 @@ export class SimAgent {
         await this.store.apply(x);
         this.appliedAt = performance.now();
       },
-      durable: async () => {
-        const { replicas, acked } = await replicated(this.redis, 2000);
-        if (replicas && !acked) throw new Error(`no replica acknowledged ${this.host.name}'s report`);
+      durable: async (periods) => {
+        for (const p of periods) {
+          const { replicas, acked } = await replicated(this.redis, 2000, K.reported(p));
+          if (replicas && !acked) throw new Error(`no replica acknowledged ${this.host.name}'s report`);
+        }
       },
     });
     if (sent !== 1) throw new Error(`${this.host.name} sent ${sent} reports, not 1`);

@@ -86,7 +86,7 @@ test('the zsets are kept for the newest zsetPeriods periods; older periods keep 
   // Late reports of an old period, small (summed with the guard) and large (materialised): no zsets again.
   await store.apply(report('b', periods[0]!, pairsOf('b', 0).slice(0, 2)));
   await store.apply(report('c', periods[1]!, pairsOf('c', 0)));
-  assert.equal(await r.redis.hexists(K.pending, `${periods[1]}:c`), 0, 'no pending field for a period out of the newest');
+  assert.equal(await r.redis.hexists(K.pending(periods[1]!), 'c'), 0, 'no pending field for a period out of the newest');
   await store.materialise();
   assert.equal(await r.redis.exists(K.msgs(periods[0]!), K.msgs(periods[1]!)), 0);
   assert.equal((await hostPart(r.redis, periods[0]!, 'b')).size, 2, 'the late report counts in queries');
@@ -96,9 +96,9 @@ test('the zsets are kept for the newest zsetPeriods periods; older periods keep 
   const other = new Store(r.redis, { zsetPeriods: 3, inlinePairs: 4 }); // has not the pairs in hand: reads them from Redis
   for (let k = 1; k <= 3; k++) await store.apply(report('a', P + k * L, pairsOf('a', k)));
   await other.materialise();
-  assert.equal(await r.redis.hexists(K.pending, `${periods[5]}:b`), 0, 'the pending field of a period out of the newest goes');
   assert.equal(await r.redis.zscore(K.msgs(periods[5]!), 'b1>a1'), null);
   await store.trim(0);
+  assert.equal(await r.redis.hexists(K.pending(periods[5]!), 'b'), 0, 'the pending field of a period out of the newest goes with its zsets');
   for (const p of [...periods, P + L, P + 2 * L, P + 3 * L]) assert.equal(await r.redis.exists(K.msgs(p)), p >= P + L ? 1 : 0, `period ${p}`);
 });
 
@@ -124,7 +124,7 @@ test('zsetPeriods 0: no zsets at all, and the pair index is still written', asyn
   const store = new Store(r.redis, { zsetPeriods: 0, inlinePairs: 4 });
   await store.apply(report('a', P - 2 * L, pairsOf('a', 1))); // small
   await store.apply(report('b', P - L, pairsOf('b', 0))); // large
-  assert.equal(await r.redis.hlen(K.pending), 0);
+  assert.equal(await r.redis.hlen(K.pending(P - L)), 0);
   await store.materialise();
   assert.equal(await r.redis.exists(K.msgs(P - 2 * L), K.msgs(P - L), K.bytes(P - L)), 0);
   assert.equal(await r.redis.hlen(K.pairIds), pairsOf('a', 1).length + pairsOf('b', 0).length, 'the ids given are indexed for other Stores');

@@ -40,7 +40,7 @@ test('the commands keep their flags', () => {
   assert.deepEqual(
     longs(agentCommand()),
     sorted(
-      '--config --no-config --host --site --libvirt-uri --advertise-uri --redis --redis-password-file --redis-sentinels --redis-primary --period --reconcile ' +
+      '--config --no-config --host --site --libvirt-uri --advertise-uri --redis --redis-password-file --redis-sentinels --redis-primary --redis-cluster --period --reconcile ' +
         '--socket --state-dir --spool-max --retention --zset-periods --sensor --pin-root --migrate-uri --metrics --metrics-bind --pretty',
     ),
   );
@@ -48,10 +48,10 @@ test('the commands keep their flags', () => {
     longs(managerCommand()),
     sorted(
       '--lab --config --no-config --pretty --apply --every --objective --method --env --horizon --max-moves --confirm ' +
-        '--cooldown --external-hold --evacuate-silent --quota-margin --max-per-host --max-concurrent --timeout --encrypt --auto-converge --span --exclude --cpu-overcommit --reserve-memory --once --json --metrics --metrics-bind --redis --redis-sentinels --redis-primary',
+        '--cooldown --external-hold --evacuate-silent --quota-margin --max-per-host --max-concurrent --timeout --encrypt --auto-converge --span --exclude --cpu-overcommit --reserve-memory --once --json --metrics --metrics-bind --redis --redis-sentinels --redis-primary --redis-cluster',
     ),
   );
-  assert.deepEqual(longs(doctorCommand()), sorted('--config --no-config --libvirt-uri --hooks-dir --pin-root --redis --redis-sentinels --redis-primary --state-dir --socket --manager --json'));
+  assert.deepEqual(longs(doctorCommand()), sorted('--config --no-config --libvirt-uri --hooks-dir --pin-root --redis --redis-sentinels --redis-primary --redis-cluster --state-dir --socket --manager --json'));
 });
 
 test('a flag sets its key, typed; a flag not given sets nothing', () => {
