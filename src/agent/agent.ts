@@ -297,11 +297,7 @@ export class Agent {
    * waited for on its own shard.
    */
   private async durable(periods: number[]): Promise<void> {
-    const waits = [K.periods, ...periods.map((p) => K.reported(p))].map((key) => withTimeout(replicated(this.redis, DURABLE_WAIT_MS, key), DURABLE_WAIT_MS + 5000, 'waiting for a replica'));
-    for (const { replicas, acked } of await Promise.all(waits)) {
-      if (replicas && !acked)
-        throw new Error(`no replica of Redis acknowledged the reports within ${DURABLE_WAIT_MS} ms (${replicas} connected): they stay spooled and are sent again (each applied once)`);
-    }
+    await durable(this.redis, periods);
   }
 
   /** The cluster's address → VM map (vc:addr), or an empty one while Redis cannot be read. */
@@ -458,5 +454,14 @@ export class Agent {
   private waiting(what: string): void {
     if (this.waitingFor !== what) log.warn(`waiting for ${what}; counting goes on`);
     this.waitingFor = what;
+  }
+}
+
+/** Agent.durable's wait, for any writer of reports (the fleet bench, the cluster tests): see there. */
+export async function durable(redis: Redis, periods: number[]): Promise<void> {
+  const waits = [K.periods, ...periods.map((p) => K.reported(p))].map((key) => withTimeout(replicated(redis, DURABLE_WAIT_MS, key), DURABLE_WAIT_MS + 5000, 'waiting for a replica'));
+  for (const { replicas, acked } of await Promise.all(waits)) {
+    if (replicas && !acked)
+      throw new Error(`no replica of Redis acknowledged the reports within ${DURABLE_WAIT_MS} ms (${replicas} connected): they stay spooled and are sent again (each applied once)`);
   }
 }

@@ -8,6 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { K } from '../../src/collector/keys.js';
 import { Agent, type Clock, type DomainSource } from '../../src/agent/agent.js';
 import { MAX_PEERS_PER_VM } from '../../src/agent/pairs.js';
 import { loadConfig } from '../../src/agent/config.js';
@@ -129,7 +130,7 @@ test("a period's counts reach Redis exactly once: sent at once, spooled through 
   assert.equal(await agent.spool.size(), 0);
   assert.deepEqual(await hostPart(redis, periodOf(boundary(3)), 'h1'), want);
   assert.deepEqual(await hostPart(redis, periodOf(boundary(2)), 'h1'), new Map([['vm1>10.0.0.9', [7, 700]]]));
-  assert.deepEqual(await redis.smembers(`vc:period:${periodOf(boundary(3))}:reported`), ['h1']);
+  assert.deepEqual(await redis.smembers(K.reported(periodOf(boundary(3)))), ['h1']);
 });
 
 test('a tap a started hook announces is counted before libvirt lists it', async () => {
@@ -271,7 +272,7 @@ test('periods follow the clock: a read held past boundaries is split by time, a 
     ],
   );
   assert.equal(await sent(0), 0, 'the hours the clock skipped are empty, not a double');
-  assert.deepEqual(await redis.smembers(`vc:period:${periodOf(boundary(0))}:reported`), ['h5'], 'and reported: the period is complete');
+  assert.deepEqual(await redis.smembers(K.reported(periodOf(boundary(0)))), ['h5'], 'and reported: the period is complete');
   const total = (await Promise.all([5, 4, 3, 2, 1, 0, -1, -2].map(sent))).reduce((a, b) => a + b, 0);
   assert.equal(total, 100 + 200 + 50 + 30 + 20 + 10 + 5, 'every packet counted once');
 });
@@ -315,7 +316,7 @@ test('100,000 random peers in a period: the report, Redis and the agent stay wit
   const sum = [...part.values()].reduce((s, c) => [s[0] + c[0], s[1] + c[1]], [0, 0]);
   assert.deepEqual(sum, [packets, bytes], 'every packet and byte reaches Redis');
   assert.ok(part.get('scan1>*')![0] > 0 && part.get('*>scan1')![0] > 0);
-  const meta = JSON.parse((await redis.hget(`vc:period:${periodOf(boundary(5))}:meta`, 'h-scan'))!) as { folded: number };
+  const meta = JSON.parse((await redis.hget(K.meta(periodOf(boundary(5))), 'h-scan'))!) as { folded: number };
   assert.equal(meta.folded, PEERS - 2 * MAX_PEERS_PER_VM, 'the meta says how many pairs were folded');
   const grew = Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]) - memBefore;
   // 2,002 pairs: the packed report (20 B a pair), two zsets and the dictionary (about 70 B a pair each).

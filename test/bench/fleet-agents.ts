@@ -8,18 +8,16 @@
  * The Redis the fleet writes into is one parameter, a RedisTarget: one redis-server now; the
  * 3-shard Cluster once test/helpers/cluster.ts exists (see clusterTarget).
  */
-import { K } from '../../src/collector/keys.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { AddressBook } from '../../src/agent/addresses.js';
-import { publishSpool } from '../../src/agent/agent.js';
+import { durable, publishSpool } from '../../src/agent/agent.js';
 import { HostDirectory } from '../../src/agent/directory.js';
 import { Spool } from '../../src/agent/spool.js';
 import { Registry } from '../../src/collector/registry.js';
 import type { Report } from '../../src/collector/report.js';
 import { Store } from '../../src/collector/store.js';
-import { replicated } from '../../src/config/redis.js';
 import type { DomainSnapshot } from '../../src/libvirt/client.js';
 import { sleep } from '../../src/util/exec.js';
 import { TestRedis } from '../helpers/redis.js';
@@ -153,12 +151,7 @@ export class SimAgent {
         await this.store.apply(x);
         this.appliedAt = performance.now();
       },
-      durable: async (periods) => {
-        for (const p of periods) {
-          const { replicas, acked } = await replicated(this.redis, 2000, K.reported(p));
-          if (replicas && !acked) throw new Error(`no replica acknowledged ${this.host.name}'s report`);
-        }
-      },
+      durable: (periods) => durable(this.redis, periods),
     });
     if (sent !== 1) throw new Error(`${this.host.name} sent ${sent} reports, not 1`);
   }

@@ -4,6 +4,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
+import { K } from '../../src/collector/keys.js';
 import { LeaderLock, loadStreak, saveStreak } from '../../src/manager/lock.js';
 import { sleep } from '../../src/util/exec.js';
 import { TestRedis } from '../helpers/redis.js';
@@ -87,7 +88,7 @@ test('the fencing token: each take raises the term; a deposed leader fails its f
   assert.deepEqual([...(await loadStreak(redis, termA))], [['vm1\u2192b1', 1]], "the old term's late write was refused");
   await saveStreak(redis, b.term, new Map([['vm3\u2192a2', 2]]));
   assert.deepEqual([...(await loadStreak(redis, b.term))], [['vm3\u2192a2', 2]]);
-  await redis.set('vc:manager:streak', 'garbage');
+  await redis.set(K.managerStreak, 'garbage');
   assert.equal((await loadStreak(redis, b.term)).size, 0, 'a garbage streak starts over');
   await b.stop();
   await a.stop();

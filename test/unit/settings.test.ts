@@ -51,7 +51,10 @@ test('the commands keep their flags', () => {
         '--cooldown --external-hold --evacuate-silent --quota-margin --max-per-host --max-concurrent --timeout --encrypt --auto-converge --span --exclude --cpu-overcommit --reserve-memory --once --json --metrics --metrics-bind --redis --redis-sentinels --redis-primary --redis-cluster',
     ),
   );
-  assert.deepEqual(longs(doctorCommand()), sorted('--config --no-config --libvirt-uri --hooks-dir --pin-root --redis --redis-sentinels --redis-primary --redis-cluster --state-dir --socket --manager --json'));
+  assert.deepEqual(
+    longs(doctorCommand()),
+    sorted('--config --no-config --libvirt-uri --hooks-dir --pin-root --redis --redis-sentinels --redis-primary --redis-cluster --state-dir --socket --manager --json'),
+  );
 });
 
 test('a flag sets its key, typed; a flag not given sets nothing', () => {
