@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { Registry } from '../collector/registry.js';
-import { connectChecked, RedisConnectError, usesTls } from '../config/redis.js';
+import { connectChecked, RedisConnectError, redisLabel, usesTls } from '../config/redis.js';
 import { DEFAULT_PRIMARY_NAME, type RedisAuth } from '../config/schema.js';
 import { inspectSentinels, sentinelProblems } from '../config/sentinel.js';
 import { PCAP_COST } from '../sensor/pcap.js';
@@ -24,7 +24,10 @@ export async function checkRedis(c: DoctorContext): Promise<CheckResult[]> {
   }
   try {
     const version = /redis_version:(\S+)/.exec(await redis.info('server'))?.[1] ?? '?';
-    if (sentinel) {
+    if (c.redisAuth?.cluster?.length) {
+      out.push(res('redis', 'Redis Cluster', 'ok', `Redis ${version}, ${redisLabel(c.redisUrl, c.redisAuth)} (auth: ${auth}, tls: ${tls})`));
+      out.push(await checkCluster(redis));
+    } else if (sentinel) {
       const where = sentinel.primary ? ` at ${sentinel.primary}` : '';
       out.push(res('redis', 'Redis primary', 'ok', `Redis ${version}, primary '${c.redisAuth!.primaryName}'${where} (auth: ${auth}, tls: ${tls})`));
       out.push(await checkReplicas(redis, sentinel.replicas));
@@ -43,6 +46,27 @@ export async function checkRedis(c: DoctorContext): Promise<CheckResult[]> {
   } finally {
     redis.disconnect();
   }
+}
+
+/**
+ * A Redis Cluster's state as its nodes see it (CLUSTER INFO, CLUSTER SHARDS): every slot covered by a
+ * primary that answers, and a replica for each primary (a failover needs one to promote).
+ */
+async function checkCluster(redis: Redis): Promise<CheckResult> {
+  const info = String(await redis.call('CLUSTER', 'INFO'));
+  const field = (k: string) => new RegExp(`^${k}:(\\S+)`, 'm').exec(info)?.[1] ?? '?';
+  const nodes = String(await redis.call('CLUSTER', 'NODES'))
+    .trim()
+    .split('\n')
+    .map((l) => l.split(' '));
+  const primaries = nodes.filter((n) => /master/.test(n[2] ?? '') && !/fail/.test(n[2] ?? '') && n.length > 8);
+  const lonely = primaries.filter((p) => !nodes.some((n) => n[3] === p[0] && /slave/.test(n[2] ?? '') && !/fail/.test(n[2] ?? ''))).map((p) => p[1]!.split('@')[0]);
+  const what = `state ${field('cluster_state')}, ${field('cluster_slots_ok')} of 16384 slots ok, ${primaries.length} primaries with slots, ${nodes.length} nodes`;
+  if (field('cluster_state') !== 'ok' || field('cluster_slots_ok') !== '16384')
+    return res('cluster', 'Redis Cluster slots', 'fail', `${what}: some slots have no primary that answers`, 'redis-cli --cluster check HOST:PORT says which slots; start their nodes, or redis-cli --cluster fix HOST:PORT');
+  if (lonely.length)
+    return res('cluster', 'Redis Cluster slots', 'warn', `${what}; no replica online for ${lonely.join(', ')}: a failover there has nothing to promote`, 'add a replica to each primary (redis-cli --cluster add-node NEW HOST:PORT --cluster-slave)');
+  return res('cluster', 'Redis Cluster slots', 'ok', `${what}; every primary has a replica`);
 }
 
 /** Every sentinel asked: do they answer, know the primary by its name, agree on it, and reach a quorum (SENTINEL CKQUORUM)? */

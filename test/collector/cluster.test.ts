@@ -14,12 +14,14 @@ import { K } from '../../src/collector/keys.js';
 import { query } from '../../src/collector/query.js';
 import { Registry, type HostRecord } from '../../src/collector/registry.js';
 import { hostPart, Store } from '../../src/collector/store.js';
-import { connectChecked, connectDaemon } from '../../src/config/redis.js';
+import { connectChecked, connectDaemon, RedisConnectError } from '../../src/config/redis.js';
+import type { DoctorContext } from '../../src/doctor/checks.js';
+import { checkRedis } from '../../src/doctor/redis.js';
 import { DEFAULT_REDIS_URL } from '../../src/config/schema.js';
 import { decide } from '../../src/manager/decide.js';
 import { DEFAULT_MANAGER } from '../../src/manager/config.js';
 import { readCollector } from '../../src/placement/fromCollector.js';
-import { sleep } from '../../src/util/exec.js';
+import { sleep, waitFor } from '../../src/util/exec.js';
 import { TestCluster } from '../helpers/cluster.js';
 import { TestRedis } from '../helpers/redis.js';
 import { L, report } from './fixtures.js';
@@ -189,4 +191,35 @@ test('a primary killed while agents publish: after the failover every period of 
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test('doctor on the cluster: slots covered and a replica per primary; a primary left without one warns, a dead seed list fails with the fix', async (t) => {
+  const ctx = { redisUrl: DEFAULT_REDIS_URL, redisAuth: cluster.auth, periodSeconds: 30, host: 'h1' } as DoctorContext;
+  const status = async () => (await checkRedis(ctx)).find((r) => r.id === 'cluster');
+  // After the failover above, the promoted replica is a primary with no replica of its own.
+  const lonely = await status();
+  assert.equal(lonely?.status, 'warn', lonely?.detail);
+  assert.match(lonely!.detail, /no replica online for 127\.0\.0\.1:\d+/);
+  // The killed node comes back: it rejoins as a replica of the one that took over.
+  const dead = cluster.ports.find((p) => !cluster.running(p))!;
+  await cluster.launch(dead);
+  // (Each check asks one node, at random; a node learns of the rejoin by gossip, a moment after another.)
+  const healthy = await waitFor(
+    'the old primary to rejoin as a replica',
+    async () => {
+      const r = await status();
+      return r?.status === 'ok' ? r : undefined;
+    },
+    30_000,
+    200,
+  );
+  t.diagnostic(healthy.detail);
+  assert.match(healthy.detail, /state ok, 16384 of 16384 slots ok, 3 primaries with slots, 6 nodes; every primary has a replica/);
+  // Nobody at the seeds.
+  await assert.rejects(connectChecked(DEFAULT_REDIS_URL, { cluster: ['127.0.0.1:1'] }, 2000), (err: unknown) => {
+    assert.ok(err instanceof RedisConnectError, String(err));
+    assert.match(err.problem, /no node of the Redis Cluster of nodes 127\.0\.0\.1:1 answers/);
+    assert.match(err.fix, /start the cluster's nodes, or correct redis\.cluster/);
+    return true;
+  });
 });

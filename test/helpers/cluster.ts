@@ -14,6 +14,8 @@ import { alive } from '../../src/util/process.js';
  * helper started (their pid files).
  */
 export class TestCluster {
+  /** port → pid of the node this helper started there. */
+  private readonly pids = new Map<number, number>();
   private constructor(
     readonly dir: string,
     readonly ports: number[],
@@ -62,6 +64,7 @@ export class TestCluster {
       String(this.nodeTimeoutMs),
     ]);
     await waitFor(`cluster node on port ${port}`, async () => ((await this.cli(port, 'ping')) ? true : undefined), 10_000, 50);
+    this.pids.set(port, await this.pid(port));
   }
 
   cli(port: number, ...args: string[]): Promise<boolean> {
@@ -98,6 +101,11 @@ export class TestCluster {
 
   private async pid(port: number): Promise<number> {
     return Number((await readFile(join(this.nodeDir(port), 'redis.pid'), 'utf8').catch(() => '0')).trim());
+  }
+
+  /** Whether the node on `port` runs (its pid file names a live process). */
+  running(port: number): boolean {
+    return this.pids.has(port) && alive(this.pids.get(port)!);
   }
 
   /** Kills one node (SIGKILL, by its pid): a primary dies mid-write. */

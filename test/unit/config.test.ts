@@ -267,6 +267,31 @@ test('Sentinel: the sentinels and the primary name from the file, the environmen
   assert.equal(connectionOptions(DEFAULT_REDIS_URL, { sentinels: ['s3'] }).tls, undefined, 'no tls section: no TLS');
 });
 
+test('Cluster: from the file, the environment and flags; mixed with redis.url or sentinels, refused with the fix; a bad node', async () => {
+  const env = loadSettings({ file: false, env: { VIRT_COHORT_REDIS_CLUSTER: 'n1:7000, n2' } }).config.redis;
+  assert.deepEqual(env.cluster, ['n1:7000', 'n2']);
+  const flags = loadSettings({ file: false, env: {}, flags: [{ path: 'redis.cluster', flag: '--redis-cluster', value: ['n3:7001'] }] }).config.redis;
+  assert.deepEqual(flags.cluster, ['n3:7001']);
+  const f = await file('mixed-cluster.yaml', 'redis:\n  url: redis://one:6379\n  cluster: [a:7000]\n');
+  const rs = problems(() => loadSettings({ file: f, env: {} }));
+  assert.ok(
+    rs.some((r) =>
+      /mixed-cluster\.yaml:2:3: redis\.url \(redis:\/\/one:6379\) and redis\.cluster are both set: .*: remove redis\.url \(or VIRT_COHORT_REDIS, --redis\) and keep redis\.cluster/.test(r),
+    ),
+    rs.join('\n'),
+  );
+  const both = problems(() => loadSettings({ file: false, env: { VIRT_COHORT_REDIS_CLUSTER: 'a', VIRT_COHORT_REDIS_SENTINELS: 'b' } }));
+  assert.ok(
+    both.some((r) => /redis\.cluster and redis\.sentinels are both set: a Redis Cluster fails over by itself/.test(r)),
+    both.join('\n'),
+  );
+  const bad = problems(() => loadSettings({ file: false, env: { VIRT_COHORT_REDIS_CLUSTER: 'a:b:c' } }));
+  assert.ok(
+    bad.some((r) => /redis\.cluster\.0 must be HOST:PORT/.test(r)),
+    bad.join('\n'),
+  );
+});
+
 test('Sentinel: mixed with redis.url, refused with the fix; a bad sentinel, a sentinel password without sentinels', async () => {
   const f = await file('mixed.yaml', 'redis:\n  url: redis://one:6379\n  sentinels: [a:26379]\n');
   const rs = problems(() => loadSettings({ file: f, env: {} }));
