@@ -63,9 +63,21 @@ async function checkCluster(redis: Redis): Promise<CheckResult> {
   const lonely = primaries.filter((p) => !nodes.some((n) => n[3] === p[0] && /slave/.test(n[2] ?? '') && !/fail/.test(n[2] ?? ''))).map((p) => p[1]!.split('@')[0]);
   const what = `state ${field('cluster_state')}, ${field('cluster_slots_ok')} of 16384 slots ok, ${primaries.length} primaries with slots, ${nodes.length} nodes`;
   if (field('cluster_state') !== 'ok' || field('cluster_slots_ok') !== '16384')
-    return res('cluster', 'Redis Cluster slots', 'fail', `${what}: some slots have no primary that answers`, 'redis-cli --cluster check HOST:PORT says which slots; start their nodes, or redis-cli --cluster fix HOST:PORT');
+    return res(
+      'cluster',
+      'Redis Cluster slots',
+      'fail',
+      `${what}: some slots have no primary that answers`,
+      'redis-cli --cluster check HOST:PORT says which slots; start their nodes, or redis-cli --cluster fix HOST:PORT',
+    );
   if (lonely.length)
-    return res('cluster', 'Redis Cluster slots', 'warn', `${what}; no replica online for ${lonely.join(', ')}: a failover there has nothing to promote`, 'add a replica to each primary (redis-cli --cluster add-node NEW HOST:PORT --cluster-slave)');
+    return res(
+      'cluster',
+      'Redis Cluster slots',
+      'warn',
+      `${what}; no replica online for ${lonely.join(', ')}: a failover there has nothing to promote`,
+      'add a replica to each primary (redis-cli --cluster add-node NEW HOST:PORT --cluster-slave)',
+    );
   return res('cluster', 'Redis Cluster slots', 'ok', `${what}; every primary has a replica`);
 }
 
