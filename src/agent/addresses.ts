@@ -9,7 +9,7 @@ export const LEARNED_TTL_MS = 30 * 60_000;
 /** Spoofed claims remembered so each is logged once; beyond this, the oldest are forgotten. */
 const MAX_REFUSED = 10_000;
 
-/** Who holds an address cluster-wide (the directory's vc:addr), and whether that VM is still in the directory. */
+/** Who holds an address cluster-wide (the directory's vc:{vc}:addr), and whether that VM is still in the directory. */
 export type Owners = Map<string, { vm: string; live: boolean }>;
 
 /**

@@ -300,7 +300,7 @@ export class Agent {
     await durable(this.redis, periods);
   }
 
-  /** The cluster's address → VM map (vc:addr), or an empty one while Redis cannot be read. */
+  /** The cluster's address → VM map (vc:{vc}:addr), or an empty one while Redis cannot be read. */
   private async clusterAddresses(): Promise<Map<string, string>> {
     if (this.redis.status !== 'ready') return new Map();
     try {

@@ -26,7 +26,7 @@ export function statsCommand(): Command {
     .option('--approx', "if reports are still missing after the wait, estimate them from each host's period before (flagged in the answer)")
     .option('--vm <name>', 'only the pairs with this VM on either side')
     .option('--top <n>', 'print only the first N pairs (of each period with --type detail)')
-    .option('--period <s>', `period length in seconds (default: vc:settings periodSeconds, else ${DEFAULT_PERIOD_SECONDS})`)
+    .option('--period <s>', `period length in seconds (default: vc:{vc}:settings periodSeconds, else ${DEFAULT_PERIOD_SECONDS})`)
     .option('--grace <duration>', 'a host silent for longer is dead and no longer awaited (default: 2 periods)')
     .option('--hosts', 'print the host registry instead')
     .option('--vms', 'print the VM directory instead')

@@ -5,7 +5,7 @@ import { results } from './results.js';
 
 /**
  * The cluster's pair dictionary read back: id → pair member. The names live
- * in segments (vc:pair:names field id / NAME_SEGMENT: the names of those ids,
+ * in segments (vc:{vc}:pair:names field id / NAME_SEGMENT: the names of those ids,
  * in id order, joined by NUL, which no VM name or address holds). Ids never
  * change meaning within one dictionary, so the segments already read are kept
  * per connection and read again only when they lack an id (the newest segment
@@ -45,7 +45,7 @@ export async function pairNames(redis: Redis, ids: ArrayLike<number>, epoch: str
   const [[current, retired], run] = await Promise.all([redis.hmget(K.pairDict, 'epoch', `retired:${epoch}`), runId(redis)]);
   if (current !== epoch && retired === null) {
     throw new Error(
-      `reports were written with pair dictionary ${epoch}, but vc:pair:dict holds ${current ?? 'none'} and has not kept it: ` +
+      `reports were written with pair dictionary ${epoch}, but vc:{vc}:pair:dict holds ${current ?? 'none'} and has not kept it: ` +
         'the dictionary was deleted while periods that use it were kept; delete those periods (or wait for retention)',
     );
   }

@@ -2,13 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { endianness } from 'node:os';
 
 /**
- * One host's pairs for one period, as stored in `vc:period:P:host:H:pairs`:
+ * One host's pairs for one period, as stored in `vc:period:{P}:host:H:pairs`:
  * a little-endian string of
  *
  *   u32 version (1) | u32 n | 8 bytes dictionary epoch | f64 messages[n] | f64 bytes[n] | u32 id[n]
  *
  * where an id is the pair member's number in the cluster's pair dictionary
- * (`vc:pair:names`). The f64 columns start at 16 and 16 + 8n, so a copy of the
+ * (`vc:{vc}:pair:names`). The f64 columns start at 16 and 16 + 8n, so a copy of the
  * string aligned on 8 bytes is read as typed arrays without any per-pair
  * parsing. The epoch names the dictionary the ids belong to: a blob written
  * against a dictionary that was since deleted is refused, not misnamed.

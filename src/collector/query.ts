@@ -28,7 +28,7 @@ export interface QueryOptions {
   vm?: string;
   /** The query's instant (Unix ms), which fixes the span. Default: now. Waiting still takes real time. */
   now?: number;
-  /** Period length in seconds. Default: vc:settings periodSeconds, else 30. */
+  /** Period length in seconds. Default: vc:{vc}:settings periodSeconds, else 30. */
   periodSeconds?: number;
   /** A host whose lastSeen is older than this (ms) is dead and no longer blocks a period. Default: 2 periods. */
   graceMs?: number;

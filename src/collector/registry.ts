@@ -10,7 +10,7 @@ import { defineScripts } from './scripts.js';
  * the commands read them back; `virt-cohort host drain` marks a host.
  */
 
-/** What an agent publishes of its host (vc:host:H). */
+/** What an agent publishes of its host (vc:{vc}:host:H). */
 export interface HostRecord {
   site: string;
   uri: string;
@@ -26,7 +26,7 @@ export interface HostRecord {
   migrateUri?: string;
 }
 
-/** What an agent publishes of one of its VMs (vc:vm:NAME). */
+/** What an agent publishes of one of its VMs (vc:{vc}:vm:NAME). */
 export interface VmRecord {
   uuid: string;
   host: string;
@@ -43,7 +43,7 @@ export interface VmRecord {
   rules?: string;
 }
 
-/** A host as the registry holds it (vc:host:H), read back: what its agent wrote, and what the registry adds. */
+/** A host as the registry holds it (vc:{vc}:host:H), read back: what its agent wrote, and what the registry adds. */
 export interface HostEntry extends HostRecord {
   host: string;
   /** Unix ms; 0 when the hash lacks it. */
@@ -53,7 +53,7 @@ export interface HostEntry extends HostRecord {
   draining: boolean;
 }
 
-/** A VM as the directory holds it (vc:vm:NAME), read back. */
+/** A VM as the directory holds it (vc:{vc}:vm:NAME), read back. */
 export interface VmEntry {
   name: string;
   uuid: string;
@@ -72,14 +72,14 @@ export interface VmEntry {
   rules: string;
 }
 
-/** Cluster-wide settings (vc:settings); absent fields are undefined. */
+/** Cluster-wide settings (vc:{vc}:settings); absent fields are undefined. */
 export interface Settings {
   periodSeconds?: number;
   retention?: number;
 }
 
 /**
- * One version of the environment as stored (vc:env:versions): the document in the file format
+ * One version of the environment as stored (vc:{vc}:env:versions): the document in the file format
  * (src/placement/env.ts validates it before it is written), when, from what, by whom.
  */
 export interface EnvRecord {

@@ -12,7 +12,7 @@ export interface ResolvedMember {
 }
 
 /**
- * Names one pair member: a side that is an address of a known VM (vc:addr)
+ * Names one pair member: a side that is an address of a known VM (vc:{vc}:addr)
  * becomes that VM. A member whose source is such an address was measured at
  * the receiving VM's tap: it duplicates the sender's own measurement when the
  * sender's host reported the same (resolved) pair in the same period, so the

@@ -147,7 +147,7 @@ return 1
 /**
  * After APPLY (and again for a report APPLY found applied: a writer may have
  * died between the two; every step here can be repeated): lists the period in
- * vc:periods and extends the current dictionary's span of periods (`from`,
+ * vc:{vc}:periods and extends the current dictionary's span of periods (`from`,
  * the first, and `top`, the newest), which PRUNE retires it by; all in the
  * `{vc}` slot. -1 when the report's ids are not the current dictionary's, or
  * come from another Redis process than this one (a restart, a failover:
@@ -188,11 +188,11 @@ return 1
  * Creates the pair dictionary when there is none (with the epoch given, and
  * without the names and index of one deleted by hand), gives the members the
  * next ids (a range reserved with HINCRBY), and appends their names to the
- * name segments (vc:pair:names, field id / NAME_SEGMENT: the names of those
+ * name segments (vc:{vc}:pair:names, field id / NAME_SEGMENT: the names of those
  * ids joined by NUL, in id order: reservation and append are one script). No work
- * per member here: the member → id index (vc:pair:ids) is written later, off
+ * per member here: the member → id index (vc:{vc}:pair:ids) is written later, off
  * the report's path (indexIds). A dictionary that already holds `cap` ids
- * (0: no cap) is retired first (RETIRE): its names move to vc:pair:names:EPOCH, its
+ * (0: no cap) is retired first (RETIRE): its names move to vc:{vc}:pair:names:EPOCH, its
  * index goes, and a new dictionary (epoch ARGV[1]) takes the members; a
  * caller holding ids of the old one sees the new epoch and asks again.
  * Returns epoch, run_id, first id.

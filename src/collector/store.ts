@@ -18,7 +18,7 @@ const LOOKUP_BATCH = 10_000;
 const NEW_BATCH = 100_000;
 /** Applied large reports whose pairs this Store keeps in hand to materialise them without reading them back. */
 const RECENT = 4;
-/** Default Store option: the newest periods whose zsets (vc:period:P:msgs, :bytes) are kept. */
+/** Default Store option: the newest periods whose zsets (vc:period:{P}:msgs, :bytes) are kept. */
 export const ZSET_PERIODS = 10;
 /** Periods read at once when looking for zsets to delete. */
 const SWEEP_BATCH = 1000;
@@ -31,7 +31,7 @@ export interface StoreOptions {
   /** Ids a pair dictionary holds before a new one is started (0: no cap). Default DICTIONARY_CAP. */
   dictionaryCap?: number;
   /**
-   * The newest periods (of vc:periods) whose zsets are kept, for people and tools: older periods keep only their
+   * The newest periods (of vc:{vc}:periods) whose zsets are kept, for people and tools: older periods keep only their
    * packed reports, which is all the queries read. 0: no zsets at all. Default ZSET_PERIODS (agent.zsetPeriods).
    */
   zsetPeriods?: number;
@@ -121,7 +121,7 @@ export class Store {
       if ((await this.redis.vcSpan(K.periods, K.pairDict, epoch, run, r.period)) === 1) break;
       // The ids came from a dictionary no longer kept, or from a Redis process that may have lost them: the
       // report's blob again, with ids read again (the pairs and counts are the same).
-      if (attempt >= 3) throw new Error('the pair dictionary (vc:pair:dict) or the Redis process changed under every attempt to write this report');
+      if (attempt >= 3) throw new Error('the pair dictionary (vc:{vc}:pair:dict) or the Redis process changed under every attempt to write this report');
       this.forget();
       ids = await this.idsOf(r.pairs);
       await rewrite();
@@ -142,13 +142,13 @@ export class Store {
 
   /**
    * The dictionary ids of the report's members: from the cache; else from the
-   * index (vc:pair:ids); else new ones. A member a racing Store gave an id
+   * index (vc:{vc}:pair:ids); else new ones. A member a racing Store gave an id
    * before this one indexed it may get a second id: harmless (queries and
    * zsets go by names), and rare (only members new to both at once).
    */
   private async idsOf(pairs: readonly Triple[]): Promise<Uint32Array> {
     for (let attempt = 0; ; attempt++) {
-      if (attempt > 3) throw new Error('the pair dictionary (vc:pair:dict) or the Redis process changed under every attempt to read pair ids');
+      if (attempt > 3) throw new Error('the pair dictionary (vc:{vc}:pair:dict) or the Redis process changed under every attempt to read pair ids');
       const ids = new Uint32Array(pairs.length);
       const unknown: number[] = []; // positions (a member twice in one report would get two ids: harmless)
       for (let i = 0; i < pairs.length; i++) {
@@ -212,7 +212,7 @@ export class Store {
     }
   }
 
-  /** Writes the ids this Store gave into the index (vc:pair:ids), for other Stores and for this one after a restart. */
+  /** Writes the ids this Store gave into the index (vc:{vc}:pair:ids), for other Stores and for this one after a restart. */
   private async indexIds(): Promise<void> {
     if (!this.unindexed.length || !this.dict) return;
     const list = this.unindexed;
@@ -231,7 +231,7 @@ export class Store {
 
   /**
    * Sums applied reports that are still `pending` into their periods' zsets
-   * (vc:period:P:msgs and :bytes), chunk by chunk, each chunk once even when
+   * (vc:period:{P}:msgs and :bytes), chunk by chunk, each chunk once even when
    * several callers run at once or a connection drops. Only those of `host`
    * and/or `period` when given (the agent: its own, including any left by a
    * crash between apply and materialise). Returns how many reports it finished.
@@ -368,7 +368,7 @@ export class Store {
 
   /**
    * Deletes the zsets of the periods older than the newest `zsetPeriods` of
-   * vc:periods (all of them when 0), with the `pending` fields of their large
+   * vc:{vc}:periods (all of them when 0), with the `pending` fields of their large
    * reports, and marks each period `zsetsGone` in the same MULTI (its slot):
    * no script makes its zsets again. So each period is swept once per Store:
    * the first call looks at every older period (zsets of a Redis written

@@ -5,7 +5,7 @@ import { logger } from '../util/log.js';
 const log = logger('events');
 
 /**
- * The hosts' hook events (the agents XADD them to vc:events:HOST), read as they
+ * The hosts' hook events (the agents XADD them to vc:{vc}:events:HOST), read as they
  * come (XREAD BLOCK), and judged: a VM started on a host (no `migrate` hook
  * before it there: not arriving by migration) is to be placed now; a VM arriving by a migration is to be checked
  * against the manager's own (an external move is held where it is). Each entry
@@ -82,7 +82,7 @@ export function hookEntry(host: string, id: string, fields: string[]): HookEntry
 /**
  * Reads the event streams of the registry's hosts with XREAD BLOCK on its own
  * connection (a blocked connection can do nothing else). Starts after what the
- * last leader handled (vc:manager:events), or at `since` for a stream it never read.
+ * last leader handled (vc:{vc}:manager:events), or at `since` for a stream it never read.
  */
 export class EventReader {
   private offsets?: Map<string, string>;

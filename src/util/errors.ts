@@ -39,7 +39,7 @@ export class CommandError extends Error {
 export class UnknownVmError extends UserError {
   override name = 'UnknownVmError';
   constructor(readonly vm: string) {
-    super(vm.trim() === '' ? 'the VM name is empty' : `unknown VM '${vm}': it is not in the VM directory (vc:vms)`);
+    super(vm.trim() === '' ? 'the VM name is empty' : `unknown VM '${vm}': it is not in the VM directory (vc:{vc}:vms)`);
   }
 }
 

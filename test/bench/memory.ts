@@ -214,7 +214,7 @@ async function main(): Promise<void> {
       '|---|---|---|---|---|',
       `| Redis used_memory less the empty server's, per pair-period kept | ${cell(before, 'total')} | **${cell(after, 'total')}** | ${cell(fewer, 'total')} | ≤ 40 B: ${verdict} with the default${fewer.total / pairPeriods <= 40 ? `, met with ${FEWER}` : ''} |`,
       `| packed reports (${kept.length} periods × ${HOSTS} hosts) | ${cell(before, 'packed')} | ${cell(after, 'packed')} | ${cell(fewer, 'packed')} | |`,
-      `| readable zsets vc:period:P:msgs, :bytes | ${cell(before, 'zsets')}, ${kept.length} periods | ${cell(after, 'zsets')}, ${leftAfter} periods | ${cell(fewer, 'zsets')}, ${leftFewer} periods | |`,
+      `| readable zsets vc:period:{P}:msgs, :bytes | ${cell(before, 'zsets')}, ${kept.length} periods | ${cell(after, 'zsets')}, ${leftAfter} periods | ${cell(fewer, 'zsets')}, ${leftFewer} periods | |`,
       `| pair dictionary (current: index and names; ${epochs} retired: names) | ${cell(before, 'dictionary')} | ${cell(after, 'dictionary')} | ${cell(fewer, 'dictionary')} | |`,
       `| the rest (what MEMORY USAGE leaves out of the above, keyspace, reported sets, meta, registry) | ${cell(before, 'other')} | ${cell(after, 'other')} | ${cell(fewer, 'other')} | |`,
       `| weighted / mean over ${RETENTION} periods, detail over 10 | ${qBefore.took.map((t) => t.toFixed(0)).join(' / ')} ms | ${qAfter.took.map((t) => t.toFixed(0)).join(' / ')} ms; answers identical: ${same ? 'yes' : 'NO'} | | identical |`,

@@ -99,7 +99,7 @@ const domain = (name: string, state: DomainSnapshot['state']): DomainSnapshot =>
   optOut: false,
 });
 
-/** What `stats --vms` shows of `name` (it prints Registry.vms()), and who vc:addr says holds each of `addrs`. */
+/** What `stats --vms` shows of `name` (it prints Registry.vms()), and who vc:{vc}:addr says holds each of `addrs`. */
 async function view(name: string, addrs: string[]): Promise<{ host: string; state: string; addresses: string[]; addr: (string | null)[] }> {
   const v = (await registry.vms()).find((x) => x.name === name)!;
   return { host: v.host, state: v.state, addresses: v.addresses, addr: await r.redis.hmget(K.addr, ...addrs) };

@@ -34,7 +34,7 @@ export async function host(on: { redis: Redis }, name: string, firstSeen: number
   await registry.registerHost(name, hostRecord(), lastSeen);
 }
 
-/** Sets L-second periods in vc:settings; returns the period that holds `now` (ms). */
+/** Sets L-second periods in vc:{vc}:settings; returns the period that holds `now` (ms). */
 export async function periodNow(redis: Redis, now: number): Promise<number> {
   await redis.hset(K.settings, 'periodSeconds', L);
   return Math.floor(now / 1000 / L) * L;

@@ -283,7 +283,7 @@ function agentSuite(sensor: 'ebpf' | 'pcap'): void {
       const floodAddrs = (await redis.hget(K.vm(flood), 'addresses'))?.split(',').filter(Boolean) ?? [];
       assert.ok(floodAddrs.length <= MAX_LEARNED_PER_VM, `${floodAddrs.length} addresses kept for the flooding guest`);
       const held = await redis.hlen(K.addr);
-      assert.ok(held <= 4 + MAX_LEARNED_PER_VM, `${held} addresses in vc:addr`);
+      assert.ok(held <= 4 + MAX_LEARNED_PER_VM, `${held} addresses in vc:{vc}:addr`);
       const rss = Number(/VmRSS:\s+(\d+)/.exec(await readFile(`/proc/${(await livePid(agentPaths(lab, b).pid))!}/status`, 'utf8'))![1]) / 1024;
       assert.ok(rss < 256, `the agent of ${b.name} uses ${rss.toFixed(0)} MiB`);
     });

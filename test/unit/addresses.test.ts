@@ -76,10 +76,10 @@ describe('AddressBook: which address is which VM', () => {
       assert.deepEqual(b.expire(3), new Map());
       b.observe(claims({ web: ['10.0.0.9'] }), none, 4);
       assert.deepEqual(b.of('web', 5), ['10.0.0.1', '10.0.0.2', '10.0.0.9', 'fd00::1'], 'announced (now learned) and trusted ones stay; IPv6 is not in ARP');
-      assert.deepEqual(b.expire(6), new Map(), 'libvirt still lists 10.0.0.2: it stays in vc:addr');
+      assert.deepEqual(b.expire(6), new Map(), 'libvirt still lists 10.0.0.2: it stays in vc:{vc}:addr');
       b.trust('web', ['fd00::9']);
       assert.deepEqual(b.of('web', 7), ['10.0.0.1', '10.0.0.9', 'fd00::9'], 'libvirt knows another IPv6 address now: fd00::1 goes, and no longer lists 10.0.0.2');
-      assert.deepEqual(b.expire(8), new Map([['web', ['10.0.0.2', 'fd00::1']]]), 'to drop from vc:addr');
+      assert.deepEqual(b.expire(8), new Map([['web', ['10.0.0.2', 'fd00::1']]]), 'to drop from vc:{vc}:addr');
       assert.deepEqual(b.expire(9), new Map());
     });
 
