@@ -5,8 +5,8 @@
  * registering its host and VMs as an agent does (Registry.registerHost, HostDirectory.publish). Only
  * the sensor and libvirt are stood in: the reports come from the generator (fleet-gen.ts).
  *
- * The Redis the fleet writes into is one parameter, a RedisTarget: one redis-server now; the
- * 3-shard Cluster once test/helpers/cluster.ts exists (see clusterTarget).
+ * The Redis the fleet writes into is one parameter, a RedisTarget: one redis-server, or a 3-shard
+ * Redis Cluster (clusterTarget).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -20,7 +20,10 @@ import type { Report } from '../../src/collector/report.js';
 import { Store } from '../../src/collector/store.js';
 import type { DomainSnapshot } from '../../src/libvirt/client.js';
 import { sleep } from '../../src/util/exec.js';
+import { TestCluster } from '../helpers/cluster.js';
 import { TestRedis } from '../helpers/redis.js';
+import { connectDaemon } from '../../src/config/redis.js';
+import { DEFAULT_REDIS_URL } from '../../src/config/schema.js';
 import { type Fleet, type SimHost, VM_KIB } from './fleet-gen.js';
 
 /** Where the fleet writes: a client per agent, the manager's client, and what Redis uses. */
@@ -68,13 +71,30 @@ export async function singleRedis(): Promise<RedisTarget> {
 }
 
 /**
- * The 3-primary + 3-replica Redis Cluster (issue 16): for the main engineer to wire once
- * src/config has `redis.cluster` and test/helpers/cluster.ts starts a real cluster on local ports.
- * It must return ioredis Cluster clients from connect() (Store and Registry then take them), and
- * sum memory() and cpuSeconds() over the primaries.
+ * A real Redis Cluster of 3 primaries and 3 replicas on local ports (test/helpers/cluster.ts), reached as
+ * the daemons reach one (redis.cluster: connectDaemon gives an ioredis Cluster client); memory and CPU summed
+ * over the primaries (the replicas hold the same data again, and use CPU of this machine too).
  */
 export async function clusterTarget(): Promise<RedisTarget> {
-  throw new Error('--cluster: not yet: needs test/helpers/cluster.ts (a real 3-primary + 3-replica cluster on local ports)');
+  const cluster = await TestCluster.start();
+  const primaries = (await cluster.primaries()).map((port) => new Redis({ port, host: '127.0.0.1' }));
+  const sum = async (f: (x: { used: number; lazy: number; cpu: number }) => number) => (await Promise.all(primaries.map(info))).reduce((t, x) => t + f(x), 0);
+  return {
+    name: 'the 3-shard Cluster',
+    connect: () => connectDaemon(DEFAULT_REDIS_URL, cluster.auth),
+    async memory() {
+      for (let i = 0; i < 600; i++) {
+        if ((await sum((x) => x.lazy)) === 0) return sum((x) => x.used);
+        await sleep(100);
+      }
+      throw new Error('the cluster still frees objects after a minute');
+    },
+    cpuSeconds: () => sum((x) => x.cpu),
+    async close() {
+      for (const p of primaries) p.disconnect();
+      await cluster.close();
+    },
+  };
 }
 
 /** libvirt's view of a simulated VM, as HostDirectory.publish takes it. */

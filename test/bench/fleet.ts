@@ -48,8 +48,7 @@ const BUDGET_MIN = option('--budget-min') ?? 10;
 const cluster = flag('--cluster');
 /** The agents' agent.zsetPeriods (default: theirs, 10): `--zset-periods 0` publishes without the readable zsets. */
 const ZSET_PERIODS = option('--zset-periods');
-if (writeDocs && (ZSET_PERIODS !== undefined || cluster))
-  throw new Error("--write-docs writes the blocks of one Redis with the agents' defaults: run --zset-periods and --cluster without it (until the blocks have their own)");
+if (writeDocs && ZSET_PERIODS !== undefined) throw new Error("--write-docs writes the blocks with the agents' defaults: run --zset-periods without it");
 const sizes = args.filter((a, i) => /^\d+$/.test(a) && !['--periods', '--budget-min', '--zset-periods'].includes(args[i - 1] ?? '')).map(Number);
 const asked = sizes.length > 0;
 if (!asked) sizes.push(10_000, 50_000);
@@ -233,8 +232,10 @@ async function main(): Promise<void> {
   const targets = targetsBlock(done, fit);
   const block = [table, '', targets, ...(skipped.length ? ['', ...skipped] : [])].join('\n');
   process.stdout.write(`${block}\n`);
-  await maybeWriteBlock(writeDocs, 'fleet', block);
-  await maybeWriteBlock(writeDocs, 'fleet-summary', summaryBlock(done, name), README);
+  // One Redis and the Cluster each have their blocks: fleet(-summary) and fleet-cluster(-summary).
+  const id = cluster ? 'fleet-cluster' : 'fleet';
+  await maybeWriteBlock(writeDocs, id, block);
+  await maybeWriteBlock(writeDocs, `${id}-summary`, summaryBlock(done, name), README);
 }
 
 await main();
