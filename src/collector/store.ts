@@ -19,7 +19,7 @@ const NEW_BATCH = 100_000;
 /** Applied large reports whose pairs this Store keeps in hand to materialise them without reading them back. */
 const RECENT = 4;
 /** Default Store option: the newest periods whose zsets (vc:period:{P}:msgs, :bytes) are kept. */
-export const ZSET_PERIODS = 10;
+export const ZSET_PERIODS = 5;
 /** Periods read at once when looking for zsets to delete. */
 const SWEEP_BATCH = 1000;
 

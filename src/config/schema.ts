@@ -163,7 +163,7 @@ export const agentSchema = z
       description: 'Reports kept on disk while Redis is unreachable (2880 = a day of 30 s periods); the oldest are dropped beyond, loudly.',
     }),
     retention: int(0, 100_000_000, 0, { description: 'Periods kept in Redis; 0 keeps all.' }),
-    zsetPeriods: int(0, 100_000_000, 10, {
+    zsetPeriods: int(0, 100_000_000, 5, {
       description:
         'The newest periods whose readable sorted sets (vc:period:{P}:msgs and :bytes, for redis-cli and tools) are kept; older periods keep only their packed reports, which the queries read. 0: no sorted sets. Set it alike on every agent.',
       arg: 'periods',

@@ -87,7 +87,7 @@ export async function startAgent(lab: LabSettings & { periodSeconds?: number; se
       '--sensor',
       lab.sensor ?? 'ebpf',
       // The lab's tests read the readable zsets of every period of a run (an outage of 2 minutes is 24 periods of 5 s):
-      // keep them all, not the newest 10 of agent.zsetPeriods.
+      // keep them all, not the newest 5 of agent.zsetPeriods.
       '--zset-periods',
       '100000',
       ...extra,

@@ -4,7 +4,7 @@
 // the agents do, for more periods than the retention keeps, so that the pair dictionary has been pruned once and
 // is in its steady state (the current dictionary and the retired one's names). Then side by side, in one run:
 //  - before: the readable zsets of every period kept (agent.zsetPeriods >= the retention);
-//  - after: the zsets of the newest 10 only (the default), trimmed by the same Store.trim the agents call;
+//  - after: the zsets of the newest ZSET_PERIODS only (the default, 5), trimmed by the same Store.trim the agents call;
 //  - and the newest FEWER only, to show what the default costs against the 40-byte target;
 // and the three queries' answers before and after, which must be identical (they read the packed reports).
 //   node dist/test/bench/memory.js [--write-docs]   (docs/measurements.md block `memory`, README block `memory-summary`)
@@ -26,7 +26,7 @@ const PEERS = 20; // per VM: 17 VMs it sends to, 2 addresses outside it sends to
 const RETENTION = 120;
 const PUBLISHED = 130; // more than the retention: the dictionary is pruned at period 121
 const CHURN = 0.01; // each period, each peer of each VM is replaced with this probability
-const FEWER = 5; // a smaller agent.zsetPeriods, measured beside the default
+const FEWER = 2; // a smaller agent.zsetPeriods, measured beside the default
 const { writeDocs } = benchArgs();
 
 /** mulberry32: the same fleet every run. */

@@ -131,7 +131,7 @@ test('the modules keep their defaults', () => {
     stateDir: '/var/lib/virt-cohort',
     spoolMax: 2880,
     retention: 0,
-    zsetPeriods: 10,
+    zsetPeriods: 5,
     sensor: 'auto',
     pinRoot: '/sys/fs/bpf/virt-cohort',
     migrateUri: '',
