@@ -2,43 +2,31 @@
 /*
  * Counts every frame on a VM tap per (VM, peer, direction), in the kernel.
  *
- * Two kinds of flow map: IPv4 frames (by far the usual case) count under a
- * 12-byte key (struct vc_key4) in vc_counts4_0/1, everything else (IPv6, ARP,
- * other ethertypes) under the 24-byte struct vc_key in vc_counts0/1. Built
- * with -DVC_KEY24_ONLY, IPv4 goes into the 24-byte maps as before the compact
- * key (counter-key24.bpf.o: the same maps, the IPv4 ones left empty, so the
- * sensor opens it alike; the bench runs it beside this one).
- *
- * Why a double buffer: at a period boundary user space flips the programs to
- * the other pair of count maps and drains the old pair alone, with no writer
- * left. Each packet lands in exactly one map: nothing lost, nothing counted
- * twice, and the maps empty every period, which bounds them by one period's
- * peers rather than by history.
- *
- * One atomic flip for both kinds of map: vc_gen holds the generation (0 or
- * 1), and vc_active / vc_active4 hold both generations' maps of each kind,
- * fixed at load. A packet reads vc_gen once and counts into the maps of that
- * generation, whichever kind it needs: user space flips by writing vc_gen
- * alone, so no packet can count into the new IPv4 map and the old IPv6 one
- * (two outer maps of one entry each, updated one after the other, would let
- * the two kinds cross the period boundary a grace period apart). Writing an
- * array element does not wait for the programs, so user space then rewrites
- * an entry of vc_active4 with the map it already holds: an update of a
- * map-in-map returns only after an RCU grace period, i.e. once every program
- * that could have read the old generation has finished. Only then does it
- * drain the old generation's maps.
+ * Why a double buffer: at a period boundary user space points vc_active at the
+ * other count map. Updating a map-in-map returns only after every program
+ * that could still see the old inner map has finished (the kernel waits for
+ * an RCU grace period), so user space then drains the old map alone, with no
+ * writer left. Each packet lands in exactly one map: nothing lost, nothing
+ * counted twice, and the maps empty every period, which bounds them by one
+ * period's peers rather than by history.
  *
  * Why per-CPU flow maps: every CPU adds into its own copy of a flow's
  * counters, so the adds need no atomic instruction and no cache line moves
  * between CPUs; user space sums the copies when it drains a map, which the
  * double buffer already gives it alone. Built with -DVC_SHARED_MAPS, the flow
- * maps are shared hashes with atomic adds, for a kernel that refuses per-CPU
- * hash maps (counter-shared.bpf.o; the counts are the same).
+ * maps are one shared hash with atomic adds, for a kernel that refuses
+ * per-CPU hash maps (counter-shared.bpf.o; the counts are the same).
  *
  * The hot path per packet: read the slot from skb->tc_classid, one array
- * lookup (inlined by the verifier: no hashing), the generation (an inlined
- * array lookup), one inlined lookup of the active map, one hash lookup of the
- * flow, two plain adds.
+ * lookup (inlined by the verifier: no hashing), one inlined lookup of the
+ * active map, one hash lookup of the flow, two plain adds. Nearly all of the
+ * program's own cost is that hash lookup (about 32 of its 35-40 ns above an
+ * empty program under BPF_PROG_TEST_RUN here, measured by cutting the program
+ * short before it), and it does not depend on the key's size: a compact
+ * 12-byte key for IPv4 in flow maps of its own (issue 18; git 7efa231, with
+ * one word flipping both kinds of map) measured the same as this 24-byte key,
+ * alone and under traffic, while doubling the flow maps' memory. It was
+ * dropped; docs/measurements.md has the numbers.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -73,44 +61,17 @@ struct vc_count_map {
 	__type(value, struct vc_counts);
 };
 
-struct vc_count_map4 {
-	__uint(type, VC_FLOW_MAP);
-	__uint(max_entries, VC_MAX_FLOWS);
-	__type(key, struct vc_key4);
-	__type(value, struct vc_counts);
-};
-
 struct vc_count_map vc_counts0 SEC(".maps");
 struct vc_count_map vc_counts1 SEC(".maps");
-struct vc_count_map4 vc_counts4_0 SEC(".maps");
-struct vc_count_map4 vc_counts4_1 SEC(".maps");
 
-/* Generation -> flow maps of that generation, fixed at load; user space never changes what they point at. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, 2);
+	__uint(max_entries, 1);
 	__type(key, __u32);
 	__array(values, struct vc_count_map);
 } vc_active SEC(".maps") = {
-	.values = { [0] = &vc_counts0, [1] = &vc_counts1 },
+	.values = { [0] = &vc_counts0 },
 };
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, 2);
-	__type(key, __u32);
-	__array(values, struct vc_count_map4);
-} vc_active4 SEC(".maps") = {
-	.values = { [0] = &vc_counts4_0, [1] = &vc_counts4_1 },
-};
-
-/* The generation being counted into: 0 or 1, the one word user space writes to flip. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} vc_gen SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -166,31 +127,6 @@ static __always_inline void add(struct vc_counts *c, __u32 segs, __u64 bytes)
 #endif
 }
 
-/*
- * Counts a frame into `counts` (a flow map of either kind). A new flow goes
- * in with this packet already counted: no second lookup after the insert.
- */
-static __always_inline int count_into(void *counts, void *key, __u32 segs, __u64 bytes)
-{
-	struct vc_counts *c = bpf_map_lookup_elem(counts, key);
-	if (c) {
-		add(c, segs, bytes);
-		return TC_ACT_OK;
-	}
-	struct vc_counts init = { .packets = segs, .bytes = bytes };
-	if (!bpf_map_update_elem(counts, key, &init, BPF_NOEXIST))
-		return TC_ACT_OK;
-	/* Another CPU created it meanwhile (its copy for this CPU starts at 0), or the map is full. */
-	c = bpf_map_lookup_elem(counts, key);
-	if (c) {
-		add(c, segs, bytes);
-		return TC_ACT_OK;
-	}
-	stat_add(VC_STAT_FULL, segs);
-	stat_add(VC_STAT_FULL_BYTES, bytes);
-	return TC_ACT_OK;
-}
-
 static __always_inline int count(struct __sk_buff *skb, __u8 dir)
 {
 	/* cls_bpf puts the filter's classid here before the run. */
@@ -206,58 +142,31 @@ static __always_inline int count(struct __sk_buff *skb, __u8 dir)
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
+	struct vc_key key = {};
+	__u32 hdr = 0;
+
+	key.vm = tap->vm;
+	key.dir = dir;
 	if ((void *)(eth + 1) > end)
 		return TC_ACT_OK;
-	__u32 segs = skb->gso_segs > 1 ? skb->gso_segs : 1;
-	__u64 bytes = skb->len;
-	__u32 zero = 0;
-	/* One read of the generation per packet: both kinds of map flip with it (see the top). */
-	__u32 *gen = bpf_map_lookup_elem(&vc_gen, &zero);
-	if (!gen)
-		return TC_ACT_OK;
+	key.ethertype = bpf_ntohs(eth->h_proto);
 
 	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = (void *)(eth + 1);
 		if ((void *)(ip + 1) > end)
 			return TC_ACT_OK;
-		__u32 peer = dir == VC_DIR_TX ? ip->daddr : ip->saddr;
-		/*
-		 * Header bytes repeated per segment: only a GSO packet needs them,
-		 * so a plain frame skips reading the IP and L4 headers' lengths.
-		 */
-		if (segs > 1) {
-			__u32 ihl = ip->ihl * 4;
-			if (ihl >= sizeof(*ip) && (void *)ip + ihl <= end)
-				bytes += (__u64)(segs - 1) * (sizeof(*eth) + ihl + l4_header_len((void *)ip + ihl, end, ip->protocol));
-		}
-#ifndef VC_KEY24_ONLY
-		struct vc_key4 key4 = { .vm = tap->vm, .peer = peer, .dir = dir };
-		void *counts4 = bpf_map_lookup_elem(&vc_active4, gen);
-		if (!counts4)
-			return TC_ACT_OK;
-		return count_into(counts4, &key4, segs, bytes);
-#else
-		struct vc_key key = { .vm = tap->vm, .dir = dir, .family = VC_FAMILY_IPV4, .ethertype = ETH_P_IP };
-		__builtin_memcpy(key.peer, &peer, 4);
-		void *counts = bpf_map_lookup_elem(&vc_active, gen);
-		if (!counts)
-			return TC_ACT_OK;
-		return count_into(counts, &key, segs, bytes);
-#endif
-	}
-
-	struct vc_key key = {};
-	key.vm = tap->vm;
-	key.dir = dir;
-	key.ethertype = bpf_ntohs(eth->h_proto);
-	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		key.family = VC_FAMILY_IPV4;
+		__builtin_memcpy(key.peer, dir == VC_DIR_TX ? &ip->daddr : &ip->saddr, 4);
+		__u32 ihl = ip->ihl * 4;
+		if (ihl >= sizeof(*ip) && (void *)ip + ihl <= end)
+			hdr = sizeof(*eth) + ihl + l4_header_len((void *)ip + ihl, end, ip->protocol);
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 		if ((void *)(ip6 + 1) > end)
 			return TC_ACT_OK;
 		key.family = VC_FAMILY_IPV6;
 		__builtin_memcpy(key.peer, dir == VC_DIR_TX ? &ip6->daddr : &ip6->saddr, 16);
-		if (segs > 1)
-			bytes += (__u64)(segs - 1) * (sizeof(*eth) + sizeof(*ip6) + l4_header_len(ip6 + 1, end, ip6->nexthdr));
+		hdr = sizeof(*eth) + sizeof(*ip6) + l4_header_len(ip6 + 1, end, ip6->nexthdr);
 	} else {
 		key.family = VC_FAMILY_OTHER;
 		/*
@@ -271,10 +180,33 @@ static __always_inline int count(struct __sk_buff *skb, __u8 dir)
 				__builtin_memcpy(key.peer, arp + 14, 4);
 		}
 	}
-	void *counts = bpf_map_lookup_elem(&vc_active, gen);
+
+	__u32 segs = skb->gso_segs > 1 ? skb->gso_segs : 1;
+	__u64 bytes = skb->len + (__u64)(segs - 1) * hdr;
+
+	__u32 zero = 0;
+	void *counts = bpf_map_lookup_elem(&vc_active, &zero);
 	if (!counts)
 		return TC_ACT_OK;
-	return count_into(counts, &key, segs, bytes);
+
+	struct vc_counts *c = bpf_map_lookup_elem(counts, &key);
+	if (c) {
+		add(c, segs, bytes);
+		return TC_ACT_OK;
+	}
+	/* A new flow goes in with this packet already counted: no second lookup after the insert. */
+	struct vc_counts init = { .packets = segs, .bytes = bytes };
+	if (!bpf_map_update_elem(counts, &key, &init, BPF_NOEXIST))
+		return TC_ACT_OK;
+	/* Another CPU created it meanwhile (its copy for this CPU starts at 0), or the map is full. */
+	c = bpf_map_lookup_elem(counts, &key);
+	if (c) {
+		add(c, segs, bytes);
+		return TC_ACT_OK;
+	}
+	stat_add(VC_STAT_FULL, segs);
+	stat_add(VC_STAT_FULL_BYTES, bytes);
+	return TC_ACT_OK;
 }
 
 SEC("tc")

@@ -8,7 +8,7 @@
 #ifndef VC_COUNTER_H
 #define VC_COUNTER_H
 
-#define VC_LAYOUT_VERSION 3
+#define VC_LAYOUT_VERSION 2
 #define VC_MAX_TAPS 4096 /* slots; slot 0 is never handed out, so 4,095 taps */
 #define VC_MAX_FLOWS 131072
 
@@ -31,22 +31,6 @@ struct vc_key {
 	__u8 family;     /* enum vc_family */
 	__u16 ethertype; /* host byte order */
 	__u8 peer[16];   /* IPv4 in the first 4 bytes, IPv6 in all 16; for ARP the sender's IPv4 address; zero for other frames */
-};
-
-/*
- * The compact key of IPv4 frames, by far the usual case, in flow maps of
- * their own (vc_counts4_0/1). 12 bytes, a multiple of 4: the kernel hashes
- * such a key with jhash2 in one final round (3 words), where the 24-byte key
- * takes a mixing round and the final one, and compares 12 bytes, not 24; the
- * program writes it with three 4-byte stores and no zeroing. dir is a __u32,
- * not a __u8 and padding, for that reason. 8 bytes (one map per direction)
- * would hash the same (jhash2 of 2 words is also the final round alone) and
- * need twice the maps. Family and ethertype are implied by the map.
- */
-struct vc_key4 {
-	__u32 vm;   /* as in struct vc_key */
-	__u32 peer; /* the peer's IPv4 address, network byte order */
-	__u32 dir;  /* enum vc_dir */
 };
 
 /* One CPU's share in the per-CPU flow maps (user space sums them), or the whole count in the shared ones. */

@@ -3,7 +3,7 @@ import bpf from 'bpf';
 import { UserError } from '../util/errors.js';
 import { run } from '../util/exec.js';
 import { logger } from '../util/log.js';
-import { COUNTS, KEY, KEY4, LAYOUT_VERSION, MAX_FLOWS, MAX_TAPS, SLOT, STAT, decodeFlow, decodeFlow4, encodeSlot, mergeFlows, u32, type FlowCounts } from './layout.js';
+import { COUNTS, KEY, LAYOUT_VERSION, MAX_FLOWS, MAX_TAPS, SLOT, STAT, decodeFlow, encodeSlot, mergeFlows, u32, type FlowCounts } from './layout.js';
 import { drainMap, flowMapView, possibleCpus } from './maps.js';
 import { type EbpfOptions, type FlowMaps, exists, load, requireBpffs } from './pins.js';
 import { checkTapName, type Attachment, type Reading, type ReconcileResult, type Sensor } from './sensor.js';
@@ -16,14 +16,6 @@ const PROG_FROM_VM = 'vc_from_vm';
 const PROG_TO_VM = 'vc_to_vm';
 const BATCH = 8192;
 const FULL_CHECK_MS = 600_000;
-
-/** One generation's flow maps: the 24-byte key's (IPv6, ARP, other) and IPv4's compact key's. */
-interface Generation {
-  counts: bpf.RawMap;
-  counts4: bpf.RawMap;
-  /** vc_counts4_N's fd, which the flip writes back into vc_active4[N] to wait for a grace period. */
-  counts4Fd: number;
-}
 
 /**
  * The eBPF backend: one tc program pair shared by every tap of the host, maps
@@ -43,9 +35,10 @@ export class EbpfSensor implements Sensor {
     private readonly opts: EbpfOptions,
     private readonly dir: string,
     private readonly slots: bpf.RawMap,
-    private readonly gen: bpf.RawMap,
-    private readonly active4: bpf.RawMap,
-    private readonly gens: [Generation, Generation],
+    private readonly active: bpf.RawMap,
+    private readonly counts: [bpf.RawMap, bpf.RawMap],
+    private readonly countFds: [number, number],
+    private readonly countIds: [number, number],
     private readonly stats: bpf.RawMap,
     private readonly reported: bpf.RawMap,
     /** Which flow maps are pinned: what the kernel took. */
@@ -78,22 +71,16 @@ export class EbpfSensor implements Sensor {
       return { map: new bpf.RawMap(ref), ref, fd, id: ref.id ?? -1 };
     };
     const slots = open('vc_slots', 4, SLOT.size, MAX_TAPS);
-    const gen = open('vc_gen', 4, 4, 1);
-    // vc_active is opened only to check its layout: the programs' generations are fixed at load.
-    open('vc_active', 4, 4, 2).ref.close();
-    const active4 = open('vc_active4', 4, 4, 2);
+    const active = open('vc_active', 4, 4, 1);
     const c0 = open('vc_counts0', KEY.size, COUNTS.size, MAX_FLOWS);
     const c1 = open('vc_counts1', KEY.size, COUNTS.size, MAX_FLOWS);
-    const c40 = open('vc_counts4_0', KEY4.size, COUNTS.size, MAX_FLOWS);
-    const c41 = open('vc_counts4_1', KEY4.size, COUNTS.size, MAX_FLOWS);
     const stats = open('vc_stats', 4, 8, STAT.size);
     const reported = open('vc_reported', 4, 8, STAT.size);
     const maps: FlowMaps = c0.ref.type === bpf.MapType.PERCPU_HASH ? 'per-CPU' : 'shared';
     // The kernel returns a per-CPU value as one struct per possible CPU; node_bpf sizes its buffers by valueSize.
     const stride = maps === 'per-CPU' ? COUNTS.size * (await possibleCpus()) : COUNTS.size;
     const countMap = ({ ref }: typeof c0) => flowMapView(ref, stride);
-    const generation = (c: typeof c0, c4: typeof c0): Generation => ({ counts: countMap(c), counts4: countMap(c4), counts4Fd: c4.fd });
-    const sensor = new EbpfSensor(opts, dir, slots.map, gen.map, active4.map, [generation(c0, c40), generation(c1, c41)], stats.map, reported.map, maps);
+    const sensor = new EbpfSensor(opts, dir, slots.map, active.map, [countMap(c0), countMap(c1)], [c0.fd, c1.fd], [c0.id, c1.id], stats.map, reported.map, maps);
     log.info({ dir, maps, attach: ATTACH_PATH }, `sensor maps: ${sensor.describe()}`);
     return sensor;
   }
@@ -291,19 +278,15 @@ export class EbpfSensor implements Sensor {
   }
 
   async read(): Promise<Reading> {
-    const cur = this.gen.get(u32(0))?.readUInt32LE(0) === 1 ? 1 : 0;
+    const activeId = this.active.get(u32(0))?.readUInt32LE(0);
+    const cur = activeId === this.countIds[1] ? 1 : 0;
     const other = 1 - cur;
-    const old = this.gens[cur]!;
-    // Left in the idle generation by an agent that died between a flip and its drain.
-    const leftovers = drainGeneration(this.gens[other]!);
-    // The flip, for both kinds of map at once: the programs read vc_gen once per packet.
-    this.gen.set(u32(0), u32(other));
-    // Writing vc_active4[cur] with the map it already holds changes nothing the
-    // programs see, but an update of a map-in-map returns only after an RCU
-    // grace period: once no program that read the old generation still runs.
-    this.active4.set(u32(cur), u32(old.counts4Fd));
+    // Left in the idle map by an agent that died between a swap and its drain.
+    const leftovers = drain(this.counts[other]!);
+    // Returns once no program can still write the map we are about to drain.
+    this.active.set(u32(0), u32(this.countFds[other]!));
     const at = Date.now();
-    const drained = drainGeneration(old);
+    const drained = drain(this.counts[cur]!);
     const flows = leftovers.length ? mergeFlows([...leftovers, ...drained]) : drained;
     // vc_stats only grows; vc_reported remembers what earlier reads returned.
     const stats = readU64s(this.stats);
@@ -321,14 +304,11 @@ export class EbpfSensor implements Sensor {
   /**
    * The counts of the period so far, without draining anything: for a person
    * watching (`virt-cohort top`) while the agent keeps reading the periods.
-   * Both generations' maps are summed, so a flip between two peeks is seen as a drop.
+   * Both maps are summed, so a swap between two peeks is seen as a drop.
    */
   peek(): FlowCounts[] {
     const flows: FlowCounts[] = [];
-    for (const g of this.gens) {
-      for (const batch of g.counts4.getBatch(BATCH)) for (const [k, v] of batch) flows.push(decodeFlow4(k, v));
-    }
-    for (const map of this.gens.map((g) => g.counts)) {
+    for (const map of this.counts) {
       for (const batch of map.getBatch(BATCH)) for (const [k, v] of batch) flows.push(decodeFlow(k, v));
     }
     return mergeFlows(flows);
@@ -362,11 +342,9 @@ function u64(n: number): Buffer {
   return b;
 }
 
-/** Empties one generation's flow maps, IPv4's and the others', into one list (a flow is in one of them only). */
-function drainGeneration(g: Generation): FlowCounts[] {
+function drain(map: bpf.RawMap): FlowCounts[] {
   const flows: FlowCounts[] = [];
-  drainMap(g.counts4, BATCH, (k, v) => flows.push(decodeFlow4(k, v)));
-  drainMap(g.counts, BATCH, (k, v) => flows.push(decodeFlow(k, v)));
+  drainMap(map, BATCH, (k, v) => flows.push(decodeFlow(k, v)));
   return flows;
 }
 

@@ -3,14 +3,12 @@
  * the compiled object's BTF and fails if any size or offset here differs, so
  * the C and the decoder cannot drift apart.
  */
-export const LAYOUT_VERSION = 3;
+export const LAYOUT_VERSION = 2;
 /** Slots in vc_slots; slot 0 is never handed out. */
 export const MAX_TAPS = 4096;
 export const MAX_FLOWS = 131072;
 
 export const KEY = { size: 24, vm: 0, dir: 4, family: 5, ethertype: 6, peer: 8 } as const;
-/** struct vc_key4: IPv4 frames' compact key, in flow maps of their own (vc_counts4_0/1). */
-export const KEY4 = { size: 12, vm: 0, peer: 4, dir: 8 } as const;
 export const COUNTS = { size: 16, packets: 0, bytes: 8 } as const;
 export const SLOT = { size: 8, vm: 0, ifindex: 4 } as const;
 
@@ -38,7 +36,6 @@ export interface FlowCounts extends FlowKey {
 }
 
 export const ETHERTYPE_ARP = 0x0806;
-export const ETHERTYPE_IPV4 = 0x0800;
 
 /** The IPv4 sender address kept for ARP frames, or undefined (none, or 0.0.0.0 as in ARP probes). */
 export function arpSender(buf: Buffer, at: number, ethertype: number): string | undefined {
@@ -102,24 +99,6 @@ function sumCounts(value: Buffer, out: { packets: number; bytes: number }): void
   }
   out.packets = pLo + pHi * 0x1_0000_0000;
   out.bytes = bLo + bHi * 0x1_0000_0000;
-}
-
-/**
- * An entry of an IPv4 flow map (struct vc_key4), decoded to exactly what
- * decodeFlow makes of the same frame's 24-byte key: family 4, ethertype 0x0800.
- */
-export function decodeFlow4(key: Buffer, value: Buffer): FlowCounts {
-  const out: FlowCounts = {
-    vm: key.readUInt32LE(KEY4.vm),
-    dir: key.readUInt32LE(KEY4.dir) === Dir.Tx ? 'tx' : 'rx',
-    peer: peerText(key, KEY4.peer, 4, ETHERTYPE_IPV4),
-    family: 4,
-    ethertype: ETHERTYPE_IPV4,
-    packets: 0,
-    bytes: 0,
-  };
-  sumCounts(value, out);
-  return out;
 }
 
 /** A peer as text: the address at `at` in `buf`, or `ether:0xNNNN` for frames that are not IP. */

@@ -1,5 +1,5 @@
-// The read half of the sensor bench: 100,000 IPv4 flows put into the active
-// generation's IPv4 count map as if that many peers had talked, then one sensor.read() timed, with the
+// The read half of the sensor bench: 100,000 flows put into the active count
+// map as if that many peers had talked, then one sensor.read() timed, with the
 // bare batch lookups and deletes alone (the kernel's share) next to it.
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -8,7 +8,7 @@ import bpf from 'bpf';
 import { table } from '../../src/cli/table.js';
 import type { EbpfSensor } from '../../src/sensor/ebpf.js';
 import { drainMap, flowMapView, possibleCpus } from '../../src/sensor/maps.js';
-import { COUNTS, Dir, KEY4, decodeFlow4, u32 } from '../../src/sensor/layout.js';
+import { COUNTS, Dir, KEY, decodeFlow, u32 } from '../../src/sensor/layout.js';
 
 export const FLOWS = 100_000;
 const BATCH = 8192;
@@ -30,12 +30,13 @@ export interface ReadSample {
   flows: number;
 }
 
-/** An IPv4 flow's key (struct vc_key4), where the programs count IPv4 frames. */
 function flowKey(vm: number, i: number): Buffer {
-  const k = Buffer.alloc(KEY4.size);
-  k.writeUInt32LE(vm, KEY4.vm);
-  k.writeUInt32LE(Dir.Tx, KEY4.dir);
-  k.writeUInt32BE(0x0a800000 + i, KEY4.peer); // 10.128.0.0 + i: distinct peers
+  const k = Buffer.alloc(KEY.size);
+  k.writeUInt32LE(vm, KEY.vm);
+  k.writeUInt8(Dir.Tx, KEY.dir);
+  k.writeUInt8(4, KEY.family);
+  k.writeUInt16LE(0x0800, KEY.ethertype);
+  k.writeUInt32BE(0x0a800000 + i, KEY.peer); // 10.128.0.0 + i: distinct peers
   return k;
 }
 
@@ -54,17 +55,20 @@ function openPinned(sensor: EbpfSensor, name: string, valueStride?: number): bpf
   return valueStride === undefined ? new bpf.RawMap(ref) : flowMapView(ref, valueStride);
 }
 
-/** Fills the IPv4 count map the programs write now (vc_gen holds its generation). Returns that map, open; the caller closes it. */
+/** Fills the count map the programs write now (vc_active holds its id). Returns that map, open; the caller closes it. */
 function fillActive(sensor: EbpfSensor, vm: number): bpf.RawMap {
-  const gen = openPinned(sensor, 'vc_gen');
-  const cur = gen.get(u32(0))!.readUInt32LE(0);
-  gen.ref.close();
-  const target = openPinned(sensor, `vc_counts4_${cur}`, stride(sensor));
+  const active = openPinned(sensor, 'vc_active');
+  const activeId = active.get(u32(0))!.readUInt32LE(0);
+  active.ref.close();
+  const maps = [openPinned(sensor, 'vc_counts0', stride(sensor)), openPinned(sensor, 'vc_counts1', stride(sensor))];
+  const target = maps.find((m) => m.ref.id === activeId);
+  if (!target) throw new Error(`vc_active points at map ${activeId}, neither of the sensor's count maps`);
   for (let i = 0; i < FLOWS; i += 10_000) {
     const entries: [Buffer, Buffer][] = [];
     for (let j = i; j < Math.min(FLOWS, i + 10_000); j++) entries.push([flowKey(vm, j), flowCounts(j, stride(sensor))]);
     target.setBatch(entries);
   }
+  maps.filter((m) => m !== target).forEach((m) => m.ref.close());
   return target;
 }
 
@@ -114,7 +118,7 @@ export function decodeMs(n: number): number {
   const values = Array.from({ length: FLOWS }, (_, i) => flowCounts(i, COUNTS.size * n));
   const t0 = process.hrtime.bigint();
   let sum = 0;
-  for (let i = 0; i < FLOWS; i++) sum += decodeFlow4(keys[i]!, values[i]!).packets;
+  for (let i = 0; i < FLOWS; i++) sum += decodeFlow(keys[i]!, values[i]!).packets;
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
   if (sum <= 0) throw new Error('decoded nothing');
   return ms;

@@ -1,8 +1,7 @@
 // Sensor cost for the README: throughput and CPU with no program, an empty
 // tc program (the floor: what tc, a program call and bpf_stats cost here), the
-// eBPF sensor with per-CPU flow maps (the default), the same with IPv4 under
-// the 24-byte key (the program before the compact key, counter-key24.bpf.o),
-// with shared maps (its fallback), and the pcap fallback, on a veth "tap", side by side in one
+// eBPF sensor with per-CPU flow maps (the default) and with shared maps (its
+// fallback), and the pcap fallback, on a veth "tap", side by side in one
 // interleaved run; then the time to read 100,000 flows out of the maps.
 // Run as root after setup: node dist/test/bench/sensor.js [repetitions] [seconds] [--write-docs]
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -38,7 +37,6 @@ const pinRoot = `/sys/fs/bpf/vc-${id}`;
 const object = bpfObject;
 const emptyPin = join(pinRoot, 'empty');
 const emptyObject = join(dirname(object), 'empty.bpf.o');
-const key24Object = join(dirname(object), 'counter-key24.bpf.o');
 const pcapRead = join(packageRoot, 'dist', 'test', 'helpers', 'pcap-read.js');
 const STATS_SYSCTL = '/proc/sys/kernel/bpf_stats_enabled';
 
@@ -111,16 +109,13 @@ async function startIperfServer(): Promise<void> {
 
 // Each step of the per-packet path, measured side by side: the floor (an empty
 // program attached the same way), the shared flow maps with atomic adds (the
-// fallback, and what per-CPU maps save), the per-CPU maps (the default), and
-// the same with IPv4 frames under the 24-byte key (what the compact key saves).
+// fallback, and what per-CPU maps save), and the per-CPU maps (the default).
 // The +stats runs are separate because bpf_stats itself costs two clock reads
 // per program run: the plain runs give the throughput, these the ns/frame.
-const CONFIGS: Config[] = ['none', 'empty', 'ebpf', 'key24', 'shared', 'pcap', 'empty+stats', 'ebpf+stats', 'key24+stats', 'shared+stats'];
+const CONFIGS: Config[] = ['none', 'empty', 'ebpf', 'shared', 'pcap', 'empty+stats', 'ebpf+stats', 'shared+stats'];
 
 let sensor: EbpfSensor;
-let key24: EbpfSensor;
 let shared: EbpfSensor;
-const sensorOf = (p: Exclude<Program, 'empty'>) => ({ ebpf: sensor, key24, shared })[p];
 let statsBefore: string | undefined;
 let pcapAvailable = existsSync(pcapRead);
 
@@ -129,7 +124,7 @@ async function measure(config: Config, w: Workload): Promise<Sample> {
   if (config === 'pcap') return withPcap(() => iperf(w));
   const program = config.replace('+stats', '') as Program;
   const traffic = config.endsWith('+stats') ? () => withBpfStats(program, () => iperf(w)) : async () => ({ rate: await iperf(w) });
-  return program === 'empty' ? withEmpty(traffic) : withEbpf(sensorOf(program), traffic);
+  return program === 'empty' ? withEmpty(traffic) : withEbpf(program === 'ebpf' ? sensor : shared, traffic);
 }
 
 /** Leaves tap0 with no hook at all, so "no program" really has none. */
@@ -161,7 +156,7 @@ async function withEmpty<T>(body: () => Promise<T>): Promise<T> {
   }
 }
 
-const progPins = (p: Program) => (p === 'empty' ? [emptyPin] : ['vc_from_vm', 'vc_to_vm'].map((n) => join(sensorOf(p).pinDir, 'progs', n)));
+const progPins = (p: Program) => (p === 'empty' ? [emptyPin] : ['vc_from_vm', 'vc_to_vm'].map((n) => join((p === 'ebpf' ? sensor : shared).pinDir, 'progs', n)));
 
 /** Summed run time and run count of the programs, by their pins (other copies may be loaded). */
 async function progStats(p: Program): Promise<{ ns: number; runs: number }> {
@@ -202,7 +197,7 @@ async function restoreBpfStats(): Promise<void> {
  */
 async function testRunNs(p: Program): Promise<number> {
   const dir = await mkdtemp(join(tmpdir(), 'vc-bench-'));
-  const s = p === 'empty' ? sensor : sensorOf(p);
+  const s = p === 'shared' ? shared : sensor;
   const slots = new bpf.RawMap(bpf.createMapRef(bpf.objGet(join(s.pinDir, 'maps', 'vc_slots')), { transfer: true }));
   try {
     const ifindex = (JSON.parse(await run('ip', ['-j', '-n', pair.host, 'link', 'show', 'tap0'])) as { ifindex: number }[])[0]!.ifindex;
@@ -348,9 +343,8 @@ async function main(): Promise<void> {
   await pair.create();
   vmMac = (JSON.parse(await run('ip', ['-j', '-n', pair.vm, 'link', 'show', 'eth0'])) as { address: string }[])[0]!.address;
   sensor = await Ebpf.open({ pinRoot: join(pinRoot, 'percpu'), netns: pair.host, object });
-  key24 = await Ebpf.open({ pinRoot: join(pinRoot, 'key24'), netns: pair.host, object: key24Object, maps: 'per-CPU' });
   shared = await Ebpf.open({ pinRoot: join(pinRoot, 'shared'), netns: pair.host, object, maps: 'shared' });
-  if (sensor.maps !== 'per-CPU' || key24.maps !== 'per-CPU' || shared.maps !== 'shared') throw new Error(`expected per-CPU and shared flow maps, got ${sensor.maps}, ${key24.maps} and ${shared.maps}`);
+  if (sensor.maps !== 'per-CPU' || shared.maps !== 'shared') throw new Error(`expected per-CPU and shared flow maps, got ${sensor.maps} and ${shared.maps}`);
   await run('bpftool', ['prog', 'load', emptyObject, emptyPin, 'type', 'classifier']);
   await startIperfServer();
   out(`sensor bench: ${pair.host}/tap0 <-> ${pair.vm}/eth0, pins under ${pinRoot}, ${REPS} repetitions of ${SECONDS} s`);
@@ -370,12 +364,7 @@ async function main(): Promise<void> {
 
   // The programs alone, while attached.
   const three = async (p: Program) => [await testRunNs(p), await testRunNs(p), await testRunNs(p)];
-  const testRun = {
-    empty: await three('empty'),
-    ebpf: await withEbpf(sensor, () => three('ebpf')),
-    key24: await withEbpf(key24, () => three('key24')),
-    shared: await withEbpf(shared, () => three('shared')),
-  };
+  const testRun = { empty: await three('empty'), ebpf: await withEbpf(sensor, () => three('ebpf')), shared: await withEbpf(shared, () => three('shared')) };
 
   if (FLOWS > MAX_FLOWS) throw new Error(`cannot fill ${FLOWS} flows into maps of ${MAX_FLOWS}`);
   const decode = { here: [decodeMs(cpus), decodeMs(cpus), decodeMs(cpus)], big: [decodeMs(BIG_HOST), decodeMs(BIG_HOST), decodeMs(BIG_HOST)] };

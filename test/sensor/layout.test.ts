@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from '../../src/util/exec.js';
 import { bpfObject, packageRoot } from '../../src/paths.js';
-import { COUNTS, Dir, KEY, KEY4, LAYOUT_VERSION, MAX_FLOWS, MAX_TAPS, SLOT, STAT, decodeFlow, decodeFlow4 } from '../../src/sensor/layout.js';
+import { COUNTS, Dir, KEY, LAYOUT_VERSION, MAX_FLOWS, MAX_TAPS, SLOT, STAT, decodeFlow } from '../../src/sensor/layout.js';
 
 interface BtfType {
   kind: string;
@@ -71,19 +71,12 @@ function header(): { defines: Record<string, number>; enums: Record<string, Reco
 test('the TypeScript map layouts match the C structs of bpf/counter.h, read from BTF', async () => {
   const types = await btf();
   assert.deepEqual(structLayout(types, 'vc_key'), KEY);
-  assert.deepEqual(structLayout(types, 'vc_key4'), KEY4);
   assert.deepEqual(structLayout(types, 'vc_counts'), COUNTS);
   assert.deepEqual(structLayout(types, 'vc_slot'), SLOT);
   // The maps' sizes, as compiled: what the sensor opens them with.
   assert.equal(maxEntries(types, 'vc_slots'), MAX_TAPS);
   assert.equal(maxEntries(types, 'vc_counts0'), MAX_FLOWS);
   assert.equal(maxEntries(types, 'vc_counts1'), MAX_FLOWS);
-  assert.equal(maxEntries(types, 'vc_counts4_0'), MAX_FLOWS);
-  assert.equal(maxEntries(types, 'vc_counts4_1'), MAX_FLOWS);
-  // Two generations each, one word to flip them (what the sensor opens them with).
-  assert.equal(maxEntries(types, 'vc_active'), 2);
-  assert.equal(maxEntries(types, 'vc_active4'), 2);
-  assert.equal(maxEntries(types, 'vc_gen'), 1);
   assert.equal(maxEntries(types, 'vc_stats'), STAT.size);
   assert.equal(maxEntries(types, 'vc_reported'), STAT.size);
 });
@@ -110,18 +103,4 @@ test('the constants and enums of bpf/counter.h are those of src/sensor/layout.ts
   assert.deepEqual([key(0, f.VC_FAMILY_IPV4!, 0x0800).family, key(0, f.VC_FAMILY_IPV4!, 0x0800).peer], [4, '1.1.1.1']);
   assert.deepEqual([key(0, f.VC_FAMILY_IPV6!, 0x86dd).family, key(0, f.VC_FAMILY_IPV6!, 0x86dd).peer], [6, '101:101:101:101:101:101:101:101']);
   assert.deepEqual([key(0, f.VC_FAMILY_OTHER!, 0x88cc).family, key(0, f.VC_FAMILY_OTHER!, 0x88cc).peer], [0, 'ether:0x88cc']);
-  // An IPv4 flow's compact key decodes to what its 24-byte key would.
-  for (const dir of [enums.vc_dir.VC_DIR_RX!, enums.vc_dir.VC_DIR_TX!]) {
-    const k4 = Buffer.alloc(KEY4.size);
-    k4.writeUInt32LE(9, KEY4.vm);
-    k4.writeUInt32LE(dir, KEY4.dir);
-    k4.fill(1, KEY4.peer, KEY4.peer + 4);
-    const k = Buffer.alloc(KEY.size);
-    k.writeUInt32LE(9, KEY.vm);
-    k.writeUInt8(dir, KEY.dir);
-    k.writeUInt8(f.VC_FAMILY_IPV4!, KEY.family);
-    k.writeUInt16LE(0x0800, KEY.ethertype);
-    k.fill(1, KEY.peer, KEY.peer + 4);
-    assert.deepEqual(decodeFlow4(k4, Buffer.alloc(COUNTS.size)), decodeFlow(k, Buffer.alloc(COUNTS.size)));
-  }
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { COUNTS, Dir, KEY, KEY4, SLOT, decodeFlow, decodeFlow4, encodeSlot, ipv6, u32 } from '../../src/sensor/layout.js';
+import { COUNTS, Dir, KEY, SLOT, decodeFlow, encodeSlot, ipv6, u32 } from '../../src/sensor/layout.js';
 
 /** A map entry as counter.bpf.c writes it. */
 function entry(k: { vm: number; dir: Dir; family: number; ethertype: number; peer: number[] }, packets: bigint, bytes: bigint): [Buffer, Buffer] {
@@ -27,20 +27,6 @@ test('an IPv4 flow decodes to VM, direction, peer and exact counts', () => {
     bytes: 2 ** 50,
   });
   assert.equal(decodeFlow(...entry({ vm: 4_000_000_000, dir: Dir.Rx, family: 4, ethertype: 0x0800, peer: [192, 0, 2, 1] }, 1n, 64n)).dir, 'rx');
-});
-
-test('an IPv4 flow under the compact key (struct vc_key4) decodes exactly as under the 24-byte key', () => {
-  for (const [vm, dir, peer] of [
-    [42, Dir.Tx, [10, 0, 0, 7]],
-    [4_000_000_000, Dir.Rx, [192, 0, 2, 1]],
-  ] as const) {
-    const k4 = Buffer.alloc(KEY4.size);
-    k4.writeUInt32LE(vm, KEY4.vm);
-    k4.writeUInt32LE(dir, KEY4.dir);
-    Buffer.from(peer).copy(k4, KEY4.peer);
-    const [key, value] = entry({ vm, dir, family: 4, ethertype: 0x0800, peer: [...peer] }, 3n, 2n ** 50n);
-    assert.deepEqual(decodeFlow4(k4, value), decodeFlow(key, value));
-  }
 });
 
 test('an IPv6 peer prints in RFC 5952 form', () => {
