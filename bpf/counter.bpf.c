@@ -95,7 +95,12 @@ struct {
 	__type(value, __u32);
 } vc_gen SEC(".maps");
 
-/* Each CPU's last flow per generation and direction, at 2 * gen + dir. */
+/*
+ * Each CPU's last flow per generation and direction, at 2 * gen + dir. A
+ * per-CPU array in the shared-maps build too: 4 entries of 40 bytes per CPU,
+ * nothing like the per-CPU flow maps' preallocation, and per-CPU arrays came
+ * with per-CPU hash maps (Linux 4.6).
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 4);
