@@ -201,7 +201,8 @@ static __always_inline int count(struct __sk_buff *skb, __u8 dir)
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
-	struct vc_key key = {};
+	/* 8-aligned: compared with the cached key as three 64-bit words. */
+	struct vc_key key __attribute__((aligned(8))) = {};
 	__u32 hdr = 0;
 
 	key.vm = tap->vm;
