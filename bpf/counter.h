@@ -8,7 +8,7 @@
 #ifndef VC_COUNTER_H
 #define VC_COUNTER_H
 
-#define VC_LAYOUT_VERSION 2
+#define VC_LAYOUT_VERSION 3
 #define VC_MAX_TAPS 4096 /* slots; slot 0 is never handed out, so 4,095 taps */
 #define VC_MAX_FLOWS 131072
 
@@ -37,6 +37,15 @@ struct vc_key {
 struct vc_counts {
 	__u64 packets; /* wire packets: a GSO super-packet counts max(1, gso_segs) */
 	__u64 bytes;   /* wire bytes: headers counted once per segment */
+};
+
+/*
+ * One CPU's last flow in one direction (vc_cache): counts not yet added into
+ * the flow map. packets == 0 marks an empty entry.
+ */
+struct vc_cached {
+	struct vc_key key;
+	struct vc_counts counts;
 };
 
 /*

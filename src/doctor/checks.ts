@@ -84,6 +84,8 @@ export async function checkBpf(c: DoctorContext): Promise<CheckResult> {
     ['hash maps', probe.map_types?.have_hash_map_type],
     ['array maps', probe.map_types?.have_array_map_type],
     ['array-of-maps', probe.map_types?.have_array_of_maps_map_type],
+    // vc_cache, each CPU's last flow: in the shared-maps fallback too.
+    ['per-CPU array maps', probe.map_types?.have_percpu_array_map_type],
   ];
   const lacking = need.filter(([, ok]) => !ok).map(([n]) => n);
   if (lacking.length) {

@@ -3,7 +3,7 @@ import bpf from 'bpf';
 import { UserError } from '../util/errors.js';
 import { run } from '../util/exec.js';
 import { logger } from '../util/log.js';
-import { COUNTS, KEY, LAYOUT_VERSION, MAX_FLOWS, MAX_TAPS, SLOT, STAT, decodeFlow, encodeSlot, mergeFlows, u32, type FlowCounts } from './layout.js';
+import { CACHED, CACHE_ENTRIES, COUNTS, KEY, LAYOUT_VERSION, MAX_FLOWS, MAX_TAPS, SLOT, STAT, decodeCached, decodeFlow, encodeSlot, flowId, mergeFlows, u32, type FlowCounts } from './layout.js';
 import { drainMap, flowMapView, possibleCpus } from './maps.js';
 import { type EbpfOptions, type FlowMaps, exists, load, requireBpffs } from './pins.js';
 import { checkTapName, type Attachment, type Reading, type ReconcileResult, type Sensor } from './sensor.js';
@@ -35,10 +35,13 @@ export class EbpfSensor implements Sensor {
     private readonly opts: EbpfOptions,
     private readonly dir: string,
     private readonly slots: bpf.RawMap,
+    private readonly gen: bpf.RawMap,
     private readonly active: bpf.RawMap,
     private readonly counts: [bpf.RawMap, bpf.RawMap],
     private readonly countFds: [number, number],
-    private readonly countIds: [number, number],
+    /** vc_cache, seen with one struct vc_cached per possible CPU per entry. */
+    private readonly cache: bpf.RawMap,
+    private readonly cacheStride: number,
     private readonly stats: bpf.RawMap,
     private readonly reported: bpf.RawMap,
     /** Which flow maps are pinned: what the kernel took. */
@@ -71,7 +74,9 @@ export class EbpfSensor implements Sensor {
       return { map: new bpf.RawMap(ref), ref, fd, id: ref.id ?? -1 };
     };
     const slots = open('vc_slots', 4, SLOT.size, MAX_TAPS);
-    const active = open('vc_active', 4, 4, 1);
+    const gen = open('vc_gen', 4, 4, 1);
+    const active = open('vc_active', 4, 4, 2);
+    const cache = open('vc_cache', 4, CACHED.size, CACHE_ENTRIES);
     const c0 = open('vc_counts0', KEY.size, COUNTS.size, MAX_FLOWS);
     const c1 = open('vc_counts1', KEY.size, COUNTS.size, MAX_FLOWS);
     const stats = open('vc_stats', 4, 8, STAT.size);
@@ -80,7 +85,22 @@ export class EbpfSensor implements Sensor {
     // The kernel returns a per-CPU value as one struct per possible CPU; node_bpf sizes its buffers by valueSize.
     const stride = maps === 'per-CPU' ? COUNTS.size * (await possibleCpus()) : COUNTS.size;
     const countMap = ({ ref }: typeof c0) => flowMapView(ref, stride);
-    const sensor = new EbpfSensor(opts, dir, slots.map, active.map, [countMap(c0), countMap(c1)], [c0.fd, c1.fd], [c0.id, c1.id], stats.map, reported.map, maps);
+    // vc_cache is per-CPU in both builds (a per-CPU array, not a hash).
+    const cacheStride = CACHED.size * (await possibleCpus());
+    const sensor = new EbpfSensor(
+      opts,
+      dir,
+      slots.map,
+      gen.map,
+      active.map,
+      [countMap(c0), countMap(c1)],
+      [c0.fd, c1.fd],
+      flowMapView(cache.ref, cacheStride),
+      cacheStride,
+      stats.map,
+      reported.map,
+      maps,
+    );
     log.info({ dir, maps, attach: ATTACH_PATH }, `sensor maps: ${sensor.describe()}`);
     return sensor;
   }
@@ -278,15 +298,18 @@ export class EbpfSensor implements Sensor {
   }
 
   async read(): Promise<Reading> {
-    const activeId = this.active.get(u32(0))?.readUInt32LE(0);
-    const cur = activeId === this.countIds[1] ? 1 : 0;
+    const cur = (this.gen.get(u32(0))?.readUInt32LE(0) ?? 0) & 1;
     const other = 1 - cur;
-    // Left in the idle map by an agent that died between a swap and its drain.
-    const leftovers = drain(this.counts[other]!);
-    // Returns once no program can still write the map we are about to drain.
-    this.active.set(u32(0), u32(this.countFds[other]!));
+    // Left in the idle generation by an agent that died between a flip and its drain.
+    const leftovers = this.drainGeneration(other);
+    // The flip, of the flow map and the cache entries at once: the programs read vc_gen once per packet.
+    this.gen.set(u32(0), u32(other));
+    // Writing vc_active[cur] with the map it already holds changes nothing the
+    // programs see, but an update of a map-in-map returns only after an RCU
+    // grace period: once no program that read the old generation still runs.
+    this.active.set(u32(cur), u32(this.countFds[cur]!));
     const at = Date.now();
-    const drained = drain(this.counts[cur]!);
+    const drained = this.drainGeneration(cur);
     const flows = leftovers.length ? mergeFlows([...leftovers, ...drained]) : drained;
     // vc_stats only grows; vc_reported remembers what earlier reads returned.
     const stats = readU64s(this.stats);
@@ -301,15 +324,34 @@ export class EbpfSensor implements Sensor {
     };
   }
 
+  /** Empties generation `g`: its flow map, then every CPU's last flows in its cache entries (a flow can be in both). */
+  private drainGeneration(g: number): FlowCounts[] {
+    const flows = drain(this.counts[g]!);
+    const cached: FlowCounts[] = [];
+    for (const dir of [0, 1]) {
+      const at = u32(2 * g + dir);
+      const value = this.cache.get(at);
+      const entries = value ? decodeCached(value) : [];
+      if (!entries.length) continue;
+      cached.push(...entries);
+      this.cache.set(at, Buffer.alloc(this.cacheStride));
+    }
+    return addFew(flows, cached);
+  }
+
   /**
    * The counts of the period so far, without draining anything: for a person
    * watching (`virt-cohort top`) while the agent keeps reading the periods.
-   * Both maps are summed, so a swap between two peeks is seen as a drop.
+   * Both generations are summed, so a flip between two peeks is seen as a drop.
    */
   peek(): FlowCounts[] {
     const flows: FlowCounts[] = [];
     for (const map of this.counts) {
       for (const batch of map.getBatch(BATCH)) for (const [k, v] of batch) flows.push(decodeFlow(k, v));
+    }
+    for (let i = 0; i < CACHE_ENTRIES; i++) {
+      const value = this.cache.get(u32(i));
+      if (value) flows.push(...decodeCached(value));
     }
     return mergeFlows(flows);
   }
@@ -346,6 +388,28 @@ function drain(map: bpf.RawMap): FlowCounts[] {
   const flows: FlowCounts[] = [];
   drainMap(map, BATCH, (k, v) => flows.push(decodeFlow(k, v)));
   return flows;
+}
+
+/**
+ * `flows` (one entry per flow, up to a whole period's) with `few` more added
+ * in (a couple per CPU, maybe of flows already in `flows`): the same as
+ * mergeFlows of both, without a key string for every flow, only for those of
+ * the VMs that `few` name.
+ */
+function addFew(flows: FlowCounts[], few: FlowCounts[]): FlowCounts[] {
+  if (!few.length) return flows;
+  const extra = mergeFlows(few);
+  const vms = new Set(extra.map((f) => f.vm));
+  const byKey = new Map(extra.map((f) => [flowId(f), f]));
+  for (const f of flows) {
+    if (!vms.has(f.vm)) continue;
+    const e = byKey.get(flowId(f));
+    if (!e) continue;
+    f.packets += e.packets;
+    f.bytes += e.bytes;
+    byKey.delete(flowId(f));
+  }
+  return byKey.size ? [...flows, ...byKey.values()] : flows;
 }
 
 /** Slots not in use, lowest first; slot 0 is never handed out (a filter without classid reads 0). */

@@ -3,7 +3,7 @@
  * the compiled object's BTF and fails if any size or offset here differs, so
  * the C and the decoder cannot drift apart.
  */
-export const LAYOUT_VERSION = 2;
+export const LAYOUT_VERSION = 3;
 /** Slots in vc_slots; slot 0 is never handed out. */
 export const MAX_TAPS = 4096;
 export const MAX_FLOWS = 131072;
@@ -11,6 +11,10 @@ export const MAX_FLOWS = 131072;
 export const KEY = { size: 24, vm: 0, dir: 4, family: 5, ethertype: 6, peer: 8 } as const;
 export const COUNTS = { size: 16, packets: 0, bytes: 8 } as const;
 export const SLOT = { size: 8, vm: 0, ifindex: 4 } as const;
+/** struct vc_cached: a CPU's last flow in one direction, its counts not yet in the flow map. */
+export const CACHED = { size: 40, key: 0, counts: 24 } as const;
+/** vc_cache's entries: one per generation and direction, at 2 * generation + direction. */
+export const CACHE_ENTRIES = 4;
 
 export enum Dir {
   Rx = 0,
@@ -101,6 +105,19 @@ function sumCounts(value: Buffer, out: { packets: number; bytes: number }): void
   out.bytes = bLo + bHi * 0x1_0000_0000;
 }
 
+/**
+ * The flows held in one vc_cache entry: one struct vc_cached per CPU (each
+ * CPU's own last flow), the empty ones (no packets) left out.
+ */
+export function decodeCached(value: Buffer): FlowCounts[] {
+  const out: FlowCounts[] = [];
+  for (let o = 0; o + CACHED.size <= value.length; o += CACHED.size) {
+    const f = decodeFlow(value.subarray(o + CACHED.key, o + CACHED.key + KEY.size), value.subarray(o + CACHED.counts, o + CACHED.size));
+    if (f.packets) out.push(f);
+  }
+  return out;
+}
+
 /** A peer as text: the address at `at` in `buf`, or `ether:0xNNNN` for frames that are not IP. */
 export function peerText(buf: Buffer, at: number, family: 0 | 4 | 6, ethertype: number): string {
   if (family === 4) return `${buf[at]}.${buf[at + 1]}.${buf[at + 2]}.${buf[at + 3]}`;
@@ -144,6 +161,9 @@ export function ipv6(b: Buffer): string {
   return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
 }
 
+/** What makes a flow one: (VM, direction, peer, ARP sender). */
+export const flowId = (f: FlowKey) => `${f.vm}|${f.dir}|${f.peer}|${f.arpSender ?? ''}`;
+
 /**
  * One entry per (VM, direction, peer, ARP sender), summing duplicates: the
  * same flow in both eBPF maps, or counted by a capture that ended and by its
@@ -152,7 +172,7 @@ export function ipv6(b: Buffer): string {
 export function mergeFlows(flows: FlowCounts[]): FlowCounts[] {
   const byKey = new Map<string, FlowCounts>();
   for (const f of flows) {
-    const k = `${f.vm}|${f.dir}|${f.peer}|${f.arpSender ?? ''}`;
+    const k = flowId(f);
     const seen = byKey.get(k);
     if (seen) {
       seen.packets += f.packets;

@@ -12,7 +12,7 @@ const log = logger('sensor');
 export type FlowMaps = 'per-CPU' | 'shared';
 
 export interface EbpfOptions {
-  /** Where maps and programs are pinned; the layout version is appended (…/v2). */
+  /** Where maps and programs are pinned; the layout version is appended (…/v3). */
   pinRoot: string;
   /** Network namespace (/run/netns/NAME) the taps live in; the root namespace if absent. */
   netns?: string;

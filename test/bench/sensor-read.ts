@@ -55,20 +55,17 @@ function openPinned(sensor: EbpfSensor, name: string, valueStride?: number): bpf
   return valueStride === undefined ? new bpf.RawMap(ref) : flowMapView(ref, valueStride);
 }
 
-/** Fills the count map the programs write now (vc_active holds its id). Returns that map, open; the caller closes it. */
+/** Fills the count map the programs write now (vc_gen holds its generation). Returns that map, open; the caller closes it. */
 function fillActive(sensor: EbpfSensor, vm: number): bpf.RawMap {
-  const active = openPinned(sensor, 'vc_active');
-  const activeId = active.get(u32(0))!.readUInt32LE(0);
-  active.ref.close();
-  const maps = [openPinned(sensor, 'vc_counts0', stride(sensor)), openPinned(sensor, 'vc_counts1', stride(sensor))];
-  const target = maps.find((m) => m.ref.id === activeId);
-  if (!target) throw new Error(`vc_active points at map ${activeId}, neither of the sensor's count maps`);
+  const gen = openPinned(sensor, 'vc_gen');
+  const cur = gen.get(u32(0))!.readUInt32LE(0) & 1;
+  gen.ref.close();
+  const target = openPinned(sensor, `vc_counts${cur}`, stride(sensor));
   for (let i = 0; i < FLOWS; i += 10_000) {
     const entries: [Buffer, Buffer][] = [];
     for (let j = i; j < Math.min(FLOWS, i + 10_000); j++) entries.push([flowKey(vm, j), flowCounts(j, stride(sensor))]);
     target.setBatch(entries);
   }
-  maps.filter((m) => m !== target).forEach((m) => m.ref.close());
   return target;
 }
 

@@ -2,12 +2,13 @@
 import { table } from '../../src/cli/table.js';
 import { FLOWS, cpus, median, range, readAt, readTable, type ReadSample } from './sensor-read.js';
 
-export type Program = 'empty' | 'ebpf' | 'shared';
+export type Program = 'empty' | 'ebpf' | 'nocache' | 'shared';
 export type Config = 'none' | Program | 'pcap' | `${Program}+stats`;
 export const NAME: Record<Program | 'none' | 'pcap', string> = {
   none: 'no program',
   empty: 'empty tc program (floor)',
   ebpf: 'eBPF, per-CPU maps',
+  nocache: 'eBPF, per-CPU maps, no last-flow cache',
   shared: 'eBPF, shared maps (fallback)',
   pcap: 'pcap',
 };
@@ -85,7 +86,7 @@ function throughputTable(b: Bench): string {
   };
   return table(
     ['PROGRAM', ...b.workloads.flatMap((w) => [`${w.label} ${w.unit} (MIN-MAX)`, 'LOSS VS NONE', 'VS EMPTY'])],
-    (['none', 'empty', 'ebpf', 'shared', 'pcap'] as Config[]).map((c) => [label(c), ...b.workloads.flatMap((w) => cells(w, c))]),
+    (['none', 'empty', 'ebpf', 'nocache', 'shared', 'pcap'] as Config[]).map((c) => [label(c), ...b.workloads.flatMap((w) => cells(w, c))]),
   );
 }
 
@@ -96,7 +97,7 @@ function cpuTable(b: Bench): string {
     ...b.workloads.flatMap((w) => {
       const ns = cpuPerFrame(b, w, c);
       const fps = (b.results.get(key(w, c)) ?? []).map((x) => x.framesPerS ?? 0);
-      const above = c === 'ebpf+stats' || c === 'shared+stats' ? aboveFloor(b, w, c.slice(0, -6) as Program).toFixed(1) : '-';
+      const above = c === 'ebpf+stats' || c === 'nocache+stats' || c === 'shared+stats' ? aboveFloor(b, w, c.slice(0, -6) as Program).toFixed(1) : '-';
       return ns === undefined ? ['not available', '', ''] : [ns.toFixed(ns < 100 ? 1 : 0), above, int(median(fps))];
     }),
   ];
@@ -105,6 +106,7 @@ function cpuTable(b: Bench): string {
     [
       row('empty+stats', 'run_time_ns / run_cnt of the empty program on both hooks'),
       row('ebpf+stats', 'run_time_ns / run_cnt of vc_from_vm + vc_to_vm'),
+      row('nocache+stats', 'the same, every frame to the flow map'),
       row('shared+stats', 'the same, shared flow maps'),
       row('pcap', 'capture process utime+stime / frames counted'),
     ],
@@ -166,6 +168,23 @@ function bigRead(b: Bench): number {
   });
 }
 
+/**
+ * What each CPU's last-flow cache saves against every frame going to the flow
+ * map, both measured in the same run, under traffic and alone. The bench's
+ * traffic is one flow each way: every frame after the first hits the cache.
+ */
+function cacheSaving(b: Bench): string {
+  const udp = b.workloads.find((w) => w.name === 'udp')!;
+  const traffic = aboveFloor(b, udp, 'nocache') - aboveFloor(b, udp, 'ebpf');
+  const alone = median(b.testRun.nocache) - median(b.testRun.ebpf);
+  const loss = (c: Config) => pct(lossOf(b, udp, c));
+  return (
+    `${traffic.toFixed(1)} ns per UDP frame under traffic (${aboveFloor(b, udp, 'ebpf').toFixed(1)} ns above the floor, against ${aboveFloor(b, udp, 'nocache').toFixed(1)}), ` +
+    `${alone.toFixed(0)} ns alone (test run ${median(b.testRun.ebpf).toFixed(0)} against ${median(b.testRun.nocache).toFixed(0)} ns); ` +
+    `UDP loss against no program ${loss('ebpf')} against ${loss('nocache')}; one flow each way, so every frame after the first hits the cache`
+  );
+}
+
 const verdict = (t: Target) => (t.pass === undefined ? 'n/a' : t.pass ? 'pass' : 'MISS');
 
 export function report(b: Bench): string {
@@ -176,7 +195,8 @@ export function report(b: Bench): string {
   out.push('\nCPU per frame seen on the tap (median; a GSO super-packet is one frame); above floor = minus the empty program');
   out.push(cpuTable(b));
   const tr = (p: Program) => `${NAME[p]} ${range(b.testRun[p])} ns`;
-  out.push(`Programs alone (BPF_PROG_TEST_RUN x 1,000,000 on one 64 B UDP frame, hot cache, no bpf_stats): ${tr('empty')}, ${tr('ebpf')}, ${tr('shared')}`);
+  out.push(`Programs alone (BPF_PROG_TEST_RUN x 1,000,000 on one 64 B UDP frame, hot cache, no bpf_stats): ${tr('empty')}, ${tr('ebpf')}, ${tr('nocache')}, ${tr('shared')}`);
+  out.push(`The last-flow cache, side by side: ${cacheSaving(b)}`);
   out.push(`\nReading ${int(FLOWS)} flows out of the active map (${b.reads.perCpu.length} runs each, median (min-max); ${cpus} possible CPUs)`);
   out.push(
     readTable([
@@ -208,7 +228,7 @@ export function docBlock(b: Bench): string {
     if (c === 'none') return '-';
     const ns = cpuPerFrame(b, udp, c === 'pcap' ? c : (`${c}+stats` as Config));
     if (ns === undefined) return 'n/a';
-    return `${ns.toFixed(0)} ns${c === 'ebpf' || c === 'shared' ? ` (${aboveFloor(b, udp, c).toFixed(0)} above the floor)` : ''}`;
+    return `${ns.toFixed(0)} ns${c === 'ebpf' || c === 'nocache' || c === 'shared' ? ` (${aboveFloor(b, udp, c).toFixed(0)} above the floor)` : ''}`;
   };
   const perCpu = median(b.reads.perCpu.map((r) => r.ms));
   const sharedMs = median(b.reads.shared.map((r) => r.ms));
@@ -217,7 +237,10 @@ export function docBlock(b: Bench): string {
     '',
     `| program on the tap | ${b.workloads.map((w) => w.label).join(' | ')} | CPU per UDP frame |`,
     `|---|${b.workloads.map(() => '---|').join('')}---|`,
-    ...(['none', 'empty', 'ebpf', 'shared', 'pcap'] as Config[]).map((c) => `| ${label(c)} | ${b.workloads.map((w) => tput(w, c)).join(' | ')} | ${cpu(c)} |`),
+    ...(['none', 'empty', 'ebpf', 'nocache', 'shared', 'pcap'] as Config[]).map((c) => `| ${label(c)} | ${b.workloads.map((w) => tput(w, c)).join(' | ')} | ${cpu(c)} |`),
+    '',
+    `The last-flow cache, side by side: ${cacheSaving(b)}.`,
+    '',
     `| read ${int(FLOWS)} flows | per-CPU maps ${perCpu.toFixed(0)} ms | shared maps ${sharedMs.toFixed(0)} ms | ${BIG_HOST} CPUs (estimated): ${bigRead(b).toFixed(0)} ms |`,
     '',
     '| target | measured | |',

@@ -1,7 +1,8 @@
 // Sensor cost for the README: throughput and CPU with no program, an empty
 // tc program (the floor: what tc, a program call and bpf_stats cost here), the
-// eBPF sensor with per-CPU flow maps (the default) and with shared maps (its
-// fallback), and the pcap fallback, on a veth "tap", side by side in one
+// eBPF sensor with per-CPU flow maps (the default), the same without its
+// last-flow cache (every frame to the flow map, counter-nocache.bpf.o), with
+// shared maps (its fallback), and the pcap fallback, on a veth "tap", side by side in one
 // interleaved run; then the time to read 100,000 flows out of the maps.
 // Run as root after setup: node dist/test/bench/sensor.js [repetitions] [seconds] [--write-docs]
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -37,6 +38,7 @@ const pinRoot = `/sys/fs/bpf/vc-${id}`;
 const object = bpfObject;
 const emptyPin = join(pinRoot, 'empty');
 const emptyObject = join(dirname(object), 'empty.bpf.o');
+const nocacheObject = join(dirname(object), 'counter-nocache.bpf.o');
 const pcapRead = join(packageRoot, 'dist', 'test', 'helpers', 'pcap-read.js');
 const STATS_SYSCTL = '/proc/sys/kernel/bpf_stats_enabled';
 
@@ -109,13 +111,16 @@ async function startIperfServer(): Promise<void> {
 
 // Each step of the per-packet path, measured side by side: the floor (an empty
 // program attached the same way), the shared flow maps with atomic adds (the
-// fallback, and what per-CPU maps save), and the per-CPU maps (the default).
+// fallback, and what per-CPU maps save), the per-CPU maps (the default), and
+// the same without the last-flow cache (what the cache saves).
 // The +stats runs are separate because bpf_stats itself costs two clock reads
 // per program run: the plain runs give the throughput, these the ns/frame.
-const CONFIGS: Config[] = ['none', 'empty', 'ebpf', 'shared', 'pcap', 'empty+stats', 'ebpf+stats', 'shared+stats'];
+const CONFIGS: Config[] = ['none', 'empty', 'ebpf', 'nocache', 'shared', 'pcap', 'empty+stats', 'ebpf+stats', 'nocache+stats', 'shared+stats'];
 
 let sensor: EbpfSensor;
+let nocache: EbpfSensor;
 let shared: EbpfSensor;
+const sensorOf = (p: Exclude<Program, 'empty'>) => ({ ebpf: sensor, nocache, shared })[p];
 let statsBefore: string | undefined;
 let pcapAvailable = existsSync(pcapRead);
 
@@ -124,7 +129,7 @@ async function measure(config: Config, w: Workload): Promise<Sample> {
   if (config === 'pcap') return withPcap(() => iperf(w));
   const program = config.replace('+stats', '') as Program;
   const traffic = config.endsWith('+stats') ? () => withBpfStats(program, () => iperf(w)) : async () => ({ rate: await iperf(w) });
-  return program === 'empty' ? withEmpty(traffic) : withEbpf(program === 'ebpf' ? sensor : shared, traffic);
+  return program === 'empty' ? withEmpty(traffic) : withEbpf(sensorOf(program), traffic);
 }
 
 /** Leaves tap0 with no hook at all, so "no program" really has none. */
@@ -156,7 +161,7 @@ async function withEmpty<T>(body: () => Promise<T>): Promise<T> {
   }
 }
 
-const progPins = (p: Program) => (p === 'empty' ? [emptyPin] : ['vc_from_vm', 'vc_to_vm'].map((n) => join((p === 'ebpf' ? sensor : shared).pinDir, 'progs', n)));
+const progPins = (p: Program) => (p === 'empty' ? [emptyPin] : ['vc_from_vm', 'vc_to_vm'].map((n) => join(sensorOf(p).pinDir, 'progs', n)));
 
 /** Summed run time and run count of the programs, by their pins (other copies may be loaded). */
 async function progStats(p: Program): Promise<{ ns: number; runs: number }> {
@@ -197,7 +202,7 @@ async function restoreBpfStats(): Promise<void> {
  */
 async function testRunNs(p: Program): Promise<number> {
   const dir = await mkdtemp(join(tmpdir(), 'vc-bench-'));
-  const s = p === 'shared' ? shared : sensor;
+  const s = p === 'empty' ? sensor : sensorOf(p);
   const slots = new bpf.RawMap(bpf.createMapRef(bpf.objGet(join(s.pinDir, 'maps', 'vc_slots')), { transfer: true }));
   try {
     const ifindex = (JSON.parse(await run('ip', ['-j', '-n', pair.host, 'link', 'show', 'tap0'])) as { ifindex: number }[])[0]!.ifindex;
@@ -343,8 +348,10 @@ async function main(): Promise<void> {
   await pair.create();
   vmMac = (JSON.parse(await run('ip', ['-j', '-n', pair.vm, 'link', 'show', 'eth0'])) as { address: string }[])[0]!.address;
   sensor = await Ebpf.open({ pinRoot: join(pinRoot, 'percpu'), netns: pair.host, object });
+  nocache = await Ebpf.open({ pinRoot: join(pinRoot, 'nocache'), netns: pair.host, object: nocacheObject, maps: 'per-CPU' });
   shared = await Ebpf.open({ pinRoot: join(pinRoot, 'shared'), netns: pair.host, object, maps: 'shared' });
-  if (sensor.maps !== 'per-CPU' || shared.maps !== 'shared') throw new Error(`expected per-CPU and shared flow maps, got ${sensor.maps} and ${shared.maps}`);
+  if (sensor.maps !== 'per-CPU' || nocache.maps !== 'per-CPU' || shared.maps !== 'shared')
+    throw new Error(`expected per-CPU and shared flow maps, got ${sensor.maps}, ${nocache.maps} and ${shared.maps}`);
   await run('bpftool', ['prog', 'load', emptyObject, emptyPin, 'type', 'classifier']);
   await startIperfServer();
   out(`sensor bench: ${pair.host}/tap0 <-> ${pair.vm}/eth0, pins under ${pinRoot}, ${REPS} repetitions of ${SECONDS} s`);
@@ -364,7 +371,12 @@ async function main(): Promise<void> {
 
   // The programs alone, while attached.
   const three = async (p: Program) => [await testRunNs(p), await testRunNs(p), await testRunNs(p)];
-  const testRun = { empty: await three('empty'), ebpf: await withEbpf(sensor, () => three('ebpf')), shared: await withEbpf(shared, () => three('shared')) };
+  const testRun = {
+    empty: await three('empty'),
+    ebpf: await withEbpf(sensor, () => three('ebpf')),
+    nocache: await withEbpf(nocache, () => three('nocache')),
+    shared: await withEbpf(shared, () => three('shared')),
+  };
 
   if (FLOWS > MAX_FLOWS) throw new Error(`cannot fill ${FLOWS} flows into maps of ${MAX_FLOWS}`);
   const decode = { here: [decodeMs(cpus), decodeMs(cpus), decodeMs(cpus)], big: [decodeMs(BIG_HOST), decodeMs(BIG_HOST), decodeMs(BIG_HOST)] };

@@ -374,7 +374,7 @@ describe('the Debian package', { skip, concurrency: 1, timeout: 300_000 }, () =>
     assert.match(r.stdout, /PROBE-OK/, `the sensor works with ${caps}:\n${r.stdout}\n${r.stderr}`);
     for (const hook of ['ingress', 'egress']) assert.match(ok('tc', ['filter', 'show', 'dev', tap, hook]), /pref 49344 bpf .*handle 0xc0c0 .*vc_(from|to)_vm/);
     // Someone else's filter on the same tap, at another priority: removal must leave it.
-    ok('tc', ['filter', 'add', 'dev', tap, 'ingress', 'pref', '100', 'handle', '0x1', 'bpf', 'da', 'object-pinned', `${PIN_ROOT}/v2/progs/vc_from_vm`]);
+    ok('tc', ['filter', 'add', 'dev', tap, 'ingress', 'pref', '100', 'handle', '0x1', 'bpf', 'da', 'object-pinned', `${PIN_ROOT}/v${LAYOUT_VERSION}/progs/vc_from_vm`]);
 
     const preflight = `${LIB}/libexec/preflight`;
     const good = sh('setpriv', ['--bounding-set', caps, '--inh-caps', '-all', '--', preflight, 'agent']);

@@ -35,6 +35,8 @@ describe(`eBPF sensor on ${pair.host}/tap0`, { concurrency: 1 }, () => {
   });
 
   it('counts exactly N datagrams and their wire bytes per peer and direction', async () => {
+    // The VM's datagrams go to the peers in turn, each a miss of the CPU's
+    // last-flow entry (moved into the flow map); the host's go to one peer, hits.
     await pair.send(pair.vm, pair.peers, 500, 100);
     for (let i = 0; i < 3; i++) await pair.send(pair.host, [pair.vmIp], 300, 200);
     const r = await sensor.read();

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from '../../src/util/exec.js';
 import { bpfObject, packageRoot } from '../../src/paths.js';
-import { COUNTS, Dir, KEY, LAYOUT_VERSION, MAX_FLOWS, MAX_TAPS, SLOT, STAT, decodeFlow } from '../../src/sensor/layout.js';
+import { CACHED, CACHE_ENTRIES, COUNTS, Dir, KEY, LAYOUT_VERSION, MAX_FLOWS, MAX_TAPS, SLOT, STAT, decodeFlow } from '../../src/sensor/layout.js';
 
 interface BtfType {
   kind: string;
@@ -73,10 +73,15 @@ test('the TypeScript map layouts match the C structs of bpf/counter.h, read from
   assert.deepEqual(structLayout(types, 'vc_key'), KEY);
   assert.deepEqual(structLayout(types, 'vc_counts'), COUNTS);
   assert.deepEqual(structLayout(types, 'vc_slot'), SLOT);
+  assert.deepEqual(structLayout(types, 'vc_cached'), CACHED);
   // The maps' sizes, as compiled: what the sensor opens them with.
   assert.equal(maxEntries(types, 'vc_slots'), MAX_TAPS);
   assert.equal(maxEntries(types, 'vc_counts0'), MAX_FLOWS);
   assert.equal(maxEntries(types, 'vc_counts1'), MAX_FLOWS);
+  // Two generations, one word to flip them, a cache entry per generation and direction.
+  assert.equal(maxEntries(types, 'vc_active'), 2);
+  assert.equal(maxEntries(types, 'vc_gen'), 1);
+  assert.equal(maxEntries(types, 'vc_cache'), CACHE_ENTRIES);
   assert.equal(maxEntries(types, 'vc_stats'), STAT.size);
   assert.equal(maxEntries(types, 'vc_reported'), STAT.size);
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { COUNTS, Dir, KEY, SLOT, decodeFlow, encodeSlot, ipv6, u32 } from '../../src/sensor/layout.js';
+import { CACHED, COUNTS, Dir, KEY, SLOT, decodeCached, decodeFlow, encodeSlot, ipv6, u32 } from '../../src/sensor/layout.js';
 
 /** A map entry as counter.bpf.c writes it. */
 function entry(k: { vm: number; dir: Dir; family: number; ethertype: number; peer: number[] }, packets: bigint, bytes: bigint): [Buffer, Buffer] {
@@ -62,6 +62,19 @@ test('a per-CPU value is the sum of the counters of every CPU, exact past 32 bit
   const odd = Buffer.alloc(value.length + 1).subarray(1);
   value.copy(odd);
   assert.deepEqual((({ packets, bytes }) => ({ packets, bytes }))(decodeFlow(key, odd)), want);
+});
+
+test("a cache entry holds each CPU's own last flow: decoded per CPU, the empty ones left out", () => {
+  const a = entry({ vm: 5, dir: Dir.Tx, family: 4, ethertype: 0x0800, peer: [10, 0, 0, 1] }, 7n, 700n);
+  const b = entry({ vm: 6, dir: Dir.Tx, family: 6, ethertype: 0x86dd, peer: [...Buffer.from('fd000077000000000000000000000001', 'hex')] }, 2n ** 40n, 3n);
+  // Three CPUs: A, nothing, B.
+  const value = Buffer.alloc(3 * CACHED.size);
+  a[0].copy(value, 0 * CACHED.size + CACHED.key);
+  a[1].copy(value, 0 * CACHED.size + CACHED.counts);
+  b[0].copy(value, 2 * CACHED.size + CACHED.key);
+  b[1].copy(value, 2 * CACHED.size + CACHED.counts);
+  assert.deepEqual(decodeCached(value), [decodeFlow(...a), decodeFlow(...b)]);
+  assert.deepEqual(decodeCached(Buffer.alloc(2 * CACHED.size)), []);
 });
 
 test('IPv6 text: the longest run of two or more zero groups becomes ::', () => {
