@@ -136,7 +136,7 @@ async function runSize(vms: number, target: RedisTarget): Promise<SizeResult> {
       periods.push(p);
       const rd = p.round;
       say(
-        `  period ${i + 1}: ${pairs} pairs, ingest ${ingestMs.toFixed(0)} ms (all flushed ${flushedMs.toFixed(0)} ms, Redis CPU ${redisCpuS.toFixed(1)} s), +${(p.addedBytes / pairs).toFixed(0)} B/pair` +
+        `  period ${i + 1}: ${pairs} pairs, ingest ${ingestMs.toFixed(0)} ms (all flushed ${flushedMs.toFixed(0)} ms, Redis CPU ${redisCpuS.toFixed(1)} s, flushes sent again after a replica wait timed out so far: ${agents.reduce((n, a) => n + a.retries, 0)}), +${(p.addedBytes / pairs).toFixed(0)} B/pair` +
           (rd
             ? `; read ${rd.readMs.toFixed(0)} ms, plan ${rd.planMs.toFixed(0)} ms, end to end ${rd.endToEndMs.toFixed(0)} ms, query ${rd.queryMs.toFixed(0)} ms, ${rd.groups} groups, ${rd.moves} moves`
             : ''),
