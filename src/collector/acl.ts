@@ -38,10 +38,27 @@ const anyPeriod = (key: string) => key.replace('{0}', '*');
 
 /**
  * What every client needs to connect (ioredis' ready check is INFO), to run a MULTI, and to wait for a
- * replica (WAIT: the agent's reports and the manager's lock, src/config/redis.ts replicated); after any
- * -@dangerous, which takes INFO away.
+ * replica (WAIT: the agent's reports and the manager's lock, src/config/redis.ts replicated), and to use a
+ * Redis Cluster; after any -@dangerous, which takes INFO away. In a cluster, every node gets the same aclfile.
  */
-const CONNECT = ['+ping', '+info', '+time', '+select', '+hello', '+client|setname', '+client|getname', '+multi', '+exec', '+discard', '+wait'];
+const CONNECT = [
+  '+ping',
+  '+info',
+  '+time',
+  '+select',
+  '+hello',
+  '+client|setname',
+  '+client|getname',
+  '+multi',
+  '+exec',
+  '+discard',
+  '+wait',
+  // With redis.cluster: ioredis learns the slots (CLUSTER SLOTS) and follows a slot being moved (ASKING); doctor reads the state.
+  '+cluster|slots',
+  '+cluster|info',
+  '+cluster|nodes',
+  '+asking',
+];
 
 /** Keys of the collector every agent writes: the period's guard, sums and meta, the pair dictionary, the VM directory. */
 function sharedAgentKeys(): string[] {
