@@ -5,6 +5,7 @@ import { logger } from '../util/log.js';
 import { clusterAddress, connectionOptions, explainRedisError, nodeOptions, redisLabel, redisTrouble, usesTls, withoutCredentials } from './connection.js';
 import { loadSettings, redactUrl } from './load.js';
 import { DEFAULT_REDIS_URL, type RedisAuth } from './schema.js';
+import { clusterTrouble } from './cluster.js';
 import { sentinelTrouble } from './sentinel.js';
 
 export { connectionOptions, DEFAULT_REDIS_URL, redactUrl, redisLabel, usesTls, withoutCredentials };
@@ -156,7 +157,7 @@ export async function connectChecked(url: string, auth: RedisAuth | undefined, t
   } catch (err) {
     if (redis.status !== 'end') redis.disconnect();
     const e = cause ?? (err as Error);
-    const t = sentinel ? await sentinelTrouble(e, url, auth!, timeoutMs) : redisTrouble(e, url, auth);
+    const t = sentinel ? await sentinelTrouble(e, url, auth!, timeoutMs) : auth?.cluster?.length ? await clusterTrouble(e, url, auth, timeoutMs) : redisTrouble(e, url, auth);
     throw new RedisConnectError(t.problem, t.fix);
   } finally {
     clearTimeout(timeout);

@@ -193,7 +193,7 @@ test('a primary killed while agents publish: after the failover every period of 
   }
 });
 
-test('doctor on the cluster: slots covered and a replica per primary; a primary left without one warns, a dead seed list fails with the fix', async (t) => {
+test('doctor on the cluster: slots covered and a replica per primary; a primary left without one warns; uncovered slots and a dead seed list fail with the fix', async (t) => {
   const ctx = { redisUrl: DEFAULT_REDIS_URL, redisAuth: cluster.auth, periodSeconds: 30, host: 'h1' } as DoctorContext;
   const status = async () => (await checkRedis(ctx)).find((r) => r.id === 'cluster');
   // After the failover above, the promoted replica is a primary with no replica of its own.
@@ -215,6 +215,31 @@ test('doctor on the cluster: slots covered and a replica per primary; a primary 
   );
   t.diagnostic(healthy.detail);
   assert.match(healthy.detail, /state ok, 16384 of 16384 slots ok, 3 primaries with slots, 6 nodes; every primary has a replica/);
+  // A primary and its replica both dead: their slots have no one; doctor says so, with the fix.
+  const primary = (await cluster.primaries())[0]!;
+  const id = (await cluster.ask(primary, 'cluster', 'myid')).trim();
+  await cluster.roles();
+  const replica = cluster.ports.find((p) => p !== primary && cluster.running(p) && cluster.replicaOf(p) === id);
+  assert.ok(replica, `a replica of ${primary}`);
+  await cluster.kill(primary);
+  if (replica) await cluster.kill(replica);
+  let last = '';
+  const down = await waitFor(
+    'doctor to see uncovered slots',
+    async () => {
+      const all = await checkRedis(ctx);
+      last = all.map((r) => `${r.id} ${r.status}: ${r.detail}`).join(' | ');
+      const r = all.find((x) => x.id === 'redis');
+      return r?.status === 'fail' && /slots/.test(r.detail) ? r : undefined;
+    },
+    30_000,
+    200,
+  ).catch((err: Error) => {
+    throw new Error(`${err.message}; doctor said: ${last}`);
+  });
+  t.diagnostic(`${down.detail}; fix: ${down.fix}`);
+  assert.match(down.detail, /the Redis Cluster of nodes .* is down: 127\.0\.0\.1:\d+ says cluster_state:fail, \d+ of 16384 slots served/);
+  assert.match(down.fix!, /^redis-cli --cluster check 127\.0\.0\.1:\d+ says which slots; start their nodes, or redis-cli --cluster fix/);
   // Nobody at the seeds.
   await assert.rejects(connectChecked(DEFAULT_REDIS_URL, { cluster: ['127.0.0.1:1'] }, 2000), (err: unknown) => {
     assert.ok(err instanceof RedisConnectError, String(err));

@@ -103,6 +103,22 @@ export class TestCluster {
     return Number((await readFile(join(this.nodeDir(port), 'redis.pid'), 'utf8').catch(() => '0')).trim());
   }
 
+  /** The id of the primary the node on `port` replicates, from its own nodes.conf view ('' for a primary). */
+  replicaOf(port: number): string {
+    return this.masters.get(port) ?? '';
+  }
+  private readonly masters = new Map<number, string>();
+
+  /** Reads each running node's role: which primary (by id) each replica follows. */
+  async roles(): Promise<void> {
+    for (const p of this.ports) {
+      const line = (await this.ask(p, 'cluster', 'nodes')).split('\n').find((l) => l.includes('myself'));
+      const f = line?.split(' ') ?? [];
+      if (/slave/.test(f[2] ?? '')) this.masters.set(p, f[3]!);
+      else this.masters.delete(p);
+    }
+  }
+
   /** Whether the node on `port` runs (its pid file names a live process). */
   running(port: number): boolean {
     return this.pids.has(port) && alive(this.pids.get(port)!);
