@@ -76,8 +76,9 @@ export async function singleRedis(): Promise<RedisTarget> {
  * over the primaries (the replicas hold the same data again, and use CPU of this machine too).
  */
 export async function clusterTarget(): Promise<RedisTarget> {
-  // Redis' default cluster-node-timeout (15 s): with 2 s, as the failover tests use, a primary this loaded
-  // machine kept busy for 2 s was failed over mid-run, and a run lost 561 hosts' reports of a period.
+  // Redis' default cluster-node-timeout (15 s). With the failover tests' 2 s, a run at 50,000 VMs found 561
+  // hosts' reports of its first period missing after their agents had sent them: most likely a primary this
+  // loaded machine kept busy past 2 s was failed over to a replica that did not have them (not confirmed).
   const cluster = await TestCluster.start({ nodeTimeoutMs: 15_000 });
   const primaries = (await cluster.primaries()).map((port) => new Redis({ port, host: '127.0.0.1' }));
   const sum = async (f: (x: { used: number; lazy: number; cpu: number }) => number) => (await Promise.all(primaries.map(info))).reduce((t, x) => t + f(x), 0);
