@@ -90,7 +90,7 @@ const domain = (name: string, n: number, tap: string): DomainSnapshot => ({
 async function agentFor(host: string, n: number): Promise<{ agent: Agent; sensor: FakeSensor }> {
   const stateDir = await mkdtemp(join(tmpdir(), 'vc-sentinel-agent-'));
   dirs.push(stateDir);
-  const base = loadConfig(false, { host, site: 's1', stateDir, socket: join(stateDir, 'agent.sock'), pinRoot: join(stateDir, 'pins'), periodSeconds: 3600, reconcileSeconds: 3600 });
+  const base = loadConfig(false, { host, site: 's1', stateDir, socket: join(stateDir, 'agent.sock'), pinRoot: join(stateDir, 'pins'), periodSeconds: 3600, reconcileSeconds: 3600, zsetPeriods: 1000 }); // the check below reads every period's zsets
   const cfg = { ...base, redisAuth: set.auth };
   const sensor = new FakeSensor();
   const libvirt = new FakeLibvirt([domain(`vm-${host}`, n, `vnet${n}`)]);
