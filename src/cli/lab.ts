@@ -3,6 +3,8 @@ import { DEFAULT_PERIOD_SECONDS } from '../util/period.js';
 import { labDown, labUp } from '../lab/lab.js';
 import { labStatus, type LabStatus } from '../lab/status.js';
 import { addVm, listVms, migrateVm } from '../lab/vm.js';
+import { ensureDebianImage, type Workload } from '../lab/debian.js';
+import { UserError } from '../util/errors.js';
 import { requireLab } from '../lab/lab.js';
 import { hosts } from '../lab/topology.js';
 import { labEnvironment } from '../lab/environment.js';
@@ -103,9 +105,16 @@ function vmCommand(nameOpt: readonly [string, string, string]): Command {
     .option('--cluster <n>', 'size of the virtual cluster the pattern spans', integer, 4)
     .option('--rate <n>', 'datagrams per second to each peer', integer, 20)
     .option('--size <bytes>', 'UDP payload bytes', integer, 256)
-    .option('--memory <MiB>', 'guest memory', integer, 128)
+    .option('--memory <MiB>', 'guest memory (default: 128, or 256 with --image debian)', integer)
+    .option('--image <image>', "'debian': a disk-backed Debian 12 guest with sshd and OpenMPI (built on first use) instead of the diskless traffic generator")
+    .option('--workload <kind>', "what the Debian guest runs once up: 'mpi' launches a stencil job on itself and --ranks, one process each")
+    .option('--ranks <vms>', 'with --workload mpi: the other lab VMs of the job, comma separated, added before with --image debian')
+    .option('--iters <n>', 'with --workload mpi: stencil iterations; the job verifies its result at the end', integer, 2000)
+    .option('--halo-bytes <n>', 'with --workload mpi: bytes each rank sends each neighbour per iteration', integer, 4096)
     .option('--no-wait', 'return once started, without waiting for the guest to boot')
     .action(async (name: string, o) => {
+      const image = imageOption(o.image);
+      if (image === 'debian') await ensureDebianImage((line) => process.stdout.write(`${line}\n`));
       const added = await addVm(o.name, {
         name,
         host: o.host,
@@ -113,9 +122,11 @@ function vmCommand(nameOpt: readonly [string, string, string]): Command {
         cluster: o.cluster,
         rate: o.rate,
         size: o.size,
-        memoryMiB: o.memory,
+        memoryMiB: o.memory ?? (image === 'debian' ? 256 : 128),
         wait: o.wait,
         ...(o.index !== undefined ? { index: o.index } : {}),
+        ...(image ? { image } : {}),
+        ...(o.workload ? { workload: workloadOption(o) } : {}),
       });
       process.stdout.write(describeAdded(added));
     });
@@ -146,6 +157,18 @@ function vmCommand(nameOpt: readonly [string, string, string]): Command {
   return vm;
 }
 
+function imageOption(image: string | undefined): 'debian' | undefined {
+  if (image === undefined) return undefined;
+  if (image === 'debian') return image;
+  throw new UserError(`--image must be debian (got '${image}'); leave it out for the diskless traffic generator`);
+}
+
+function workloadOption(o: { workload: string; ranks?: string; iters: number; haloBytes: number }): Workload {
+  if (o.workload !== 'mpi') throw new UserError(`--workload must be mpi (got '${o.workload}')`);
+  const ranks = (o.ranks ?? '').split(',').filter(Boolean);
+  return { kind: 'mpi', ranks, iters: o.iters, haloBytes: o.haloBytes };
+}
+
 /** Spreads guests over the sites in turn (vm1 on a1, vm2 on b1, vm3 on a2 ...), so neighbours start apart. */
 /** Starts `count` guests spread over the sites in turn (vm1 on site a, vm2 on site b, ...). */
 export async function startGuests(state: LabState, count: number, t: VmTraffic, verbose: boolean): Promise<void> {
@@ -171,7 +194,13 @@ export async function startGuests(state: LabState, count: number, t: VmTraffic, 
 }
 
 function describeAdded(v: Awaited<ReturnType<typeof addVm>>): string {
-  const peers = v.peers.length ? `sends ${v.rate}/s x ${v.size} B to vm index ${v.peers.join(',')}` : 'idle';
+  const peers = v.workload
+    ? `Debian, runs an MPI job on itself and ${v.workload.ranks.join(', ')} (${v.workload.iters} iterations; its console shows the VCMPI lines)`
+    : v.image === 'debian'
+      ? 'Debian, no workload'
+      : v.peers.length
+        ? `sends ${v.rate}/s x ${v.size} B to vm index ${v.peers.join(',')}`
+        : 'idle';
   return `${v.name} (${v.ip}) on ${v.host}: ${peers}${v.bootSeconds !== undefined ? `; booted in ${v.bootSeconds.toFixed(1)} s` : ''}\n`;
 }
 
@@ -179,7 +208,7 @@ function formatVms(vms: Awaited<ReturnType<typeof listVms>>): string {
   if (!vms.length) return 'no VMs (add one with: virt-cohort lab vm add vm1 --host a1)';
   return table(
     ['VM', 'HOST', 'STATE', 'IP', 'PATTERN', 'PEERS'],
-    vms.map((v) => [v.name, v.host, v.state, v.spec?.ip ?? '?', v.spec?.pattern ?? '?', v.spec?.peers.join(',') || '-']),
+    vms.map((v) => [v.name, v.host, v.state, v.spec?.ip ?? '?', v.spec?.image === 'debian' ? (v.spec.workload ? 'debian, mpi' : 'debian') : (v.spec?.pattern ?? '?'), v.spec?.peers.join(',') || '-']),
   );
 }
 

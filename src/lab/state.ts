@@ -1,6 +1,7 @@
 import { mkdir, readFile, readdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SensorBackend } from '../sensor/index.js';
+import type { Workload } from './debian.js';
 import type { LabSettings } from './topology.js';
 
 /**
@@ -34,6 +35,10 @@ export interface VmSpec {
   size: number;
   /** ARP announcements the guest sends, for the address-book tests (src/lab/guest/vcarp.c). */
   arp?: string;
+  /** 'debian': a disk-backed Debian guest (src/lab/debian.ts); absent: the diskless traffic generator. */
+  image?: 'debian';
+  /** What a Debian guest runs once up (an MPI job it launches). */
+  workload?: Workload;
 }
 
 export const runDir = () => process.env.VIRT_COHORT_RUN_DIR ?? '/run/virt-cohort';

@@ -4,6 +4,7 @@ import { completedJob, defineDomain, listDomains, migrateDomain, startDomain } f
 import { guestDir } from '../paths.js';
 import { UserError } from '../util/errors.js';
 import { waitFor } from '../util/exec.js';
+import { checkWorkload, debianDisksXml, prepareDebianDisks, type Workload } from './debian.js';
 import { requireLab } from './lab.js';
 import { peersFor } from '../placement/patterns.js';
 import { consoleLog, labDir, writeState, type LabState, type VmSpec } from './state.js';
@@ -25,6 +26,10 @@ export interface AddOptions {
   wait: boolean;
   /** ARP announcements the guest sends (tests of the address book): `as:IP:COUNT` or `random:COUNT`. */
   arp?: string;
+  /** 'debian': a disk-backed Debian guest instead of the diskless traffic generator. */
+  image?: 'debian';
+  /** What that Debian guest runs once up. */
+  workload?: Workload;
 }
 
 export interface AddedVm extends VmSpec {
@@ -49,6 +54,12 @@ export async function addVm(labName: string, opts: AddOptions): Promise<AddedVm>
   if (!(opts.memoryMiB >= 64 && opts.memoryMiB <= 4096)) throw new UserError(`--memory must be from 64 to 4096 MiB (got ${opts.memoryMiB})`);
   const peers = peersFor(opts.pattern, index, opts.cluster);
   await requireGuestImage();
+  if (opts.image === 'debian') {
+    if (peers.length) throw new UserError(`a Debian guest sends no synthetic traffic: leave --pattern out and give it a --workload`);
+    if (opts.workload) checkWorkload(lab, opts.name, opts.workload);
+  } else if (opts.workload) {
+    throw new UserError('--workload needs --image debian: the diskless guest only runs the traffic generator');
+  }
 
   const spec: VmSpec = {
     name: opts.name,
@@ -62,7 +73,10 @@ export async function addVm(labName: string, opts: AddOptions): Promise<AddedVm>
     rate: opts.rate,
     size: opts.size,
     ...(opts.arp ? { arp: checkArp(opts.arp) } : {}),
+    ...(opts.image ? { image: opts.image } : {}),
+    ...(opts.workload ? { workload: opts.workload } : {}),
   };
+  if (spec.image === 'debian') await prepareDebianDisks(lab, spec);
   const dir = join(labDir(lab.name), 'vms');
   await mkdir(dir, { recursive: true });
   const xmlFile = join(dir, `${opts.name}.xml`);
@@ -125,9 +139,10 @@ export async function consoleSince(file: string, offset: number): Promise<string
 const escapeXml = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/'/g, '&apos;');
 
 /**
- * A diskless guest booted straight from the lab's kernel and initramfs; its
- * traffic pattern rides on the kernel command line. The console goes to one
- * file shared by every host, so it follows the VM across migrations.
+ * A guest booted straight from the lab's kernel and initramfs: diskless, its
+ * traffic pattern on the kernel command line, or (image debian) with its root
+ * on a qcow2 overlay that the initramfs mounts. The console goes to one file
+ * shared by every host, so it follows the VM across migrations.
  */
 export function domainXml(lab: LabState, vm: VmSpec): string {
   const peerIps = vm.peers.map((p) => `10.${lab.index}.200.${p}`).join(',');
@@ -142,6 +157,7 @@ export function domainXml(lab: LabState, vm: VmSpec): string {
     `vc.port=${GUEST_PORT}`,
     ...(peerIps ? [`vc.peers=${peerIps}`] : []),
     ...(vm.arp ? [`vc.arp=${vm.arp}`] : []),
+    ...(vm.image === 'debian' ? ['vc.root=/dev/vda'] : []),
   ].join(' ');
   return `<domain type='qemu'>
   <name>${domainName(lab, vm.name)}</name>
@@ -164,7 +180,7 @@ export function domainXml(lab: LabState, vm: VmSpec): string {
   <on_crash>destroy</on_crash>
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <interface type='bridge'>
+${vm.image === 'debian' ? debianDisksXml(lab.name, vm.name) : ''}    <interface type='bridge'>
       <source bridge='vmbr'/>
       <mac address='${vm.mac}'/>
       <model type='virtio'/>
@@ -229,7 +245,8 @@ export async function migrateVm(labName: string, vm: string, to: string): Promis
   const dom = domainName(lab, vm);
   const started = Date.now();
   // Memory crossing sites goes over TLS, as the manager's default (manager.encrypt between-sites) sends it.
-  await migrateDomain(src.uri, dom, dest.uri, { migrateUri: `tcp://${dest.dataIp}`, tls: src.site !== dest.site });
+  // A Debian guest's disks are in the lab's storage directory, which every host sees: libvirt cannot tell it is shared.
+  await migrateDomain(src.uri, dom, dest.uri, { migrateUri: `tcp://${dest.dataIp}`, tls: src.site !== dest.site, unsafe: lab.vms[vm]?.image === 'debian' });
   const result: Migration = { vm, from: src.name, to: dest.name, seconds: (Date.now() - started) / 1000 };
   const job = await completedJob(dest.uri, dom).catch(() => ({}) as Record<string, string>);
   const downtime = /^(\d+)/.exec(job['Total downtime'] ?? '');

@@ -112,6 +112,12 @@ export interface MigrateOptions {
   autoConverge?: boolean;
   /** Send the memory over TLS (QEMU's certificates under /etc/pki/qemu on both hosts); libvirt fails the migration rather than send it in clear. */
   tls?: boolean;
+  /**
+   * Migrate although libvirt sees the disks on a local file system: for
+   * storage that every host sees at the same path but that libvirt cannot
+   * recognise as shared (not NFS, Ceph, GlusterFS...), such as the lab's.
+   */
+  unsafe?: boolean;
 }
 
 /**
@@ -128,6 +134,7 @@ export function migrateArgs(name: string, destUri: string, opts: MigrateOptions 
   if (opts.migrateUri) options.push('--migrateuri', opts.migrateUri);
   if (opts.autoConverge) options.push('--auto-converge');
   if (opts.tls) options.push('--tls');
+  if (opts.unsafe) options.push('--unsafe');
   return virshCommand('migrate', options, [checkDomainName(name), destUri]);
 }
 

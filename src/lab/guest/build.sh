@@ -11,6 +11,8 @@ out=$1
 busybox=/bin/busybox
 # Load order matters: each needs the ones before it (as modules.dep would say).
 modules="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net"
+# Loaded only by guests with a root disk (vc.root=, the Debian image of src/lab/debian).
+disk_modules="virtio_blk crc16 mbcache jbd2 crc32c_generic ext4"
 
 die() { echo "build.sh: error: $*" >&2; exit 1; }
 need() { command -v "$1" >/dev/null 2>&1 || die "'$1' not found: apt-get install $2"; }
@@ -92,19 +94,23 @@ gcc -static -s -O2 -Wall -Wextra -Werror -o "$r/bin/vcarp" "$here/vcarp.c" || di
 if [ "$(id -u)" = 0 ]; then mknod -m 600 "$r/dev/console" c 5 1; fi
 
 : >"$r/lib/modules/load-order"
-for m in $modules; do
+: >"$r/lib/modules/disk-order"
+add_module() { # NAME LIST
+	m=$1
 	pat=$(echo "$m" | sed 's/_/[-_]/g') # module file names may spell _ as -
 	ko=$(find "$moddir" \( -name "$pat.ko" -o -name "$pat.ko.xz" \) | head -n1)
 	if [ -z "$ko" ]; then
 		grep -q "/$pat\.ko\$" "$moddir/modules.builtin" 2>/dev/null || die "module $m is neither in $pkg nor built into its kernel"
-		continue
+		return 0
 	fi
 	case $ko in
 	*.xz) need xz xz-utils; xz -dc "$ko" >"$r/lib/modules/$m.ko" ;;
 	*) cp "$ko" "$r/lib/modules/$m.ko" ;;
 	esac
-	echo "$m" >>"$r/lib/modules/load-order"
-done
+	echo "$m" >>"$r/lib/modules/$2"
+}
+for m in $modules; do add_module "$m" load-order; done
+for m in $disk_modules; do add_module "$m" disk-order; done
 
 (cd "$r" && find . | sort | "$busybox" cpio -o -H newc 2>/dev/null) | gzip -9n >"$new.initrd.img"
 cp "$vmlinuz" "$new.vmlinuz"

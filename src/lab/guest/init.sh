@@ -26,9 +26,10 @@ for m in $(cat /lib/modules/load-order); do
 	insmod "/lib/modules/$m.ko" || rescue "insmod $m failed"
 done
 
-name=guest ip='' peers='' rate=20 size=256 port=7000 arp=''
+name=guest ip='' peers='' rate=20 size=256 port=7000 arp='' root=''
 for w in $(cat /proc/cmdline); do
 	case $w in
+	vc.root=*) root=${w#*=} ;;
 	vc.name=*) name=${w#*=} ;;
 	vc.ip=*) ip=${w#*=} ;;
 	vc.peers=*) peers=${w#*=} ;;
@@ -38,6 +39,25 @@ for w in $(cat /proc/cmdline); do
 	vc.arp=*) arp=${w#*=} ;;
 	esac
 done
+# A guest with a root disk (the Debian image): mount it and hand over to its vc-init.
+if [ -n "$root" ]; then
+	for m in $(cat /lib/modules/disk-order); do
+		insmod "/lib/modules/$m.ko" || rescue "insmod $m failed"
+	done
+	tries=0
+	while [ ! -b "$root" ]; do
+		tries=$((tries + 1))
+		[ $tries -le 50 ] || rescue "no disk $root appeared (is it a virtio disk?)"
+		usleep 100000
+	done
+	mkdir -p /newroot
+	mount -t ext4 -o ro "$root" /newroot || rescue "cannot mount $root"
+	[ -x /newroot/usr/local/sbin/vc-init ] || rescue "$root has no /usr/local/sbin/vc-init: is it the lab's Debian image?"
+	mount --move /dev /newroot/dev
+	umount /proc /sys
+	exec switch_root /newroot /usr/local/sbin/vc-init
+fi
+
 case $ip in
 *.*.*.*/*) ;;
 *) rescue "vc.ip must be ADDRESS/PREFIX on the kernel command line (got '$ip')" ;;

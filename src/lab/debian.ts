@@ -1,0 +1,164 @@
+import { spawn } from 'node:child_process';
+import { access, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { guestDir, packageRoot } from '../paths.js';
+import { UserError } from '../util/errors.js';
+import { run } from '../util/exec.js';
+import { labDir, type LabState, type VmSpec } from './state.js';
+
+/**
+ * Disk-backed Debian 12 guests for real applications (`lab vm add --image
+ * debian`): the qcow2 base built from Debian's packages by
+ * src/lab/debian/build.sh, an overlay per VM and a small read-only config
+ * disk with the VM's keys and workload. Both sit in the lab's storage
+ * directory, which every lab host sees at the same path, as NFS or Ceph would
+ * give; libvirt cannot tell that a local file system is shared, so these
+ * guests migrate with --unsafe (see migrateVm).
+ */
+export const debianBase = join(guestDir, 'debian', 'base.qcow2');
+const buildScript = join(packageRoot, 'src', 'lab', 'debian', 'build.sh');
+
+/** An MPI job: this VM launches it over ssh on itself and `ranks`, one process each. */
+export interface MpiWorkload {
+  kind: 'mpi';
+  /** The other VMs' names, in rank order after this one. */
+  ranks: string[];
+  /** Iterations of the stencil (src/lab/debian/stencil.c); it verifies at the end. */
+  iters: number;
+  /** Bytes each rank sends each neighbour per iteration, beside the halo cells. */
+  haloBytes: number;
+}
+export type Workload = MpiWorkload;
+
+export const storageDir = (lab: string) => join(labDir(lab), 'storage');
+export const diskOf = (lab: string, vm: string) => join(storageDir(lab), `${vm}.qcow2`);
+export const configDiskOf = (lab: string, vm: string) => join(storageDir(lab), `${vm}.config.img`);
+
+/**
+ * Builds the image when it is missing or its sources changed (build.sh only
+ * checks otherwise), passing its progress lines to `say`.
+ */
+export async function ensureDebianImage(say: (line: string) => void): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn('sh', [buildScript, join(guestDir, 'debian')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stdout.on('data', (b: Buffer) => {
+      for (const line of b.toString().split('\n')) if (line.trim()) say(line);
+    });
+    child.stderr.on('data', (b: Buffer) => {
+      err += b.toString();
+    });
+    child.on('error', (e) => reject(new UserError(`cannot run ${buildScript}: ${e.message}`)));
+    child.on('close', (code) => {
+      if (code === 0) resolve();
+      else reject(new UserError(`building the Debian guest image failed:\n${err.trim() || `build.sh exited with ${code}`}`));
+    });
+  });
+}
+
+/** `mpi` with its rank VMs, checked against the lab: they must exist and be Debian guests. */
+export function checkWorkload(lab: LabState, self: string, w: Workload): Workload {
+  if (w.kind !== 'mpi') throw new UserError(`unknown workload '${(w as { kind: string }).kind}': use mpi`);
+  if (!w.ranks.length) throw new UserError('--workload mpi needs --ranks VM,VM...: the other lab VMs the job runs on (add them first, with --image debian)');
+  for (const r of w.ranks) {
+    const spec = lab.vms[r];
+    if (r === self) throw new UserError(`--ranks lists '${r}' itself: it always runs rank 0; list only the others`);
+    if (!spec) throw new UserError(`--ranks names '${r}', which is not in lab '${lab.name}': add it first (virt-cohort lab vm add ${r} --image debian --host ...)`);
+    if (spec.image !== 'debian') throw new UserError(`--ranks names '${r}', which is not a Debian guest: MPI ranks need --image debian`);
+  }
+  if (new Set(w.ranks).size !== w.ranks.length) throw new UserError(`--ranks lists a VM twice: ${w.ranks.join(',')}`);
+  if (!(Number.isInteger(w.iters) && w.iters >= 1)) throw new UserError(`--iters must be a whole number of at least 1 (got ${w.iters})`);
+  if (!(Number.isInteger(w.haloBytes) && (w.haloBytes === 0 || (w.haloBytes >= 8 && w.haloBytes <= 1 << 20)))) {
+    throw new UserError(`--halo-bytes must be 0 or from 8 to 1048576 (got ${w.haloBytes})`);
+  }
+  return w;
+}
+
+/**
+ * The VM's overlay on the base and its config disk: hostname-independent
+ * identity (the address rides on the kernel command line), a host key of its
+ * own, the lab's ssh key (every guest trusts it, so mpirun reaches the ranks),
+ * and the workload script.
+ */
+export async function prepareDebianDisks(lab: LabState, vm: VmSpec): Promise<void> {
+  try {
+    await access(debianBase);
+  } catch {
+    throw new UserError(`the Debian guest image is missing (${debianBase}): it is built on first use of --image debian; run that again`);
+  }
+  const dir = storageDir(lab.name);
+  await mkdir(dir, { recursive: true });
+  const key = await labKey(lab);
+  const tmp = await mkdtemp(join(tmpdir(), 'vc-config-'));
+  try {
+    const c = join(tmp, 'config');
+    await mkdir(c);
+    await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', vm.name, '-f', join(c, 'ssh_host_ed25519_key')]);
+    await run('cp', [key, join(c, 'id_ed25519')]);
+    await run('cp', [`${key}.pub`, join(c, 'authorized_keys')]);
+    await writeFile(join(c, 'hosts'), `${vm.ip} ${vm.name}\n`);
+    await writeFile(join(c, 'workload'), vm.workload ? workloadScript(lab, vm, vm.workload) : '');
+    await rm(configDiskOf(lab.name, vm.name), { force: true });
+    await run('mke2fs', ['-q', '-t', 'ext4', '-L', 'vcconfig', '-d', c, configDiskOf(lab.name, vm.name), '8M']);
+    await rm(diskOf(lab.name, vm.name), { force: true });
+    await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', debianBase, diskOf(lab.name, vm.name)]);
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+/** The lab's own ssh key pair, made once per lab. */
+async function labKey(lab: LabState): Promise<string> {
+  const key = join(labDir(lab.name), 'ssh', 'id_ed25519');
+  try {
+    await access(key);
+  } catch {
+    await mkdir(join(labDir(lab.name), 'ssh'), { recursive: true, mode: 0o700 });
+    await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `virt-cohort lab ${lab.name}`, '-f', key]);
+  }
+  return key;
+}
+
+/**
+ * The script the guest's vc-init runs: wait until every rank's sshd answers,
+ * then mpirun the stencil over TCP on the lab network, one rank per VM. Its
+ * VCMPI lines go to the console, which follows the VM across migrations.
+ */
+export function workloadScript(lab: LabState, vm: VmSpec, w: Workload): string {
+  const peers = w.ranks.map((r) => lab.vms[r]!.ip);
+  const subnet = `10.${lab.index}.200.0/24`;
+  return `# mpi: rank 0 here, then ${w.ranks.join(', ')}
+for h in ${peers.join(' ')}; do
+  n=0
+  until ssh -o ConnectTimeout=3 -o BatchMode=yes "$h" true; do
+    n=$((n + 1)); [ $n -le 120 ] || { echo "VCMPI error: rank $h never answered ssh"; exit 1; }
+    sleep 1
+  done
+done
+echo "VCMPI launching ranks=${w.ranks.length + 1}"
+mpirun --allow-run-as-root -np ${w.ranks.length + 1} --host ${[vm.ip, ...peers].join(',')} \\
+  --mca btl self,tcp --mca btl_tcp_if_include ${subnet} --mca oob_tcp_if_include ${subnet} \\
+  --mca plm_rsh_agent ssh \\
+  /usr/local/bin/stencil --iters ${w.iters} --halo-bytes ${w.haloBytes} --report 20
+status=$?
+echo "VCMPI exit status=$status"
+exit $status
+`;
+}
+
+/** The two disks of a Debian guest, for its domain XML. */
+export function debianDisksXml(labName: string, vm: string): string {
+  return `    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2' cache='none'/>
+      <source file='${diskOf(labName, vm)}'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw' cache='none'/>
+      <source file='${configDiskOf(labName, vm)}'/>
+      <target dev='vdb' bus='virtio'/>
+      <readonly/>
+    </disk>
+`;
+}
