@@ -13,9 +13,11 @@ import { DEFAULT_MANAGER, Manager, type ManagerConfig, type Round } from '../man
 import type { LabState } from '../lab/state.js';
 import type { MigrationRecord } from '../manager/history.js';
 import { parseEnvironment } from '../placement/index.js';
-import { sleep } from '../util/exec.js';
+import { sleep, waitFor } from '../util/exec.js';
 import { configureLogging } from '../util/log.js';
-import { startGuests } from './lab.js';
+import { describeAdded, startGuests } from './lab.js';
+import { ensureDebianImage } from '../lab/debian.js';
+import { startMpiJob, type MpiWatch } from '../lab/workload.js';
 import { integer, labSensorOption } from './options.js';
 import { renderRound } from './manager.js';
 import { table } from './table.js';
@@ -45,7 +47,12 @@ export function demoCommand(): Command {
       'the whole loop on a lab: 2 sites x 2 hosts, guests in two groups split across the sites, agents, and the manager migrating until each group is together (--objective cost: the manager following price changes and a quota)',
     )
     .option('--name <lab>', 'lab name', 'demo')
-    .option('--vms <n>', 'guests (two groups, spread over the sites in turn)', integer, 8)
+    .option('--vms <n>', 'guests (two groups, spread over the sites in turn; default 8), or MPI ranks (default 4)', integer)
+    .option(
+      '--workload <w>',
+      'mpi: the guests are disk-backed Debian VMs running an MPI stencil split across the sites; the demo shows its time per iteration before and after the gathering (the image is built on first use)',
+    )
+    .option('--iters <n>', 'with --workload mpi: iterations of the job; it verifies its result at the end', integer, 2000)
     .option('--period <s>', 'period of the agents, seconds', integer, 10)
     .option('--vm-rate <n>', 'datagrams per second each guest sends to each peer of its group', integer, 50)
     .option('--objective <o>', 'time: gather the groups; cost: change the prices and a quota while the manager runs, and follow the money', 'time')
@@ -57,10 +64,16 @@ export function demoCommand(): Command {
     .option('--verbose', 'log to the terminal instead, as readable lines')
     .action(async (o) => {
       if (o.objective !== 'time' && o.objective !== 'cost') throw new UserError(`--objective ${o.objective}: the demo shows time or cost`);
+      if (o.workload !== undefined && o.workload !== 'mpi') throw new UserError(`--workload ${o.workload}: the demo runs mpi (or leave it out for the synthetic groups)`);
+      if (o.workload && o.objective !== 'time') throw new UserError('--workload mpi shows the time objective: leave --objective out');
+      const vms: number = o.vms ?? (o.workload ? 4 : 8);
+      if (o.workload && !(vms >= 2 && vms <= 8)) throw new UserError(`--vms ${vms}: an MPI demo runs 2 to 8 ranks`);
       const t0 = Date.now();
       // A person reads the rounds and the summary; log lines go to a file unless asked.
       const logFile = resolve(o.log);
       configureLogging(o.verbose ? { to: 'stderr', pretty: true } : { to: { file: logFile } });
+      // Built before the lab, so its few minutes (once) do not count against the lab's guests.
+      if (o.workload) await ensureDebianImage(say);
       const lab = await labUp({ name: o.name, sites: 2, hostsPerSite: 2, delayMs: 20, rateMbit: 1000, periodSeconds: o.period, sensor: o.sensor });
       let redis: ReturnType<typeof connectDaemon> | undefined;
       let lock: LeaderLock | undefined;
@@ -77,7 +90,8 @@ export function demoCommand(): Command {
       const short = (vm: string) => vm.replace(`vc-${o.name}-`, '');
       try {
         say(`lab '${o.name}' up in ${lab.upSeconds?.toFixed(1)} s: sites a, b (20 ms, 1 Gbit/s between them), hosts a1 a2 b1 b2, an agent on each, ${o.period} s periods`);
-        await startGuests(lab, o.vms, { pattern: 'groups:2', vmRate: o.vmRate, vmSize: 256, memory: 128 }, true);
+        const job = o.workload ? await startMpiJob(lab.name, { ranks: vms, iters: o.iters, haloBytes: 4096, memoryMiB: 256 }, (vm) => say(describeAdded(vm).trimEnd())) : undefined;
+        if (!job) await startGuests(lab, vms, { pattern: 'groups:2', vmRate: o.vmRate, vmSize: 256, memory: 128 }, true);
         redis = connectDaemon(labRedisUrl(lab));
         redis.on('error', () => undefined);
         lock = new LeaderLock(redis, DEFAULT_MANAGER.lockTtlMs);
@@ -91,7 +105,11 @@ export function demoCommand(): Command {
             wrong.length ? `  NOT AS EXPECTED: ${wrong.join('; ')}` : '  each change followed: gathered on the cheaper site, nothing moved that would not pay back, off site b before its quota ended',
           );
           if (wrong.length) process.exitCode = 1;
-        } else if (!(await timeDemo(redis, lock, demoSettings(lab), { ...o, t0 }, short))) process.exitCode = 1;
+        } else {
+          // The Debian guests' disks sit in the lab's storage directory, shared by every lab host but not recognisably so.
+          const settings = { ...demoSettings(lab), ...(job ? { assumeSharedStorage: true } : {}) };
+          if (!(await timeDemo(redis, lock, settings, { ...o, t0 }, short, job))) process.exitCode = 1;
+        }
         if (!o.verbose) say(`  log: ${logFile}`);
       } finally {
         process.removeListener('SIGINT', interrupted);
@@ -107,7 +125,14 @@ async function timeDemo(
   settings: ManagerConfig,
   o: { name: string; maxRounds: number; period: number; svg: string; t0: number },
   short: (vm: string) => string,
+  job?: MpiWatch,
 ): Promise<boolean> {
+  if (job) {
+    // The ranks start split: the manager's rounds begin once the job reports, so its time split is measured.
+    say('waiting for the MPI job to report its first iterations');
+    await waitFor('the MPI job to report (its console: ' + job.console + ')', async () => (job.latest() || job.end ? true : undefined), 300_000, 500);
+    if (job.end && !job.end.ok) return finishJob(job, []);
+  }
   lock.start(); // renewed while rounds and migrations run
   const manager = new Manager(redis, settings, lock);
   manager.progress = (vm, pct, rate) => say(`    ${short(vm)} ${pct.toFixed(0)} % at ${rate.toFixed(0)} MiB/s`);
@@ -122,13 +147,21 @@ async function timeDemo(
     done.push(...r.done);
     say('');
     say(renderRound(r).trimEnd().replaceAll(`vc-${o.name}-`, ''));
+    if (job) {
+      await job.poll();
+      const now = job.latest();
+      say(now ? `  MPI job: iteration ${now.iter}, ${now.msPerIter.toFixed(1)} ms per iteration` : '  MPI job: not reporting yet');
+      if (job.end && !job.end.ok) break;
+    }
     if (r.view?.answer.status === 'ok') {
       say(matrix(r, short));
-      first ??= r;
+      // Before: the first round that saw traffic (guests that boot a job are silent at first).
+      if (r.view.traffic.some((p) => p.messages >= 0.5)) first ??= r;
       if (r.interSite < 0.02 && !r.moves.length && rounds.some((x) => x.done.length)) together = r;
     }
   }
   const last = [...rounds].reverse().find((r) => r.view?.answer.status === 'ok');
+  const jobOk = job ? await finishJob(job, done).finally(() => job.stop()) : true;
   say('');
   say('summary');
   const sensors = await new Registry(redis).hosts().catch(() => []);
@@ -142,6 +175,7 @@ async function timeDemo(
       ok.length ? `; each ${mean(ok.map((d) => d.seconds)).toFixed(1)} s on average, downtime ${mean(ok.map((d) => d.downtimeMs ?? 0)).toFixed(0)} ms` : ''
     }`,
   );
+  if (job) say(jobSummary(job, done));
   say(
     together ? `  each group together after ${rounds.indexOf(together) + 1} rounds, ${((together.at - o.t0) / 1000).toFixed(0)} s from the start` : `  groups not together after ${o.maxRounds} rounds`,
   );
@@ -158,7 +192,44 @@ async function timeDemo(
     );
     say(`  matrix and groups: ${file}`);
   }
-  return together !== undefined;
+  return together !== undefined && jobOk;
+}
+
+/** Waits for the MPI job to end (it verifies its result); prints its console's tail when it failed. */
+async function finishJob(job: MpiWatch, done: MigrationRecord[]): Promise<boolean> {
+  await job.poll();
+  if (!job.end) {
+    const now = job.latest();
+    say('');
+    say(`waiting for the MPI job to finish${now ? ` (iteration ${now.iter})` : ''}`);
+  }
+  // Generous: the stencil prints every 20 iterations, so a minute of silence means it is stuck.
+  const ended = await job.finished(done.length ? 600_000 : 300_000);
+  if (ended && job.end?.ok) return true;
+  say(ended ? `MPI job FAILED: ${job.end!.line}` : 'MPI job did not finish in time');
+  say(`its console (${job.console}), last lines:`);
+  say((await job.tail()).replace(/^/gm, '  | '));
+  return false;
+}
+
+/** The job's own time per iteration before the first migration and after the last one, and its verification. */
+function jobSummary(job: MpiWatch, done: MigrationRecord[]): string {
+  const ok = done.filter((d) => d.outcome === 'ok');
+  const lines: string[] = [];
+  if (ok.length) {
+    const firstStart = Math.min(...ok.map((d) => d.at));
+    // One report's span after the last migration ends, so no report mixes before and after.
+    const lastEnd = Math.max(...ok.map((d) => d.at + d.seconds * 1000)) + 3000;
+    const before = job.medianMs(0, firstStart);
+    const after = job.medianMs(lastEnd, Number.POSITIVE_INFINITY);
+    lines.push(
+      before !== undefined && after !== undefined
+        ? `  MPI job time per iteration: ${before.toFixed(1)} ms before the gathering, ${after.toFixed(1)} ms after (${((100 * after) / before).toFixed(0)} % of before; median of its own reports)`
+        : `  MPI job time per iteration: too few reports ${before === undefined ? 'before the first migration' : 'after the last migration'} to compare`,
+    );
+  } else lines.push(`  MPI job time per iteration: ${job.latest()?.msPerIter.toFixed(1) ?? '?'} ms (nothing moved)`);
+  lines.push(job.end?.ok ? `  MPI job: ${job.end.line.replace('VCMPI ', '')}` : '  MPI job: did not verify');
+  return lines.join('\n');
 }
 
 function matrix(r: Round, short: (vm: string) => string): string {

@@ -6,7 +6,7 @@ import { addVm, listVms, migrateVm } from '../lab/vm.js';
 import { ensureDebianImage, type Workload } from '../lab/debian.js';
 import { UserError } from '../util/errors.js';
 import { requireLab } from '../lab/lab.js';
-import { hosts } from '../lab/topology.js';
+import { hosts, spreadHost } from '../lab/topology.js';
 import { labEnvironment } from '../lab/environment.js';
 import type { LabState } from '../lab/state.js';
 import { defaultLab, integer, labSensorOption, number, printJson } from './options.js';
@@ -111,6 +111,7 @@ function vmCommand(nameOpt: readonly [string, string, string]): Command {
     .option('--ranks <vms>', 'with --workload mpi: the other lab VMs of the job, comma separated, added before with --image debian')
     .option('--iters <n>', 'with --workload mpi: stencil iterations; the job verifies its result at the end', integer, 2000)
     .option('--halo-bytes <n>', 'with --workload mpi: bytes each rank sends each neighbour per iteration', integer, 4096)
+    .option('--local-disk', "with --image debian: its root disk on its host's own storage instead of the lab's shared storage; migrations copy it (--copy-storage-all)")
     .option('--no-wait', 'return once started, without waiting for the guest to boot')
     .action(async (name: string, o) => {
       const image = imageOption(o.image);
@@ -127,6 +128,7 @@ function vmCommand(nameOpt: readonly [string, string, string]): Command {
         ...(o.index !== undefined ? { index: o.index } : {}),
         ...(image ? { image } : {}),
         ...(o.workload ? { workload: workloadOption(o) } : {}),
+        ...(o.localDisk ? { disk: 'local' as const } : {}),
       });
       process.stdout.write(describeAdded(added));
     });
@@ -169,15 +171,10 @@ function workloadOption(o: { workload: string; ranks?: string; iters: number; ha
   return { kind: 'mpi', ranks, iters: o.iters, haloBytes: o.haloBytes };
 }
 
-/** Spreads guests over the sites in turn (vm1 on a1, vm2 on b1, vm3 on a2 ...), so neighbours start apart. */
 /** Starts `count` guests spread over the sites in turn (vm1 on site a, vm2 on site b, ...). */
 export async function startGuests(state: LabState, count: number, t: VmTraffic, verbose: boolean): Promise<void> {
-  const all = hosts(state);
   for (let i = 1; i <= count; i++) {
-    const j = i - 1;
-    const site = (j % state.sites) + 1;
-    const inSite = Math.floor(j / state.sites) % state.hostsPerSite;
-    const host = all.find((h) => h.siteIndex === site && h.name === `${h.site}${inSite + 1}`)!;
+    const host = spreadHost(state, i);
     const added = await addVm(state.name, {
       name: `vm${i}`,
       host: host.name,
@@ -193,7 +190,7 @@ export async function startGuests(state: LabState, count: number, t: VmTraffic, 
   }
 }
 
-function describeAdded(v: Awaited<ReturnType<typeof addVm>>): string {
+export function describeAdded(v: Awaited<ReturnType<typeof addVm>>): string {
   const peers = v.workload
     ? `Debian, runs an MPI job on itself and ${v.workload.ranks.join(', ')} (${v.workload.iters} iterations; its console shows the VCMPI lines)`
     : v.image === 'debian'

@@ -185,12 +185,14 @@ export function migrateCommand(): Command {
         for (const x of await new CertWatch().refused(new Map([v.host, host].flatMap((h) => (trusted.routes.has(h) ? [[h, trusted.routes.get(h)!]] : []))))) {
           throw new UserError(`host ${x.host}: ${x.why}`);
         }
+        const settings = loadSettings({ file: o.config }).config.manager;
         const [rec] = await execute(redis, [{ vm, from: v.host, to: host, reason: 'manual (virt-cohort migrate)' }], trusted.routes, {
           maxPerHost: 1,
           maxConcurrent: 1,
           timeoutMs: parseDuration(o.timeout, '--timeout'),
           autoConverge: Boolean(o.autoConverge),
-          encrypt: loadSettings({ file: o.config }).config.manager.encrypt,
+          encrypt: settings.encrypt,
+          assumeSharedStorage: settings.assumeSharedStorage,
           cooldownMs: parseDuration(o.cooldown, '--cooldown'),
           mayAct: () => true,
           manager: 'cli',

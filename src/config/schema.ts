@@ -216,6 +216,10 @@ export const managerSchema = z
         "Which migrations send the VM's memory over TLS (virsh migrate --tls; the hosts need libvirt's QEMU certificates under /etc/pki/qemu): never, between-sites (the default: memory crossing a WAN is encrypted) or always. Each migration's history record says whether it was.",
     }),
     autoConverge: bool(false, { description: 'Let QEMU slow a VM whose memory changes faster than the link copies it.' }),
+    assumeSharedStorage: bool(false, {
+      description:
+        "Migrate VMs whose disks libvirt sees on a local file system, because every host sees them at the same path (virsh migrate --unsafe): storage libvirt does not recognise as shared, such as the lab's. Leave false with NFS, Ceph or GlusterFS, which libvirt recognises; with truly local disks a migration would corrupt them.",
+    }),
     span: int(1, 100_000, 8, { description: 'Periods each round reads (weighted by the coefficient).', arg: 'periods' }),
     coefficient: z
       .number()

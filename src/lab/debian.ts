@@ -1,11 +1,12 @@
 import { spawn } from 'node:child_process';
 import { access, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { guestDir, packageRoot } from '../paths.js';
 import { UserError } from '../util/errors.js';
 import { run } from '../util/exec.js';
-import { labDir, type LabState, type VmSpec } from './state.js';
+import { hostDir, labDir, type LabState, type VmSpec } from './state.js';
+import { prefix } from './topology.js';
 
 /**
  * Disk-backed Debian 12 guests for real applications (`lab vm add --image
@@ -14,7 +15,9 @@ import { labDir, type LabState, type VmSpec } from './state.js';
  * disk with the VM's keys and workload. Both sit in the lab's storage
  * directory, which every lab host sees at the same path, as NFS or Ceph would
  * give; libvirt cannot tell that a local file system is shared, so these
- * guests migrate with --unsafe (see migrateVm).
+ * guests migrate with --unsafe (see migrateVm). With `disk: 'local'` the
+ * overlay is the host's own instead (its private /var/lib/libvirt/images),
+ * and a migration copies it (--copy-storage-all).
  */
 export const debianBase = join(guestDir, 'debian', 'base.qcow2');
 const buildScript = join(packageRoot, 'src', 'lab', 'debian', 'build.sh');
@@ -32,7 +35,14 @@ export interface MpiWorkload {
 export type Workload = MpiWorkload;
 
 export const storageDir = (lab: string) => join(labDir(lab), 'storage');
-export const diskOf = (lab: string, vm: string) => join(storageDir(lab), `${vm}.qcow2`);
+const sharedDisk = (lab: string, vm: string) => join(storageDir(lab), `${vm}.qcow2`);
+/** A local disk's path as its host's libvirt sees it: the same on every host, a different file on each. */
+const LOCAL_IMAGES = 'var/lib/libvirt/images';
+const localDisk = (lab: string, vm: string) => `/${LOCAL_IMAGES}/${prefix(lab)}-${vm}.qcow2`;
+/** Where a VM's root overlay is, as the root namespace sees it when it is on `host`. */
+export function diskFile(lab: string, vm: VmSpec, host: string): string {
+  return vm.disk === 'local' ? join(hostDir(lab, host), localDisk(lab, vm.name)) : sharedDisk(lab, vm.name);
+}
 export const configDiskOf = (lab: string, vm: string) => join(storageDir(lab), `${vm}.config.img`);
 
 /**
@@ -81,7 +91,7 @@ export function checkWorkload(lab: LabState, self: string, w: Workload): Workloa
  * own, the lab's ssh key (every guest trusts it, so mpirun reaches the ranks),
  * and the workload script.
  */
-export async function prepareDebianDisks(lab: LabState, vm: VmSpec): Promise<void> {
+export async function prepareDebianDisks(lab: LabState, vm: VmSpec, host: string): Promise<void> {
   try {
     await access(debianBase);
   } catch {
@@ -101,11 +111,17 @@ export async function prepareDebianDisks(lab: LabState, vm: VmSpec): Promise<voi
     await writeFile(join(c, 'workload'), vm.workload ? workloadScript(lab, vm, vm.workload) : '');
     await rm(configDiskOf(lab.name, vm.name), { force: true });
     await run('mke2fs', ['-q', '-t', 'ext4', '-L', 'vcconfig', '-d', c, configDiskOf(lab.name, vm.name), '8M']);
-    await rm(diskOf(lab.name, vm.name), { force: true });
-    await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', debianBase, diskOf(lab.name, vm.name)]);
+    await createOverlay(diskFile(lab.name, vm, host));
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
+}
+
+/** A fresh qcow2 overlay on the base (a migration's destination gets one too, which --copy-storage-all fills). */
+export async function createOverlay(file: string): Promise<void> {
+  await mkdir(dirname(file), { recursive: true });
+  await rm(file, { force: true });
+  await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', debianBase, file]);
 }
 
 /** The lab's own ssh key pair, made once per lab. */
@@ -124,6 +140,10 @@ async function labKey(lab: LabState): Promise<string> {
  * The script the guest's vc-init runs: wait until every rank's sshd answers,
  * then mpirun the stencil over TCP on the lab network, one rank per VM. Its
  * VCMPI lines go to the console, which follows the VM across migrations.
+ * Each iteration swaps halos with both neighbours and reduces the residual
+ * over all ranks (--reduce 1), as a conjugate-gradient solver reduces its dot
+ * products: a round trip through every rank, so ranks split across sites wait
+ * for the link's delay each iteration.
  */
 export function workloadScript(lab: LabState, vm: VmSpec, w: Workload): string {
   const peers = w.ranks.map((r) => lab.vms[r]!.ip);
@@ -140,7 +160,7 @@ echo "VCMPI launching ranks=${w.ranks.length + 1}"
 mpirun --allow-run-as-root -np ${w.ranks.length + 1} --host ${[vm.ip, ...peers].join(',')} \\
   --mca btl self,tcp --mca btl_tcp_if_include ${subnet} --mca oob_tcp_if_include ${subnet} \\
   --mca plm_rsh_agent ssh \\
-  /usr/local/bin/stencil --iters ${w.iters} --halo-bytes ${w.haloBytes} --report 20
+  /usr/local/bin/stencil --iters ${w.iters} --halo-bytes ${w.haloBytes} --reduce 1 --report 20
 status=$?
 echo "VCMPI exit status=$status"
 exit $status
@@ -148,15 +168,15 @@ exit $status
 }
 
 /** The two disks of a Debian guest, for its domain XML. */
-export function debianDisksXml(labName: string, vm: string): string {
+export function debianDisksXml(labName: string, vm: VmSpec): string {
   return `    <disk type='file' device='disk'>
       <driver name='qemu' type='qcow2' cache='none'/>
-      <source file='${diskOf(labName, vm)}'/>
+      <source file='${vm.disk === 'local' ? localDisk(labName, vm.name) : sharedDisk(labName, vm.name)}'/>
       <target dev='vda' bus='virtio'/>
     </disk>
     <disk type='file' device='disk'>
       <driver name='qemu' type='raw' cache='none'/>
-      <source file='${configDiskOf(labName, vm)}'/>
+      <source file='${configDiskOf(labName, vm.name)}'/>
       <target dev='vdb' bus='virtio'/>
       <readonly/>
     </disk>

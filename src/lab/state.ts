@@ -39,6 +39,8 @@ export interface VmSpec {
   image?: 'debian';
   /** What a Debian guest runs once up (an MPI job it launches). */
   workload?: Workload;
+  /** 'local': a Debian guest's root disk is its host's own, copied by each migration; absent: on the lab's shared storage. */
+  disk?: 'local';
 }
 
 export const runDir = () => process.env.VIRT_COHORT_RUN_DIR ?? '/run/virt-cohort';

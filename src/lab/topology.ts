@@ -102,6 +102,14 @@ export function findHost(lab: LabSettings, name: string): LabHost {
   return host;
 }
 
+/** The host of the i-th guest (from 1) when guests are spread over the sites in turn: vm1 on a1, vm2 on b1, vm3 on a2 ... */
+export function spreadHost(lab: LabSettings, i: number): LabHost {
+  const j = i - 1;
+  const site = (j % lab.sites) + 1;
+  const inSite = Math.floor(j / lab.sites) % lab.hostsPerSite;
+  return hosts(lab).find((h) => h.siteIndex === site && h.name === `${h.site}${inSite + 1}`)!;
+}
+
 /** Where migrations into a lab host send memory: its data address (agents register it; the lab's manager vouches for it). */
 export const labMigrateUri = (h: LabHost) => `tcp://${h.dataIp}`;
 export const wanNetns = (lab: LabSettings) => `${prefix(lab.name)}-wan`;

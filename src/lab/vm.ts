@@ -1,10 +1,10 @@
-import { access, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { access, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { completedJob, defineDomain, listDomains, migrateDomain, startDomain } from '../libvirt/virsh.js';
 import { guestDir } from '../paths.js';
 import { UserError } from '../util/errors.js';
 import { waitFor } from '../util/exec.js';
-import { checkWorkload, debianDisksXml, prepareDebianDisks, type Workload } from './debian.js';
+import { checkWorkload, createOverlay, debianDisksXml, diskFile, prepareDebianDisks, type Workload } from './debian.js';
 import { requireLab } from './lab.js';
 import { peersFor } from '../placement/patterns.js';
 import { consoleLog, labDir, writeState, type LabState, type VmSpec } from './state.js';
@@ -30,6 +30,8 @@ export interface AddOptions {
   image?: 'debian';
   /** What that Debian guest runs once up. */
   workload?: Workload;
+  /** 'local': its root disk on its host's own storage (migrations copy it). */
+  disk?: 'local';
 }
 
 export interface AddedVm extends VmSpec {
@@ -57,8 +59,8 @@ export async function addVm(labName: string, opts: AddOptions): Promise<AddedVm>
   if (opts.image === 'debian') {
     if (peers.length) throw new UserError(`a Debian guest sends no synthetic traffic: leave --pattern out and give it a --workload`);
     if (opts.workload) checkWorkload(lab, opts.name, opts.workload);
-  } else if (opts.workload) {
-    throw new UserError('--workload needs --image debian: the diskless guest only runs the traffic generator');
+  } else if (opts.workload || opts.disk) {
+    throw new UserError(`${opts.workload ? '--workload' : '--local-disk'} needs --image debian: the diskless guest only runs the traffic generator`);
   }
 
   const spec: VmSpec = {
@@ -75,8 +77,9 @@ export async function addVm(labName: string, opts: AddOptions): Promise<AddedVm>
     ...(opts.arp ? { arp: checkArp(opts.arp) } : {}),
     ...(opts.image ? { image: opts.image } : {}),
     ...(opts.workload ? { workload: opts.workload } : {}),
+    ...(opts.disk ? { disk: opts.disk } : {}),
   };
-  if (spec.image === 'debian') await prepareDebianDisks(lab, spec);
+  if (spec.image === 'debian') await prepareDebianDisks(lab, spec, host.name);
   const dir = join(labDir(lab.name), 'vms');
   await mkdir(dir, { recursive: true });
   const xmlFile = join(dir, `${opts.name}.xml`);
@@ -180,7 +183,7 @@ export function domainXml(lab: LabState, vm: VmSpec): string {
   <on_crash>destroy</on_crash>
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
-${vm.image === 'debian' ? debianDisksXml(lab.name, vm.name) : ''}    <interface type='bridge'>
+${vm.image === 'debian' ? debianDisksXml(lab.name, vm) : ''}    <interface type='bridge'>
       <source bridge='vmbr'/>
       <mac address='${vm.mac}'/>
       <model type='virtio'/>
@@ -245,8 +248,22 @@ export async function migrateVm(labName: string, vm: string, to: string): Promis
   const dom = domainName(lab, vm);
   const started = Date.now();
   // Memory crossing sites goes over TLS, as the manager's default (manager.encrypt between-sites) sends it.
-  // A Debian guest's disks are in the lab's storage directory, which every host sees: libvirt cannot tell it is shared.
-  await migrateDomain(src.uri, dom, dest.uri, { migrateUri: `tcp://${dest.dataIp}`, tls: src.site !== dest.site, unsafe: lab.vms[vm]?.image === 'debian' });
+  const spec = lab.vms[vm]!;
+  // A local disk is copied into a fresh overlay on the destination; a shared one is in the lab's storage
+  // directory, which every host sees but libvirt cannot tell is shared.
+  const local = spec.image === 'debian' && spec.disk === 'local';
+  if (local) await createOverlay(diskFile(lab.name, spec, dest.name));
+  try {
+    await migrateDomain(src.uri, dom, dest.uri, {
+      migrateUri: `tcp://${dest.dataIp}`,
+      tls: src.site !== dest.site,
+      ...(local ? { copyStorage: true } : { unsafe: spec.image === 'debian' }),
+    });
+  } catch (err) {
+    if (local) await rm(diskFile(lab.name, spec, dest.name), { force: true });
+    throw err;
+  }
+  if (local) await rm(diskFile(lab.name, spec, src.name), { force: true });
   const result: Migration = { vm, from: src.name, to: dest.name, seconds: (Date.now() - started) / 1000 };
   const job = await completedJob(dest.uri, dom).catch(() => ({}) as Record<string, string>);
   const downtime = /^(\d+)/.exec(job['Total downtime'] ?? '');

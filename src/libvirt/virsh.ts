@@ -118,6 +118,8 @@ export interface MigrateOptions {
    * recognise as shared (not NFS, Ceph, GlusterFS...), such as the lab's.
    */
   unsafe?: boolean;
+  /** Copy the disks too (--copy-storage-all, over NBD): local disks; the destination must hold an image of each already. */
+  copyStorage?: boolean;
 }
 
 /**
@@ -135,6 +137,7 @@ export function migrateArgs(name: string, destUri: string, opts: MigrateOptions 
   if (opts.autoConverge) options.push('--auto-converge');
   if (opts.tls) options.push('--tls');
   if (opts.unsafe) options.push('--unsafe');
+  if (opts.copyStorage) options.push('--copy-storage-all');
   return virshCommand('migrate', options, [checkDomainName(name), destUri]);
 }
 

@@ -37,6 +37,8 @@ export interface ExecutorOptions extends Limits {
   /** A migration still running after this is aborted; the VM stays on its source. */
   timeoutMs: number;
   autoConverge: boolean;
+  /** virsh migrate --unsafe: the disks are on storage every host sees, which libvirt cannot recognise (manager.assumeSharedStorage). */
+  assumeSharedStorage?: boolean;
   /** Which migrations go over TLS (manager.encrypt). Default between-sites. */
   encrypt?: EncryptPolicy;
   /** First cooldown after a migration of a VM; doubles with each repeat. */
@@ -141,6 +143,7 @@ export async function migrateOne(redis: Redis, m: MoveOrder, routes: Map<string,
   const job = migrateDomain(src.uri, m.vm, dst.uri, {
     ...(dst.migrateUri ? { migrateUri: dst.migrateUri } : {}),
     autoConverge: opts.autoConverge,
+    unsafe: opts.assumeSharedStorage === true,
     tls,
     timeoutMs: opts.timeoutMs + 120_000,
   }).finally(() => {

@@ -7,8 +7,9 @@
  * fixed boundary values (held by ranks 0 and P-1; the ends are not periodic).
  *
  * Every iteration each rank
- *   1. swaps one halo cell with its left and right neighbour (MPI_Sendrecv),
- *   2. swaps a --halo-bytes B payload with each neighbour (MPI_Sendrecv).
+ *   1. swaps one halo cell with its left and right neighbour,
+ *   2. swaps a --halo-bytes B payload with each neighbour,
+ *      one neighbour after the other, as MPI_Sendrecv codes do.
  *      Bytes 0..7 hold the iteration number, byte j>=8 holds a pattern of
  *      (iteration, sender rank, j). Every byte is checked on receipt; a
  *      mismatch prints "VCMPI FAILED payload ..." and aborts with code 1,
@@ -36,6 +37,14 @@
  * reduction and exit 0 after "VCMPI stopped iter=<i>" (no verification).
  * Bad or unknown options: message on stderr, exit 2.
  *
+ * Waiting: by default a rank waits as Open MPI does, polling (MPI_Waitall),
+ * so its guest's only vCPU spins while a message crosses sites. --poll-us U
+ * waits instead by spinning at most --spin-us S (default 2000) and then
+ * testing every U microseconds, sleeping in between, so the vCPU halts. On
+ * this 2-core machine with four TCG guests the sleeping variant was slower
+ * once the ranks were together (a sleeping guest wakes late when the host's
+ * CPUs are shared), so the lab runs the default.
+ *
  * Build: mpicc -O2 -Wall -Wextra -Werror -o stencil stencil.c
  * Run:   mpirun -np 4 ./stencil --cells 65536 --iters 2000
  */
@@ -47,6 +56,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define LEFT_BC 1.0
 #define RIGHT_BC -0.5
@@ -101,6 +111,34 @@ static void check_payload(const unsigned char *buf, long len, long long it,
 }
 
 /* Parse a decimal integer in [lo, hi]; returns 0 on failure. */
+/* Waits for the requests: spinning (each test also drives Open MPI's
+ * progress) for up to spin_us, then testing every poll_us while sleeping. */
+static void wait_all(int count, MPI_Request *req, long spin_us, long poll_us)
+{
+    if (poll_us == 0) {
+        MPI_Waitall(count, req, MPI_STATUSES_IGNORE);
+        return;
+    }
+    struct timespec pause = {0, poll_us * 1000L};
+    double spin_until = MPI_Wtime() + (double)spin_us * 1e-6;
+    for (;;) {
+        int done = 0;
+        MPI_Testall(count, req, &done, MPI_STATUSES_IGNORE);
+        if (done) return;
+        if (MPI_Wtime() > spin_until) nanosleep(&pause, NULL);
+    }
+}
+
+/* Sends `s` to `to` while receiving `r` from `from` (MPI_Sendrecv, waited for by wait_all). */
+static void swap(void *s, void *r, int count, MPI_Datatype type, int to, int from, int tag,
+                 long spin_us, long poll_us)
+{
+    MPI_Request req[2];
+    MPI_Irecv(r, count, type, from, tag, MPI_COMM_WORLD, &req[0]);
+    MPI_Isend(s, count, type, to, tag, MPI_COMM_WORLD, &req[1]);
+    wait_all(2, req, spin_us, poll_us);
+}
+
 static int parse_num(const char *s, long long lo, long long hi, long long *out)
 {
     char *end;
@@ -122,7 +160,7 @@ static void usage_exit(int rank, const char *msg, const char *arg)
 {
     if (rank == 0)
         fprintf(stderr, "stencil: %s%s%s\nusage: stencil [--cells N] [--iters I] "
-                "[--report R] [--reduce K] [--halo-bytes B] [--compute-reps C]\n",
+                "[--report R] [--reduce K] [--halo-bytes B] [--compute-reps C] [--poll-us U] [--spin-us S]\n",
                 msg, arg ? ": " : "", arg ? arg : "");
     MPI_Finalize();
     exit(2);
@@ -137,14 +175,14 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
 
     static const char *names[] = {"--cells", "--iters", "--report", "--reduce",
-                                  "--halo-bytes", "--compute-reps"};
-    static const long long lo[] = {1, 0, 1, 1, 0, 1};
-    static const long long hi[] = {INT_MAX, LLONG_MAX, INT_MAX, INT_MAX, 1 << 30, INT_MAX};
-    long long opt[] = {65536, 2000, 50, 10, 4096, 1};
+                                  "--halo-bytes", "--compute-reps", "--poll-us", "--spin-us"};
+    static const long long lo[] = {1, 0, 1, 1, 0, 1, 0, 0};
+    static const long long hi[] = {INT_MAX, LLONG_MAX, INT_MAX, INT_MAX, 1 << 30, INT_MAX, 999999, 10000000};
+    long long opt[] = {65536, 2000, 50, 10, 4096, 1, 0, 2000};
     for (int a = 1; a < argc; a++) {
         int k = 0;
-        while (k < 6 && strcmp(argv[a], names[k]) != 0) k++;
-        if (k == 6) usage_exit(rank, "unknown option", argv[a]);
+        while (k < 8 && strcmp(argv[a], names[k]) != 0) k++;
+        if (k == 8) usage_exit(rank, "unknown option", argv[a]);
         if (a + 1 >= argc) usage_exit(rank, "missing value for", argv[a]);
         if (!parse_num(argv[a + 1], lo[k], hi[k], &opt[k])) {
             char msg[160];
@@ -156,7 +194,7 @@ int main(int argc, char **argv)
     }
     long N = (long)opt[0], R = (long)opt[2], K = (long)opt[3], C = (long)opt[5];
     long long I = opt[1];
-    long B = (long)opt[4];
+    long B = (long)opt[4], poll_us = (long)opt[6], spin_us = (long)opt[7];
     if (B > 0 && B < 8) usage_exit(rank, "--halo-bytes must be 0 or >= 8", NULL);
     if (N < P) usage_exit(rank, "--cells must be at least the number of ranks", NULL);
     if (I == 0) { signal(SIGTERM, on_signal); signal(SIGINT, on_signal); }
@@ -197,21 +235,18 @@ int main(int argc, char **argv)
     int stopping = 0;
     while (I == 0 ? !stopping : it < I) {
         it++;
-        /* 1. halo cells: send my first cell left / last cell right. */
-        MPI_Sendrecv(&u[1], 1, MPI_DOUBLE, left, TAG_CELL, &u[n + 1], 1, MPI_DOUBLE,
-                     right, TAG_CELL, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-        MPI_Sendrecv(&u[n], 1, MPI_DOUBLE, right, TAG_CELL, &u[0], 1, MPI_DOUBLE,
-                     left, TAG_CELL, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        /* 1. halo cells: my first cell left, my last right, one direction
+         * after the other, as MPI_Sendrecv codes do. */
+        swap(&u[1], &u[n + 1], 1, MPI_DOUBLE, left, right, TAG_CELL, spin_us, poll_us);
+        swap(&u[n], &u[0], 1, MPI_DOUBLE, right, left, TAG_CELL, spin_us, poll_us);
 #ifdef VC_BREAK_HALO
         if (rank == P - 1 && it == 5) u[0] += 1e-3;
 #endif
         /* 2. payload, same content to both neighbours. */
         if (B > 0) {
             fill_payload(sbuf, B, it, rank);
-            MPI_Sendrecv(sbuf, (int)B, MPI_BYTE, left, TAG_PAYLOAD, rr, (int)B, MPI_BYTE,
-                         right, TAG_PAYLOAD, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-            MPI_Sendrecv(sbuf, (int)B, MPI_BYTE, right, TAG_PAYLOAD, rl, (int)B, MPI_BYTE,
-                         left, TAG_PAYLOAD, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            swap(sbuf, rr, (int)B, MPI_BYTE, left, right, TAG_PAYLOAD, spin_us, poll_us);
+            swap(sbuf, rl, (int)B, MPI_BYTE, right, left, TAG_PAYLOAD, spin_us, poll_us);
             if (left != MPI_PROC_NULL) check_payload(rl, B, it, left, rank);
             if (right != MPI_PROC_NULL) check_payload(rr, B, it, right, rank);
         }
@@ -222,7 +257,9 @@ int main(int argc, char **argv)
 
         if (it % K == 0) {
             double in[2] = {local_res, stop_requested ? 1.0 : 0.0}, outv[2];
-            MPI_Allreduce(in, outv, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+            MPI_Request red;
+            MPI_Iallreduce(in, outv, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD, &red);
+            wait_all(1, &red, spin_us, poll_us);
             residual = outv[0];
             stopping = outv[1] > 0.0;
         }

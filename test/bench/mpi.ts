@@ -1,0 +1,128 @@
+// Real applications on the lab, measured in one run. Not in CI (about 6 minutes). Run as root after
+// setup, with nothing else heavy running:
+//   node dist/test/bench/mpi.js [MOVES] [--write-docs]
+// (--write-docs: docs/measurements.md block `mpi`, README block `mpi-summary`).
+//
+// 1. The Debian guest image built from scratch (mmdebstrap, into a temporary directory).
+// 2. Four Debian guests (256 MiB, TCG) booted, each from `virsh start` to its "up" line.
+// 3. An MPI stencil on them (src/lab/debian/stencil.c), its ranks split across the sites (a, b, a, b;
+//    20 ms one way between the sites): its own time per iteration while split, then after the bench
+//    gathers the ranks of site b onto site a (live migrations with their disks on the shared storage),
+//    as the median of its reports over the same span.
+// 4. Live migration with disks, the job still running: MOVES migrations inside site a with the disk on
+//    the shared storage (no copy, --unsafe), and MOVES of an idle Debian guest whose disk is its
+//    host's own (--copy-storage-all), time from virsh and downtime from libvirt (domjobinfo --completed).
+// Kernel errors in the guests' consoles are counted: Debian 12's QEMU 7.2 has corrupted TCG guests
+// during long pre-copies under network traffic (docs/measurements.md).
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ensureDebianImage } from '../../src/lab/debian.js';
+import { labDown, labUp } from '../../src/lab/lab.js';
+import { consoleLog } from '../../src/lab/state.js';
+import { addVm, migrateVm, type Migration } from '../../src/lab/vm.js';
+import { startMpiJob } from '../../src/lab/workload.js';
+import { packageRoot } from '../../src/paths.js';
+import { run, sleep, waitFor } from '../../src/util/exec.js';
+import { uniqueName } from '../helpers/names.js';
+import { benchArgs, maybeWriteBlock, README } from './doc.js';
+
+const { writeDocs, args } = benchArgs();
+const MOVES = Number(args[0] ?? 4);
+const SPAN_MS = 30_000;
+const name = uniqueName('m');
+const log = (s: string) => process.stdout.write(`${new Date().toISOString().slice(11, 19)} ${s}\n`);
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+const range = (xs: number[], d = 1) => `${median(xs).toFixed(d)} (${Math.min(...xs).toFixed(d)}-${Math.max(...xs).toFixed(d)})`;
+
+// 1. The image, from scratch.
+const scratch = await mkdtemp(join(tmpdir(), 'vc-image-'));
+let buildSeconds: number;
+try {
+  const t = Date.now();
+  await run('sh', [join(packageRoot, 'src', 'lab', 'debian', 'build.sh'), scratch], { timeoutMs: 30 * 60_000 });
+  buildSeconds = (Date.now() - t) / 1000;
+  log(`image built from scratch in ${buildSeconds.toFixed(0)} s`);
+} finally {
+  await rm(scratch, { recursive: true, force: true });
+}
+await ensureDebianImage(log);
+
+let up = false;
+try {
+  const lab = await labUp({ name, sites: 2, hostsPerSite: 2, delayMs: 20, rateMbit: 1000, periodSeconds: 10, agents: false });
+  up = true;
+  // 2 and 3. The job, which runs until the lab goes.
+  const boots: number[] = [];
+  const job = await startMpiJob(name, { ranks: 4, iters: 1_000_000, haloBytes: 4096, memoryMiB: 256 }, (vm) => {
+    boots.push(vm.bootSeconds!);
+    log(`${vm.name} on ${vm.host}: up in ${vm.bootSeconds!.toFixed(1)} s`);
+  });
+  await waitFor('the MPI job to report', async () => (job.latest() ? true : undefined), 300_000, 500);
+  const t1 = Date.now();
+  await sleep(SPAN_MS);
+  const split = job.medianMs(t1, Date.now())!;
+  log(`split across the sites: ${split.toFixed(1)} ms per iteration`);
+  const gather: Migration[] = [];
+  for (const [vm, to] of [
+    ['vm2', 'a1'],
+    ['vm4', 'a2'],
+  ] as const) {
+    gather.push(await migrateVm(name, vm, to));
+    log(`gathered ${vm} -> ${to} in ${gather.at(-1)!.seconds.toFixed(1)} s`);
+  }
+  await sleep(3000);
+  const t2 = Date.now();
+  await sleep(SPAN_MS);
+  const together = job.medianMs(t2, Date.now())!;
+  log(`together in site a: ${together.toFixed(1)} ms per iteration`);
+
+  // 4. Migrations with disks: shared (vm3, the job running), then copied (an idle guest of its own).
+  const shared: Migration[] = [];
+  for (let i = 0; i < MOVES; i++) {
+    shared.push(await migrateVm(name, 'vm3', i % 2 ? 'a2' : 'a1'));
+    log(`shared disk: vm3 ${shared.at(-1)!.from} -> ${shared.at(-1)!.to} in ${shared.at(-1)!.seconds.toFixed(1)} s, downtime ${shared.at(-1)!.downtimeMs} ms`);
+  }
+  await addVm(name, { name: 'vm5', host: 'a1', index: 5, pattern: 'idle', cluster: 5, rate: 0, size: 256, memoryMiB: 256, wait: true, image: 'debian', disk: 'local' });
+  const copied: Migration[] = [];
+  for (let i = 0; i < MOVES; i++) {
+    copied.push(await migrateVm(name, 'vm5', i % 2 ? 'a1' : 'a2'));
+    log(`local disk copied: vm5 ${copied.at(-1)!.from} -> ${copied.at(-1)!.to} in ${copied.at(-1)!.seconds.toFixed(1)} s, downtime ${copied.at(-1)!.downtimeMs} ms`);
+  }
+  await job.poll();
+  job.stop();
+  const errors = (await Promise.all(['vm1', 'vm2', 'vm3', 'vm4', 'vm5'].map(async (vm) => (await readFile(consoleLog(name, vm), 'utf8').catch(() => '')).split('\n'))))
+    .flat()
+    .filter((l) => /BUG|Oops|corruption|Bad page|general protection/.test(l)).length;
+  if (job.end) log(`the job ended: ${job.end.line}`);
+
+  const secs = (ms: Migration[]) => ms.map((m) => m.seconds);
+  const downs = (ms: Migration[]) => ms.map((m) => m.downtimeMs ?? Number.NaN);
+  const table = [
+    `Real applications on a 2 x 2 lab (20 ms one way between the sites, 1 Gbit/s), Debian 12 guests of 256 MiB under TCG, one run of \`node dist/test/bench/mpi.js ${MOVES}\`: medians (min-max).`,
+    '',
+    '| what | figure |',
+    '|---|---|',
+    `| Debian guest image built from scratch (mmdebstrap, ext4, qcow2) | ${buildSeconds.toFixed(0)} s |`,
+    `| boot, \`virsh start\` to the guest's "up" line (4 guests) | ${range(boots)} s |`,
+    `| MPI stencil, 4 ranks split a, b, a, b: time per iteration | ${split.toFixed(1)} ms |`,
+    `| the same job after 2 ranks were gathered into site a | ${together.toFixed(1)} ms (${((100 * together) / split).toFixed(0)} % of split) |`,
+    `| gathering migrations between sites, disk shared, job running (time / downtime) | ${range(secs(gather))} s / ${range(downs(gather), 0)} ms |`,
+    `| migration inside a site, disk on the shared storage (no copy), job running | ${range(secs(shared))} s / ${range(downs(shared), 0)} ms |`,
+    `| migration inside a site, idle guest, local disk copied (\`--copy-storage-all\`) | ${range(secs(copied))} s / ${range(downs(copied), 0)} ms |`,
+    `| guest kernel error lines in the consoles | ${errors} |`,
+  ].join('\n');
+  process.stdout.write(`\n${table}\n`);
+  await maybeWriteBlock(writeDocs, 'mpi', table);
+  await maybeWriteBlock(
+    writeDocs,
+    'mpi-summary',
+    `Measured by \`node dist/test/bench/mpi.js\` (one run): the image builds from scratch in ${buildSeconds.toFixed(0)} s and a guest boots in ${median(boots).toFixed(1)} s; the MPI stencil takes ${split.toFixed(1)} ms per iteration split across the sites and ${together.toFixed(1)} ms gathered (${((100 * together) / split).toFixed(0)} %); with the job running a migration takes ${median(secs(shared)).toFixed(1)} s (downtime ${median(downs(shared)).toFixed(0)} ms) with the disk shared, and an idle guest's ${median(secs(copied)).toFixed(1)} s (downtime ${median(downs(copied)).toFixed(0)} ms) with its local disk copied.`,
+    README,
+  );
+} finally {
+  if (up) await labDown(name).catch((err: Error) => log(`lab down: ${err.message}`));
+}
