@@ -53,7 +53,7 @@ await ensureDebianImage(log);
 
 let up = false;
 try {
-  const lab = await labUp({ name, sites: 2, hostsPerSite: 2, delayMs: 20, rateMbit: 1000, periodSeconds: 10, agents: false });
+  await labUp({ name, sites: 2, hostsPerSite: 2, delayMs: 20, rateMbit: 1000, periodSeconds: 10, agents: false });
   up = true;
   // 2 and 3. The job, which runs until the lab goes.
   const boots: number[] = [];

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { labDown } from '../../src/lab/lab.js';
 import { run } from '../../src/util/exec.js';
-import { CommandError } from '../../src/util/errors.js';
+import type { CommandError } from '../../src/util/errors.js';
 import { uniqueName } from '../helpers/names.js';
 
 // `virt-cohort demo --workload mpi` as a user runs it, on a real lab: 4 disk-backed Debian guests

@@ -48,7 +48,7 @@ test('the commands keep their flags', () => {
     longs(managerCommand()),
     sorted(
       '--lab --config --no-config --pretty --apply --every --objective --method --env --horizon --max-moves --confirm ' +
-        '--cooldown --external-hold --evacuate-silent --quota-margin --max-per-host --max-concurrent --timeout --encrypt --auto-converge --span --exclude --cpu-overcommit --reserve-memory --once --json --metrics --metrics-bind --redis --redis-sentinels --redis-primary --redis-cluster',
+        '--cooldown --external-hold --evacuate-silent --quota-margin --max-per-host --max-concurrent --timeout --encrypt --auto-converge --assume-shared-storage --span --exclude --cpu-overcommit --reserve-memory --once --json --metrics --metrics-bind --redis --redis-sentinels --redis-primary --redis-cluster',
     ),
   );
   assert.deepEqual(
@@ -106,6 +106,7 @@ test('the modules keep their defaults', () => {
       maxConcurrent: 2,
       timeoutMs: 300_000,
       autoConverge: false,
+      assumeSharedStorage: false,
       lockTtlMs: 15_000,
       span: 8,
       coefficient: 1,

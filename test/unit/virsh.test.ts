@@ -21,6 +21,13 @@ test('a domain named like an option stays a name: every positional comes after -
   assert.deepEqual(domainCommand('domjobinfo', '--all', ['--completed']), ['domjobinfo', '--completed', '--', '--all']);
 });
 
+test('disks: shared storage libvirt cannot recognise migrates with --unsafe, local disks are copied', () => {
+  const tail = ['--', 'vm', 'qemu+tls://b/system'];
+  assert.deepEqual(migrateArgs('vm', 'qemu+tls://b/system', { unsafe: true }).slice(5), ['--unsafe', ...tail]);
+  assert.deepEqual(migrateArgs('vm', 'qemu+tls://b/system', { copyStorage: true }).slice(5), ['--copy-storage-all', ...tail]);
+  assert.deepEqual(migrateArgs('vm', 'qemu+tls://b/system').slice(5), tail);
+});
+
 test('names libvirt allows pass; names it cannot hold are refused with what to do', () => {
   for (const n of ['vm1', 'a>b', 'x:y', '{j}', 'with space', 'ünï', '-x', '--']) assert.equal(checkDomainName(n), n);
   for (const n of ['', 'a/b', 'a\nb', 'a\0b', 'x'.repeat(2000)]) {
