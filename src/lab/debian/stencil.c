@@ -178,7 +178,7 @@ int main(int argc, char **argv)
                                   "--halo-bytes", "--compute-reps", "--poll-us", "--spin-us"};
     static const long long lo[] = {1, 0, 1, 1, 0, 1, 0, 0};
     static const long long hi[] = {INT_MAX, LLONG_MAX, INT_MAX, INT_MAX, 1 << 30, INT_MAX, 999999, 10000000};
-    long long opt[] = {65536, 2000, 50, 10, 4096, 1, 0, 2000};
+    long long opt[] = {65536, 2000, 50, 10, 4096, 1, 200, 2000};
     for (int a = 1; a < argc; a++) {
         int k = 0;
         while (k < 8 && strcmp(argv[a], names[k]) != 0) k++;
@@ -257,9 +257,13 @@ int main(int argc, char **argv)
 
         if (it % K == 0) {
             double in[2] = {local_res, stop_requested ? 1.0 : 0.0}, outv[2];
-            MPI_Request red;
-            MPI_Iallreduce(in, outv, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD, &red);
-            wait_all(1, &red, spin_us, poll_us);
+            if (poll_us == 0) {
+                MPI_Allreduce(in, outv, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+            } else {
+                MPI_Request red;
+                MPI_Iallreduce(in, outv, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD, &red);
+                wait_all(1, &red, spin_us, poll_us);
+            }
             residual = outv[0];
             stopping = outv[1] > 0.0;
         }
