@@ -20,11 +20,18 @@ packages="openssh-server,openmpi-bin,iproute2,procps,iputils-ping,netbase,hostna
 need_mib=2500
 
 die() { echo "build.sh: error: $*" >&2; exit 1; }
-need() { command -v "$1" >/dev/null 2>&1 || die "'$1' not found: apt-get install $2"; }
-need mmdebstrap mmdebstrap
-need qemu-img qemu-utils
-need mke2fs e2fsprogs
-need mpicc libopenmpi-dev
+# What only this image needs, installed here rather than by `npm run setup`,
+# so that a set-up without real-app labs stays as fast as before.
+tools="mmdebstrap:mmdebstrap qemu-img:qemu-utils mke2fs:e2fsprogs mpicc:libopenmpi-dev"
+missing=""
+for t in $tools; do command -v "${t%%:*}" >/dev/null 2>&1 || missing="$missing ${t#*:}"; done
+if [ -n "$missing" ]; then
+	[ "$(id -u)" = 0 ] || die "missing:$missing; install them (apt-get install$missing) or run as root"
+	echo "build.sh: installing Debian packages:$missing"
+	# shellcheck disable=SC2086
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null ||
+		die "apt-get install$missing failed: run apt-get update, and check the machine reaches a Debian mirror"
+fi
 
 for f in build.sh vc-init stencil.c; do
 	[ -f "$here/$f" ] || die "$here/$f is missing: the image's sources sit next to build.sh"
