@@ -94,9 +94,7 @@ try {
   }
   await job.poll();
   job.stop();
-  const errorLines = (
-    await Promise.all(['vm1', 'vm2', 'vm3', 'vm4', 'vm5'].map(async (vm) => (await readFile(consoleLog(name, vm), 'utf8').catch(() => '')).split('\n').map((l) => `${vm}: ${l}`)))
-  )
+  const errorLines = (await Promise.all(['vm1', 'vm2', 'vm3', 'vm4', 'vm5'].map(async (vm) => (await readFile(consoleLog(name, vm), 'utf8').catch(() => '')).split('\n').map((l) => `${vm}: ${l}`))))
     .flat()
     .filter((l) => /BUG|Oops|corruption|Bad page|general protection/.test(l));
   for (const l of errorLines) log(`kernel error line: ${l}`);
