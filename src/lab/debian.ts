@@ -34,7 +34,7 @@ export interface MpiWorkload {
 }
 export type Workload = MpiWorkload;
 
-export const storageDir = (lab: string) => join(labDir(lab), 'storage');
+const storageDir = (lab: string) => join(labDir(lab), 'storage');
 const sharedDisk = (lab: string, vm: string) => join(storageDir(lab), `${vm}.qcow2`);
 /** A local disk's path as its host's libvirt sees it: the same on every host, a different file on each. */
 const LOCAL_IMAGES = 'var/lib/libvirt/images';
@@ -43,7 +43,7 @@ const localDisk = (lab: string, vm: string) => `/${LOCAL_IMAGES}/${prefix(lab)}-
 export function diskFile(lab: string, vm: VmSpec, host: string): string {
   return vm.disk === 'local' ? join(hostDir(lab, host), localDisk(lab, vm.name)) : sharedDisk(lab, vm.name);
 }
-export const configDiskOf = (lab: string, vm: string) => join(storageDir(lab), `${vm}.config.img`);
+const configDiskOf = (lab: string, vm: string) => join(storageDir(lab), `${vm}.config.img`);
 
 /**
  * Builds the image when it is missing or its sources changed (build.sh only
@@ -144,7 +144,7 @@ async function labKey(lab: LabState): Promise<string> {
  * waits for the link's delay when that neighbour is on the other site), and
  * every 10th reduces the residual over all ranks.
  */
-export function workloadScript(lab: LabState, vm: VmSpec, w: Workload): string {
+function workloadScript(lab: LabState, vm: VmSpec, w: Workload): string {
   const peers = w.ranks.map((r) => lab.vms[r]!.ip);
   const subnet = `10.${lab.index}.200.0/24`;
   return `# mpi: rank 0 here, then ${w.ranks.join(', ')}
