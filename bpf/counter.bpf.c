@@ -241,7 +241,17 @@ static __always_inline int count(struct __sk_buff *skb, __u8 dir)
 		}
 	}
 
-	__u32 segs = skb->gso_segs > 1 ? skb->gso_segs : 1;
+	__u32 segs = skb->gso_segs;
+	/*
+	 * A guest's super-packet on its tap (vc_from_vm) has gso_size but no
+	 * gso_segs yet: tun leaves it 0 for the stack to compute later
+	 * (virtio_net_hdr_to_skb). Count the segments the wire will carry, each
+	 * with the headers, as for a super-packet whose gso_segs is known.
+	 */
+	if (segs <= 1 && skb->gso_size && hdr && skb->len > hdr + skb->gso_size)
+		segs = (skb->len - hdr + skb->gso_size - 1) / skb->gso_size;
+	if (segs < 1)
+		segs = 1;
 	__u64 bytes = skb->len + (__u64)(segs - 1) * hdr;
 
 	__u32 zero = 0;

@@ -17,7 +17,7 @@ import { sleep, waitFor } from '../util/exec.js';
 import { configureLogging } from '../util/log.js';
 import { describeAdded, startGuests } from './lab.js';
 import { ensureDebianImage } from '../lab/debian.js';
-import { startMpiJob, type MpiWatch } from '../lab/workload.js';
+import { startJob, type JobWatch } from '../lab/workload.js';
 import { integer, labSensorOption } from './options.js';
 import { renderRound } from './manager.js';
 import { table } from './table.js';
@@ -90,7 +90,7 @@ export function demoCommand(): Command {
       const short = (vm: string) => vm.replace(`vc-${o.name}-`, '');
       try {
         say(`lab '${o.name}' up in ${lab.upSeconds?.toFixed(1)} s: sites a, b (20 ms, 1 Gbit/s between them), hosts a1 a2 b1 b2, an agent on each, ${o.period} s periods`);
-        const job = o.workload ? await startMpiJob(lab.name, { ranks: vms, iters: o.iters, haloBytes: 4096, memoryMiB: 256 }, (vm) => say(describeAdded(vm).trimEnd())) : undefined;
+        const job = o.workload ? await startJob(lab.name, { kind: 'mpi', ranks: vms, iters: o.iters, haloBytes: 4096, memoryMiB: 256 }, (vm) => say(describeAdded(vm).trimEnd())) : undefined;
         if (!job) await startGuests(lab, vms, { pattern: 'groups:2', vmRate: o.vmRate, vmSize: 256, memory: 128 }, true);
         redis = connectDaemon(labRedisUrl(lab));
         redis.on('error', () => undefined);
@@ -125,7 +125,7 @@ async function timeDemo(
   settings: ManagerConfig,
   o: { name: string; maxRounds: number; period: number; svg: string; t0: number },
   short: (vm: string) => string,
-  job?: MpiWatch,
+  job?: JobWatch,
 ): Promise<boolean> {
   if (job) {
     // The ranks start split: the manager's rounds begin once the job reports, so its time split is measured.
@@ -150,7 +150,7 @@ async function timeDemo(
     if (job) {
       await job.poll();
       const now = job.latest();
-      say(now ? `  MPI job: iteration ${now.iter}, ${now.msPerIter.toFixed(1)} ms per iteration` : '  MPI job: not reporting yet');
+      say(now ? `  MPI job: iteration ${now.count}, ${now.ms.toFixed(1)} ms per iteration` : '  MPI job: not reporting yet');
       if (job.end && !job.end.ok) break;
     }
     if (r.view?.answer.status === 'ok') {
@@ -196,12 +196,12 @@ async function timeDemo(
 }
 
 /** Waits for the MPI job to end (it verifies its result); prints its console's tail when it failed. */
-async function finishJob(job: MpiWatch, done: MigrationRecord[]): Promise<boolean> {
+async function finishJob(job: JobWatch, done: MigrationRecord[]): Promise<boolean> {
   await job.poll();
   if (!job.end) {
     const now = job.latest();
     say('');
-    say(`waiting for the MPI job to finish${now ? ` (iteration ${now.iter})` : ''}`);
+    say(`waiting for the MPI job to finish${now ? ` (iteration ${now.count})` : ''}`);
   }
   // Generous: the stencil prints every 20 iterations, so a minute of silence means it is stuck.
   const ended = await job.finished(done.length ? 600_000 : 300_000);
@@ -209,11 +209,16 @@ async function finishJob(job: MpiWatch, done: MigrationRecord[]): Promise<boolea
   say(ended ? `MPI job FAILED: ${job.end!.line}` : 'MPI job did not finish in time');
   say(`its console (${job.console}), last lines:`);
   say((await job.tail()).replace(/^/gm, '  | '));
+  const trouble = await job.guestTrouble();
+  if (trouble.length) {
+    say('a guest failed, not the job (under TCG, QEMU 7.2 can corrupt a guest migrated while its network is busy; see docs/measurements.md):');
+    say(trouble.map((l) => `  ! ${l}`).join('\n'));
+  }
   return false;
 }
 
 /** The job's own time per iteration before the first migration and after the last one, and its verification. */
-function jobSummary(job: MpiWatch, done: MigrationRecord[]): string {
+function jobSummary(job: JobWatch, done: MigrationRecord[]): string {
   const ok = done.filter((d) => d.outcome === 'ok');
   const lines: string[] = [];
   if (ok.length) {
@@ -227,7 +232,7 @@ function jobSummary(job: MpiWatch, done: MigrationRecord[]): string {
         ? `  MPI job time per iteration: ${before.toFixed(1)} ms before the gathering, ${after.toFixed(1)} ms after (${((100 * after) / before).toFixed(0)} % of before; median of its own reports)`
         : `  MPI job time per iteration: too few reports ${before === undefined ? 'before the first migration' : 'after the last migration'} to compare`,
     );
-  } else lines.push(`  MPI job time per iteration: ${job.latest()?.msPerIter.toFixed(1) ?? '?'} ms (nothing moved)`);
+  } else lines.push(`  MPI job time per iteration: ${job.latest()?.ms.toFixed(1) ?? '?'} ms (nothing moved)`);
   lines.push(job.end?.ok ? `  MPI job: ${job.end.line.replace('VCMPI ', '')}` : '  MPI job: did not verify');
   return lines.join('\n');
 }

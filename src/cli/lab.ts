@@ -107,10 +107,16 @@ function vmCommand(nameOpt: readonly [string, string, string]): Command {
     .option('--size <bytes>', 'UDP payload bytes', integer, 256)
     .option('--memory <MiB>', 'guest memory (default: 128, or 256 with --image debian)', integer)
     .option('--image <image>', "'debian': a disk-backed Debian 12 guest with sshd and OpenMPI (built on first use) instead of the diskless traffic generator")
-    .option('--workload <kind>', "what the Debian guest runs once up: 'mpi' launches a stencil job on itself and --ranks, one process each")
+    .option(
+      '--workload <kind>',
+      "what the Debian guest runs once up: 'mpi' launches a stencil job on itself and --ranks, one process each; 'web' runs the web tier and a load generator here, the application and Redis on --tiers",
+    )
     .option('--ranks <vms>', 'with --workload mpi: the other lab VMs of the job, comma separated, added before with --image debian')
     .option('--iters <n>', 'with --workload mpi: stencil iterations; the job verifies its result at the end', integer, 2000)
     .option('--halo-bytes <n>', 'with --workload mpi: bytes each rank sends each neighbour per iteration', integer, 4096)
+    .option('--tiers <app,db>', 'with --workload web: the lab VMs that run the application and Redis, added before with --image debian')
+    .option('--requests <n>', 'with --workload web: requests the load generator sends; it checks every answer', integer, 3000)
+    .option('--clients <n>', 'with --workload web: requests in flight at once', integer, 2)
     .option('--local-disk', "with --image debian: its root disk on its host's own storage instead of the lab's shared storage; migrations copy it (--copy-storage-all)")
     .option('--no-wait', 'return once started, without waiting for the guest to boot')
     .action(async (name: string, o) => {
@@ -165,10 +171,11 @@ function imageOption(image: string | undefined): 'debian' | undefined {
   throw new UserError(`--image must be debian (got '${image}'); leave it out for the diskless traffic generator`);
 }
 
-function workloadOption(o: { workload: string; ranks?: string; iters: number; haloBytes: number }): Workload {
-  if (o.workload !== 'mpi') throw new UserError(`--workload must be mpi (got '${o.workload}')`);
-  const ranks = (o.ranks ?? '').split(',').filter(Boolean);
-  return { kind: 'mpi', ranks, iters: o.iters, haloBytes: o.haloBytes };
+function workloadOption(o: { workload: string; ranks?: string; iters: number; haloBytes: number; tiers?: string; requests: number; clients: number }): Workload {
+  const list = (s?: string) => (s ?? '').split(',').filter(Boolean);
+  if (o.workload === 'mpi') return { kind: 'mpi', ranks: list(o.ranks), iters: o.iters, haloBytes: o.haloBytes };
+  if (o.workload === 'web') return { kind: 'web', tiers: list(o.tiers), requests: o.requests, clients: o.clients };
+  throw new UserError(`--workload must be mpi or web (got '${o.workload}')`);
 }
 
 /** Starts `count` guests spread over the sites in turn (vm1 on site a, vm2 on site b, ...). */
@@ -192,9 +199,11 @@ export async function startGuests(state: LabState, count: number, t: VmTraffic, 
 
 export function describeAdded(v: Awaited<ReturnType<typeof addVm>>): string {
   const peers = v.workload
-    ? `Debian, runs an MPI job on itself and ${v.workload.ranks.join(', ')} (${v.workload.iters} iterations; its console shows the VCMPI lines)`
+    ? v.workload.kind === 'mpi'
+      ? `Debian, runs an MPI job on itself and ${v.workload.ranks.join(', ')} (${v.workload.iters} iterations; its console shows the VCMPI lines)`
+      : `Debian, the web tier and a load generator; the application on ${v.workload.tiers[0]}, Redis on ${v.workload.tiers[1]} (${v.workload.requests} requests; its console shows the VCWEB lines)`
     : v.image === 'debian'
-      ? 'Debian, no workload'
+      ? `Debian, ${v.role ?? 'no workload'}`
       : v.peers.length
         ? `sends ${v.rate}/s x ${v.size} B to vm index ${v.peers.join(',')}`
         : 'idle';
@@ -205,7 +214,14 @@ function formatVms(vms: Awaited<ReturnType<typeof listVms>>): string {
   if (!vms.length) return 'no VMs (add one with: virt-cohort lab vm add vm1 --host a1)';
   return table(
     ['VM', 'HOST', 'STATE', 'IP', 'PATTERN', 'PEERS'],
-    vms.map((v) => [v.name, v.host, v.state, v.spec?.ip ?? '?', v.spec?.image === 'debian' ? (v.spec.workload ? 'debian, mpi' : 'debian') : (v.spec?.pattern ?? '?'), v.spec?.peers.join(',') || '-']),
+    vms.map((v) => [
+      v.name,
+      v.host,
+      v.state,
+      v.spec?.ip ?? '?',
+      v.spec?.image === 'debian' ? (v.spec.workload ? `debian, ${v.spec.workload.kind}` : 'debian') : (v.spec?.pattern ?? '?'),
+      v.spec?.peers.join(',') || '-',
+    ]),
   );
 }
 

@@ -32,7 +32,20 @@ export interface MpiWorkload {
   /** Bytes each rank sends each neighbour per iteration, beside the halo cells. */
   haloBytes: number;
 }
-export type Workload = MpiWorkload;
+/**
+ * A multi-tier service (src/lab/debian/vcweb.py): the web tier and a load
+ * generator on this VM, the application tier on tiers[0], Redis on tiers[1].
+ */
+export interface WebWorkload {
+  kind: 'web';
+  /** The application's VM, then Redis's. */
+  tiers: string[];
+  /** Requests the load generator sends in all; it checks every answer. */
+  requests: number;
+  /** Requests in flight at once. */
+  clients: number;
+}
+export type Workload = MpiWorkload | WebWorkload;
 
 const storageDir = (lab: string) => join(labDir(lab), 'storage');
 const sharedDisk = (lab: string, vm: string) => join(storageDir(lab), `${vm}.qcow2`);
@@ -67,17 +80,26 @@ export async function ensureDebianImage(say: (line: string) => void): Promise<vo
   });
 }
 
-/** `mpi` with its rank VMs, checked against the lab: they must exist and be Debian guests. */
+/** A workload with its VMs, checked against the lab: they must exist and be other Debian guests. */
 export function checkWorkload(lab: LabState, self: string, w: Workload): Workload {
-  if (w.kind !== 'mpi') throw new UserError(`unknown workload '${(w as { kind: string }).kind}': use mpi`);
-  if (!w.ranks.length) throw new UserError('--workload mpi needs --ranks VM,VM...: the other lab VMs the job runs on (add them first, with --image debian)');
-  for (const r of w.ranks) {
-    const spec = lab.vms[r];
-    if (r === self) throw new UserError(`--ranks lists '${r}' itself: it always runs rank 0; list only the others`);
-    if (!spec) throw new UserError(`--ranks names '${r}', which is not in lab '${lab.name}': add it first (virt-cohort lab vm add ${r} --image debian --host ...)`);
-    if (spec.image !== 'debian') throw new UserError(`--ranks names '${r}', which is not a Debian guest: MPI ranks need --image debian`);
+  if (w.kind !== 'mpi' && w.kind !== 'web') throw new UserError(`unknown workload '${(w as { kind: string }).kind}': use mpi or web`);
+  const [flag, vms] = w.kind === 'mpi' ? ['--ranks', w.ranks] : ['--tiers', w.tiers];
+  if (w.kind === 'mpi' && !vms.length) throw new UserError('--workload mpi needs --ranks VM,VM...: the other lab VMs the job runs on (add them first, with --image debian)');
+  if (w.kind === 'web' && vms.length !== 2) {
+    throw new UserError(`--workload web needs --tiers APP,DB: the lab VMs that run the application and Redis (add them first, with --image debian); got ${vms.length}`);
   }
-  if (new Set(w.ranks).size !== w.ranks.length) throw new UserError(`--ranks lists a VM twice: ${w.ranks.join(',')}`);
+  for (const r of vms) {
+    const spec = lab.vms[r];
+    if (r === self) throw new UserError(`${flag} lists '${r}' itself: this VM runs ${w.kind === 'mpi' ? 'rank 0' : 'the web tier'}; list only the others`);
+    if (!spec) throw new UserError(`${flag} names '${r}', which is not in lab '${lab.name}': add it first (virt-cohort lab vm add ${r} --image debian --host ...)`);
+    if (spec.image !== 'debian') throw new UserError(`${flag} names '${r}', which is not a Debian guest: add it with --image debian`);
+  }
+  if (new Set(vms).size !== vms.length) throw new UserError(`${flag} lists a VM twice: ${vms.join(',')}`);
+  if (w.kind === 'web') {
+    if (!(Number.isInteger(w.requests) && w.requests >= 1)) throw new UserError(`--requests must be a whole number of at least 1 (got ${w.requests})`);
+    if (!(Number.isInteger(w.clients) && w.clients >= 1 && w.clients <= 64)) throw new UserError(`--clients must be from 1 to 64 (got ${w.clients})`);
+    return w;
+  }
   if (!(Number.isInteger(w.iters) && w.iters >= 1)) throw new UserError(`--iters must be a whole number of at least 1 (got ${w.iters})`);
   if (!(Number.isInteger(w.haloBytes) && (w.haloBytes === 0 || (w.haloBytes >= 8 && w.haloBytes <= 1 << 20)))) {
     throw new UserError(`--halo-bytes must be 0 or from 8 to 1048576 (got ${w.haloBytes})`);
@@ -136,26 +158,51 @@ async function labKey(lab: LabState): Promise<string> {
   return key;
 }
 
-/**
- * The script the guest's vc-init runs: wait until every rank's sshd answers,
- * then mpirun the stencil over TCP on the lab network, one rank per VM. Its
- * VCMPI lines go to the console, which follows the VM across migrations.
- * Each iteration swaps halos with one neighbour, then the other (each swap
- * waits for the link's delay when that neighbour is on the other site), and
- * every 10th reduces the residual over all ranks.
- */
-function workloadScript(lab: LabState, vm: VmSpec, w: Workload): string {
-  const peers = w.ranks.map((r) => lab.vms[r]!.ip);
-  const subnet = `10.${lab.index}.200.0/24`;
-  return `# mpi: rank 0 here, then ${w.ranks.join(', ')}
-for h in ${peers.join(' ')}; do
+/** Shell lines that wait until each address's sshd answers (the other guests boot on their own). */
+function waitForSsh(prefix: string, ips: string[]): string {
+  return `for h in ${ips.join(' ')}; do
   n=0
   until ssh -o ConnectTimeout=3 -o BatchMode=yes "$h" true; do
-    n=$((n + 1)); [ $n -le 120 ] || { echo "VCMPI error: rank $h never answered ssh"; exit 1; }
+    n=$((n + 1)); [ $n -le 120 ] || { echo "${prefix} error: $h never answered ssh"; exit 1; }
     sleep 1
   done
 done
-echo "VCMPI launching ranks=${w.ranks.length + 1}"
+`;
+}
+
+/**
+ * The script the guest's vc-init runs; its output goes to the console, which
+ * follows the VM across migrations.
+ *
+ * mpi: mpirun the stencil over TCP on the lab network, one rank per VM. Each
+ * iteration swaps halos with one neighbour, then the other (each swap waits for
+ * the link's delay when that neighbour is on the other site), and every 10th
+ * reduces the residual over all ranks.
+ *
+ * web: start Redis and the application tier on their VMs over ssh, fill
+ * Redis, start the web tier here, then the load generator (vcweb.py).
+ */
+function workloadScript(lab: LabState, vm: VmSpec, w: Workload): string {
+  const ipOf = (name: string) => lab.vms[name]!.ip;
+  if (w.kind === 'web') {
+    const [app, db] = w.tiers.map(ipOf) as [string, string];
+    return `# web: the web tier and the load generator here, the application on ${w.tiers[0]}, Redis on ${w.tiers[1]}
+${waitForSsh('VCWEB', [app, db])}ssh ${db} 'redis-server --bind 0.0.0.0 --protected-mode no --save "" --appendonly no --dir /tmp --daemonize yes' >/dev/null ||
+  { echo "VCWEB error: redis-server did not start on ${w.tiers[1]}"; exit 1; }
+ssh ${app} 'setsid vcweb app --db ${db} </dev/null >/tmp/vcweb-app.log 2>&1 &' || { echo "VCWEB error: the application did not start on ${w.tiers[0]}"; exit 1; }
+setsid vcweb web --app ${app} </dev/null >/tmp/vcweb-web.log 2>&1 &
+vcweb wait ${db}:6379 ${app}:8081 127.0.0.1:8080 || exit 1
+vcweb fill --db ${db} || { echo "VCWEB error: filling Redis on ${w.tiers[1]} failed"; exit 1; }
+vcweb load --requests ${w.requests} --clients ${w.clients}
+status=$?
+echo "VCWEB exit status=$status"
+exit $status
+`;
+  }
+  const peers = w.ranks.map(ipOf);
+  const subnet = `10.${lab.index}.200.0/24`;
+  return `# mpi: rank 0 here, then ${w.ranks.join(', ')}
+${waitForSsh('VCMPI', peers)}echo "VCMPI launching ranks=${w.ranks.length + 1}"
 mpirun --allow-run-as-root -np ${w.ranks.length + 1} --host ${[vm.ip, ...peers].join(',')} \\
   --mca btl self,tcp --mca btl_tcp_if_include ${subnet} --mca oob_tcp_if_include ${subnet} \\
   --mca plm_rsh_agent ssh \\

@@ -41,6 +41,10 @@ export interface VmSpec {
   workload?: Workload;
   /** 'local': a Debian guest's root disk is its host's own, copied by each migration; absent: on the lab's shared storage. */
   disk?: 'local';
+  /** 'off': a Debian guest turns segmentation offload off, so its interface counts wire frames as the sensor does. */
+  offload?: 'off';
+  /** What it is in another VM's job (an MPI rank, a tier), for people. */
+  role?: string;
 }
 
 export const runDir = () => process.env.VIRT_COHORT_RUN_DIR ?? '/run/virt-cohort';

@@ -32,6 +32,10 @@ export interface AddOptions {
   workload?: Workload;
   /** 'local': its root disk on its host's own storage (migrations copy it). */
   disk?: 'local';
+  /** 'off': the Debian guest turns segmentation offload off (its counters then count wire frames, as the sensor does). */
+  offload?: 'off';
+  /** What it is in another VM's job (an MPI rank, a tier), for people. */
+  role?: string;
 }
 
 export interface AddedVm extends VmSpec {
@@ -59,8 +63,8 @@ export async function addVm(labName: string, opts: AddOptions): Promise<AddedVm>
   if (opts.image === 'debian') {
     if (peers.length) throw new UserError(`a Debian guest sends no synthetic traffic: leave --pattern out and give it a --workload`);
     if (opts.workload) checkWorkload(lab, opts.name, opts.workload);
-  } else if (opts.workload || opts.disk) {
-    throw new UserError(`${opts.workload ? '--workload' : '--local-disk'} needs --image debian: the diskless guest only runs the traffic generator`);
+  } else if (opts.workload || opts.disk || opts.offload) {
+    throw new UserError(`${opts.workload ? '--workload' : opts.disk ? '--local-disk' : 'offload off'} needs --image debian: the diskless guest only runs the traffic generator`);
   }
 
   const spec: VmSpec = {
@@ -78,6 +82,8 @@ export async function addVm(labName: string, opts: AddOptions): Promise<AddedVm>
     ...(opts.image ? { image: opts.image } : {}),
     ...(opts.workload ? { workload: opts.workload } : {}),
     ...(opts.disk ? { disk: opts.disk } : {}),
+    ...(opts.offload ? { offload: opts.offload } : {}),
+    ...(opts.role ? { role: opts.role } : {}),
   };
   if (spec.image === 'debian') await prepareDebianDisks(lab, spec, host.name);
   const dir = join(labDir(lab.name), 'vms');
@@ -161,6 +167,7 @@ export function domainXml(lab: LabState, vm: VmSpec): string {
     ...(peerIps ? [`vc.peers=${peerIps}`] : []),
     ...(vm.arp ? [`vc.arp=${vm.arp}`] : []),
     ...(vm.image === 'debian' ? ['vc.root=/dev/vda'] : []),
+    ...(vm.offload ? [`vc.offload=${vm.offload}`] : []),
   ].join(' ');
   return `<domain type='qemu'>
   <name>${domainName(lab, vm.name)}</name>

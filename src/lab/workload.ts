@@ -1,60 +1,99 @@
 import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { sleep } from '../util/exec.js';
 import { requireLab } from './lab.js';
 import { consoleLog } from './state.js';
 import { spreadHost } from './topology.js';
+import type { Workload } from './debian.js';
 import { addVm, type AddedVm } from './vm.js';
 
-/** One report line of the stencil: iteration, time per iteration over the last report's span, and when the lab read it. */
-export interface MpiReport {
-  iter: number;
-  msPerIter: number;
+/**
+ * One report line of a job: how far it got (the stencil's iteration, the
+ * load generator's requests), its time per iteration or per request over the
+ * report's span (median for requests), and when the lab read it.
+ */
+export interface JobReport {
+  count: number;
+  ms: number;
   at: number;
 }
 
+export type JobKind = 'mpi' | 'web';
+
+export type JobOptions = (
+  | { kind: 'mpi'; ranks: number; iters: number; haloBytes: number }
+  /** The web tier and its load generator on the first VM, the application on the second, Redis on the third. */
+  | { kind: 'web'; requests: number; clients: number }
+) & {
+  memoryMiB: number;
+  /** The first VM's number (default 1): the job runs on vmFIRST, vmFIRST+1, ... */
+  first?: number;
+  /** 'off': the guests turn segmentation offload off (see VmSpec.offload). */
+  offload?: 'off';
+};
+
+/** How many VMs a job runs on. */
+export const jobVms = (o: JobOptions) => (o.kind === 'mpi' ? o.ranks : 3);
+
 /**
- * An MPI job on Debian guests vm1..vmN spread over the sites in turn (vm1 on
- * a1, vm2 on b1, ...), so that every rank's neighbours start on the other
- * site. The ranks are added first; vm1 launches the job once they answer ssh.
+ * A job on Debian guests vm1..vmN spread over the sites in turn (vm1 on a1,
+ * vm2 on b1, vm3 on a2, ...), so that each VM starts with its partners on the
+ * other site: an MPI job's neighbouring ranks, or a service's next tier. The
+ * others are added first; vm1 launches the job once they answer ssh.
  */
-export async function startMpiJob(labName: string, o: { ranks: number; iters: number; haloBytes: number; memoryMiB: number }, added: (vm: AddedVm) => void): Promise<MpiWatch> {
+export async function startJob(labName: string, o: JobOptions, added: (vm: AddedVm) => void): Promise<JobWatch> {
   const lab = await requireLab(labName);
-  const names = Array.from({ length: o.ranks }, (_, i) => `vm${i + 1}`);
+  const first = o.first ?? 1;
+  const names = Array.from({ length: jobVms(o) }, (_, i) => `vm${first + i}`);
+  const others = names.slice(1);
+  const workload: Workload = o.kind === 'mpi' ? { kind: 'mpi', ranks: others, iters: o.iters, haloBytes: o.haloBytes } : { kind: 'web', tiers: others, requests: o.requests, clients: o.clients };
   for (const i of [...names.keys()].slice(1).concat(0)) {
     const vm = await addVm(labName, {
       name: names[i]!,
       host: spreadHost(lab, i + 1).name,
-      index: i + 1,
+      index: first + i,
       pattern: 'idle',
-      cluster: o.ranks,
+      cluster: names.length,
       rate: 0,
       size: 256,
       memoryMiB: o.memoryMiB,
       wait: true,
       image: 'debian',
-      ...(i === 0 ? { workload: { kind: 'mpi' as const, ranks: names.slice(1), iters: o.iters, haloBytes: o.haloBytes } } : {}),
+      ...(o.offload ? { offload: o.offload } : {}),
+      ...(i === 0 ? { workload } : { role: o.kind === 'mpi' ? `rank ${i} of the MPI job ${names[0]} launches` : `${i === 1 ? 'the application tier' : 'Redis'} of ${names[0]}'s web service` }),
     });
     added(vm);
   }
-  const watch = new MpiWatch(consoleLog(labName, names[0]!));
+  const watch = new JobWatch(consoleLog(labName, names[0]!), names, o.kind);
   watch.follow();
   return watch;
 }
 
+const GUEST_TROUBLE = /^VCKMSG .*(BUG|Oops|[Pp]anic|general protection|corruption|Bad page)|ORTE has lost communication/;
+
+/** What each kind of job prints on its launcher's console (the stencil's VCMPI lines, vcweb.py's VCWEB lines). */
+const LINES: Record<JobKind, { report: RegExp; verified: string; failed: RegExp }> = {
+  mpi: { report: /^VCMPI iter=(\d+) ranks=\d+ ms_per_iter=([\d.]+)/, verified: 'VCMPI verified', failed: /^VCMPI (FAILED|error)|^VCGUEST error|^VCMPI exit status=[1-9]/ },
+  web: { report: /^VCWEB req=(\d+) ms_per_req=([\d.]+)/, verified: 'VCWEB verified', failed: /^VCWEB (FAILED|error)|^VCGUEST error|^VCWEB exit status=[1-9]/ },
+};
+
 /**
  * Follows the launcher's console (one file for every host, so it survives the
- * migrations): the stencil's reports, and how the job ended. The time of a
- * report is when the lab read it, at most `everyMs` late.
+ * migrations): the job's reports, and how it ended. The time of a report is
+ * when the lab read it, at most `everyMs` late.
  */
-export class MpiWatch {
-  readonly reports: MpiReport[] = [];
-  /** 'verified', or what went wrong (the stencil's FAILED line, mpirun's exit status, a guest error). */
+export class JobWatch {
+  readonly reports: JobReport[] = [];
+  /** 'verified', or what went wrong (the job's FAILED line, its launcher's exit status, a guest error). */
   end?: { ok: boolean; line: string };
   private read = 0;
   private timer?: NodeJS.Timeout;
 
   constructor(
     readonly console: string,
+    /** The job's VMs, the launcher first. */
+    readonly vms: string[] = [],
+    readonly kind: JobKind = 'mpi',
     private readonly everyMs = 500,
   ) {}
 
@@ -76,12 +115,13 @@ export class MpiWatch {
     const cut = fresh.lastIndexOf('\n') + 1;
     this.read += cut;
     const now = Date.now();
+    const lines = LINES[this.kind];
     for (const line of fresh.slice(0, cut).split('\n')) {
-      const r = /^VCMPI iter=(\d+) ranks=\d+ ms_per_iter=([\d.]+)/.exec(line);
-      if (r) this.reports.push({ iter: Number(r[1]), msPerIter: Number(r[2]), at: now });
+      const r = lines.report.exec(line);
+      if (r) this.reports.push({ count: Number(r[1]), ms: Number(r[2]), at: now });
       else if (this.end) continue;
-      else if (line.startsWith('VCMPI verified')) this.end = { ok: true, line };
-      else if (/^VCMPI (FAILED|error)|^VCGUEST error|^VCMPI exit status=[1-9]/.test(line)) this.end = { ok: false, line };
+      else if (line.startsWith(lines.verified)) this.end = { ok: true, line };
+      else if (lines.failed.test(line)) this.end = { ok: false, line };
     }
   }
 
@@ -96,7 +136,7 @@ export class MpiWatch {
     }
   }
 
-  latest(): MpiReport | undefined {
+  latest(): JobReport | undefined {
     return this.reports.at(-1);
   }
 
@@ -104,11 +144,28 @@ export class MpiWatch {
   medianMs(from: number, to: number): number | undefined {
     const xs = this.reports
       .filter((r) => r.at >= from && r.at < to)
-      .map((r) => r.msPerIter)
+      .map((r) => r.ms)
       .sort((a, b) => a - b);
     if (!xs.length) return undefined;
     const m = xs.length >> 1;
     return xs.length % 2 ? xs[m]! : (xs[m - 1]! + xs[m]!) / 2;
+  }
+
+  /**
+   * Signs in the job's consoles that a guest itself failed rather than the job:
+   * a kernel error, a second boot, or mpirun losing a rank's daemon. Under TCG,
+   * Debian 12's QEMU 7.2 sometimes corrupts a guest migrated while its network
+   * is busy (docs/measurements.md); a KVM host does not run that code.
+   */
+  async guestTrouble(): Promise<string[]> {
+    const out: string[] = [];
+    for (const vm of this.vms) {
+      const text = await readFile(join(dirname(this.console), `${vm}.console.log`), 'utf8').catch(() => '');
+      const boots = text.split('\n').filter((l) => l.startsWith('VCGUEST up')).length;
+      if (boots > 1) out.push(`${vm}: booted ${boots} times`);
+      for (const line of text.split('\n')) if (GUEST_TROUBLE.test(line)) out.push(`${vm}: ${line.trim()}`);
+    }
+    return out;
   }
 
   /** The console's last lines, for a job that failed. */

@@ -12,16 +12,23 @@
 // 4. Live migration with disks, the job still running: MOVES migrations inside site a with the disk on
 //    the shared storage (no copy, --unsafe), and MOVES of an idle Debian guest whose disk is its
 //    host's own (--copy-storage-all), time from virsh and downtime from libvirt (domjobinfo --completed).
+// 5. The agents' counts against the guests' own: two short 2-rank jobs on fresh guests (a1 and b1),
+//    one with the guests' segmentation offload off and one with it on, each guest's own account (its
+//    interface, and with offload on TCP's segments: src/lab/counts.ts, gaps) against what the agents put
+//    in its pairs over every period since it started; and, for offload on, its interface alone.
 // Kernel errors in the guests' consoles are counted: Debian 12's QEMU 7.2 has corrupted TCG guests
 // during long pre-copies under network traffic (docs/measurements.md).
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { labRedisUrl } from '../../src/lab/agents.js';
+import { type CountCheck, checkCounts, countError, type Gap, gaps } from '../../src/lab/counts.js';
 import { ensureDebianImage } from '../../src/lab/debian.js';
 import { labDown, labUp } from '../../src/lab/lab.js';
 import { consoleLog } from '../../src/lab/state.js';
 import { addVm, migrateVm, type Migration } from '../../src/lab/vm.js';
-import { startMpiJob } from '../../src/lab/workload.js';
+import { startJob } from '../../src/lab/workload.js';
 import { packageRoot } from '../../src/paths.js';
 import { run, sleep, waitFor } from '../../src/util/exec.js';
 import { uniqueName } from '../helpers/names.js';
@@ -30,12 +37,20 @@ import { benchArgs, maybeWriteBlock, README } from './doc.js';
 const { writeDocs, args } = benchArgs();
 const MOVES = Number(args[0] ?? 4);
 const SPAN_MS = 30_000;
+const PERIOD = 10;
 const name = uniqueName('m');
 const log = (s: string) => process.stdout.write(`${new Date().toISOString().slice(11, 19)} ${s}\n`);
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
+/** The largest gap between agents and guest over the rows, signed, in percent of the guest's count. */
+/** The largest of the gaps, signed, in percent. */
+const worst = (xs: number[]) => {
+  const w = xs.reduce((a, b) => (Math.abs(b) > Math.abs(a) ? b : a), 0);
+  return `${w >= 0 ? '+' : ''}${w.toFixed(2)} %`;
+};
+const worstOf = (gs: Gap[], k: 'sentBytes' | 'sentFrames' | 'receivedBytes') => worst(gs.map((g) => g[k]));
 const range = (xs: number[], d = 1) => `${median(xs).toFixed(d)} (${Math.min(...xs).toFixed(d)}-${Math.max(...xs).toFixed(d)})`;
 
 // 1. The image, from scratch.
@@ -53,11 +68,11 @@ await ensureDebianImage(log);
 
 let up = false;
 try {
-  await labUp({ name, sites: 2, hostsPerSite: 2, delayMs: 20, rateMbit: 1000, periodSeconds: 10, agents: false });
+  const lab = await labUp({ name, sites: 2, hostsPerSite: 2, delayMs: 20, rateMbit: 1000, periodSeconds: PERIOD });
   up = true;
   // 2 and 3. The job, which runs until the lab goes.
   const boots: number[] = [];
-  const job = await startMpiJob(name, { ranks: 4, iters: 1_000_000, haloBytes: 4096, memoryMiB: 256 }, (vm) => {
+  const job = await startJob(name, { kind: 'mpi', ranks: 4, iters: 1_000_000, haloBytes: 4096, memoryMiB: 256 }, (vm) => {
     boots.push(vm.bootSeconds!);
     log(`${vm.name} on ${vm.host}: up in ${vm.bootSeconds!.toFixed(1)} s`);
   });
@@ -94,12 +109,39 @@ try {
   }
   await job.poll();
   job.stop();
-  const errorLines = (await Promise.all(['vm1', 'vm2', 'vm3', 'vm4', 'vm5'].map(async (vm) => (await readFile(consoleLog(name, vm), 'utf8').catch(() => '')).split('\n').map((l) => `${vm}: ${l}`))))
+  if (job.end) log(`the job ended: ${job.end.line}`);
+
+  // 5. Counts, offload off then on.
+  const counts: Record<'off' | 'on', CountCheck[]> = { off: [], on: [] };
+  const gapsOf: Record<'off' | 'on', Gap[]> = { off: [], on: [] };
+  const redis = new Redis(labRedisUrl(lab), { maxRetriesPerRequest: null });
+  try {
+    for (const [offload, first] of [
+      ['off', 11],
+      ['on', 13],
+    ] as const) {
+      const from = Date.now();
+      const small = await startJob(name, { kind: 'mpi', ranks: 2, iters: 400, haloBytes: 4096, memoryMiB: 256, first, ...(offload === 'off' ? { offload } : {}) }, () => undefined);
+      const done = await small.finished(5 * 60_000);
+      small.stop();
+      if (!small.end?.ok) throw new Error(`the counting job (offload ${offload}) ${done ? `failed: ${small.end!.line}` : 'did not end'}\n${await small.tail()}`);
+      counts[offload] = await checkCounts(name, redis, small.vms, from, PERIOD);
+      gapsOf[offload] = gaps(counts[offload]);
+      for (const r of counts[offload]) log(`counts, offload ${offload}, ${r.vm}: ${JSON.stringify(r)}`);
+      for (const g of gapsOf[offload]) log(`gaps, offload ${offload}: ${JSON.stringify(g)}`);
+    }
+  } finally {
+    redis.disconnect();
+  }
+  const errorLines = (
+    await Promise.all(
+      ['vm1', 'vm2', 'vm3', 'vm4', 'vm5', 'vm11', 'vm12', 'vm13', 'vm14'].map(async (vm) => (await readFile(consoleLog(name, vm), 'utf8').catch(() => '')).split('\n').map((l) => `${vm}: ${l}`)),
+    )
+  )
     .flat()
     .filter((l) => /BUG|Oops|corruption|Bad page|general protection/.test(l));
   for (const l of errorLines) log(`kernel error line: ${l}`);
   const errors = errorLines.length;
-  if (job.end) log(`the job ended: ${job.end.line}`);
 
   const secs = (ms: Migration[]) => ms.map((m) => m.seconds);
   const downs = (ms: Migration[]) => ms.map((m) => m.downtimeMs ?? Number.NaN);
@@ -115,6 +157,9 @@ try {
     `| gathering migrations between sites, disk shared, job running (time / downtime) | ${range(secs(gather))} s / ${range(downs(gather), 0)} ms |`,
     `| migration inside a site, disk on the shared storage (no copy), job running | ${range(secs(shared))} s / ${range(downs(shared), 0)} ms |`,
     `| migration inside a site, idle guest, local disk copied (\`--copy-storage-all\`) | ${range(secs(copied))} s / ${range(downs(copied), 0)} ms |`,
+    `| agents against the guests' own counters, offload off, 2-rank job on a1 and b1 (bytes sent / frames sent / bytes received; worst guest) | ${worstOf(gapsOf.off, 'sentBytes')} / ${worstOf(gapsOf.off, 'sentFrames')} / ${worstOf(gapsOf.off, 'receivedBytes')} |`,
+    `| the same, offload on: sent against the guest's TCP segments, received against its partner's | ${worstOf(gapsOf.on, 'sentBytes')} / ${worstOf(gapsOf.on, 'sentFrames')} / ${worstOf(gapsOf.on, 'receivedBytes')} |`,
+    `| offload on, agents against the guest's interface alone (it counts a super-packet once; bytes sent / received) | ${worst(counts.on.map((r) => countError(r.agent.txBytes, r.guest.txBytes)))} / ${worst(counts.on.map((r) => countError(r.agent.rxBytes, r.guest.rxBytes)))} |`,
     `| guest kernel error lines in the consoles | ${errors} |`,
   ].join('\n');
   process.stdout.write(`\n${table}\n`);
@@ -122,7 +167,7 @@ try {
   await maybeWriteBlock(
     writeDocs,
     'mpi-summary',
-    `Measured by \`node dist/test/bench/mpi.js\` (one run): the image builds from scratch in ${buildSeconds.toFixed(0)} s and a guest boots in ${median(boots).toFixed(1)} s; the MPI stencil takes ${split.toFixed(1)} ms per iteration split across the sites and ${together.toFixed(1)} ms gathered (${((100 * together) / split).toFixed(0)} %); with the job running a migration takes ${median(secs(shared)).toFixed(1)} s (downtime ${median(downs(shared)).toFixed(0)} ms) with the disk shared, and an idle guest's ${median(secs(copied)).toFixed(1)} s (downtime ${median(downs(copied)).toFixed(0)} ms) with its local disk copied.`,
+    `Measured by \`node dist/test/bench/mpi.js\` (one run): the image builds from scratch in ${buildSeconds.toFixed(0)} s and a guest boots in ${median(boots).toFixed(1)} s; the MPI stencil takes ${split.toFixed(1)} ms per iteration split across the sites and ${together.toFixed(1)} ms gathered (${((100 * together) / split).toFixed(0)} %); with the job running a migration takes ${median(secs(shared)).toFixed(1)} s (downtime ${median(downs(shared)).toFixed(0)} ms) with the disk shared, and an idle guest's ${median(secs(copied)).toFixed(1)} s (downtime ${median(downs(copied)).toFixed(0)} ms) with its local disk copied. Against the guests' own counters the agents' bytes were off by at most ${worstOf(gapsOf.off, 'sentBytes')} sent and ${worstOf(gapsOf.off, 'receivedBytes')} received with the guests' segmentation offload off, and ${worstOf(gapsOf.on, 'sentBytes')} / ${worstOf(gapsOf.on, 'receivedBytes')} with it on (against TCP's segments).`,
     README,
   );
 } finally {

@@ -3,11 +3,12 @@ import assert from 'node:assert/strict';
 import { appendFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MpiWatch } from '../../src/lab/workload.js';
+import { countError, gaps, guestWire, lastCounters } from '../../src/lab/counts.js';
+import { JobWatch } from '../../src/lab/workload.js';
 
 // The demo's account of an MPI job comes from the launcher's console as the guest writes it:
 // lines arrive in pieces, and the job ends verified, failed, or with mpirun's exit status.
-describe('MpiWatch reads the stencil from its console', () => {
+describe('JobWatch reads the stencil from its console', () => {
   let dir: string;
   const file = async (text: string) => {
     dir ??= await mkdtemp(join(tmpdir(), 'vc-mpi-'));
@@ -21,23 +22,23 @@ describe('MpiWatch reads the stencil from its console', () => {
 
   it('reads reports once each, also when a line is still being written', async () => {
     const f = await file('[    0.02] ACPI\nVCGUEST up name=vm1\nVCMPI start ranks=4 cells=65536\nVCMPI iter=20 ranks=4 ms_per_iter=101.5 residual=1e-3\nVCMPI iter=40 ranks=4 ms_');
-    const w = new MpiWatch(f);
+    const w = new JobWatch(f);
     await w.poll();
     assert.deepEqual(
-      w.reports.map((r) => [r.iter, r.msPerIter]),
+      w.reports.map((r) => [r.count, r.ms]),
       [[20, 101.5]],
     );
     await appendFile(f, 'per_iter=99.5 residual=1e-3\n');
     await Promise.all([w.poll(), w.poll()]);
     assert.deepEqual(
-      w.reports.map((r) => [r.iter, r.msPerIter]),
+      w.reports.map((r) => [r.count, r.ms]),
       [
         [20, 101.5],
         [40, 99.5],
       ],
     );
     assert.equal(w.end, undefined);
-    assert.equal(w.latest()?.iter, 40);
+    assert.equal(w.latest()?.count, 40);
   });
 
   it('ends verified, or failed on a wrong result, an mpirun error or a guest error', async () => {
@@ -50,28 +51,80 @@ describe('MpiWatch reads the stencil from its console', () => {
       ['VCMPI exit status=0\n', undefined],
     ];
     for (const [text, ok] of cases) {
-      const w = new MpiWatch(await file(text));
+      const w = new JobWatch(await file(text));
       await w.poll();
       assert.equal(w.end?.ok, ok, text);
     }
   });
 
   it('gives up waiting at its deadline', async () => {
-    const w = new MpiWatch(await file('VCMPI start ranks=2\n'), 20);
+    const w = new JobWatch(await file('VCMPI start ranks=2\n'), [], 'mpi', 20);
     assert.equal(await w.finished(100), false);
   });
 
   it('takes the median of the reports read within a window', async () => {
-    const w = new MpiWatch(await file(''));
-    w.reports.push(
-      { iter: 20, msPerIter: 100, at: 1 },
-      { iter: 40, msPerIter: 120, at: 2 },
-      { iter: 60, msPerIter: 20, at: 5 },
-      { iter: 80, msPerIter: 22, at: 6 },
-      { iter: 100, msPerIter: 30, at: 7 },
-    );
+    const w = new JobWatch(await file(''));
+    w.reports.push({ count: 20, ms: 100, at: 1 }, { count: 40, ms: 120, at: 2 }, { count: 60, ms: 20, at: 5 }, { count: 80, ms: 22, at: 6 }, { count: 100, ms: 30, at: 7 });
     assert.equal(w.medianMs(0, 3), 110);
     assert.equal(w.medianMs(5, Number.POSITIVE_INFINITY), 22);
     assert.equal(w.medianMs(8, 9), undefined);
+  });
+});
+
+// The guest's interface counters, as vc-init prints them, and the gap the lab reports.
+describe('lastCounters and countError', () => {
+  it('reads the newest VCNET line only', () => {
+    const text = [
+      'VCGUEST up name=vm1',
+      'VCNET rx_bytes=10 rx_packets=1 tx_bytes=20 tx_packets=2 tcp_in_segs=1 tcp_out_segs=2 lo_packets=0 offload=off',
+      'VCMPI iter=100 ranks=2 ms_per_iter=3.0',
+      'VCNET rx_bytes=1000 rx_packets=9 tx_bytes=2000 tx_packets=8 tcp_in_segs=20 tcp_out_segs=30 lo_packets=4 offload=on',
+      'VCNET rx_bytes=5',
+    ].join('\n');
+    assert.deepEqual(lastCounters(text), { rxBytes: 1000, rxPackets: 9, txBytes: 2000, txPackets: 8, tcpInSegs: 20, tcpOutSegs: 30, loPackets: 4, offload: 'on' });
+    assert.equal(lastCounters('VCGUEST up\n'), undefined);
+  });
+
+  it("puts back the segments an interface counted as one super-packet, less the loopback's", () => {
+    const c = { rxBytes: 1000, rxPackets: 9, txBytes: 2000, txPackets: 8, tcpInSegs: 20, tcpOutSegs: 30, loPackets: 4, offload: 'on' };
+    // 30 - 4 = 26 segments on the interface, 8 frames: 18 more, 66 header bytes each.
+    assert.deepEqual(guestWire(c), { txBytes: 2000 + 18 * 66, txPackets: 26 });
+    // Without offload the frames are the segments (and ARP besides): the counters stand.
+    assert.deepEqual(guestWire({ ...c, tcpOutSegs: 10 }), { txBytes: 2000, txPackets: 8 });
+  });
+
+  it('checks what a VM received against its interface, or with offload on against what its partner sent', () => {
+    const guest = (txBytes: number, rxBytes: number, offload: string) => ({ rxBytes, rxPackets: 10, txBytes, txPackets: 10, tcpInSegs: 10, tcpOutSegs: 10, loPackets: 0, offload });
+    const agent = (txBytes: number, rxBytes: number) => ({ txBytes, txPackets: 10, rxBytes, rxPackets: 10 });
+    const off = gaps([
+      { vm: 'vm1', guest: guest(1000, 2000, 'off'), agent: agent(1010, 2000) },
+      { vm: 'vm2', guest: guest(2000, 1000, 'off'), agent: agent(2000, 990) },
+    ]);
+    assert.deepEqual(
+      off.map((g) => [g.sentBytes, g.receivedBytes, g.receivedFrom]),
+      [
+        [1, 0, 'its interface'],
+        [0, -1, 'its interface'],
+      ],
+    );
+    const on = gaps([
+      { vm: 'vm1', guest: guest(1000, 1, 'on'), agent: agent(1000, 2020) },
+      { vm: 'vm2', guest: guest(2000, 1, 'on'), agent: agent(2000, 1000) },
+    ]);
+    assert.deepEqual(
+      on.map((g) => [g.receivedBytes, g.receivedFrom]),
+      [
+        [1, "vm2's wire account of what it sent"],
+        [0, "vm1's wire account of what it sent"],
+      ],
+    );
+    assert.throws(() => gaps(on.slice(0, 1) as never), /two VMs of one job/);
+  });
+
+  it("gives the agents' gap in percent of the guest, signed", () => {
+    assert.equal(countError(1010, 1000), 1);
+    assert.equal(countError(990, 1000), -1);
+    assert.equal(countError(0, 0), 0);
+    assert.equal(countError(5, 0), Number.POSITIVE_INFINITY);
   });
 });

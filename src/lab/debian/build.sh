@@ -14,8 +14,9 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 out=$1
 mirror=${VIRT_COHORT_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-# What the guests run: sshd for mpirun's launcher, OpenMPI, and the tools the workloads use.
-packages="openssh-server,openmpi-bin,iproute2,procps,iputils-ping,netbase,hostname,redis-server,python3-minimal"
+# What the guests run: sshd for the launchers, OpenMPI, Redis and Python for the web workload, and
+# ethtool (vc-init turns segmentation offload off with it where the lab compares counts).
+packages="openssh-server,openmpi-bin,iproute2,ethtool,procps,iputils-ping,netbase,hostname,redis-server,python3"
 # Room the build needs: the unpacked tree, the raw ext4 image and the qcow2 copy.
 need_mib=2500
 
@@ -33,12 +34,12 @@ if [ -n "$missing" ]; then
 		die "apt-get install$missing failed: run apt-get update, and check the machine reaches a Debian mirror"
 fi
 
-for f in build.sh vc-init stencil.c; do
+for f in build.sh vc-init stencil.c vcweb.py; do
 	[ -f "$here/$f" ] || die "$here/$f is missing: the image's sources sit next to build.sh"
 done
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-inputs=$( (cat "$here/build.sh" "$here/vc-init" "$here/stencil.c"; echo "$mirror $packages") | sha256sum | cut -d' ' -f1)
+inputs=$( (cat "$here/build.sh" "$here/vc-init" "$here/stencil.c" "$here/vcweb.py"; echo "$mirror $packages") | sha256sum | cut -d' ' -f1)
 if [ -s "$out/base.qcow2" ] && [ "$(sed -n 's/^inputs //p' "$out/stamp" 2>/dev/null)" = "$inputs" ]; then
 	exit 0
 fi
@@ -63,6 +64,7 @@ mmdebstrap --quiet --variant=minbase --include="$packages" \
 }
 install -m 755 "$tmp/stencil" "$root/usr/local/bin/stencil"
 install -m 755 "$here/vc-init" "$root/usr/local/sbin/vc-init"
+install -m 755 "$here/vcweb.py" "$root/usr/local/bin/vcweb"
 rm -rf "$root/var/cache/apt/archives"/*.deb "$root/var/lib/apt/lists"/*_Packages "$root/usr/share/doc" "$root/usr/share/man"
 mkdir -p "$root/config" "$root/root/.ssh"
 
