@@ -16,6 +16,7 @@ import { parseEnvironment } from '../placement/index.js';
 import { sleep, waitFor } from '../util/exec.js';
 import { configureLogging } from '../util/log.js';
 import { describeAdded, startGuests } from './lab.js';
+import type { AddedVm } from '../lab/vm.js';
 import { ensureDebianImage } from '../lab/debian.js';
 import { startJob, type JobWatch } from '../lab/workload.js';
 import { integer, labSensorOption } from './options.js';
@@ -47,12 +48,13 @@ export function demoCommand(): Command {
       'the whole loop on a lab: 2 sites x 2 hosts, guests in two groups split across the sites, agents, and the manager migrating until each group is together (--objective cost: the manager following price changes and a quota)',
     )
     .option('--name <lab>', 'lab name', 'demo')
-    .option('--vms <n>', 'guests (two groups, spread over the sites in turn; default 8), or MPI ranks (default 4)', integer)
+    .option('--vms <n>', 'guests (two groups, spread over the sites in turn; default 8), or MPI ranks (default 4); a web service runs on 3', integer)
     .option(
       '--workload <w>',
-      'mpi: the guests are disk-backed Debian VMs running an MPI stencil split across the sites; the demo shows its time per iteration before and after the gathering (the image is built on first use)',
+      'mpi: the guests are disk-backed Debian VMs running an MPI stencil split across the sites; web: a web tier, an application and Redis on three, with a load generator. The demo shows the time per iteration or per request before and after the gathering (the image is built on first use)',
     )
     .option('--iters <n>', 'with --workload mpi: iterations of the job; it verifies its result at the end', integer, 2000)
+    .option('--requests <n>', 'with --workload web: requests the load generator sends (2 at a time); it checks every answer', integer, 3000)
     .option('--period <s>', 'period of the agents, seconds', integer, 10)
     .option('--vm-rate <n>', 'datagrams per second each guest sends to each peer of its group', integer, 50)
     .option('--objective <o>', 'time: gather the groups; cost: change the prices and a quota while the manager runs, and follow the money', 'time')
@@ -64,10 +66,13 @@ export function demoCommand(): Command {
     .option('--verbose', 'log to the terminal instead, as readable lines')
     .action(async (o) => {
       if (o.objective !== 'time' && o.objective !== 'cost') throw new UserError(`--objective ${o.objective}: the demo shows time or cost`);
-      if (o.workload !== undefined && o.workload !== 'mpi') throw new UserError(`--workload ${o.workload}: the demo runs mpi (or leave it out for the synthetic groups)`);
-      if (o.workload && o.objective !== 'time') throw new UserError('--workload mpi shows the time objective: leave --objective out');
-      const vms: number = o.vms ?? (o.workload ? 4 : 8);
-      if (o.workload && !(vms >= 2 && vms <= 8)) throw new UserError(`--vms ${vms}: an MPI demo runs 2 to 8 ranks`);
+      if (o.workload !== undefined && o.workload !== 'mpi' && o.workload !== 'web') {
+        throw new UserError(`--workload ${o.workload}: the demo runs mpi or web (or leave it out for the synthetic groups)`);
+      }
+      if (o.workload && o.objective !== 'time') throw new UserError(`--workload ${o.workload} shows the time objective: leave --objective out`);
+      const vms: number = o.vms ?? (o.workload === 'web' ? 3 : o.workload ? 4 : 8);
+      if (o.workload === 'mpi' && !(vms >= 2 && vms <= 8)) throw new UserError(`--vms ${vms}: an MPI demo runs 2 to 8 ranks`);
+      if (o.workload === 'web' && vms !== 3) throw new UserError(`--vms ${vms}: the web service runs on 3 VMs (web, application, Redis); leave --vms out`);
       const t0 = Date.now();
       // A person reads the rounds and the summary; log lines go to a file unless asked.
       const logFile = resolve(o.log);
@@ -90,7 +95,13 @@ export function demoCommand(): Command {
       const short = (vm: string) => vm.replace(`vc-${o.name}-`, '');
       try {
         say(`lab '${o.name}' up in ${lab.upSeconds?.toFixed(1)} s: sites a, b (20 ms, 1 Gbit/s between them), hosts a1 a2 b1 b2, an agent on each, ${o.period} s periods`);
-        const job = o.workload ? await startJob(lab.name, { kind: 'mpi', ranks: vms, iters: o.iters, haloBytes: 4096, memoryMiB: 256 }, (vm) => say(describeAdded(vm).trimEnd())) : undefined;
+        const shown = (vm: AddedVm) => say(describeAdded(vm).trimEnd());
+        const job =
+          o.workload === 'mpi'
+            ? await startJob(lab.name, { kind: 'mpi', ranks: vms, iters: o.iters, haloBytes: 4096, memoryMiB: 256 }, shown)
+            : o.workload === 'web'
+              ? await startJob(lab.name, { kind: 'web', requests: o.requests, clients: 2, memoryMiB: 256 }, shown)
+              : undefined;
         if (!job) await startGuests(lab, vms, { pattern: 'groups:2', vmRate: o.vmRate, vmSize: 256, memory: 128 }, true);
         redis = connectDaemon(labRedisUrl(lab));
         redis.on('error', () => undefined);
@@ -129,8 +140,8 @@ async function timeDemo(
 ): Promise<boolean> {
   if (job) {
     // The ranks start split: the manager's rounds begin once the job reports, so its time split is measured.
-    say('waiting for the MPI job to report its first iterations');
-    await waitFor('the MPI job to report (its console: ' + job.console + ')', async () => (job.latest() || job.end ? true : undefined), 300_000, 500);
+    say(`waiting for the ${job.title} to report its first ${job.unit}s`);
+    await waitFor(`the ${job.title} to report (its console: ${job.console})`, async () => (job.latest() || job.end ? true : undefined), 300_000, 500);
     if (job.end && !job.end.ok) return finishJob(job, []);
   }
   lock.start(); // renewed while rounds and migrations run
@@ -150,7 +161,7 @@ async function timeDemo(
     if (job) {
       await job.poll();
       const now = job.latest();
-      say(now ? `  MPI job: iteration ${now.count}, ${now.ms.toFixed(1)} ms per iteration` : '  MPI job: not reporting yet');
+      say(now ? `  ${job.title}: ${job.unit} ${now.count}, ${now.ms.toFixed(1)} ms per ${job.unit}` : `  ${job.title}: not reporting yet`);
       if (job.end && !job.end.ok) break;
     }
     if (r.view?.answer.status === 'ok') {
@@ -195,18 +206,18 @@ async function timeDemo(
   return together !== undefined && jobOk;
 }
 
-/** Waits for the MPI job to end (it verifies its result); prints its console's tail when it failed. */
+/** Waits for the job to end (it verifies its result); prints its console's tail when it failed. */
 async function finishJob(job: JobWatch, done: MigrationRecord[]): Promise<boolean> {
   await job.poll();
   if (!job.end) {
     const now = job.latest();
     say('');
-    say(`waiting for the MPI job to finish${now ? ` (iteration ${now.count})` : ''}`);
+    say(`waiting for the ${job.title} to finish${now ? ` (${job.unit} ${now.count})` : ''}`);
   }
-  // Generous: the stencil prints every 20 iterations, so a minute of silence means it is stuck.
+  // Generous: the stencil prints every 20 iterations and the load generator every 2 s, so a minute of silence means it is stuck.
   const ended = await job.finished(done.length ? 600_000 : 300_000);
   if (ended && job.end?.ok) return true;
-  say(ended ? `MPI job FAILED: ${job.end!.line}` : 'MPI job did not finish in time');
+  say(ended ? `${job.title} FAILED: ${job.end!.line}` : `${job.title} did not finish in time`);
   say(`its console (${job.console}), last lines:`);
   say((await job.tail()).replace(/^/gm, '  | '));
   const trouble = await job.guestTrouble();
@@ -217,7 +228,7 @@ async function finishJob(job: JobWatch, done: MigrationRecord[]): Promise<boolea
   return false;
 }
 
-/** The job's own time per iteration before the first migration and after the last one, and its verification. */
+/** The job's own time per iteration (or request) before the first migration and after the last one, and its verification. */
 function jobSummary(job: JobWatch, done: MigrationRecord[]): string {
   const ok = done.filter((d) => d.outcome === 'ok');
   const lines: string[] = [];
@@ -229,11 +240,11 @@ function jobSummary(job: JobWatch, done: MigrationRecord[]): string {
     const after = job.medianMs(lastEnd, Number.POSITIVE_INFINITY);
     lines.push(
       before !== undefined && after !== undefined
-        ? `  MPI job time per iteration: ${before.toFixed(1)} ms before the gathering, ${after.toFixed(1)} ms after (${((100 * after) / before).toFixed(0)} % of before; median of its own reports)`
-        : `  MPI job time per iteration: too few reports ${before === undefined ? 'before the first migration' : 'after the last migration'} to compare`,
+        ? `  ${job.title} time per ${job.unit}: ${before.toFixed(1)} ms before the gathering, ${after.toFixed(1)} ms after (${((100 * after) / before).toFixed(0)} % of before; median of its own reports)`
+        : `  ${job.title} time per ${job.unit}: too few reports ${before === undefined ? 'before the first migration' : 'after the last migration'} to compare`,
     );
-  } else lines.push(`  MPI job time per iteration: ${job.latest()?.ms.toFixed(1) ?? '?'} ms (nothing moved)`);
-  lines.push(job.end?.ok ? `  MPI job: ${job.end.line.replace('VCMPI ', '')}` : '  MPI job: did not verify');
+  } else lines.push(`  ${job.title} time per ${job.unit}: ${job.latest()?.ms.toFixed(1) ?? '?'} ms (nothing moved)`);
+  lines.push(job.end?.ok ? `  ${job.title}: ${job.end.line.replace(/^VC(MPI|WEB) /, '')}` : `  ${job.title}: did not verify`);
   return lines.join('\n');
 }
 

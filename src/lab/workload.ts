@@ -97,6 +97,14 @@ export class JobWatch {
     private readonly everyMs = 500,
   ) {}
 
+  /** For people: what the job is, and what its reports time. */
+  get title(): string {
+    return this.kind === 'mpi' ? 'MPI job' : 'web service';
+  }
+  get unit(): string {
+    return this.kind === 'mpi' ? 'iteration' : 'request';
+  }
+
   /** Reads the console every `everyMs` until stop(), so each report's time is when it was printed (within everyMs). */
   follow(): void {
     this.timer ??= setInterval(() => void this.poll(), this.everyMs).unref();
