@@ -124,7 +124,7 @@ export class JobWatch {
     this.read += cut;
     const now = Date.now();
     const lines = LINES[this.kind];
-    for (const line of fresh.slice(0, cut).split('\n')) {
+    for (const line of fresh.slice(0, cut).split(/\r?\n/)) {
       const r = lines.report.exec(line);
       if (r) this.reports.push({ count: Number(r[1]), ms: Number(r[2]), at: now });
       else if (this.end) continue;

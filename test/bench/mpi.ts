@@ -12,7 +12,9 @@
 // 4. Live migration with disks, the job still running: MOVES migrations inside site a with the disk on
 //    the shared storage (no copy, --unsafe), and MOVES of an idle Debian guest whose disk is its
 //    host's own (--copy-storage-all), time from virsh and downtime from libvirt (domjobinfo --completed).
-// 5. The agents' counts against the guests' own: two short 2-rank jobs on fresh guests (a1 and b1),
+// 5. The web service (src/lab/debian/vcweb.py) split a1, b1, a2, then its application tier moved to a2
+//    beside Redis: its load generator's median time per request over the same span before and after.
+// 6. The agents' counts against the guests' own: two short 2-rank jobs on fresh guests (a1 and b1),
 //    one with the guests' segmentation offload off and one with it on, each guest's own account (its
 //    interface, and with offload on TCP's segments: src/lab/counts.ts, gaps) against what the agents put
 //    in its pairs over every period since it started; and, for offload on, its interface alone.
@@ -25,10 +27,12 @@ import { Redis } from 'ioredis';
 import { labRedisUrl } from '../../src/lab/agents.js';
 import { type CountCheck, checkCounts, countError, type Gap, gaps } from '../../src/lab/counts.js';
 import { ensureDebianImage } from '../../src/lab/debian.js';
-import { labDown, labUp } from '../../src/lab/lab.js';
+import { labDown, labUp, requireLab } from '../../src/lab/lab.js';
 import { consoleLog } from '../../src/lab/state.js';
-import { addVm, migrateVm, type Migration } from '../../src/lab/vm.js';
-import { startJob } from '../../src/lab/workload.js';
+import { addVm, locateVm, migrateVm, type Migration } from '../../src/lab/vm.js';
+import { domainName } from '../../src/lab/topology.js';
+import { destroyDomain } from '../../src/libvirt/virsh.js';
+import { type JobWatch, startJob } from '../../src/lab/workload.js';
 import { packageRoot } from '../../src/paths.js';
 import { run, sleep, waitFor } from '../../src/util/exec.js';
 import { uniqueName } from '../helpers/names.js';
@@ -51,6 +55,11 @@ const worst = (xs: number[]) => {
   return `${w >= 0 ? '+' : ''}${w.toFixed(2)} %`;
 };
 const worstOf = (gs: Gap[], k: 'sentBytes' | 'sentFrames' | 'receivedBytes') => worst(gs.map((g) => g[k]));
+/** Powers guests off (their disks stay): a finished phase's guests would take the next one's CPU. */
+async function stopVms(vms: string[]): Promise<void> {
+  const lab = await requireLab(name);
+  for (const vm of vms) await destroyDomain((await locateVm(lab, vm)).uri, domainName(lab, vm));
+}
 const range = (xs: number[], d = 1) => `${median(xs).toFixed(d)} (${Math.min(...xs).toFixed(d)}-${Math.max(...xs).toFixed(d)})`;
 
 // 1. The image, from scratch.
@@ -110,8 +119,32 @@ try {
   await job.poll();
   job.stop();
   if (job.end) log(`the job ended: ${job.end.line}`);
+  // Their CPU is the next phases': the stencil runs until stopped.
+  await stopVms(['vm1', 'vm2', 'vm3', 'vm4', 'vm5']);
 
-  // 5. Counts, offload off then on.
+  // 5. The web service split a, b, a, then its application tier moved beside Redis.
+  const web = await startJob(name, { kind: 'web', requests: 1_000_000, clients: 2, memoryMiB: 256, first: 21 }, () => undefined);
+  await waitFor('the web service to report', async () => (web.latest() || web.end ? true : undefined), 300_000, 500);
+  if (web.end) throw new Error(`the web service ended early: ${web.end.line}\n${await web.tail()}`);
+  const w1 = Date.now();
+  await sleep(SPAN_MS);
+  const webSplit = web.medianMs(w1, Date.now())!;
+  log(`web service split across the sites: ${webSplit.toFixed(1)} ms per request`);
+  const webMove = await migrateVm(name, 'vm22', 'a2');
+  log(`gathered vm22 -> a2 in ${webMove.seconds.toFixed(1)} s`);
+  await sleep(3000);
+  const w2 = Date.now();
+  await sleep(SPAN_MS);
+  const webTogether = web.medianMs(w2, Date.now())!;
+  log(`web service together in site a: ${webTogether.toFixed(1)} ms per request`);
+  await web.poll();
+  web.stop();
+  // It runs until stopped: an end here is a failure (the poll above may have read one).
+  const ended = web.end as JobWatch['end'];
+  if (ended) throw new Error(`the web service ended: ${ended.line}\n${await web.tail()}`);
+  await stopVms(web.vms);
+
+  // 6. Counts, offload off then on.
   const counts: Record<'off' | 'on', CountCheck[]> = { off: [], on: [] };
   const gapsOf: Record<'off' | 'on', Gap[]> = { off: [], on: [] };
   const redis = new Redis(labRedisUrl(lab), { maxRetriesPerRequest: null });
@@ -135,7 +168,9 @@ try {
   }
   const errorLines = (
     await Promise.all(
-      ['vm1', 'vm2', 'vm3', 'vm4', 'vm5', 'vm11', 'vm12', 'vm13', 'vm14'].map(async (vm) => (await readFile(consoleLog(name, vm), 'utf8').catch(() => '')).split('\n').map((l) => `${vm}: ${l}`)),
+      ['vm1', 'vm2', 'vm3', 'vm4', 'vm5', 'vm21', 'vm22', 'vm23', 'vm11', 'vm12', 'vm13', 'vm14'].map(async (vm) =>
+        (await readFile(consoleLog(name, vm), 'utf8').catch(() => '')).split('\n').map((l) => `${vm}: ${l}`),
+      ),
     )
   )
     .flat()
@@ -154,6 +189,8 @@ try {
     `| boot, \`virsh start\` to the guest's "up" line (4 guests) | ${range(boots)} s |`,
     `| MPI stencil, 4 ranks split a, b, a, b: time per iteration | ${split.toFixed(1)} ms |`,
     `| the same job after 2 ranks were gathered into site a | ${together.toFixed(1)} ms (${((100 * together) / split).toFixed(0)} % of split) |`,
+    `| web service, web a1 / application b1 / Redis a2, 2 clients: median time per request | ${webSplit.toFixed(1)} ms |`,
+    `| the same after the application moved to a2 (one migration between sites, ${webMove.seconds.toFixed(1)} s) | ${webTogether.toFixed(1)} ms (${((100 * webTogether) / webSplit).toFixed(0)} % of split) |`,
     `| gathering migrations between sites, disk shared, job running (time / downtime) | ${range(secs(gather))} s / ${range(downs(gather), 0)} ms |`,
     `| migration inside a site, disk on the shared storage (no copy), job running | ${range(secs(shared))} s / ${range(downs(shared), 0)} ms |`,
     `| migration inside a site, idle guest, local disk copied (\`--copy-storage-all\`) | ${range(secs(copied))} s / ${range(downs(copied), 0)} ms |`,
@@ -167,7 +204,7 @@ try {
   await maybeWriteBlock(
     writeDocs,
     'mpi-summary',
-    `Measured by \`node dist/test/bench/mpi.js\` (one run): the image builds from scratch in ${buildSeconds.toFixed(0)} s and a guest boots in ${median(boots).toFixed(1)} s; the MPI stencil takes ${split.toFixed(1)} ms per iteration split across the sites and ${together.toFixed(1)} ms gathered (${((100 * together) / split).toFixed(0)} %); with the job running a migration takes ${median(secs(shared)).toFixed(1)} s (downtime ${median(downs(shared)).toFixed(0)} ms) with the disk shared, and an idle guest's ${median(secs(copied)).toFixed(1)} s (downtime ${median(downs(copied)).toFixed(0)} ms) with its local disk copied. Against the guests' own counters the agents' bytes were off by at most ${worstOf(gapsOf.off, 'sentBytes')} sent and ${worstOf(gapsOf.off, 'receivedBytes')} received with the guests' segmentation offload off, and ${worstOf(gapsOf.on, 'sentBytes')} / ${worstOf(gapsOf.on, 'receivedBytes')} with it on (against TCP's segments).`,
+    `Measured by \`node dist/test/bench/mpi.js\` (one run): the image builds from scratch in ${buildSeconds.toFixed(0)} s and a guest boots in ${median(boots).toFixed(1)} s; the MPI stencil takes ${split.toFixed(1)} ms per iteration split across the sites and ${together.toFixed(1)} ms gathered (${((100 * together) / split).toFixed(0)} %); with the job running a migration takes ${median(secs(shared)).toFixed(1)} s (downtime ${median(downs(shared)).toFixed(0)} ms) with the disk shared, and an idle guest's ${median(secs(copied)).toFixed(1)} s (downtime ${median(downs(copied)).toFixed(0)} ms) with its local disk copied. The web service answers in ${webSplit.toFixed(1)} ms a request split across the sites and ${webTogether.toFixed(1)} ms (${((100 * webTogether) / webSplit).toFixed(0)} %) once its application sits beside Redis. Against the guests' own counters the agents' bytes were off by at most ${worstOf(gapsOf.off, 'sentBytes')} sent and ${worstOf(gapsOf.off, 'receivedBytes')} received with the guests' segmentation offload off, and ${worstOf(gapsOf.on, 'sentBytes')} / ${worstOf(gapsOf.on, 'receivedBytes')} with it on (against TCP's segments).`,
     README,
   );
 } finally {

@@ -128,3 +128,30 @@ describe('lastCounters and countError', () => {
     assert.equal(countError(5, 0), Number.POSITIVE_INFINITY);
   });
 });
+
+describe('JobWatch reads the web service from its console', () => {
+  it("reads its reports and its end, the serial console's carriage returns dropped", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'vc-web-'));
+    try {
+      const f = join(dir, 'vm1.console.log');
+      await writeFile(f, 'VCWEB load requests=40 clients=2\r\nVCWEB req=20 ms_per_req=230.5 p99_ms=300.1\r\nVCWEB req=40 ms_per_req=40.0 p99_ms=45.0\r\nVCWEB verified requests=40 errors=0\r\n');
+      const w = new JobWatch(f, ['vm1', 'vm2', 'vm3'], 'web');
+      await w.poll();
+      assert.deepEqual(
+        w.reports.map((r) => [r.count, r.ms]),
+        [
+          [20, 230.5],
+          [40, 40],
+        ],
+      );
+      assert.deepEqual(w.end, { ok: true, line: 'VCWEB verified requests=40 errors=0' });
+      assert.equal(`${w.title} per ${w.unit}`, 'web service per request');
+      await writeFile(f, 'VCWEB FAILED requests=40 errors=1 first=item 3: status 502\n');
+      const bad = new JobWatch(f, ['vm1'], 'web');
+      await bad.poll();
+      assert.equal(bad.end?.ok, false);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
