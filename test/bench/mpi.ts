@@ -55,6 +55,12 @@ const worst = (xs: number[]) => {
   return `${w >= 0 ? '+' : ''}${w.toFixed(2)} %`;
 };
 const worstOf = (gs: Gap[], k: 'sentBytes' | 'sentFrames' | 'receivedBytes') => worst(gs.map((g) => g[k]));
+/** A job that reported nothing over a span: what its guests' consoles say, as the error. */
+async function silent(job: JobWatch, when: string): Promise<never> {
+  const trouble = await job.guestTrouble();
+  throw new Error(`the ${job.title} reported nothing ${when}${trouble.length ? `; a guest failed:\n${trouble.join('\n')}` : ''}\nits console:\n${await job.tail()}`);
+}
+
 /** Powers guests off (their disks stay): a finished phase's guests would take the next one's CPU. */
 async function stopVms(vms: string[]): Promise<void> {
   const lab = await requireLab(name);
@@ -101,7 +107,7 @@ try {
   await sleep(3000);
   const t2 = Date.now();
   await sleep(SPAN_MS);
-  const together = job.medianMs(t2, Date.now())!;
+  const together = job.medianMs(t2, Date.now()) ?? (await silent(job, 'after the gathering'));
   log(`together in site a: ${together.toFixed(1)} ms per iteration`);
 
   // 4. Migrations with disks: shared (vm3, the job running), then copied (an idle guest of its own).
@@ -135,7 +141,7 @@ try {
   await sleep(3000);
   const w2 = Date.now();
   await sleep(SPAN_MS);
-  const webTogether = web.medianMs(w2, Date.now())!;
+  const webTogether = web.medianMs(w2, Date.now()) ?? (await silent(web, 'after the gathering'));
   log(`web service together in site a: ${webTogether.toFixed(1)} ms per request`);
   await web.poll();
   web.stop();
