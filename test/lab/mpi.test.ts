@@ -12,10 +12,10 @@ const demos = new DemoRuns();
 describe('an MPI job split across sites is gathered', { concurrency: 1 }, () => {
   after(() => demos.cleanup());
 
-  // The demo's target is at most 60 % (issue 14); gathered into site b after cross-site moves the job has
-  // run at 53 - 55 % here, against 20 % when gathered elsewhere (docs/measurements.md#real-applications),
-  // so this test asks for a clear gain (at most 75 %) rather than flaking on that margin.
-  it('completes, verifies, and runs clearly faster once gathered', async (t) => {
+  // The demo's target (issue 14): at most 60 % of the split time once gathered. Two ranks ran at 5 % of it in CI
+  // (94.9 -> 4.4 ms); the worst seen, four ranks gathered into site b after moves between sites, 53 - 56 %
+  // (docs/measurements.md#real-applications).
+  it('completes, verifies, and runs in at most 60 % of its split time once gathered', async (t) => {
     const out = await demos.run(t, ['--workload', 'mpi', '--vms', '2', '--period', '5', '--iters', '1500']);
     const said = `\n${out}`;
     assert.match(out, /vm2 \(\S+\) on b1: Debian, rank 1 of the MPI job vm1 launches/, `rank 1 starts on the other site${said}`);
@@ -25,7 +25,7 @@ describe('an MPI job split across sites is gathered', { concurrency: 1 }, () => 
     const tm = /MPI job time per iteration: ([\d.]+) ms before the gathering, ([\d.]+) ms after/.exec(out);
     assert.ok(tm, `the demo compares the job's time before and after${said}`);
     const [before, afterMs] = [Number(tm[1]), Number(tm[2])];
-    assert.ok(afterMs <= 0.75 * before, `${afterMs} ms per iteration after against ${before} before${said}`);
+    assert.ok(afterMs <= 0.6 * before, `${afterMs} ms per iteration after against ${before} before${said}`);
     const inter = /inter-site traffic: ([\d.]+) % of VM-to-VM bytes before, ([\d.]+) % after/.exec(out);
     assert.ok(inter && Number(inter[1]) > 50 && Number(inter[2]) < 2, `inter-site share falls${said}`);
   });
