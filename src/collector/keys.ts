@@ -105,8 +105,8 @@ export const EVENTS_MAXLEN = 100_000;
  * those two are written %3E and %25; every other character stays as it is.
  * Names without either (all the usual ones) read the same as before.
  */
-const escapeSide = (name: string): string => name.replace(/[%>]/g, (c) => (c === '%' ? '%25' : '%3E'));
-const unescapeSide = (side: string): string => side.replace(/%(25|3E)/gi, (_, h: string) => (h === '25' ? '%' : '>'));
+const escapeSide = (name: string): string => (name.includes('%') || name.includes('>') ? name.replace(/[%>]/g, (c) => (c === '%' ? '%25' : '%3E')) : name);
+const unescapeSide = (side: string): string => (side.includes('%') ? side.replace(/%(25|3E)/gi, (_, h: string) => (h === '25' ? '%' : '>')) : side);
 
 export function pairMember(src: string, dst: string): string {
   return `${escapeSide(src)}>${escapeSide(dst)}`;

@@ -325,6 +325,8 @@ interface PeriodSums {
 interface Span {
   src: string[];
   dst: string[];
+  /** Each resolved pair's name (pairMember): the last key of the answer's order. */
+  keys: string[];
   per: PeriodSums[];
 }
 
@@ -356,15 +358,18 @@ async function sumSpan(redis: Redis, snaps: Snapshot[], addr: Map<string, string
   const index = new Map<string, number>();
   const src: string[] = [];
   const dst: string[] = [];
+  const keys: string[] = [];
   distinct.forEach((id, k) => {
     const m = resolveMember(names[k]!, addr);
     if (vm !== undefined && m.src !== vm && m.dst !== vm) return;
-    const key = pairMember(m.src, m.dst);
+    // A member no address renamed is already its pair's name (pairMember wrote it).
+    const key = m.renamed ? pairMember(m.src, m.dst) : names[k]!;
     let r = index.get(key);
     if (r === undefined) {
       index.set(key, (r = src.length));
       src.push(m.src);
       dst.push(m.dst);
+      keys.push(key);
     }
     rid[id] = r;
     received[id] = m.received ? 1 : 0;
@@ -376,8 +381,9 @@ async function sumSpan(redis: Redis, snaps: Snapshot[], addr: Map<string, string
     rb = new Float64Array(R);
   const sentAt = new Int32Array(R).fill(-1),
     recvAt = new Int32Array(R).fill(-1);
+  const touched = new Int32Array(R);
   const per = snaps.map((s, i) => {
-    const touched: number[] = [];
+    let t = 0;
     for (const p of s.blobs) {
       const { ids, msgs, bytes } = p;
       for (let j = 0; j < ids.length; j++) {
@@ -386,7 +392,7 @@ async function sumSpan(redis: Redis, snaps: Snapshot[], addr: Map<string, string
         if (r < 0) continue;
         if (received[id]) {
           if (recvAt[r] !== i) {
-            if (sentAt[r] !== i) touched.push(r);
+            if (sentAt[r] !== i) touched[t++] = r;
             recvAt[r] = i;
             rm[r] = 0;
             rb[r] = 0;
@@ -395,7 +401,7 @@ async function sumSpan(redis: Redis, snaps: Snapshot[], addr: Map<string, string
           rb[r]! += bytes[j]!;
         } else {
           if (sentAt[r] !== i) {
-            if (recvAt[r] !== i) touched.push(r);
+            if (recvAt[r] !== i) touched[t++] = r;
             sentAt[r] = i;
             sm[r] = 0;
             sb[r] = 0;
@@ -405,15 +411,16 @@ async function sumSpan(redis: Redis, snaps: Snapshot[], addr: Map<string, string
         }
       }
     }
-    const out: PeriodSums = { r: Int32Array.from(touched), m: new Float64Array(touched.length), b: new Float64Array(touched.length) };
-    touched.forEach((r, k) => {
+    const out: PeriodSums = { r: touched.slice(0, t), m: new Float64Array(t), b: new Float64Array(t) };
+    for (let k = 0; k < t; k++) {
+      const r = out.r[k]!;
       const sent = sentAt[r] === i;
       out.m[k] = sent ? sm[r]! : rm[r]!;
       out.b[k] = sent ? sb[r]! : rb[r]!;
-    });
+    }
     return out;
   });
-  return { src, dst, per };
+  return { src, dst, keys, per };
 }
 
 function groupMissing(missing: Missing[]): Map<number, string[]> {
@@ -425,28 +432,22 @@ function groupMissing(missing: Missing[]): Map<number, string[]> {
 /** Six decimals: a mean per period needs no more, and float noise (1000.0000000000001) would only confuse. */
 export const round6 = (x: number) => Math.round(x * 1e6) / 1e6;
 
-/** Divided by `divisor`; most messages first, then most bytes, then by name, so equal runs print the same. */
-function toPairs(span: Span, s: PeriodSums, divisor: number): Pair[] {
-  const out: Pair[] = [];
-  for (let k = 0; k < s.r.length; k++) {
-    const r = s.r[k]!;
-    out.push({ src: span.src[r]!, dst: span.dst[r]!, messages: round6(s.m[k]! / divisor), bytes: round6(s.b[k]! / divisor) });
-  }
-  return sortPairs(out);
-}
-
 /**
- * An answer's pairs in their order: most messages first, then most bytes, then
- * by member name (a replay, src/replay/view.ts, sorts its answers the same).
- * Each name is built once, only for the pairs that tie: counts tie often
- * (same-sized messages).
+ * Divided by `divisor`, in the answer's order: most messages first, then most
+ * bytes, then by the pair's name, so equal runs print the same (a replay,
+ * src/replay/view.ts, sorts its answers the same). The order is found on
+ * indices into typed arrays, with the names the span already built: a million
+ * pairs sort without a Pair object or a name made for a comparison.
  */
-function sortPairs(pairs: Pair[]): Pair[] {
-  const names = new Map<Pair, string>();
-  const name = (p: Pair) => {
-    let n = names.get(p);
-    if (n === undefined) names.set(p, (n = pairMember(p.src, p.dst)));
-    return n;
-  };
-  return pairs.sort((a, b) => b.messages - a.messages || b.bytes - a.bytes || (name(a) < name(b) ? -1 : 1));
+function toPairs(span: Span, s: PeriodSums, divisor: number): Pair[] {
+  const n = s.r.length;
+  const m = new Float64Array(n);
+  const b = new Float64Array(n);
+  for (let k = 0; k < n; k++) {
+    m[k] = round6(s.m[k]! / divisor);
+    b[k] = round6(s.b[k]! / divisor);
+  }
+  const key = (k: number) => span.keys[s.r[k]!]!;
+  const order = Array.from({ length: n }, (_, k) => k).sort((x, y) => m[y]! - m[x]! || b[y]! - b[x]! || (key(x) < key(y) ? -1 : 1));
+  return order.map((k) => ({ src: span.src[s.r[k]!]!, dst: span.dst[s.r[k]!]!, messages: m[k]!, bytes: b[k]! }));
 }

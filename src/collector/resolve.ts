@@ -9,6 +9,8 @@ export interface ResolvedMember {
   dst: string;
   /** The source was an address of a known VM: the pair was measured at the receiving VM's tap. */
   received: boolean;
+  /** Either side was an address of a known VM, now its name: the member no longer names the pair. */
+  renamed: boolean;
 }
 
 /**
@@ -24,5 +26,6 @@ export interface ResolvedMember {
 export function resolveMember(member: string, addr: Map<string, string>): ResolvedMember {
   const [s, d] = splitPair(member);
   const vs = addr.get(s);
-  return { src: vs ?? s, dst: addr.get(d) ?? d, received: vs !== undefined };
+  const vd = addr.get(d);
+  return { src: vs ?? s, dst: vd ?? d, received: vs !== undefined, renamed: vs !== undefined || vd !== undefined };
 }

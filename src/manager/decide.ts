@@ -2,7 +2,7 @@ import { pairMember } from '../collector/keys.js';
 import type { CollectorView } from '../placement/fromCollector.js';
 import { planMoves, type Plan } from '../placement/index.js';
 import { members, moveBreaks, type Rule } from '../placement/rules.js';
-import { clusterGroups, interSiteShare } from '../placement/view.js';
+import { clusterGroups, interSiteShare, viewGraph } from '../placement/view.js';
 import type { Environment } from '../placement/env.js';
 import { siteLinks } from '../placement/problem.js';
 import type { ManagerConfig } from './config.js';
@@ -73,7 +73,8 @@ export function decide(input: DecisionInput): Decision {
   const leaving = hostsLeft(view, cfg.evacuateSilentMs ?? 0, now, { marginMs: cfg.quotaMarginMs ?? 0, migrationMs: input.migrationMs ?? 0 });
   const moving = input.moving ?? [];
   d.interSite = interSiteShare(view);
-  d.groups = clusterGroups(view, { horizonSeconds: cfg.horizonSeconds })
+  const graph = viewGraph(view); // one graph for the groups and the plan: a million pairs are read once
+  d.groups = clusterGroups(view, { horizonSeconds: cfg.horizonSeconds, graph })
     .filter((g) => g.significant)
     .map((g) => g.members);
   const shut = (h: string) => leaving.has(h) || closed.has(h); // nothing planned onto them
@@ -86,6 +87,7 @@ export function decide(input: DecisionInput): Decision {
     now,
     ...(input.rules && { rules: input.rules }),
     ...(cfg.method && { method: cfg.method }),
+    graph,
   });
   d.plan = plan;
   for (const m of plan.moves) {

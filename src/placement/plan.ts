@@ -1,4 +1,4 @@
-import { buildGraph, type PairTraffic, type TrafficMeasure } from '../analysis/graph.js';
+import { buildGraph, type PairTraffic, type TrafficGraph, type TrafficMeasure } from '../analysis/graph.js';
 import { brokenBy, ruleCost } from './constraints.js';
 import type { Environment } from './env.js';
 import { explainMove, fmtBytesRate, fmtSeconds } from './explain.js';
@@ -25,6 +25,8 @@ export interface PlanOptions {
   rules?: readonly Rule[];
   /** The groups the search starts from (optimise.ts). Default 'cohesive': ours, with every other start. */
   method?: PlanMethod;
+  /** buildGraph(traffic, the VMs' names in order) when the caller built it already (a round shares it with its groups). */
+  graph?: TrafficGraph;
 }
 
 export interface Move {
@@ -65,10 +67,12 @@ export function planMoves(traffic: readonly PairTraffic[], vms: readonly VmInfo[
   const horizon = opts.horizonSeconds ?? 3600;
   const maxMoves = opts.maxMoves ?? 5;
   const excluded = new Set(opts.exclude ?? []);
-  const g = buildGraph(
-    traffic,
-    vms.map((v) => v.name),
-  );
+  const g =
+    opts.graph ??
+    buildGraph(
+      traffic,
+      vms.map((v) => v.name),
+    );
   const p = buildProblem(
     g,
     vms.map((v) => ({ name: v.name, memoryKiB: v.memoryKiB, vcpus: v.vcpus, host: v.host, pinned: v.pinned === true || excluded.has(v.name) })),

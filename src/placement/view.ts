@@ -1,4 +1,4 @@
-import { buildGraph, detectGroups, type CohesiveOptions, type Group, type GroupMethod, type TrafficMeasure } from '../analysis/index.js';
+import { buildGraph, detectGroups, type CohesiveOptions, type Group, type GroupMethod, type TrafficGraph, type TrafficMeasure } from '../analysis/index.js';
 import type { CollectorView } from './fromCollector.js';
 import { largestHost } from './live.js';
 import { keepTogetherPays } from './significance.js';
@@ -19,6 +19,8 @@ export interface GroupOptions {
   minBytes?: number;
   /** Groups that are not significant come back as their VMs, each alone. */
   dissolve?: boolean;
+  /** The view's graph when the caller built it already (viewGraph): a round builds it once for its groups and its plan. */
+  graph?: TrafficGraph;
 }
 
 export type ClusterGroup = Group & { sites: string[] };
@@ -27,10 +29,7 @@ export const DEFAULT_GROUPS = { method: 'cohesive', measure: 'bytes', horizonSec
 
 export function clusterGroups(view: Pick<CollectorView, 'traffic' | 'vms' | 'environment'>, o: GroupOptions = {}): ClusterGroup[] {
   const { method, measure, horizonSeconds } = { ...DEFAULT_GROUPS, ...o };
-  const g = buildGraph(
-    view.traffic,
-    view.vms.map((v) => v.name),
-  );
+  const g = o.graph ?? viewGraph(view);
   const groups = detectGroups(g, {
     method,
     measure,
@@ -42,6 +41,14 @@ export function clusterGroups(view: Pick<CollectorView, 'traffic' | 'vms' | 'env
   });
   const siteOf = new Map(view.vms.map((v) => [v.name, v.site] as const));
   return groups.map((grp) => ({ ...grp, sites: [...new Set(grp.members.map((m) => siteOf.get(m) ?? '?'))].sort() }));
+}
+
+/** The traffic graph of a view: its VMs, in the view's order, then the other endpoints. */
+export function viewGraph(view: Pick<CollectorView, 'traffic' | 'vms'>): TrafficGraph {
+  return buildGraph(
+    view.traffic,
+    view.vms.map((v) => v.name),
+  );
 }
 
 /** The share of VM-to-VM bytes that crosses sites. */

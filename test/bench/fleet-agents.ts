@@ -25,12 +25,15 @@ import { TestRedis } from '../helpers/redis.js';
 import { connectDaemon } from '../../src/config/redis.js';
 import { DEFAULT_REDIS_URL } from '../../src/config/schema.js';
 import { type Fleet, type SimHost, VM_KIB } from './fleet-gen.js';
+import type { RedisSpec } from './fleet-round.js';
 
 /** Where the fleet writes: a client per agent, the manager's client, and what Redis uses. */
 export interface RedisTarget {
   name: string;
   /** A new connection (an agent's, or the manager's). */
   connect(): Redis;
+  /** How the manager's thread (fleet-round.ts) connects, as the manager daemon does. */
+  spec: RedisSpec;
   /** used_memory summed over the primaries, once lazy frees are done (bytes). */
   memory(): Promise<number>;
   /** CPU seconds Redis used so far, summed over the primaries. */
@@ -52,6 +55,7 @@ export async function singleRedis(): Promise<RedisTarget> {
   return {
     name: 'one Redis',
     connect: () => new Redis(server.url, { maxRetriesPerRequest: null }),
+    spec: { url: server.url },
     async memory() {
       for (let i = 0; i < 600; i++) {
         const x = await info(admin);
@@ -85,6 +89,7 @@ export async function clusterTarget(): Promise<RedisTarget> {
   return {
     name: 'the 3-shard Cluster',
     connect: () => connectDaemon(DEFAULT_REDIS_URL, cluster.auth),
+    spec: { url: DEFAULT_REDIS_URL, auth: cluster.auth },
     async memory() {
       for (let i = 0; i < 600; i++) {
         if ((await sum((x) => x.lazy)) === 0) return sum((x) => x.used);

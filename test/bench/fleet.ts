@@ -18,13 +18,11 @@ import { getHeapStatistics } from 'node:v8';
 import type { Redis } from 'ioredis';
 import { completeness } from '../../src/collector/complete.js';
 import { K } from '../../src/collector/keys.js';
-import { query } from '../../src/collector/query.js';
-import { decide } from '../../src/manager/decide.js';
 import { DEFAULT_MANAGER } from '../../src/manager/config.js';
-import { DEFAULT_BANDWIDTH_MBIT, DEFAULT_LATENCY_MS, readCollector, rulesOf } from '../../src/placement/fromCollector.js';
 import { benchArgs, maybeWriteBlock, README } from './doc.js';
 import { churn, type Fleet, hostReport, PEERS, plantFleet } from './fleet-gen.js';
 import { clusterTarget, type RedisTarget, type SimAgent, singleRedis, startAgents } from './fleet-agents.js';
+import { ManagerThread, type RoundResult } from './fleet-round.js';
 import { fitLine, type SizeResult, summaryBlock, tableBlock, targetsBlock } from './fleet-report.js';
 
 const L = 30;
@@ -62,7 +60,7 @@ interface Period {
   redisCpuS: number;
   addedBytes: number;
   pairs: number;
-  round?: { readMs: number; planMs: number; endToEndMs: number; queryMs: number; groups: number; moves: number; pairsRead: number; heap: number };
+  round?: RoundResult;
 }
 
 /** Each agent's report of the period, spooled and sent at once: the period's end is t0. */
@@ -76,36 +74,6 @@ async function ingest(agents: SimAgent[], f: Fleet, period: number): Promise<{ t
   return { t0, ingestMs, flushedMs, pairs };
 }
 
-/** The manager's round after the period: its read (readCollector, as Manager.decideRound asks it), then decide. */
-async function round(redis: Redis, now: number, t0: number): Promise<NonNullable<Period['round']>> {
-  const r0 = performance.now();
-  const view = await readCollector(redis, {
-    query: { type: 'weighted', span: cfg.span, coefficient: cfg.coefficient, maxWaitMs: cfg.maxWaitMs, approx: true },
-    defaults: { latencyMs: DEFAULT_LATENCY_MS, bandwidthMbit: DEFAULT_BANDWIDTH_MBIT, cpuOvercommit: cfg.cpuOvercommit, reserveMemoryMiB: cfg.reserveMemory },
-    now,
-  });
-  if (view.answer.status !== 'ok') throw new Error(`the round's query was handed back: ${view.answer.reason}`);
-  if (view.answer.approximate) throw new Error(`the round's answer estimated ${view.answer.estimated.length} host-period(s): ingest was not complete`);
-  const r1 = performance.now();
-  const d = decide({
-    view,
-    settings: cfg,
-    streak: new Map(),
-    cooldowns: new Map(),
-    closed: new Map(),
-    now,
-    rules: rulesOf(view, { rules: cfg.rules ?? [], exclude: cfg.exclude }).rules,
-  });
-  const r2 = performance.now();
-  const heap = process.memoryUsage().heapUsed; // the view and the decision still held
-  // The weighted query alone, as the round asked it (now that it has run once, its answer is the same).
-  const q0 = performance.now();
-  const q = await query(redis, { type: 'weighted', span: cfg.span, coefficient: cfg.coefficient, now });
-  const queryMs = performance.now() - q0;
-  if (q.status !== 'ok') throw new Error('the weighted query was handed back');
-  return { readMs: r1 - r0, planMs: r2 - r1, endToEndMs: r2 - t0, queryMs, groups: d.groups.length, moves: d.plan?.moves.length ?? 0, pairsRead: view.traffic.length, heap };
-}
-
 async function runSize(vms: number, target: RedisTarget): Promise<SizeResult> {
   const g0 = performance.now();
   let heapBytes = 0;
@@ -113,6 +81,7 @@ async function runSize(vms: number, target: RedisTarget): Promise<SizeResult> {
   say(`${vms} VMs: ${f.hosts.length} hosts on ${SITES} sites, ${f.groups} planted groups (${((performance.now() - g0) / 1000).toFixed(1)} s to generate)`);
   const { agents, stop } = await startAgents(target, f, ZSET_PERIODS);
   const manager = target.connect();
+  const thread = new ManagerThread(target.spec);
   try {
     await Promise.all(agents.map((a) => a.register(f, T0 * 1000, true)));
     const periods: Period[] = [];
@@ -128,8 +97,8 @@ async function runSize(vms: number, target: RedisTarget): Promise<SizeResult> {
       const p: Period = { ingestMs, flushedMs, redisCpuS, addedBytes: 0, pairs };
       const done = await completeness(manager, [period], L, 2 * L * 1000, end + 1000);
       if (done.missing.length) throw new Error(`period ${i}: ${done.missing.length} host(s) missing after every agent sent`);
-      if (i >= SPAN - 1) p.round = await round(manager, end + 1000, t0);
-      heapBytes = Math.max(heapBytes, p.round?.heap ?? 0);
+      if (i >= SPAN - 1) p.round = await thread.round(end + 1000, performance.timeOrigin + t0);
+      heapBytes = Math.max(heapBytes, process.memoryUsage().heapUsed + (p.round?.heap ?? 0));
       const after = await target.memory();
       p.addedBytes = after - before;
       before = after;
@@ -167,6 +136,7 @@ async function runSize(vms: number, target: RedisTarget): Promise<SizeResult> {
       periods: periods.length,
     };
   } finally {
+    await thread.stop();
     manager.disconnect();
     await stop();
   }

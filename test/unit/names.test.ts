@@ -27,7 +27,7 @@ test('a member resolves addresses to names with odd characters', () => {
       ['10.0.0.2', '{j} x'],
     ]),
   );
-  assert.deepEqual(r, { src: 'a>b', dst: '{j} x', received: true });
+  assert.deepEqual(r, { src: 'a>b', dst: '{j} x', received: true, renamed: true });
 });
 
 test('tables print control characters in names as \\xNN, other characters as they are', () => {

@@ -50,9 +50,9 @@ test('pair members are named by VM where an address is a known VM; a known sourc
     ['10.0.0.1', 'a'],
     ['10.0.0.2', 'b'],
   ]);
-  assert.deepEqual(resolveMember('10.0.0.1>10.0.0.2', addr), { src: 'a', dst: 'b', received: true });
-  assert.deepEqual(resolveMember('a>10.0.0.2', addr), { src: 'a', dst: 'b', received: false });
-  assert.deepEqual(resolveMember('a>192.0.2.7', addr), { src: 'a', dst: '192.0.2.7', received: false });
-  assert.deepEqual(resolveMember('192.0.2.7>a', addr), { src: '192.0.2.7', dst: 'a', received: false });
-  assert.deepEqual(resolveMember('b>ether:0x0806', addr), { src: 'b', dst: 'ether:0x0806', received: false });
+  assert.deepEqual(resolveMember('10.0.0.1>10.0.0.2', addr), { src: 'a', dst: 'b', received: true, renamed: true });
+  assert.deepEqual(resolveMember('a>10.0.0.2', addr), { src: 'a', dst: 'b', received: false, renamed: true });
+  assert.deepEqual(resolveMember('a>192.0.2.7', addr), { src: 'a', dst: '192.0.2.7', received: false, renamed: false });
+  assert.deepEqual(resolveMember('192.0.2.7>a', addr), { src: '192.0.2.7', dst: 'a', received: false, renamed: false });
+  assert.deepEqual(resolveMember('b>ether:0x0806', addr), { src: 'b', dst: 'ether:0x0806', received: false, renamed: false });
 });
