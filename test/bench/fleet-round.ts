@@ -8,6 +8,7 @@
  * It connects as the manager does (connectDaemon, with the Cluster's or Sentinel's settings), reads
  * as the manager's round does (readCollector), decides (decide), then times the weighted query alone.
  */
+import { PerformanceObserver } from 'node:perf_hooks';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import type { Redis } from 'ioredis';
 import { query } from '../../src/collector/query.js';
@@ -34,6 +35,8 @@ export interface RoundResult {
   pairsRead: number;
   /** The manager's heap with the view and the decision still held (bytes). */
   heap: number;
+  /** Garbage collection in the manager's thread during the read and decide (PerformanceObserver 'gc' entries). */
+  gcMs: number;
 }
 
 /** Wall-clock milliseconds that mean the same in every thread (performance.now() starts at each thread's own origin). */
@@ -41,7 +44,11 @@ export const wallMs = () => performance.timeOrigin + performance.now();
 
 const cfg = DEFAULT_MANAGER;
 
+/** The thread's collections so far (ms), from a 'gc' observer. */
+let gcTotal = 0;
+
 async function round(redis: Redis, now: number, t0: number): Promise<RoundResult> {
+  const gc0 = gcTotal;
   const r0 = performance.now();
   const view = await readCollector(redis, {
     query: { type: 'weighted', span: cfg.span, coefficient: cfg.coefficient, maxWaitMs: cfg.maxWaitMs, approx: true },
@@ -62,13 +69,15 @@ async function round(redis: Redis, now: number, t0: number): Promise<RoundResult
   });
   const r2 = performance.now();
   const done = wallMs();
+  await new Promise((resolve) => setImmediate(resolve)); // the observer is told of the round's last collections
+  const gcMs = gcTotal - gc0;
   const heap = process.memoryUsage().heapUsed; // the view and the decision still held
   // The weighted query alone, as the round asked it (now that it has run once, its answer is the same).
   const q0 = performance.now();
   const q = await query(redis, { type: 'weighted', span: cfg.span, coefficient: cfg.coefficient, now });
   const queryMs = performance.now() - q0;
   if (q.status !== 'ok') throw new Error('the weighted query was handed back');
-  return { readMs: r1 - r0, planMs: r2 - r1, endToEndMs: done - t0, queryMs, groups: d.groups.length, moves: d.plan?.moves.length ?? 0, pairsRead: view.traffic.length, heap };
+  return { readMs: r1 - r0, planMs: r2 - r1, endToEndMs: done - t0, queryMs, groups: d.groups.length, moves: d.plan?.moves.length ?? 0, pairsRead: view.traffic.length, heap, gcMs };
 }
 
 /** The manager's thread, started once per size; `round` asks it for one round and waits for the answer. */
@@ -76,8 +85,9 @@ export class ManagerThread {
   private readonly worker: Worker;
   private waiting?: { resolve: (r: RoundResult) => void; reject: (e: Error) => void };
 
-  constructor(spec: RedisSpec) {
-    this.worker = new Worker(new URL(import.meta.url), { workerData: spec });
+  /** `heapMb`: the thread's old-generation limit (Node's default when undefined), as `--max-old-space-size` sets a daemon's. */
+  constructor(spec: RedisSpec, heapMb?: number) {
+    this.worker = new Worker(new URL(import.meta.url), { workerData: spec, ...(heapMb && { resourceLimits: { maxOldGenerationSizeMb: heapMb } }) });
     this.worker.on('message', (m: { result?: RoundResult; error?: string }) => {
       const w = this.waiting;
       this.waiting = undefined;
@@ -106,6 +116,9 @@ if (!isMainThread && parentPort) {
   const port = parentPort;
   const spec = workerData as RedisSpec;
   const redis = connectDaemon(spec.url, spec.auth);
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) gcTotal += e.duration;
+  }).observe({ entryTypes: ['gc'] });
   port.on('message', (m: { now?: number; t0?: number; stop?: boolean }) => {
     if (m.stop) {
       redis.disconnect();

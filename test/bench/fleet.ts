@@ -10,7 +10,7 @@
 // The clock is simulated (periods of 30 s one after the other, no waiting); the times are real.
 // The reports are generated before each period's end (the sensors' read is measured by the sensor
 // bench); from the end on, each agent spools its report (its own disk: /dev/shm here) and sends it.
-//   node dist/test/bench/fleet.js [VMS...] [--periods N] [--zset-periods N] [--budget-min M] [--cluster] [--write-docs]
+//   node dist/test/bench/fleet.js [VMS...] [--periods N] [--zset-periods N] [--budget-min M] [--manager-heap-mb N] [--cluster] [--write-docs]
 //   (default sizes 10000 50000, and 100000 when the machine's memory allows it; blocks `fleet` of
 //   docs/measurements.md and `fleet-summary` of README.md)
 import { availableParallelism, freemem, loadavg } from 'node:os';
@@ -44,10 +44,12 @@ const MEASURED = option('--periods') ?? 3;
 /** Minutes one run may take on this shared machine (the heavy lock is held throughout): a size that would overrun it is not started. */
 const BUDGET_MIN = option('--budget-min') ?? 10;
 const cluster = flag('--cluster');
+/** The manager thread's heap limit in MiB (`--manager-heap-mb`; Node's default otherwise). */
+const MANAGER_HEAP_MB = option('--manager-heap-mb');
 /** The agents' agent.zsetPeriods (default: theirs, 10): `--zset-periods 0` publishes without the readable zsets. */
 const ZSET_PERIODS = option('--zset-periods');
 if (writeDocs && ZSET_PERIODS !== undefined) throw new Error("--write-docs writes the blocks with the agents' defaults: run --zset-periods without it");
-const sizes = args.filter((a, i) => /^\d+$/.test(a) && !['--periods', '--budget-min', '--zset-periods'].includes(args[i - 1] ?? '')).map(Number);
+const sizes = args.filter((a, i) => /^\d+$/.test(a) && !['--periods', '--budget-min', '--zset-periods', '--manager-heap-mb'].includes(args[i - 1] ?? '')).map(Number);
 const asked = sizes.length > 0;
 if (!asked) sizes.push(10_000, 50_000);
 
@@ -81,7 +83,7 @@ async function runSize(vms: number, target: RedisTarget): Promise<SizeResult> {
   say(`${vms} VMs: ${f.hosts.length} hosts on ${SITES} sites, ${f.groups} planted groups (${((performance.now() - g0) / 1000).toFixed(1)} s to generate)`);
   const { agents, stop } = await startAgents(target, f, ZSET_PERIODS);
   const manager = target.connect();
-  const thread = new ManagerThread(target.spec);
+  const thread = new ManagerThread(target.spec, MANAGER_HEAP_MB);
   try {
     await Promise.all(agents.map((a) => a.register(f, T0 * 1000, true)));
     const periods: Period[] = [];
@@ -107,7 +109,7 @@ async function runSize(vms: number, target: RedisTarget): Promise<SizeResult> {
       say(
         `  period ${i + 1}: ${pairs} pairs, ingest ${ingestMs.toFixed(0)} ms (all flushed ${flushedMs.toFixed(0)} ms, Redis CPU ${redisCpuS.toFixed(1)} s, flushes sent again after a replica wait timed out so far: ${agents.reduce((n, a) => n + a.retries, 0)}), +${(p.addedBytes / pairs).toFixed(0)} B/pair` +
           (rd
-            ? `; read ${rd.readMs.toFixed(0)} ms, plan ${rd.planMs.toFixed(0)} ms, end to end ${rd.endToEndMs.toFixed(0)} ms, query ${rd.queryMs.toFixed(0)} ms, ${rd.groups} groups, ${rd.moves} moves`
+            ? `; read ${rd.readMs.toFixed(0)} ms, plan ${rd.planMs.toFixed(0)} ms (garbage collection in read and plan ${rd.gcMs.toFixed(0)} ms), end to end ${rd.endToEndMs.toFixed(0)} ms, query ${rd.queryMs.toFixed(0)} ms, ${rd.groups} groups, ${rd.moves} moves`
             : ''),
       );
     }
@@ -195,7 +197,10 @@ async function main(): Promise<void> {
       await target.close();
     }
   }
-  const name = (cluster ? 'the 3-shard Cluster' : 'one Redis') + (ZSET_PERIODS === undefined ? '' : `, agent.zsetPeriods ${ZSET_PERIODS}`);
+  const name =
+    (cluster ? 'the 3-shard Cluster' : 'one Redis') +
+    (ZSET_PERIODS === undefined ? '' : `, agent.zsetPeriods ${ZSET_PERIODS}`) +
+    (MANAGER_HEAP_MB === undefined ? '' : `, the manager's heap limit ${MANAGER_HEAP_MB} MiB`);
   const fit = fitLine(done);
   const load = `load average ${load0.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end (other jobs share the 2 CPUs)`;
   const table = tableBlock(done, name, MEASURED, SPAN, load);

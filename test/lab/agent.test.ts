@@ -91,7 +91,16 @@ function agentSuite(sensor: 'ebpf' | 'pcap'): void {
     });
 
     it('publishes each period: per-pair counts match the generators, VMs and hosts are registered', async () => {
-      const first = lastPeriod() + 2 * PERIOD; // a period that starts after both guests are up
+      // Each agent names the other host's guest by the address that host's agent learned from its ARP and put in
+      // the registry; the agents read the registry once a period. Under load that takes more than the two periods
+      // after boot this test once allowed (a CI run saw vm1>10.x.200.2): count from two periods after both are there.
+      await waitFor(
+        "both guests' addresses in the registry",
+        async () => ((await redis.hget(K.addr, `10.${lab.index}.200.1`)) === vm1 && (await redis.hget(K.addr, `10.${lab.index}.200.2`)) === vm2 ? true : undefined),
+        60_000,
+        200,
+      );
+      const first = lastPeriod() + 3 * PERIOD; // a period that starts once both agents have read both addresses
       await reported(first + 2 * PERIOD, [a.name, b.name], 40_000);
       for (let p = first; p <= first + 2 * PERIOD; p += PERIOD) {
         for (const [s, d] of [
@@ -265,6 +274,8 @@ function agentSuite(sensor: 'ebpf' | 'pcap'): void {
 
     it("a guest announcing another guest's address does not take its traffic; one announcing 10,000 random addresses stays within the caps", async () => {
       const ip2 = `10.${lab.index}.200.2`;
+      const rssOfB = async () => Number(/VmRSS:\s+(\d+)/.exec(await readFile(`/proc/${(await livePid(agentPaths(lab, b).pid))!}/status`, 'utf8'))![1]) / 1024;
+      const rss0 = await rssOfB();
       await addVm(name, { name: 'spoof', host: a.name, index: 3, pattern: 'idle', cluster: 3, rate: 1, size: 64, memoryMiB: 96, wait: true, arp: `as:${ip2}:5` });
       await addVm(name, { name: 'flood', host: b.name, index: 4, pattern: 'idle', cluster: 4, rate: 1, size: 64, memoryMiB: 96, wait: true, arp: 'random:10000' });
       const spoof = domainName(lab, 'spoof');
@@ -284,8 +295,11 @@ function agentSuite(sensor: 'ebpf' | 'pcap'): void {
       assert.ok(floodAddrs.length <= MAX_LEARNED_PER_VM, `${floodAddrs.length} addresses kept for the flooding guest`);
       const held = await redis.hlen(K.addr);
       assert.ok(held <= 4 + MAX_LEARNED_PER_VM, `${held} addresses in vc:{vc}:addr`);
-      const rss = Number(/VmRSS:\s+(\d+)/.exec(await readFile(`/proc/${(await livePid(agentPaths(lab, b).pid))!}/status`, 'utf8'))![1]) / 1024;
-      assert.ok(rss < 256, `the agent of ${b.name} uses ${rss.toFixed(0)} MiB`);
+      // What the flood costs the agent: its growth, not its size, which holds what the tests before left (the
+      // outage's spool sent again; a CI run saw 268 MiB). A new tap's pcap ring is 8 MiB; 10,000 addresses kept
+      // past the caps, each with its claims and log lines, would be more than the rest.
+      const rss = await rssOfB();
+      assert.ok(rss - rss0 < 64, `the agent of ${b.name} grew from ${rss0.toFixed(0)} to ${rss.toFixed(0)} MiB with the flooding guest`);
     });
 
     it('the installed hook: garbage XML still reaches the agent, unknown operations do not, an agent down costs nothing', async () => {
