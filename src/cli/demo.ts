@@ -206,6 +206,8 @@ async function timeDemo(
   return together !== undefined && jobOk;
 }
 
+const JOB_STALL_MS = 120_000;
+
 /** Waits for the job to end (it verifies its result); prints its console's tail when it failed. */
 async function finishJob(job: JobWatch, done: MigrationRecord[]): Promise<boolean> {
   await job.poll();
@@ -214,13 +216,14 @@ async function finishJob(job: JobWatch, done: MigrationRecord[]): Promise<boolea
     say('');
     say(`waiting for the ${job.title} to finish${now ? ` (${job.unit} ${now.count})` : ''}`);
   }
-  // Generous: the stencil prints every 20 iterations and the load generator every 2 s, so a minute of silence means it is stuck.
-  const ended = await job.finished(done.length ? 600_000 : 300_000);
+  // The stencil prints every 20 iterations (2 s split across the sites) and the load generator every 2 s,
+  // so two minutes without a report mean the job is stuck.
+  const ended = await job.finished(done.length ? 600_000 : 300_000, JOB_STALL_MS);
   if (ended && job.end?.ok) return true;
-  say(ended ? `${job.title} FAILED: ${job.end!.line}` : `${job.title} did not finish in time`);
+  say(ended ? `${job.title} FAILED: ${job.end!.line}` : `${job.title} ${job.gaveUp}`);
   say(`its console (${job.console}), last lines:`);
   say((await job.tail()).replace(/^/gm, '  | '));
-  const trouble = await job.guestTrouble();
+  const trouble = await job.guestTrouble(ended ? undefined : JOB_STALL_MS);
   if (trouble.length) {
     say('a guest failed, not the job (under TCG, QEMU 7.2 can corrupt a guest migrated while its network is busy; see docs/measurements.md):');
     say(trouble.map((l) => `  ! ${l}`).join('\n'));

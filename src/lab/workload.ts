@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { sleep } from '../util/exec.js';
 import { requireLab } from './lab.js';
@@ -86,6 +86,8 @@ export class JobWatch {
   readonly reports: JobReport[] = [];
   /** 'verified', or what went wrong (the job's FAILED line, its launcher's exit status, a guest error). */
   end?: { ok: boolean; line: string };
+  /** Why finished() stopped waiting before the job ended. */
+  gaveUp?: string;
   private read = 0;
   private timer?: NodeJS.Timeout;
 
@@ -133,13 +135,21 @@ export class JobWatch {
     }
   }
 
-  /** Polls until the job ends or `timeoutMs` passes; false on a timeout. */
-  async finished(timeoutMs: number): Promise<boolean> {
-    const deadline = Date.now() + timeoutMs;
+  /**
+   * Polls until the job ends; false when `timeoutMs` passes, or when the job
+   * printed no report for `stallMs` (counted from the wait's start at the
+   * earliest), and then `gaveUp` says which.
+   */
+  async finished(timeoutMs: number, stallMs = Number.POSITIVE_INFINITY): Promise<boolean> {
+    const start = Date.now();
     for (;;) {
       await this.poll();
       if (this.end) return true;
-      if (Date.now() > deadline) return false;
+      const now = Date.now();
+      const quiet = now - Math.max(start, this.latest()?.at ?? 0);
+      if (quiet > stallMs) this.gaveUp = `printed no report for ${(quiet / 1000).toFixed(0)} s`;
+      else if (now - start > timeoutMs) this.gaveUp = `did not finish in ${(timeoutMs / 1000).toFixed(0)} s`;
+      if (this.gaveUp) return false;
       await sleep(this.everyMs);
     }
   }
@@ -164,16 +174,28 @@ export class JobWatch {
    * a kernel error, a second boot, or mpirun losing a rank's daemon. Under TCG,
    * Debian 12's QEMU 7.2 sometimes corrupts a guest migrated while its network
    * is busy (docs/measurements.md); a KVM host does not run that code.
+   *
+   * With `silentMs` (a job that stalled), one more sign: a guest whose console
+   * has not been written for that long while another of the job's guests' has.
+   * Each guest prints its interface counters every second they change, so a
+   * live guest whose peers retransmit to it speaks; a hung one does not.
    */
-  async guestTrouble(): Promise<string[]> {
+  async guestTrouble(silentMs?: number): Promise<string[]> {
     const out: string[] = [];
+    const quiet: string[] = [];
+    let anyLive = false;
     for (const vm of this.vms) {
-      const text = await readFile(join(dirname(this.console), `${vm}.console.log`), 'utf8').catch(() => '');
+      const file = join(dirname(this.console), `${vm}.console.log`);
+      const text = await readFile(file, 'utf8').catch(() => '');
       const boots = text.split('\n').filter((l) => l.startsWith('VCGUEST up')).length;
       if (boots > 1) out.push(`${vm}: booted ${boots} times`);
       for (const line of text.split('\n')) if (GUEST_TROUBLE.test(line)) out.push(`${vm}: ${line.trim()}`);
+      if (silentMs === undefined) continue;
+      const age = Date.now() - ((await stat(file).catch(() => undefined))?.mtimeMs ?? 0);
+      if (age > silentMs) quiet.push(`${vm}: its console silent for ${(age / 1000).toFixed(0)} s while the job stalled`);
+      else anyLive = true;
     }
-    return out;
+    return anyLive ? out.concat(quiet) : out;
   }
 
   /** The console's last lines, for a job that failed. */

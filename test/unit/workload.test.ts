@@ -1,6 +1,6 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { countError, gaps, guestWire, lastCounters } from '../../src/lab/counts.js';
@@ -60,6 +60,39 @@ describe('JobWatch reads the stencil from its console', () => {
   it('gives up waiting at its deadline', async () => {
     const w = new JobWatch(await file('VCMPI start ranks=2\n'), [], 'mpi', 20);
     assert.equal(await w.finished(100), false);
+    assert.equal(w.gaveUp, 'did not finish in 0 s');
+  });
+
+  it('gives up on a job that stops reporting, long before its deadline', async () => {
+    const f = await file('VCMPI iter=20 ranks=2 ms_per_iter=100.0\n');
+    const w = new JobWatch(f, [], 'mpi', 20);
+    const writer = setInterval(() => void appendFile(f, 'VCMPI iter=40 ranks=2 ms_per_iter=100.0\n'), 30);
+    const t0 = Date.now();
+    // Reports every 30 ms for 300 ms keep it waiting; then 200 ms of silence end the wait.
+    setTimeout(() => clearInterval(writer), 300);
+    assert.equal(await w.finished(60_000, 200), false);
+    assert.ok(Date.now() - t0 >= 480, `waited ${Date.now() - t0} ms: the reports kept it waiting`);
+    assert.ok(Date.now() - t0 < 5000, `waited ${Date.now() - t0} ms`);
+    assert.match(w.gaveUp ?? '', /^printed no report for \d+ s$/);
+  });
+
+  it("names a guest whose console went silent while the others' did not", async () => {
+    const d = await mkdtemp(join(tmpdir(), 'vc-quiet-'));
+    try {
+      const old = new Date(Date.now() - 300_000);
+      for (const vm of ['vm1', 'vm2', 'vm3']) await writeFile(join(d, `${vm}.console.log`), 'VCGUEST up name=x\nVCNET rx_bytes=1\n');
+      await utimes(join(d, 'vm2.console.log'), old, old);
+      const w = new JobWatch(join(d, 'vm1.console.log'), ['vm1', 'vm2', 'vm3'], 'mpi');
+      assert.deepEqual(await w.guestTrouble(), []);
+      const [one, ...rest] = await w.guestTrouble(120_000);
+      assert.match(one ?? '', /^vm2: its console silent for 30\d s while the job stalled$/);
+      assert.deepEqual(rest, []);
+      // Every console silent: nothing tells a hung guest from a job that waits, so no guest is blamed.
+      for (const vm of ['vm1', 'vm3']) await utimes(join(d, `${vm}.console.log`), old, old);
+      assert.deepEqual(await w.guestTrouble(120_000), []);
+    } finally {
+      await rm(d, { recursive: true, force: true });
+    }
   });
 
   it('takes the median of the reports read within a window', async () => {
