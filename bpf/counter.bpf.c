@@ -18,12 +18,19 @@
  * every program that could have read the old generation has finished. Only
  * then does it drain the old flow map and take the old cache entries.
  *
- * Why per-CPU flow maps: every CPU adds into its own copy of a flow's
- * counters, so the adds need no atomic instruction and no cache line moves
- * between CPUs; user space sums the copies when it drains a map, which the
- * double buffer already gives it alone. Built with -DVC_SHARED_MAPS, the flow
- * maps are one shared hash with atomic adds, for a kernel that refuses
- * per-CPU hash maps (counter-shared.bpf.o; the counts are the same).
+ * Why one shared flow map (atomic adds) and not per-CPU flow maps: with the
+ * last-flow cache below, a frame that hits the cache never touches the flow
+ * map, so atomics remain only on a miss. Side by side in the sensor bench
+ * (docs/measurements.md), every frame a miss, the shared map's atomic adds
+ * measured no dearer than the per-CPU map's plain adds on this 2-CPU machine.
+ * Per-CPU maps cost, per CPU of the host: a copy of every flow's counters
+ * that each read copies out and sums (100,000 flows read in about 150 ms here,
+ * an estimated 0.6-2.7 s on a 64-CPU host), and preallocated kernel memory
+ * (16 B x 131,072 flows x 2 maps per CPU: 256 MiB on 64 CPUs). What atomics
+ * cost when many CPUs miss on the same flow at once is not measured here.
+ * Built with -DVC_PERCPU_MAPS, the flow maps are per-CPU hashes with plain
+ * adds (counter-percpu.bpf.o, which the bench runs beside this one; the
+ * counts are the same).
  *
  * Why the last-flow cache: the flow's hash lookup is nearly all of the
  * program's own cost (about 32 of its 35-40 ns above an empty program under
@@ -53,10 +60,10 @@
 #include <bpf/bpf_endian.h>
 #include "counter.h"
 
-#ifdef VC_SHARED_MAPS
-#define VC_FLOW_MAP BPF_MAP_TYPE_HASH
-#else
+#ifdef VC_PERCPU_MAPS
 #define VC_FLOW_MAP BPF_MAP_TYPE_PERCPU_HASH
+#else
+#define VC_FLOW_MAP BPF_MAP_TYPE_HASH
 #endif
 
 /* Slot (the filter's classid) -> VM; an array, so the lookup is an index, not a hash. */
@@ -97,9 +104,8 @@ struct {
 
 /*
  * Each CPU's last flow per generation and direction, at 2 * gen + dir. A
- * per-CPU array in the shared-maps build too: 4 entries of 40 bytes per CPU,
- * nothing like the per-CPU flow maps' preallocation, and per-CPU arrays came
- * with per-CPU hash maps (Linux 4.6).
+ * per-CPU array in both builds: 4 entries of 40 bytes per CPU, nothing like
+ * the per-CPU flow maps' preallocation (Linux 4.6).
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -149,16 +155,16 @@ static __always_inline __u32 l4_header_len(void *l4, void *end, __u8 proto)
 
 static __always_inline void add(struct vc_counts *c, __u64 segs, __u64 bytes)
 {
-#ifdef VC_SHARED_MAPS
-	__sync_fetch_and_add(&c->packets, segs);
-	__sync_fetch_and_add(&c->bytes, bytes);
-#else
+#ifdef VC_PERCPU_MAPS
 	/*
 	 * This CPU's copy: tc programs run with bottom halves off and cannot
 	 * be preempted by another tc program on the same CPU, so plain adds are exact.
 	 */
 	c->packets += segs;
 	c->bytes += bytes;
+#else
+	__sync_fetch_and_add(&c->packets, segs);
+	__sync_fetch_and_add(&c->bytes, bytes);
 #endif
 }
 

@@ -54,7 +54,7 @@ find "$LIB/dist/src" -type f ! -name '*.js' -delete
 LAB_ONLY="lab demo cli/lab.js cli/demo.js"
 for p in $LAB_ONLY; do rm -rf "${LIB:?}/dist/src/$p"; done
 chmod 0755 "$LIB/dist/src/cli/main.js"
-cp dist/bpf/counter.bpf.o dist/bpf/counter-shared.bpf.o "$LIB/dist/bpf/"
+cp dist/bpf/counter.bpf.o "$LIB/dist/bpf/"
 install -m 0644 dist/native/vc_pcap.node "$LIB/dist/native/"
 cp package.json "$LIB/"
 cp -r hooks "$LIB/"

@@ -111,7 +111,7 @@ export class EbpfSensor implements Sensor {
 
   /** Which paths are in use, for people: flow maps and how filters are attached. */
   describe(): string {
-    return `${this.maps} flow maps${this.maps === 'shared' ? ' (atomic adds: the same counts at a higher cost per packet)' : ''}, filters attached with ${ATTACH_PATH}`;
+    return `${this.maps} flow maps behind a per-CPU last-flow cache, filters attached with ${ATTACH_PATH}`;
   }
 
   async attach(tap: string, vm: number): Promise<void> {

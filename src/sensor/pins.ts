@@ -8,7 +8,7 @@ import { BPFFS, ensureBpffs } from './bpffs.js';
 // Loading and pinning the counting programs, and what the kernel took.
 const log = logger('sensor');
 
-/** Flow maps with one copy of the counters per CPU (the default), or one shared copy with atomic adds. */
+/** One shared copy of the counters with atomic adds (the default), or one copy per CPU (counter-percpu.bpf.o; see bpf/counter.bpf.c). */
 export type FlowMaps = 'per-CPU' | 'shared';
 
 export interface EbpfOptions {
@@ -16,16 +16,16 @@ export interface EbpfOptions {
   pinRoot: string;
   /** Network namespace (/run/netns/NAME) the taps live in; the root namespace if absent. */
   netns?: string;
-  /** The compiled counter.bpf.o; counter-shared.bpf.o, its fallback, sits next to it. */
+  /** The compiled counter.bpf.o; counter-percpu.bpf.o, its per-CPU build, sits next to it where it was built. */
   object: string;
   /** Load and pin the programs when nothing is pinned yet (the agent); a viewer passes false. */
   load?: boolean;
-  /** Which flow maps to load when nothing is pinned: per-CPU, falling back to shared (the default), or only one kind. */
-  maps?: 'auto' | FlowMaps;
+  /** Which flow maps to load when nothing is pinned (default shared; what is pinned already is used as it is). */
+  maps?: FlowMaps;
 }
 
-/** The fallback object: counter.bpf.o → counter-shared.bpf.o. */
-export const sharedObject = (object: string) => object.replace(/\.bpf\.o$/, '-shared.bpf.o');
+/** The per-CPU build of an object: counter.bpf.o → counter-percpu.bpf.o. */
+export const percpuObject = (object: string) => object.replace(/\.bpf\.o$/, '-percpu.bpf.o');
 
 /** The pin root must sit on bpffs, which is mounted here if missing (the agent runs as root). */
 export async function requireBpffs(root: string): Promise<void> {
@@ -33,33 +33,24 @@ export async function requireBpffs(root: string): Promise<void> {
   await ensureBpffs();
 }
 
-/** Loads and pins the per-CPU programs, or the shared ones where the kernel refuses per-CPU hash maps. */
+/** Loads and pins the counting programs: shared flow maps, or per-CPU ones when asked. */
 export async function load(opts: EbpfOptions, dir: string): Promise<void> {
-  const want = opts.maps ?? 'auto';
-  const objects: [FlowMaps, string][] = [];
-  if (want !== 'shared') objects.push(['per-CPU', opts.object]);
-  if (want !== 'per-CPU') objects.push(['shared', sharedObject(opts.object)]);
-  let first: Error | undefined;
-  for (const [maps, object] of objects) {
-    if (!(await exists(object))) throw new UserError(`the BPF object ${object} is missing: run 'npm run setup' (it builds bpf/)`);
-    await rm(dir, { recursive: true, force: true });
-    await mkdir(join(dir, 'maps'), { recursive: true });
-    try {
-      await run('bpftool', ['prog', 'loadall', object, join(dir, 'progs'), 'type', 'classifier', 'pinmaps', join(dir, 'maps')]);
-      if (first)
-        log.warn({ err: first }, `the kernel refused per-CPU flow maps (${first.message.split('\n')[0]}): counting with one shared map and atomic adds, the same counts at a higher cost per packet`);
-      log.info({ dir, maps }, 'loaded and pinned the counting programs');
-      return;
-    } catch (err) {
-      first ??= err as Error;
-    }
-  }
+  const maps = opts.maps ?? 'shared';
+  const object = maps === 'per-CPU' ? percpuObject(opts.object) : opts.object;
+  if (!(await exists(object))) throw new UserError(`the BPF object ${object} is missing: run 'npm run setup' (it builds bpf/)`);
   await rm(dir, { recursive: true, force: true });
-  throw new UserError(
-    `the kernel refused the BPF program (${first!.message.split('\n')[0]}): ` +
-      'it needs BPF, cls_bpf and map-in-map support (Linux 5.6+; see dmesg and `virt-cohort doctor`); ' +
-      'or count with libpcap on this host (agent.sensor: pcap), at a far higher CPU cost',
-  );
+  await mkdir(join(dir, 'maps'), { recursive: true });
+  try {
+    await run('bpftool', ['prog', 'loadall', object, join(dir, 'progs'), 'type', 'classifier', 'pinmaps', join(dir, 'maps')]);
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw new UserError(
+      `the kernel refused the BPF program (${(err as Error).message.split('\n')[0]}): ` +
+        'it needs BPF, cls_bpf, map-in-map and per-CPU array support (Linux 5.6+; see dmesg and `virt-cohort doctor`); ' +
+        'or count with libpcap on this host (agent.sensor: pcap), at a far higher CPU cost',
+    );
+  }
+  log.info({ dir, maps }, 'loaded and pinned the counting programs');
 }
 
 export async function exists(path: string): Promise<boolean> {

@@ -1,9 +1,11 @@
 // Sensor cost for the README: throughput and CPU with no program, an empty
 // tc program (the floor: what tc, a program call and bpf_stats cost here), the
-// eBPF sensor with per-CPU flow maps (the default), the same without its
-// last-flow cache (every frame to the flow map, counter-nocache.bpf.o), with
-// shared maps (its fallback), and the pcap fallback, on a veth "tap", side by side in one
-// interleaved run; then the time to read 100,000 flows out of the maps.
+// eBPF sensor (one shared flow map behind each CPU's last-flow cache, the
+// default), the same without the cache (every frame to the flow map: the miss
+// path, counter-nocache.bpf.o), both again with per-CPU flow maps
+// (counter-percpu.bpf.o, counter-nocache-percpu.bpf.o), and the pcap fallback,
+// on a veth "tap", side by side in one interleaved run; then the time to read
+// 100,000 flows out of each kind of map.
 // Run as root after setup: node dist/test/bench/sensor.js [repetitions] [seconds] [--write-docs]
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -110,17 +112,18 @@ async function startIperfServer(): Promise<void> {
 // ------------------------------------------------------------ configurations
 
 // Each step of the per-packet path, measured side by side: the floor (an empty
-// program attached the same way), the shared flow maps with atomic adds (the
-// fallback, and what per-CPU maps save), the per-CPU maps (the default), and
-// the same without the last-flow cache (what the cache saves).
+// program attached the same way), the sensor (shared flow maps behind the
+// last-flow cache), the same without the cache (what the cache saves; every
+// frame a miss), and both with per-CPU flow maps (what atomic adds cost).
 // The +stats runs are separate because bpf_stats itself costs two clock reads
 // per program run: the plain runs give the throughput, these the ns/frame.
-const CONFIGS: Config[] = ['none', 'empty', 'ebpf', 'nocache', 'shared', 'pcap', 'empty+stats', 'ebpf+stats', 'nocache+stats', 'shared+stats'];
+const CONFIGS: Config[] = ['none', 'empty', 'ebpf', 'nocache', 'percpu', 'percpunocache', 'pcap', 'empty+stats', 'ebpf+stats', 'nocache+stats', 'percpu+stats', 'percpunocache+stats'];
 
 let sensor: EbpfSensor;
 let nocache: EbpfSensor;
-let shared: EbpfSensor;
-const sensorOf = (p: Exclude<Program, 'empty'>) => ({ ebpf: sensor, nocache, shared })[p];
+let percpu: EbpfSensor;
+let percpunocache: EbpfSensor;
+const sensorOf = (p: Exclude<Program, 'empty'>) => ({ ebpf: sensor, nocache, percpu, percpunocache })[p];
 let statsBefore: string | undefined;
 let pcapAvailable = existsSync(pcapRead);
 
@@ -329,6 +332,13 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
+/** Kernel memory of the two flow maps (bpftool's bytes_memlock), in bytes. */
+async function flowMapBytes(s: EbpfSensor): Promise<number> {
+  let n = 0;
+  for (const m of ['vc_counts0', 'vc_counts1']) n += (JSON.parse(await run('bpftool', ['-j', 'map', 'show', 'pinned', join(s.pinDir, 'maps', m)])) as { bytes_memlock: number }).bytes_memlock;
+  return n;
+}
+
 async function reads(s: EbpfSensor): Promise<ReadSample[]> {
   const samples: ReadSample[] = [];
   for (let i = 0; i < 3; i++) {
@@ -347,11 +357,13 @@ async function main(): Promise<void> {
   if (statsBefore !== '0') out(`note: bpf_stats_enabled was already ${statsBefore}: every eBPF run pays for the statistics`);
   await pair.create();
   vmMac = (JSON.parse(await run('ip', ['-j', '-n', pair.vm, 'link', 'show', 'eth0'])) as { address: string }[])[0]!.address;
-  sensor = await Ebpf.open({ pinRoot: join(pinRoot, 'percpu'), netns: pair.host, object });
-  nocache = await Ebpf.open({ pinRoot: join(pinRoot, 'nocache'), netns: pair.host, object: nocacheObject, maps: 'per-CPU' });
-  shared = await Ebpf.open({ pinRoot: join(pinRoot, 'shared'), netns: pair.host, object, maps: 'shared' });
-  if (sensor.maps !== 'per-CPU' || nocache.maps !== 'per-CPU' || shared.maps !== 'shared')
-    throw new Error(`expected per-CPU and shared flow maps, got ${sensor.maps}, ${nocache.maps} and ${shared.maps}`);
+  sensor = await Ebpf.open({ pinRoot: join(pinRoot, 'shared'), netns: pair.host, object });
+  nocache = await Ebpf.open({ pinRoot: join(pinRoot, 'nocache'), netns: pair.host, object: nocacheObject });
+  // The per-CPU builds sit beside each object (percpuObject: counter-percpu.bpf.o, counter-nocache-percpu.bpf.o).
+  percpu = await Ebpf.open({ pinRoot: join(pinRoot, 'percpu'), netns: pair.host, object, maps: 'per-CPU' });
+  percpunocache = await Ebpf.open({ pinRoot: join(pinRoot, 'percpunocache'), netns: pair.host, object: nocacheObject, maps: 'per-CPU' });
+  const kinds = [sensor, nocache, percpu, percpunocache].map((x) => x.maps).join(', ');
+  if (kinds !== 'shared, shared, per-CPU, per-CPU') throw new Error(`expected shared, shared, per-CPU and per-CPU flow maps, got ${kinds}`);
   await run('bpftool', ['prog', 'load', emptyObject, emptyPin, 'type', 'classifier']);
   await startIperfServer();
   out(`sensor bench: ${pair.host}/tap0 <-> ${pair.vm}/eth0, pins under ${pinRoot}, ${REPS} repetitions of ${SECONDS} s`);
@@ -375,7 +387,8 @@ async function main(): Promise<void> {
     empty: await three('empty'),
     ebpf: await withEbpf(sensor, () => three('ebpf')),
     nocache: await withEbpf(nocache, () => three('nocache')),
-    shared: await withEbpf(shared, () => three('shared')),
+    percpu: await withEbpf(percpu, () => three('percpu')),
+    percpunocache: await withEbpf(percpunocache, () => three('percpunocache')),
   };
 
   if (FLOWS > MAX_FLOWS) throw new Error(`cannot fill ${FLOWS} flows into maps of ${MAX_FLOWS}`);
@@ -385,7 +398,8 @@ async function main(): Promise<void> {
     workloads: WORKLOADS,
     results,
     testRun,
-    reads: { perCpu: await reads(sensor), shared: await reads(shared) },
+    reads: { shared: await reads(sensor), perCpu: await reads(percpu) },
+    memory: { shared: await flowMapBytes(sensor), perCpu: await flowMapBytes(percpu) },
     wallSeconds: (Date.now() - started) / 1000,
     kernel,
     reps: REPS,
