@@ -102,18 +102,25 @@ function agentSuite(sensor: 'ebpf' | 'pcap'): void {
       );
       const first = lastPeriod() + 3 * PERIOD; // a period that starts once both agents have read both addresses
       await reported(first + 2 * PERIOD, [a.name, b.name], 40_000);
-      for (let p = first; p <= first + 2 * PERIOD; p += PERIOD) {
-        for (const [s, d] of [
-          [vm1, vm2],
-          [vm2, vm1],
-        ]) {
-          const msgs = await score(K.msgs(p), pair(s!, d!));
-          assert.ok(
-            Math.abs(msgs - PER_PERIOD) <= EDGE,
-            `period ${p}: ${s}>${d} ${msgs} messages, expected ${PER_PERIOD} ± ${EDGE} ` + `(the period holds: ${(await redis.zrange(K.msgs(p), '0', '-1', 'WITHSCORES')).join(' ')})`,
-          );
-          assert.equal(await score(K.bytes(p), pair(s!, d!)), msgs * WIRE, 'bytes are wire bytes');
+      const periods = [first, first + PERIOD, first + 2 * PERIOD];
+      const seen = new Map<string, number[]>();
+      for (const [s, d] of [
+        [vm1, vm2],
+        [vm2, vm1],
+      ]) {
+        seen.set(pair(s!, d!), await Promise.all(periods.map((p) => score(K.msgs(p), pair(s!, d!)))));
+      }
+      const all = [...seen].map(([k, v]) => `${k}: ${v.join(', ')}`).join('; ');
+      process.stdout.write(`# messages per period (${PER_PERIOD} sent): ${all}\n`);
+      for (const [k, counts] of seen) {
+        for (const [i, msgs] of counts.entries()) {
+          // A CI run on a busy lab saw one period of 96 (the other direction 100): each guest's generator is
+          // a TCG guest's, late by a fraction of a second when its host is starved, as in the tests below.
+          assert.ok(Math.abs(msgs - PER_PERIOD) <= SLIP + EDGE, `period ${periods[i]}: ${k} ${msgs} messages, expected ${PER_PERIOD} ± ${SLIP + EDGE} (each period: ${all})`);
+          assert.equal(await score(K.bytes(periods[i]!), k), msgs * WIRE, 'bytes are wire bytes');
         }
+      }
+      for (const p of periods) {
         // Each message once: sender-side only, no receiver-side copy under the peer's address.
         const members = await redis.zrange(K.msgs(p), '0', '-1');
         assert.ok(!members.some((m) => m.startsWith(`10.${lab.index}.200.`)), members.join(' '));
