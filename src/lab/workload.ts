@@ -142,6 +142,7 @@ export class JobWatch {
    */
   async finished(timeoutMs: number, stallMs = Number.POSITIVE_INFINITY): Promise<boolean> {
     const start = Date.now();
+    this.gaveUp = undefined;
     for (;;) {
       await this.poll();
       if (this.end) return true;
@@ -187,9 +188,10 @@ export class JobWatch {
     for (const vm of this.vms) {
       const file = join(dirname(this.console), `${vm}.console.log`);
       const text = await readFile(file, 'utf8').catch(() => '');
-      const boots = text.split('\n').filter((l) => l.startsWith('VCGUEST up')).length;
+      const lines = text.split('\n');
+      const boots = lines.filter((l) => l.startsWith('VCGUEST up')).length;
       if (boots > 1) out.push(`${vm}: booted ${boots} times`);
-      for (const line of text.split('\n')) if (GUEST_TROUBLE.test(line)) out.push(`${vm}: ${line.trim()}`);
+      for (const line of lines) if (GUEST_TROUBLE.test(line)) out.push(`${vm}: ${line.trim()}`);
       if (silentMs === undefined) continue;
       const age = Date.now() - ((await stat(file).catch(() => undefined))?.mtimeMs ?? 0);
       if (age > silentMs) quiet.push(`${vm}: its console silent for ${(age / 1000).toFixed(0)} s while the job stalled`);

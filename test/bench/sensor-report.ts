@@ -14,6 +14,10 @@ export const NAME: Record<Program | 'none' | 'pcap', string> = {
   percpunocache: 'eBPF, per-CPU maps, no last-flow cache',
   pcap: 'pcap',
 };
+/** The rows of the tables, in order: each configuration measured without bpf_stats. */
+export const ROWS = ['none', 'empty', 'ebpf', 'nocache', 'percpu', 'percpunocache', 'pcap'] as const;
+/** The programs on the tap, each also run with bpf_stats on for its ns per frame. */
+export const PROGRAMS = ROWS.filter((r): r is Program => r !== 'none' && r !== 'pcap');
 export const label = (c: Config) => (c.endsWith('+stats') ? `${NAME[c.slice(0, -6) as Program]}, bpf_stats on` : NAME[c as Program]);
 
 export interface WorkloadInfo {
@@ -90,7 +94,7 @@ function throughputTable(b: Bench): string {
   };
   return table(
     ['PROGRAM', ...b.workloads.flatMap((w) => [`${w.label} ${w.unit} (MIN-MAX)`, 'LOSS VS NONE', 'VS EMPTY'])],
-    (['none', 'empty', 'ebpf', 'nocache', 'percpu', 'percpunocache', 'pcap'] as Config[]).map((c) => [label(c), ...b.workloads.flatMap((w) => cells(w, c))]),
+    ROWS.map((c) => [label(c), ...b.workloads.flatMap((w) => cells(w, c))]),
   );
 }
 
@@ -183,20 +187,31 @@ function bigRead(b: Bench): number {
   });
 }
 
+/** Two programs side by side under UDP: ns above the floor under traffic, ns alone (test runs), throughput loss against no program. */
+function sideBySide(b: Bench, x: Program, y: Program) {
+  const udp = b.workloads.find((w) => w.name === 'udp')!;
+  return {
+    traffic: [aboveFloor(b, udp, x), aboveFloor(b, udp, y)] as const,
+    alone: [median(b.testRun[x]), median(b.testRun[y])] as const,
+    loss: [pct(lossOf(b, udp, x)), pct(lossOf(b, udp, y))] as const,
+  };
+}
+
 /**
  * What each CPU's last-flow cache saves against every frame going to the flow
  * map, both measured in the same run, under traffic and alone. The bench's
  * traffic is one flow each way: every frame after the first hits the cache.
  */
 function cacheSaving(b: Bench): string {
-  const udp = b.workloads.find((w) => w.name === 'udp')!;
-  const traffic = aboveFloor(b, udp, 'nocache') - aboveFloor(b, udp, 'ebpf');
-  const alone = median(b.testRun.nocache) - median(b.testRun.ebpf);
-  const loss = (c: Config) => pct(lossOf(b, udp, c));
+  const {
+    traffic: [hit, miss],
+    alone: [tHit, tMiss],
+    loss,
+  } = sideBySide(b, 'ebpf', 'nocache');
   return (
-    `${traffic.toFixed(1)} ns per UDP frame under traffic (${aboveFloor(b, udp, 'ebpf').toFixed(1)} ns above the floor, against ${aboveFloor(b, udp, 'nocache').toFixed(1)}), ` +
-    `${alone.toFixed(0)} ns alone (test run ${median(b.testRun.ebpf).toFixed(0)} against ${median(b.testRun.nocache).toFixed(0)} ns); ` +
-    `UDP loss against no program ${loss('ebpf')} against ${loss('nocache')}; one flow each way, so every frame after the first hits the cache`
+    `${(miss - hit).toFixed(1)} ns per UDP frame under traffic (${hit.toFixed(1)} ns above the floor, against ${miss.toFixed(1)}), ` +
+    `${(tMiss - tHit).toFixed(0)} ns alone (test run ${tHit.toFixed(0)} against ${tMiss.toFixed(0)} ns); ` +
+    `UDP loss against no program ${loss[0]} against ${loss[1]}; one flow each way, so every frame after the first hits the cache`
   );
 }
 
@@ -208,12 +223,14 @@ function cacheSaving(b: Bench): string {
  * hardly moves between CPUs: this is the uncontended cost of the atomics.
  */
 function missPath(b: Bench): string {
-  const udp = b.workloads.find((w) => w.name === 'udp')!;
-  const [sh, pc] = [aboveFloor(b, udp, 'nocache'), aboveFloor(b, udp, 'percpunocache')];
-  const [tsh, tpc] = [median(b.testRun.nocache), median(b.testRun.percpunocache)];
+  const {
+    traffic: [sh, pc],
+    alone: [tsh, tpc],
+    loss,
+  } = sideBySide(b, 'nocache', 'percpunocache');
   return (
     `every frame to the flow map, ${sh.toFixed(1)} ns above the floor with the shared map against ${pc.toFixed(1)} with per-CPU maps (${(sh - pc).toFixed(1)} ns for the atomic adds), ` +
-    `${tsh.toFixed(0)} against ${tpc.toFixed(0)} ns alone; UDP loss against no program ${pct(lossOf(b, udp, 'nocache'))} against ${pct(lossOf(b, udp, 'percpunocache'))}`
+    `${tsh.toFixed(0)} against ${tpc.toFixed(0)} ns alone; UDP loss against no program ${loss[0]} against ${loss[1]}`
   );
 }
 
@@ -271,7 +288,7 @@ export function docBlock(b: Bench): string {
     '',
     `| program on the tap | ${b.workloads.map((w) => w.label).join(' | ')} | CPU per UDP frame |`,
     `|---|${b.workloads.map(() => '---|').join('')}---|`,
-    ...(['none', 'empty', 'ebpf', 'nocache', 'percpu', 'percpunocache', 'pcap'] as const).map((c) => `| ${label(c)} | ${b.workloads.map((w) => tput(w, c)).join(' | ')} | ${cpu(c)} |`),
+    ...ROWS.map((c) => `| ${label(c)} | ${b.workloads.map((w) => tput(w, c)).join(' | ')} | ${cpu(c)} |`),
     '',
     `The last-flow cache, side by side: ${cacheSaving(b)}.`,
     '',

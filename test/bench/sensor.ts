@@ -22,7 +22,7 @@ import { TapPair } from '../helpers/netns.js';
 import { uniqueName } from '../helpers/names.js';
 import { README, benchArgs, maybeWriteBlock } from './doc.js';
 import { FLOWS, cpus, decodeMs, timeRead, type ReadSample } from './sensor-read.js';
-import { BIG_HOST, type Config, type Program, type Results, type Sample, type WorkloadInfo, docBlock, key, label, report } from './sensor-report.js';
+import { BIG_HOST, PROGRAMS, ROWS, type Config, type Program, type Results, type Sample, type WorkloadInfo, docBlock, key, label, report } from './sensor-report.js';
 import bpf from 'bpf';
 
 // The sensor logs every attach at info level; 24 attaches would bury the tables.
@@ -117,7 +117,7 @@ async function startIperfServer(): Promise<void> {
 // frame a miss), and both with per-CPU flow maps (what atomic adds cost).
 // The +stats runs are separate because bpf_stats itself costs two clock reads
 // per program run: the plain runs give the throughput, these the ns/frame.
-const CONFIGS: Config[] = ['none', 'empty', 'ebpf', 'nocache', 'percpu', 'percpunocache', 'pcap', 'empty+stats', 'ebpf+stats', 'nocache+stats', 'percpu+stats', 'percpunocache+stats'];
+const CONFIGS: Config[] = [...ROWS, ...PROGRAMS.map((p) => `${p}+stats` as const)];
 
 let sensor: EbpfSensor;
 let nocache: EbpfSensor;
