@@ -12,7 +12,7 @@ import { redisPidFile, startRedis } from '../../src/lab/redis.js';
 import { libvirtdPidFile } from '../../src/lab/libvirtd.js';
 import { addVm, migrateVm } from '../../src/lab/vm.js';
 import { domainName, hosts, type LabHost } from '../../src/lab/topology.js';
-import type { LabState } from '../../src/lab/state.js';
+import { consoleLog, type LabState } from '../../src/lab/state.js';
 import { run, sleep, waitFor } from '../../src/util/exec.js';
 import { alive, livePid } from '../../src/util/process.js';
 import { labSensors } from '../helpers/lab.js';
@@ -84,6 +84,11 @@ function agentSuite(sensor: 'ebpf' | 'pcap'): void {
       }
       vm1 = domainName(lab, 'vm1');
       vm2 = domainName(lab, 'vm2');
+      // The counts are checked against the guests' rate in the host's seconds: each guest must keep the host's time.
+      for (const vm of ['vm1', 'vm2']) {
+        const up = /^VCGUEST up .*$/m.exec(await readFile(consoleLog(name, vm), 'utf8'))?.[0] ?? '(no VCGUEST up line)';
+        assert.match(up, /clock=hpet/, `${vm} keeps time by the HPET, not a boot-calibrated TSC or jiffies: ${up}`);
+      }
     });
     after(async () => {
       redis?.disconnect();

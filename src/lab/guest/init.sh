@@ -92,7 +92,8 @@ ip link set "$nic" up || rescue "cannot bring up $nic"
 
 read -r up _ </proc/uptime
 frac=${up#*.}
-echo "VCGUEST up name=$name ip=$ip uptime_ms=$((${up%.*} * 1000 + ${frac#0} * 10))"
+clock=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null)
+echo "VCGUEST up name=$name ip=$ip uptime_ms=$((${up%.*} * 1000 + ${frac#0} * 10)) clock=$clock"
 
 # vc.arp=as:IP:COUNT or random:COUNT: ARP announcements for the address-book tests.
 if [ -n "$arp" ]; then
