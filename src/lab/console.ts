@@ -9,6 +9,15 @@ export interface GuestReport {
   rx: Record<string, { n: number; bytes: number; lost: number; gap_ms: number; maxgap_ms?: number }>;
 }
 
+/**
+ * A guest kernel's error on its console: printed by the kernel itself (`[   12.3] BUG: ...`; `quiet` leaves only
+ * errors on the console) or passed on by the Debian image's vc-init as a VCKMSG line.
+ */
+const KERNEL_TROUBLE = /^(?:VCKMSG .*|.*\] )(?:BUG|Oops|Kernel panic|[Pp]anic|general protection|\S+ corruption|Bad page)/;
+
+/** The console's lines that report a guest kernel error. */
+export const kernelTrouble = (text: string): string[] => text.split('\n').filter((l) => KERNEL_TROUBLE.test(l));
+
 /** Parses every VCGEN line in a guest's console log from a byte offset on. */
 export async function guestReports(lab: string, vm: string, offset = 0): Promise<GuestReport[]> {
   const text = await consoleSince(consoleLog(lab, vm), offset);

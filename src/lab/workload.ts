@@ -1,6 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { sleep } from '../util/exec.js';
+import { kernelTrouble } from './console.js';
 import { requireLab } from './lab.js';
 import { consoleLog } from './state.js';
 import { spreadHost } from './topology.js';
@@ -69,7 +70,8 @@ export async function startJob(labName: string, o: JobOptions, added: (vm: Added
   return watch;
 }
 
-const GUEST_TROUBLE = /^VCKMSG .*(BUG|Oops|[Pp]anic|general protection|corruption|Bad page)|ORTE has lost communication/;
+/** What, besides a kernel error, says a guest of the job is in trouble. */
+const MPI_TROUBLE = /ORTE has lost communication/;
 
 /** What each kind of job prints on its launcher's console (the stencil's VCMPI lines, vcweb.py's VCWEB lines). */
 const LINES: Record<JobKind, { report: RegExp; verified: string; failed: RegExp }> = {
@@ -191,7 +193,8 @@ export class JobWatch {
       const lines = text.split('\n');
       const boots = lines.filter((l) => l.startsWith('VCGUEST up')).length;
       if (boots > 1) out.push(`${vm}: booted ${boots} times`);
-      for (const line of lines) if (GUEST_TROUBLE.test(line)) out.push(`${vm}: ${line.trim()}`);
+      const kernel = new Set(kernelTrouble(text));
+      for (const line of lines) if (kernel.has(line) || MPI_TROUBLE.test(line)) out.push(`${vm}: ${line.trim()}`);
       if (silentMs === undefined) continue;
       const age = Date.now() - ((await stat(file).catch(() => undefined))?.mtimeMs ?? 0);
       if (age > silentMs) quiet.push(`${vm}: its console silent for ${(age / 1000).toFixed(0)} s while the job stalled`);

@@ -6,7 +6,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { labDown, labUp } from '../../src/lab/lab.js';
 import { addVm, migrateVm, type Migration } from '../../src/lab/vm.js';
-import { guestReports } from '../../src/lab/console.js';
+import { guestReports, kernelTrouble } from '../../src/lab/console.js';
 import { consoleLog } from '../../src/lab/state.js';
 import { sleep } from '../../src/util/exec.js';
 import { uniqueName } from '../helpers/names.js';
@@ -26,7 +26,7 @@ async function timedMigration(vm: string, to: string, watcher: string, ip: strin
   const m = await migrateVm(name, vm, to);
   await sleep(3000);
   const text = (await readFile(consoleLog(name, vm), 'utf8')).slice(offsets.get(vm) ?? 0);
-  const kernelErrors = text.split('\n').filter((l) => /\] (BUG|Oops|list_(add|del) corruption|Kernel panic)/.test(l)).length;
+  const kernelErrors = kernelTrouble(text).length;
   offsets.set(vm, text.length + (offsets.get(vm) ?? 0));
   const gapMs = Math.max(...(await guestReports(name, watcher, offset)).map((r) => r.rx[ip]?.gap_ms ?? 0));
   process.stdout.write(`  ${m.vm} ${m.from} -> ${m.to}: ${m.seconds.toFixed(2)} s, downtime ${m.downtimeMs} ms, traffic gap ${gapMs} ms, guest kernel errors ${kernelErrors}\n`);

@@ -25,6 +25,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { labRedisUrl } from '../../src/lab/agents.js';
+import { kernelTrouble } from '../../src/lab/console.js';
 import { type CountCheck, checkCounts, countError, type Gap, gaps } from '../../src/lab/counts.js';
 import { ensureDebianImage } from '../../src/lab/debian.js';
 import { labDown, labUp, requireLab } from '../../src/lab/lab.js';
@@ -175,12 +176,10 @@ try {
   const errorLines = (
     await Promise.all(
       ['vm1', 'vm2', 'vm3', 'vm4', 'vm5', 'vm21', 'vm22', 'vm23', 'vm11', 'vm12', 'vm13', 'vm14'].map(async (vm) =>
-        (await readFile(consoleLog(name, vm), 'utf8').catch(() => '')).split('\n').map((l) => `${vm}: ${l}`),
+        kernelTrouble(await readFile(consoleLog(name, vm), 'utf8').catch(() => '')).map((l) => `${vm}: ${l}`),
       ),
     )
-  )
-    .flat()
-    .filter((l) => /BUG|Oops|corruption|Bad page|general protection/.test(l));
+  ).flat();
   for (const l of errorLines) log(`kernel error line: ${l}`);
   const errors = errorLines.length;
 

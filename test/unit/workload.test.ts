@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { countError, gaps, guestWire, lastCounters } from '../../src/lab/counts.js';
 import { JobWatch } from '../../src/lab/workload.js';
+import { kernelTrouble } from '../../src/lab/console.js';
 
 // The demo's account of an MPI job comes from the launcher's console as the guest writes it:
 // lines arrive in pieces, and the job ends verified, failed, or with mpirun's exit status.
@@ -186,5 +187,26 @@ describe('JobWatch reads the web service from its console', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('kernelTrouble', () => {
+  it("finds a guest kernel's errors, printed by the kernel or passed on as VCKMSG, and nothing else", () => {
+    const text = [
+      '[    0.02] ACPI: Early table checksum verification disabled',
+      '[   12.31] BUG: unable to handle page fault for address: ffff8880',
+      '[   12.40] list_add corruption. prev->next should be next',
+      '[   13.00] Kernel panic - not syncing: Fatal exception',
+      'VCKMSG [   20.10] general protection fault, probably for non-canonical address',
+      'VCKMSG [   21.00] virtio_net virtio0 ens3: renamed from eth0',
+      'VCGEN {"name":"vm1","t_ms":1000,"tx":{},"rx":{}}',
+      'VCMPI iter=20 ranks=4 ms_per_iter=101.5 residual=1e-3',
+    ].join('\n');
+    assert.deepEqual(kernelTrouble(text), [
+      '[   12.31] BUG: unable to handle page fault for address: ffff8880',
+      '[   12.40] list_add corruption. prev->next should be next',
+      '[   13.00] Kernel panic - not syncing: Fatal exception',
+      'VCKMSG [   20.10] general protection fault, probably for non-canonical address',
+    ]);
   });
 });
