@@ -249,7 +249,11 @@ function agentSuite(sensor: 'ebpf' | 'pcap'): void {
       assert.ok(alive((await livePid(agentPaths(lab, h).pid))!), 'the agent kept running');
     });
 
-    it('Redis stopped for 2 minutes then restarted: every period arrives, each once', async () => {
+    // The spool that carries reports through an outage is the agent's, the same with either backend (the
+    // periods' reads go on as in every other test): the 2-minute outage runs once, with the first backend asked for.
+    const outageWith = labSensors()[0];
+    const outage = { skip: sensor === outageWith ? false : `the spool is the agent's, not the sensor's: it runs with ${outageWith}` };
+    it('Redis stopped for 2 minutes then restarted: every period arrives, each once', outage, async () => {
       const before = lastPeriod();
       await reported(before, [a.name, b.name]);
       const pid = (await livePid(redisPidFile(name)))!;
