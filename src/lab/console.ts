@@ -15,12 +15,22 @@ export interface GuestReport {
  */
 const KERNEL_TROUBLE = /^(?:VCKMSG .*|.*\] )(?:BUG|Oops|Kernel panic|[Pp]anic|general protection|\S+ corruption|Bad page)/;
 
+/** Whether one console line reports a guest kernel error. */
+export const isKernelTrouble = (line: string): boolean => KERNEL_TROUBLE.test(line);
+
 /** The console's lines that report a guest kernel error. */
-export const kernelTrouble = (text: string): string[] => text.split('\n').filter((l) => KERNEL_TROUBLE.test(l));
+export const kernelTrouble = (text: string): string[] => text.split('\n').filter(isKernelTrouble);
+
+/** The clock source a guest named on its `VCGUEST up` line (init.sh), if it named one. */
+export const guestClock = (text: string): string | undefined => /^VCGUEST up .*\bclock=(\S+)/m.exec(text)?.[1];
 
 /** Parses every VCGEN line in a guest's console log from a byte offset on. */
 export async function guestReports(lab: string, vm: string, offset = 0): Promise<GuestReport[]> {
-  const text = await consoleSince(consoleLog(lab, vm), offset);
+  return parseReports(await consoleSince(consoleLog(lab, vm), offset));
+}
+
+/** Every whole VCGEN line of a console's text, parsed (a line still being written, or cut, is skipped). */
+export function parseReports(text: string): GuestReport[] {
   const out: GuestReport[] = [];
   for (const m of text.matchAll(/^VCGEN (\{.*\})\s*$/gm)) {
     try {

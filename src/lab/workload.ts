@@ -1,7 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { sleep } from '../util/exec.js';
-import { kernelTrouble } from './console.js';
+import { isKernelTrouble } from './console.js';
 import { requireLab } from './lab.js';
 import { consoleLog } from './state.js';
 import { spreadHost } from './topology.js';
@@ -193,8 +193,7 @@ export class JobWatch {
       const lines = text.split('\n');
       const boots = lines.filter((l) => l.startsWith('VCGUEST up')).length;
       if (boots > 1) out.push(`${vm}: booted ${boots} times`);
-      const kernel = new Set(kernelTrouble(text));
-      for (const line of lines) if (kernel.has(line) || MPI_TROUBLE.test(line)) out.push(`${vm}: ${line.trim()}`);
+      for (const line of lines) if (isKernelTrouble(line) || MPI_TROUBLE.test(line)) out.push(`${vm}: ${line.trim()}`);
       if (silentMs === undefined) continue;
       const age = Date.now() - ((await stat(file).catch(() => undefined))?.mtimeMs ?? 0);
       if (age > silentMs) quiet.push(`${vm}: its console silent for ${(age / 1000).toFixed(0)} s while the job stalled`);

@@ -8,6 +8,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { labDown, labUp } from '../../src/lab/lab.js';
 import { addVm } from '../../src/lab/vm.js';
+import { guestClock, parseReports } from '../../src/lab/console.js';
 import { consoleLog } from '../../src/lab/state.js';
 import { sleep } from '../../src/util/exec.js';
 import { uniqueName } from '../helpers/names.js';
@@ -22,14 +23,7 @@ const vms = Array.from({ length: GUESTS }, (_, i) => `vm${i + 1}`);
 /** The newest whole VCGEN line's t_ms, and the guest's clock source from its VCGUEST up line. */
 async function latest(vm: string): Promise<{ tMs?: number; clock: string }> {
   const text = await readFile(consoleLog(name, vm), 'utf8').catch(() => '');
-  const clock = /^VCGUEST up .*clock=(\S+)/m.exec(text)?.[1] ?? 'not printed';
-  const lines = text.split('\n');
-  lines.pop(); // the last piece may still be being written
-  for (let i = lines.length - 1; i >= 0; i--) {
-    const m = /^VCGEN (\{.*\})\s*$/.exec(lines[i]!);
-    if (m) return { tMs: (JSON.parse(m[1]!) as { t_ms: number }).t_ms, clock };
-  }
-  return { clock };
+  return { tMs: parseReports(text).at(-1)?.t_ms, clock: guestClock(text) ?? 'not printed' };
 }
 
 const burners: ChildProcess[] = [];

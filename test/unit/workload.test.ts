@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { countError, gaps, guestWire, lastCounters } from '../../src/lab/counts.js';
 import { JobWatch } from '../../src/lab/workload.js';
-import { kernelTrouble } from '../../src/lab/console.js';
+import { guestClock, kernelTrouble, parseReports } from '../../src/lab/console.js';
 
 // The demo's account of an MPI job comes from the launcher's console as the guest writes it:
 // lines arrive in pieces, and the job ends verified, failed, or with mpirun's exit status.
@@ -208,5 +208,19 @@ describe('kernelTrouble', () => {
       '[   13.00] Kernel panic - not syncing: Fatal exception',
       'VCKMSG [   20.10] general protection fault, probably for non-canonical address',
     ]);
+  });
+});
+
+describe('guestClock and parseReports', () => {
+  it("read a guest's clock source from its VCGUEST up line, and its whole VCGEN lines only", () => {
+    const text =
+      'VCGUEST up name=vm1 ip=10.1.200.1/24 uptime_ms=3970 clock=hpet\nVCGEN {"name":"vm1","t_ms":1000,"tx":{},"rx":{}}\nVCGEN {"name":"vm1","t_ms":2000,"tx":{},"rx":{}}\nVCGEN {"name":"vm1","t_ms":30';
+    assert.equal(guestClock(text), 'hpet');
+    assert.equal(guestClock('VCGUEST up name=vm1 ip=10.1.200.1/24 uptime_ms=3970 clock=\n'), undefined);
+    assert.equal(guestClock('VCGUEST up name=vm1 ip=10.1.200.1/24 uptime_ms=3970\n'), undefined);
+    assert.deepEqual(
+      parseReports(text).map((r) => r.t_ms),
+      [1000, 2000],
+    );
   });
 });
