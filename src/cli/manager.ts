@@ -192,6 +192,7 @@ export function migrateCommand(): Command {
           timeoutMs: parseDuration(o.timeout, '--timeout'),
           autoConverge: Boolean(o.autoConverge),
           encrypt: settings.encrypt,
+          live: settings.live,
           assumeSharedStorage: settings.assumeSharedStorage,
           cooldownMs: parseDuration(o.cooldown, '--cooldown'),
           mayAct: () => true,

@@ -216,6 +216,11 @@ export const managerSchema = z
         "Which migrations send the VM's memory over TLS (virsh migrate --tls; the hosts need libvirt's QEMU certificates under /etc/pki/qemu): never, between-sites (the default: memory crossing a WAN is encrypted) or always. Each migration's history record says whether it was.",
     }),
     autoConverge: bool(false, { description: 'Let QEMU slow a VM whose memory changes faster than the link copies it.' }),
+    live: bool(true, {
+      description:
+        "Migrate live: the VM runs while its memory is copied, and pauses only for the last pass. false: it is paused for the whole copy (virsh migrate without --live), so its downtime is the copy's time, but nothing depends on the hypervisor tracking the pages a running VM writes. For a hypervisor whose tracking cannot be trusted, such as Debian 12's QEMU 7.2 under TCG (docs/measurements.md).",
+      flag: false,
+    }),
     assumeSharedStorage: bool(false, {
       description:
         "Migrate VMs whose disks libvirt sees on a local file system, because every host sees them at the same path (virsh migrate --unsafe): storage libvirt does not recognise as shared, such as the lab's. Leave false with NFS, Ceph or GlusterFS, which libvirt recognises; with truly local disks a migration would corrupt them.",

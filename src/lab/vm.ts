@@ -256,8 +256,8 @@ export interface Migration {
   dataMiB?: number;
 }
 
-/** Live-migrates a lab VM; its memory stream crosses the data network (and the shaped inter-site link). */
-export async function migrateVm(labName: string, vm: string, to: string): Promise<Migration> {
+/** Live-migrates a lab VM (`live` false: paused for the whole copy); its memory stream crosses the data network (and the shaped inter-site link). */
+export async function migrateVm(labName: string, vm: string, to: string, live = true): Promise<Migration> {
   const lab = await requireLab(labName);
   const dest = findHost(lab, to);
   const src = await locateVm(lab, vm);
@@ -273,6 +273,7 @@ export async function migrateVm(labName: string, vm: string, to: string): Promis
   try {
     await migrateDomain(src.uri, dom, dest.uri, {
       migrateUri: `tcp://${dest.dataIp}`,
+      live,
       tls: src.site !== dest.site,
       ...(local ? { copyStorage: true } : { unsafe: spec.image === 'debian' }),
     });

@@ -107,6 +107,8 @@ export async function domainInterfaces(uri: string, name: string): Promise<Domai
 export interface MigrateOptions {
   /** Where the memory stream goes (e.g. tcp://10.0.1.2), when it must differ from the control URI's host. */
   migrateUri?: string;
+  /** false: the VM is paused for the whole copy (virsh migrate without --live; manager.live). Default true. */
+  live?: boolean;
   timeoutMs?: number;
   /** Let QEMU throttle the guest's CPUs when its memory changes faster than the link copies it. */
   autoConverge?: boolean;
@@ -132,7 +134,7 @@ export async function migrateDomain(srcUri: string, name: string, destUri: strin
 
 /** `virsh migrate`'s arguments: options first, then `--`, the domain and the destination URI. */
 export function migrateArgs(name: string, destUri: string, opts: MigrateOptions = {}): string[] {
-  const options = ['--live', '--p2p', '--persistent', '--undefinesource'];
+  const options = [...(opts.live === false ? [] : ['--live']), '--p2p', '--persistent', '--undefinesource'];
   if (opts.migrateUri) options.push('--migrateuri', opts.migrateUri);
   if (opts.autoConverge) options.push('--auto-converge');
   if (opts.tls) options.push('--tls');

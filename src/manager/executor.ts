@@ -37,6 +37,8 @@ export interface ExecutorOptions extends Limits {
   /** A migration still running after this is aborted; the VM stays on its source. */
   timeoutMs: number;
   autoConverge: boolean;
+  /** false: pause the VM for the whole copy (manager.live). Default true. */
+  live?: boolean;
   /** virsh migrate --unsafe: the disks are on storage every host sees, which libvirt cannot recognise (manager.assumeSharedStorage). */
   assumeSharedStorage?: boolean;
   /** Which migrations go over TLS (manager.encrypt). Default between-sites. */
@@ -143,6 +145,7 @@ export async function migrateOne(redis: Redis, m: MoveOrder, routes: Map<string,
   const job = migrateDomain(src.uri, m.vm, dst.uri, {
     ...(dst.migrateUri ? { migrateUri: dst.migrateUri } : {}),
     autoConverge: opts.autoConverge,
+    ...(opts.live === false ? { live: false } : {}),
     unsafe: opts.assumeSharedStorage === true,
     tls,
     timeoutMs: opts.timeoutMs + 120_000,

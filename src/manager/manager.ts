@@ -294,6 +294,7 @@ export class Manager {
         maxConcurrent: this.cfg.maxConcurrent,
         timeoutMs: this.cfg.timeoutMs,
         autoConverge: this.cfg.autoConverge,
+        live: this.cfg.live,
         assumeSharedStorage: this.cfg.assumeSharedStorage,
         encrypt: this.cfg.encrypt,
         cooldownMs: this.cfg.cooldownMs,

@@ -38,6 +38,7 @@ import { packageRoot } from '../../src/paths.js';
 import { run, sleep, waitFor } from '../../src/util/exec.js';
 import { uniqueName } from '../helpers/names.js';
 import { benchArgs, maybeWriteBlock, README } from './doc.js';
+import { median } from './stats.js';
 
 const { writeDocs, args } = benchArgs();
 const MOVES = Number(args[0] ?? 4);
@@ -45,10 +46,6 @@ const SPAN_MS = 30_000;
 const PERIOD = 10;
 const name = uniqueName('m');
 const log = (s: string) => process.stdout.write(`${new Date().toISOString().slice(11, 19)} ${s}\n`);
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 /** The largest gap between agents and guest over the rows, signed, in percent of the guest's count. */
 /** The largest of the gaps, signed, in percent. */
 const worst = (xs: number[]) => {

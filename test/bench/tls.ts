@@ -12,6 +12,7 @@ import { addVm } from '../../src/lab/vm.js';
 import { completedJob, migrateDomain } from '../../src/libvirt/virsh.js';
 import { uniqueName } from '../helpers/names.js';
 import { benchArgs, maybeWriteBlock, README } from './doc.js';
+import { median } from './stats.js';
 
 const { writeDocs, args } = benchArgs();
 const ROUNDS = Number(args[0] ?? 5);
@@ -23,11 +24,6 @@ interface Run {
   seconds: number;
   downtimeMs: number;
 }
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 let up = false;
 try {

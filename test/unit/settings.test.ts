@@ -106,6 +106,7 @@ test('the modules keep their defaults', () => {
       maxConcurrent: 2,
       timeoutMs: 300_000,
       autoConverge: false,
+      live: true,
       assumeSharedStorage: false,
       lockTtlMs: 15_000,
       span: 8,

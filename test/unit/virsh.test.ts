@@ -44,3 +44,14 @@ test('virsh reads a name after -- as a domain, not as an option', { skip: !(awai
   assert.equal(await domainState('test:///default', 'test'), 'running');
   await assert.rejects(domainState('test:///default', '--domain=test'), /failed to get domain '--domain=test'/);
 });
+
+test('manager.live false: the VM is paused for the whole copy (no --live), everything else alike', () => {
+  const live = migrateArgs('vm', 'qemu+tls://b/system', { tls: true });
+  const paused = migrateArgs('vm', 'qemu+tls://b/system', { tls: true, live: false });
+  assert.equal(live[1], '--live');
+  assert.ok(!paused.includes('--live'));
+  assert.deepEqual(
+    paused,
+    live.filter((a) => a !== '--live'),
+  );
+});
