@@ -186,7 +186,9 @@ async function timeDemo(
   const ok = done.filter((d) => d.outcome === 'ok');
   say(
     `  migrations: ${ok.length} made, ${done.length - ok.length} failed or aborted${
-      ok.length ? `; each ${mean(ok.map((d) => d.seconds)).toFixed(1)} s on average, downtime ${mean(ok.map((d) => d.downtimeMs ?? 0)).toFixed(0)} ms` : ''
+      ok.length
+        ? `; each ${mean(ok.map((d) => d.seconds)).toFixed(1)} s on average, downtime ${mean(ok.map((d) => d.downtimeMs ?? 0)).toFixed(0)} ms${ok.every((d) => d.paused) ? ' (paused for the whole copy)' : ''}`
+        : ''
     }`,
   );
   if (job) say(jobSummary(job, done));

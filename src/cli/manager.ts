@@ -207,6 +207,7 @@ export function migrateCommand(): Command {
           process.stdout.write(
             `${rec.vm}: ${rec.from} -> ${rec.to} ${rec.outcome} in ${rec.seconds.toFixed(1)} s${rec.encrypted ? ', memory over TLS' : ', memory in clear (manager.encrypt)'}` +
               (rec.downtimeMs !== undefined ? `, downtime ${rec.downtimeMs} ms` : '') +
+              (rec.paused ? ' (paused for the whole copy: manager.live false)' : '') +
               (rec.error ? `: ${rec.error}` : '') +
               '\n',
           );
@@ -260,7 +261,7 @@ export function historyCommand(): Command {
               r.to,
               r.outcome,
               r.seconds.toFixed(1),
-              r.downtimeMs ?? '-',
+              `${r.downtimeMs ?? '-'}${r.paused ? ' (paused)' : ''}`,
               r.encrypted === undefined ? '-' : r.encrypted ? 'yes' : 'no',
               r.error ?? r.reason ?? '',
             ]),

@@ -128,6 +128,7 @@ export async function migrateOne(redis: Redis, m: MoveOrder, routes: Map<string,
     ...(opts.manager ? { manager: opts.manager } : {}),
     ...(opts.term ? { term: opts.term } : {}),
     encrypted: tls,
+    ...(opts.live === false ? { paused: true } : {}),
     ...(m.envVersion !== undefined ? { envVersion: m.envVersion } : {}),
   };
   const state = await domainState(src.uri, m.vm).catch((err: Error) => `unknown (${err.message.split('\n')[0]})`);

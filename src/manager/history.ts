@@ -21,6 +21,8 @@ export interface MigrationRecord {
   term?: number;
   /** Whether its memory went over TLS (manager.encrypt); absent in records older than the setting. */
   encrypted?: boolean;
+  /** True when the VM was paused for the whole copy (manager.live false): its downtime is the copy's. Absent: live. */
+  paused?: boolean;
   /** The version of the environment stored in Redis that the decision used (absent: a file's, a lab's or the registry's). */
   envVersion?: number;
 }
@@ -56,6 +58,7 @@ export async function readHistory(redis: Redis, count = 50, vm?: string): Promis
       ...(o.term ? { term: Number(o.term) } : {}),
       ...(o.envVersion ? { envVersion: Number(o.envVersion) } : {}),
       ...(o.encrypted ? { encrypted: o.encrypted === 'true' } : {}),
+      ...(o.paused === 'true' ? { paused: true } : {}),
     });
     if (out.length >= count) break;
   }
