@@ -7,12 +7,11 @@
 // Run as root after setup:
 //   node dist/test/bench/tcg-moves.js [moves per variant] [--write-docs]   (block `tcg-moves`)
 import { readFile } from 'node:fs/promises';
-import { labDown, labUp } from '../../src/lab/lab.js';
+import { labDown, labUp, requireLab } from '../../src/lab/lab.js';
 import { kernelTrouble } from '../../src/lab/console.js';
 import { ensureDebianImage } from '../../src/lab/debian.js';
 import { consoleLog } from '../../src/lab/state.js';
 import { locateVm, migrateVm } from '../../src/lab/vm.js';
-import { requireLab } from '../../src/lab/lab.js';
 import { startJob, type JobWatch } from '../../src/lab/workload.js';
 import { sleep, waitFor } from '../../src/util/exec.js';
 import { configureLogging } from '../../src/util/log.js';
