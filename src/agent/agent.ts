@@ -128,7 +128,7 @@ export class Agent {
     // Connection errors are retried by ioredis; flush() reports the wait, connectDaemon the credentials or TLS refused.
     const redis = connectDaemon(cfg.redis, cfg.redisAuth, log);
     agentMetrics.watch(spool, redis);
-    const agent = new Agent(cfg, sensor, redis, new Store(redis, { zsetPeriods: cfg.zsetPeriods }), new Registry(redis), spool, ids, connect, clock);
+    const agent = new Agent(cfg, sensor, redis, new Store(redis, { zsetPeriods: cfg.zsetPeriods, host: cfg.host }), new Registry(redis), spool, ids, connect, clock);
     agent.ledger = await PeriodLedger.open(cfg.stateDir, clock.now(), clock.mono());
     redis.on('ready', () => {
       log.info({ redis: redisLabel(cfg.redis, cfg.redisAuth) }, 'Redis connected');

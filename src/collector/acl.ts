@@ -60,14 +60,12 @@ const CONNECT = [
   '+asking',
 ];
 
-/** Keys of the collector every agent writes: the period's guard, sums and meta, the pair dictionary, the VM directory. */
+/** Keys of the collector every agent writes: the period's guard and meta, the pair dictionary, the VM directory. */
 function sharedAgentKeys(): string[] {
   return [
     K.periods,
     anyPeriod(K.reported(0)),
     anyPeriod(K.meta(0)),
-    anyPeriod(K.msgs(0)),
-    anyPeriod(K.bytes(0)),
     anyPeriod(K.pending(0)),
     anyPeriod(K.zsetsGone(0)),
     K.pairIds,
@@ -82,7 +80,7 @@ function sharedAgentKeys(): string[] {
 
 export function agentUser(host: string, agentsTrim = false): AclUser {
   if (!HOST_RE.test(host)) throw new UserError(`'${host}' is not a host name as agent.host takes it (letters, digits, '_', '.', '-'): name the hosts as their agents do`);
-  const own = [K.host(host), K.events(host), anyPeriod(K.hostPairs(0, host))];
+  const own = [K.host(host), K.events(host), anyPeriod(K.hostPairs(0, host)), anyPeriod(K.hostMsgs(0, host)), anyPeriod(K.hostBytes(0, host))];
   const rules = [
     '+eval',
     '+evalsha',

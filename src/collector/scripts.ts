@@ -20,7 +20,7 @@ declare module 'ioredis' {
     vcNewIds(pairDict: string, pairNames: string, pairIds: string, epoch: string, segment: number, cap: number, ...members: string[]): Result<[epoch: string, run: string, first: number], Context>;
     /** INDEX_IDS: member, id, member, id...; -1 when the dictionary or the Redis process changed (nothing written). */
     vcIndexIds(pairDict: string, pairIds: string, epoch: string, run: string, ...memberIds: (string | number)[]): Result<number, Context>;
-    /** SUM. Keys and arguments as SUM lists them; 1 summed, 0 not this caller's chunk (or the period keeps no zsets). */
+    /** SUM. Keys and arguments as SUM lists them; 1 written, 0 not this caller's chunk (or the period keeps no zsets). */
     vcSum(...keysAndArgs: (string | number)[]): Result<number, Context>;
     /** PRUNE: 1 the current dictionary was retired (a new one begun), 0 it is kept. */
     vcPrune(pairDict: string, pairNames: string, pairIds: string, epoch: string, oldestKept: number): Result<number, Context>;
@@ -80,30 +80,17 @@ end
 `;
 
 /**
- * Lua: adds `n` pairs, given as ARGV[a .. a+n-1] members, then their messages,
- * then their bytes, to the zsets KEYS[zm] and KEYS[zb], a thousand at a time:
- * ZMSCORE, add in Lua, one ZADD (a third of the time of a ZINCRBY per pair).
- * A member new to the zset (the usual case: a pair is measured by one host)
- * takes the count as sent, with no conversion.
+ * Lua: writes `n` pairs into one host's zsets KEYS[zm] and KEYS[zb], given
+ * as ARGV[a ..] score, member pairs for the messages, then as many for the
+ * bytes, a thousand pairs a ZADD (unpack's limit). Plain ZADD, no sum: the
+ * zsets are the host's own for the period, the report is applied once and
+ * each chunk of a large one once, and Store's `zsetColumns` merged any
+ * member named twice in the report.
  */
 const ADD_TO_ZSETS = `
 local function addTo(zm, zb, a, n)
-  for s = 0, n - 1, 1000 do
-    local e = math.min(s + 1000, n) - 1
-    local ms = redis.call('ZMSCORE', zm, unpack(ARGV, a + s, a + e))
-    local bs = redis.call('ZMSCORE', zb, unpack(ARGV, a + s, a + e))
-    local tm, tb = {}, {}
-    for i = s, e do
-      local m, j, k = ARGV[a + i], 2 * (i - s), i - s + 1
-      local cm, cb = ms[k], bs[k]
-      tm[j + 1] = cm and tonumber(cm) + tonumber(ARGV[a + n + i]) or ARGV[a + n + i]
-      tm[j + 2] = m
-      tb[j + 1] = cb and tonumber(cb) + tonumber(ARGV[a + 2 * n + i]) or ARGV[a + 2 * n + i]
-      tb[j + 2] = m
-    end
-    redis.call('ZADD', zm, unpack(tm))
-    redis.call('ZADD', zb, unpack(tb))
-  end
+  for s = a, a + 2 * n - 1, 2000 do redis.call('ZADD', zm, unpack(ARGV, s, math.min(s + 1999, a + 2 * n - 1))) end
+  for s = a + 2 * n, a + 4 * n - 1, 2000 do redis.call('ZADD', zb, unpack(ARGV, s, math.min(s + 1999, a + 4 * n - 1))) end
 end
 `;
 
@@ -114,15 +101,15 @@ end
  * host already there and writes nothing. Behind the guard, in the same script:
  * the host's packed pairs (one SET), its meta, and, unless the caller said the
  * period keeps no zsets (it is not among the newest `zsetPeriods`) or
- * Store.trim deleted them (`zsetsGone`), either the pairs summed into the
- * period's zsets (a small report) or a `pending` field that
+ * Store.trim deleted them (`zsetsGone`), either the pairs written into the
+ * host's zsets for the period (a small report) or a `pending` field that
  * Store.materialise works off (a large one).
  * Every key is the period's (one hash tag, one slot in a Redis Cluster): what
  * spans periods, the list of periods and the pair dictionary's span, is
  * SPAN's, run after it by Store.apply.
- * KEYS: reported, hostPairs, meta, pending, msgs, bytes, zsetsGone.
- * ARGV: host, blob, meta, n pairs inline (-1: none, the report is large; 0: no zsets), then n members,
- * messages, bytes.
+ * KEYS: reported, hostPairs, meta, pending, hostMsgs, hostBytes, zsetsGone.
+ * ARGV: host, blob, meta, n pairs inline (-1: none, the report is large; 0: no zsets), then n (messages, member),
+ * then n (bytes, member).
  */
 const APPLY = `${ADD_TO_ZSETS}
 -- A script is not undone when a call fails: under an ACL (virt-cohort acl), a host that may not write this
@@ -238,14 +225,14 @@ return 1
 `;
 
 /**
- * Sums one chunk of an applied report into the period's zsets, once: only when
- * the report's `pending` field says the pairs summed so far end where this
+ * Writes one chunk of an applied report into the host's zsets, once: only when
+ * the report's `pending` field says the pairs written so far end where this
  * chunk starts; it then moves the field past the chunk, or removes it after
- * the last. A chunk replayed, one summed by another caller meanwhile, or a
+ * the last. A chunk replayed, one written by another caller meanwhile, or a
  * report trimmed meanwhile (field gone) adds nothing; nor does one of a period
  * whose zsets Store.trim deleted (`zsetsGone`): its field goes.
- * KEYS: pending, msgs, bytes, zsetsGone (one period's). ARGV: host, offset, last (1|0), n, then n members,
- * messages, bytes.
+ * KEYS: pending, hostMsgs, hostBytes, zsetsGone (one period's). ARGV: host, offset, last (1|0), n, then n
+ * (messages, member), then n (bytes, member).
  */
 const SUM = `${ADD_TO_ZSETS}
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end

@@ -8,9 +8,9 @@ import { Registry } from './registry.js';
 import { results } from './results.js';
 import { defineScripts } from './scripts.js';
 
-/** Default Store options: a report of up to INLINE_PAIRS pairs is summed into the zsets inside its guard (~40 ms of Redis at 10k). */
+/** Default Store options: a report of up to INLINE_PAIRS pairs is written into its zsets inside its guard (~30 ms of Redis at 10k). */
 export const INLINE_PAIRS = 10_000;
-/** Pairs per materialise script: each blocks Redis ~40 ms at 10k, and other clients go between them. */
+/** Pairs per materialise script: each blocks Redis ~30 ms at 10k, and other clients go between them. */
 export const CHUNK_PAIRS = 10_000;
 /** Members looked up per HMGET, and indexed per script. */
 const LOOKUP_BATCH = 10_000;
@@ -18,13 +18,13 @@ const LOOKUP_BATCH = 10_000;
 const NEW_BATCH = 100_000;
 /** Applied large reports whose pairs this Store keeps in hand to materialise them without reading them back. */
 const RECENT = 4;
-/** Default Store option: the newest periods whose zsets (vc:period:{P}:msgs, :bytes) are kept. */
+/** Default Store option: the newest periods whose zsets (vc:period:{P}:host:H:msgs, :bytes) are kept. */
 export const ZSET_PERIODS = 5;
 /** Periods read at once when looking for zsets to delete. */
 const SWEEP_BATCH = 1000;
 
 export interface StoreOptions {
-  /** Reports with at most this many pairs are summed into the period's zsets in the guard's own script; larger ones by materialise(). */
+  /** Reports with at most this many pairs are written into their zsets in the guard's own script; larger ones by materialise(). */
   inlinePairs?: number;
   /** Pairs per materialise script. */
   chunkPairs?: number;
@@ -35,6 +35,11 @@ export interface StoreOptions {
    * packed reports, which is all the queries read. 0: no zsets at all. Default ZSET_PERIODS (agent.zsetPeriods).
    */
   zsetPeriods?: number;
+  /**
+   * The host whose zsets this Store's trim deletes once their period falls out of the newest `zsetPeriods`: an
+   * agent's own (its ACL lets it write no other host's). Absent: every host's that reported the period.
+   */
+  host?: string;
 }
 
 /**
@@ -49,11 +54,35 @@ type Triple = readonly [string, number, number];
 /** What `recent` files a large report under. */
 const recentKey = (period: number, host: string) => `${period}:${host}`;
 
-/** Pairs from..to as the zset scripts take them: the members, then their messages, then their bytes. */
-function pushColumns(args: (string | number | Buffer)[], pairs: readonly Triple[], from: number, to: number): void {
-  for (let i = from; i < to; i++) args.push(pairs[i]![0]);
-  for (let i = from; i < to; i++) args.push(pairs[i]![1]);
-  for (let i = from; i < to; i++) args.push(pairs[i]![2]);
+/** A report's pairs as its zsets take them: each member once (one named twice in a report is summed), in first-seen order. */
+interface Columns {
+  names: string[];
+  msgs: number[];
+  bytes: number[];
+}
+
+function zsetColumns(names: ArrayLike<string>, msgs: ArrayLike<number>, bytes: ArrayLike<number>): Columns {
+  const at = new Map<string, number>();
+  const c: Columns = { names: [], msgs: [], bytes: [] };
+  for (let i = 0; i < names.length; i++) {
+    const k = at.get(names[i]!);
+    if (k === undefined) {
+      at.set(names[i]!, c.names.length);
+      c.names.push(names[i]!);
+      c.msgs.push(msgs[i]!);
+      c.bytes.push(bytes[i]!);
+    } else {
+      c.msgs[k]! += msgs[i]!;
+      c.bytes[k]! += bytes[i]!;
+    }
+  }
+  return c;
+}
+
+/** Columns from..to as the zset scripts take them: (messages, member) for each, then (bytes, member) for each. */
+function pushColumns(args: (string | number | Buffer)[], c: Columns, from: number, to: number): void {
+  for (let i = from; i < to; i++) args.push(c.msgs[i]!, c.names[i]!);
+  for (let i = from; i < to; i++) args.push(c.bytes[i]!, c.names[i]!);
 }
 
 export class Store {
@@ -61,12 +90,13 @@ export class Store {
   readonly chunkPairs: number;
   readonly dictionaryCap: number;
   readonly zsetPeriods: number;
+  readonly host: string | undefined;
   /** The dictionary (epoch) and Redis process (run_id) that `ids` came from. */
   private dict: { epoch: string; run: string } | undefined;
   /** member → id for the members of this Store's recent reports: a steady agent asks only for new members. */
   private ids = new Map<string, number>();
-  /** pending field → the pairs of a large report applied by this Store and not yet materialised. */
-  private recent = new Map<string, readonly Triple[]>();
+  /** pending field → the columns of a large report applied by this Store and not yet materialised. */
+  private recent = new Map<string, Columns>();
   /** member, id, member, id...: ids this Store gave and has not yet written into the index. */
   private unindexed: (string | number)[] = [];
   /** For retention: which hosts' keys a period has. */
@@ -80,14 +110,15 @@ export class Store {
     this.chunkPairs = Math.max(1, opts.chunkPairs ?? CHUNK_PAIRS);
     this.dictionaryCap = opts.dictionaryCap ?? DICTIONARY_CAP;
     this.zsetPeriods = Math.max(0, opts.zsetPeriods ?? ZSET_PERIODS);
+    this.host = opts.host;
     defineScripts(redis);
     this.registry = new Registry(redis);
   }
 
   /**
    * Returns true when the report was applied now, false when it already had
-   * been. Once it returns, the report counts in queries; the period's zsets
-   * hold it too when it had at most `inlinePairs` pairs, else after
+   * been. Once it returns, the report counts in queries; the host's zsets for
+   * the period hold it too when it had at most `inlinePairs` pairs, else after
    * materialise(); neither when the period is not among the newest
    * `zsetPeriods`. Two steps, each in one slot of a Redis Cluster: the
    * period's (APPLY: the guard and the report), then `{vc}`'s (SPAN: the list
@@ -96,22 +127,29 @@ export class Store {
    */
   async apply(r: Report): Promise<boolean> {
     const zsets = this.zsetPeriods > 0 && (await this.redis.zcount(K.periods, `(${r.period}`, '+inf')) < this.zsetPeriods;
-    const inline = zsets && r.pairs.length <= this.inlinePairs;
+    const cols = zsets
+      ? zsetColumns(
+          r.pairs.map((p) => p[0]),
+          r.pairs.map((p) => p[1]),
+          r.pairs.map((p) => p[2]),
+        )
+      : undefined;
+    const inline = cols !== undefined && cols.names.length <= this.inlinePairs;
     let ids = await this.idsOf(r.pairs);
     const args: (string | number | Buffer)[] = [
       K.reported(r.period),
       K.hostPairs(r.period, r.host),
       K.meta(r.period),
       K.pending(r.period),
-      K.msgs(r.period),
-      K.bytes(r.period),
+      K.hostMsgs(r.period, r.host),
+      K.hostBytes(r.period, r.host),
       K.zsetsGone(r.period),
       r.host,
       encodePacked(this.dict!.epoch, ids, r.pairs),
       reportMeta(r),
-      inline ? r.pairs.length : zsets ? -1 : 0,
+      inline ? cols.names.length : zsets ? -1 : 0,
     ];
-    if (inline) pushColumns(args, r.pairs, 0, r.pairs.length);
+    if (inline) pushColumns(args, cols, 0, cols.names.length);
     const [res] = await results(this.redis.multi().vcApply(...args), 'the report transaction');
     const rewrite = () => this.redis.vcRewrite(K.reported(r.period), K.hostPairs(r.period, r.host), r.host, encodePacked(this.dict!.epoch, ids, r.pairs));
     // A re-send: the blob an earlier attempt wrote may name another dictionary; this attempt's is the one SPAN records.
@@ -126,8 +164,8 @@ export class Store {
       ids = await this.idsOf(r.pairs);
       await rewrite();
     }
-    if (zsets && !inline) {
-      this.recent.set(recentKey(r.period, r.host), r.pairs);
+    if (cols && !inline) {
+      this.recent.set(recentKey(r.period, r.host), cols);
       while (this.recent.size > RECENT) this.recent.delete(this.recent.keys().next().value!);
     }
     return res === 1;
@@ -230,8 +268,8 @@ export class Store {
   }
 
   /**
-   * Sums applied reports that are still `pending` into their periods' zsets
-   * (vc:period:{P}:msgs and :bytes), chunk by chunk, each chunk once even when
+   * Writes applied reports that are still `pending` into their hosts' zsets
+   * (vc:period:{P}:host:H:msgs and :bytes), chunk by chunk, each chunk once even when
    * several callers run at once or a connection drops. Only those of `host`
    * and/or `period` when given (the agent: its own, including any left by a
    * crash between apply and materialise). Returns how many reports it finished.
@@ -254,26 +292,18 @@ export class Store {
 
   private async sumIn(period: number, host: string, from: number): Promise<boolean> {
     const key = recentKey(period, host);
-    let names: readonly string[] | undefined;
-    let msgs: ArrayLike<number>;
-    let bytes: ArrayLike<number>;
-    const pairs = this.recent.get(key);
-    if (pairs) {
-      names = pairs.map((p) => p[0]);
-      msgs = pairs.map((p) => p[1]);
-      bytes = pairs.map((p) => p[2]);
-    } else {
+    let cols = this.recent.get(key);
+    if (!cols) {
       const buf = await this.redis.getBuffer(K.hostPairs(period, host));
       if (!buf) {
-        // trimmed (or deleted by hand): nothing left to sum
+        // trimmed (or deleted by hand): nothing left to write
         await this.redis.hdel(K.pending(period), host);
         return false;
       }
       const packed = decodePacked(buf, K.hostPairs(period, host));
-      names = await pairNames(this.redis, packed.ids, packed.epoch);
-      ({ msgs, bytes } = packed);
+      cols = zsetColumns(await pairNames(this.redis, packed.ids, packed.epoch), packed.msgs, packed.bytes);
     }
-    const n = names.length;
+    const n = cols.names.length;
     // From where the field says, in chunks; again from where it then says if other callers
     // summed chunks of other sizes meanwhile, until the field is gone.
     for (let at = from; ; ) {
@@ -285,10 +315,8 @@ export class Store {
       const tx = this.redis.pipeline();
       for (let c = at; c < n || c === 0; c += this.chunkPairs) {
         const end = Math.min(n, c + this.chunkPairs);
-        const args: (string | number)[] = [K.pending(period), K.msgs(period), K.bytes(period), K.zsetsGone(period), host, c, end === n ? 1 : 0, end - c];
-        for (let i = c; i < end; i++) args.push(names[i]!);
-        for (let i = c; i < end; i++) args.push(msgs[i]!);
-        for (let i = c; i < end; i++) args.push(bytes[i]!);
+        const args: (string | number)[] = [K.pending(period), K.hostMsgs(period, host), K.hostBytes(period, host), K.zsetsGone(period), host, c, end === n ? 1 : 0, end - c];
+        pushColumns(args, cols, c, end);
         tx.vcSum(...args);
         if (n === 0) break;
       }
@@ -368,9 +396,11 @@ export class Store {
 
   /**
    * Deletes the zsets of the periods older than the newest `zsetPeriods` of
-   * vc:{vc}:periods (all of them when 0), with the `pending` fields of their large
+   * vc:{vc}:periods (all of them when 0), this Store's `host`'s (else every
+   * host's that reported the period), with the `pending` fields of their large
    * reports, and marks each period `zsetsGone` in the same MULTI (its slot):
-   * no script makes its zsets again. So each period is swept once per Store:
+   * no script makes its zsets again; each other host's agent deletes its own
+   * in its own trim. So each period is swept once per Store:
    * the first call looks at every older period (zsets of a Redis written
    * before this setting, or by another agent with a larger one), later calls
    * only at those that fell out since.
@@ -387,9 +417,12 @@ export class Store {
       const batch = await this.redis.zrange(K.periods, this.zsetsFrom, until, 'BYSCORE', 'LIMIT', 0, SWEEP_BATCH);
       if (!batch.length) break;
       await Promise.all(
-        batch.map((p) => {
+        batch.map(async (p) => {
           const n = Number(p);
-          return results(this.redis.multi().unlink(K.msgs(n), K.bytes(n), K.pending(n)).set(K.zsetsGone(n), '1'), 'dropping the zsets of a period');
+          const hosts = this.host !== undefined ? [this.host] : await this.redis.smembers(K.reported(n));
+          const tx = this.redis.multi();
+          if (hosts.length) tx.unlink(...hosts.flatMap((h) => [K.hostMsgs(n, h), K.hostBytes(n, h)])).hdel(K.pending(n), ...hosts);
+          return results(tx.set(K.zsetsGone(n), '1'), 'dropping the zsets of a period');
         }),
       );
       this.zsetsFrom = `(${batch[batch.length - 1]!}`;

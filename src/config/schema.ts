@@ -165,7 +165,7 @@ export const agentSchema = z
     retention: int(0, 100_000_000, 0, { description: 'Periods kept in Redis; 0 keeps all.' }),
     zsetPeriods: int(0, 100_000_000, 5, {
       description:
-        'The newest periods whose readable sorted sets (vc:period:{P}:msgs and :bytes, for redis-cli and tools) are kept; older periods keep only their packed reports, which the queries read. 0: no sorted sets. Set it alike on every agent.',
+        "The newest periods whose readable sorted sets (each host's vc:period:{P}:host:H:msgs and :bytes, for redis-cli and tools) are kept; older periods keep only their packed reports, which the queries read. 0: no sorted sets. Set it alike on every agent.",
       arg: 'periods',
     }),
     sensor: oneOf(['auto', 'ebpf', 'pcap'], 'auto', { description: 'Sensor backend: auto (eBPF, else libpcap), ebpf or pcap.' }),

@@ -80,7 +80,7 @@ async function main(): Promise<void> {
       mem = (await usedMemory(redis)) - before;
       parts = {
         blob: await keyMemory(redis, K.hostPairs(p0, 'h1')),
-        zsets: await keyMemory(redis, K.msgs(p0), K.bytes(p0)),
+        zsets: await keyMemory(redis, K.hostMsgs(p0, 'h1'), K.hostBytes(p0, 'h1')),
         dict: await keyMemory(redis, K.pairIds, K.pairNames),
       };
       steady.push(await publish(store, report('h1', p0 + (i + 1) * PERIOD, 10_000, 50)));

@@ -140,7 +140,14 @@ export class SimAgent {
     const registry = new Registry(redis);
     const book = new AddressBook();
     const spool = await Spool.open(join(spoolRoot, host.name), 2880);
-    return new SimAgent(host, redis, new Store(redis, zsetPeriods === undefined ? {} : { zsetPeriods }), spool, new HostDirectory(registry, book, host.name, host.site), book);
+    return new SimAgent(
+      host,
+      redis,
+      new Store(redis, zsetPeriods === undefined ? { host: host.name } : { zsetPeriods, host: host.name }),
+      spool,
+      new HostDirectory(registry, book, host.name, host.site),
+      book,
+    );
   }
 
   /** The heartbeat and the directory, as the agent's reconcile writes them (`now`: the simulated clock, ms). */

@@ -114,7 +114,7 @@ async function measure(r: Redis, baseline: number, periods: number[]): Promise<P
   );
   const zsets = await keyMemory(
     r,
-    periods.flatMap((p) => [K.msgs(p), K.bytes(p)]),
+    periods.flatMap((p) => hosts.flatMap((h) => [K.hostMsgs(p, h), K.hostBytes(p, h)])),
   );
   const retired = Object.keys(await r.hgetall(K.pairDict))
     .filter((f) => f.startsWith('retired:'))
@@ -200,7 +200,7 @@ async function main(): Promise<void> {
     const after = await measure(redis, baseline, kept);
     const qAfter = await answers(redis, now);
     const same = qBefore.out.every((a, i) => isDeepStrictEqual(a, qAfter.out[i]));
-    const zsetsLeft = async () => (await Promise.all(kept.map((p) => redis.exists(K.msgs(p))))).filter((x) => x === 1).length;
+    const zsetsLeft = async () => (await Promise.all(kept.map((p) => redis.exists(K.hostMsgs(p, 'h0'))))).filter((x) => x === 1).length;
     const leftAfter = await zsetsLeft();
     await new Store(redis, { zsetPeriods: FEWER }).trim(RETENTION);
     const fewer = await measure(redis, baseline, kept);
@@ -214,7 +214,7 @@ async function main(): Promise<void> {
       '|---|---|---|---|---|',
       `| Redis used_memory less the empty server's, per pair-period kept | ${cell(before, 'total')} | **${cell(after, 'total')}** | ${cell(fewer, 'total')} | ≤ 40 B: ${verdict} with the default${fewer.total / pairPeriods <= 40 ? `, met with ${FEWER}` : ''} |`,
       `| packed reports (${kept.length} periods × ${HOSTS} hosts) | ${cell(before, 'packed')} | ${cell(after, 'packed')} | ${cell(fewer, 'packed')} | |`,
-      `| readable zsets vc:period:{P}:msgs, :bytes | ${cell(before, 'zsets')}, ${kept.length} periods | ${cell(after, 'zsets')}, ${leftAfter} periods | ${cell(fewer, 'zsets')}, ${leftFewer} periods | |`,
+      `| readable zsets vc:period:{P}:host:H:msgs, :bytes | ${cell(before, 'zsets')}, ${kept.length} periods | ${cell(after, 'zsets')}, ${leftAfter} periods | ${cell(fewer, 'zsets')}, ${leftFewer} periods | |`,
       `| pair dictionary (current: index and names; ${epochs} retired: names) | ${cell(before, 'dictionary')} | ${cell(after, 'dictionary')} | ${cell(fewer, 'dictionary')} | |`,
       `| the rest (what MEMORY USAGE leaves out of the above, keyspace, reported sets, meta, registry) | ${cell(before, 'other')} | ${cell(after, 'other')} | ${cell(fewer, 'other')} | |`,
       `| weighted / mean over ${RETENTION} periods, detail over 10 | ${qBefore.took.map((t) => t.toFixed(0)).join(' / ')} ms | ${qAfter.took.map((t) => t.toFixed(0)).join(' / ')} ms; answers identical: ${same ? 'yes' : 'NO'} | | identical |`,

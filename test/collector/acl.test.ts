@@ -77,7 +77,7 @@ test("an agent's Store writes work with its own credentials: registry, directory
     assert.equal(await registry.vmGone(`${h}-vm`, h), true);
   }
   assert.deepEqual((await admin.smembers(K.reported(P))).sort(), ['a1', 'b1']);
-  assert.equal(Number(await admin.zscore(K.msgs(P), 'b1-vm>x')), 5, "b1's report was materialised");
+  assert.equal(Number(await admin.zscore(K.hostMsgs(P, 'b1'), 'b1-vm>x')), 5, "b1's report was materialised");
   assert.equal(await admin.xlen(K.events('a1')), 1);
 });
 
@@ -99,6 +99,7 @@ test("one host's credentials cannot write another host's entry, report or events
   await assert.rejects(a1.hset(K.settings, 'periodSeconds', 1), NOPERM);
   await assert.rejects(a1.srem(K.hosts, 'b1'), NOPERM);
   await assert.rejects(a1.unlink(K.hostPairs(P, 'b1')), NOPERM, "without --agents-trim, no deleting others' reports either");
+  await assert.rejects(a1.zadd(K.hostMsgs(P, 'b1'), 1, 'forged>x'), NOPERM, "nor writing another host's readable zsets");
   // Nor the environment: a stolen agent credential must not reprice a site to draw VMs to its host.
   await assert.rejects(new Registry(a1).putEnvironment(0, { at: 0, source: 'forged', by: 'a1', file: {} }), NOPERM);
   await assert.rejects(a1.set(K.envVersion, '7'), NOPERM);
@@ -122,18 +123,21 @@ test('with --agents-trim an agent deletes whole old periods, and still writes on
   assert.equal(await admin.exists(K.hostPairs(P, 'a1')), 0);
 });
 
-test('an agent without --agents-trim deletes the zsets of periods out of the newest agent.zsetPeriods, and nothing else', async () => {
+test('an agent without --agents-trim deletes its own zsets of periods out of the newest agent.zsetPeriods, and nothing else', async () => {
   const a1 = await as('vc-agent-a1');
-  const store = new Store(a1, { zsetPeriods: 1 });
+  const store = new Store(a1, { zsetPeriods: 1, host: 'a1' }); // as the agent makes it
+  await store.apply(report('a1', P + 2 * L, [['a1-vm>y', 1, 10]]));
   const before = await admin.zrange(K.periods, '0', '-1');
-  assert.ok(before.length >= 1 && (await admin.exists(K.msgs(Number(before.at(-1))))) === 1);
+  assert.ok(before.length >= 2 && (await admin.exists(K.hostMsgs(P + 2 * L, 'a1'))) === 1);
+  assert.equal(await admin.exists(K.hostMsgs(P + L, 'c1')), 1, "c1's zsets, from the test before");
   await store.apply(report('a1', P + 5 * L, [['a1-vm>y', 2, 20]]));
   await store.trim(0);
   for (const p of before) {
-    assert.equal(await admin.exists(K.msgs(Number(p)), K.bytes(Number(p))), 0, `period ${p}: zsets deleted`);
+    assert.equal(await admin.exists(K.hostMsgs(Number(p), 'a1'), K.hostBytes(Number(p), 'a1')), 0, `period ${p}: its zsets deleted`);
     assert.equal(await admin.exists(K.reported(Number(p))), 1, `period ${p}: kept`);
   }
-  assert.equal(await admin.zscore(K.msgs(P + 5 * L), 'a1-vm>y'), '2');
+  assert.equal(await admin.exists(K.hostMsgs(P + L, 'c1'), K.hostBytes(P + L, 'c1')), 2, "another host's zsets are its own agent's to delete");
+  assert.equal(await admin.zscore(K.hostMsgs(P + 5 * L, 'a1'), 'a1-vm>y'), '2');
 });
 
 test("the manager's writes work with its own: lock, cooldown, history, drain, the environment; it cannot write reports or events", async () => {

@@ -52,7 +52,7 @@ test('a command that fails inside a transaction fails the call (registration, a 
   await assert.rejects(registry.registerHost('h1', hostRecord()), /WRONGTYPE/);
   await r.redis.del(K.settings);
   await registry.registerHost('h1', hostRecord());
-  await r.redis.set(K.msgs(1_800_000_060), 'not a zset');
+  await r.redis.set(K.hostMsgs(1_800_000_060, 'h1'), 'not a zset');
   await assert.rejects(store.apply(report('h1', 1_800_000_060, [['a>b', 1, 1]])), /WRONGTYPE/, "the script's error, not a reply");
 });
 

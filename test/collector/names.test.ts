@@ -10,6 +10,7 @@ import type { FlowCounts } from '../../src/sensor/layout.js';
 import { ODD_NAMES } from '../helpers/names.js';
 import { TestRedis } from '../helpers/redis.js';
 import { host, L, report } from './fixtures.js';
+import { periodMembers } from '../helpers/zsets.js';
 
 const NOW = Date.parse('2026-03-02T12:00:10Z');
 const P = NOW / 1000 - 10 - L;
@@ -57,7 +58,7 @@ test('VM names with >, :, {, }, spaces and unicode go through the agent, the sto
   assert.equal(r.pairs.length, ODD_NAMES.length, 'no pair split into wrong names');
 
   // The zsets for people hold the escaped members; each splits back into its two names.
-  const members = await redis.zrange(K.msgs(P), '0', '-1');
+  const members = await periodMembers(redis, P);
   assert.deepEqual(new Set(members.map((m) => splitPair(m)[0])), new Set(ODD_NAMES));
   assert.deepEqual((await new Registry(redis).vms()).map((v) => v.name).sort(), [...ODD_NAMES].sort());
   assert.equal(await new Registry(redis).vmGone('a>b', 'A'), true);

@@ -184,7 +184,7 @@ test('the primary killed mid-period while 3 agents publish and 2 managers conten
         const want = expected(h, k);
         const member = `vm-${host}>10.9.9.9`;
         const part = (await hostPart(check, period, host)).get(member)?.[0] ?? 0;
-        const summed = Number((await check.zscore(K.msgs(period), member)) ?? 0);
+        const summed = Number((await check.zscore(K.hostMsgs(period, host), member)) ?? 0);
         if (!reported.includes(host) || part === 0 || summed === 0) lost++;
         else if (summed > want || part > want) doubled++;
         else assert.equal(summed, want, `period ${k} of ${host}`);

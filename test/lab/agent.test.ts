@@ -19,6 +19,7 @@ import { labSensors } from '../helpers/lab.js';
 import { uniqueName } from '../helpers/names.js';
 import { MAX_LEARNED_PER_VM } from '../../src/agent/addresses.js';
 import { guestClock } from '../../src/lab/console.js';
+import { periodMembers, periodScore, periodZset } from '../helpers/zsets.js';
 
 // Agents on real lab hosts (real libvirtd, QEMU guests, Redis) with 5 s
 // periods, once per sensor backend (eBPF, libpcap). Two guests send each other
@@ -47,7 +48,7 @@ function agentSuite(sensor: 'ebpf' | 'pcap'): void {
   let vm2: string;
 
   const pair = (s: string, d: string) => `${s}>${d}`;
-  const score = async (key: string, member: string) => Number((await redis.zscore(key, member)) ?? 0);
+  const score = async (p: number, member: string, kind: 'msgs' | 'bytes' = 'msgs') => Number((await periodScore(redis, p, member, kind)) ?? 0);
   const lastPeriod = () => Math.floor(Date.now() / 1000 / PERIOD) * PERIOD - PERIOD;
 
   /** Waits until every host reported period p (the agents publish just after each boundary). */
@@ -114,19 +115,19 @@ function agentSuite(sensor: 'ebpf' | 'pcap'): void {
         [vm1, vm2],
         [vm2, vm1],
       ]) {
-        seen.set(pair(s!, d!), await Promise.all(periods.map((p) => score(K.msgs(p), pair(s!, d!)))));
+        seen.set(pair(s!, d!), await Promise.all(periods.map((p) => score(p, pair(s!, d!)))));
       }
       const all = [...seen].map(([k, v]) => `${k}: ${v.join(', ')}`).join('; ');
       process.stdout.write(`# messages per period (${PER_PERIOD} sent): ${all}\n`);
       for (const [k, counts] of seen) {
         for (const [i, msgs] of counts.entries()) {
           assert.ok(Math.abs(msgs - PER_PERIOD) <= EDGE, `period ${periods[i]}: ${k} ${msgs} messages, expected ${PER_PERIOD} ± ${EDGE} (each period: ${all})`);
-          assert.equal(await score(K.bytes(periods[i]!), k), msgs * WIRE, 'bytes are wire bytes');
+          assert.equal(await score(periods[i]!, k, 'bytes'), msgs * WIRE, 'bytes are wire bytes');
         }
       }
       for (const p of periods) {
         // Each message once: sender-side only, no receiver-side copy under the peer's address.
-        const members = await redis.zrange(K.msgs(p), '0', '-1');
+        const members = await periodMembers(redis, p);
         assert.ok(!members.some((m) => m.startsWith(`10.${lab.index}.200.`)), members.join(' '));
       }
       const v1 = await redis.hgetall(K.vm(vm1));
@@ -150,12 +151,12 @@ function agentSuite(sensor: 'ebpf' | 'pcap'): void {
       const fromA = (await hostPart(redis, p, a.name)).get(pair(vm1, vm2))?.[0] ?? 0;
       const fromB = (await hostPart(redis, p, b.name)).get(pair(vm1, vm2))?.[0] ?? 0;
       assert.ok(fromA > 0 && fromB > 0, `both hosts counted part of the period (a: ${fromA}, b: ${fromB})`);
-      assert.equal(await score(K.msgs(p), pair(vm1, vm2)), fromA + fromB);
+      assert.equal(await score(p, pair(vm1, vm2)), fromA + fromB);
       // The guest pauses for the switch-over, so a few datagrams may move to the next period: compare two periods.
       // Its clock (the HPET, which counts QEMU's virtual clock) stands still while it is paused, and its generator
       // keeps its own time: it sends RATE x downtime fewer datagrams in those periods (a CI run: 195 of 200).
       const paused = Math.round((RATE * (moved.downtimeMs ?? 0)) / 1000);
-      const two = fromA + fromB + (await score(K.msgs(p + PERIOD), pair(vm1, vm2)));
+      const two = fromA + fromB + (await score(p + PERIOD, pair(vm1, vm2)));
       const want = 2 * PER_PERIOD - paused;
       assert.ok(Math.abs(two - want) <= 2 * EDGE, `${two} messages over the migration's two periods, expected ${want} (${2 * PER_PERIOD} less ${paused} for the ${moved.downtimeMs} ms downtime)`);
       process.stdout.write(`# migration: downtime ${moved.downtimeMs} ms, ${two} messages over its two periods, expected ${want}\n`);
@@ -185,7 +186,7 @@ function agentSuite(sensor: 'ebpf' | 'pcap'): void {
       const end = lastPeriod() + 2 * PERIOD;
       await reported(end, [b.name], 30_000);
       let sum = 0;
-      for (let p = start; p <= end; p += PERIOD) sum += await score(K.msgs(p), pair(vm1, vm2));
+      for (let p = start; p <= end; p += PERIOD) sum += await score(p, pair(vm1, vm2));
       const n = (end - start) / PERIOD + 1;
       // eBPF counts in the kernel while no agent runs. libpcap counts nothing then (no process holds the
       // capture), and the killed agent's last 250 ms may not have reached its checkpoint file.
@@ -200,7 +201,7 @@ function agentSuite(sensor: 'ebpf' | 'pcap'): void {
       for (let p = start; p <= end; p += PERIOD) assert.ok((await redis.smembers(K.reported(p))).includes(b.name), `period ${p} reported by ${b.name}`);
       if (sensor === 'ebpf') {
         for (let p = start; p <= end; p += PERIOD) {
-          const msgs = await score(K.msgs(p), pair(vm1, vm2));
+          const msgs = await score(p, pair(vm1, vm2));
           assert.ok(Math.abs(msgs - PER_PERIOD) <= SLIP + EDGE, `period ${p} around the restart: ${msgs} messages, expected ${PER_PERIOD} ± ${SLIP + EDGE} (no hole, no spike)`);
         }
       }
@@ -232,7 +233,7 @@ function agentSuite(sensor: 'ebpf' | 'pcap'): void {
       const end = lastPeriod();
       await reported(end, [a.name, b.name]);
       for (let p = start; p <= end; p += PERIOD) {
-        const msgs = await score(K.msgs(p), pair(vm1, vm2));
+        const msgs = await score(p, pair(vm1, vm2));
         assert.ok(Math.abs(msgs - PER_PERIOD) <= SLIP + EDGE, `period ${p} with libvirtd frozen: ${msgs} messages, expected ${PER_PERIOD} ± ${SLIP + EDGE}`);
       }
       const log = agentPaths(lab, h).log;
@@ -274,13 +275,13 @@ function agentSuite(sensor: 'ebpf' | 'pcap'): void {
       let sum = 0;
       for (let p = before + PERIOD; p <= last; p += PERIOD) {
         assert.deepEqual((await redis.smembers(K.reported(p))).sort(), [a.name, b.name].sort(), `period ${p} from both hosts`);
-        const msgs = await score(K.msgs(p), pair(vm1, vm2));
+        const msgs = await score(p, pair(vm1, vm2));
         sum += msgs;
         // A period applied twice would hold twice its count, a lost one none. While the agents send
         // their spools, the TCG guests get less CPU and a few datagrams slip into the next period.
         assert.ok(
           Math.abs(msgs - PER_PERIOD) <= SLIP,
-          `period ${p} after the outage: ${msgs} messages, expected ${PER_PERIOD} ± ${SLIP} ` + `(the period holds: ${(await redis.zrange(K.msgs(p), '0', '-1', 'WITHSCORES')).join(' ')})`,
+          `period ${p} after the outage: ${msgs} messages, expected ${PER_PERIOD} ± ${SLIP} ` + `(the period holds: ${(await periodZset(redis, p)).join(' ')})`,
         );
       }
       // A period lost or applied twice moves the sum by a whole period (100); a busy lab's generators drift by ~1 %.
@@ -304,9 +305,9 @@ function agentSuite(sensor: 'ebpf' | 'pcap'): void {
       await reported(p, [a.name, b.name], 40_000);
       assert.equal(await redis.hget(K.addr, ip2), vm2, "the address stays vm2's");
       assert.ok(!(await redis.hget(K.vm(spoof), 'addresses'))?.split(',').includes(ip2), "not the spoofer's");
-      const msgs = await score(K.msgs(p), pair(vm1, vm2));
+      const msgs = await score(p, pair(vm1, vm2));
       assert.ok(Math.abs(msgs - PER_PERIOD) <= SLIP, `vm1 still sends vm2 ${msgs} messages a period, expected ${PER_PERIOD} ± ${SLIP} (two guests booted meanwhile)`);
-      const members = await redis.zrange(K.msgs(p), '0', '-1');
+      const members = await periodMembers(redis, p);
       assert.ok(!members.includes(pair(vm1, spoof)) && !members.includes(pair(vm2, spoof)), `no traffic to vm2's address is counted as the spoofer's: ${members.join(' ')}`);
       const logA = await readFile(agentPaths(lab, a).log, 'utf8');
       assert.equal(logA.split('\n').filter((l) => l.includes(`announced ${ip2}`)).length, 1, 'the spoofed claim is logged once');

@@ -26,6 +26,7 @@ import { run, sleep, waitFor } from '../../src/util/exec.js';
 import { alive, livePid } from '../../src/util/process.js';
 import { labSensors } from '../helpers/lab.js';
 import { uniqueName } from '../helpers/names.js';
+import { periodScore } from '../helpers/zsets.js';
 
 // The closed loop on a real lab: 2 sites x 2 hosts, 4 guests in 2 pairs, each
 // pair split across the sites (vm1 a1 + vm2 b1, vm3 a2 + vm4 b2), 5 s periods.
@@ -61,7 +62,7 @@ function managerSuite(sensor: 'ebpf' | 'pcap'): void {
     let sum = 0;
     const seen: string[] = [];
     for (let p = first; p <= last; p += PERIOD) {
-      const n = Number((await redis.zscore(K.msgs(p), `${vm}>${peer}`)) ?? 0);
+      const n = Number((await periodScore(redis, p, `${vm}>${peer}`)) ?? 0);
       sum += n;
       const parts = await Promise.all(hosts(lab).map(async (h) => `${h.name} ${(await hostPart(redis, p, h.name)).get(`${vm}>${peer}`)?.[0] ?? 0}`));
       seen.push(`${p}: ${n} (${parts.join(', ')})`);
