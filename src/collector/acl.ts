@@ -80,6 +80,9 @@ function sharedAgentKeys(): string[] {
 
 export function agentUser(host: string, agentsTrim = false): AclUser {
   if (!HOST_RE.test(host)) throw new UserError(`'${host}' is not a host name as agent.host takes it (letters, digits, '_', '.', '-'): name the hosts as their agents do`);
+  const oldZsets = K.oldZsets(0)
+    .map((k) => `~${anyPeriod(k)}`)
+    .join(' ');
   const own = [K.host(host), K.events(host), anyPeriod(K.hostPairs(0, host)), anyPeriod(K.hostMsgs(0, host)), anyPeriod(K.hostBytes(0, host))];
   const rules = [
     '+eval',
@@ -112,6 +115,8 @@ export function agentUser(host: string, agentsTrim = false): AclUser {
     // Shared, but only added to: the host list, and the period length the first agent sets.
     `(~${K.hosts} +sadd +smembers +sismember)`,
     `(~${K.settings} +hsetnx +hget +hmget +hgetall)`,
+    // Store.trim deletes the all-hosts zsets periods had before the per-host ones (nothing writes them any more).
+    `(${oldZsets} +unlink)`,
     ...CONNECT,
   ];
   // Store.trim unlinks all of a period's keys in one command, and one selector must cover every key of a command.

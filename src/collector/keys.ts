@@ -48,6 +48,8 @@ export const K = {
    */
   hostMsgs: (p: number, h: string) => `${period(p)}:host:${h}:msgs`,
   hostBytes: (p: number, h: string) => `${period(p)}:host:${h}:bytes`,
+  /** The all-hosts zsets a period had before the per-host ones (until 2026-12): deleted with the period's zsets. */
+  oldZsets: (p: number) => [`${period(p)}:msgs`, `${period(p)}:bytes`],
   /** HASH host → how many pairs of that host's applied report (in Store's `zsetColumns` order) are already in its zsets; the field goes when all are. */
   pending: (p: number) => `${period(p)}:pending`,
   /** STRING, present once a Store.trim deleted the period's zsets (it fell out of the newest `zsetPeriods`): no script makes them again. */
@@ -124,6 +126,5 @@ export function splitPair(member: string): [string, string] {
 
 /** Every key of one period, for retention. */
 export function periodKeys(p: number, hosts: string[]): string[] {
-  // :msgs and :bytes: the all-hosts zsets of the versions before the per-host ones, gone with their period.
-  return [K.reported(p), K.meta(p), K.pending(p), K.zsetsGone(p), `${period(p)}:msgs`, `${period(p)}:bytes`, ...hosts.flatMap((h) => [K.hostPairs(p, h), K.hostMsgs(p, h), K.hostBytes(p, h)])];
+  return [K.reported(p), K.meta(p), K.pending(p), K.zsetsGone(p), ...K.oldZsets(p), ...hosts.flatMap((h) => [K.hostPairs(p, h), K.hostMsgs(p, h), K.hostBytes(p, h)])];
 }

@@ -8,9 +8,9 @@ import { Registry } from './registry.js';
 import { results } from './results.js';
 import { defineScripts } from './scripts.js';
 
-/** Default Store options: a report of up to INLINE_PAIRS pairs is written into its zsets inside its guard (~30 ms of Redis at 10k). */
+/** Default Store options: a report of up to INLINE_PAIRS pairs is written into its zsets inside its guard (tens of ms of Redis at 10k). */
 export const INLINE_PAIRS = 10_000;
-/** Pairs per materialise script: each blocks Redis ~30 ms at 10k, and other clients go between them. */
+/** Pairs per materialise script: each blocks Redis for tens of ms at 10k, and other clients go between them. */
 export const CHUNK_PAIRS = 10_000;
 /** Members looked up per HMGET, and indexed per script. */
 const LOOKUP_BATCH = 10_000;
@@ -398,9 +398,9 @@ export class Store {
    * Deletes the zsets of the periods older than the newest `zsetPeriods` of
    * vc:{vc}:periods (all of them when 0), this Store's `host`'s (else every
    * host's that reported the period), with the `pending` fields of their large
-   * reports, and marks each period `zsetsGone` in the same MULTI (its slot):
-   * no script makes its zsets again; each other host's agent deletes its own
-   * in its own trim. So each period is swept once per Store:
+   * reports, after marking the period `zsetsGone`: no script makes its zsets
+   * again; each other host's agent deletes its own in its own trim. A sweep
+   * cut short is done again by the next call. So each period is swept once per Store:
    * the first call looks at every older period (zsets of a Redis written
    * before this setting, or by another agent with a larger one), later calls
    * only at those that fell out since.
@@ -419,10 +419,13 @@ export class Store {
       await Promise.all(
         batch.map(async (p) => {
           const n = Number(p);
+          // The mark first: no script writes the period's zsets after it, so every host that wrote some is in its
+          // reported set by now (APPLY adds the host in the same step).
+          await this.redis.set(K.zsetsGone(n), '1');
           const hosts = this.host !== undefined ? [this.host] : await this.redis.smembers(K.reported(n));
-          const tx = this.redis.multi();
+          const tx = this.redis.multi().unlink(...K.oldZsets(n)); // its own command: its own ACL selector
           if (hosts.length) tx.unlink(...hosts.flatMap((h) => [K.hostMsgs(n, h), K.hostBytes(n, h)])).hdel(K.pending(n), ...hosts);
-          return results(tx.set(K.zsetsGone(n), '1'), 'dropping the zsets of a period');
+          await results(tx, 'dropping the zsets of a period');
         }),
       );
       this.zsetsFrom = `(${batch[batch.length - 1]!}`;

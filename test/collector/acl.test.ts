@@ -127,6 +127,7 @@ test('an agent without --agents-trim deletes its own zsets of periods out of the
   const a1 = await as('vc-agent-a1');
   const store = new Store(a1, { zsetPeriods: 1, host: 'a1' }); // as the agent makes it
   await store.apply(report('a1', P + 2 * L, [['a1-vm>y', 1, 10]]));
+  await admin.zadd(K.oldZsets(P + L)[0]!, 1, 'a1-vm>y'); // an older version's all-hosts zset
   const before = await admin.zrange(K.periods, '0', '-1');
   assert.ok(before.length >= 2 && (await admin.exists(K.hostMsgs(P + 2 * L, 'a1'))) === 1);
   assert.equal(await admin.exists(K.hostMsgs(P + L, 'c1')), 1, "c1's zsets, from the test before");
@@ -137,6 +138,7 @@ test('an agent without --agents-trim deletes its own zsets of periods out of the
     assert.equal(await admin.exists(K.reported(Number(p))), 1, `period ${p}: kept`);
   }
   assert.equal(await admin.exists(K.hostMsgs(P + L, 'c1'), K.hostBytes(P + L, 'c1')), 2, "another host's zsets are its own agent's to delete");
+  assert.equal(await admin.exists(...K.oldZsets(P + L)), 0, "an older version's all-hosts zsets: deleted");
   assert.equal(await admin.zscore(K.hostMsgs(P + 5 * L, 'a1'), 'a1-vm>y'), '2');
 });
 

@@ -79,7 +79,11 @@ test('the zsets are kept for the newest zsetPeriods periods; older periods keep 
   }
   for (const p of periods) assert.equal(await periodZsets(r.redis, p), 2, `period ${p} has zsets while among the newest 3`);
 
+  const [oldMsgs, oldBytes] = K.oldZsets(periods[0]!);
+  await r.redis.zadd(oldMsgs!, 1, 'a1>b1'); // the all-hosts zsets of an older version
+  await r.redis.zadd(oldBytes!, 1, 'a1>b1');
   await store.trim(0);
+  assert.equal(await r.redis.exists(oldMsgs!, oldBytes!), 0, "an older version's all-hosts zsets go with the period's zsets");
   for (const [i, p] of periods.entries()) {
     assert.equal(await periodZsets(r.redis, p), i < 3 ? 0 : 2, `period ${i}: zsets ${i < 3 ? 'gone' : 'kept'}`);
     assert.equal((await hostPart(r.redis, p, 'a')).size, pairsOf('a', i).length, `period ${i}: its packed report is kept`);
