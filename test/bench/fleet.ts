@@ -46,7 +46,7 @@ const BUDGET_MIN = option('--budget-min') ?? 10;
 const cluster = flag('--cluster');
 /** The manager thread's heap limit in MiB (`--manager-heap-mb`; Node's default otherwise). */
 const MANAGER_HEAP_MB = option('--manager-heap-mb');
-/** The agents' agent.zsetPeriods (default: theirs, 10): `--zset-periods 0` publishes without the readable zsets. */
+/** The agents' agent.zsetPeriods (default: theirs, 5): `--zset-periods 0` publishes without the readable zsets. */
 const ZSET_PERIODS = option('--zset-periods');
 if (writeDocs && ZSET_PERIODS !== undefined) throw new Error("--write-docs writes the blocks with the agents' defaults: run --zset-periods without it");
 const sizes = args.filter((a, i) => /^\d+$/.test(a) && !['--periods', '--budget-min', '--zset-periods', '--manager-heap-mb'].includes(args[i - 1] ?? '')).map(Number);

@@ -219,7 +219,7 @@ async function main(): Promise<void> {
       `| the rest (what MEMORY USAGE leaves out of the above, keyspace, reported sets, meta, registry) | ${cell(before, 'other')} | ${cell(after, 'other')} | ${cell(fewer, 'other')} | |`,
       `| weighted / mean over ${RETENTION} periods, detail over 10 | ${qBefore.took.map((t) => t.toFixed(0)).join(' / ')} ms | ${qAfter.took.map((t) => t.toFixed(0)).join(' / ')} ms; answers identical: ${same ? 'yes' : 'NO'} | | identical |`,
       `| the trim that deleted the older zsets | | ${trimMs.toFixed(0)} ms | | |`,
-      `| publish one period (${HOSTS} hosts, ${Math.round(pairPeriods / kept.length).toLocaleString('en')} pairs), median | ${median(publishMs).toFixed(0)} ms, zsets summed in | | | |`,
+      `| publish one period (${HOSTS} hosts, ${Math.round(pairPeriods / kept.length).toLocaleString('en')} pairs), median | ${median(publishMs).toFixed(0)} ms, zsets written | | | |`,
     ];
     const block = [
       `${VMS.toLocaleString('en')} VMs on ${HOSTS} hosts, ${PEERS} peers each (${CHURN * 100} % replaced each period), ${PUBLISHED} periods published, ${RETENTION} kept: ` +
